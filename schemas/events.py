@@ -1,0 +1,193 @@
+"""Outbound events (contract section 3): CloudEvents 1.0 envelopes and their `data`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.inbound import ReturnReason
+from schemas.types import CurrencyCode, Identifier, Money, Timestamp
+
+EVENT_SOURCE = "aftersales"
+"""The CloudEvents `source` of everything this worker publishes."""
+
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c4a52-8d0b-5d3e-9a57-3c2b1e0f4a11")
+"""Namespace of the uuid5 event ids: fixed forever, or ids of old outcomes would change."""
+
+
+class Data(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Amount(Data):
+    amount: Money
+    currency: CurrencyCode
+
+
+class OrderCancelledData(Data):
+    by: Literal["buyer", "seller", "platform"]
+    reason: str
+    seller_fault: bool
+    refund: Amount | None
+
+
+class CancellationRequestedData(Data):
+    respond_by: Timestamp
+
+
+class CancellationAcceptedData(Data):
+    by: Literal["seller"]
+
+
+class CancellationAutoAcceptedData(Data):
+    deadline: Timestamp
+
+
+class CancellationRejectedData(Data):
+    by: Literal["seller", "system"]
+    reason: str
+
+
+class ReturnRequestedData(Data):
+    request_id: Identifier
+    kind: Literal["refund_only", "return_and_refund"]
+    method: Literal["drop_off", "self_arrange"] | None
+    reason: ReturnReason
+    respond_by: Timestamp
+
+
+class ReturnApprovedData(Data):
+    request_id: Identifier
+    by: Literal["seller", "platform"]
+
+
+class ReturnAutoApprovedData(Data):
+    request_id: Identifier
+    deadline: Timestamp
+
+
+class ReturnRejectedData(Data):
+    request_id: Identifier
+    reason: str
+    can_resubmit: bool
+    can_appeal: bool
+
+
+class ReturnLabelGeneratedData(Data):
+    request_id: Identifier
+    carrier: str
+    tracking_number: str
+    qr_content: str
+    qr_png_uri: str
+    pdf_uri: str
+    cost: Amount
+    payer: Literal["buyer", "seller"]
+    valid_until: Timestamp
+
+
+class ReturnLabelEmailRequestedData(Data):
+    request_id: Identifier
+    email: str
+    pdf_uri: str
+
+
+class ReturnClosedData(Data):
+    request_id: Identifier
+    reason: Literal[
+        "tracking_not_submitted", "label_expired", "rejected_final", "arbitration_rejected"
+    ]
+
+
+class RefundBreakdown(Data):
+    items: Money
+    shipping_fee: Money
+    return_shipping_deduction: Money
+
+
+class RefundInitiatedData(Data):
+    request_id: Identifier | None
+    amount: Money
+    currency: CurrencyCode
+    breakdown: RefundBreakdown
+
+
+class ActionRejectedData(Data):
+    message_id: str
+    type: str
+    code: str
+    detail: str
+
+
+EVENT_DATA: dict[str, type[Data]] = {
+    "order.cancelled": OrderCancelledData,
+    "cancellation.requested": CancellationRequestedData,
+    "cancellation.accepted": CancellationAcceptedData,
+    "cancellation.auto_accepted": CancellationAutoAcceptedData,
+    "cancellation.rejected": CancellationRejectedData,
+    "return.requested": ReturnRequestedData,
+    "return.approved": ReturnApprovedData,
+    "return.auto_approved": ReturnAutoApprovedData,
+    "return.rejected": ReturnRejectedData,
+    "return.label_generated": ReturnLabelGeneratedData,
+    "return.label_email_requested": ReturnLabelEmailRequestedData,
+    "return.closed": ReturnClosedData,
+    "refund.initiated": RefundInitiatedData,
+    "action.rejected": ActionRejectedData,
+}
+"""Every outbound event type of the contract and the model of its `data`."""
+
+EventType = Literal[
+    "order.cancelled",
+    "cancellation.requested",
+    "cancellation.accepted",
+    "cancellation.auto_accepted",
+    "cancellation.rejected",
+    "return.requested",
+    "return.approved",
+    "return.auto_approved",
+    "return.rejected",
+    "return.label_generated",
+    "return.label_email_requested",
+    "return.closed",
+    "refund.initiated",
+    "action.rejected",
+]
+
+
+class CloudEvent(BaseModel):
+    """A CloudEvents 1.0 structured-mode JSON body."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: Annotated[str, Field(min_length=1)]
+    source: Literal["aftersales"] = EVENT_SOURCE
+    type: EventType
+    subject: Identifier
+    time: Timestamp
+    datacontenttype: Literal["application/json"] = "application/json"
+    data: dict[str, Any]
+
+
+def event_id(cause: str, event_type: str) -> str:
+    """Deterministic id of one logical outcome: the same cause gives the same id."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{cause}|{event_type}"))
+
+
+def build_event(
+    event_type: str, subject: str, time: datetime, data: Data, cause: str
+) -> CloudEvent:
+    """Wrap validated `data` in its envelope; `cause` is what makes the outcome unique."""
+    expected = EVENT_DATA[event_type]
+    if not isinstance(data, expected):
+        raise TypeError(f"{event_type} carries {expected.__name__}, not {type(data).__name__}")
+    return CloudEvent(
+        id=event_id(cause, event_type),
+        type=event_type,  # type: ignore[arg-type]
+        subject=subject,
+        time=time,
+        data=data.model_dump(mode="json"),
+    )

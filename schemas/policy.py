@@ -1,0 +1,233 @@
+"""The policy file (contract section 5): marketplace rules with their default numbers.
+
+Loading and merging live here as pure functions over dicts; reading the file is the
+shell's job (worker/settings.py).
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from datetime import timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from schemas.types import Money
+
+# ISO 8601 durations of days and smaller units. Years and months are refused: "P1M" has
+# no fixed length, and a deadline must have one.
+_DURATION_RE = re.compile(
+    r"^P(?!$)(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def parse_duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not an ISO 8601 duration such as \"PT48H\" or \"P14D\"")
+    match = _DURATION_RE.match(value)
+    if not match:
+        raise ValueError(
+            f"{value!r} is not an ISO 8601 duration in weeks, days, hours, minutes or seconds "
+            "(such as \"PT48H\" or \"P14D\"; months and years have no fixed length)"
+        )
+    parts = {k: float(v) for k, v in match.groupdict().items() if v is not None}
+    result = timedelta(**parts)
+    if result <= timedelta(0):
+        raise ValueError(f"{value!r} must be longer than zero")
+    return result
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = "P" + (f"{days}D" if days else "")
+    time = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
+    time += f"{secs}S" if secs else ""
+    return text + ("T" + time if time else "") if (days or time) else "PT0S"
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+UNTIL_READY_TO_SHIP = "until_ready_to_ship"
+"""Seller option: a cancellation request stays open until the order is ready to ship."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Rate(Strict):
+    up_to_kg: Annotated[Decimal, Field(gt=0)]
+    price: Money
+
+
+class DropOffPolicy(Strict):
+    carrier: Annotated[str, Field(min_length=1, max_length=64)] = "Drop-off"
+    max_weight_kg: Annotated[Decimal, Field(gt=0)] | None = None
+    max_perimeter_cm: Annotated[Decimal, Field(gt=0)] | None = None
+    max_value: Money | None = None
+    rates: list[Rate] = Field(default_factory=list)
+
+    @field_validator("rates")
+    @classmethod
+    def _ascending(cls, rates: list[Rate]) -> list[Rate]:
+        limits = [rate.up_to_kg for rate in rates]
+        if limits != sorted(limits) or len(set(limits)) != len(limits):
+            raise ValueError("rates must be in strictly ascending order of up_to_kg")
+        return rates
+
+
+class SellerPolicy(Strict):
+    """Per-seller overrides inside a marketplace."""
+
+    cancel_response_window: Duration | Literal["until_ready_to_ship"] | None = None
+
+
+class MarketplacePolicy(Strict):
+    timezone: str = "UTC"
+    holidays: str | None = None
+    free_cancel_window: Duration = timedelta(hours=1)
+    cancel_response_window: Duration = timedelta(hours=48)
+    unpaid_cancel_after: Duration = timedelta(hours=48)
+    return_window: Duration = timedelta(days=14)
+    return_response_window: Duration = timedelta(hours=48)
+    return_response_calendar: Literal["business", "calendar"] = "calendar"
+    resubmit_window: Duration = timedelta(hours=48)
+    self_arrange_tracking_window: Duration = timedelta(days=5)
+    label_validity: Duration = timedelta(days=14)
+    receipt_confirm_window: Duration = timedelta(days=8)
+    drop_off: DropOffPolicy = Field(default_factory=DropOffPolicy)
+    sellers: dict[str, SellerPolicy] = Field(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA timezone {value!r}") from exc
+        return value
+
+    @field_validator("holidays")
+    @classmethod
+    def _known_holidays(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        import holidays as holidays_lib  # pure library, imported lazily: it is large
+
+        country, _, subdivision = value.partition("-")
+        try:
+            holidays_lib.country_holidays(country, subdiv=subdivision or None, years=2026)
+        except NotImplementedError as exc:
+            raise ValueError(f"no public holidays are known for {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _business_needs_calendar(self) -> MarketplacePolicy:
+        return self
+
+    def cancel_response_for(self, seller_id: str) -> timedelta | Literal["until_ready_to_ship"]:
+        """The seller's own answer window for cancellations, or the marketplace's."""
+        seller = self.sellers.get(seller_id)
+        if seller is not None and seller.cancel_response_window is not None:
+            return seller.cancel_response_window
+        return self.cancel_response_window
+
+
+class PolicySet(Strict):
+    default: MarketplacePolicy = Field(default_factory=MarketplacePolicy)
+    marketplaces: dict[str, MarketplacePolicy] = Field(default_factory=dict)
+
+    def for_marketplace(self, marketplace: str) -> MarketplacePolicy:
+        return self.marketplaces.get(marketplace, self.default)
+
+
+BUILT_IN_MARKETPLACES: dict[str, dict[str, Any]] = {
+    "UK": {
+        "timezone": "Europe/London",
+        "holidays": "GB-ENG",
+        "free_cancel_window": "PT1H",
+        "cancel_response_window": "PT48H",
+        "unpaid_cancel_after": "PT48H",
+        "return_window": "P30D",
+        "return_response_window": "PT48H",
+        "return_response_calendar": "business",
+        "resubmit_window": "PT48H",
+        "self_arrange_tracking_window": "P5D",
+        "label_validity": "P14D",
+        "receipt_confirm_window": "P8D",
+        "drop_off": {
+            "carrier": "Evri",
+            "max_weight_kg": 15,
+            "max_perimeter_cm": 245,
+            "max_value": "1500",
+            "rates": [
+                {"up_to_kg": 2, "price": "2.99"},
+                {"up_to_kg": 5, "price": "4.49"},
+                {"up_to_kg": 15, "price": "6.99"},
+            ],
+        },
+    }
+}
+"""Contract section 5's built-in `UK` section; every other marketplace starts from defaults."""
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; the message names the key and the problem."""
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "sellers":
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def build_policy(document: dict[str, Any] | None = None) -> PolicySet:
+    """The built-in policy, overridden by a parsed policy file `document` (may be None)."""
+    document = document or {}
+    unknown = sorted(set(document) - {"marketplaces"})
+    if unknown:
+        raise PolicyError(f"unknown top-level key(s) {', '.join(unknown)}; expected [marketplaces]")
+    given = document.get("marketplaces", {})
+    if not isinstance(given, dict):
+        raise PolicyError("marketplaces must be a table of [marketplaces.<CODE>] sections")
+    raw = {code: dict(section) for code, section in BUILT_IN_MARKETPLACES.items()}
+    for code, section in given.items():
+        if not isinstance(section, dict):
+            raise PolicyError(f"marketplaces.{code} must be a table")
+        raw[code] = _merge(raw.get(code, {}), section)
+    marketplaces: dict[str, MarketplacePolicy] = {}
+    for code, section in raw.items():
+        try:
+            marketplaces[code] = MarketplacePolicy.model_validate(section)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"marketplaces.{code}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise PolicyError(problems) from None
+    return PolicySet(marketplaces=marketplaces)

@@ -1,0 +1,187 @@
+"""Order state, deadlines and decisions: immutable values passed through the rules."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.events import Data
+from schemas.inbound import ItemSelection, OrderItem, Parcel, ReturnReason
+from schemas.policy import MarketplacePolicy
+
+
+class Value(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+DeadlineKind = Literal[
+    "unpaid_expiry",  # rule 5: unpaid prepaid order cancelled by the platform
+    "cancel_response",  # rule 3: seller's 48 h to answer a cancellation request
+    "return_response",  # rules 6-7: seller's window to answer a return request
+    "resubmit",  # rule 8: 48 h to resubmit or appeal after a rejection
+    "tracking",  # rule 10: 5 days to submit self-arranged tracking
+    "label_validity",  # rule 9: drop-off label valid for 14 days
+    "receipt_confirm",  # rule 12: automatic refund 8 days after drop-off / tracking
+    "hold",  # out-of-order: a parked message dead-letters if its fact never comes
+]
+
+
+class Deadline(Value):
+    """A timed rule waiting to fire. `id` is unique within its order."""
+
+    kind: DeadlineKind
+    ref: str = ""  # request id, parked message id, or "" for order-level deadlines
+    due_at: datetime
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}:{self.ref}"
+
+
+class DeadlineFired(Value):
+    """Input to decide(): the schedule says `deadline` is due."""
+
+    type: Literal["deadline.fired"] = "deadline.fired"
+    order_id: str
+    deadline: Deadline
+
+
+class LabelGenerated(Value):
+    """Input to decide(): the label task made the files for a drop-off return."""
+
+    type: Literal["label.generated"] = "label.generated"
+    order_id: str
+    request_id: str
+    tracking_number: str
+    qr_content: str
+    qr_png_uri: str
+    pdf_uri: str
+
+
+class OrderFacts(Value):
+    """What `order.placed` said, kept for the order's life."""
+
+    marketplace: str
+    seller_id: str
+    buyer_id: str
+    payment_method: Literal["prepaid", "cod"]
+    pricing: Literal["regular", "subsidized"]
+    payment_due_at: datetime | None
+    currency: str
+    shipping_fee: Decimal
+    items: tuple[OrderItem, ...]
+    placed_at: datetime
+
+
+class Cancellation(Value):
+    by: Literal["buyer", "seller", "platform"]
+    reason: str
+    at: datetime
+    seller_fault: bool
+    refund: Decimal | None
+
+
+class CancelRequest(Value):
+    status: Literal["open", "accepted", "auto_accepted", "rejected"]
+    reason: str
+    requested_at: datetime
+    respond_by: datetime | None  # None: open until ready-to-ship (seller's choice)
+    message_id: str
+
+
+class Label(Value):
+    tracking_number: str
+    qr_content: str
+    qr_png_uri: str
+    pdf_uri: str
+
+
+class ReturnRequest(Value):
+    request_id: str
+    status: Literal[
+        "requested",  # waiting for the seller
+        "approved",  # waiting for the parcel (or refunded at once for refund_only)
+        "rejected",  # may be resubmitted or appealed until its resubmit deadline
+        "appealed",  # waiting for platform.arbitration_decided
+        "refunded",  # terminal
+        "closed",  # terminal (return.closed with a reason)
+        "superseded",  # terminal: a resubmission replaced it
+    ]
+    kind: Literal["refund_only", "return_and_refund"]
+    reason: ReturnReason
+    method: Literal["drop_off", "self_arrange"] | None
+    items: tuple[ItemSelection, ...]
+    parcel: Parcel | None
+    attempt: int = 1  # 1 for the first request, 2 for the resubmission
+    previous_request_id: str | None = None
+    requested_at: datetime
+    respond_by: datetime
+    approved_at: datetime | None = None
+    approved_by: Literal["seller", "platform", "timer"] | None = None
+    return_cost: Decimal = Decimal("0")
+    payer: Literal["buyer", "seller"] = "seller"
+    label: Label | None = None
+    tracking_number: str | None = None
+    shipped_back_at: datetime | None = None  # drop-off scan or tracking submitted
+    closed_reason: str | None = None
+    refund: Decimal | None = None
+
+
+class ParkedMessage(Value):
+    """A valid message waiting for an earlier fact (out-of-order arrival)."""
+
+    message: dict[str, Any]  # the validated message, JSON mode, re-read with ANY_MESSAGE
+    task: str
+    occurred_at: datetime
+    parked_at: datetime
+    waiting_for: str  # human-readable: what fact it needs
+
+
+class OrderState(Value):
+    order_id: str
+    order: OrderFacts | None = None
+    policy: MarketplacePolicy | None = None  # terms at the time of purchase
+    paid_at: datetime | None = None
+    ready_to_ship_at: datetime | None = None
+    shipped_at: datetime | None = None
+    delivered_at: datetime | None = None
+    cancellation: Cancellation | None = None
+    cancel_request: CancelRequest | None = None
+    returns: dict[str, ReturnRequest] = Field(default_factory=dict)
+    refunded_total: Decimal = Decimal("0")
+    parked: tuple[ParkedMessage, ...] = ()
+    deadlines: dict[str, Deadline] = Field(default_factory=dict)
+
+
+class EventOut(Value):
+    """An outcome to publish: the service wraps it in a CloudEvent."""
+
+    type: str
+    data: Data
+    time: datetime  # event time of the outcome (cause's occurred_at or deadline due)
+    cause: str  # unique per logical outcome; the CloudEvent id is derived from it
+
+
+class DeadLetter(Value):
+    """A parked message whose fact never came: it goes to the dead-letter queue."""
+
+    message: dict[str, Any]
+    task: str
+    reason: str
+
+
+class LabelJob(Value):
+    """A drop-off return was approved: the label task must make its files."""
+
+    request_id: str
+
+
+class Decision(Value):
+    state: OrderState
+    events: tuple[EventOut, ...] = ()
+    dead_letters: tuple[DeadLetter, ...] = ()
+    label_jobs: tuple[LabelJob, ...] = ()
+    applied: bool = True  # False: the input was parked, not applied
