@@ -120,3 +120,8 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 def format_timestamp(value: datetime) -> str:
     """RFC 3339 in UTC with a Z suffix, as every outbound timestamp is written."""
     return _format_timestamp(value)
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """Parse an RFC 3339 timestamp with offset into an aware UTC datetime (ValueError if not)."""
+    return _parse_timestamp(value)

@@ -1,0 +1,107 @@
+"""Deadline firing (`aftersales.deadline`) and the beat tick (`aftersales.tick`)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from celery import Task
+
+from schemas.types import format_timestamp, parse_timestamp
+from tasks.errors import TRANSIENT, backoff
+from worker import runtime, topology
+from worker.app import app
+from worker.backlog import BARRIER, Gate, queue_keys
+from worker.logging import bind, get_logger
+from worker.rules.state import Deadline
+from worker.settings import get_settings
+
+log = get_logger("aftersales.deadlines")
+
+TASK_ID_NAMESPACE = uuid.UUID("2d0b9a4e-5c1f-5e8a-8f3b-0a7c6e4d2b19")
+WAIT_RETRY = 0.25
+"""Seconds between checks while an earlier message of the order is still in flight: a
+message takes milliseconds to commit, so this bounds the extra lateness it causes."""
+ARM_BATCH = 20_000
+"""Deadlines armed per tick at most; the rest wait for the next tick (one second)."""
+SWEEP_BATCH = 5_000
+OUTBOX_RELAY_AFTER = timedelta(seconds=5)
+"""An outbox entry not confirmed this long after its commit is published again."""
+
+
+def inbound_depth() -> int:
+    pipe = runtime.redis_client().pipeline(transaction=False)
+    for key in queue_keys(topology.INBOUND):
+        pipe.llen(key)
+    return sum(int(n) for n in pipe.execute())
+
+
+def _gate(order_id: str, after_barrier: bool) -> Any:
+    settings = get_settings()
+    gate = Gate(
+        inflight=runtime.store().inflight,
+        inbound_depth=inbound_depth,
+        stale_after=settings.visibility_timeout * 2,
+        clock=runtime.utcnow,
+    )
+    return lambda deadline: gate(order_id, deadline, after_barrier)
+
+
+@app.task(name="aftersales.deadline", bind=True, max_retries=None)
+def fire_deadline(
+    self: Task,
+    order_id: str,
+    deadline_id: str,
+    due_at: str | None = None,
+    barrier: bool = False,
+) -> str:
+    """Fire one deadline of one order. `barrier` is set once it has passed the inbound queue."""
+    bind(order_id=order_id, deadline_id=deadline_id)
+    due = parse_timestamp(due_at) if due_at else None
+    try:
+        outcome = runtime.service().fire_deadline(
+            order_id, deadline_id, due, gate=_gate(order_id, after_barrier=barrier)
+        )
+    except TRANSIENT as exc:
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+    if outcome.status == "waiting":
+        # Through the tail of the inbound queue first, then re-checked from the deadlines queue.
+        queue = topology.INBOUND if outcome.detail == BARRIER else topology.DEADLINES
+        countdown = None if outcome.detail == BARRIER else WAIT_RETRY
+        fire_deadline.apply_async(
+            (order_id, deadline_id, due_at, True), queue=queue, countdown=countdown
+        )
+    elif outcome.status == "applied":
+        log.info("deadline fired", events=list(outcome.events))
+    return outcome.status if not outcome.detail else f"{outcome.status}:{outcome.detail}"
+
+
+def send_deadline(order_id: str, deadline_id: str, due: Any | None) -> None:
+    due_text = format_timestamp(due) if due is not None else None
+    task_id = str(uuid.uuid5(TASK_ID_NAMESPACE, f"{order_id}|{deadline_id}|{due_text}"))
+    fire_deadline.apply_async(
+        (order_id, deadline_id, due_text), eta=due, task_id=task_id, queue=topology.DEADLINES
+    )
+
+
+@app.task(name="aftersales.tick", ignore_result=True)
+def tick() -> dict[str, int]:
+    """Arm deadlines entering the horizon, re-send overdue ones, relay the outbox."""
+    settings = get_settings()
+    store, now = runtime.store(), runtime.utcnow()
+    grace = max(2.0, 2 * settings.sweep_interval.total_seconds())
+    armed = store.arm_due(now + settings.deadline_horizon, ARM_BATCH, recheck_after=grace)
+    for order_id, deadline_id, due in armed:
+        send_deadline(order_id, deadline_id, due)
+    overdue = store.overdue_armed(now, retry_after=grace, limit=SWEEP_BATCH)
+    for order_id, deadline_id in overdue:
+        send_deadline(order_id, deadline_id, None)
+    stale = store.stale_outbox(now - OUTBOX_RELAY_AFTER, limit=1000)
+    left = runtime.service().publish_entries(stale) if stale else 0
+    if overdue or stale:
+        log.info("sweep", armed=len(armed), overdue=len(overdue), relayed=len(stale) - left)
+    return {"armed": len(armed), "overdue": len(overdue), "relayed": len(stale) - left}
+
+
+__all__ = ["Deadline", "fire_deadline", "send_deadline", "tick"]

@@ -1,0 +1,91 @@
+"""The five inbound tasks of the contract (section 2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+from pydantic import ValidationError
+
+from schemas.inbound import TYPES_BY_TASK, parse_message
+from tasks.errors import TRANSIENT, backoff
+from worker import runtime, topology
+from worker.app import app
+from worker.backlog import message_facts
+from worker.logging import bind, get_logger
+
+log = get_logger("aftersales.tasks")
+
+
+def _validation_detail(task_name: str, body: Any, errors: list[Any]) -> str:
+    kind = body.get("type") if isinstance(body, dict) else None
+    for other, types in TYPES_BY_TASK.items():
+        if kind in types and other != task_name:
+            return f"message type {kind!r} belongs to task {other!r}, not {task_name!r}"
+    # Built from locations and messages only: input values may hold personal data.
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'message'}: {error['msg']}"
+        for error in errors
+    )
+
+
+def handle_inbound(task: Task, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    task_id = task.request.id or ""
+    facts = message_facts(args)
+    if facts:
+        bind(order_id=facts[0])
+    if len(args) != 1 or kwargs:
+        original = {"args": list(args), "kwargs": kwargs}
+        error = f"{task_name} takes exactly one positional argument, the message object"
+        runtime.dead_letter(task_name, original, error, "invalid_message")
+        _clear_inflight(facts, task_id)
+        return "dead_lettered"
+    body = args[0]
+    try:
+        message = parse_message(task_name, body, now=runtime.utcnow())
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        detail = _validation_detail(task_name, body, errors)
+        log.warning("invalid message dead-lettered", error_count=len(errors))
+        runtime.dead_letter(task_name, body, detail, "invalid_message", errors=errors)
+        _clear_inflight(facts, task_id)
+        return "dead_lettered"
+    bind(order_id=message.order_id, message_id=message.message_id, message_type=message.type)
+    outcome = runtime.service().handle_message(message, task_id)
+    _clear_inflight(facts, task_id)
+    for event_type in outcome.events:
+        log.info("event published", event_type=event_type)
+    log.info("message handled", status=outcome.status, version=outcome.version)
+    return outcome.status
+
+
+def _clear_inflight(facts: tuple[str, Any] | None, task_id: str) -> None:
+    if facts and task_id:
+        runtime.store().clear_inflight(facts[0], task_id)
+
+
+def _make_task(task_name: str) -> Task:
+    def run(self: Task, *args: Any, **kwargs: Any) -> str:
+        try:
+            return handle_inbound(self, task_name, args, kwargs)
+        except TRANSIENT as exc:
+            # Redis or the broker is away: the message waits and comes back; not lost.
+            log.warning("transient failure, will retry", error=str(exc))
+            raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+
+    run.__name__ = task_name.rsplit(".", 1)[1]
+    return app.task(  # type: ignore[no-any-return]
+        run,
+        name=task_name,
+        bind=True,
+        max_retries=None,  # transient failures only: never give up on a valid message
+        Request="worker.redaction:RedactedRequest",
+    )
+
+
+INBOUND = {name: _make_task(name) for name in topology.INBOUND_TASKS}
+order_event = INBOUND["aftersales.order_event"]
+buyer_action = INBOUND["aftersales.buyer_action"]
+seller_action = INBOUND["aftersales.seller_action"]
+carrier_event = INBOUND["aftersales.carrier_event"]
+platform_action = INBOUND["aftersales.platform_action"]

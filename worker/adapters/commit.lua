@@ -1,0 +1,51 @@
+-- One atomic commit of an order: state + message id seen + deadlines + outbox + timeline.
+-- KEYS: 1 state hash, 2 seen set, 3 schedule zset, 4 armed zset, 5 outbox pending zset,
+--       6 outbox entries hash, 7 inflight hash, 8 timeline list
+-- ARGV: 1 expected version, 2 state JSON, 3 message id or "", 4 inflight task id or "",
+--       5 now (epoch seconds), 6 timeline cap, then counted groups:
+--       n, (member, score) * n   deadlines to add or move (un-armed, re-scheduled)
+--       n, member * n            deadlines to remove
+--       n, (id, json) * n        outbox entries
+--       n, line * n              timeline lines
+local message_id = ARGV[3]
+local task_id = ARGV[4]
+if message_id ~= "" and redis.call("SISMEMBER", KEYS[2], message_id) == 1 then
+  if task_id ~= "" then redis.call("HDEL", KEYS[7], task_id) end
+  return {"duplicate", 0}
+end
+local current = tonumber(redis.call("HGET", KEYS[1], "version") or "0")
+if current ~= tonumber(ARGV[1]) then
+  return {"conflict", current}
+end
+local version = current + 1
+redis.call("HSET", KEYS[1], "state", ARGV[2], "version", version)
+if message_id ~= "" then redis.call("SADD", KEYS[2], message_id) end
+if task_id ~= "" then redis.call("HDEL", KEYS[7], task_id) end
+local i = 7
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  redis.call("ZREM", KEYS[4], ARGV[i])
+  redis.call("ZADD", KEYS[3], ARGV[i + 1], ARGV[i])
+  i = i + 2
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  redis.call("ZREM", KEYS[3], ARGV[i])
+  redis.call("ZREM", KEYS[4], ARGV[i])
+  i = i + 1
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  redis.call("HSET", KEYS[6], ARGV[i], ARGV[i + 1])
+  redis.call("ZADD", KEYS[5], ARGV[5], ARGV[i])
+  i = i + 2
+end
+n = tonumber(ARGV[i]); i = i + 1
+if n > 0 then
+  for _ = 1, n do
+    redis.call("RPUSH", KEYS[8], ARGV[i])
+    i = i + 1
+  end
+  redis.call("LTRIM", KEYS[8], -tonumber(ARGV[6]), -1)
+end
+return {"ok", version}

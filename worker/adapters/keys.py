@@ -1,0 +1,59 @@
+"""Every Redis key this worker uses, in one place (as arq does).
+
+Per-order keys share the hash tag `{order_id}` so that one order's state can move to
+Redis Cluster as a unit. The schedule and outbox indexes are global by nature.
+"""
+
+from __future__ import annotations
+
+import json
+
+PREFIX = "aftersales"
+
+
+def order_state(order_id: str) -> str:
+    """Hash: `state` (JSON OrderState) and `version` (int, optimistic concurrency)."""
+    return f"{PREFIX}:order:{{{order_id}}}"
+
+
+def seen_messages(order_id: str) -> str:
+    """Set of message ids already applied (or parked) to the order: idempotency."""
+    return f"{PREFIX}:seen:{{{order_id}}}"
+
+
+def inflight(order_id: str) -> str:
+    """Hash task_id -> "occurred_epoch received_epoch" of inbound messages taken from the
+    queue but not yet committed: the backlog a deadline must not overtake."""
+    return f"{PREFIX}:inflight:{{{order_id}}}"
+
+
+def timeline(order_id: str) -> str:
+    """List of JSON lines: what happened to the order, for the `order` CLI command."""
+    return f"{PREFIX}:timeline:{{{order_id}}}"
+
+
+SCHEDULE = f"{PREFIX}:deadlines"
+"""Sorted set: member deadline_member(order, id), score due epoch. Deadlines not yet armed."""
+
+ARMED = f"{PREFIX}:deadlines:armed"
+"""Sorted set of deadlines whose ETA task was sent, score due epoch; swept when overdue."""
+
+FIRED_LATENESS = f"{PREFIX}:deadlines:lateness"
+"""List of recent firing lateness values in milliseconds (capped), for the metric."""
+
+OUTBOX_PENDING = f"{PREFIX}:outbox:pending"
+"""Sorted set of outbox entry ids not yet confirmed published, score commit epoch."""
+
+OUTBOX_ENTRIES = f"{PREFIX}:outbox:entries"
+"""Hash entry id -> JSON {kind, ...}: events to publish, dead letters, tasks to send."""
+
+
+
+def deadline_member(order_id: str, deadline_id: str) -> str:
+    """Unambiguous member for an (order, deadline) pair; ids may contain any character."""
+    return json.dumps([order_id, deadline_id], separators=(",", ":"))
+
+
+def parse_deadline_member(member: str | bytes) -> tuple[str, str]:
+    order_id, deadline_id = json.loads(member)
+    return str(order_id), str(deadline_id)

@@ -1,0 +1,194 @@
+"""Redis adapter: order state, idempotency, deadlines schedule, outbox and in-flight index.
+
+Every change to an order goes through one Lua script (commit.lua), so the state, the
+message id, the deadlines and the outbox entries are written together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any, Literal
+
+import redis
+
+from worker.adapters import keys
+from worker.rules.state import Deadline, OrderState
+
+TIMELINE_CAP = 500
+"""Lines of timeline kept per order: enough for any real order's life, bounded for abuse."""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    state: OrderState | None
+    version: int
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    status: Literal["ok", "conflict", "duplicate"]
+    version: int
+
+
+@dataclass(frozen=True)
+class Commit:
+    """Everything one decision writes, besides the state itself."""
+
+    order_id: str
+    expected_version: int
+    state: OrderState
+    message_id: str = ""
+    inflight_task_id: str = ""
+    schedule: tuple[Deadline, ...] = ()  # added or moved deadlines
+    unschedule: tuple[str, ...] = ()  # deadline ids no longer current
+    outbox: tuple[tuple[str, dict[str, Any]], ...] = ()  # (entry id, entry)
+    timeline: tuple[dict[str, Any], ...] = ()
+
+
+def _script(name: str) -> str:
+    return resources.files("worker.adapters").joinpath(name).read_text()
+
+
+def epoch(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def from_epoch(value: float) -> datetime:
+    return datetime.fromtimestamp(value, tz=UTC)
+
+
+class RedisStore:
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._commit = client.register_script(_script("commit.lua"))
+        self._arm = client.register_script(_script("arm.lua"))
+        self._sweep = client.register_script(_script("sweep.lua"))
+
+    # --- orders --------------------------------------------------------------------------
+
+    def load(self, order_id: str) -> Loaded:
+        raw, version = self.client.hmget(keys.order_state(order_id), ["state", "version"])
+        if raw is None:
+            return Loaded(None, 0)
+        return Loaded(OrderState.model_validate_json(raw), int(version or 0))
+
+    def is_seen(self, order_id: str, message_id: str) -> bool:
+        return bool(self.client.sismember(keys.seen_messages(order_id), message_id))
+
+    def commit(self, commit: Commit, now: datetime) -> CommitResult:
+        oid = commit.order_id
+        args: list[Any] = [
+            commit.expected_version,
+            commit.state.model_dump_json(),
+            commit.message_id,
+            commit.inflight_task_id,
+            epoch(now),
+            TIMELINE_CAP,
+            len(commit.schedule),
+        ]
+        for deadline in commit.schedule:
+            args += [keys.deadline_member(oid, deadline.id), epoch(deadline.due_at)]
+        args.append(len(commit.unschedule))
+        args += [keys.deadline_member(oid, deadline_id) for deadline_id in commit.unschedule]
+        args.append(len(commit.outbox))
+        for entry_id, entry in commit.outbox:
+            args += [entry_id, json.dumps(entry, separators=(",", ":"))]
+        args.append(len(commit.timeline))
+        args += [json.dumps(line, separators=(",", ":"), default=str) for line in commit.timeline]
+        status, version = self._commit(
+            keys=[
+                keys.order_state(oid),
+                keys.seen_messages(oid),
+                keys.SCHEDULE,
+                keys.ARMED,
+                keys.OUTBOX_PENDING,
+                keys.OUTBOX_ENTRIES,
+                keys.inflight(oid),
+                keys.timeline(oid),
+            ],
+            args=args,
+        )
+        return CommitResult(status.decode() if isinstance(status, bytes) else status, int(version))
+
+    def timeline(self, order_id: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.client.lrange(keys.timeline(order_id), 0, -1)]
+
+    # --- in-flight inbound messages (backlog safety) ---------------------------------------
+
+    def mark_inflight(
+        self, order_id: str, task_id: str, occurred_at: datetime, received_at: datetime
+    ) -> None:
+        value = f"{epoch(occurred_at)} {epoch(received_at)}"
+        self.client.hset(keys.inflight(order_id), task_id, value)
+
+    def clear_inflight(self, order_id: str, task_id: str) -> None:
+        self.client.hdel(keys.inflight(order_id), task_id)
+
+    def inflight(self, order_id: str) -> dict[str, tuple[datetime, datetime]]:
+        entries: dict[str, tuple[datetime, datetime]] = {}
+        for task_id, value in self.client.hgetall(keys.inflight(order_id)).items():
+            occurred, received = (float(part) for part in value.split())
+            entries[task_id.decode()] = (from_epoch(occurred), from_epoch(received))
+        return entries
+
+    # --- deadline schedule -----------------------------------------------------------------
+
+    def arm_due(self, until: datetime, limit: int, recheck_after: float) -> list[tuple[str, str, datetime]]:
+        """Move deadlines due before `until` to the armed set; returns (order, id, due)."""
+        flat = self._arm(keys=[keys.SCHEDULE, keys.ARMED], args=[epoch(until), limit, recheck_after])
+        return [
+            (*keys.parse_deadline_member(flat[i]), from_epoch(float(flat[i + 1])))
+            for i in range(0, len(flat), 2)
+        ]
+
+    def overdue_armed(self, now: datetime, retry_after: float, limit: int) -> list[tuple[str, str]]:
+        """Armed deadlines that should have fired by now; their next re-check is pushed back."""
+        flat = self._sweep(keys=[keys.ARMED], args=[epoch(now), retry_after, limit])
+        return [keys.parse_deadline_member(flat[i]) for i in range(0, len(flat), 2)]
+
+    def next_deadlines(self, count: int) -> list[tuple[str, str, datetime | None, str]]:
+        """The next `count` pending deadlines overall: (order, id, due or None, where)."""
+        rows: list[tuple[str, str, datetime | None, str]] = []
+        for member, score in self.client.zrange(keys.SCHEDULE, 0, count - 1, withscores=True):
+            rows.append((*keys.parse_deadline_member(member), from_epoch(score), "scheduled"))
+        for member, _ in self.client.zrange(keys.ARMED, 0, count - 1, withscores=True):
+            rows.append((*keys.parse_deadline_member(member), None, "armed"))
+        return rows
+
+    def schedule_size(self) -> tuple[int, int]:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zcard(keys.SCHEDULE)
+        pipe.zcard(keys.ARMED)
+        scheduled, armed = pipe.execute()
+        return int(scheduled), int(armed)
+
+    def record_lateness(self, millis: float) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.lpush(keys.FIRED_LATENESS, round(millis, 1))
+        pipe.ltrim(keys.FIRED_LATENESS, 0, 9999)
+        pipe.execute()
+
+    # --- outbox --------------------------------------------------------------------------
+
+    def confirm_published(self, entry_ids: list[str]) -> None:
+        if not entry_ids:
+            return
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zrem(keys.OUTBOX_PENDING, *entry_ids)
+        pipe.hdel(keys.OUTBOX_ENTRIES, *entry_ids)
+        pipe.execute()
+
+    def stale_outbox(self, older_than: datetime, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        ids = self.client.zrangebyscore(keys.OUTBOX_PENDING, "-inf", epoch(older_than), 0, limit)
+        if not ids:
+            return []
+        raw = self.client.hmget(keys.OUTBOX_ENTRIES, ids)
+        entries = []
+        for entry_id, body in zip(ids, raw, strict=True):
+            if body is None:  # confirmed between the two reads
+                continue
+            entries.append((entry_id.decode(), json.loads(body)))
+        return entries

@@ -1,0 +1,90 @@
+"""The Celery app: `celery -A worker worker|beat|flower` finds `app` here.
+
+JSON only, late acks with rejection on worker loss, task events on for Flower, the
+contract's queues and exchanges declared at start-up, and the beat tick that drives the
+durable deadline schedule and the outbox relay.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, bootsteps
+from celery.signals import worker_init
+
+from worker import topology
+from worker.logging import setup_logging
+from worker.settings import get_settings
+
+settings = get_settings()
+setup_logging()
+
+app = Celery("aftersales", broker=settings.broker_url, include=["tasks"])
+app.conf.update(
+    # JSON only: pickle would let any producer run code in the worker.
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    event_serializer="json",
+    result_accept_content=["json"],
+    result_backend=None,
+    task_ignore_result=True,
+    # At-least-once: ack after the task has run, give the message back if the process
+    # dies. Effects are made exactly-once by the commit, not by the broker.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    # One message per process at a time: a crash strands at most that one.
+    worker_prefetch_multiplier=1,
+    worker_send_task_events=True,
+    task_send_sent_event=True,
+    task_track_started=True,
+    enable_utc=True,
+    timezone="UTC",
+    task_queues=topology.CONSUMED,
+    task_default_queue=topology.INBOUND,
+    task_create_missing_queues=False,
+    task_routes={
+        "aftersales.deadline": {"queue": topology.DEADLINES},
+        "aftersales.label": {"queue": topology.DEADLINES},
+        "aftersales.tick": {"queue": topology.CONTROL},
+    },
+    broker_transport_options={
+        # Must exceed the deadline horizon: an ETA task older than this is redelivered
+        # (celery#4766). Deadlines further out wait in Redis, not in the broker.
+        "visibility_timeout": int(settings.visibility_timeout.total_seconds()),
+    },
+    broker_connection_retry_on_startup=True,
+    worker_consumer="worker.consumer:DeadLetteringConsumer",
+    worker_hijack_root_logger=False,
+    beat_schedule={
+        "aftersales-tick": {
+            "task": "aftersales.tick",
+            "schedule": settings.sweep_interval.total_seconds(),
+            # A tick nobody ran in time is worthless: the next one does the same work.
+            "options": {"expires": max(5.0, settings.sweep_interval.total_seconds() * 5)},
+        }
+    },
+)
+
+
+class DeclareTopology(bootsteps.StartStopStep):
+    """Declare the outbound exchange, its bound queues and the dead-letter queue."""
+
+    requires = {"celery.worker.consumer.connection:Connection"}
+
+    def start(self, parent: Any) -> None:
+        channel = parent.connection.default_channel
+        for queue in topology.DECLARED:
+            queue(channel).declare()
+
+
+app.steps["consumer"].add(DeclareTopology)
+
+
+@worker_init.connect
+def _declare_on_init(**_: Any) -> None:
+    # Also declared here so `aftersales run` producers never publish into the void.
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        for queue in (*topology.DECLARED, *topology.CONSUMED):
+            queue(channel).declare()

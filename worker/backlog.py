@@ -1,0 +1,89 @@
+"""Backlog safety: a deadline never overtakes an inbound message that happened before it.
+
+Three places a message can be while a deadline comes due:
+1. still in the inbound queue: the deadline sends a barrier task to the tail of
+   `aftersales.inbound` and fires only when the barrier comes out, so everything queued
+   before it has been taken by a worker;
+2. taken by a worker but not yet committed: the consumer records it in the order's
+   in-flight hash the moment it is received (signal `task_received`, before the
+   prefetch buffer), and the commit removes it; the deadline waits while one is there;
+3. parked in the order's state waiting for an earlier fact: the rules defer the deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery.signals import task_received
+
+from schemas.types import parse_timestamp
+from worker import topology
+from worker.logging import get_logger, never_fails
+from worker.rules.state import Deadline
+
+log = get_logger("aftersales.backlog")
+
+PRIORITY_SEPARATOR = "\x06\x16"
+PRIORITY_STEPS = (0, 3, 6, 9)
+"""kombu's Redis transport keeps one list per priority step: name, name\\x06\\x163, ..."""
+
+BARRIER = "barrier"
+INFLIGHT = "inflight"
+
+
+def queue_keys(queue: str) -> list[str]:
+    return [queue if step == 0 else f"{queue}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS]
+
+
+@dataclass
+class Gate:
+    """Decides whether a due deadline may fire now (None) or must wait (the reason)."""
+
+    inflight: Callable[[str], dict[str, tuple[datetime, datetime]]]
+    inbound_depth: Callable[[], int]
+    stale_after: timedelta
+    clock: Callable[[], datetime]
+
+    def __call__(self, order_id: str, deadline: Deadline, after_barrier: bool) -> str | None:
+        if deadline.kind == "hold":  # processing-time timer of a parked message
+            return None
+        if not after_barrier and self.inbound_depth() > 0:
+            return BARRIER
+        horizon = self.clock() - self.stale_after
+        for task_id, (occurred, received) in self.inflight(order_id).items():
+            if received < horizon:
+                log.warning("ignoring stale in-flight entry", order_id=order_id, task_id=task_id)
+                continue
+            if occurred <= deadline.due_at:
+                return INFLIGHT
+        return None
+
+
+def message_facts(args: Any) -> tuple[str, datetime] | None:
+    """order_id and occurred_at of an inbound task's message, or None if unreadable."""
+    if not isinstance(args, list | tuple) or len(args) != 1 or not isinstance(args[0], dict):
+        return None
+    order_id, occurred = args[0].get("order_id"), args[0].get("occurred_at")
+    if not isinstance(order_id, str) or not order_id:
+        return None
+    try:
+        return order_id, parse_timestamp(occurred)
+    except ValueError:
+        return None
+
+
+@task_received.connect
+@never_fails
+def _register_inflight(request: Any = None, **_: Any) -> None:
+    if request is None or request.name not in topology.INBOUND_TASKS:
+        return
+    facts = message_facts(request.args)
+    if facts is None:
+        return  # it will be dead-lettered; nothing to wait for
+    from worker import runtime
+
+    order_id, occurred = facts
+    runtime.store().mark_inflight(order_id, request.id, occurred, runtime.utcnow())

@@ -1,0 +1,247 @@
+"""The service layer: dedupe -> load -> decide -> commit -> publish.
+
+Nothing else decides. The rules are pure; this module owns the clock, the retries on a
+lost optimistic-concurrency race, and turning a decision into one atomic commit.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+from schemas.events import build_event
+from schemas.policy import PolicySet
+from schemas.types import format_timestamp
+from worker import rules
+from worker.adapters.redis_store import Commit, CommitResult, Loaded
+from worker.logging import get_logger
+from worker.rules.state import Decision, Deadline, DeadlineFired, LabelGenerated, OrderState
+
+log = get_logger("aftersales.service")
+
+MAX_ATTEMPTS = 20
+"""Optimistic-commit attempts before the task is retried by Celery: two racing messages of
+one order settle in two, so twenty means something is badly wrong (a hot order)."""
+
+LABEL_TASK = "aftersales.label"
+DEAD_LETTER_NAMESPACE = uuid.UUID("0b8f2f7e-31a4-5bb6-9d3a-6d6f3c1e5a20")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store(Protocol):
+    def load(self, order_id: str) -> Loaded: ...
+    def is_seen(self, order_id: str, message_id: str) -> bool: ...
+    def commit(self, commit: Commit, now: datetime) -> CommitResult: ...
+    def confirm_published(self, entry_ids: list[str]) -> None: ...
+    def record_lateness(self, millis: float) -> None: ...
+
+
+class Publisher(Protocol):
+    def publish(self, entry_id: str, entry: dict[str, Any]) -> None: ...
+
+
+class ConcurrencyExhausted(RuntimeError):
+    """Transient: the order kept changing under us; the task retries later."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Literal["applied", "parked", "duplicate", "stale", "not_due", "waiting"]
+    events: tuple[str, ...] = ()
+    version: int = 0
+    unpublished: int = 0  # entries left for the relay
+    detail: str = ""
+
+
+@dataclass
+class Service:
+    store: Store
+    publisher: Publisher
+    policy: PolicySet
+    hold_for: timedelta = timedelta(minutes=10)
+    clock: Callable[[], datetime] = utcnow
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+
+    # --- entry points --------------------------------------------------------------------
+
+    def handle_message(self, message: Any, task_id: str = "") -> Outcome:
+        """Apply one validated inbound message (at most once per message_id)."""
+        if self.store.is_seen(message.order_id, message.message_id):
+            return Outcome("duplicate")
+        return self._apply(message.order_id, message, message.message_id, task_id)
+
+    def fire_deadline(
+        self,
+        order_id: str,
+        deadline_id: str,
+        due_at: datetime | None,
+        gate: Callable[[Deadline], str | None] | None = None,
+    ) -> Outcome:
+        """Fire a deadline if it is still current and due (fencing); else change nothing.
+
+        `gate` may hold it back (backlog safety): then the outcome is "waiting" with the
+        reason, and the caller tries again later.
+        """
+        loaded = self.store.load(order_id)
+        deadline = loaded.state.deadlines.get(deadline_id) if loaded.state else None
+        if deadline is None or (due_at is not None and deadline.due_at != due_at):
+            return Outcome("stale")
+        now = self.clock()
+        if deadline.due_at > now:
+            return Outcome("not_due")
+        reason = gate(deadline) if gate else None
+        if reason:
+            return Outcome("waiting", detail=reason)
+        fired = DeadlineFired(order_id=order_id, deadline=deadline)
+        outcome = self._apply(order_id, fired, "", "", loaded=loaded)
+        if outcome.status == "applied":
+            self.store.record_lateness((now - deadline.due_at).total_seconds() * 1000)
+        return outcome
+
+    def record_label(self, generated: LabelGenerated) -> Outcome:
+        return self._apply(generated.order_id, generated, "", "")
+
+    # --- the pipeline ----------------------------------------------------------------------
+
+    def _apply(
+        self,
+        order_id: str,
+        item: Any,
+        message_id: str,
+        task_id: str,
+        loaded: Loaded | None = None,
+    ) -> Outcome:
+        for attempt in range(MAX_ATTEMPTS):
+            loaded = loaded or self.store.load(order_id)
+            state = loaded.state or rules.new_state(order_id)
+            now = self.clock()
+            decision = rules.decide(state, item, now, self.policy, self.hold_for)
+            if not message_id and _no_change(state, decision):
+                return Outcome("stale")
+            commit = self._commit_for(loaded.version, state, decision, item, now)
+            commit = replace(commit, message_id=message_id, inflight_task_id=task_id)
+            result = self.store.commit(commit, now)
+            if result.status == "duplicate":
+                return Outcome("duplicate")
+            if result.status == "ok":
+                left = self.publish_entries(commit.outbox)
+                events = tuple(entry["event"]["type"] for _, entry in commit.outbox
+                               if entry["kind"] == "event")
+                return Outcome("applied" if decision.applied else "parked", events,
+                               result.version, left)
+            loaded = None
+            # Lost the race to another process: back off a little, with jitter, and retry.
+            self.sleep(min(0.2, 0.005 * 2**attempt) * random.random())
+        raise ConcurrencyExhausted(f"order {order_id} changed {MAX_ATTEMPTS} times under us")
+
+    def _commit_for(
+        self,
+        version: int,
+        old: OrderState,
+        decision: Decision,
+        item: Any,
+        now: datetime,
+    ) -> Commit:
+        new = decision.state
+        order_id = new.order_id
+        schedule = tuple(d for i, d in new.deadlines.items() if old.deadlines.get(i) != d)
+        unschedule = tuple(i for i in old.deadlines if i not in new.deadlines)
+        outbox = [*self._event_entries(order_id, decision), *self._other_entries(order_id, decision, now)]
+        timeline = ({
+            "at": format_timestamp(now),
+            "input": item.type,
+            "message_id": getattr(item, "message_id", None),
+            "occurred_at": _occurred(item),
+            "result": "applied" if decision.applied else "parked",
+            "events": [event.type for event in decision.events],
+            "dead_letters": len(decision.dead_letters),
+        },)
+        return Commit(
+            order_id=order_id,
+            expected_version=version,
+            state=new,
+            schedule=schedule,
+            unschedule=unschedule,
+            outbox=tuple(outbox),
+            timeline=timeline,
+        )
+
+    def _event_entries(self, order_id: str, decision: Decision) -> list[tuple[str, dict[str, Any]]]:
+        entries = []
+        for out in decision.events:
+            event = build_event(out.type, order_id, out.time, out.data, f"{order_id}|{out.cause}")
+            entries.append((event.id, {"kind": "event", "event": event.model_dump(mode="json")}))
+        return entries
+
+    def _other_entries(
+        self, order_id: str, decision: Decision, now: datetime
+    ) -> list[tuple[str, dict[str, Any]]]:
+        entries: list[tuple[str, dict[str, Any]]] = []
+        for letter in decision.dead_letters:
+            message_id = str(letter.message.get("message_id", ""))
+            entry_id = str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"{order_id}|{message_id}"))
+            body = dead_letter_body(letter.task, letter.message, letter.reason, "held_too_long", now)
+            entries.append((entry_id, {"kind": "dead_letter", "body": body}))
+        for job in decision.label_jobs:
+            entry_id = str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"label|{order_id}|{job.request_id}"))
+            entries.append((entry_id, {
+                "kind": "task", "name": LABEL_TASK, "args": [order_id, job.request_id],
+            }))
+        return entries
+
+    def publish_entries(self, entries: tuple[tuple[str, dict[str, Any]], ...] | list[Any]) -> int:
+        """Publish outbox entries; confirm those that went out. Returns how many did not."""
+        done: list[str] = []
+        try:
+            for entry_id, entry in entries:
+                self.publisher.publish(entry_id, entry)
+                done.append(entry_id)
+        except Exception:
+            # Nothing is lost: the entry stays in the outbox and the relay retries it.
+            log.warning("publish failed; left for the outbox relay", exc_info=True)
+        finally:
+            self.store.confirm_published(done)
+        return len(entries) - len(done)
+
+
+def _no_change(state: OrderState, decision: Decision) -> bool:
+    return (
+        decision.state == state
+        and not decision.events
+        and not decision.dead_letters
+        and not decision.label_jobs
+    )
+
+
+def _occurred(item: Any) -> str | None:
+    if isinstance(item, DeadlineFired):
+        return format_timestamp(item.deadline.due_at)
+    occurred = getattr(item, "occurred_at", None)
+    return format_timestamp(occurred) if occurred else None
+
+
+def dead_letter_body(
+    task: str | None, original: Any, error: str, reason: str, now: datetime,
+    errors: list[dict[str, Any]] | None = None, content_type: str | None = None,
+) -> dict[str, Any]:
+    """The body of a dead-letter message: the original body, and why it was refused."""
+    return {
+        "task": task,
+        "reason": reason,
+        "error": error,
+        "errors": errors or [],
+        "original": original,
+        "content_type": content_type,
+        "dead_lettered_at": format_timestamp(now),
+    }
+
+
+__all__ = ["ConcurrencyExhausted", "Deadline", "Outcome", "Service", "dead_letter_body"]

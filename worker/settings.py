@@ -1,0 +1,101 @@
+"""One typed settings object, read from the environment once (conventions: config in one place).
+
+Every variable is documented in the README with its default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+
+from schemas.policy import PolicyError, PolicySet, build_policy, parse_duration
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class SettingsError(RuntimeError):
+    """The environment asks for something impossible; start-up stops with this message."""
+
+
+def _duration(name: str, default: str) -> timedelta:
+    raw = os.environ.get(name, default)
+    try:
+        return parse_duration(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
+
+
+def _url_file_default() -> str | None:
+    # `aftersales run` writes the embedded server's URL here for producers and CLIs.
+    path = Path(os.environ.get("AFTERSALES_VAR_DIR", "var")) / "redis.url"
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def load_policy(path: str | None) -> PolicySet:
+    if not path:
+        return build_policy()
+    try:
+        with open(path, "rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as exc:
+        raise SettingsError(f"AFTERSALES_POLICY_FILE {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"AFTERSALES_POLICY_FILE {path}: not valid TOML: {exc}") from None
+    try:
+        return build_policy(document)
+    except PolicyError as exc:
+        raise SettingsError(f"AFTERSALES_POLICY_FILE {path}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str
+    broker_url: str
+    label_dir: Path
+    policy_file: str | None
+    policy: PolicySet = field(repr=False)
+    # How long a message waits for an earlier fact before it is dead-lettered (contract: 10 min).
+    hold_for: timedelta = timedelta(minutes=10)
+    # Deadlines due within this horizon become Celery ETA tasks; the rest wait in Redis only.
+    deadline_horizon: timedelta = timedelta(seconds=60)
+    # Period of the beat tick that arms deadlines, sweeps overdue ones and relays the outbox.
+    sweep_interval: timedelta = timedelta(seconds=1)
+    # Redis transport: unacked messages come back after this long. Must exceed the horizon
+    # so an ETA task is never redelivered while it still waits (celery#4766).
+    visibility_timeout: timedelta = timedelta(seconds=300)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        redis_url = (
+            os.environ.get("AFTERSALES_REDIS_URL") or _url_file_default() or DEFAULT_REDIS_URL
+        )
+        policy_file = os.environ.get("AFTERSALES_POLICY_FILE") or None
+        settings = cls(
+            redis_url=redis_url,
+            broker_url=os.environ.get("AFTERSALES_BROKER_URL") or redis_url,
+            label_dir=Path(os.environ.get("AFTERSALES_LABEL_DIR", "var/labels")).resolve(),
+            policy_file=policy_file,
+            policy=load_policy(policy_file),
+            hold_for=_duration("AFTERSALES_HOLD_FOR", "PT10M"),
+            deadline_horizon=_duration("AFTERSALES_DEADLINE_HORIZON", "PT60S"),
+            sweep_interval=_duration("AFTERSALES_SWEEP_INTERVAL", "PT1S"),
+            visibility_timeout=_duration("AFTERSALES_VISIBILITY_TIMEOUT", "PT300S"),
+        )
+        if settings.visibility_timeout <= settings.deadline_horizon * 2:
+            raise SettingsError(
+                "AFTERSALES_VISIBILITY_TIMEOUT must be more than twice "
+                "AFTERSALES_DEADLINE_HORIZON, or armed deadline tasks are redelivered early"
+            )
+        return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()

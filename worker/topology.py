@@ -1,0 +1,49 @@
+"""Queues and exchanges of the contract (section 3), declared by the worker at start-up."""
+
+from __future__ import annotations
+
+from kombu import Exchange, Queue, binding
+
+INBOUND = "aftersales.inbound"
+DEADLINES = "aftersales.deadlines"
+CONTROL = "aftersales.control"
+DEAD_LETTER = "aftersales.dead_letter"
+EVENTS = "aftersales.events"
+NOTIFICATIONS = "aftersales.notifications"
+REFUNDS = "aftersales.refunds"
+
+events_exchange = Exchange(EVENTS, type="topic", durable=True)
+dead_letter_exchange = Exchange(DEAD_LETTER, type="direct", durable=True)
+
+INBOUND_TASKS = (
+    "aftersales.order_event",
+    "aftersales.buyer_action",
+    "aftersales.seller_action",
+    "aftersales.carrier_event",
+    "aftersales.platform_action",
+)
+
+# Celery's default routing for a named queue: a direct exchange and routing key of the
+# same name. Producers in any language rely on exactly this.
+inbound_queue = Queue(INBOUND, Exchange(INBOUND, type="direct"), routing_key=INBOUND)
+# Deadline ETA tasks wait in their own queue: they must not count as inbound backlog, and
+# their prefetch must not starve inbound messages.
+deadlines_queue = Queue(DEADLINES, Exchange(DEADLINES, type="direct"), routing_key=DEADLINES)
+control_queue = Queue(CONTROL, Exchange(CONTROL, type="direct"), routing_key=CONTROL)
+dead_letter_queue = Queue(DEAD_LETTER, dead_letter_exchange, routing_key=DEAD_LETTER)
+
+notifications_queue = Queue(NOTIFICATIONS, events_exchange, routing_key="#", durable=True)
+refunds_queue = Queue(
+    REFUNDS,
+    bindings=[
+        binding(events_exchange, routing_key="refund.#"),
+        binding(events_exchange, routing_key="order.cancelled"),
+    ],
+    durable=True,
+)
+
+CONSUMED = (inbound_queue, deadlines_queue, control_queue)
+"""The queues a worker takes tasks from."""
+
+DECLARED = (dead_letter_queue, notifications_queue, refunds_queue)
+"""Declared at start-up so that nothing published before a consumer binds is lost."""
