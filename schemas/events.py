@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.inbound import ReturnReason
 from schemas.types import CurrencyCode, Identifier, Money, Timestamp
 
-EVENT_SOURCE = "aftersales"
+EVENT_SOURCE: Final = "aftersales"
 """The CloudEvents `source` of everything this worker publishes."""
 
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c4a52-8d0b-5d3e-9a57-3c2b1e0f4a11")
@@ -35,7 +35,8 @@ class OrderCancelledData(Data):
 
 
 class CancellationRequestedData(Data):
-    respond_by: Timestamp
+    # None when the seller's policy keeps requests open until ready-to-ship: no timer.
+    respond_by: Timestamp | None
 
 
 class CancellationAcceptedData(Data):
@@ -186,7 +187,7 @@ def build_event(
         raise TypeError(f"{event_type} carries {expected.__name__}, not {type(data).__name__}")
     return CloudEvent(
         id=event_id(cause, event_type),
-        type=event_type,  # type: ignore[arg-type]
+        type=event_type,
         subject=subject,
         time=time,
         data=data.model_dump(mode="json"),

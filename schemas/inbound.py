@@ -106,7 +106,9 @@ class Parcel(Wire):
     dimensions_cm: Dimensions
 
 
-def _unique_skus(items: list[Any]) -> list[Any]:
+def _unique_skus(items: list[Any] | None) -> list[Any] | None:
+    if items is None:  # `"items": null` means the default (the whole order)
+        return None
     skus = [item.sku for item in items]
     duplicated = sorted({sku for sku in skus if skus.count(sku) > 1})
     if duplicated:

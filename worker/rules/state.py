@@ -85,7 +85,13 @@ class Cancellation(Value):
 
 
 class CancelRequest(Value):
-    status: Literal["open", "accepted", "auto_accepted", "rejected"]
+    status: Literal[
+        "open",  # waiting for the seller (or for ready-to-ship, see respond_by)
+        "accepted",  # terminal: cancellation.accepted
+        "auto_accepted",  # terminal: cancellation.auto_accepted
+        "rejected",  # terminal: cancellation.rejected (by seller or system)
+        "order_cancelled",  # terminal: the order was cancelled another way (seller cancel)
+    ]
     reason: str
     requested_at: datetime
     respond_by: datetime | None  # None: open until ready-to-ship (seller's choice)

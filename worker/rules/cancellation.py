@@ -1,0 +1,185 @@
+"""Cancellation rules 1-5: buyer cancellations, the seller's answer, seller and platform
+cancellations.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Literal
+
+from schemas.events import (
+    CancellationAcceptedData,
+    CancellationAutoAcceptedData,
+    CancellationRejectedData,
+    CancellationRequestedData,
+    OrderCancelledData,
+    RefundBreakdown,
+    RefundInitiatedData,
+)
+from schemas.inbound import (
+    CancelRequested,
+    SellerCancelAccepted,
+    SellerCancelRejected,
+    SellerOrderCancelled,
+)
+from worker.rules.money import Refund, full_refund
+from worker.rules.state import Cancellation, CancelRequest, Deadline, OrderState
+from worker.rules.step import Park, Step, amount, facts, reject, terms, timer_id
+
+CANCEL_TIMER = timer_id("cancel_response")
+UNPAID_TIMER = timer_id("unpaid_expiry")
+UNPAID_REASON = "payment not received in time"
+
+
+def refund_event(step: Step, request_id: str | None, refund: Refund, at: datetime,
+                 cause: str) -> Step:
+    """Emit refund.initiated and count it against what was paid."""
+    currency = facts(step.state).currency
+    data = RefundInitiatedData(
+        request_id=request_id,
+        amount=refund.amount,
+        currency=currency,
+        breakdown=RefundBreakdown(
+            items=refund.items,
+            shipping_fee=refund.shipping_fee,
+            return_shipping_deduction=refund.deduction,
+        ),
+    )
+    step = step.update(refunded_total=step.state.refunded_total + refund.amount)
+    return step.emit("refund.initiated", data, at, cause)
+
+
+def cancel_order(
+    step: Step,
+    by: Literal["buyer", "seller", "platform"],
+    reason: str,
+    at: datetime,
+    cause: str,
+) -> Step:
+    """The single place an order is cancelled: order.cancelled, then the refund if paid."""
+    state = step.state
+    order = facts(state)
+    refund = full_refund(order) if state.paid_at is not None else None
+    cancellation = Cancellation(
+        by=by, reason=reason, at=at, seller_fault=by == "seller",
+        refund=refund.amount if refund else None,
+    )
+    request = state.cancel_request
+    if request is not None and request.status == "open":
+        step = step.update(cancel_request=request.model_copy(update={"status": "order_cancelled"}))
+    step = step.update(cancellation=cancellation).stop_timers(CANCEL_TIMER, UNPAID_TIMER)
+    data = OrderCancelledData(
+        by=by, reason=reason, seller_fault=cancellation.seller_fault,
+        refund=amount(refund.amount, order.currency) if refund else None,
+    )
+    step = step.emit("order.cancelled", data, at, cause)
+    return refund_event(step, None, refund, at, cause) if refund else step
+
+
+def in_free_window(state: OrderState, at: datetime) -> bool:
+    """Rules 1-2: before payment, or up to and including the window after it (cod: placed)."""
+    order = facts(state)
+    window = terms(state).free_cancel_window
+    if order.payment_method == "cod":
+        return at - order.placed_at <= window
+    if state.paid_at is None or state.paid_at > at:
+        return True
+    return at - state.paid_at <= window
+
+
+def buyer_cancel(state: OrderState, msg: CancelRequested) -> Step:
+    request = state.cancel_request
+    if state.cancellation is not None:
+        return reject(state, msg, "order_cancelled", "the order is already cancelled")
+    if state.shipped_at is not None:
+        return reject(state, msg, "already_shipped", "the order has shipped: ask for a return")
+    if request is not None and request.status == "open":
+        return reject(state, msg, "cancel_request_open", "a request is waiting for the seller")
+    if request is not None:
+        return reject(state, msg, "cancel_request_rejected", "the seller rejected a request")
+    if in_free_window(state, msg.occurred_at):
+        return cancel_order(Step(state), "buyer", msg.reason, msg.occurred_at, msg.message_id)
+    return _ask_seller(state, msg)
+
+
+def _ask_seller(state: OrderState, msg: CancelRequested) -> Step:
+    """Rule 3: the request goes to the seller, with a timer unless it waits for RTS."""
+    window = terms(state).cancel_response_for(facts(state).seller_id)
+    respond_by: datetime | None = None
+    if isinstance(window, timedelta):
+        respond_by = msg.occurred_at + window
+    elif state.ready_to_ship_at is not None:
+        detail = "the seller takes cancellation requests only until the order is ready to ship"
+        return reject(state, msg, "already_ready_to_ship", detail)
+    request = CancelRequest(
+        status="open", reason=msg.reason, requested_at=msg.occurred_at,
+        respond_by=respond_by, message_id=msg.message_id,
+    )
+    step = Step(state).update(cancel_request=request)
+    if respond_by is not None:
+        step = step.start_timer("cancel_response", "", respond_by)
+    data = CancellationRequestedData(respond_by=respond_by)
+    return step.emit("cancellation.requested", data, msg.occurred_at, msg.message_id)
+
+
+def seller_answer(
+    state: OrderState, msg: SellerCancelAccepted | SellerCancelRejected
+) -> Step | Park:
+    request = state.cancel_request
+    if request is None and state.cancellation is None and state.shipped_at is None:
+        return Park("buyer.cancel_requested")
+    if request is None:
+        detail = "no cancellation request exists, and none can be made any more"
+        return reject(state, msg, "no_cancel_request", detail)
+    if request.status != "open":
+        return reject(state, msg, "request_not_open", f"the request is {request.status}")
+    step = Step(state).stop_timers(CANCEL_TIMER)
+    if isinstance(msg, SellerCancelRejected):
+        step = step.update(cancel_request=request.model_copy(update={"status": "rejected"}))
+        data = CancellationRejectedData(by="seller", reason=msg.reason)
+        return step.emit("cancellation.rejected", data, msg.occurred_at, msg.message_id)
+    step = step.update(cancel_request=request.model_copy(update={"status": "accepted"}))
+    step = step.emit(
+        "cancellation.accepted", CancellationAcceptedData(by="seller"), msg.occurred_at,
+        msg.message_id,
+    )
+    return cancel_order(step, "buyer", request.reason, msg.occurred_at, msg.message_id)
+
+
+def reject_by_system(step: Step, reason: str, at: datetime, cause: str) -> Step:
+    """An open request loses when the order ships (or reaches RTS for RTS-bound sellers)."""
+    request = step.state.cancel_request
+    if request is None or request.status != "open":
+        return step
+    step = step.update(cancel_request=request.model_copy(update={"status": "rejected"}))
+    step = step.stop_timers(CANCEL_TIMER)
+    return step.emit("cancellation.rejected", CancellationRejectedData(by="system",
+                     reason=reason), at, cause)
+
+
+def seller_cancel(state: OrderState, msg: SellerOrderCancelled) -> Step:
+    """Rule 4: only before ready-to-ship; counts against the shop."""
+    if state.cancellation is not None:
+        return reject(state, msg, "order_cancelled", "the order is already cancelled")
+    if state.ready_to_ship_at is not None or state.shipped_at is not None:
+        detail = "a seller may cancel only before the order is ready to ship"
+        return reject(state, msg, "already_ready_to_ship", detail)
+    return cancel_order(Step(state), "seller", msg.reason, msg.occurred_at, msg.message_id)
+
+
+def auto_accept(step: Step, deadline: Deadline, cause: str) -> Step:
+    request = step.state.cancel_request
+    if request is None or request.status != "open":  # pragma: no cover - timer was fenced
+        return step
+    step = step.update(cancel_request=request.model_copy(update={"status": "auto_accepted"}))
+    data = CancellationAutoAcceptedData(deadline=deadline.due_at)
+    step = step.emit("cancellation.auto_accepted", data, deadline.due_at, cause)
+    return cancel_order(step, "buyer", request.reason, deadline.due_at, cause)
+
+
+def expire_unpaid(step: Step, deadline: Deadline, cause: str) -> Step:
+    """Rule 5: the platform cancels an unpaid prepaid order."""
+    state = step.state
+    if state.paid_at is not None or state.cancellation is not None:  # pragma: no cover
+        return step
+    return cancel_order(step, "platform", UNPAID_REASON, deadline.due_at, cause)

@@ -1,0 +1,67 @@
+"""The `code` values of `action.rejected`: stable snake_case, part of the public surface.
+
+Consumers branch on these codes, so a code is never renamed or reused for another
+meaning; new refusals get new codes.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+RejectionCode = Literal[
+    "order_already_placed",
+    "already_paid",
+    "order_cancelled",
+    "already_shipped",
+    "already_ready_to_ship",
+    "cancel_request_open",
+    "cancel_request_rejected",
+    "no_cancel_request",
+    "request_not_open",
+    "duplicate_request",
+    "invalid_items",
+    "not_delivered",
+    "outside_return_window",
+    "drop_off_ineligible",
+    "already_refunded",
+    "items_in_open_request",
+    "resubmission_used",
+    "appeal_pending",
+    "return_refused",
+    "wrong_method",
+    "already_shipped_back",
+    "no_label",
+]
+
+REJECTION_CODES: dict[RejectionCode, str] = {
+    "order_already_placed": "a second order.placed for an order already placed",
+    "already_paid": "order.paid for an order whose payment is already recorded",
+    "order_cancelled": "the order is cancelled (ready-to-ship, shipment, delivery, "
+    "cancellation or return of a cancelled order)",
+    "already_shipped": "the buyer asked to cancel an order that has shipped",
+    "already_ready_to_ship": "the seller cancelled after ready-to-ship (rule 4), or a buyer "
+    "asked a seller whose requests stay open only until ready-to-ship",
+    "cancel_request_open": "a cancellation request of this order is already waiting for the seller",
+    "cancel_request_rejected": "the seller already rejected this order's cancellation request "
+    "(one request per order)",
+    "no_cancel_request": "a seller answer to a cancellation request that does not exist and "
+    "can no longer be made (order cancelled or shipped)",
+    "request_not_open": "the request was already answered, decided by its deadline, or closed",
+    "duplicate_request": "a return request with a request_id already used",
+    "invalid_items": "returned items not in the order, or more than were ordered",
+    "not_delivered": "return_and_refund before delivery (only refund_only is allowed then)",
+    "outside_return_window": "a return requested after the return window (14 days, UK 30 days)",
+    "drop_off_ineligible": "drop_off refused: too heavy, too large, too valuable or of "
+    "unknown weight or size (rule 9)",
+    "already_refunded": "items that have already been refunded",
+    "items_in_open_request": "items that are already in another open return request",
+    "resubmission_used": "a new request for items rejected twice: only an appeal remains",
+    "appeal_pending": "a new request for items whose rejection is under appeal",
+    "return_refused": "a new request for items whose return was finally refused "
+    "(rejected_final or arbitration_rejected)",
+    "wrong_method": "tracking for a drop_off return, or a drop-off scan for a self_arrange "
+    "or refund_only request",
+    "already_shipped_back": "tracking or a drop-off scan already recorded for the request",
+    "no_label": "a label e-mail for a request that has no drop-off label",
+}
+"""Every `action.rejected` code with its one-line meaning (shown in the README)."""

@@ -1,0 +1,100 @@
+"""Order facts: placed, paid, ready to ship, shipped, delivered.
+
+A fact that arrives after the order has moved on is answered consistently (contract
+section 2): a payment for a cancelled order is refunded in full, ready-to-ship or shipping
+of a cancelled order is refused with `order_cancelled` so the shipment can be stopped.
+"""
+
+from __future__ import annotations
+
+from schemas.inbound import OrderDelivered, OrderPaid, OrderPlaced, OrderReadyToShip, OrderShipped
+from schemas.policy import PolicySet
+from worker.rules.cancellation import UNPAID_TIMER, refund_event, reject_by_system
+from worker.rules.money import full_refund
+from worker.rules.state import OrderFacts, OrderState
+from worker.rules.step import Park, Step, facts, reject, unchanged
+
+SHIPPED_REASON = "the order has shipped"
+READY_REASON = "the order is ready to ship"
+
+
+def placed(state: OrderState, msg: OrderPlaced, policies: PolicySet) -> Step:
+    """Snapshot the marketplace's terms: they govern the order for its whole life."""
+    if state.order is not None:
+        return reject(state, msg, "order_already_placed", "the order was placed before")
+    policy = policies.for_marketplace(msg.marketplace)
+    order = OrderFacts(
+        marketplace=msg.marketplace,
+        seller_id=msg.seller_id,
+        buyer_id=msg.buyer_id,
+        payment_method=msg.payment_method,
+        pricing=msg.pricing,
+        payment_due_at=msg.payment_due_at,
+        currency=msg.currency,
+        shipping_fee=msg.shipping_fee,
+        items=tuple(msg.items),
+        placed_at=msg.occurred_at,
+    )
+    step = Step(state).update(order=order, policy=policy)
+    if msg.payment_method == "cod":
+        return step  # rule 5: cash-on-delivery orders never expire unpaid
+    due = msg.occurred_at + policy.unpaid_cancel_after
+    if msg.pricing == "subsidized" and msg.payment_due_at is not None:
+        due = msg.payment_due_at
+    return step.start_timer("unpaid_expiry", "", due)
+
+
+def paid(state: OrderState, msg: OrderPaid) -> Step:
+    if state.paid_at is not None:
+        return reject(state, msg, "already_paid", "the payment is already recorded")
+    step = Step(state).update(paid_at=msg.occurred_at).stop_timers(UNPAID_TIMER)
+    if state.cancellation is None:
+        return step
+    # Paid after the order was cancelled: everything goes back.
+    refund = full_refund(facts(state))
+    step = step.update(
+        cancellation=state.cancellation.model_copy(update={"refund": refund.amount})
+    )
+    return refund_event(step, None, refund, msg.occurred_at, msg.message_id)
+
+
+def _awaits_payment(state: OrderState) -> bool:
+    return facts(state).payment_method == "prepaid" and state.paid_at is None
+
+
+def ready_to_ship(state: OrderState, msg: OrderReadyToShip) -> Step | Park:
+    if state.cancellation is not None:
+        return reject(state, msg, "order_cancelled", "the order is cancelled: do not ship it")
+    if _awaits_payment(state):
+        return Park("order.paid")
+    if state.ready_to_ship_at is not None:
+        return unchanged(state)
+    step = Step(state).update(ready_to_ship_at=msg.occurred_at)
+    request = state.cancel_request
+    if request is not None and request.respond_by is None:
+        step = reject_by_system(step, READY_REASON, msg.occurred_at, msg.message_id)
+    return step
+
+
+def shipped(state: OrderState, msg: OrderShipped) -> Step | Park:
+    if state.cancellation is not None:
+        return reject(state, msg, "order_cancelled", "the order is cancelled: stop the shipment")
+    if _awaits_payment(state):
+        return Park("order.paid")
+    if state.shipped_at is not None:
+        return unchanged(state)
+    step = Step(state).update(
+        shipped_at=msg.occurred_at,
+        ready_to_ship_at=state.ready_to_ship_at or msg.occurred_at,
+    )
+    return reject_by_system(step, SHIPPED_REASON, msg.occurred_at, msg.message_id)
+
+
+def delivered(state: OrderState, msg: OrderDelivered) -> Step | Park:
+    if state.cancellation is not None:
+        return reject(state, msg, "order_cancelled", "the order is cancelled")
+    if state.shipped_at is None:
+        return Park("order.shipped")
+    if state.delivered_at is not None:
+        return unchanged(state)
+    return Step(state).update(delivered_at=msg.occurred_at)

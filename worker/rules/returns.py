@@ -1,0 +1,237 @@
+"""Return requests (rules 6-8): asking, the seller's answer, resubmission and appeal."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from schemas.events import (
+    ReturnApprovedData,
+    ReturnAutoApprovedData,
+    ReturnRejectedData,
+    ReturnRequestedData,
+)
+from schemas.inbound import (
+    AppealSubmitted,
+    ArbitrationDecided,
+    ItemSelection,
+    ReturnRequested,
+    SellerReturnApproved,
+    SellerReturnRejected,
+)
+from schemas.policy import MarketplacePolicy
+from worker.rules.calendar import add_business_hours
+from worker.rules.codes import RejectionCode
+from worker.rules.fulfilment import approve, close, request_timers
+from worker.rules.money import ZERO, drop_off_cost, drop_off_problem, round_money, whole_order
+from worker.rules.state import Deadline, OrderFacts, OrderState, ReturnRequest
+from worker.rules.step import Park, Step, facts, reject, terms
+
+FINAL_CLOSINGS = ("rejected_final", "arbitration_rejected")
+MAX_ATTEMPTS = 2  # rule 8: a rejected request may be submitted once more
+
+
+def respond_by(policy: MarketplacePolicy, at: datetime) -> datetime:
+    """Rules 6-7: the seller's answer window, in business hours where the policy says so."""
+    window = policy.return_response_window
+    if policy.return_response_calendar == "business":
+        return add_business_hours(at, window, policy.timezone, policy.holidays)
+    return at + window
+
+
+def return_requested(state: OrderState, msg: ReturnRequested) -> Step | Park:
+    if msg.request_id in state.returns:
+        return reject(state, msg, "duplicate_request", "this request_id is already used")
+    if state.cancellation is not None:
+        return reject(state, msg, "order_cancelled", "the order is cancelled")
+    if state.shipped_at is None:
+        return Park("order.shipped")
+    if state.paid_at is None:
+        return Park("order.paid")
+    order = facts(state)
+    selection = _selection(order, msg)
+    if isinstance(selection, str):
+        return reject(state, msg, "invalid_items", selection)
+    found = _earlier_requests(state, selection)
+    if isinstance(found, tuple):
+        return reject(state, msg, found[0], found[1])
+    return _check_window(state, msg, selection, previous=found)
+
+
+def _selection(order: OrderFacts, msg: ReturnRequested) -> tuple[ItemSelection, ...] | str:
+    if msg.items is None:
+        return whole_order(order)
+    ordered = {item.sku: item.quantity for item in order.items}
+    for s in msg.items:
+        if s.sku not in ordered:
+            return f"sku {s.sku} is not in the order"
+        if s.quantity > ordered[s.sku]:
+            return f"sku {s.sku}: {s.quantity} asked, {ordered[s.sku]} ordered"
+    return tuple(msg.items)
+
+
+def _earlier_requests(
+    state: OrderState, selection: tuple[ItemSelection, ...]
+) -> ReturnRequest | tuple[RejectionCode, str] | None:
+    """The rejected request this one resubmits (or None), or why the items are not free."""
+    skus = {s.sku for s in selection}
+    overlapping = [
+        r for r in sorted(state.returns.values(), key=lambda r: (r.requested_at, r.request_id))
+        if r.status != "superseded" and skus & {s.sku for s in r.items}
+    ]
+    for r in overlapping:
+        if r.status == "appealed":
+            return "appeal_pending", f"request {r.request_id} is under appeal"
+        if r.status == "rejected" and r.attempt >= MAX_ATTEMPTS:
+            return "resubmission_used", f"request {r.request_id} was rejected twice: appeal it"
+        if r.status == "closed" and r.closed_reason in FINAL_CLOSINGS:
+            return "return_refused", f"request {r.request_id} closed ({r.closed_reason})"
+    taken = _quantities(state, ("requested", "approved"))
+    refunded = _quantities(state, ("refunded",))
+    ordered = {item.sku: item.quantity for item in facts(state).items}
+    for s in selection:
+        if refunded.get(s.sku, 0) + s.quantity > ordered[s.sku]:
+            return "already_refunded", f"sku {s.sku} is already refunded"
+        if taken.get(s.sku, 0) + refunded.get(s.sku, 0) + s.quantity > ordered[s.sku]:
+            return "items_in_open_request", f"sku {s.sku} is in another open request"
+    return next((r for r in overlapping if r.status == "rejected"), None)
+
+
+def _quantities(state: OrderState, statuses: tuple[str, ...]) -> dict[str, int]:
+    quantities: dict[str, int] = {}
+    for request in state.returns.values():
+        if request.status in statuses:
+            for s in request.items:
+                quantities[s.sku] = quantities.get(s.sku, 0) + s.quantity
+    return quantities
+
+
+def _check_window(
+    state: OrderState,
+    msg: ReturnRequested,
+    selection: tuple[ItemSelection, ...],
+    previous: ReturnRequest | None,
+) -> Step:
+    policy = terms(state)
+    delivered_at = state.delivered_at
+    if msg.kind == "return_and_refund" and delivered_at is None:
+        return reject(state, msg, "not_delivered", "before delivery only refund_only is possible")
+    # A resubmission has its own 48 h (rule 8), even when it runs past the return window.
+    late = delivered_at is not None and msg.occurred_at - delivered_at > policy.return_window
+    if previous is None and late:
+        return reject(state, msg, "outside_return_window", "the return window has passed")
+    cost = ZERO
+    if msg.method == "drop_off":
+        order = facts(state)
+        problem = drop_off_problem(policy.drop_off, order, selection, msg.parcel)
+        if problem is not None:
+            return reject(state, msg, "drop_off_ineligible", problem)
+        cost = round_money(drop_off_cost(policy.drop_off, order, selection, msg.parcel),
+                           order.currency)
+    return _open(state, msg, selection, previous, cost)
+
+
+def _open(
+    state: OrderState,
+    msg: ReturnRequested,
+    selection: tuple[ItemSelection, ...],
+    previous: ReturnRequest | None,
+    cost: Decimal,
+) -> Step:
+    due = respond_by(terms(state), msg.occurred_at)
+    request = ReturnRequest(
+        request_id=msg.request_id,
+        status="requested",
+        kind=msg.kind,
+        reason=msg.reason,
+        method=msg.method,
+        items=selection,
+        parcel=msg.parcel,
+        attempt=previous.attempt + 1 if previous else 1,
+        previous_request_id=previous.request_id if previous else None,
+        requested_at=msg.occurred_at,
+        respond_by=due,
+        return_cost=cost,
+        payer="seller" if msg.reason.seller_fault else "buyer",  # rule 11
+    )
+    step = Step(state)
+    if previous is not None:
+        step = step.stop_timers(*request_timers(previous.request_id))
+        step = step.change_return(previous.request_id, status="superseded")
+    step = step.put_return(request).start_timer("return_response", msg.request_id, due)
+    data = ReturnRequestedData(
+        request_id=msg.request_id, kind=msg.kind, method=msg.method, reason=msg.reason,
+        respond_by=due,
+    )
+    return step.emit("return.requested", data, msg.occurred_at, msg.message_id)
+
+
+def seller_answer(
+    state: OrderState, msg: SellerReturnApproved | SellerReturnRejected
+) -> Step | Park:
+    request = state.returns.get(msg.request_id)
+    if request is None:
+        return Park(f"buyer.return_requested {msg.request_id}")
+    if request.status != "requested":
+        return reject(state, msg, "request_not_open", _status(request))
+    at, cause = msg.occurred_at, msg.message_id
+    step = Step(state)
+    if isinstance(msg, SellerReturnApproved):
+        data = ReturnApprovedData(request_id=msg.request_id, by="seller")
+        return approve(step.emit("return.approved", data, at, cause), msg.request_id,
+                       "seller", at, cause)
+    step = step.stop_timers(*request_timers(msg.request_id))
+    step = step.change_return(msg.request_id, status="rejected")
+    rejected = ReturnRejectedData(
+        request_id=msg.request_id, reason=msg.reason,
+        can_resubmit=request.attempt < MAX_ATTEMPTS, can_appeal=True,
+    )
+    step = step.emit("return.rejected", rejected, at, cause)
+    return step.start_timer("resubmit", msg.request_id, at + terms(state).resubmit_window)
+
+
+def appeal(state: OrderState, msg: AppealSubmitted) -> Step | Park:
+    request = state.returns.get(msg.request_id)
+    if request is None:
+        return Park(f"buyer.return_requested {msg.request_id}")
+    if request.status == "requested":
+        return Park(f"the seller's answer to return request {msg.request_id}")
+    if request.status != "rejected":
+        return reject(state, msg, "request_not_open", _status(request))
+    step = Step(state).stop_timers(*request_timers(msg.request_id))
+    return step.change_return(msg.request_id, status="appealed")
+
+
+def arbitration(state: OrderState, msg: ArbitrationDecided) -> Step | Park:
+    request = state.returns.get(msg.request_id)
+    if request is None:
+        return Park(f"buyer.return_requested {msg.request_id}")
+    if request.status in ("requested", "rejected"):
+        return Park(f"buyer.appeal_submitted {msg.request_id}")
+    if request.status != "appealed":
+        return reject(state, msg, "request_not_open", _status(request))
+    at, cause = msg.occurred_at, msg.message_id
+    if msg.outcome == "reject":
+        return close(Step(state), msg.request_id, "arbitration_rejected", at, cause)
+    data = ReturnApprovedData(request_id=msg.request_id, by="platform")
+    step = Step(state).emit("return.approved", data, at, cause)
+    return approve(step, msg.request_id, "platform", at, cause)
+
+
+def _status(request: ReturnRequest) -> str:
+    return f"request {request.request_id} is {request.closed_reason or request.status}"
+
+
+# --- deadlines ----------------------------------------------------------------------
+
+
+def auto_approve(step: Step, deadline: Deadline, cause: str) -> Step:
+    """Rule 6: no answer by respond_by approves the request."""
+    data = ReturnAutoApprovedData(request_id=deadline.ref, deadline=deadline.due_at)
+    step = step.emit("return.auto_approved", data, deadline.due_at, cause)
+    return approve(step, deadline.ref, "timer", deadline.due_at, cause)
+
+
+def close_rejected(step: Step, deadline: Deadline, cause: str) -> Step:
+    """Rule 8: neither resubmitted nor appealed in time."""
+    return close(step, deadline.ref, "rejected_final", deadline.due_at, cause)
