@@ -138,6 +138,7 @@ class Service:
                 return Outcome("applied" if decision.applied else "parked", events,
                                result.version, left)
             loaded = None
+            log.info("lost a commit race; retrying", order_id=order_id, attempt=attempt + 1)
             # Lost the race to another process: back off a little, with jitter, and retry.
             self.sleep(min(0.2, 0.005 * 2**attempt) * random.random())
         raise ConcurrencyExhausted(f"order {order_id} changed {MAX_ATTEMPTS} times under us")

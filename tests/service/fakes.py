@@ -1,0 +1,81 @@
+"""In-memory fakes of the service's ports (conventions habit 8): service tests only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from worker.adapters.redis_store import Commit, CommitResult, Loaded
+from worker.rules.state import OrderState
+
+
+@dataclass
+class FakeStore:
+    states: dict[str, tuple[OrderState, int]] = field(default_factory=dict)
+    seen: set[tuple[str, str]] = field(default_factory=set)
+    schedule: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    outbox: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lateness: list[float] = field(default_factory=list)
+    commits: list[Commit] = field(default_factory=list)
+    interfere: list[OrderState] = field(default_factory=list)  # commits "another process" makes
+
+    def load(self, order_id: str) -> Loaded:
+        if order_id not in self.states:
+            return Loaded(None, 0)
+        state, version = self.states[order_id]
+        return Loaded(state, version)
+
+    def is_seen(self, order_id: str, message_id: str) -> bool:
+        return (order_id, message_id) in self.seen
+
+    def commit(self, commit: Commit, now: datetime) -> CommitResult:
+        oid = commit.order_id
+        if self.interfere:  # another worker wins the race just before us
+            _, version = self.states.get(oid, (None, 0))
+            self.states[oid] = (self.interfere.pop(0), version + 1)
+        if commit.message_id and (oid, commit.message_id) in self.seen:
+            return CommitResult("duplicate", 0)
+        _, current = self.states.get(oid, (None, 0))
+        if current != commit.expected_version:
+            return CommitResult("conflict", current)
+        self.states[oid] = (commit.state, current + 1)
+        if commit.message_id:
+            self.seen.add((oid, commit.message_id))
+        for deadline in commit.schedule:
+            self.schedule[(oid, deadline.id)] = deadline.due_at
+        for deadline_id in commit.unschedule:
+            self.schedule.pop((oid, deadline_id), None)
+        self.outbox.update(dict(commit.outbox))
+        self.commits.append(commit)
+        return CommitResult("ok", current + 1)
+
+    def confirm_published(self, entry_ids: list[str]) -> None:
+        for entry_id in entry_ids:
+            self.outbox.pop(entry_id, None)
+
+    def record_lateness(self, millis: float) -> None:
+        self.lateness.append(millis)
+
+
+@dataclass
+class FakePublisher:
+    published: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    fail_next: int = 0
+
+    def publish(self, entry_id: str, entry: dict[str, Any]) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise ConnectionError("broker unavailable")
+        self.published.append((entry_id, entry))
+
+    def event_types(self) -> list[str]:
+        return [e["event"]["type"] for _, e in self.published if e["kind"] == "event"]
+
+
+@dataclass
+class Clock:
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now

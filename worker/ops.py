@@ -1,0 +1,110 @@
+"""Operator views behind the CLI: one order's timeline, pending deadlines, lateness, dead
+letters and their replay. Read-mostly; replay is the only write."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from statistics import quantiles
+from typing import Any
+
+import redis
+from celery import Celery
+
+from schemas.types import format_timestamp
+from worker import topology
+from worker.adapters import keys
+from worker.adapters.redis_store import RedisStore
+
+
+def order_view(store: RedisStore, order_id: str) -> dict[str, Any] | None:
+    loaded = store.load(order_id)
+    if loaded.state is None:
+        return None
+    state = loaded.state
+    return {
+        "order_id": order_id,
+        "version": loaded.version,
+        "timeline": store.timeline(order_id),
+        "deadlines": [
+            {"id": d.id, "kind": d.kind, "ref": d.ref, "due_at": format_timestamp(d.due_at)}
+            for d in sorted(state.deadlines.values(), key=lambda d: d.due_at)
+        ],
+        "parked": [
+            {"type": p.message.get("type"), "message_id": p.message.get("message_id"),
+             "waiting_for": p.waiting_for}
+            for p in state.parked
+        ],
+        "in_flight": sorted(store.inflight(order_id)),
+        "state": state.model_dump(mode="json"),
+    }
+
+
+def next_deadlines(store: RedisStore, count: int) -> list[dict[str, Any]]:
+    """The next `count` deadlines of all orders, due time read from each order's state."""
+    rows = []
+    for order_id, deadline_id, due, where in store.next_deadlines(count):
+        if due is None:  # armed: its score is the re-check time; the state has the due
+            loaded = store.load(order_id)
+            deadline = loaded.state.deadlines.get(deadline_id) if loaded.state else None
+            due = deadline.due_at if deadline else None
+        rows.append({
+            "order_id": order_id,
+            "deadline": deadline_id,
+            "due_at": format_timestamp(due) if due else None,
+            "where": where,
+        })
+    rows.sort(key=lambda row: row["due_at"] or "")
+    return rows[:count]
+
+
+def lateness(client: redis.Redis) -> dict[str, float]:
+    """Firing lateness (due to fired) over the most recent firings, in milliseconds."""
+    values = sorted(float(v) for v in client.lrange(keys.FIRED_LATENESS, 0, -1))
+    if not values:
+        return {"count": 0}
+    cuts = quantiles(values, n=100, method="inclusive") if len(values) > 1 else values * 99
+    return {"count": len(values), "p50_ms": cuts[49], "p99_ms": cuts[98], "max_ms": values[-1]}
+
+
+def _decode_envelope(raw: bytes) -> dict[str, Any]:
+    envelope = json.loads(raw)
+    body = envelope.get("body", "")
+    if envelope.get("properties", {}).get("body_encoding") == "base64":
+        body = base64.b64decode(body)
+    return dict(json.loads(body))
+
+
+def dead_letters(client: redis.Redis, limit: int) -> list[dict[str, Any]]:
+    """Dead letters, oldest first, without taking them off the queue (Redis broker)."""
+    raw = client.lrange(topology.DEAD_LETTER, -limit, -1)
+    return [_decode_envelope(item) for item in reversed(raw)]
+
+
+def replay(app: Celery, limit: int, now: datetime) -> list[dict[str, Any]]:
+    """Send dead-lettered messages again to their task, oldest first; returns what was sent.
+
+    Only letters that carry a task name and a decoded original message can be replayed;
+    others are put back at the end of the dead-letter queue untouched.
+    """
+    sent = []
+    with app.connection_for_write() as connection:
+        queue = connection.SimpleQueue(topology.dead_letter_queue)
+        try:
+            for _ in range(limit):
+                try:
+                    message = queue.get(block=False)
+                except queue.Empty:
+                    break
+                letter = message.payload
+                task, original = letter.get("task"), letter.get("original")
+                if task in topology.INBOUND_TASKS and isinstance(original, dict):
+                    app.send_task(task, args=[original], queue=topology.INBOUND)
+                    sent.append({"task": task, "message_id": original.get("message_id")})
+                else:
+                    queue.put(dict(letter, replay_skipped_at=format_timestamp(now)))
+                message.ack()
+        finally:
+            queue.close()
+    return sent
