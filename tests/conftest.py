@@ -1,0 +1,11 @@
+"""Shared fixtures. They live in tests/support/fixtures.py (documented there):
+
+- `redis_server` (session) -> URL; `redis_url` -> URL after FLUSHALL; `redis_client`
+- `start_worker(concurrency=2, env=None, ...)` -> real worker process handle
+- `start_beat(env=None, ...)` -> real beat process handle
+- `wire_client`: bare Celery producer (`send`, `send_raw`)
+- `event_listener`: bound to `aftersales.events` with `#` (`wait_for`, `collect`,
+  `dead_letters`)
+"""
+
+pytest_plugins = ["tests.support.fixtures"]

@@ -1,0 +1,248 @@
+"""Fixtures for integration tests: a real Redis, real worker and beat processes, and bare
+wire clients. Loaded by tests/conftest.py; see each fixture's docstring.
+
+A typical test::
+
+    def test_buyer_cancels_before_payment(start_worker, wire_client, event_listener):
+        start_worker()
+        wire_client.send("aftersales.order_event", placed)          # Given
+        wire_client.send("aftersales.buyer_action", cancel)         # When
+        (event,) = event_listener.wait_for("order.cancelled")       # Then
+        assert event["data"]["by"] == "buyer"
+
+Order matters only in one way: request `event_listener` before sending anything (as a
+parameter it is set up before the test body runs, so that is automatic).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.support.processes import (
+    START_TIMEOUT,
+    WORKER_QUEUES,
+    CeleryProcess,
+    ping,
+    spawn,
+    tail,
+    unique_node,
+    wait_until,
+    worker_args,
+)
+from tests.support.wire import EventListener, WireClient
+from worker.embedded_redis import free_port, start_embedded_redis
+
+_PROCESSES = pytest.StashKey[list[CeleryProcess]]()
+
+StartWorker = Callable[..., CeleryProcess]
+StartBeat = Callable[..., CeleryProcess]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of the Redis server for the whole session.
+
+    `AFTERSALES_TEST_REDIS_URL` if set (CI service container; it is FLUSHALLed before
+    every test, so never point it at data you keep). Otherwise an embedded redis-server
+    (worker/embedded_redis.py) on a free loopback port with a temporary data dir,
+    stopped at the end of the session. `AFTERSALES_REDIS_URL` is deliberately ignored:
+    it is where a developer's `aftersales run` keeps its data.
+    """
+    given = os.environ.get("AFTERSALES_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    server = start_embedded_redis(tmp_path_factory.mktemp("redis"), port=free_port())
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The session's Redis URL, after FLUSHALL: every test starts from an empty server
+    (no state, no queues, no bindings)."""
+    with redis.Redis.from_url(redis_server) as client:
+        client.flushall()
+    return redis_server
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A `redis.Redis` (decode_responses=False) on the clean server; closed at teardown."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _base_env(redis_url: str, extra: Mapping[str, str] | None) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("AFTERSALES_") and key != "PYTHONWARNINGS"
+    }
+    # Unbuffered, so that log_text() shows what the process has done so far.
+    env.update(AFTERSALES_REDIS_URL=redis_url, PYTHONUNBUFFERED="1")
+    env.update(extra or {})
+    return env
+
+
+@pytest.fixture
+def start_worker(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path: Path
+) -> Iterator[StartWorker]:
+    """Factory: start a REAL Celery worker process and wait until it answers a ping.
+
+    ``start_worker(concurrency=2, env=None, *, pool="prefork", loglevel="INFO",
+    queues=WORKER_QUEUES, args=(), timeout=START_TIMEOUT) -> CeleryProcess``
+
+    Runs ``python -m celery -A worker worker -P <pool> -c <concurrency> --loglevel <level>
+    -E -n <unique>@%h -Q aftersales.inbound,aftersales.deadlines,aftersales.control``
+    with ``AFTERSALES_REDIS_URL=redis_url`` plus ``env`` (for example
+    ``{"AFTERSALES_SWEEP_INTERVAL": "PT0.2S"}``); other ``AFTERSALES_*`` variables of the
+    test process are not passed on. ``AFTERSALES_LABEL_DIR`` defaults to
+    ``tmp_path/"labels"``. The working directory is a fresh directory under ``tmp_path``.
+
+    The handle: ``.pid``, ``.name`` (node name), ``.alive()``, ``.kill9(whole_group=True)``
+    (crash), ``.stop()`` (SIGTERM = warm shutdown, SIGKILL after 5 s), ``.log_text()``,
+    ``.wait_for_log(text, timeout)``. Call it several times for several workers. Every
+    worker is stopped at teardown; the logs of all of them are shown if the test fails.
+    """
+    started: list[CeleryProcess] = []
+    request.node.stash.setdefault(_PROCESSES, [])
+
+    def start(
+        concurrency: int = 2,
+        env: Mapping[str, str] | None = None,
+        *,
+        pool: str = "prefork",
+        loglevel: str = "INFO",
+        queues: Sequence[str] = WORKER_QUEUES,
+        args: Sequence[str] = (),
+        timeout: float = START_TIMEOUT,
+    ) -> CeleryProcess:
+        node_arg, node = unique_node("worker")
+        workdir = tmp_path / node.split("@")[0]
+        workdir.mkdir()
+        full_env = _base_env(
+            redis_url, {"AFTERSALES_LABEL_DIR": str(tmp_path / "labels"), **(env or {})}
+        )
+        command = [*worker_args(node_arg, concurrency, pool, loglevel, queues), *args]
+        handle = spawn("worker", command, full_env, workdir, workdir / "worker.log", node)
+        started.append(handle)
+        request.node.stash[_PROCESSES].append(handle)
+        wait_until(
+            lambda: ping(redis_url, node) or not handle.alive(),
+            timeout,
+            lambda: handle._failure("a ping reply"),
+        )
+        if not handle.alive():
+            raise AssertionError(handle._failure("a ping reply"))
+        return handle
+
+    yield start
+    for handle in reversed(started):
+        handle.stop()
+
+
+@pytest.fixture
+def start_beat(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path: Path
+) -> Iterator[StartBeat]:
+    """Factory: start a REAL ``celery -A worker beat`` (schedule file in ``tmp_path``).
+
+    ``start_beat(env=None, *, loglevel="INFO", args=(), timeout=START_TIMEOUT)
+    -> CeleryProcess``; returns once beat logs that it is starting. Same environment
+    rules and handle as `start_worker` (``.name`` is None). Stopped at teardown.
+    """
+    started: list[CeleryProcess] = []
+    request.node.stash.setdefault(_PROCESSES, [])
+
+    def start(
+        env: Mapping[str, str] | None = None,
+        *,
+        loglevel: str = "INFO",
+        args: Sequence[str] = (),
+        timeout: float = START_TIMEOUT,
+    ) -> CeleryProcess:
+        workdir = tmp_path / f"beat-{len(started)}"
+        workdir.mkdir()
+        command = [
+            "beat", "--loglevel", loglevel, "--schedule", str(workdir / "celerybeat-schedule"),
+            *args,
+        ]  # fmt: skip
+        full_env = _base_env(
+            redis_url, {"AFTERSALES_LABEL_DIR": str(tmp_path / "labels"), **(env or {})}
+        )
+        handle = spawn("beat", command, full_env, workdir, workdir / "beat.log")
+        started.append(handle)
+        request.node.stash[_PROCESSES].append(handle)
+        handle.wait_for_log("beat: Starting", timeout)
+        return handle
+
+    yield start
+    for handle in reversed(started):
+        handle.stop()
+
+
+@pytest.fixture
+def wire_client(redis_url: str) -> Iterator[WireClient]:
+    """A producer that imports nothing from this project.
+
+    ``wire_client.send(task_name, message_dict, **send_task_options) -> task_id`` sends a
+    JSON task to ``aftersales.inbound``; ``wire_client.send_raw(body: bytes,
+    content_type="application/json", headers=None, content_encoding="utf-8")`` publishes
+    arbitrary bytes there (see `tests.support.wire.task_headers` and `protocol2_body`).
+    """
+    client = WireClient(redis_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def event_listener(redis_url: str) -> Iterator[EventListener]:
+    """A downstream consumer: its own auto-delete queue bound to ``aftersales.events``
+    with ``#``, bound before the test sends anything.
+
+    - ``wait_for(match, timeout=10.0, count=1) -> list[dict]``: `match` is an event type,
+      a set of types or a predicate over the CloudEvent dict; returns every matching
+      event so far once there are `count`, else AssertionError listing what arrived.
+    - ``collect(timeout=1.0) -> list[dict]``: everything arriving in the next `timeout` s.
+    - ``assert_none(match, within=2.0)``, ``of_type(type)``, ``types()``, ``.events``.
+    - ``dead_letters(timeout=10.0, count=1, match=None) -> list[dict]``: the same over
+      the JSON bodies taken from ``aftersales.dead_letter`` (history in ``.letters``).
+    """
+    listener = EventListener(redis_url)
+    try:
+        yield listener
+    finally:
+        listener.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Attach the logs of the processes a failed test started to its report."""
+    report = yield
+    if report.failed:
+        for handle in item.stash.get(_PROCESSES, []):
+            title = f"{handle.kind} {handle.name or ''} pid {handle.pid} log ({report.when})"
+            report.sections.append((title, tail(handle.log_text(), 200)))
+    return report
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests under tests/integration with `integration` (for `-m "not integration"`)."""
+    for item in items:
+        if "integration" in Path(str(item.path)).parts:
+            item.add_marker(pytest.mark.integration)
