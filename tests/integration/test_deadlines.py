@@ -1,0 +1,185 @@
+"""Durable deadlines against a real Redis and real worker and beat processes.
+
+Deadlines are made a few seconds out by giving messages event times in the past: an
+unpaid prepaid order placed 48 h minus 4 s ago expires in 4 s.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.integration.wire_messages import (
+    BUYER_ACTION,
+    ORDER_EVENT,
+    SELLER_ACTION,
+    ago,
+    message,
+    new_id,
+    placed,
+)
+from tests.support.wire import EventListener, WireClient
+
+pytestmark = pytest.mark.integration
+
+SWEEP = {"AFTERSALES_SWEEP_INTERVAL": "PT0.5S"}
+UNPAID_AFTER = timedelta(hours=48)
+
+
+def place_unpaid(wire_client: WireClient, due_in: float) -> tuple[str, datetime]:
+    """An unpaid prepaid order whose 48 h expiry is `due_in` seconds from now."""
+    order = new_id("o")
+    placed_at = datetime.now(UTC) - UNPAID_AFTER + timedelta(seconds=due_in)
+    wire_client.send(ORDER_EVENT, placed(order, placed_at))
+    return order, placed_at + UNPAID_AFTER
+
+
+def arrival_lateness(event: dict, due: datetime) -> float:
+    return time.time() - due.timestamp()
+
+
+def wait_armed(redis_client, order: str, timeout: float = 10.0) -> None:
+    from worker.adapters import keys
+
+    end = time.monotonic() + timeout
+    while not any(order in m.decode() for m in redis_client.zrange(keys.ARMED, 0, -1)):
+        assert time.monotonic() < end, "the deadline was never armed"
+        time.sleep(0.05)
+
+
+def test_a_deadline_fires_once_at_its_time(start_worker, start_beat, wire_client,
+                                           event_listener):
+    start_worker(env=SWEEP)
+    start_beat(env=SWEEP)
+    order, due = place_unpaid(wire_client, due_in=4)
+
+    (cancelled,) = event_listener.wait_for("order.cancelled", timeout=15)
+    late = arrival_lateness(cancelled, due)
+
+    assert cancelled["subject"] == order and cancelled["data"]["by"] == "platform"
+    assert cancelled["data"]["refund"] is None
+    assert -0.05 <= late < 1.5, f"fired {late:.2f}s after its due time"
+    event_listener.collect(2.0)
+    assert len(event_listener.of_type("order.cancelled")) == 1
+
+
+def test_kill_9_of_the_worker_holding_the_eta_task_still_fires_once(
+    start_worker, start_beat, wire_client, event_listener, redis_client
+):
+    doomed = start_worker(env=SWEEP)
+    start_beat(env=SWEEP)
+    order, due = place_unpaid(wire_client, due_in=5)
+    wait_armed(redis_client, order)
+    doomed.wait_for_log("aftersales.deadline", timeout=10)  # it holds the ETA task now
+
+    doomed.kill9()
+    start_worker(env=SWEEP)
+
+    (cancelled,) = event_listener.wait_for("order.cancelled", timeout=20)
+    # Bounded by the sweep (grace 2 s + period), not by the 300 s visibility timeout.
+    assert arrival_lateness(cancelled, due) < 4.0
+    event_listener.collect(2.0)
+    assert len(event_listener.of_type("order.cancelled")) == 1
+
+
+def test_a_flushed_broker_still_fires_from_the_durable_schedule(
+    start_worker, start_beat, redis_url, redis_client
+):
+    broker_url = redis_url.rsplit("/", 1)[0] + "/1"  # broker in db 1, state in db 0
+    env = {**SWEEP, "AFTERSALES_BROKER_URL": broker_url}
+    listener, producer = EventListener(broker_url), WireClient(broker_url)
+    try:
+        first = start_worker(env=env)
+        start_beat(env=env)
+        order, due = place_unpaid(producer, due_in=5)
+        wait_armed(redis_client, order)
+        first.kill9()
+        broker = type(redis_client).from_url(broker_url)
+        broker.flushdb()  # every queued and unacked message is gone
+        broker.close()
+        listener = EventListener(broker_url)  # its queue went with the flush
+        start_worker(env=env)
+
+        (cancelled,) = listener.wait_for("order.cancelled", timeout=20)
+        assert cancelled["subject"] == order
+        assert arrival_lateness(cancelled, due) < 5.0
+    finally:
+        listener.close()
+        producer.close()
+
+
+def open_cancel_request(wire_client: WireClient, respond_in: float) -> tuple[str, datetime]:
+    """A paid order with a buyer cancel request whose 48 h answer window ends soon."""
+    order = new_id("o")
+    requested_at = datetime.now(UTC) - timedelta(hours=48) + timedelta(seconds=respond_in)
+    wire_client.send(ORDER_EVENT, placed(order, requested_at - timedelta(hours=3)))
+    wire_client.send(ORDER_EVENT, message("order.paid", order, requested_at - timedelta(hours=2)))
+    wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, requested_at,
+                                           reason="changed my mind"))
+    return order, requested_at + timedelta(hours=48)
+
+
+def test_a_seller_answer_before_the_deadline_means_nothing_fires(
+    start_worker, start_beat, wire_client, event_listener
+):
+    start_worker(env=SWEEP)
+    start_beat(env=SWEEP)
+    order, respond_by = open_cancel_request(wire_client, respond_in=4)
+    event_listener.wait_for("cancellation.requested")
+
+    wire_client.send(SELLER_ACTION, message("seller.cancel_rejected", order,
+                                            respond_by - timedelta(seconds=3),
+                                            reason="already packed"))
+
+    event_listener.wait_for("cancellation.rejected")
+    time.sleep(max(0.0, respond_by.timestamp() - time.time()) + 2.0)
+    event_listener.assert_none("cancellation.auto_accepted", within=0.5)
+    event_listener.assert_none("order.cancelled", within=0.1)
+
+
+def test_a_deadline_does_not_overtake_an_earlier_answer_still_in_the_inbound_queue(
+    start_worker, start_beat, wire_client, event_listener, redis_client
+):
+    """The seller rejected at 47 h, but the inbound queue is behind: no auto-accept."""
+    timers_only = start_worker(env=SWEEP, queues=("aftersales.deadlines", "aftersales.control"))
+    inbound = start_worker(env=SWEEP)
+    start_beat(env=SWEEP)
+    order, respond_by = open_cancel_request(wire_client, respond_in=4)
+    event_listener.wait_for("cancellation.requested")
+    inbound.stop()  # from now on the inbound queue backs up
+
+    wire_client.send(SELLER_ACTION, message("seller.cancel_rejected", order,
+                                            respond_by - timedelta(hours=1),
+                                            reason="already packed"))
+    time.sleep(max(0.0, respond_by.timestamp() - time.time()) + 2.0)
+    event_listener.assert_none("cancellation.auto_accepted", within=0.5)
+    assert "aftersales.deadline" in timers_only.log_text()
+
+    start_worker(env=SWEEP)  # the backlog drains: the answer first, then the barrier
+    event_listener.wait_for("cancellation.rejected", timeout=15)
+    event_listener.assert_none("cancellation.auto_accepted", within=3.0)
+
+
+def test_the_same_deadline_scheduled_twice_fires_once(
+    start_worker, start_beat, wire_client, event_listener, redis_client, redis_url
+):
+    from worker.adapters.redis_store import RedisStore
+
+    start_worker(env=SWEEP)
+    start_beat(env=SWEEP)
+    order, due = place_unpaid(wire_client, due_in=4)
+    wait_armed(redis_client, order)
+    (deadline_id,) = RedisStore(redis_client).load(order).state.deadlines
+    sender = WireClient(redis_url)
+    try:  # two more ETA tasks for the same deadline, as a replayed or duplicated arm would
+        for _ in range(2):
+            sender.celery.send_task("aftersales.deadline", args=[order, deadline_id, None],
+                                    queue="aftersales.deadlines", eta=due)
+    finally:
+        sender.close()
+
+    event_listener.wait_for("order.cancelled", timeout=15)
+    event_listener.collect(3.0)
+    assert len(event_listener.of_type("order.cancelled")) == 1
