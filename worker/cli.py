@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:  # heavy imports stay out of `aftersales --help`
+    import redis
+
+    from worker.adapters.redis_store import RedisStore
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,3 +77,77 @@ def schemas(out_dir: Path) -> None:
 
     for path in write_schemas(out_dir):
         click.echo(path)
+
+
+def _store() -> tuple[redis.Redis, RedisStore]:
+    import redis
+
+    from worker.adapters.redis_store import RedisStore
+    from worker.settings import get_settings
+
+    client = redis.Redis.from_url(get_settings().redis_url)
+    return client, RedisStore(client)
+
+
+def _echo_json(value: object) -> None:
+    import json
+
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+@main.command()
+@click.argument("order_id")
+def order(order_id: str) -> None:
+    """One order: its timeline, pending deadlines, parked messages and state (JSON)."""
+    from worker.ops import order_view
+
+    _, store = _store()
+    view = order_view(store, order_id)
+    if view is None:
+        raise click.ClickException(f"no order {order_id!r} in this Redis")
+    _echo_json(view)
+
+
+@main.command()
+@click.option("--next", "count", type=click.IntRange(min=1), default=20, show_default=True,
+              help="How many of the next pending deadlines, all orders together.")
+@click.option("--order", "order_id", default=None, help="Only this order's deadlines.")
+def deadlines(count: int, order_id: str | None) -> None:
+    """Pending deadlines (the next N overall, or one order's) and firing lateness."""
+    from worker.ops import lateness, next_deadlines, order_view
+
+    client, store = _store()
+    if order_id is not None:
+        view = order_view(store, order_id)
+        if view is None:
+            raise click.ClickException(f"no order {order_id!r} in this Redis")
+        _echo_json(view["deadlines"])
+        return
+    scheduled, armed = store.schedule_size()
+    _echo_json({
+        "pending": {"scheduled": scheduled, "armed": armed},
+        "lateness_ms": lateness(client),
+        "next": next_deadlines(store, count),
+    })
+
+
+@main.command("dead-letters")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+def dead_letters(limit: int) -> None:
+    """Show dead letters, oldest first, without taking them off the queue."""
+    from worker.ops import dead_letters as read
+
+    client, _ = _store()
+    _echo_json(read(client, limit))
+
+
+@main.command()
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+def replay(limit: int) -> None:
+    """Send dead-lettered inbound messages to their task again (after a fix)."""
+    from worker.app import app
+    from worker.ops import replay as send_again
+    from worker.service import utcnow
+
+    sent = send_again(app, limit, utcnow())
+    _echo_json({"replayed": len(sent), "messages": sent})

@@ -173,6 +173,7 @@ class Service:
             unschedule=unschedule,
             outbox=tuple(outbox),
             timeline=timeline,
+            forget=tuple(str(letter.message.get("message_id")) for letter in decision.dead_letters),
         )
 
     def _event_entries(self, order_id: str, decision: Decision) -> list[tuple[str, dict[str, Any]]]:

@@ -47,6 +47,7 @@ class FakeStore:
         for deadline_id in commit.unschedule:
             self.schedule.pop((oid, deadline_id), None)
         self.outbox.update(dict(commit.outbox))
+        self.seen -= {(oid, message_id) for message_id in commit.forget}
         self.commits.append(commit)
         return CommitResult("ok", current + 1)
 

@@ -7,6 +7,7 @@
 --       n, member * n            deadlines to remove
 --       n, (id, json) * n        outbox entries
 --       n, line * n              timeline lines
+--       n, message id * n        message ids to forget (dead-lettered: a replay may apply them)
 local message_id = ARGV[3]
 local task_id = ARGV[4]
 if message_id ~= "" and redis.call("SISMEMBER", KEYS[2], message_id) == 1 then
@@ -47,5 +48,10 @@ if n > 0 then
     i = i + 1
   end
   redis.call("LTRIM", KEYS[8], -tonumber(ARGV[6]), -1)
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  redis.call("SREM", KEYS[2], ARGV[i])
+  i = i + 1
 end
 return {"ok", version}

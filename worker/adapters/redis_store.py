@@ -46,6 +46,7 @@ class Commit:
     unschedule: tuple[str, ...] = ()  # deadline ids no longer current
     outbox: tuple[tuple[str, dict[str, Any]], ...] = ()  # (entry id, entry)
     timeline: tuple[dict[str, Any], ...] = ()
+    forget: tuple[str, ...] = ()  # message ids dead-lettered: no longer "seen"
 
 
 def _script(name: str) -> str:
@@ -98,6 +99,8 @@ class RedisStore:
             args += [entry_id, json.dumps(entry, separators=(",", ":"))]
         args.append(len(commit.timeline))
         args += [json.dumps(line, separators=(",", ":"), default=str) for line in commit.timeline]
+        args.append(len(commit.forget))
+        args += list(commit.forget)
         status, version = self._commit(
             keys=[
                 keys.order_state(oid),
