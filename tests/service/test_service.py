@@ -1,0 +1,115 @@
+"""The service layer with in-memory fakes: dedupe, optimistic retries, outbox, fencing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from schemas.policy import build_policy
+from tests.factories import T0, cancel_requested, hours, order_placed, paid, ready_to_ship
+from tests.service.fakes import Clock, FakePublisher, FakeStore
+from worker import rules
+from worker.service import Service
+
+
+def make_service(now=T0 + hours(1), store=None, publisher=None) -> Service:
+    return Service(store or FakeStore(), publisher or FakePublisher(), build_policy(),
+                   hold_for=timedelta(minutes=10), clock=Clock(now), sleep=lambda _: None)
+
+
+def test_a_message_seen_twice_is_applied_once():
+    service = make_service()
+    placed = order_placed(at=T0)
+    cancel = cancel_requested(placed.order_id, T0 + timedelta(minutes=5))
+    service.handle_message(placed)
+
+    first, second = service.handle_message(cancel), service.handle_message(cancel)
+
+    assert first.status == "applied" and "order.cancelled" in first.events
+    assert second.status == "duplicate" and second.events == ()
+    assert service.publisher.event_types().count("order.cancelled") == 1
+
+
+def test_a_lost_race_is_retried_on_the_fresh_state_without_losing_either_update():
+    store = FakeStore()
+    service = make_service(store=store)
+    placed = order_placed(at=T0)
+    service.handle_message(placed)
+    # Another process commits `paid` between our load and our commit.
+    other = rules.decide(store.load(placed.order_id).state, paid(placed.order_id, T0 + hours(0.2)),
+                         T0 + hours(1), build_policy())
+    store.interfere.append(other.state)
+
+    outcome = service.handle_message(ready_to_ship(placed.order_id, T0 + hours(0.5)))
+
+    state = store.load(placed.order_id).state
+    assert outcome.status == "applied"
+    assert state.paid_at is not None and state.ready_to_ship_at is not None
+    assert store.load(placed.order_id).version == 3
+
+
+def test_events_left_unpublished_stay_in_the_outbox_and_go_out_later_with_the_same_id():
+    publisher = FakePublisher(fail_next=1)
+    store = FakeStore()
+    service = make_service(store=store, publisher=publisher)
+    placed = order_placed(at=T0)
+    service.handle_message(placed)
+
+    outcome = service.handle_message(cancel_requested(placed.order_id, T0 + timedelta(minutes=5)))
+
+    assert outcome.unpublished == 1 and len(store.outbox) == 1
+    pending = list(store.outbox.items())
+    assert service.publish_entries(pending) == 0
+    assert store.outbox == {}
+    (entry_id, entry), = publisher.published
+    assert entry["event"]["id"] == entry_id == pending[0][0]
+
+
+def test_event_ids_are_a_function_of_their_cause():
+    placed = order_placed(at=T0)
+    cancel = cancel_requested(placed.order_id, T0 + timedelta(minutes=5))
+    ids = []
+    for _ in range(2):
+        service = make_service()
+        service.handle_message(placed)
+        service.handle_message(cancel)
+        ids.append([e["event"]["id"] for _, e in service.publisher.published])
+    assert ids[0] == ids[1] and len(set(ids[0])) == len(ids[0])
+
+
+def test_a_deadline_fires_only_if_current_due_and_not_held_back():
+    store = FakeStore()
+    placed = order_placed(at=T0)  # unpaid: expires 48 h after placement
+    make_service(store=store).handle_message(placed)
+    (deadline,) = store.load(placed.order_id).state.deadlines.values()
+    oid, did = placed.order_id, deadline.id
+
+    early = make_service(now=deadline.due_at - timedelta(seconds=1), store=store)
+    assert early.fire_deadline(oid, did, deadline.due_at).status == "not_due"
+    due = make_service(now=deadline.due_at, store=store)
+    assert due.fire_deadline(oid, did, deadline.due_at + timedelta(seconds=1)).status == "stale"
+    assert due.fire_deadline(oid, did, None, gate=lambda d: "inflight").status == "waiting"
+    assert store.load(oid).version == 1  # nothing committed so far
+
+    fired = due.fire_deadline(oid, did, deadline.due_at)
+    again = due.fire_deadline(oid, did, deadline.due_at)
+
+    assert fired.status == "applied" and "order.cancelled" in fired.events
+    assert again.status == "stale"
+    assert (oid, did) not in store.schedule
+    assert store.lateness == [0.0]
+
+
+def test_a_parked_message_that_times_out_is_dead_lettered_and_forgotten():
+    store = FakeStore()
+    service = make_service(store=store)
+    early = paid("o-never-placed", T0)
+
+    assert service.handle_message(early).status == "parked"
+    (hold,) = store.load("o-never-placed").state.deadlines.values()
+    later = make_service(now=hold.due_at, store=store, publisher=service.publisher)
+    later.fire_deadline("o-never-placed", hold.id, hold.due_at)
+
+    (letter,) = [e for _, e in service.publisher.published if e["kind"] == "dead_letter"]
+    assert letter["body"]["reason"] == "held_too_long"
+    assert letter["body"]["original"]["message_id"] == early.message_id
+    assert not store.is_seen("o-never-placed", early.message_id)  # a replay may apply it
