@@ -14,9 +14,12 @@ from celery.signals import worker_init
 
 from worker import topology
 from worker.logging import setup_logging
-from worker.settings import get_settings
+from worker.settings import SettingsError, get_settings
 
-settings = get_settings()
+try:
+    settings = get_settings()
+except SettingsError as exc:  # a bad policy file or setting stops start-up, readably
+    raise SystemExit(f"aftersales: cannot start: {exc}") from None
 setup_logging()
 
 app = Celery("aftersales", broker=settings.broker_url, include=["tasks"])
