@@ -20,8 +20,8 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-def message(kind: str, order_id: str, at: datetime, **fields: Any) -> dict[str, Any]:
-    return {"message_id": new_id("m"), "type": kind, "order_id": order_id,
+def message(type_: str, order_id: str, at: datetime, **fields: Any) -> dict[str, Any]:
+    return {"message_id": new_id("m"), "type": type_, "order_id": order_id,
             "occurred_at": ts(at), **fields}
 
 

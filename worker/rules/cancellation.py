@@ -5,6 +5,7 @@ cancellations.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Literal
 
 from schemas.events import (
@@ -22,7 +23,7 @@ from schemas.inbound import (
     SellerCancelRejected,
     SellerOrderCancelled,
 )
-from worker.rules.money import Refund, full_refund
+from worker.rules.money import Refund, full_refund, round_money
 from worker.rules.state import Cancellation, CancelRequest, Deadline, OrderState
 from worker.rules.step import Park, Step, amount, facts, reject, terms, timer_id
 
@@ -35,14 +36,18 @@ def refund_event(step: Step, request_id: str | None, refund: Refund, at: datetim
                  cause: str) -> Step:
     """Emit refund.initiated and count it against what was paid."""
     currency = facts(step.state).currency
+
+    def wire(value: Decimal) -> Decimal:  # every amount with the currency's minor unit
+        return round_money(value, currency)
+
     data = RefundInitiatedData(
         request_id=request_id,
-        amount=refund.amount,
+        amount=wire(refund.amount),
         currency=currency,
         breakdown=RefundBreakdown(
-            items=refund.items,
-            shipping_fee=refund.shipping_fee,
-            return_shipping_deduction=refund.deduction,
+            items=wire(refund.items),
+            shipping_fee=wire(refund.shipping_fee),
+            return_shipping_deduction=wire(refund.deduction),
         ),
     )
     step = step.update(refunded_total=step.state.refunded_total + refund.amount)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from schemas.events import ActionRejectedData, Amount, Data
 from schemas.inbound import Message
 from schemas.policy import MarketplacePolicy
 from worker.rules.codes import RejectionCode
+from worker.rules.money import round_money
 from worker.rules.state import (
     Deadline,
     DeadlineKind,
@@ -110,5 +112,6 @@ def terms(state: OrderState) -> MarketplacePolicy:
     return state.policy
 
 
-def amount(value: Any, currency: str) -> Amount:
-    return Amount(amount=value, currency=currency)
+def amount(value: Decimal, currency: str) -> Amount:
+    """A wire amount, always written with the currency's minor unit ("0.00", not "0")."""
+    return Amount(amount=round_money(value, currency), currency=currency)
