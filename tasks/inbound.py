@@ -29,7 +29,9 @@ def _validation_detail(task_name: str, body: Any, errors: list[Any]) -> str:
     )
 
 
-def handle_inbound(task: Task, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+def handle_inbound(
+    task: Task, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> str:
     task_id = task.request.id or ""
     facts = message_facts(args)
     if facts:

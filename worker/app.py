@@ -7,7 +7,7 @@ durable deadline schedule and the outbox relay.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from celery import Celery, bootsteps
 from celery.signals import worker_init
@@ -15,6 +15,7 @@ from celery.signals import worker_init
 from worker import topology
 from worker.logging import setup_logging
 from worker.settings import SettingsError, get_settings
+from worker.signals import receiver
 
 try:
     settings = get_settings()
@@ -70,10 +71,10 @@ app.conf.update(
 )
 
 
-class DeclareTopology(bootsteps.StartStopStep):
+class DeclareTopology(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is untyped
     """Declare the outbound exchange, its bound queues and the dead-letter queue."""
 
-    requires = {"celery.worker.consumer.connection:Connection"}
+    requires: ClassVar[set[str]] = {"celery.worker.consumer.connection:Connection"}
 
     def start(self, parent: Any) -> None:
         channel = parent.connection.default_channel
@@ -84,7 +85,7 @@ class DeclareTopology(bootsteps.StartStopStep):
 app.steps["consumer"].add(DeclareTopology)
 
 
-@worker_init.connect
+@receiver(worker_init)
 def _declare_on_init(**_: Any) -> None:
     # Also declared here so `aftersales run` producers never publish into the void.
     with app.connection_for_write() as connection:

@@ -23,6 +23,7 @@ from schemas.types import parse_timestamp
 from worker import topology
 from worker.logging import get_logger, never_fails
 from worker.rules.state import Deadline
+from worker.signals import receiver
 
 log = get_logger("aftersales.backlog")
 
@@ -75,7 +76,7 @@ def message_facts(args: Any) -> tuple[str, datetime] | None:
         return None
 
 
-@task_received.connect
+@receiver(task_received)
 @never_fails
 def _register_inflight(request: Any = None, **_: Any) -> None:
     if request is None or request.name not in topology.INBOUND_TASKS:

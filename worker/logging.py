@@ -15,6 +15,9 @@ from typing import Any
 
 import structlog
 from celery.signals import task_postrun, task_prerun
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from worker.signals import receiver
 
 EMAIL_RE = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]+\.[A-Za-z]{2,}")
 """What looks like an e-mail address; buyers' addresses must never reach the logs."""
@@ -24,7 +27,7 @@ def redact(text: str) -> str:
     return EMAIL_RE.sub("<redacted-email>", text)
 
 
-def _redact_event(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _redact_event(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     for key, value in event_dict.items():
         if isinstance(value, str) and "@" in value:
             event_dict[key] = redact(value)
@@ -49,7 +52,7 @@ def setup_logging(level: int = logging.INFO) -> None:
     if _configured:
         return
     _configured = True
-    shared: list[Any] = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -95,14 +98,14 @@ def never_fails(hook: Callable[..., None]) -> Callable[..., None]:
     return guarded
 
 
-@task_prerun.connect
+@receiver(task_prerun)
 @never_fails
 def _bind_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(task_id=task_id, task=getattr(task, "name", None))
 
 
-@task_postrun.connect
+@receiver(task_postrun)
 @never_fails
 def _unbind_task(**_: Any) -> None:
     structlog.contextvars.clear_contextvars()

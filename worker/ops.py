@@ -68,7 +68,7 @@ def lateness(client: redis.Redis) -> dict[str, float]:
     return {"count": len(values), "p50_ms": cuts[49], "p99_ms": cuts[98], "max_ms": values[-1]}
 
 
-def _decode_envelope(raw: bytes) -> dict[str, Any]:
+def _decode_envelope(raw: bytes | str) -> dict[str, Any]:
     envelope = json.loads(raw)
     body = envelope.get("body", "")
     if envelope.get("properties", {}).get("body_encoding") == "base64":

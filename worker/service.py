@@ -20,7 +20,7 @@ from schemas.types import format_timestamp
 from worker import rules
 from worker.adapters.redis_store import Commit, CommitResult, Loaded
 from worker.logging import get_logger
-from worker.rules.state import Decision, Deadline, DeadlineFired, LabelGenerated, OrderState
+from worker.rules.state import Deadline, DeadlineFired, Decision, LabelGenerated, OrderState
 
 log = get_logger("aftersales.service")
 
@@ -155,7 +155,10 @@ class Service:
         order_id = new.order_id
         schedule = tuple(d for i, d in new.deadlines.items() if old.deadlines.get(i) != d)
         unschedule = tuple(i for i in old.deadlines if i not in new.deadlines)
-        outbox = [*self._event_entries(order_id, decision), *self._other_entries(order_id, decision, now)]
+        outbox = [
+            *self._event_entries(order_id, decision),
+            *self._other_entries(order_id, decision, now),
+        ]
         timeline = ({
             "at": format_timestamp(now),
             "input": item.type,
@@ -190,7 +193,9 @@ class Service:
         for letter in decision.dead_letters:
             message_id = str(letter.message.get("message_id", ""))
             entry_id = str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"{order_id}|{message_id}"))
-            body = dead_letter_body(letter.task, letter.message, letter.reason, "held_too_long", now)
+            body = dead_letter_body(
+                letter.task, letter.message, letter.reason, "held_too_long", now
+            )
             entries.append((entry_id, {"kind": "dead_letter", "body": body}))
         for job in decision.label_jobs:
             entry_id = str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"label|{order_id}|{job.request_id}"))

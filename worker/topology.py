@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kombu import Exchange, Queue, binding
+from kombu.entity import Exchange, Queue, binding  # `kombu` re-exports them lazily, unseen by mypy
 
 INBOUND = "aftersales.inbound"
 DEADLINES = "aftersales.deadlines"

@@ -15,7 +15,6 @@ from tests.integration.wire_messages import (
     BUYER_ACTION,
     ORDER_EVENT,
     SELLER_ACTION,
-    ago,
     message,
     new_id,
     placed,

@@ -19,7 +19,7 @@ from typing import Literal
 from urllib.parse import quote
 
 import segno
-from barcode import Code128  # type: ignore[import-untyped]  # no py.typed marker
+from barcode import Code128
 from fpdf import FPDF
 from PIL import Image
 

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import redis
 
@@ -27,9 +27,13 @@ class Loaded:
     version: int
 
 
+CommitStatus = Literal["ok", "conflict", "duplicate"]
+"""What commit.lua answers: applied, lost the version race, or message already seen."""
+
+
 @dataclass(frozen=True)
 class CommitResult:
-    status: Literal["ok", "conflict", "duplicate"]
+    status: CommitStatus
     version: int
 
 
@@ -59,6 +63,11 @@ def epoch(moment: datetime) -> float:
 
 def from_epoch(value: float) -> datetime:
     return datetime.fromtimestamp(value, tz=UTC)
+
+
+def _text(value: bytes | str) -> str:
+    """A key, member or field as text: bytes from our clients (no decode_responses)."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class RedisStore:
@@ -114,7 +123,7 @@ class RedisStore:
             ],
             args=args,
         )
-        return CommitResult(status.decode() if isinstance(status, bytes) else status, int(version))
+        return CommitResult(cast(CommitStatus, _text(status)), int(version))
 
     def timeline(self, order_id: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.client.lrange(keys.timeline(order_id), 0, -1)]
@@ -134,14 +143,18 @@ class RedisStore:
         entries: dict[str, tuple[datetime, datetime]] = {}
         for task_id, value in self.client.hgetall(keys.inflight(order_id)).items():
             occurred, received = (float(part) for part in value.split())
-            entries[task_id.decode()] = (from_epoch(occurred), from_epoch(received))
+            entries[_text(task_id)] = (from_epoch(occurred), from_epoch(received))
         return entries
 
     # --- deadline schedule -----------------------------------------------------------------
 
-    def arm_due(self, until: datetime, limit: int, recheck_after: float) -> list[tuple[str, str, datetime]]:
+    def arm_due(
+        self, until: datetime, limit: int, recheck_after: float
+    ) -> list[tuple[str, str, datetime]]:
         """Move deadlines due before `until` to the armed set; returns (order, id, due)."""
-        flat = self._arm(keys=[keys.SCHEDULE, keys.ARMED], args=[epoch(until), limit, recheck_after])
+        flat = self._arm(
+            keys=[keys.SCHEDULE, keys.ARMED], args=[epoch(until), limit, recheck_after]
+        )
         return [
             (*keys.parse_deadline_member(flat[i]), from_epoch(float(flat[i + 1])))
             for i in range(0, len(flat), 2)
@@ -155,11 +168,16 @@ class RedisStore:
     def next_deadlines(self, count: int) -> list[tuple[str, str, datetime | None, str]]:
         """The next `count` pending deadlines overall: (order, id, due or None, where)."""
         rows: list[tuple[str, str, datetime | None, str]] = []
-        for member, score in self.client.zrange(keys.SCHEDULE, 0, count - 1, withscores=True):
+        for member, score in self._first_scored(keys.SCHEDULE, count):
             rows.append((*keys.parse_deadline_member(member), from_epoch(score), "scheduled"))
-        for member, _ in self.client.zrange(keys.ARMED, 0, count - 1, withscores=True):
+        for member, _ in self._first_scored(keys.ARMED, count):
             rows.append((*keys.parse_deadline_member(member), None, "armed"))
         return rows
+
+    def _first_scored(self, key: str, count: int) -> list[tuple[bytes | str, float]]:
+        # withscores=True answers (member, score) pairs, the score cast by float
+        scored = self.client.zrange(key, 0, count - 1, withscores=True)
+        return cast(list[tuple[bytes | str, float]], scored)
 
     def schedule_size(self) -> tuple[int, int]:
         pipe = self.client.pipeline(transaction=False)
@@ -185,7 +203,11 @@ class RedisStore:
         pipe.execute()
 
     def stale_outbox(self, older_than: datetime, limit: int) -> list[tuple[str, dict[str, Any]]]:
-        ids = self.client.zrangebyscore(keys.OUTBOX_PENDING, "-inf", epoch(older_than), 0, limit)
+        # without withscores, members only
+        ids = cast(
+            list[bytes | str],
+            self.client.zrangebyscore(keys.OUTBOX_PENDING, "-inf", epoch(older_than), 0, limit),
+        )
         if not ids:
             return []
         raw = self.client.hmget(keys.OUTBOX_ENTRIES, ids)
@@ -193,5 +215,5 @@ class RedisStore:
         for entry_id, body in zip(ids, raw, strict=True):
             if body is None:  # confirmed between the two reads
                 continue
-            entries.append((entry_id.decode(), json.loads(body)))
+            entries.append((_text(entry_id), json.loads(body)))
         return entries
