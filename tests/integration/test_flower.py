@@ -1,0 +1,67 @@
+"""`celery -A worker flower` shows every task by name, and no buyer e-mail in arguments."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pytest
+
+from tests.integration.wire_messages import BUYER_ACTION, ORDER_EVENT, ago, message, new_id, placed
+from tests.support.fixtures import _base_env
+from tests.support.processes import spawn
+from worker.embedded_redis import free_port
+
+pytestmark = pytest.mark.integration
+
+EMAIL = "jane.buyer@example.com"
+
+
+@pytest.fixture
+def flower(redis_url, tmp_path):
+    port = free_port()
+    env = {**_base_env(redis_url, None), "FLOWER_UNAUTHENTICATED_API": "true"}
+    handle = spawn("flower", ["flower", f"--port={port}", "--address=127.0.0.1"], env,
+                   tmp_path, tmp_path / "flower.log")
+    base = f"http://127.0.0.1:{port}"
+    _until(lambda: _get(f"{base}/healthcheck") == "OK", handle)
+    yield base, handle
+    handle.stop()
+
+
+def test_flower_lists_the_tasks_by_name_without_the_buyers_email(
+    start_worker, wire_client, event_listener, flower
+):
+    base, handle = flower
+    start_worker()
+    order = new_id("o")
+    wire_client.send(ORDER_EVENT, placed(order, ago(minutes=30)))
+    wire_client.send(BUYER_ACTION, message("buyer.label_email_requested", order,
+                                           ago(minutes=1), request_id="r-1", email=EMAIL))
+
+    def seen() -> dict:
+        tasks = json.loads(_get(f"{base}/api/tasks") or "{}")
+        return {task["name"]: task for task in tasks.values()}
+
+    _until(lambda: {"aftersales.order_event", "aftersales.buyer_action"} <= seen().keys(),
+           handle)
+    shown = json.dumps(seen()["aftersales.buyer_action"])
+    assert EMAIL not in shown and "redacted" in shown
+    assert EMAIL not in handle.log_text()
+
+
+def _get(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return str(response.read().decode())
+    except OSError:
+        return None
+
+
+def _until(condition, handle, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert handle.alive(), handle.log_text()
+        assert time.monotonic() < end, f"flower never got there:\n{handle.log_text()[-3000:]}"
+        time.sleep(0.3)
