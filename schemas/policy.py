@@ -29,7 +29,8 @@ from schemas.types import Money
 # no fixed length, and a deadline must have one.
 _DURATION_RE = re.compile(
     r"^P(?!$)(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
+    r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$",
+    re.ASCII,
 )
 
 
@@ -38,7 +39,7 @@ def parse_duration(value: Any) -> timedelta:
         return value
     if not isinstance(value, str):
         raise ValueError(f"{value!r} is not an ISO 8601 duration such as \"PT48H\" or \"P14D\"")
-    match = _DURATION_RE.match(value)
+    match = _DURATION_RE.fullmatch(value)
     if not match:
         raise ValueError(
             f"{value!r} is not an ISO 8601 duration in weeks, days, hours, minutes or seconds "

@@ -15,11 +15,12 @@ from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer
 
 # A plain decimal: optional sign, digits, optional fraction. No exponent, no spaces, no
 # "NaN": producers in other languages format money this way and nothing else is money.
-_DECIMAL_RE = re.compile(r"^-?\d{1,15}(\.\d{1,6})?$")
+_DECIMAL_RE = re.compile(r"^-?\d{1,15}(\.\d{1,6})?$", re.ASCII)
 
 # RFC 3339 date-time with a mandatory offset ("Z" or +hh:mm).
 _RFC3339_RE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$",
+    re.ASCII,
 )
 
 
@@ -28,7 +29,7 @@ def _parse_money(value: Any) -> Decimal:
         return value
     if not isinstance(value, str):
         raise ValueError("money must be a decimal string such as \"12.50\", not a JSON number")
-    if not _DECIMAL_RE.match(value):
+    if not _DECIMAL_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a decimal string such as \"12.50\"")
     return Decimal(value)
 
@@ -42,7 +43,7 @@ def _parse_measure(value: Any) -> Decimal:
             result = Decimal(str(value))
         except InvalidOperation as exc:  # pragma: no cover - str(float) is always parseable
             raise ValueError(f"{value!r} is not a number") from exc
-    elif isinstance(value, str) and _DECIMAL_RE.match(value):
+    elif isinstance(value, str) and _DECIMAL_RE.fullmatch(value):
         result = Decimal(value)
     else:
         raise ValueError(f"{value!r} is not a number")
@@ -56,7 +57,7 @@ def _parse_timestamp(value: Any) -> datetime:
         if value.tzinfo is None:
             raise ValueError("timestamp has no UTC offset")
         return value.astimezone(UTC)
-    if not isinstance(value, str) or not _RFC3339_RE.match(value):
+    if not isinstance(value, str) or not _RFC3339_RE.fullmatch(value):
         raise ValueError(
             f"{value!r} is not an RFC 3339 timestamp with offset, e.g. 2026-11-26T10:00:00Z"
         )
