@@ -72,8 +72,6 @@ def fire_deadline(
         fire_deadline.apply_async(
             (order_id, deadline_id, due_at, True), queue=queue, countdown=countdown
         )
-    elif outcome.status == "applied":
-        log.info("deadline fired", events=list(outcome.events))
     return outcome.status if not outcome.detail else f"{outcome.status}:{outcome.detail}"
 
 

@@ -102,8 +102,12 @@ class Service:
             return Outcome("waiting", detail=reason)
         fired = DeadlineFired(order_id=order_id, deadline=deadline)
         outcome = self._apply(order_id, fired, "", "", loaded=loaded)
-        if outcome.status == "applied":
-            self.store.record_lateness((now - deadline.due_at).total_seconds() * 1000)
+        if outcome.status != "applied":
+            return outcome
+        lateness_ms = round((now - deadline.due_at).total_seconds() * 1000, 1)
+        self.store.record_lateness(lateness_ms)
+        log.info("deadline fired", order_id=order_id, deadline_id=deadline_id,
+                 kind=deadline.kind, lateness_ms=lateness_ms, events=list(outcome.events))
         return outcome
 
     def record_label(self, generated: LabelGenerated) -> Outcome:
