@@ -61,12 +61,19 @@ def test_buyer_cancel_before_payment_is_immediate_and_refunds_nothing(
     event_listener.assert_none("refund.initiated", within=1.0)
 
 
-def test_seller_cancel_after_ready_to_ship_is_rejected(start_worker, wire_client, event_listener):
+def test_seller_cancel_after_ready_to_ship_is_rejected(start_worker, wire_client, event_listener,
+                                                       redis_client):
+    from worker.adapters.redis_store import RedisStore
+
     start_worker()
     order = new_id("o")
     wire_client.send(ORDER_EVENT, placed(order, ago(hours=3)))
     wire_client.send(ORDER_EVENT, message("order.paid", order, ago(hours=2)))
     wire_client.send(ORDER_EVENT, message("order.ready_to_ship", order, ago(hours=1)))
+    # Arrival order decides here (contract section 2): the seller cancels once the worker
+    # knows the parcel is ready, not merely after it happened somewhere else.
+    store = RedisStore(redis_client)
+    _wait(lambda: (s := store.load(order).state) is not None and s.ready_to_ship_at is not None)
     cancel = message("seller.order_cancelled", order, ago(minutes=1), reason="out of stock")
 
     wire_client.send(SELLER_ACTION, cancel)

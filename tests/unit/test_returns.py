@@ -44,9 +44,33 @@ def test_rule6_refund_only_before_delivery() -> None:
     assert (str(refund.amount), refund.request_id) == ("54.99", rid)
 
 
-def test_rule6_return_and_refund_needs_delivery() -> None:
+def test_rule6_return_and_refund_before_a_known_delivery_waits_then_is_refused() -> None:
     timeline, _ = order(delivered=False)
     ask(timeline, SHIPPED + hours(1), method="self_arrange")
+    (parked,) = timeline.state.parked
+    assert timeline.types() == [] and parked.waiting_for == "order.delivered"
+
+    timeline.fire("hold", parked.message["message_id"])
+
+    assert timeline.codes() == ["not_delivered"]
+    assert timeline.state.parked == ()
+
+
+def test_rule6_return_and_refund_arriving_before_its_delivery_fact_is_applied() -> None:
+    timeline, oid = order(delivered=False)
+    ask(timeline, DELIVERED + hours(1), method="self_arrange")  # early only in arrival
+
+    timeline.send(f.delivered(oid, DELIVERED))
+
+    assert timeline.types() == ["return.requested"]
+
+
+def test_rule6_return_and_refund_that_happened_before_delivery_is_refused() -> None:
+    timeline, oid = order(delivered=False)
+    ask(timeline, DELIVERED - hours(1), method="self_arrange")
+
+    timeline.send(f.delivered(oid, DELIVERED))
+
     assert timeline.codes() == ["not_delivered"]
 
 

@@ -49,7 +49,8 @@ REJECTION_CODES: dict[RejectionCode, str] = {
     "request_not_open": "the request was already answered, decided by its deadline, or closed",
     "duplicate_request": "a return request with a request_id already used",
     "invalid_items": "returned items not in the order, or more than were ordered",
-    "not_delivered": "return_and_refund before delivery (only refund_only is allowed then)",
+    "not_delivered": "return_and_refund that happened before delivery (only refund_only is "
+    "allowed then); one arriving before the delivery fact waits for it first",
     "outside_return_window": "a return requested after the return window (14 days, UK 30 days)",
     "drop_off_ineligible": "drop_off refused: too heavy, too large, too valuable or of "
     "unknown weight or size (rule 9)",

@@ -55,7 +55,7 @@ def decide(
         return Decision(state=state, applied=False)
     result = apply_message(state, input, policy)
     if isinstance(result, Park):
-        parked = parking.park(state, input, now, hold_for, result.waiting_for)
+        parked = parking.park(state, input, now, hold_for, result)
         return Decision(state=parked, applied=False)
     return _finish(_retry(result, policy))
 
@@ -109,7 +109,9 @@ def _on_deadline(state: OrderState, deadline: Deadline, policies: PolicySet) -> 
         return Decision(state=state)  # stale or duplicate timer: fenced off
     if deadline.kind == "hold":
         held, letter = parking.expire_hold(state, deadline)
-        return Decision(state=held, dead_letters=(letter,) if letter else ())
+        if letter is not None:
+            return Decision(state=held.state, dead_letters=(letter,))
+        return _finish(_retry(held, policies))
     if timers.blocked(state, deadline.due_at):
         return Decision(state=state, applied=False)  # the shell fires it again later
     return _finish(_retry(timers.catch_up(Step(state), deadline.due_at), policies))
@@ -124,7 +126,7 @@ def _retry(step: Step, policies: PolicySet) -> Step:
             result = apply_message(rest, msg, policies)
             if isinstance(result, Park):
                 step = step.with_state(
-                    parking.rewait(step.state, msg.message_id, result.waiting_for)
+                    parking.rewait(step.state, msg.message_id, result)
                 )
                 continue
             step = step.then(result)

@@ -7,10 +7,12 @@ dead-lettered by its `hold` deadline if the fact never comes.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import cast
 
-from schemas.inbound import TYPES_BY_TASK, Message
+from schemas.inbound import ANY_MESSAGE, TYPES_BY_TASK, Message
+from worker.rules.codes import RejectionCode
 from worker.rules.state import DeadLetter, Deadline, OrderState, ParkedMessage
-from worker.rules.step import Step, timer_id
+from worker.rules.step import Park, Step, reject, timer_id
 
 TASK_OF_TYPE: dict[str, str] = {
     message_type: task for task, types in TYPES_BY_TASK.items() for message_type in types
@@ -26,15 +28,17 @@ def is_parked(state: OrderState, message_id: str) -> bool:
     return any(message_id_of(p) == message_id for p in state.parked)
 
 
-def park(
-    state: OrderState, msg: Message, now: datetime, hold_for: timedelta, waiting_for: str
-) -> OrderState:
+def park(state: OrderState, msg: Message, now: datetime, hold_for: timedelta,
+         why: Park) -> OrderState:
+    code, detail = why.refuse or (None, "")
     parked = ParkedMessage(
         message=msg.model_dump(mode="json"),
         task=TASK_OF_TYPE[msg.type],
         occurred_at=msg.occurred_at,
         parked_at=now,
-        waiting_for=waiting_for,
+        waiting_for=why.waiting_for,
+        refuse_code=code,
+        refuse_detail=detail,
     )
     step = Step(state).update(parked=(*state.parked, parked))
     return step.start_timer("hold", msg.message_id, now + hold_for).state
@@ -45,26 +49,32 @@ def unpark(state: OrderState, message_id: str) -> OrderState:
     return Step(state).update(parked=kept).stop_timers(timer_id("hold", message_id)).state
 
 
-def rewait(state: OrderState, message_id: str, waiting_for: str) -> OrderState:
+def rewait(state: OrderState, message_id: str, why: Park) -> OrderState:
     """Still parked, perhaps now for another fact (the dead letter names the last one)."""
+    code, detail = why.refuse or (None, "")
+    update = {"waiting_for": why.waiting_for, "refuse_code": code, "refuse_detail": detail}
     parked = tuple(
-        p.model_copy(update={"waiting_for": waiting_for}) if message_id_of(p) == message_id
-        else p
+        p.model_copy(update=update) if message_id_of(p) == message_id else p
         for p in state.parked
     )
     return state if parked == state.parked else state.model_copy(update={"parked": parked})
 
 
-def expire_hold(state: OrderState, deadline: Deadline) -> tuple[OrderState, DeadLetter | None]:
+def expire_hold(state: OrderState, deadline: Deadline) -> tuple[Step, DeadLetter | None]:
+    """The fact never came: the message is refused by its rule, or dead-lettered."""
     found = next((p for p in state.parked if message_id_of(p) == deadline.ref), None)
     state = unpark(state, deadline.ref)
     if found is None:
-        return state, None
+        return Step(state), None
+    if found.refuse_code is not None:
+        msg = ANY_MESSAGE.validate_python(found.message)
+        code = cast(RejectionCode, found.refuse_code)
+        return reject(state, msg, code, found.refuse_detail), None
     waited = _duration(deadline.due_at - found.parked_at)
     reason = (
         f"{found.message.get('type')} {deadline.ref} waited {waited} for {found.waiting_for}"
     )
-    return state, DeadLetter(message=found.message, task=found.task, reason=reason)
+    return Step(state), DeadLetter(message=found.message, task=found.task, reason=reason)
 
 
 def _duration(span: timedelta) -> str:

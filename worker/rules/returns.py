@@ -39,6 +39,9 @@ def respond_by(policy: MarketplacePolicy, at: datetime) -> datetime:
     return at + window
 
 
+BEFORE_DELIVERY = "before delivery only refund_only is possible"
+
+
 def return_requested(state: OrderState, msg: ReturnRequested) -> Step | Park:
     if msg.request_id in state.returns:
         return reject(state, msg, "duplicate_request", "this request_id is already used")
@@ -111,11 +114,15 @@ def _check_window(
     msg: ReturnRequested,
     selection: tuple[ItemSelection, ...],
     previous: ReturnRequest | None,
-) -> Step:
+) -> Step | Park:
     policy = terms(state)
     delivered_at = state.delivered_at
     if msg.kind == "return_and_refund" and delivered_at is None:
-        return reject(state, msg, "not_delivered", "before delivery only refund_only is possible")
+        # Most likely early rather than wrong: the app offers returns after delivery, so
+        # wait for order.delivered; refuse only if it never comes.
+        return Park("order.delivered", refuse=("not_delivered", BEFORE_DELIVERY))
+    if msg.kind == "return_and_refund" and delivered_at and msg.occurred_at < delivered_at:
+        return reject(state, msg, "not_delivered", BEFORE_DELIVERY)
     # A resubmission has its own 48 h (rule 8), even when it runs past the return window.
     late = delivered_at is not None and msg.occurred_at - delivered_at > policy.return_window
     if previous is None and late:

@@ -144,6 +144,8 @@ class ParkedMessage(Value):
     occurred_at: datetime
     parked_at: datetime
     waiting_for: str  # human-readable: what fact it needs
+    refuse_code: str | None = None  # refused with this code, not dead-lettered, on expiry
+    refuse_detail: str = ""
 
 
 class OrderState(Value):

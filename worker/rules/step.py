@@ -29,9 +29,15 @@ from worker.rules.state import (
 
 @dataclass(frozen=True)
 class Park:
-    """The input waits for an earlier fact, named in `waiting_for`."""
+    """The input waits for an earlier fact, named in `waiting_for`.
+
+    `refuse` is the answer when that fact never comes, for a message that is valid but
+    may simply be early (a return before a delivery the worker has not seen yet): the
+    rule's refusal instead of a dead letter.
+    """
 
     waiting_for: str
+    refuse: tuple[RejectionCode, str] | None = None
 
 
 @dataclass(frozen=True)
