@@ -23,7 +23,13 @@ from worker.settings import get_settings
 log = get_logger("aftersales.labels")
 
 MAX_ATTEMPTS = 8
-"""About four minutes of backoff in all: a full disk or a broken font will not fix itself."""
+"""Default runs before dead-lettering (`AFTERSALES_LABEL_MAX_ATTEMPTS`): with the backoff of
+tasks/errors.py up to about a minute of waiting; a full disk or a broken font will not fix
+itself sooner than someone looks at the dead letter."""
+
+
+def max_attempts() -> int:
+    return get_settings().label_max_attempts
 
 
 @lru_cache(maxsize=1)
@@ -32,13 +38,18 @@ def label_store() -> FileLabelStore:
 
 
 def spec_for(state: OrderState, request_id: str) -> LabelSpec | None:
-    """The label of an approved drop-off return that has none yet; None otherwise."""
+    """The label of an approved drop-off return that has none yet; None otherwise.
+
+    The same conditions as the rule that records it (fulfilment.label_generated): a
+    request refunded or closed before this task ran gets no files nobody would announce.
+    """
     request = state.returns.get(request_id)
     if (
         state.order is None
         or state.policy is None
         or request is None
         or request.method != "drop_off"
+        or request.status != "approved"
         or request.approved_at is None
         or request.label is not None
     ):
@@ -58,7 +69,9 @@ def spec_for(state: OrderState, request_id: str) -> LabelSpec | None:
     )
 
 
-@app.task(name="aftersales.label", bind=True, max_retries=MAX_ATTEMPTS)
+# The attempt count is checked below against the setting, so Celery's own cap is off: with
+# it on, a run past the cap would raise MaxRetriesExceededError instead of dead-lettering.
+@app.task(name="aftersales.label", bind=True, max_retries=None)
 def generate_label(self: Task, order_id: str, request_id: str) -> str:
     bind(order_id=order_id, request_id=request_id)
     try:
@@ -78,8 +91,10 @@ def generate_label(self: Task, order_id: str, request_id: str) -> str:
             )
         )
     except Exception as exc:
-        if self.request.retries >= MAX_ATTEMPTS:
-            log.error("label generation failed for good; dead-lettered", error=str(exc))
+        attempt = self.request.retries + 1
+        if attempt >= max_attempts():
+            log.error("label generation failed for good; dead-lettered", error=str(exc),
+                      attempts=attempt)
             runtime.dead_letter(
                 "aftersales.label",
                 {"order_id": order_id, "request_id": request_id},
@@ -87,7 +102,7 @@ def generate_label(self: Task, order_id: str, request_id: str) -> str:
                 "label_failed",
             )
             return "dead_lettered"
-        log.warning("label generation failed, will retry", error=str(exc))
+        log.warning("label generation failed, will retry", error=str(exc), attempt=attempt)
         raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
     log.info("label recorded", status=outcome.status)
     return outcome.status

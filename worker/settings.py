@@ -29,6 +29,17 @@ def _duration(name: str, default: str) -> timedelta:
         raise SettingsError(f"{name}: {exc}") from None
 
 
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: {raw!r} is not a whole number") from None
+    if value < 1:
+        raise SettingsError(f"{name}: must be at least 1, not {value}")
+    return value
+
+
 def _url_file_default() -> str | None:
     # `aftersales run` writes the embedded server's URL here for producers and CLIs.
     path = Path(os.environ.get("AFTERSALES_VAR_DIR", "var")) / "redis.url"
@@ -70,6 +81,9 @@ class Settings:
     # Redis transport: unacked messages come back after this long. Must exceed the horizon
     # so an ETA task is never redelivered while it still waits (celery#4766).
     visibility_timeout: timedelta = timedelta(seconds=300)
+    # Runs of the label task, the first included, before it dead-letters ("label_failed").
+    # With the full-jitter backoff of tasks/errors.py, 8 runs wait up to ~64 s in all.
+    label_max_attempts: int = 8
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -87,6 +101,7 @@ class Settings:
             deadline_horizon=_duration("AFTERSALES_DEADLINE_HORIZON", "PT60S"),
             sweep_interval=_duration("AFTERSALES_SWEEP_INTERVAL", "PT1S"),
             visibility_timeout=_duration("AFTERSALES_VISIBILITY_TIMEOUT", "PT300S"),
+            label_max_attempts=_positive_int("AFTERSALES_LABEL_MAX_ATTEMPTS", 8),
         )
         if settings.visibility_timeout <= settings.deadline_horizon * 2:
             raise SettingsError(

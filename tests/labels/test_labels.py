@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 import pypdf
 import pytest
@@ -19,6 +19,7 @@ import segno
 import zxingcpp
 from PIL import Image
 
+from tests.labels.decoding import decode, pdf_barcodes, uri_path
 from worker.adapters import labels
 from worker.adapters.label_store import FileLabelStore, MemoryLabelStore, UnsafeLabelName
 from worker.adapters.labels import (
@@ -49,16 +50,6 @@ def a_spec(**overrides: Any) -> LabelSpec:
     }
     fields.update(overrides)
     return LabelSpec.for_return(**fields)
-
-
-def decode(image: Image.Image) -> list[tuple[zxingcpp.BarcodeFormat, str]]:
-    return [(found.format, found.text) for found in zxingcpp.read_barcodes(image)]
-
-
-def uri_path(uri: str) -> Path:
-    parsed = urlparse(uri)
-    assert parsed.scheme == "file"
-    return Path(unquote(parsed.path))
 
 
 # --- tracking number and QR content -------------------------------------------------------
@@ -168,10 +159,8 @@ def test_pdf_is_one_4x6_page_with_the_label_text() -> None:
 def test_pdf_barcodes_decode_to_the_tracking_number_and_qr_content() -> None:
     spec = a_spec()
 
-    page = pypdf.PdfReader(io.BytesIO(render_label_pdf(spec))).pages[0]
+    found = pdf_barcodes(render_label_pdf(spec))
 
-    images = [image.image for image in page.images]
-    found = {item for image in images if image is not None for item in decode(image)}
     assert found == {
         (zxingcpp.BarcodeFormat.Code128, spec.tracking_number),
         (zxingcpp.BarcodeFormat.QRCode, spec.qr_content),
