@@ -145,9 +145,17 @@ def dead_letters(limit: int) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 def replay(limit: int) -> None:
     """Send dead-lettered inbound messages to their task again (after a fix)."""
-    from worker.app import app
+    from celery import Celery
+
     from worker.ops import replay as send_again
     from worker.service import utcnow
+    from worker.settings import get_settings
 
-    sent = send_again(app, limit, utcnow())
+    # A bare producer on the current settings: the CLI need not load the worker app.
+    client = Celery("aftersales-cli", broker=get_settings().broker_url, set_as_current=False)
+    client.conf.update(task_serializer="json", accept_content=["json"])
+    try:
+        sent = send_again(client, limit, utcnow())
+    finally:
+        client.close()
     _echo_json({"replayed": len(sent), "messages": sent})
