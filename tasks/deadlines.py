@@ -25,7 +25,11 @@ WAIT_RETRY = 0.25
 message takes milliseconds to commit, so this bounds the extra lateness it causes."""
 ARM_BATCH = 20_000
 """Deadlines armed per tick at most; the rest wait for the next tick (one second)."""
-SWEEP_BATCH = 5_000
+SWEEP_BATCH = 1_000
+"""Lost deadlines re-sent per tick at most: re-sends are rare (a worker died), so this only
+bounds a tick after a crash of a worker that held many."""
+RESEND_BACKOFF_CAP = 60.0
+"""Longest wait (s) between two re-sends of one lost deadline: nobody consumes it yet."""
 OUTBOX_RELAY_AFTER = timedelta(seconds=5)
 """An outbox entry not confirmed this long after its commit is published again."""
 
@@ -72,6 +76,10 @@ def fire_deadline(
         fire_deadline.apply_async(
             (order_id, deadline_id, due_at, True), queue=queue, countdown=countdown
         )
+    elif outcome.status == "not_due":  # early (a clock ahead, a moved deadline): at its time
+        send_deadline(order_id, deadline_id, parse_timestamp(outcome.detail))
+    elif outcome.status == "stale":
+        runtime.store().release(order_id, deadline_id)
     return outcome.status if not outcome.detail else f"{outcome.status}:{outcome.detail}"
 
 
@@ -92,7 +100,9 @@ def tick() -> dict[str, int]:
     armed = store.arm_due(now + settings.deadline_horizon, ARM_BATCH, recheck_after=grace)
     for order_id, deadline_id, due in armed:
         send_deadline(order_id, deadline_id, due)
-    overdue = store.overdue_armed(now, retry_after=grace, limit=SWEEP_BATCH)
+    overdue = store.lost_armed(
+        now, grace, SWEEP_BATCH, RESEND_BACKOFF_CAP, settings.visibility_timeout.total_seconds()
+    )
     for order_id, deadline_id in overdue:
         send_deadline(order_id, deadline_id, None)
     stale = store.stale_outbox(now - OUTBOX_RELAY_AFTER, limit=1000)

@@ -13,7 +13,7 @@ from celery import Celery, bootsteps
 from celery.signals import worker_init
 
 from worker import topology
-from worker.logging import setup_logging
+from worker.logging import get_logger, setup_logging
 from worker.settings import SettingsError, get_settings
 from worker.signals import receiver
 
@@ -82,7 +82,38 @@ class DeclareTopology(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery 
             queue(channel).declare()
 
 
+class Liveness(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is untyped
+    """Every second, `aftersales:alive:<node>` with a short expiry: the sweep re-sends a
+    deadline only when the worker that received it has stopped saying it is alive."""
+
+    requires: ClassVar[set[str]] = {"celery.worker.consumer.connection:Connection"}
+    PERIOD = 1.0
+    TTL_MS = 5_000  # five missed beats: a busy or paused worker is not declared dead
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.timer_ref: Any = None
+
+    def start(self, parent: Any) -> None:
+        self._beat(parent.hostname)
+        self.timer_ref = parent.timer.call_repeatedly(self.PERIOD, self._beat, (parent.hostname,))
+
+    def stop(self, parent: Any) -> None:
+        if self.timer_ref is not None:
+            self.timer_ref.cancel()
+            self.timer_ref = None
+
+    def _beat(self, node: str) -> None:
+        from worker import runtime
+
+        try:
+            runtime.store().heartbeat(node, self.TTL_MS)
+        except Exception:  # Redis away: the sweep may re-send; fencing keeps that harmless
+            get_logger("aftersales.app").warning("liveness beat failed", exc_info=True)
+
+
 app.steps["consumer"].add(DeclareTopology)
+app.steps["consumer"].add(Liveness)
 
 
 @receiver(worker_init)

@@ -79,6 +79,9 @@ def message_facts(args: Any) -> tuple[str, datetime] | None:
 @receiver(task_received)
 @never_fails
 def _register_inflight(request: Any = None, **_: Any) -> None:
+    if request is not None and request.name == DEADLINE_TASK:
+        _register_holder(request)
+        return
     if request is None or request.name not in topology.INBOUND_TASKS:
         return
     facts = message_facts(request.args)
@@ -88,3 +91,15 @@ def _register_inflight(request: Any = None, **_: Any) -> None:
 
     order_id, occurred = facts
     runtime.store().mark_inflight(order_id, request.id, occurred, runtime.utcnow())
+
+
+DEADLINE_TASK = "aftersales.deadline"
+
+
+def _register_holder(request: Any) -> None:
+    """This worker holds the deadline's task now: the sweep must not send it again."""
+    from worker import runtime
+
+    args = request.args
+    if isinstance(args, list | tuple) and len(args) >= 2:
+        runtime.store().hold(str(args[0]), str(args[1]), request.hostname, runtime.utcnow())

@@ -41,7 +41,6 @@ class Store(Protocol):
     def is_seen(self, order_id: str, message_id: str) -> bool: ...
     def commit(self, commit: Commit, now: datetime) -> CommitResult: ...
     def confirm_published(self, entry_ids: list[str]) -> None: ...
-    def record_lateness(self, millis: float) -> None: ...
 
 
 class Publisher(Protocol):
@@ -95,17 +94,16 @@ class Service:
         if deadline is None or (due_at is not None and deadline.due_at != due_at):
             return Outcome("stale")
         now = self.clock()
-        if deadline.due_at > now:
-            return Outcome("not_due")
+        if deadline.due_at > now:  # an early timer: the caller re-sends it for its time
+            return Outcome("not_due", detail=format_timestamp(deadline.due_at))
         reason = gate(deadline) if gate else None
         if reason:
             return Outcome("waiting", detail=reason)
         fired = DeadlineFired(order_id=order_id, deadline=deadline)
-        outcome = self._apply(order_id, fired, "", "", loaded=loaded)
+        lateness_ms = round((now - deadline.due_at).total_seconds() * 1000, 1)
+        outcome = self._apply(order_id, fired, "", "", loaded=loaded, lateness_ms=lateness_ms)
         if outcome.status != "applied":
             return outcome
-        lateness_ms = round((now - deadline.due_at).total_seconds() * 1000, 1)
-        self.store.record_lateness(lateness_ms)
         log.info("deadline fired", order_id=order_id, deadline_id=deadline_id,
                  kind=deadline.kind, lateness_ms=lateness_ms, events=list(outcome.events))
         return outcome
@@ -122,6 +120,7 @@ class Service:
         message_id: str,
         task_id: str,
         loaded: Loaded | None = None,
+        lateness_ms: float | None = None,
     ) -> Outcome:
         for attempt in range(MAX_ATTEMPTS):
             loaded = loaded or self.store.load(order_id)
@@ -131,7 +130,8 @@ class Service:
             if not message_id and _no_change(state, decision):
                 return Outcome("stale")
             commit = self._commit_for(loaded.version, state, decision, item, now)
-            commit = replace(commit, message_id=message_id, inflight_task_id=task_id)
+            commit = replace(commit, message_id=message_id, inflight_task_id=task_id,
+                             lateness_ms=lateness_ms)
             result = self.store.commit(commit, now)
             if result.status == "duplicate":
                 return Outcome("duplicate")

@@ -49,13 +49,15 @@ class FakeStore:
         self.outbox.update(dict(commit.outbox))
         self.seen -= {(oid, message_id) for message_id in commit.forget}
         self.commits.append(commit)
+        if commit.lateness_ms is not None:
+            self.record_lateness(commit.lateness_ms)
         return CommitResult("ok", current + 1)
 
     def confirm_published(self, entry_ids: list[str]) -> None:
         for entry_id in entry_ids:
             self.outbox.pop(entry_id, None)
 
-    def record_lateness(self, millis: float) -> None:
+    def record_lateness(self, millis: float) -> None:  # what commit.lua keeps in Redis
         self.lateness.append(millis)
 
 

@@ -1,8 +1,10 @@
 -- One atomic commit of an order: state + message id seen + deadlines + outbox + timeline.
 -- KEYS: 1 state hash, 2 seen set, 3 schedule zset, 4 armed zset, 5 outbox pending zset,
---       6 outbox entries hash, 7 inflight hash, 8 timeline list
+--       6 outbox entries hash, 7 inflight hash, 8 timeline list, 9 holders hash,
+--       10 resends hash, 11 lateness list
 -- ARGV: 1 expected version, 2 state JSON, 3 message id or "", 4 inflight task id or "",
---       5 now (epoch seconds), 6 timeline cap, then counted groups:
+--       5 now (epoch seconds), 6 timeline cap, 7 firing lateness in ms or "",
+--       then counted groups:
 --       n, (member, score) * n   deadlines to add or move (un-armed, re-scheduled)
 --       n, member * n            deadlines to remove
 --       n, (id, json) * n        outbox entries
@@ -22,10 +24,16 @@ local version = current + 1
 redis.call("HSET", KEYS[1], "state", ARGV[2], "version", version)
 if message_id ~= "" then redis.call("SADD", KEYS[2], message_id) end
 if task_id ~= "" then redis.call("HDEL", KEYS[7], task_id) end
-local i = 7
+if ARGV[7] ~= "" then
+  redis.call("LPUSH", KEYS[11], ARGV[7])
+  redis.call("LTRIM", KEYS[11], 0, 9999)
+end
+local i = 8
 local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   redis.call("ZREM", KEYS[4], ARGV[i])
+  redis.call("HDEL", KEYS[9], ARGV[i])
+  redis.call("HDEL", KEYS[10], ARGV[i])
   redis.call("ZADD", KEYS[3], ARGV[i + 1], ARGV[i])
   i = i + 2
 end
@@ -33,6 +41,8 @@ n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   redis.call("ZREM", KEYS[3], ARGV[i])
   redis.call("ZREM", KEYS[4], ARGV[i])
+  redis.call("HDEL", KEYS[9], ARGV[i])
+  redis.call("HDEL", KEYS[10], ARGV[i])
   i = i + 1
 end
 n = tonumber(ARGV[i]); i = i + 1

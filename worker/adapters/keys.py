@@ -38,6 +38,21 @@ SCHEDULE = f"{PREFIX}:deadlines"
 ARMED = f"{PREFIX}:deadlines:armed"
 """Sorted set of deadlines whose ETA task was sent, score due epoch; swept when overdue."""
 
+HOLDERS = f"{PREFIX}:deadlines:held"
+"""Hash member -> "node epoch": which worker received the deadline's task, and when. The
+sweep re-sends only deadlines whose holder is gone, so a busy cluster is not flooded."""
+
+RESENDS = f"{PREFIX}:deadlines:resends"
+"""Hash member -> how often the sweep re-sent it: each re-send waits twice as long."""
+
+ALIVE_PREFIX = f"{PREFIX}:alive:"
+"""`ALIVE_PREFIX + node`: set with a short expiry by every worker, every second."""
+
+
+def alive(node: str) -> str:
+    return f"{ALIVE_PREFIX}{node}"
+
+
 FIRED_LATENESS = f"{PREFIX}:deadlines:lateness"
 """List of recent firing lateness values in milliseconds (capped), for the metric."""
 

@@ -51,6 +51,7 @@ class Commit:
     outbox: tuple[tuple[str, dict[str, Any]], ...] = ()  # (entry id, entry)
     timeline: tuple[dict[str, Any], ...] = ()
     forget: tuple[str, ...] = ()  # message ids dead-lettered: no longer "seen"
+    lateness_ms: float | None = None  # a deadline firing: how late it is (the metric)
 
 
 def _script(name: str) -> str:
@@ -97,6 +98,7 @@ class RedisStore:
             commit.inflight_task_id,
             epoch(now),
             TIMELINE_CAP,
+            "" if commit.lateness_ms is None else commit.lateness_ms,
             len(commit.schedule),
         ]
         for deadline in commit.schedule:
@@ -120,6 +122,9 @@ class RedisStore:
                 keys.OUTBOX_ENTRIES,
                 keys.inflight(oid),
                 keys.timeline(oid),
+                keys.HOLDERS,
+                keys.RESENDS,
+                keys.FIRED_LATENESS,
             ],
             args=args,
         )
@@ -160,10 +165,29 @@ class RedisStore:
             for i in range(0, len(flat), 2)
         ]
 
-    def overdue_armed(self, now: datetime, retry_after: float, limit: int) -> list[tuple[str, str]]:
-        """Armed deadlines that should have fired by now; their next re-check is pushed back."""
-        flat = self._sweep(keys=[keys.ARMED], args=[epoch(now), retry_after, limit])
-        return [keys.parse_deadline_member(flat[i]) for i in range(0, len(flat), 2)]
+    def lost_armed(
+        self, now: datetime, grace: float, limit: int, backoff_cap: float, max_holding: float
+    ) -> list[tuple[str, str]]:
+        """Armed deadlines overdue whose task no live worker holds (see sweep.lua)."""
+        lost = self._sweep(
+            keys=[keys.ARMED, keys.HOLDERS, keys.RESENDS],
+            args=[epoch(now), grace, limit, backoff_cap, keys.ALIVE_PREFIX, max_holding],
+        )
+        return [keys.parse_deadline_member(member) for member in lost]
+
+    def hold(self, order_id: str, deadline_id: str, node: str, now: datetime) -> None:
+        """`node` received the deadline's task (the sweep leaves it to that worker)."""
+        member = keys.deadline_member(order_id, deadline_id)
+        self.client.hset(keys.HOLDERS, member, f"{node} {epoch(now)}")
+
+    def release(self, order_id: str, deadline_id: str) -> None:
+        """Forget the holder of a deadline that is no longer armed (a stale task ran)."""
+        member = keys.deadline_member(order_id, deadline_id)
+        if self.client.zscore(keys.ARMED, member) is None:
+            self.client.hdel(keys.HOLDERS, member)
+
+    def heartbeat(self, node: str, ttl_ms: int) -> None:
+        self.client.set(keys.alive(node), "1", px=ttl_ms)
 
     def next_deadlines(self, count: int) -> list[tuple[str, str, datetime | None, str]]:
         """The next `count` pending deadlines overall: (order, id, due or None, where)."""
@@ -185,12 +209,6 @@ class RedisStore:
         pipe.zcard(keys.ARMED)
         scheduled, armed = pipe.execute()
         return int(scheduled), int(armed)
-
-    def record_lateness(self, millis: float) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.lpush(keys.FIRED_LATENESS, round(millis, 1))
-        pipe.ltrim(keys.FIRED_LATENESS, 0, 9999)
-        pipe.execute()
 
     # --- outbox --------------------------------------------------------------------------
 

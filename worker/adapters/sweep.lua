@@ -1,7 +1,28 @@
--- Armed deadlines whose re-check time is past ARGV[1]: push their re-check ARGV[2] s later
--- and return them (member, old score ...), at most ARGV[3]. KEYS: 1 armed zset.
-local overdue = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[1], "WITHSCORES", "LIMIT", 0, ARGV[3])
-for i = 1, #overdue, 2 do
-  redis.call("ZADD", KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), overdue[i])
+-- Armed deadlines whose re-check time is past: re-send only those whose task is lost.
+-- A deadline whose task a live worker received less than ARGV[6] s ago is left to it (its
+-- re-check moves ARGV[2] s on); one with no holder, a dead holder (its alive key expired)
+-- or a holding too old is returned for re-sending, and its next re-check backs off
+-- exponentially (ARGV[2] s, twice that ... at most ARGV[4] s), so a backlog is not flooded.
+-- KEYS: 1 armed zset, 2 holders hash, 3 resends hash
+-- ARGV: 1 now, 2 grace, 3 limit, 4 backoff cap, 5 alive key prefix, 6 max holding age
+local now, grace, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
+local overdue = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", now, "LIMIT", 0, ARGV[3])
+local lost = {}
+for _, member in ipairs(overdue) do
+  local holder = redis.call("HGET", KEYS[2], member)
+  local held = false
+  if holder then
+    local node, since = string.match(holder, "^(.*) ([%d.]+)$")
+    held = node ~= nil and now - tonumber(since) < tonumber(ARGV[6])
+      and redis.call("EXISTS", ARGV[5] .. node) == 1
+  end
+  if held then
+    redis.call("ZADD", KEYS[1], now + grace, member)
+  else
+    local sent = redis.call("HINCRBY", KEYS[3], member, 1)
+    redis.call("ZADD", KEYS[1], now + math.min(cap, grace * 2 ^ (sent - 1)), member)
+    redis.call("HDEL", KEYS[2], member)
+    table.insert(lost, member)
+  end
 end
-return overdue
+return lost

@@ -1,0 +1,87 @@
+"""The sweep re-sends only lost deadline tasks, backing off, against a real Redis."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from worker.adapters import keys
+from worker.adapters.redis_store import RedisStore, epoch
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+GRACE, CAP, MAX_HOLDING = 2.0, 60.0, 300.0
+
+
+@pytest.fixture
+def store(redis_client):
+    return RedisStore(redis_client)
+
+
+def overdue(store: RedisStore, order: str, deadline: str = "unpaid_expiry:") -> str:
+    member = keys.deadline_member(order, deadline)
+    store.client.zadd(keys.ARMED, {member: epoch(NOW - timedelta(seconds=3))})
+    return member
+
+
+def sweep(store: RedisStore, at: datetime = NOW) -> list[tuple[str, str]]:
+    return store.lost_armed(at, GRACE, 100, CAP, MAX_HOLDING)
+
+
+def test_a_deadline_held_by_a_live_worker_is_left_to_it(store):
+    overdue(store, "o-1")
+    store.hold("o-1", "unpaid_expiry:", "worker-a@host", NOW - timedelta(seconds=30))
+    store.heartbeat("worker-a@host", ttl_ms=5000)
+
+    assert sweep(store) == []
+    assert sweep(store, NOW + timedelta(seconds=GRACE)) == []
+
+
+def test_a_deadline_whose_holder_died_is_sent_again_with_backoff(store):
+    member = overdue(store, "o-1")
+    store.hold("o-1", "unpaid_expiry:", "worker-dead@host", NOW - timedelta(seconds=30))
+
+    first = sweep(store)
+    soon = sweep(store, NOW + timedelta(seconds=GRACE - 0.1))
+    second = sweep(store, NOW + timedelta(seconds=GRACE))
+    too_soon = sweep(store, NOW + timedelta(seconds=GRACE * 2))
+    third = sweep(store, NOW + timedelta(seconds=GRACE + GRACE * 2))
+
+    assert first == [("o-1", "unpaid_expiry:")]
+    assert soon == [] and too_soon == []
+    assert second == first and third == first
+    assert store.client.hget(keys.RESENDS, member) == b"3"
+
+
+def test_an_unheld_or_too_long_held_deadline_is_sent_again(store):
+    overdue(store, "o-never-received")
+    overdue(store, "o-held-forever")
+    store.hold("o-held-forever", "unpaid_expiry:", "worker-a@host",
+               NOW - timedelta(seconds=MAX_HOLDING + 1))
+    store.heartbeat("worker-a@host", ttl_ms=5000)
+
+    assert sorted(sweep(store)) == [("o-held-forever", "unpaid_expiry:"),
+                                    ("o-never-received", "unpaid_expiry:")]
+
+
+def test_firing_forgets_the_holder_and_the_resend_count(store):
+    from tests.factories import order_placed
+    from worker.adapters.redis_store import Commit
+    from worker.rules.state import OrderState
+
+    placed = order_placed()
+    member = overdue(store, placed.order_id)
+    store.client.hset(keys.RESENDS, member, 2)
+    store.hold(placed.order_id, "unpaid_expiry:", "w@h", NOW)
+    old = OrderState(order_id=placed.order_id)
+
+    result = store.commit(Commit(order_id=placed.order_id, expected_version=0, state=old,
+                                 unschedule=("unpaid_expiry:",), lateness_ms=12.5), NOW)
+
+    assert result.status == "ok"
+    assert store.client.hget(keys.HOLDERS, member) is None
+    assert store.client.hget(keys.RESENDS, member) is None
+    assert store.client.zscore(keys.ARMED, member) is None
+    assert store.client.lrange(keys.FIRED_LATENESS, 0, -1) == [b"12.5"]
