@@ -10,6 +10,7 @@ import re
 import zoneinfo
 from datetime import timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -20,7 +21,6 @@ from pydantic import (
     PlainSerializer,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
 from schemas.types import Money
@@ -104,6 +104,19 @@ class SellerPolicy(Strict):
     cancel_response_window: Duration | Literal["until_ready_to_ship"] | None = None
 
 
+@lru_cache(maxsize=256)
+def _holidays_known(code: str) -> bool:
+    """Cached: every order's state carries its policy, and is validated on every load."""
+    import holidays as holidays_lib  # pure library, imported lazily: it is large
+
+    country, _, subdivision = code.partition("-")
+    try:
+        holidays_lib.country_holidays(country, subdiv=subdivision or None, years=2026)
+    except NotImplementedError:
+        return False
+    return True
+
+
 class MarketplacePolicy(Strict):
     timezone: str = "UTC"
     holidays: str | None = None
@@ -132,20 +145,9 @@ class MarketplacePolicy(Strict):
     @field_validator("holidays")
     @classmethod
     def _known_holidays(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        import holidays as holidays_lib  # pure library, imported lazily: it is large
-
-        country, _, subdivision = value.partition("-")
-        try:
-            holidays_lib.country_holidays(country, subdiv=subdivision or None, years=2026)
-        except NotImplementedError as exc:
-            raise ValueError(f"no public holidays are known for {value!r}") from exc
+        if value is not None and not _holidays_known(value):
+            raise ValueError(f"no public holidays are known for {value!r}")
         return value
-
-    @model_validator(mode="after")
-    def _business_needs_calendar(self) -> MarketplacePolicy:
-        return self
 
     def cancel_response_for(self, seller_id: str) -> timedelta | Literal["until_ready_to_ship"]:
         """The seller's own answer window for cancellations, or the marketplace's."""

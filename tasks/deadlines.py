@@ -34,18 +34,11 @@ OUTBOX_RELAY_AFTER = timedelta(seconds=5)
 """An outbox entry not confirmed this long after its commit is published again."""
 
 
-def inbound_depth() -> int:
-    pipe = runtime.redis_client().pipeline(transaction=False)
-    for key in queue_keys(topology.INBOUND):
-        pipe.llen(key)
-    return sum(int(n) for n in pipe.execute())
-
-
 def _gate(order_id: str, after_barrier: bool) -> Any:
     settings = get_settings()
+    inbound = queue_keys(topology.INBOUND)
     gate = Gate(
-        inflight=runtime.store().inflight,
-        inbound_depth=inbound_depth,
+        backlog=lambda oid: runtime.store().backlog(oid, inbound),
         stale_after=settings.visibility_timeout * 2,
         clock=runtime.utcnow,
     )

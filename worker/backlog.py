@@ -43,18 +43,18 @@ def queue_keys(queue: str) -> list[str]:
 class Gate:
     """Decides whether a due deadline may fire now (None) or must wait (the reason)."""
 
-    inflight: Callable[[str], dict[str, tuple[datetime, datetime]]]
-    inbound_depth: Callable[[], int]
+    backlog: Callable[[str], tuple[int, dict[str, tuple[datetime, datetime]]]]
     stale_after: timedelta
     clock: Callable[[], datetime]
 
     def __call__(self, order_id: str, deadline: Deadline, after_barrier: bool) -> str | None:
         if deadline.kind == "hold":  # processing-time timer of a parked message
             return None
-        if not after_barrier and self.inbound_depth() > 0:
+        depth, inflight = self.backlog(order_id)  # inbound queue depth, in-flight messages
+        if not after_barrier and depth > 0:
             return BARRIER
         horizon = self.clock() - self.stale_after
-        for task_id, (occurred, received) in self.inflight(order_id).items():
+        for task_id, (occurred, received) in inflight.items():
             if received < horizon:
                 log.warning("ignoring stale in-flight entry", order_id=order_id, task_id=task_id)
                 continue

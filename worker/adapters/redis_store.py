@@ -145,11 +145,18 @@ class RedisStore:
         self.client.hdel(keys.inflight(order_id), task_id)
 
     def inflight(self, order_id: str) -> dict[str, tuple[datetime, datetime]]:
-        entries: dict[str, tuple[datetime, datetime]] = {}
-        for task_id, value in self.client.hgetall(keys.inflight(order_id)).items():
-            occurred, received = (float(part) for part in value.split())
-            entries[_text(task_id)] = (from_epoch(occurred), from_epoch(received))
-        return entries
+        return _inflight_entries(self.client.hgetall(keys.inflight(order_id)))
+
+    def backlog(
+        self, order_id: str, queue_keys: list[str]
+    ) -> tuple[int, dict[str, tuple[datetime, datetime]]]:
+        """In one round trip: messages waiting in the queue's lists, and the order's in-flight."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in queue_keys:
+            pipe.llen(key)
+        pipe.hgetall(keys.inflight(order_id))
+        *depths, inflight = pipe.execute()
+        return sum(int(depth) for depth in depths), _inflight_entries(inflight)
 
     # --- deadline schedule -----------------------------------------------------------------
 
@@ -235,3 +242,11 @@ class RedisStore:
                 continue
             entries.append((_text(entry_id), json.loads(body)))
         return entries
+
+
+def _inflight_entries(raw: dict[Any, Any]) -> dict[str, tuple[datetime, datetime]]:
+    entries: dict[str, tuple[datetime, datetime]] = {}
+    for task_id, value in raw.items():
+        occurred, received = (float(part) for part in _text(value).split())
+        entries[_text(task_id)] = (from_epoch(occurred), from_epoch(received))
+    return entries
