@@ -11,6 +11,7 @@ from celery import Task
 from schemas.types import format_timestamp, parse_timestamp
 from tasks.errors import TRANSIENT, backoff
 from worker import runtime, topology
+from worker.adapters.redis_store import Backlog, Loaded
 from worker.app import app
 from worker.backlog import BARRIER, Gate, queue_keys
 from worker.logging import bind, get_logger
@@ -32,13 +33,38 @@ RESEND_BACKOFF_CAP = 60.0
 """Longest wait (s) between two re-sends of one lost deadline: nobody consumes it yet."""
 OUTBOX_RELAY_AFTER = timedelta(seconds=5)
 """An outbox entry not confirmed this long after its commit is published again."""
+INBOUND_KEYS = queue_keys(topology.INBOUND)
+DEADLINE_KEYS = queue_keys(topology.DEADLINES)
 
 
-def _gate(order_id: str, after_barrier: bool) -> Any:
+def _broker_backlog(order_id: str) -> tuple[int, dict[str, Any]]:
+    """Queue depth from the broker itself (RabbitMQ, or Redis on another database)."""
+    with app.pool.acquire(block=True) as connection, connection.channel() as channel:
+        try:
+            declared = channel.queue_declare(topology.INBOUND, passive=True)
+            depth = int(declared.message_count)
+        except connection.channel_errors:  # no such queue (a flushed broker): nothing waits
+            depth = 0
+    return depth, runtime.store().inflight(order_id)
+
+
+def _load_for_firing(order_id: str) -> tuple[Loaded | None, Backlog | None]:
+    """Queues on the store's Redis: the order and its backlog in one round trip, else
+    neither here (the service loads the order, the gate asks the broker)."""
+    settings = get_settings()
+    if settings.broker_url != settings.redis_url:
+        return None, None
+    return runtime.store().load_for_firing(order_id, INBOUND_KEYS)
+
+
+def _gate(order_id: str, after_barrier: bool, backlog: Backlog | None = None) -> Any:
     settings = get_settings()
     inbound = queue_keys(topology.INBOUND)
+    same_redis = settings.broker_url == settings.redis_url  # one round trip for both reads
     gate = Gate(
-        backlog=lambda oid: runtime.store().backlog(oid, inbound),
+        backlog=(lambda oid: backlog) if backlog is not None
+        else (lambda oid: runtime.store().backlog(oid, inbound)) if same_redis
+        else _broker_backlog,
         stale_after=settings.visibility_timeout * 2,
         clock=runtime.utcnow,
     )
@@ -57,11 +83,17 @@ def fire_deadline(
     bind(order_id=order_id, deadline_id=deadline_id)
     due = parse_timestamp(due_at) if due_at else None
     try:
+        loaded, backlog = _load_for_firing(order_id)
         outcome = runtime.service().fire_deadline(
-            order_id, deadline_id, due, gate=_gate(order_id, after_barrier=barrier)
+            order_id, deadline_id, due, gate=_gate(order_id, barrier, backlog), loaded=loaded
         )
     except TRANSIENT as exc:
         raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+    except Exception:
+        # A bug, not an outage: let the sweep send it again, backing off, rather than
+        # leave it held by this worker until the holding expires.
+        runtime.store().release(order_id, deadline_id, even_if_armed=True)
+        raise
     if outcome.status == "waiting":
         # Through the tail of the inbound queue first, then re-checked from the deadlines queue.
         queue = topology.INBOUND if outcome.detail == BARRIER else topology.DEADLINES
@@ -84,6 +116,20 @@ def send_deadline(order_id: str, deadline_id: str, due: Any | None) -> None:
     )
 
 
+def _deadlines_queued() -> int:
+    """Messages waiting in the deadlines queue: while there are, a due deadline no worker
+    has received yet is presumed queued behind them, not lost (see sweep.lua)."""
+    settings = get_settings()
+    if settings.broker_url == settings.redis_url:
+        return runtime.store().queue_depth(DEADLINE_KEYS)
+    try:
+        with app.pool.acquire(block=True) as connection:
+            channel = connection.default_channel
+            return int(channel.queue_declare(topology.DEADLINES, passive=True).message_count)
+    except Exception:  # an empty Redis queue does not exist; else: re-send as before
+        return 0
+
+
 @app.task(name="aftersales.tick", ignore_result=True)
 def tick() -> dict[str, int]:
     """Arm deadlines entering the horizon, re-send overdue ones, relay the outbox."""
@@ -94,7 +140,8 @@ def tick() -> dict[str, int]:
     for order_id, deadline_id, due in armed:
         send_deadline(order_id, deadline_id, due)
     overdue = store.lost_armed(
-        now, grace, SWEEP_BATCH, RESEND_BACKOFF_CAP, settings.visibility_timeout.total_seconds()
+        now, grace, SWEEP_BATCH, RESEND_BACKOFF_CAP, settings.visibility_timeout.total_seconds(),
+        queued=_deadlines_queued(),
     )
     for order_id, deadline_id in overdue:
         send_deadline(order_id, deadline_id, None)

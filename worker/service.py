@@ -83,13 +83,16 @@ class Service:
         deadline_id: str,
         due_at: datetime | None,
         gate: Callable[[Deadline], str | None] | None = None,
+        loaded: Loaded | None = None,
     ) -> Outcome:
         """Fire a deadline if it is still current and due (fencing); else change nothing.
 
         `gate` may hold it back (backlog safety): then the outcome is "waiting" with the
-        reason, and the caller tries again later.
+        reason, and the caller tries again later. `loaded`: the order as the caller just
+        read it (with the gate's backlog, in one round trip); the commit's version check
+        fences it like a fresh load.
         """
-        loaded = self.store.load(order_id)
+        loaded = loaded or self.store.load(order_id)
         deadline = loaded.state.deadlines.get(deadline_id) if loaded.state else None
         if deadline is None or (due_at is not None and deadline.due_at != due_at):
             return Outcome("stale")

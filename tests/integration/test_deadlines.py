@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
 
 from tests.integration.wire_messages import (
     BUYER_ACTION,
@@ -19,6 +20,7 @@ from tests.integration.wire_messages import (
     new_id,
     placed,
 )
+from tests.support.state import wait_applied
 from tests.support.wire import EventListener, WireClient
 
 pytestmark = pytest.mark.integration
@@ -109,23 +111,28 @@ def test_a_flushed_broker_still_fires_from_the_durable_schedule(
         producer.close()
 
 
-def open_cancel_request(wire_client: WireClient, respond_in: float) -> tuple[str, datetime]:
+def open_cancel_request(
+    wire_client: WireClient, state: redis.Redis, respond_in: float
+) -> tuple[str, datetime]:
     """A paid order with a buyer cancel request whose 48 h answer window ends soon."""
     order = new_id("o")
     requested_at = datetime.now(UTC) - timedelta(hours=48) + timedelta(seconds=respond_in)
     wire_client.send(ORDER_EVENT, placed(order, requested_at - timedelta(hours=3)))
     wire_client.send(ORDER_EVENT, message("order.paid", order, requested_at - timedelta(hours=2)))
+    # Paid must be known before the request arrives, or it is an unpaid order's instant
+    # cancellation (arrival order decides: contract section 2).
+    wait_applied(state, order, 2)
     wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, requested_at,
                                            reason="changed my mind"))
     return order, requested_at + timedelta(hours=48)
 
 
 def test_a_seller_answer_before_the_deadline_means_nothing_fires(
-    start_worker, start_beat, wire_client, event_listener
+    start_worker, start_beat, wire_client, event_listener, redis_client
 ):
     start_worker(env=SWEEP)
     start_beat(env=SWEEP)
-    order, respond_by = open_cancel_request(wire_client, respond_in=4)
+    order, respond_by = open_cancel_request(wire_client, redis_client, respond_in=4)
     event_listener.wait_for("cancellation.requested")
 
     wire_client.send(SELLER_ACTION, message("seller.cancel_rejected", order,
@@ -142,23 +149,40 @@ def test_a_deadline_does_not_overtake_an_earlier_answer_still_in_the_inbound_que
     start_worker, start_beat, wire_client, event_listener, redis_client
 ):
     """The seller rejected at 47 h, but the inbound queue is behind: no auto-accept."""
-    timers_only = start_worker(env=SWEEP, queues=("aftersales.deadlines", "aftersales.control"))
-    inbound = start_worker(env=SWEEP)
-    start_beat(env=SWEEP)
-    order, respond_by = open_cancel_request(wire_client, respond_in=4)
-    event_listener.wait_for("cancellation.requested")
+    backlog_scenario(start_worker, start_beat, wire_client, event_listener, redis_client, SWEEP)
+
+
+def test_backlog_safety_reads_the_queue_from_the_broker_when_it_is_elsewhere(
+    start_worker, start_beat, redis_url, redis_client
+):
+    broker_url = redis_url.rsplit("/", 1)[0] + "/1"  # state in db 0, queues in db 1
+    producer, listener = WireClient(broker_url), EventListener(broker_url)
+    try:
+        backlog_scenario(start_worker, start_beat, producer, listener, redis_client,
+                         {**SWEEP, "AFTERSALES_BROKER_URL": broker_url})
+    finally:
+        listener.close()
+        producer.close()
+
+
+def backlog_scenario(start_worker, start_beat, producer, listener, state, env) -> None:
+    timers_only = start_worker(env=env, queues=("aftersales.deadlines", "aftersales.control"))
+    inbound = start_worker(env=env)
+    start_beat(env=env)
+    order, respond_by = open_cancel_request(producer, state, respond_in=4)
+    listener.wait_for("cancellation.requested")
     inbound.stop()  # from now on the inbound queue backs up
 
-    wire_client.send(SELLER_ACTION, message("seller.cancel_rejected", order,
-                                            respond_by - timedelta(hours=1),
-                                            reason="already packed"))
+    producer.send(SELLER_ACTION, message("seller.cancel_rejected", order,
+                                         respond_by - timedelta(hours=1),
+                                         reason="already packed"))
     time.sleep(max(0.0, respond_by.timestamp() - time.time()) + 2.0)
-    event_listener.assert_none("cancellation.auto_accepted", within=0.5)
+    listener.assert_none("cancellation.auto_accepted", within=0.5)
     assert "aftersales.deadline" in timers_only.log_text()
 
-    start_worker(env=SWEEP)  # the backlog drains: the answer first, then the barrier
-    event_listener.wait_for("cancellation.rejected", timeout=15)
-    event_listener.assert_none("cancellation.auto_accepted", within=3.0)
+    start_worker(env=env)  # the backlog drains: the answer first, then the barrier
+    listener.wait_for("cancellation.rejected", timeout=15)
+    listener.assert_none("cancellation.auto_accepted", within=3.0)
 
 
 def test_the_same_deadline_scheduled_twice_fires_once(

@@ -21,6 +21,7 @@ from tests.integration.wire_messages import (
     new_id,
     placed,
 )
+from tests.support.state import wait_applied
 
 pytestmark = pytest.mark.integration
 
@@ -46,12 +47,13 @@ def return_request(order: str, at: datetime, **fields) -> dict:
 
 
 def test_a_late_cancellation_goes_to_the_seller_who_accepts_it(
-    start_worker, wire_client, event_listener
+    start_worker, wire_client, event_listener, redis_client
 ):
     start_worker()
     order = new_id("o")
     wire_client.send(ORDER_EVENT, placed(order, ago(hours=5)))
     wire_client.send(ORDER_EVENT, message("order.paid", order, ago(hours=4)))
+    wait_applied(redis_client, order, 2)
     asked_at = ago(hours=1)  # three hours after payment: outside the free hour
 
     wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, asked_at,
@@ -70,12 +72,13 @@ def test_a_late_cancellation_goes_to_the_seller_who_accepts_it(
 
 
 def test_an_open_cancellation_request_is_rejected_by_the_system_when_the_order_ships(
-    start_worker, wire_client, event_listener
+    start_worker, wire_client, event_listener, redis_client
 ):
     start_worker()
     order = new_id("o")
     wire_client.send(ORDER_EVENT, placed(order, ago(hours=5)))
     wire_client.send(ORDER_EVENT, message("order.paid", order, ago(hours=4)))
+    wait_applied(redis_client, order, 2)
     wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, ago(hours=2),
                                            reason="too slow"))
     event_listener.wait_for("cancellation.requested")

@@ -19,18 +19,20 @@ from tests.integration.wire_messages import (
     placed,
     ts,
 )
+from tests.support.state import wait_applied
 from tests.support.wire import protocol2_body, task_headers
 
 pytestmark = pytest.mark.integration
 
 
 def test_buyer_cancel_after_payment_in_free_window_refunds_in_full(
-    start_worker, wire_client, event_listener
+    start_worker, wire_client, event_listener, redis_client
 ):
     start_worker()
     order = new_id("o")
     wire_client.send(ORDER_EVENT, placed(order, ago(minutes=40)))
     wire_client.send(ORDER_EVENT, message("order.paid", order, ago(minutes=30)))
+    wait_applied(redis_client, order, 2)
 
     wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, ago(minutes=1),
                                            reason="found it cheaper"))

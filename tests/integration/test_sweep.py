@@ -85,3 +85,40 @@ def test_firing_forgets_the_holder_and_the_resend_count(store):
     assert store.client.hget(keys.RESENDS, member) is None
     assert store.client.zscore(keys.ARMED, member) is None
     assert store.client.lrange(keys.FIRED_LATENESS, 0, -1) == [b"12.5"]
+
+
+def test_an_unheld_deadline_behind_a_busy_deadlines_queue_is_left_queued(store):
+    """A burst: tasks still queued behind others are not lost; re-sent once it has waited
+    longer than a holding may last, or when the queue is empty and nobody has it."""
+    member = overdue(store, "o-queued")
+
+    waiting = store.lost_armed(NOW, GRACE, 100, CAP, MAX_HOLDING, queued=500)
+    still = store.lost_armed(NOW + timedelta(seconds=GRACE), GRACE, 100, CAP, MAX_HOLDING,
+                             queued=20)
+    too_long = store.lost_armed(NOW + timedelta(seconds=MAX_HOLDING + 1), GRACE, 100, CAP,
+                                MAX_HOLDING, queued=20)
+
+    assert waiting == [] and still == []
+    assert store.client.hget(keys.HOLDERS, member) is None  # sent again: nobody holds it
+    assert too_long == [("o-queued", "unpaid_expiry:")]
+    assert store.client.hget(keys.RESENDS, member) == b"1"
+
+
+def test_a_queued_deadline_is_sent_again_once_the_queue_is_empty(store):
+    overdue(store, "o-queued")
+    assert store.lost_armed(NOW, GRACE, 100, CAP, MAX_HOLDING, queued=3) == []
+
+    later = NOW + timedelta(seconds=GRACE)
+    assert store.lost_armed(later, GRACE, 100, CAP, MAX_HOLDING, queued=0) == [
+        ("o-queued", "unpaid_expiry:")
+    ]
+
+
+def test_a_worker_receiving_a_queued_deadline_becomes_its_holder(store):
+    overdue(store, "o-queued")
+    store.lost_armed(NOW, GRACE, 100, CAP, MAX_HOLDING, queued=3)
+    store.hold("o-queued", "unpaid_expiry:", "worker-a@host", NOW + timedelta(seconds=1))
+    store.heartbeat("worker-a@host", ttl_ms=5000)
+
+    later = NOW + timedelta(seconds=GRACE)
+    assert store.lost_armed(later, GRACE, 100, CAP, MAX_HOLDING, queued=0) == []

@@ -6,6 +6,7 @@ stays in the outbox and the relay publishes it again (with the same event id).
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from celery import Celery
@@ -35,7 +36,9 @@ class KombuPublisher:
             raise ValueError(f"unknown outbox entry kind {kind!r}")
 
     def publish_event(self, event: dict[str, Any]) -> None:
-        with self.app.producer_or_acquire() as producer:
+        # One event goes to every queue bound to the topic exchange (notifications and, for
+        # refunds and cancellations, refunds): batched, those pushes are one round trip.
+        with self.app.producer_or_acquire() as producer, _batch(producer):
             producer.publish(
                 event,
                 exchange=topology.events_exchange,
@@ -61,3 +64,10 @@ class KombuPublisher:
                 retry=True,
                 retry_policy={"max_retries": 3, "interval_start": 0.1, "interval_step": 0.5},
             )
+
+
+def _batch(producer: Any) -> AbstractContextManager[Any]:
+    """kombu >= 5.7 sends a publish's pushes to several queues in one pipeline; a failed
+    flush raises, and the entry stays in the outbox for the relay, like any failed publish."""
+    batch = getattr(producer, "batch", None)
+    return batch() if batch is not None else nullcontext()

@@ -27,6 +27,10 @@ class Loaded:
     version: int
 
 
+Backlog = tuple[int, dict[str, tuple[datetime, datetime]]]
+"""Messages waiting in the inbound queue's lists, and the order's in-flight messages by
+task id: (occurred_at, received_at)."""
+
 CommitStatus = Literal["ok", "conflict", "duplicate"]
 """What commit.lua answers: applied, lost the version race, or message already seen."""
 
@@ -82,9 +86,21 @@ class RedisStore:
 
     def load(self, order_id: str) -> Loaded:
         raw, version = self.client.hmget(keys.order_state(order_id), ["state", "version"])
-        if raw is None:
-            return Loaded(None, 0)
-        return Loaded(OrderState.model_validate_json(raw), int(version or 0))
+        return _loaded(raw, version)
+
+    def load_for_firing(self, order_id: str, queue_keys: list[str]) -> tuple[Loaded, Backlog]:
+        """A deadline's order and its backlog (see `backlog`), read in one round trip.
+
+        The backlog is read with the state, not after it: the commit's version check still
+        fences anything committed in between, exactly as with two separate reads."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(keys.order_state(order_id), ["state", "version"])
+        for key in queue_keys:
+            pipe.llen(key)
+        pipe.hgetall(keys.inflight(order_id))
+        (raw, version), *depths, inflight = pipe.execute()
+        backlog = sum(int(depth) for depth in depths), _inflight_entries(inflight)
+        return _loaded(raw, version), backlog
 
     def is_seen(self, order_id: str, message_id: str) -> bool:
         return bool(self.client.sismember(keys.seen_messages(order_id), message_id))
@@ -147,9 +163,14 @@ class RedisStore:
     def inflight(self, order_id: str) -> dict[str, tuple[datetime, datetime]]:
         return _inflight_entries(self.client.hgetall(keys.inflight(order_id)))
 
-    def backlog(
-        self, order_id: str, queue_keys: list[str]
-    ) -> tuple[int, dict[str, tuple[datetime, datetime]]]:
+    def queue_depth(self, queue_keys: list[str]) -> int:
+        """Messages waiting in a queue's lists (kombu's Redis transport, on this Redis)."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in queue_keys:
+            pipe.llen(key)
+        return sum(int(depth) for depth in pipe.execute())
+
+    def backlog(self, order_id: str, queue_keys: list[str]) -> Backlog:
         """In one round trip: messages waiting in the queue's lists, and the order's in-flight."""
         pipe = self.client.pipeline(transaction=False)
         for key in queue_keys:
@@ -173,12 +194,15 @@ class RedisStore:
         ]
 
     def lost_armed(
-        self, now: datetime, grace: float, limit: int, backoff_cap: float, max_holding: float
+        self, now: datetime, grace: float, limit: int, backoff_cap: float, max_holding: float,
+        queued: int = 0,
     ) -> list[tuple[str, str]]:
-        """Armed deadlines overdue whose task no live worker holds (see sweep.lua)."""
+        """Armed deadlines overdue whose task no live worker holds and, with `queued`
+        messages waiting in the deadlines queue, that have waited there longer than
+        `max_holding` (see sweep.lua)."""
         lost = self._sweep(
             keys=[keys.ARMED, keys.HOLDERS, keys.RESENDS],
-            args=[epoch(now), grace, limit, backoff_cap, keys.ALIVE_PREFIX, max_holding],
+            args=[epoch(now), grace, limit, backoff_cap, keys.ALIVE_PREFIX, max_holding, queued],
         )
         return [keys.parse_deadline_member(member) for member in lost]
 
@@ -187,10 +211,11 @@ class RedisStore:
         member = keys.deadline_member(order_id, deadline_id)
         self.client.hset(keys.HOLDERS, member, f"{node} {epoch(now)}")
 
-    def release(self, order_id: str, deadline_id: str) -> None:
-        """Forget the holder of a deadline that is no longer armed (a stale task ran)."""
+    def release(self, order_id: str, deadline_id: str, even_if_armed: bool = False) -> None:
+        """Forget the holder of a deadline: no longer armed (a stale task ran), or its task
+        failed and the sweep should send it again."""
         member = keys.deadline_member(order_id, deadline_id)
-        if self.client.zscore(keys.ARMED, member) is None:
+        if even_if_armed or self.client.zscore(keys.ARMED, member) is None:
             self.client.hdel(keys.HOLDERS, member)
 
     def heartbeat(self, node: str, ttl_ms: int) -> None:
@@ -242,6 +267,12 @@ class RedisStore:
                 continue
             entries.append((_text(entry_id), json.loads(body)))
         return entries
+
+
+def _loaded(raw: bytes | str | None, version: bytes | str | None) -> Loaded:
+    if raw is None:
+        return Loaded(None, 0)
+    return Loaded(OrderState.model_validate_json(raw), int(version or 0))
 
 
 def _inflight_entries(raw: dict[Any, Any]) -> dict[str, tuple[datetime, datetime]]:

@@ -1,11 +1,17 @@
 -- Armed deadlines whose re-check time is past: re-send only those whose task is lost.
 -- A deadline whose task a live worker received less than ARGV[6] s ago is left to it (its
--- re-check moves ARGV[2] s on); one with no holder, a dead holder (its alive key expired)
--- or a holding too old is returned for re-sending, and its next re-check backs off
--- exponentially (ARGV[2] s, twice that ... at most ARGV[4] s), so a backlog is not flooded.
+-- re-check moves ARGV[2] s on); so is one nobody holds while the deadlines queue is not
+-- empty (ARGV[7] > 0): its task is presumed still queued behind others, not lost, and the
+-- queue itself is recorded as its holder (node "queue", no "@": never a worker's name) for
+-- at most ARGV[6] s. A burst of due deadlines is worked off at the workers' pace instead of
+-- being sent again and again while it waits. One with no holder and an empty queue, a dead
+-- holder (its alive key expired) or a holding too old is returned for re-sending, and its
+-- next re-check backs off exponentially (ARGV[2] s, twice that ... at most ARGV[4] s).
 -- KEYS: 1 armed zset, 2 holders hash, 3 resends hash
--- ARGV: 1 now, 2 grace, 3 limit, 4 backoff cap, 5 alive key prefix, 6 max holding age
+-- ARGV: 1 now, 2 grace, 3 limit, 4 backoff cap, 5 alive key prefix, 6 max holding age,
+--       7 messages waiting in the deadlines queue
 local now, grace, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
+local max_holding, queued = tonumber(ARGV[6]), tonumber(ARGV[7] or "0") > 0
 local overdue = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", now, "LIMIT", 0, ARGV[3])
 local lost = {}
 for _, member in ipairs(overdue) do
@@ -13,8 +19,15 @@ for _, member in ipairs(overdue) do
   local held = false
   if holder then
     local node, since = string.match(holder, "^(.*) ([%d.]+)$")
-    held = node ~= nil and now - tonumber(since) < tonumber(ARGV[6])
-      and redis.call("EXISTS", ARGV[5] .. node) == 1
+    held = node ~= nil and now - tonumber(since) < max_holding
+    if held and node == "queue" then
+      held = queued
+    elseif held then
+      held = redis.call("EXISTS", ARGV[5] .. node) == 1
+    end
+  elseif queued then
+    redis.call("HSET", KEYS[2], member, "queue " .. now)
+    held = true
   end
   if held then
     redis.call("ZADD", KEYS[1], now + grace, member)

@@ -1,0 +1,23 @@
+"""Reading an order's state back from Redis in integration tests (the checking side)."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from worker.adapters.redis_store import RedisStore
+
+
+def wait_applied(client: redis.Redis, order_id: str, version: int, timeout: float = 15.0) -> None:
+    """Wait until `version` inputs of the order are committed (applied or parked).
+
+    Producers in the tests send facts back to back; where a rule depends on arrival order
+    (contract section 2: a fact arriving after the order moved on is answered
+    consistently, not reordered), a test waits here so that it tests the rule it names.
+    """
+    store = RedisStore(client)
+    end = time.monotonic() + timeout
+    while store.load(order_id).version < version:
+        assert time.monotonic() < end, f"order {order_id} never reached version {version}"
+        time.sleep(0.05)
