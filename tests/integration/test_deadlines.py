@@ -20,7 +20,7 @@ from tests.integration.wire_messages import (
     new_id,
     placed,
 )
-from tests.support.state import wait_applied
+from tests.support.state import paid_order
 from tests.support.wire import EventListener, WireClient
 
 pytestmark = pytest.mark.integration
@@ -115,13 +115,11 @@ def open_cancel_request(
     wire_client: WireClient, state: redis.Redis, respond_in: float
 ) -> tuple[str, datetime]:
     """A paid order with a buyer cancel request whose 48 h answer window ends soon."""
-    order = new_id("o")
     requested_at = datetime.now(UTC) - timedelta(hours=48) + timedelta(seconds=respond_in)
-    wire_client.send(ORDER_EVENT, placed(order, requested_at - timedelta(hours=3)))
-    wire_client.send(ORDER_EVENT, message("order.paid", order, requested_at - timedelta(hours=2)))
     # Paid must be known before the request arrives, or it is an unpaid order's instant
     # cancellation (arrival order decides: contract section 2).
-    wait_applied(state, order, 2)
+    order = paid_order(wire_client, state, requested_at - timedelta(hours=3),
+                       requested_at - timedelta(hours=2))
     wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, requested_at,
                                            reason="changed my mind"))
     return order, requested_at + timedelta(hours=48)

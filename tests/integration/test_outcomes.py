@@ -21,7 +21,7 @@ from tests.integration.wire_messages import (
     new_id,
     placed,
 )
-from tests.support.state import wait_applied
+from tests.support.state import paid_order
 
 pytestmark = pytest.mark.integration
 
@@ -50,10 +50,7 @@ def test_a_late_cancellation_goes_to_the_seller_who_accepts_it(
     start_worker, wire_client, event_listener, redis_client
 ):
     start_worker()
-    order = new_id("o")
-    wire_client.send(ORDER_EVENT, placed(order, ago(hours=5)))
-    wire_client.send(ORDER_EVENT, message("order.paid", order, ago(hours=4)))
-    wait_applied(redis_client, order, 2)
+    order = paid_order(wire_client, redis_client, ago(hours=5), ago(hours=4))
     asked_at = ago(hours=1)  # three hours after payment: outside the free hour
 
     wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, asked_at,
@@ -75,10 +72,7 @@ def test_an_open_cancellation_request_is_rejected_by_the_system_when_the_order_s
     start_worker, wire_client, event_listener, redis_client
 ):
     start_worker()
-    order = new_id("o")
-    wire_client.send(ORDER_EVENT, placed(order, ago(hours=5)))
-    wire_client.send(ORDER_EVENT, message("order.paid", order, ago(hours=4)))
-    wait_applied(redis_client, order, 2)
+    order = paid_order(wire_client, redis_client, ago(hours=5), ago(hours=4))
     wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, ago(hours=2),
                                            reason="too slow"))
     event_listener.wait_for("cancellation.requested")

@@ -19,7 +19,7 @@ from tests.integration.wire_messages import (
     placed,
     ts,
 )
-from tests.support.state import wait_applied
+from tests.support.state import paid_order
 from tests.support.wire import protocol2_body, task_headers
 
 pytestmark = pytest.mark.integration
@@ -29,10 +29,7 @@ def test_buyer_cancel_after_payment_in_free_window_refunds_in_full(
     start_worker, wire_client, event_listener, redis_client
 ):
     start_worker()
-    order = new_id("o")
-    wire_client.send(ORDER_EVENT, placed(order, ago(minutes=40)))
-    wire_client.send(ORDER_EVENT, message("order.paid", order, ago(minutes=30)))
-    wait_applied(redis_client, order, 2)
+    order = paid_order(wire_client, redis_client, ago(minutes=40), ago(minutes=30))
 
     wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, ago(minutes=1),
                                            reason="found it cheaper"))

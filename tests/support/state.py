@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
+from typing import Any
 
 import redis
 
@@ -21,3 +23,15 @@ def wait_applied(client: redis.Redis, order_id: str, version: int, timeout: floa
     while store.load(order_id).version < version:
         assert time.monotonic() < end, f"order {order_id} never reached version {version}"
         time.sleep(0.05)
+
+
+def paid_order(wire_client: Any, client: redis.Redis, placed_at: datetime, paid_at: datetime,
+               **placed_fields: Any) -> str:
+    """A new order, placed and paid, both known to the worker before this returns."""
+    from tests.integration.wire_messages import ORDER_EVENT, message, new_id, placed
+
+    order = new_id("o")
+    wire_client.send(ORDER_EVENT, placed(order, placed_at, **placed_fields))
+    wire_client.send(ORDER_EVENT, message("order.paid", order, paid_at))
+    wait_applied(client, order, 2)
+    return order
