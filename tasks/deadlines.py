@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -58,13 +59,17 @@ def _load_for_firing(order_id: str) -> tuple[Loaded | None, Backlog | None]:
 
 
 def _gate(order_id: str, after_barrier: bool, backlog: Backlog | None = None) -> Any:
+    """The backlog gate of one firing; `backlog` when it was read with the order already."""
     settings = get_settings()
-    inbound = queue_keys(topology.INBOUND)
-    same_redis = settings.broker_url == settings.redis_url  # one round trip for both reads
+    read: Callable[[str], Backlog]
+    if backlog is not None:
+        read = lambda _: backlog  # noqa: E731 - read in the same round trip as the order
+    elif settings.broker_url == settings.redis_url:
+        read = lambda oid: runtime.store().backlog(oid, INBOUND_KEYS)  # noqa: E731
+    else:
+        read = _broker_backlog
     gate = Gate(
-        backlog=(lambda oid: backlog) if backlog is not None
-        else (lambda oid: runtime.store().backlog(oid, inbound)) if same_redis
-        else _broker_backlog,
+        backlog=read,
         stale_after=settings.visibility_timeout * 2,
         clock=runtime.utcnow,
     )
@@ -122,12 +127,12 @@ def _deadlines_queued() -> int:
     settings = get_settings()
     if settings.broker_url == settings.redis_url:
         return runtime.store().queue_depth(DEADLINE_KEYS)
-    try:
-        with app.pool.acquire(block=True) as connection:
-            channel = connection.default_channel
+    # A channel of its own: a refused passive declare closes it (AMQP).
+    with app.pool.acquire(block=True) as connection, connection.channel() as channel:
+        try:
             return int(channel.queue_declare(topology.DEADLINES, passive=True).message_count)
-    except Exception:  # an empty Redis queue does not exist; else: re-send as before
-        return 0
+        except connection.channel_errors:  # no such queue: nothing is waiting in it
+            return 0
 
 
 @app.task(name="aftersales.tick", ignore_result=True)

@@ -1,0 +1,184 @@
+"""Per-deadline cost of the firing path, in-process, step by step.
+
+    .venv/bin/python bench/firing_profile.py [--n 2000] [--rounds 3] [--json PATH]
+
+Starts its own embedded Redis (free port), declares the worker's topology (so
+`aftersales.events` has its real bindings: notifications '#', refunds 'refund.#' and
+'order.cancelled'), places N unpaid orders through the real service path with their
+unpaid_expiry already due, then fires every deadline by calling the real task body
+(`tasks.deadlines.fire_deadline`, run eagerly in this process: gate, load, decide,
+commit, publish of `order.cancelled`, confirm) and times each step by wrapping the real
+adapters' methods. Each round uses fresh orders; the first round also warms up
+(connections, script cache, declarations) and is not counted in the medians.
+
+What it prints per deadline (median over rounds of each round's mean):
+  task body    the whole `fire_deadline` task function
+  load         RedisStore.load (HMGET + state decode), or load_for_firing if present
+  gate         the backlog read (queue depth + in-flight), if a separate round trip
+  commit       RedisStore.commit (build ARGV + one Lua commit)
+  publish      KombuPublisher.publish (the order.cancelled event)
+  confirm      RedisStore.confirm_published
+  other        the rest: decide, build the event, task glue
+and the Redis round trips per deadline (a command or a pipeline: one).
+
+It measures the Python/Redis side of one pool process, not Celery's own per-task
+overhead (receive, ack, task events) nor the consumer's holder write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+STEPS = ("load", "gate", "commit", "publish", "confirm")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=2000, help="deadlines fired per round")
+    parser.add_argument("--rounds", type=int, default=3, help="counted rounds (plus a warm-up)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    args = parser.parse_args(argv)
+
+    from worker.embedded_redis import start_embedded_redis
+
+    workdir = Path(tempfile.mkdtemp(prefix="firing-profile-"))
+    server = start_embedded_redis(data_dir=workdir / "redis", port=0)
+    os.environ.update(
+        AFTERSALES_REDIS_URL=server.url,
+        AFTERSALES_VAR_DIR=str(workdir / "var"),
+        AFTERSALES_LABEL_DIR=str(workdir / "labels"),
+    )
+    for key in ("AFTERSALES_BROKER_URL",):
+        os.environ.pop(key, None)
+    # The per-firing log line is part of the cost: written, but to /dev/null, not the terminal.
+    saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        results = profile(args.n, args.rounds)
+    finally:
+        os.dup2(saved_stderr, 2)
+        server.stop()
+    print(render(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def profile(n: int, rounds: int) -> dict[str, Any]:
+    from deadlines import placed_body  # bench/deadlines.py: the same unpaid order
+
+    from schemas.inbound import ANY_MESSAGE
+    from schemas.types import format_timestamp
+    from tasks import deadlines as deadline_tasks
+    from worker import runtime, topology
+    from worker.app import app
+
+    with app.connection_for_write() as connection:  # what the worker does at start-up
+        channel = connection.default_channel
+        for queue in (*topology.DECLARED, *topology.CONSUMED):
+            queue(channel).declare()
+
+    service, store, publisher = runtime.service(), runtime.store(), runtime.publisher()
+    client = runtime.redis_client()
+    spent: dict[str, float] = defaultdict(float)
+    round_trips = _count_round_trips()
+
+    def timed(step: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*a: Any, **k: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[step] += time.perf_counter() - start
+        return wrapper
+
+    for step, name in (("load", "load"), ("load", "load_for_firing"), ("gate", "backlog"),
+                       ("commit", "commit"), ("confirm", "confirm_published")):
+        if hasattr(store, name):
+            setattr(store, name, timed(step, getattr(store, name)))
+    publisher.publish = timed("publish", publisher.publish)  # type: ignore[method-assign]
+
+    rows: list[dict[str, float]] = []
+    for round_no in range(rounds + 1):
+        due = datetime.now(UTC) - timedelta(seconds=5)
+        orders = [f"prof-{round_no}-{i:06d}" for i in range(n)]
+        for order_id in orders:  # placed 48 h before `due`: unpaid_expiry is due now
+            outcome = service.handle_message(
+                ANY_MESSAGE.validate_python(placed_body(order_id, due - timedelta(hours=48)))
+            )
+            assert outcome.status == "applied", outcome
+        deadline_ids = []
+        for order_id in orders:
+            state = store.load(order_id).state
+            assert state is not None
+            (deadline,) = state.deadlines.values()
+            deadline_ids.append((deadline.id, format_timestamp(deadline.due_at)))
+        client.delete("aftersales.notifications", "aftersales.refunds")
+        spent.clear()
+        trips0 = round_trips()
+        start = time.perf_counter()
+        for order_id, (deadline_id, due_text) in zip(orders, deadline_ids, strict=True):
+            status = deadline_tasks.fire_deadline(order_id, deadline_id, due_text)
+            assert status == "applied", status
+        total = time.perf_counter() - start
+        calls = round_trips() - trips0
+        fired = client.llen("aftersales.notifications")
+        assert fired == n, f"{fired} order.cancelled events for {n} firings"
+        row = {"task_body": total / n * 1000}
+        row.update({step: spent.get(step, 0.0) / n * 1000 for step in STEPS})
+        row["other"] = row["task_body"] - sum(row[step] for step in STEPS)
+        row["round_trips"] = calls / n
+        row["per_second"] = n / total
+        if round_no:  # round 0 is the warm-up
+            rows.append(row)
+    return {
+        "n": n, "rounds": rounds, "cpus": os.cpu_count(),
+        "median": {key: statistics.median(r[key] for r in rows) for key in rows[0]},
+        "rounds_detail": rows,
+    }
+
+
+def _count_round_trips() -> Callable[[], int]:
+    """Round trips to Redis from this process (store and kombu alike): each single command
+    and each pipeline is one `send_packed_command` on a redis-py connection."""
+    from redis.connection import AbstractConnection
+
+    count = [0]
+    original = AbstractConnection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        count[0] += 1
+        original(self, command, check_health)
+
+    AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
+    return lambda: count[0]
+
+
+def render(results: dict[str, Any]) -> str:
+    m = results["median"]
+    lines = [f"firing path, {results['n']:,} deadlines x {results['rounds']} rounds "
+             f"(median of round means), {results['cpus']} CPUs",
+             f"  {'step':<12}{'ms/deadline':>12}"]
+    for key in ("task_body", *STEPS, "other"):
+        lines.append(f"  {key:<12}{m[key]:>12.3f}")
+    lines.append(f"  {'deadlines/s':<12}{m['per_second']:>12.0f}   (one process, task body only)")
+    lines.append(f"  {'round trips':<12}{m['round_trips']:>12.1f}   (to Redis, per deadline)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
