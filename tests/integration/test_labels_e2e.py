@@ -204,7 +204,7 @@ def test_a_drop_off_approval_processed_twice_gives_one_label(
 
     # Then there is exactly one label event, and one set of files for the request
     shop.label_of(request)
-    worker.wait_for_log(f"{LABEL_TASK}[{resent}] succeeded", timeout=10)
+    worker.wait_for_log(f"{LABEL_TASK}[{resent}] succeeded", timeout=45)
     event_listener.collect(2.0)
     assert len(event_listener.of_type("return.approved")) == 1
     assert len(event_listener.of_type("return.label_generated")) == 1
@@ -264,7 +264,7 @@ def test_a_drop_off_return_approved_by_the_timer_gets_a_label(
     respond_by = requested_at + timedelta(hours=48)
 
     # When the seller does not answer in time
-    (auto,) = event_listener.wait_for("return.auto_approved", timeout=15)
+    (auto,) = event_listener.wait_for("return.auto_approved", timeout=45)
 
     # Then the request is approved automatically, and its label follows
     assert auto["data"]["request_id"] == request
@@ -304,7 +304,7 @@ def test_a_label_email_request_points_at_the_pdf_and_the_address_stays_out_of_th
     assert emailed["data"] == {"request_id": request, "email": email,
                                "pdf_uri": label["pdf_uri"]}
     # And the worker logged the task, but the address (or its local part) nowhere
-    worker.wait_for_log(f"{BUYER_ACTION}[{task_id}] succeeded", timeout=10)
+    worker.wait_for_log(f"{BUYER_ACTION}[{task_id}] succeeded", timeout=45)
     log = worker.log_text()
     assert f"{BUYER_ACTION}[{task_id}] received" in log
     assert email not in log and email.split("@")[0] not in log
@@ -328,7 +328,7 @@ def test_a_label_that_cannot_be_written_is_dead_lettered_after_its_attempts(
 
     # Then after its second attempt the label task is dead-lettered with the reason and ids
     (letter,) = event_listener.dead_letters(
-        timeout=15, match=lambda body: body.get("reason") == "label_failed"
+        timeout=45, match=lambda body: body.get("reason") == "label_failed"
     )
     assert letter["task"] == LABEL_TASK
     assert letter["original"] == {"order_id": order, "request_id": request}
@@ -361,7 +361,7 @@ def test_a_label_whose_pdf_cannot_be_stored_is_never_announced_and_leaves_no_tem
     # Then the label task is dead-lettered, no label event names the incomplete files,
     # and no temp file is left beside them
     (letter,) = event_listener.dead_letters(
-        timeout=15, match=lambda body: body.get("reason") == "label_failed"
+        timeout=45, match=lambda body: body.get("reason") == "label_failed"
     )
     assert letter["original"] == {"order_id": order, "request_id": request}
     assert "IsADirectoryError" in letter["error"]

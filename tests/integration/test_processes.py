@@ -165,7 +165,7 @@ def test_run_starts_everything_and_ctrl_c_stops_it_in_order(start_cli: StartCli)
     listener, producer = EventListener(url), WireClient(url)
     try:
         producer.send_raw(b"{not json", headers=task_headers("aftersales.order_event"))
-        listener.dead_letters(timeout=20, match=lambda letter: "not json" in str(letter))
+        listener.dead_letters(timeout=45, match=lambda letter: "not json" in str(letter))
     finally:
         listener.close()
         producer.close()
@@ -212,7 +212,7 @@ def test_fixtures_drive_a_real_worker(
         headers=task_headers("aftersales.order_event"),
     )
     event_listener.dead_letters(
-        timeout=20, match=lambda letter: "x-python-serialize" in str(letter)
+        timeout=45, match=lambda letter: "x-python-serialize" in str(letter)
     )
     worker.kill9()
     assert not worker.alive()

@@ -216,12 +216,12 @@ def event_listener(redis_url: str) -> Iterator[EventListener]:
     """A downstream consumer: its own auto-delete queue bound to ``aftersales.events``
     with ``#``, bound before the test sends anything.
 
-    - ``wait_for(match, timeout=10.0, count=1) -> list[dict]``: `match` is an event type,
+    - ``wait_for(match, timeout=30.0, count=1) -> list[dict]``: `match` is an event type,
       a set of types or a predicate over the CloudEvent dict; returns every matching
       event so far once there are `count`, else AssertionError listing what arrived.
     - ``collect(timeout=1.0) -> list[dict]``: everything arriving in the next `timeout` s.
     - ``assert_none(match, within=2.0)``, ``of_type(type)``, ``types()``, ``.events``.
-    - ``dead_letters(timeout=10.0, count=1, match=None) -> list[dict]``: the same over
+    - ``dead_letters(timeout=30.0, count=1, match=None) -> list[dict]``: the same over
       the JSON bodies taken from ``aftersales.dead_letter`` (history in ``.letters``).
     """
     listener = EventListener(redis_url)

@@ -56,7 +56,7 @@ class CeleryProcess:
         except FileNotFoundError:
             return ""
 
-    def wait_for_log(self, text: str, timeout: float = 10.0) -> None:
+    def wait_for_log(self, text: str, timeout: float = 30.0) -> None:
         """Wait until `text` appears in the log; AssertionError with the log otherwise."""
         wait_until(lambda: text in self.log_text(), timeout, lambda: self._failure(text))
 

@@ -11,7 +11,7 @@ import redis
 from worker.adapters.redis_store import RedisStore
 
 
-def wait_applied(client: redis.Redis, order_id: str, version: int, timeout: float = 15.0) -> None:
+def wait_applied(client: redis.Redis, order_id: str, version: int, timeout: float = 30.0) -> None:
     """Wait until `version` inputs of the order are committed (applied or parked).
 
     Producers in the tests send facts back to back; where a rule depends on arrival order
