@@ -195,10 +195,3 @@ def failing_start(workdir: Path, url: str) -> str:
         return handle.log_text()
     finally:
         handle.stop()
-
-
-def test_settings_never_print_the_password(monkeypatch):
-    from worker.settings import Settings
-
-    monkeypatch.setenv("AFTERSALES_REDIS_URL", "redis://aftersales:Pwsecret1@127.0.0.1:1/0")
-    assert "Pwsecret1" not in repr(Settings.from_env())
