@@ -14,7 +14,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_SERVICES = ("worker", "beat", "flower")
-REDIS_URL = "redis://redis:6379/0"
+# The restricted ACL user, its password required from the environment (no default).
+REDIS_URL = (
+    "redis://aftersales:${AFTERSALES_REDIS_PASSWORD:?set AFTERSALES_REDIS_PASSWORD}@redis:6379/0"
+)
+REQUIRED = re.compile(r"^\$\{(?P<name>[A-Z_]+):\?[^}]+\}$")
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +54,36 @@ def test_redis_7_keeps_an_append_only_file_and_reports_health(services: dict[str
     command = command_of(redis)
     assert command[command.index("--appendonly") + 1] == "yes"
     assert any(volume.endswith(":/data") for volume in redis["volumes"])
-    assert "redis-cli ping" in healthcheck_of(redis)
+    assert "redis-cli --user aftersales ping" in healthcheck_of(redis)
+
+
+def test_redis_loads_the_acl_users_with_required_passwords(services: dict[str, Any]) -> None:
+    redis = services["redis"]
+    assert command_of(redis)[:2] == ["sh", "/etc/aftersales/redis-start.sh"]
+    assert "./deploy:/etc/aftersales:ro" in redis["volumes"]
+    for name in ("REDIS_ADMIN_PASSWORD", "AFTERSALES_REDIS_PASSWORD"):
+        match = REQUIRED.match(redis["environment"][name])
+        assert match and match["name"] == name, f"{name} must be required, with no default"
+    assert redis.get("user") == "redis"
+    # The health check authenticates without putting the password on a command line.
+    assert "REDISCLI_AUTH=" in healthcheck_of(redis) and " -a " not in healthcheck_of(redis)
+
+
+def test_flower_needs_basic_auth(
+    services: dict[str, Any],
+) -> None:
+    match = REQUIRED.match(services["flower"]["environment"]["FLOWER_BASIC_AUTH"])
+    assert match and match["name"] == "FLOWER_BASIC_AUTH"
+
+
+def test_every_published_port_is_on_loopback(services: dict[str, Any]) -> None:
+    published = [str(port) for service in services.values() for port in service.get("ports", [])]
+    assert published and all(port.startswith("127.0.0.1:") for port in published), published
+
+
+def test_no_secret_has_a_default() -> None:
+    text = (ROOT / "compose.yaml").read_text()
+    assert not re.search(r"\$\{\w*(PASSWORD|AUTH)\w*:?-", text)
 
 
 @pytest.mark.parametrize(
@@ -84,7 +117,7 @@ def test_worker_sends_task_events_and_is_pinged(services: dict[str, Any]) -> Non
 def test_flower_listens_on_5555_and_is_checked_over_http(services: dict[str, Any]) -> None:
     flower = services["flower"]
     assert "--port=5555" in command_of(flower)
-    assert any(str(port).endswith("5555:5555") for port in flower["ports"])
+    assert "127.0.0.1:5555:5555" in flower["ports"]
     check = healthcheck_of(flower)
     assert "python" in check and "http://127.0.0.1:5555/" in check
 
@@ -92,8 +125,12 @@ def test_flower_listens_on_5555_and_is_checked_over_http(services: dict[str, Any
 def test_only_documented_settings_are_set(services: dict[str, Any]) -> None:
     known = set(re.findall(r"AFTERSALES_[A-Z_]+", (ROOT / "worker" / "settings.py").read_text()))
     readme = (ROOT / "README.md").read_text()
+    security = (ROOT / "docs" / "security.md").read_text()
     for name in APP_SERVICES:
         for variable in services[name]["environment"]:
+            if variable.startswith("FLOWER_"):  # Flower's own, documented with the set-up
+                assert f"`{variable}`" in security, f"{variable} is not in docs/security.md"
+                continue
             assert variable in known, f"{name}: {variable} is not read by worker/settings.py"
             assert f"`{variable}`" in readme, f"{variable} is not documented in the README"
 

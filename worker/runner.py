@@ -20,10 +20,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from urllib.parse import urlsplit, urlunsplit
 
 from worker import topology
 from worker.embedded_redis import EmbeddedRedis, child_dies_with_parent, start_embedded_redis
+from worker.redis_urls import redacted
 
 # A warm shutdown waits for running tasks; ours take milliseconds, a slow label at most
 # seconds. Past this the worker is killed: late acks put its messages back.
@@ -31,15 +31,6 @@ WORKER_GRACE = 30.0
 # Beat only has to close its schedule file.
 BEAT_GRACE = 10.0
 POLL_INTERVAL = 0.2
-
-
-def redacted(url: str) -> str:
-    """The URL with its password replaced, for printing."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def worker_command(concurrency: int, loglevel: str) -> list[str]:

@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from schemas.policy import PolicyError, PolicySet, build_policy, parse_duration
+from worker.redis_urls import verified_tls
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -67,8 +68,9 @@ def load_policy(path: str | None) -> PolicySet:
 
 @dataclass(frozen=True)
 class Settings:
-    redis_url: str
-    broker_url: str
+    # Out of repr: the URLs may hold a password (print them with redis_urls.redacted).
+    redis_url: str = field(repr=False)
+    broker_url: str = field(repr=False)
     label_dir: Path
     policy_file: str | None
     policy: PolicySet = field(repr=False)
@@ -92,8 +94,8 @@ class Settings:
         )
         policy_file = os.environ.get("AFTERSALES_POLICY_FILE") or None
         settings = cls(
-            redis_url=redis_url,
-            broker_url=os.environ.get("AFTERSALES_BROKER_URL") or redis_url,
+            redis_url=verified_tls(redis_url),
+            broker_url=verified_tls(os.environ.get("AFTERSALES_BROKER_URL") or redis_url),
             label_dir=Path(os.environ.get("AFTERSALES_LABEL_DIR", "var/labels")).resolve(),
             policy_file=policy_file,
             policy=load_policy(policy_file),

@@ -244,7 +244,17 @@ def test_concurrent_make_label_yields_one_set_of_files(tmp_path: Path) -> None:
     assert uri_path(results[0].pdf_uri).read_bytes() == render_label_pdf(spec)
 
 
-@pytest.mark.parametrize("hostile", ["../../etc/x", "/etc/passwd", "..", ".", "a/../../b", "\0"])
+# Traversal, absolute paths, NUL (also inside), Windows separators, URL-encoded dots,
+# RTL overrides, a line break, shell-looking names, and ids of the longest length the
+# schema allows (128; it refuses lone surrogates, so they never reach a label).
+HOSTILE_IDS = [
+    "../../etc/x", "/etc/passwd", "..", ".", "a/../../b", "\0", "a\0/../b", "..\\..\\win.ini",
+    "%2e%2e%2fetc%2fpasswd", "\u202e../\u202d", "line\nbreak", "~root", "-rf", " ",
+    "x" * 128, "../" * 42 + "..",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_IDS)
 def test_hostile_ids_stay_inside_the_store_root(tmp_path: Path, hostile: str) -> None:
     root = tmp_path / "root"
     store = FileLabelStore(root)
@@ -253,6 +263,7 @@ def test_hostile_ids_stay_inside_the_store_root(tmp_path: Path, hostile: str) ->
 
     for uri in (made.qr_png_uri, made.qr_svg_uri, made.pdf_uri):
         assert uri_path(uri).parent == root.resolve()
+        assert len(uri_path(uri).name) <= 200 and not uri_path(uri).name.startswith(".")
     assert {path.parent for path in tmp_path.rglob("*") if path.is_file()} == {root}
 
 

@@ -107,16 +107,18 @@ class WireClient:
 class EventListener:
     """A downstream consumer bound to `aftersales.events` with `#` before the test sends.
 
+    Its queue is `<queue_prefix>.<random>` (a Redis ACL may allow only some queue names).
+
     Everything received is kept in `.events` (parsed CloudEvent dicts, arrival order).
     `wait_for` and `collect` pull from the queue; `wait_for` looks at the whole history,
     so an event that arrived while waiting for another is not missed.
     """
 
-    def __init__(self, broker_url: str) -> None:
+    def __init__(self, broker_url: str, queue_prefix: str = "test.events") -> None:
         self.connection = Connection(broker_url)
         self.exchange = Exchange(EVENTS, type="topic", durable=True)
         self.queue = Queue(
-            f"test.events.{uuid.uuid4().hex[:12]}",
+            f"{queue_prefix}.{uuid.uuid4().hex[:12]}",
             self.exchange,
             routing_key="#",
             durable=False,
