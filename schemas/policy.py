@@ -21,9 +21,10 @@ from pydantic import (
     PlainSerializer,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
-from schemas.types import Money
+from schemas.types import CurrencyCode, Money
 
 # ISO 8601 durations of days and smaller units. Years and months are refused: "P1M" has
 # no fixed length, and a deadline must have one.
@@ -70,7 +71,8 @@ Duration = Annotated[
 ]
 
 UNTIL_READY_TO_SHIP = "until_ready_to_ship"
-"""Seller option: a cancellation request stays open until the order is ready to ship."""
+"""Seller option: a buyer's cancellation is approved at once until the order is ready to
+ship (a per-seller `free_cancel_window`)."""
 
 
 class Strict(BaseModel):
@@ -101,7 +103,21 @@ class DropOffPolicy(Strict):
 class SellerPolicy(Strict):
     """Per-seller overrides inside a marketplace."""
 
-    cancel_response_window: Duration | Literal["until_ready_to_ship"] | None = None
+    # Widens the buyer's instant-cancel window (never narrows it).
+    free_cancel_window: Duration | Literal["until_ready_to_ship"] | None = None
+    # The seller's own answer window; it always ends, so it is a duration only.
+    cancel_response_window: Duration | None = None
+
+    @field_validator("cancel_response_window", mode="before")
+    @classmethod
+    def _answer_window_ends(cls, value: Any) -> Any:
+        if value == UNTIL_READY_TO_SHIP:
+            raise ValueError(
+                "'until_ready_to_ship' is not an answer window (an answer window always "
+                "ends); to approve buyers' cancellations at once until the order is ready "
+                "to ship, set free_cancel_window = \"until_ready_to_ship\" for this seller"
+            )
+        return value
 
 
 @lru_cache(maxsize=256)
@@ -118,6 +134,8 @@ def _holidays_known(code: str) -> bool:
 
 
 class MarketplacePolicy(Strict):
+    # None: orders in any currency, and no money limits (they would need a currency).
+    currency: CurrencyCode | None = None
     timezone: str = "UTC"
     holidays: str | None = None
     free_cancel_window: Duration = timedelta(hours=1)
@@ -130,8 +148,21 @@ class MarketplacePolicy(Strict):
     self_arrange_tracking_window: Duration = timedelta(days=5)
     label_validity: Duration = timedelta(days=14)
     receipt_confirm_window: Duration = timedelta(days=8)
+    # None: the buyer's postage of a seller-fault return is paid back in full (rule 11).
+    self_arrange_postage_cap: Money | None = None
     drop_off: DropOffPolicy = Field(default_factory=DropOffPolicy)
     sellers: dict[str, SellerPolicy] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _amounts_have_a_currency(self) -> MarketplacePolicy:
+        amounts = (self.drop_off.max_value is not None or self.drop_off.rates
+                   or self.self_arrange_postage_cap is not None)
+        if amounts and self.currency is None:
+            raise ValueError(
+                "currency is required when drop_off.max_value, drop_off.rates or "
+                "self_arrange_postage_cap are given: amounts are in the marketplace's currency"
+            )
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -149,12 +180,22 @@ class MarketplacePolicy(Strict):
             raise ValueError(f"no public holidays are known for {value!r}")
         return value
 
-    def cancel_response_for(self, seller_id: str) -> timedelta | Literal["until_ready_to_ship"]:
+    def cancel_response_for(self, seller_id: str) -> timedelta:
         """The seller's own answer window for cancellations, or the marketplace's."""
         seller = self.sellers.get(seller_id)
         if seller is not None and seller.cancel_response_window is not None:
             return seller.cancel_response_window
         return self.cancel_response_window
+
+    def free_cancel_for(self, seller_id: str) -> timedelta | Literal["until_ready_to_ship"]:
+        """The buyer's instant-cancel window with this seller: the wider of the two."""
+        seller = self.sellers.get(seller_id)
+        own = seller.free_cancel_window if seller is not None else None
+        if own is None:
+            return self.free_cancel_window
+        if own == UNTIL_READY_TO_SHIP:
+            return own
+        return max(own, self.free_cancel_window)
 
 
 class PolicySet(Strict):
@@ -167,6 +208,7 @@ class PolicySet(Strict):
 
 BUILT_IN_MARKETPLACES: dict[str, dict[str, Any]] = {
     "UK": {
+        "currency": "GBP",
         "timezone": "Europe/London",
         "holidays": "GB-ENG",
         "free_cancel_window": "PT1H",
@@ -179,6 +221,7 @@ BUILT_IN_MARKETPLACES: dict[str, dict[str, Any]] = {
         "self_arrange_tracking_window": "P5D",
         "label_validity": "P14D",
         "receipt_confirm_window": "P8D",
+        "self_arrange_postage_cap": "6.99",  # the highest drop-off rate below
         "drop_off": {
             "carrier": "Evri",
             "max_weight_kg": 15,
@@ -229,7 +272,8 @@ def build_policy(document: dict[str, Any] | None = None) -> PolicySet:
             marketplaces[code] = MarketplacePolicy.model_validate(section)
         except ValidationError as exc:
             problems = "; ".join(
-                f"marketplaces.{code}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+                f"{'.'.join(('marketplaces', code, *(str(p) for p in err['loc'])))}: "
+                f"{err['msg']}"
                 for err in exc.errors()
             )
             raise PolicyError(problems) from None

@@ -74,7 +74,8 @@ VALID: dict[str, Spec] = {
     ),
     "buyer.return_tracking_submitted": Spec(
         ib.ReturnTrackingSubmitted,
-        {"request_id": "r-1", "carrier": "Royal Mail", "tracking_number": "TRK-2"}, {},
+        {"request_id": "r-1", "carrier": "Royal Mail", "tracking_number": "TRK-2"},
+        {"postage": "3.20"},
     ),
     "buyer.label_email_requested": Spec(
         ib.LabelEmailRequested, {"request_id": "r-1", "email": "buyer@example.com"}, {},
@@ -99,6 +100,9 @@ VALID: dict[str, Spec] = {
     "platform.arbitration_decided": Spec(
         ib.ArbitrationDecided, {"request_id": "r-1", "outcome": "refund"}, {},
     ),
+    "platform.order_cancelled": Spec(
+        ib.PlatformOrderCancelled, {"reason": "fraud suspected"}, {},
+    ),
 }
 
 CONTRACT_TASKS: dict[str, set[str]] = {
@@ -111,7 +115,7 @@ CONTRACT_TASKS: dict[str, set[str]] = {
                                  "seller.order_cancelled", "seller.return_approved",
                                  "seller.return_rejected", "seller.return_received"},
     "aftersales.carrier_event": {"carrier.return_dropped_off"},
-    "aftersales.platform_action": {"platform.arbitration_decided"},
+    "aftersales.platform_action": {"platform.arbitration_decided", "platform.order_cancelled"},
 }
 """Contract section 2's table, transcribed."""
 
@@ -182,7 +186,7 @@ def case(type_: str, path: tuple[str | int, ...], value: Any, form: str = "full"
 def test_tasks_and_types_are_the_contracts() -> None:
     assert {task: set(types) for task, types in TYPES_BY_TASK.items()} == CONTRACT_TASKS
     assert set(TASK_MESSAGES) == set(CONTRACT_TASKS)
-    assert set(VALID) == set(TASK_OF) and len(VALID) == 18
+    assert set(VALID) == set(TASK_OF) and len(VALID) == 19
 
 
 @pytest.mark.parametrize("type_", TYPES)
@@ -389,8 +393,12 @@ FIELD_CASES = [
       for e in ("buyer.example.com", "buyer@", "@example.com", "a@b@c", "bu yer@x.com", "")],
     # seller refusals and cancellations must give a reason
     *[case(t, ("reason",), reason)
-      for t in ("seller.cancel_rejected", "seller.return_rejected", "seller.order_cancelled")
+      for t in ("seller.cancel_rejected", "seller.return_rejected", "seller.order_cancelled",
+                "platform.order_cancelled")
       for reason in ("", " ", "\t\n ")],
+    # postage is money: a decimal string, not a number, not negative
+    *[case("buyer.return_tracking_submitted", ("postage",), p)
+      for p in (3.2, "3,20", "-1.00", "1e3", "")],
 ]
 
 
@@ -501,7 +509,8 @@ LATER_Z = "2026-03-04T10:00:00Z"  # ...and published in UTC with a Z
 # A valid `data` for every event type, with the fields listed in the contract.
 EVENTS: dict[str, dict[str, Any]] = {
     "order.cancelled": {"by": "buyer", "reason": "changed my mind", "seller_fault": False,
-                        "refund": {"amount": "54.99", "currency": "GBP"}},
+                        "refund": {"amount": "54.99", "currency": "GBP"},
+                        "stop_shipment": {"tracking_number": "TRK-1"}},
     "cancellation.requested": {"respond_by": LATER},
     "cancellation.accepted": {"by": "seller"},
     "cancellation.auto_accepted": {"deadline": LATER},
@@ -522,7 +531,8 @@ EVENTS: dict[str, dict[str, Any]] = {
     "return.closed": {"request_id": "r-1", "reason": "label_expired"},
     "refund.initiated": {"request_id": "r-1", "amount": "52.00", "currency": "GBP",
                          "breakdown": {"items": "54.99", "shipping_fee": "0.00",
-                                       "return_shipping_deduction": "2.99"}},
+                                       "return_shipping_deduction": "2.99",
+                                       "return_shipping_refund": "0.00"}},
     "action.rejected": {"message_id": "m-1", "type": "buyer.return_requested",
                         "code": "drop_off_ineligible", "detail": "parcel weighs 20 kg"},
 }
@@ -539,7 +549,8 @@ MONEY_IN = {"order.cancelled": [("refund", "amount")],
             "return.label_generated": [("cost", "amount")],
             "refund.initiated": [("amount",), ("breakdown", "items"),
                                  ("breakdown", "shipping_fee"),
-                                 ("breakdown", "return_shipping_deduction")]}
+                                 ("breakdown", "return_shipping_deduction"),
+                                 ("breakdown", "return_shipping_refund")]}
 TIMES_IN = {"cancellation.requested": "respond_by", "cancellation.auto_accepted": "deadline",
             "return.requested": "respond_by", "return.auto_approved": "deadline",
             "return.label_generated": "valid_until"}

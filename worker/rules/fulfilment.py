@@ -22,7 +22,8 @@ from worker.rules.state import DeadlineKind, Label, LabelGenerated, OrderState, 
 from worker.rules.step import Park, Step, amount, facts, reject, terms, timer_id, unchanged
 
 CloseReason = Literal[
-    "tracking_not_submitted", "label_expired", "rejected_final", "arbitration_rejected"
+    "tracking_not_submitted", "label_expired", "rejected_final", "arbitration_rejected",
+    "order_cancelled",
 ]
 
 
@@ -58,7 +59,8 @@ def approve(
 def refund(step: Step, request_id: str, at: datetime, cause: str) -> Step:
     """Rules 12-13: the request's refund; its terminal outcome."""
     request = step.state.returns[request_id]
-    money = refund_for(step.state, request, facts(step.state))
+    cap = terms(step.state).self_arrange_postage_cap
+    money = refund_for(step.state, request, facts(step.state), cap)
     step = step.stop_timers(*request_timers(request_id))
     step = step.change_return(request_id, status="refunded", refund=money.amount)
     return refund_event(step, request_id, money, at, cause)
@@ -102,6 +104,7 @@ def parcel_sent(state: OrderState, msg: ReturnTrackingSubmitted | ReturnDroppedO
     step = step.change_return(
         request.request_id, shipped_back_at=msg.occurred_at,
         tracking_number=msg.tracking_number,
+        postage=msg.postage if isinstance(msg, ReturnTrackingSubmitted) else None,
     )
     due = msg.occurred_at + terms(state).receipt_confirm_window
     return step.start_timer("receipt_confirm", request.request_id, due)

@@ -15,7 +15,6 @@ from worker.rules.state import OrderFacts, OrderState
 from worker.rules.step import Park, Step, facts, reject, unchanged
 
 SHIPPED_REASON = "the order has shipped"
-READY_REASON = "the order is ready to ship"
 
 
 def placed(state: OrderState, msg: OrderPlaced, policies: PolicySet) -> Step:
@@ -45,6 +44,8 @@ def placed(state: OrderState, msg: OrderPlaced, policies: PolicySet) -> Step:
 
 
 def paid(state: OrderState, msg: OrderPaid) -> Step:
+    if facts(state).payment_method == "cod":
+        return unchanged(state)  # 1.1: its delivery is its payment; this pays nothing
     if state.paid_at is not None:
         return reject(state, msg, "already_paid", "the payment is already recorded")
     step = Step(state).update(paid_at=msg.occurred_at).stop_timers(UNPAID_TIMER)
@@ -69,11 +70,7 @@ def ready_to_ship(state: OrderState, msg: OrderReadyToShip) -> Step | Park:
         return Park("order.paid")
     if state.ready_to_ship_at is not None:
         return unchanged(state)
-    step = Step(state).update(ready_to_ship_at=msg.occurred_at)
-    request = state.cancel_request
-    if request is not None and request.respond_by is None:
-        step = reject_by_system(step, READY_REASON, msg.occurred_at, msg.message_id)
-    return step
+    return Step(state).update(ready_to_ship_at=msg.occurred_at)
 
 
 def shipped(state: OrderState, msg: OrderShipped) -> Step | Park:
@@ -86,6 +83,7 @@ def shipped(state: OrderState, msg: OrderShipped) -> Step | Park:
     step = Step(state).update(
         shipped_at=msg.occurred_at,
         ready_to_ship_at=state.ready_to_ship_at or msg.occurred_at,
+        tracking_number=msg.tracking_number,
     )
     return reject_by_system(step, SHIPPED_REASON, msg.occurred_at, msg.message_id)
 
@@ -97,4 +95,8 @@ def delivered(state: OrderState, msg: OrderDelivered) -> Step | Park:
         return Park("order.shipped")
     if state.delivered_at is not None:
         return unchanged(state)
-    return Step(state).update(delivered_at=msg.occurred_at)
+    step = Step(state).update(delivered_at=msg.occurred_at)
+    if facts(state).payment_method == "cod":
+        # 1.1: the courier collects the money on delivery: this is the payment.
+        step = step.update(paid_at=msg.occurred_at)
+    return step

@@ -40,6 +40,7 @@ def respond_by(policy: MarketplacePolicy, at: datetime) -> datetime:
 
 
 BEFORE_DELIVERY = "before delivery only refund_only is possible"
+COD_BEFORE_DELIVERY = "a cash-on-delivery order is paid on delivery: nothing to refund before it"
 
 
 def return_requested(state: OrderState, msg: ReturnRequested) -> Step | Park:
@@ -49,16 +50,27 @@ def return_requested(state: OrderState, msg: ReturnRequested) -> Step | Park:
         return reject(state, msg, "order_cancelled", "the order is cancelled")
     if state.shipped_at is None:
         return Park("order.shipped")
+    order = facts(state)
+    if order.payment_method == "cod" and state.delivered_at is None:
+        # Paid on delivery: before it there is nothing to refund.
+        return Park("order.delivered", refuse=("not_delivered", COD_BEFORE_DELIVERY))
+    if order.payment_method == "cod" and msg.occurred_at < (state.delivered_at or msg.occurred_at):
+        return reject(state, msg, "not_delivered", COD_BEFORE_DELIVERY)
     if state.paid_at is None:
         return Park("order.paid")
-    order = facts(state)
     selection = _selection(order, msg)
     if isinstance(selection, str):
         return reject(state, msg, "invalid_items", selection)
-    found = _earlier_requests(state, selection)
+    found = _earlier_requests(state, selection, _late(state, msg))
     if isinstance(found, tuple):
         return reject(state, msg, found[0], found[1])
     return _check_window(state, msg, selection, previous=found)
+
+
+def _late(state: OrderState, msg: ReturnRequested) -> bool:
+    """After the return window (counted from delivery; no window before it)."""
+    delivered_at = state.delivered_at
+    return delivered_at is not None and msg.occurred_at - delivered_at > terms(state).return_window
 
 
 def _selection(order: OrderFacts, msg: ReturnRequested) -> tuple[ItemSelection, ...] | str:
@@ -73,31 +85,92 @@ def _selection(order: OrderFacts, msg: ReturnRequested) -> tuple[ItemSelection, 
     return tuple(msg.items)
 
 
+Units = dict[str, int]
+
+
 def _earlier_requests(
-    state: OrderState, selection: tuple[ItemSelection, ...]
+    state: OrderState, selection: tuple[ItemSelection, ...], late: bool
 ) -> ReturnRequest | tuple[RejectionCode, str] | None:
-    """The rejected request this one resubmits (or None), or why the items are not free."""
-    skus = {s.sku for s in selection}
-    overlapping = [
-        r for r in sorted(state.returns.values(), key=lambda r: (r.requested_at, r.request_id))
-        if r.status != "superseded" and skus & {s.sku for s in r.items}
-    ]
-    for r in overlapping:
-        if r.status == "appealed":
-            return "appeal_pending", f"request {r.request_id} is under appeal"
-        if r.status == "rejected" and r.attempt >= MAX_ATTEMPTS:
-            return "resubmission_used", f"request {r.request_id} was rejected twice: appeal it"
-        if r.status == "closed" and r.closed_reason in FINAL_CLOSINGS:
-            return "return_refused", f"request {r.request_id} closed ({r.closed_reason})"
-    taken = _quantities(state, ("requested", "approved"))
-    refunded = _quantities(state, ("refunded",))
-    ordered = {item.sku: item.quantity for item in facts(state).items}
-    for s in selection:
-        if refunded.get(s.sku, 0) + s.quantity > ordered[s.sku]:
-            return "already_refunded", f"sku {s.sku} is already refunded"
-        if taken.get(s.sku, 0) + refunded.get(s.sku, 0) + s.quantity > ordered[s.sku]:
-            return "items_in_open_request", f"sku {s.sku} is in another open request"
-    return next((r for r in overlapping if r.status == "rejected"), None)
+    """The rejected request this one resubmits (or None), or why the units are not free.
+
+    Counted in units (1.1): free = sold - refunded - in open requests - finally refused
+    - waiting in a rejected request. Free units make a new request (inside the window);
+    units of a rejected request make its resubmission, which may add free units only
+    inside the window.
+    """
+    free = _free_units(state)
+    asked = {s.sku: s.quantity for s in selection}
+    if not late and _within(asked, free):
+        return None
+    for request in _resubmittable(state):
+        mine = _units(request.items)
+        if _within(asked, mine if late else _plus(free, mine)):
+            return request
+        if late and set(asked) & set(mine) and _within(asked, _plus(free, mine)):
+            return "resubmission_adds_items", (
+                f"request {request.request_id} may be resubmitted after the return window "
+                "only for its own units or fewer"
+            )
+    if late and _within(asked, free):
+        return None  # free units, but too late: the window check refuses it
+    return _why_not_free(state, asked, free)
+
+
+def _why_not_free(state: OrderState, asked: Units, free: Units) -> tuple[RejectionCode, str]:
+    sku = next(sku for sku, quantity in asked.items() if quantity > free.get(sku, 0))
+    holders = [r for r in _by_time(state) if sku in _units(r.items)]
+    for status, code, says in (
+        ("appealed", "appeal_pending", "is under appeal"),
+        ("rejected_twice", "resubmission_used", "was rejected twice: appeal it"),
+        ("refused", "return_refused", "was finally refused"),
+    ):
+        for r in holders:
+            if _category(r) == status:
+                return code, f"sku {sku}: request {r.request_id} {says}"
+    sold = next(i.quantity for i in facts(state).items if i.sku == sku)
+    if _quantities(state, ("refunded",)).get(sku, 0) + asked[sku] > sold:
+        return "already_refunded", f"sku {sku}: {asked[sku]} asked, some are already refunded"
+    return "items_in_open_request", f"sku {sku}: units are in another open request"
+
+
+def _category(request: ReturnRequest) -> str:
+    """What a request does to its units: holds them, frees them, or refuses them."""
+    if request.status == "rejected":
+        return "rejected_twice" if request.attempt >= MAX_ATTEMPTS else "resubmittable"
+    if request.status == "closed":
+        return "refused" if request.closed_reason in FINAL_CLOSINGS else "free"
+    if request.status == "superseded":
+        return "free"
+    return request.status  # requested, approved, appealed, refunded: held
+
+
+def _free_units(state: OrderState) -> Units:
+    free = {item.sku: item.quantity for item in facts(state).items}
+    for request in state.returns.values():
+        if _category(request) != "free":
+            for s in request.items:
+                free[s.sku] -= s.quantity
+    return free
+
+
+def _resubmittable(state: OrderState) -> list[ReturnRequest]:
+    return [r for r in _by_time(state) if _category(r) == "resubmittable"]
+
+
+def _by_time(state: OrderState) -> list[ReturnRequest]:
+    return sorted(state.returns.values(), key=lambda r: (r.requested_at, r.request_id))
+
+
+def _units(selection: tuple[ItemSelection, ...]) -> Units:
+    return {s.sku: s.quantity for s in selection}
+
+
+def _plus(a: Units, b: Units) -> Units:
+    return {sku: a.get(sku, 0) + b.get(sku, 0) for sku in a.keys() | b.keys()}
+
+
+def _within(asked: Units, available: Units) -> bool:
+    return all(quantity <= available.get(sku, 0) for sku, quantity in asked.items())
 
 
 def _quantities(state: OrderState, statuses: tuple[str, ...]) -> dict[str, int]:
@@ -124,8 +197,7 @@ def _check_window(
     if msg.kind == "return_and_refund" and delivered_at and msg.occurred_at < delivered_at:
         return reject(state, msg, "not_delivered", BEFORE_DELIVERY)
     # A resubmission has its own 48 h (rule 8), even when it runs past the return window.
-    late = delivered_at is not None and msg.occurred_at - delivered_at > policy.return_window
-    if previous is None and late:
+    if previous is None and _late(state, msg):
         return reject(state, msg, "outside_return_window", "the return window has passed")
     cost = ZERO
     if msg.method == "drop_off":
