@@ -4,7 +4,7 @@ cancellations.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
@@ -24,7 +24,6 @@ from schemas.inbound import (
     SellerCancelRejected,
     SellerOrderCancelled,
 )
-from schemas.policy import UNTIL_READY_TO_SHIP
 from worker.rules.money import Refund, remaining_refund, round_money
 from worker.rules.state import Cancellation, CancelRequest, Deadline, OrderState
 from worker.rules.step import Park, Step, amount, facts, reject, terms, timer_id
@@ -94,7 +93,7 @@ def in_free_window(state: OrderState, at: datetime) -> bool:
     """
     order = facts(state)
     window = terms(state).free_cancel_for(order.seller_id)
-    if window == UNTIL_READY_TO_SHIP:
+    if not isinstance(window, timedelta):  # until_ready_to_ship
         return state.ready_to_ship_at is None or at < state.ready_to_ship_at
     if order.payment_method == "cod":
         return at - order.placed_at <= window

@@ -54,6 +54,8 @@ def decide(
         return _finish(_retry(fulfilment.label_generated(state, input), policy))
     if parking.is_parked(state, input.message_id):
         return Decision(state=state, applied=False)
+    if isinstance(input, OrderPlaced) and (letter := orders.wrong_currency(input, policy)):
+        return Decision(state=state, dead_letters=(letter,))
     result = apply_message(state, input, policy)
     if isinstance(result, Park):
         parked = parking.park(state, input, now, hold_for, result)

@@ -17,7 +17,7 @@ from schemas.inbound import (
     SellerReturnReceived,
 )
 from worker.rules.cancellation import refund_event
-from worker.rules.money import refund_for
+from worker.rules.money import Cash, refund_for
 from worker.rules.state import DeadlineKind, Label, LabelGenerated, OrderState, ReturnRequest
 from worker.rules.step import Park, Step, amount, facts, reject, terms, timer_id, unchanged
 
@@ -59,8 +59,10 @@ def approve(
 def refund(step: Step, request_id: str, at: datetime, cause: str) -> Step:
     """Rules 12-13: the request's refund; its terminal outcome."""
     request = step.state.returns[request_id]
-    cap = terms(step.state).self_arrange_postage_cap
-    money = refund_for(step.state, request, facts(step.state), cap)
+    policy, order = terms(step.state), facts(step.state)
+    cap = policy.self_arrange_postage_cap
+    cash_cap = None if cap is None else Cash(cap, policy.currency or order.currency)
+    money = refund_for(step.state, request, order, cash_cap)
     step = step.stop_timers(*request_timers(request_id))
     step = step.change_return(request_id, status="refunded", refund=money.amount)
     return refund_event(step, request_id, money, at, cause)

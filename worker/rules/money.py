@@ -110,7 +110,7 @@ def full_refund(order: OrderFacts) -> Refund:
 
 
 def refund_for(state: OrderState, request: ReturnRequest, order: OrderFacts,
-               postage_cap: Decimal | None = None) -> Refund:
+               postage_cap: Cash | None = None) -> Refund:
     """Rule 13, plus the buyer's own postage for seller-fault self-arranged returns.
 
     The items' part is the rounded value of every unit refunded so far, this request's
@@ -130,7 +130,7 @@ def refund_for(state: OrderState, request: ReturnRequest, order: OrderFacts,
     if request.payer == "seller" and request.postage is not None:
         paid = Cash(request.postage, currency)
         if postage_cap is not None:
-            paid = min(paid, Cash(postage_cap, currency))
+            paid = min(paid, postage_cap)
         postage = round_money(paid.amount, currency)
     return Refund(items, fee, deduction, postage)
 
@@ -211,8 +211,12 @@ def drop_off_problem(
     order: OrderFacts,
     selection: tuple[ItemSelection, ...],
     parcel: Parcel | None,
+    limits_currency: str,
 ) -> str | None:
-    """Why a drop-off is not allowed (rule 9), or None when it is."""
+    """Why a drop-off is not allowed (rule 9), or None when it is.
+
+    `limits_currency`: the marketplace's currency, which its money limits are in.
+    """
     weight = parcel_weight(order, selection, parcel)
     if rules.max_weight_kg is not None:
         if weight is None:
@@ -228,9 +232,9 @@ def drop_off_problem(
         a, b, c = sides
         if a + 2 * (b + c) >= rules.max_perimeter_cm:
             return f"length + girth is {a + 2 * (b + c)} cm, not under {rules.max_perimeter_cm} cm"
-    value = items_value(order, selection)
-    if rules.max_value is not None and value > rules.max_value:
-        return f"the returned value {value} {order.currency} is over {rules.max_value}"
+    value = Cash(items_value(order, selection), order.currency)
+    if rules.max_value is not None and value > Cash(rules.max_value, limits_currency):
+        return f"the returned value {value.amount} {order.currency} is over {rules.max_value}"
     return None
 
 
@@ -239,12 +243,13 @@ def drop_off_cost(
     order: OrderFacts,
     selection: tuple[ItemSelection, ...],
     parcel: Parcel | None,
+    limits_currency: str,
 ) -> Decimal:
-    """The label's price: the first rate covering the weight; the top rate if unknown."""
+    """The label's price in the order's currency: the first rate covering the weight; the
+    top rate if unknown. Rates are in `limits_currency`, which must be the order's."""
     if not rules.rates:
         return ZERO
     weight = parcel_weight(order, selection, parcel)
-    for rate in rules.rates:
-        if weight is not None and weight <= rate.up_to_kg:
-            return rate.price
-    return rules.rates[-1].price
+    price = next((rate.price for rate in rules.rates
+                  if weight is not None and weight <= rate.up_to_kg), rules.rates[-1].price)
+    return (Cash(ZERO, order.currency) + Cash(price, limits_currency)).amount

@@ -11,7 +11,8 @@ from schemas.inbound import OrderDelivered, OrderPaid, OrderPlaced, OrderReadyTo
 from schemas.policy import PolicySet
 from worker.rules.cancellation import UNPAID_TIMER, refund_event, reject_by_system
 from worker.rules.money import full_refund
-from worker.rules.state import OrderFacts, OrderState
+from worker.rules.parking import TASK_OF_TYPE
+from worker.rules.state import DeadLetter, OrderFacts, OrderState
 from worker.rules.step import Park, Step, facts, reject, unchanged
 
 SHIPPED_REASON = "the order has shipped"
@@ -41,6 +42,23 @@ def placed(state: OrderState, msg: OrderPlaced, policies: PolicySet) -> Step:
     if msg.pricing == "subsidized" and msg.payment_due_at is not None:
         due = msg.payment_due_at
     return step.start_timer("unpaid_expiry", "", due)
+
+
+def wrong_currency(msg: OrderPlaced, policies: PolicySet) -> DeadLetter | None:
+    """1.1: a marketplace that names its currency takes orders in it only.
+
+    Its limits and rates are in that currency, so an order in another one cannot be
+    judged: it is refused like an invalid message, to the dead-letter queue.
+    """
+    currency = policies.for_marketplace(msg.marketplace).currency
+    if currency is None or msg.currency == currency:
+        return None
+    reason = (
+        f"order.placed in {msg.currency}: marketplace {msg.marketplace} takes orders in "
+        f"{currency} only (its limits and rates are in {currency})"
+    )
+    return DeadLetter(message=msg.model_dump(mode="json"), task=TASK_OF_TYPE[msg.type],
+                      reason=reason, kind="invalid_message")
 
 
 def paid(state: OrderState, msg: OrderPaid) -> Step:

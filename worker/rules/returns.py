@@ -21,14 +21,11 @@ from schemas.inbound import (
 )
 from schemas.policy import MarketplacePolicy
 from worker.rules.calendar import add_business_hours
-from worker.rules.codes import RejectionCode
 from worker.rules.fulfilment import approve, close, request_timers
 from worker.rules.money import ZERO, drop_off_cost, drop_off_problem, round_money, whole_order
 from worker.rules.state import Deadline, OrderFacts, OrderState, ReturnRequest
 from worker.rules.step import Park, Step, facts, reject, terms
-
-FINAL_CLOSINGS = ("rejected_final", "arbitration_rejected")
-MAX_ATTEMPTS = 2  # rule 8: a rejected request may be submitted once more
+from worker.rules.units import MAX_ATTEMPTS, earlier_requests
 
 
 def respond_by(policy: MarketplacePolicy, at: datetime) -> datetime:
@@ -61,7 +58,7 @@ def return_requested(state: OrderState, msg: ReturnRequested) -> Step | Park:
     selection = _selection(order, msg)
     if isinstance(selection, str):
         return reject(state, msg, "invalid_items", selection)
-    found = _earlier_requests(state, selection, _late(state, msg))
+    found = earlier_requests(state, selection, _late(state, msg))
     if isinstance(found, tuple):
         return reject(state, msg, found[0], found[1])
     return _check_window(state, msg, selection, previous=found)
@@ -85,103 +82,6 @@ def _selection(order: OrderFacts, msg: ReturnRequested) -> tuple[ItemSelection, 
     return tuple(msg.items)
 
 
-Units = dict[str, int]
-
-
-def _earlier_requests(
-    state: OrderState, selection: tuple[ItemSelection, ...], late: bool
-) -> ReturnRequest | tuple[RejectionCode, str] | None:
-    """The rejected request this one resubmits (or None), or why the units are not free.
-
-    Counted in units (1.1): free = sold - refunded - in open requests - finally refused
-    - waiting in a rejected request. Free units make a new request (inside the window);
-    units of a rejected request make its resubmission, which may add free units only
-    inside the window.
-    """
-    free = _free_units(state)
-    asked = {s.sku: s.quantity for s in selection}
-    if not late and _within(asked, free):
-        return None
-    for request in _resubmittable(state):
-        mine = _units(request.items)
-        if _within(asked, mine if late else _plus(free, mine)):
-            return request
-        if late and set(asked) & set(mine) and _within(asked, _plus(free, mine)):
-            return "resubmission_adds_items", (
-                f"request {request.request_id} may be resubmitted after the return window "
-                "only for its own units or fewer"
-            )
-    if late and _within(asked, free):
-        return None  # free units, but too late: the window check refuses it
-    return _why_not_free(state, asked, free)
-
-
-def _why_not_free(state: OrderState, asked: Units, free: Units) -> tuple[RejectionCode, str]:
-    sku = next(sku for sku, quantity in asked.items() if quantity > free.get(sku, 0))
-    holders = [r for r in _by_time(state) if sku in _units(r.items)]
-    for status, code, says in (
-        ("appealed", "appeal_pending", "is under appeal"),
-        ("rejected_twice", "resubmission_used", "was rejected twice: appeal it"),
-        ("refused", "return_refused", "was finally refused"),
-    ):
-        for r in holders:
-            if _category(r) == status:
-                return code, f"sku {sku}: request {r.request_id} {says}"
-    sold = next(i.quantity for i in facts(state).items if i.sku == sku)
-    if _quantities(state, ("refunded",)).get(sku, 0) + asked[sku] > sold:
-        return "already_refunded", f"sku {sku}: {asked[sku]} asked, some are already refunded"
-    return "items_in_open_request", f"sku {sku}: units are in another open request"
-
-
-def _category(request: ReturnRequest) -> str:
-    """What a request does to its units: holds them, frees them, or refuses them."""
-    if request.status == "rejected":
-        return "rejected_twice" if request.attempt >= MAX_ATTEMPTS else "resubmittable"
-    if request.status == "closed":
-        return "refused" if request.closed_reason in FINAL_CLOSINGS else "free"
-    if request.status == "superseded":
-        return "free"
-    return request.status  # requested, approved, appealed, refunded: held
-
-
-def _free_units(state: OrderState) -> Units:
-    free = {item.sku: item.quantity for item in facts(state).items}
-    for request in state.returns.values():
-        if _category(request) != "free":
-            for s in request.items:
-                free[s.sku] -= s.quantity
-    return free
-
-
-def _resubmittable(state: OrderState) -> list[ReturnRequest]:
-    return [r for r in _by_time(state) if _category(r) == "resubmittable"]
-
-
-def _by_time(state: OrderState) -> list[ReturnRequest]:
-    return sorted(state.returns.values(), key=lambda r: (r.requested_at, r.request_id))
-
-
-def _units(selection: tuple[ItemSelection, ...]) -> Units:
-    return {s.sku: s.quantity for s in selection}
-
-
-def _plus(a: Units, b: Units) -> Units:
-    return {sku: a.get(sku, 0) + b.get(sku, 0) for sku in a.keys() | b.keys()}
-
-
-def _within(asked: Units, available: Units) -> bool:
-    return all(quantity <= available.get(sku, 0) for sku, quantity in asked.items())
-
-
-def _quantities(state: OrderState, statuses: tuple[str, ...]) -> dict[str, int]:
-    quantities: dict[str, int] = {}
-    for request in state.returns.values():
-        if request.status in statuses:
-            for s in request.items:
-                quantities[s.sku] = quantities.get(s.sku, 0) + s.quantity
-    return quantities
-
-
 def _check_window(
     state: OrderState,
     msg: ReturnRequested,
@@ -202,10 +102,12 @@ def _check_window(
     cost = ZERO
     if msg.method == "drop_off":
         order = facts(state)
-        problem = drop_off_problem(policy.drop_off, order, selection, msg.parcel)
+        # Money limits are in the marketplace's currency; without one there are none.
+        limits = policy.currency or order.currency
+        problem = drop_off_problem(policy.drop_off, order, selection, msg.parcel, limits)
         if problem is not None:
             return reject(state, msg, "drop_off_ineligible", problem)
-        cost = round_money(drop_off_cost(policy.drop_off, order, selection, msg.parcel),
+        cost = round_money(drop_off_cost(policy.drop_off, order, selection, msg.parcel, limits),
                            order.currency)
     return _open(state, msg, selection, previous, cost)
 

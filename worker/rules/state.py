@@ -176,11 +176,13 @@ class EventOut(Value):
 
 
 class DeadLetter(Value):
-    """A parked message whose fact never came: it goes to the dead-letter queue."""
+    """A message for the dead-letter queue: a parked one whose fact never came, or one
+    the marketplace's policy refuses outright (an order in another currency)."""
 
     message: dict[str, Any]
     task: str
     reason: str
+    kind: Literal["held_too_long", "invalid_message"] = "held_too_long"
 
 
 class LabelJob(Value):
