@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    PlainValidator,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -64,11 +66,63 @@ def format_duration(value: timedelta) -> str:
     return text + ("T" + time if time else "") if (days or time) else "PT0S"
 
 
+@dataclass(frozen=True)
+class Window:
+    """A policy duration that keeps days apart from hours (contract 1.1: local days).
+
+    `days` are calendar days in the marketplace's timezone: P30D ends at the same local
+    time 30 days later, whatever clock change lies between. `clock` is elapsed time:
+    PT720H is 720 hours. Weeks count as 7 days.
+    """
+
+    days: int
+    clock: timedelta
+
+    def after(self, start: datetime, timezone: str) -> datetime:
+        """The end of the window opened at `start` (aware), as an aware UTC datetime."""
+        moved = start
+        if self.days:
+            zone = zoneinfo.ZoneInfo(timezone)
+            local = start.astimezone(zone).replace(tzinfo=None) + timedelta(days=self.days)
+            # fold=0: an ambiguous local time (autumn change) means its first occurrence;
+            # one skipped by the spring change is read with the offset before it.
+            moved = local.replace(tzinfo=zone).astimezone(UTC)
+        return moved + self.clock
+
+    @property
+    def nominal(self) -> timedelta:
+        """Days as 24 hours: for business-hour counting and for ordering two windows."""
+        return timedelta(days=self.days) + self.clock
+
+    def __str__(self) -> str:
+        """ISO 8601 as it was given: P30D stays P30D, PT720H stays PT720H."""
+        hours, rest = divmod(self.clock.total_seconds(), 3600)
+        minutes, seconds = divmod(rest, 60)
+        clock = "".join(f"{int(n) if n == int(n) else n}{unit}"
+                        for n, unit in ((hours, "H"), (minutes, "M"), (seconds, "S")) if n)
+        return ("P" + (f"{self.days}D" if self.days else "")
+                + (f"T{clock}" if clock else ""))
+
+
+def parse_window(value: Any) -> Window:
+    if isinstance(value, Window):
+        return value
+    length = parse_duration(value)  # validates the text and that it is longer than zero
+    match = _DURATION_RE.fullmatch(value)
+    assert match is not None  # parse_duration accepted it
+    days = int(match["days"] or 0) + 7 * int(match["weeks"] or 0)
+    return Window(days=days, clock=length - timedelta(days=days))
+
+
 Duration = Annotated[
-    timedelta,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str),
+    Window,
+    PlainValidator(parse_window),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "format": "duration",
+                    "description": "ISO 8601: days (P30D) are local calendar days, "
+                                   "hours (PT48H) are elapsed hours"}),
 ]
+
 
 UNTIL_READY_TO_SHIP = "until_ready_to_ship"
 """Seller option: a buyer's cancellation is approved at once until the order is ready to
@@ -138,16 +192,16 @@ class MarketplacePolicy(Strict):
     currency: CurrencyCode | None = None
     timezone: str = "UTC"
     holidays: str | None = None
-    free_cancel_window: Duration = timedelta(hours=1)
-    cancel_response_window: Duration = timedelta(hours=48)
-    unpaid_cancel_after: Duration = timedelta(hours=48)
-    return_window: Duration = timedelta(days=14)
-    return_response_window: Duration = timedelta(hours=48)
+    free_cancel_window: Duration = parse_window("PT1H")
+    cancel_response_window: Duration = parse_window("PT48H")
+    unpaid_cancel_after: Duration = parse_window("PT48H")
+    return_window: Duration = parse_window("P14D")
+    return_response_window: Duration = parse_window("PT48H")
     return_response_calendar: Literal["business", "calendar"] = "calendar"
-    resubmit_window: Duration = timedelta(hours=48)
-    self_arrange_tracking_window: Duration = timedelta(days=5)
-    label_validity: Duration = timedelta(days=14)
-    receipt_confirm_window: Duration = timedelta(days=8)
+    resubmit_window: Duration = parse_window("PT48H")
+    self_arrange_tracking_window: Duration = parse_window("P5D")
+    label_validity: Duration = parse_window("P14D")
+    receipt_confirm_window: Duration = parse_window("P8D")
     # None: the buyer's postage of a seller-fault return is paid back in full (rule 11).
     self_arrange_postage_cap: Money | None = None
     drop_off: DropOffPolicy = Field(default_factory=DropOffPolicy)
@@ -180,14 +234,18 @@ class MarketplacePolicy(Strict):
             raise ValueError(f"no public holidays are known for {value!r}")
         return value
 
-    def cancel_response_for(self, seller_id: str) -> timedelta:
+    def end(self, window: Window, start: datetime) -> datetime:
+        """The end of `window` opened at `start`, days counted in this marketplace."""
+        return window.after(start, self.timezone)
+
+    def cancel_response_for(self, seller_id: str) -> Window:
         """The seller's own answer window for cancellations, or the marketplace's."""
         seller = self.sellers.get(seller_id)
         if seller is not None and seller.cancel_response_window is not None:
             return seller.cancel_response_window
         return self.cancel_response_window
 
-    def free_cancel_for(self, seller_id: str) -> timedelta | Literal["until_ready_to_ship"]:
+    def free_cancel_for(self, seller_id: str) -> Window | Literal["until_ready_to_ship"]:
         """The buyer's instant-cancel window with this seller: the wider of the two."""
         seller = self.sellers.get(seller_id)
         own = seller.free_cancel_window if seller is not None else None
@@ -195,7 +253,7 @@ class MarketplacePolicy(Strict):
             return self.free_cancel_window
         if own == UNTIL_READY_TO_SHIP:
             return own
-        return max(own, self.free_cancel_window)
+        return max(own, self.free_cancel_window, key=lambda w: w.nominal)
 
 
 class PolicySet(Strict):

@@ -647,11 +647,13 @@ H, D = timedelta(hours=1), timedelta(days=1)
 def test_built_in_uk_section_is_the_contracts() -> None:
     uk = build_policy(None).for_marketplace("UK")
     assert (uk.timezone, uk.holidays) == ("Europe/London", "GB-ENG")
-    assert (uk.free_cancel_window, uk.cancel_response_window, uk.unpaid_cancel_after,
-            uk.return_window, uk.return_response_window, uk.return_response_calendar,
-            uk.resubmit_window, uk.self_arrange_tracking_window, uk.label_validity,
-            uk.receipt_confirm_window) == (
-        1 * H, 48 * H, 48 * H, 30 * D, 48 * H, "business", 48 * H, 5 * D, 14 * D, 8 * D)
+    assert tuple(str(w) for w in (
+        uk.free_cancel_window, uk.cancel_response_window, uk.unpaid_cancel_after,
+        uk.return_window, uk.return_response_window, uk.return_response_calendar,
+        uk.resubmit_window, uk.self_arrange_tracking_window, uk.label_validity,
+        uk.receipt_confirm_window)) == (
+        "PT1H", "PT48H", "PT48H", "P30D", "PT48H", "business", "PT48H", "P5D", "P14D", "P8D")
+    assert (uk.currency, uk.self_arrange_postage_cap) == ("GBP", Decimal("6.99"))
     drop = uk.drop_off
     assert (drop.carrier, drop.max_weight_kg, drop.max_perimeter_cm, drop.max_value) == (
         "Evri", 15, 245, Decimal("1500"))
@@ -661,12 +663,14 @@ def test_built_in_uk_section_is_the_contracts() -> None:
 
 def _assert_section_4_defaults(policy: MarketplacePolicy) -> None:
     assert (policy.timezone, policy.holidays) == ("UTC", None)
-    assert (policy.free_cancel_window, policy.cancel_response_window,
-            policy.unpaid_cancel_after, policy.return_window, policy.return_response_window,
-            policy.return_response_calendar, policy.resubmit_window,
-            policy.self_arrange_tracking_window, policy.label_validity,
-            policy.receipt_confirm_window) == (
-        1 * H, 48 * H, 48 * H, 14 * D, 48 * H, "calendar", 48 * H, 5 * D, 14 * D, 8 * D)
+    assert tuple(str(w) for w in (
+        policy.free_cancel_window, policy.cancel_response_window,
+        policy.unpaid_cancel_after, policy.return_window, policy.return_response_window,
+        policy.return_response_calendar, policy.resubmit_window,
+        policy.self_arrange_tracking_window, policy.label_validity,
+        policy.receipt_confirm_window)) == (
+        "PT1H", "PT48H", "PT48H", "P14D", "PT48H", "calendar", "PT48H", "P5D", "P14D", "P8D")
+    assert (policy.currency, policy.self_arrange_postage_cap) == (None, None)
     drop = policy.drop_off
     assert (drop.max_weight_kg, drop.max_perimeter_cm, drop.max_value, drop.rates) == (
         None, None, None, [])
@@ -685,7 +689,7 @@ def test_override_keeps_the_keys_it_does_not_name() -> None:
                                                    "drop_off": {"max_weight_kg": 20}}}})
     # Then those change and everything else stays as built in
     uk, built_in = policy.for_marketplace("UK"), build_policy(None).for_marketplace("UK")
-    assert (uk.return_window, uk.drop_off.max_weight_kg) == (45 * D, 20)
+    assert (str(uk.return_window), uk.drop_off.max_weight_kg) == ("P45D", 20)
     assert uk.model_copy(update={"return_window": built_in.return_window,
                                  "drop_off": built_in.drop_off}) == built_in
     assert uk.drop_off.model_copy(update={"max_weight_kg": 15}) == built_in.drop_off
@@ -702,13 +706,18 @@ def test_new_marketplace_starts_from_the_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("PT1H", 1 * H), ("PT90M", 1.5 * H), ("PT30S", timedelta(seconds=30)), ("P14D", 14 * D),
-     ("P2W", 14 * D), ("P1DT12H", 36 * H), ("P1W2DT3H4M5S", timedelta(9, 3 * 3600 + 245))],
+    [("PT1H", 1 * H, "PT1H"), ("PT90M", 1.5 * H, "PT1H30M"),
+     ("PT30S", timedelta(seconds=30), "PT30S"), ("P14D", 14 * D, "P14D"),
+     ("P2W", 14 * D, "P14D"), ("P1DT12H", 36 * H, "P1DT12H"),
+     ("P1W2DT3H4M5S", timedelta(9, 3 * 3600 + 245), "P9DT3H4M5S"),
+     ("PT720H", 30 * D, "PT720H")],
     ids=lambda v: v if isinstance(v, str) else None,
 )
-def test_iso_durations_of_fixed_length_are_accepted(text: str, expected: timedelta) -> None:
+def test_iso_durations_of_fixed_length_are_accepted(text: str, expected: timedelta,
+                                                    written: str) -> None:
     policy = build_policy({"marketplaces": {"UK": {"label_validity": text}}})
-    assert policy.for_marketplace("UK").label_validity == expected
+    window = policy.for_marketplace("UK").label_validity
+    assert (window.nominal, str(window)) == (expected, written), "days stay days, hours hours"
 
 
 def _in_uk(**section: Any) -> dict[str, Any]:

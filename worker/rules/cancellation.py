@@ -4,7 +4,7 @@ cancellations.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
@@ -24,6 +24,7 @@ from schemas.inbound import (
     SellerCancelRejected,
     SellerOrderCancelled,
 )
+from schemas.policy import Window
 from worker.rules.money import Refund, remaining_refund, round_money
 from worker.rules.state import Cancellation, CancelRequest, Deadline, OrderState
 from worker.rules.step import Park, Step, amount, facts, reject, terms, timer_id
@@ -93,13 +94,13 @@ def in_free_window(state: OrderState, at: datetime) -> bool:
     """
     order = facts(state)
     window = terms(state).free_cancel_for(order.seller_id)
-    if not isinstance(window, timedelta):  # until_ready_to_ship
+    if not isinstance(window, Window):  # until_ready_to_ship
         return state.ready_to_ship_at is None or at < state.ready_to_ship_at
     if order.payment_method == "cod":
-        return at - order.placed_at <= window
+        return at <= terms(state).end(window, order.placed_at)
     if state.paid_at is None or state.paid_at > at:
         return True
-    return at - state.paid_at <= window
+    return at <= terms(state).end(window, state.paid_at)
 
 
 def buyer_cancel(state: OrderState, msg: CancelRequested) -> Step:
@@ -119,7 +120,8 @@ def buyer_cancel(state: OrderState, msg: CancelRequested) -> Step:
 
 def _ask_seller(state: OrderState, msg: CancelRequested) -> Step:
     """Rule 3: the request goes to the seller, whose answer window always ends."""
-    respond_by = msg.occurred_at + terms(state).cancel_response_for(facts(state).seller_id)
+    policy = terms(state)
+    respond_by = policy.end(policy.cancel_response_for(facts(state).seller_id), msg.occurred_at)
     request = CancelRequest(
         status="open", reason=msg.reason, requested_at=msg.occurred_at,
         respond_by=respond_by, message_id=msg.message_id,

@@ -52,8 +52,10 @@ def approve(
         return refund(step, request_id, at, cause)
     if request.method == "drop_off":
         step = step.label_job(request_id)
-        return step.start_timer("label_validity", request_id, at + policy.label_validity)
-    return step.start_timer("tracking", request_id, at + policy.self_arrange_tracking_window)
+        return step.start_timer("label_validity", request_id,
+                                policy.end(policy.label_validity, at))
+    return step.start_timer("tracking", request_id,
+                            policy.end(policy.self_arrange_tracking_window, at))
 
 
 def refund(step: Step, request_id: str, at: datetime, cause: str) -> Step:
@@ -108,7 +110,8 @@ def parcel_sent(state: OrderState, msg: ReturnTrackingSubmitted | ReturnDroppedO
         tracking_number=msg.tracking_number,
         postage=msg.postage if isinstance(msg, ReturnTrackingSubmitted) else None,
     )
-    due = msg.occurred_at + terms(state).receipt_confirm_window
+    policy = terms(state)
+    due = policy.end(policy.receipt_confirm_window, msg.occurred_at)
     return step.start_timer("receipt_confirm", request.request_id, due)
 
 
@@ -156,7 +159,7 @@ def label_generated(state: OrderState, made: LabelGenerated) -> Step:
         pdf_uri=made.pdf_uri,
         cost=amount(request.return_cost, facts(state).currency),
         payer=request.payer,
-        valid_until=request.approved_at + policy.label_validity,
+        valid_until=policy.end(policy.label_validity, request.approved_at),
     )
     cause = f"label:{made.request_id}"
     return step.emit("return.label_generated", data, request.approved_at, cause)

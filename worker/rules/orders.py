@@ -38,7 +38,7 @@ def placed(state: OrderState, msg: OrderPlaced, policies: PolicySet) -> Step:
     step = Step(state).update(order=order, policy=policy)
     if msg.payment_method == "cod":
         return step  # rule 5: cash-on-delivery orders never expire unpaid
-    due = msg.occurred_at + policy.unpaid_cancel_after
+    due = policy.end(policy.unpaid_cancel_after, msg.occurred_at)
     if msg.pricing == "subsidized" and msg.payment_due_at is not None:
         due = msg.payment_due_at
     return step.start_timer("unpaid_expiry", "", due)

@@ -32,8 +32,8 @@ def respond_by(policy: MarketplacePolicy, at: datetime) -> datetime:
     """Rules 6-7: the seller's answer window, in business hours where the policy says so."""
     window = policy.return_response_window
     if policy.return_response_calendar == "business":
-        return add_business_hours(at, window, policy.timezone, policy.holidays)
-    return at + window
+        return add_business_hours(at, window.nominal, policy.timezone, policy.holidays)
+    return policy.end(window, at)
 
 
 BEFORE_DELIVERY = "before delivery only refund_only is possible"
@@ -67,7 +67,9 @@ def return_requested(state: OrderState, msg: ReturnRequested) -> Step | Park:
 def _late(state: OrderState, msg: ReturnRequested) -> bool:
     """After the return window (counted from delivery; no window before it)."""
     delivered_at = state.delivered_at
-    return delivered_at is not None and msg.occurred_at - delivered_at > terms(state).return_window
+    policy = terms(state)
+    return delivered_at is not None and msg.occurred_at > policy.end(policy.return_window,
+                                                                     delivered_at)
 
 
 def _selection(order: OrderFacts, msg: ReturnRequested) -> tuple[ItemSelection, ...] | str:
@@ -168,7 +170,8 @@ def seller_answer(
         can_resubmit=request.attempt < MAX_ATTEMPTS, can_appeal=True,
     )
     step = step.emit("return.rejected", rejected, at, cause)
-    return step.start_timer("resubmit", msg.request_id, at + terms(state).resubmit_window)
+    policy = terms(state)
+    return step.start_timer("resubmit", msg.request_id, policy.end(policy.resubmit_window, at))
 
 
 def appeal(state: OrderState, msg: AppealSubmitted) -> Step | Park:
