@@ -705,7 +705,7 @@ def test_new_marketplace_starts_from_the_defaults() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
+    ("text", "expected", "written"),
     [("PT1H", 1 * H, "PT1H"), ("PT90M", 1.5 * H, "PT1H30M"),
      ("PT30S", timedelta(seconds=30), "PT30S"), ("P14D", 14 * D, "P14D"),
      ("P2W", 14 * D, "P14D"), ("P1DT12H", 36 * H, "P1DT12H"),
