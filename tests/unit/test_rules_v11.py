@@ -455,7 +455,7 @@ def test_platform_cancel_keeps_held_messages_waiting() -> None:
 @pytest.mark.parametrize(("first", "code"), [("delivered", "already_delivered"),
                                              ("cancelled", "order_cancelled")])
 def test_platform_cancel_refused_after_delivery_or_cancellation(first: str, code: str) -> None:
-    timeline, oid = delivered_order(delivered=first == "delivered")
+    timeline, _ = delivered_order(delivered=first == "delivered")
     if first == "cancelled":
         platform_cancel(timeline, SHIPPED + hours(1))
     timeline.clear()
