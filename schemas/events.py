@@ -38,7 +38,7 @@ class OrderCancelledData(Data):
     reason: str
     seller_fault: bool
     refund: Amount | None
-    stop_shipment: StopShipment | None = None  # 1.1: null unless the order had shipped
+    stop_shipment: StopShipment | None  # 1.1: null unless the order had shipped
 
 
 class CancellationRequestedData(Data):
