@@ -48,11 +48,12 @@ def return_requested(state: OrderState, msg: ReturnRequested) -> Step | Park:
     if state.shipped_at is None:
         return Park("order.shipped")
     order = facts(state)
-    if order.payment_method == "cod" and state.delivered_at is None:
-        # Paid on delivery: before it there is nothing to refund.
-        return Park("order.delivered", refuse=("not_delivered", COD_BEFORE_DELIVERY))
-    if order.payment_method == "cod" and msg.occurred_at < (state.delivered_at or msg.occurred_at):
-        return reject(state, msg, "not_delivered", COD_BEFORE_DELIVERY)
+    if order.payment_method == "cod":
+        # Paid on delivery (1.1): before it there is nothing to refund.
+        if state.delivered_at is None:
+            return Park("order.delivered", refuse=("not_delivered", COD_BEFORE_DELIVERY))
+        if msg.occurred_at < state.delivered_at:
+            return reject(state, msg, "not_delivered", COD_BEFORE_DELIVERY)
     if state.paid_at is None:
         return Park("order.paid")
     selection = _selection(order, msg)
