@@ -168,6 +168,17 @@ def test_platform_cancels_a_shipped_order_closes_requests_and_stops_the_parcel()
     assert timeline.codes() == ["order_cancelled"]
 
 
+def test_platform_cancel_after_everything_was_refunded_refunds_nothing_more() -> None:
+    timeline, oid = delivered_order(delivered=False)
+    rid = ask(timeline, SHIPPED + hours(1), kind="refund_only", reason="not_received")
+    timeline.send(f.return_approved(oid, rid, SHIPPED + hours(2)))
+    assert timeline.refunded() == ["54.99"]
+    timeline.clear()
+    platform_cancel(timeline, SHIPPED + hours(3))
+    assert timeline.types() == ["order.cancelled"], "what was paid went back once"
+    assert str(timeline.one("order.cancelled").refund.amount) == "0.00"
+
+
 def test_platform_cancel_names_the_parcel_to_stop() -> None:
     msg = f.order_placed()
     oid = msg.order_id
