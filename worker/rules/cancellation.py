@@ -84,7 +84,9 @@ def cancel_order(
         stop_shipment=stop,
     )
     step = step.emit("order.cancelled", data, at, cause)
-    return refund_event(step, None, refund, at, cause) if refund else step
+    if refund is None or not refund.amount:
+        return step  # unpaid, or every unit already refunded: nothing goes back twice
+    return refund_event(step, None, refund, at, cause)
 
 
 def in_free_window(state: OrderState, at: datetime) -> bool:
