@@ -87,25 +87,32 @@ def test_partial_refunds_add_up_to_what_was_paid_without_a_remainder() -> None:
 # --- 9: days are local days --------------------------------------------------------------
 
 OCT_DELIVERED = datetime(2026, 10, 1, 11, tzinfo=UTC)  # 12:00 in London (BST)
+MAR_DELIVERED = datetime(2026, 3, 10, 12, tzinfo=UTC)  # 12:00 in London (GMT)
 
 
 @pytest.mark.parametrize(
-    ("window", "last_allowed"),
+    ("delivered", "window", "last_allowed"),
     [
         # 30 days: 12:00 London on 31 October, which is 12:00 GMT after the change.
-        ("P30D", datetime(2026, 10, 31, 12, tzinfo=UTC)),
+        (OCT_DELIVERED, "P30D", datetime(2026, 10, 31, 12, tzinfo=UTC)),
         # 720 hours: elapsed time, 11:00 GMT.
-        ("PT720H", datetime(2026, 10, 31, 11, tzinfo=UTC)),
+        (OCT_DELIVERED, "PT720H", datetime(2026, 10, 31, 11, tzinfo=UTC)),
+        # Across the March change: 12:00 London on 9 April is 11:00 UTC (BST)...
+        (MAR_DELIVERED, "P30D", datetime(2026, 4, 9, 11, tzinfo=UTC)),
+        # ...and 720 hours end at 12:00 UTC, 13:00 London.
+        (MAR_DELIVERED, "PT720H", datetime(2026, 4, 9, 12, tzinfo=UTC)),
     ],
+    ids=["october-days", "october-hours", "march-days", "march-hours"],
 )
-def test_return_window_days_are_london_days(window: str, last_allowed: datetime) -> None:
+def test_return_window_days_are_london_days(delivered: datetime, window: str,
+                                            last_allowed: datetime) -> None:
     policy = build_policy({"marketplaces": {"UK": {"return_window": window}}})
     for asked, allowed in ((last_allowed, True), (last_allowed + SECOND, False)):
-        msg = f.order_placed(at=OCT_DELIVERED - days(3))
+        msg = f.order_placed(at=delivered - days(3))
         oid = msg.order_id
         timeline = Timeline(oid, policy)
-        timeline.send(msg, f.paid(oid, OCT_DELIVERED - days(3)),
-                      f.shipped(oid, OCT_DELIVERED - days(2)), f.delivered(oid, OCT_DELIVERED))
+        timeline.send(msg, f.paid(oid, delivered - days(3)),
+                      f.shipped(oid, delivered - days(2)), f.delivered(oid, delivered))
         ask(timeline, asked, method="self_arrange")
         assert timeline.codes() == ([] if allowed else ["outside_return_window"]), asked
 
