@@ -55,17 +55,6 @@ def parse_duration(value: Any) -> timedelta:
     return result
 
 
-def format_duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    text = "P" + (f"{days}D" if days else "")
-    time = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
-    time += f"{secs}S" if secs else ""
-    return text + ("T" + time if time else "") if (days or time) else "PT0S"
-
-
 @dataclass(frozen=True)
 class Window:
     """A policy duration that keeps days apart from hours (contract 1.1: local days).
