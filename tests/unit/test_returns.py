@@ -9,6 +9,7 @@ import pytest
 from tests import factories as f
 from tests.factories import T0, days, hours
 from tests.unit.harness import Timeline
+from tests.unit.orders_v11 import ask
 
 SECOND = timedelta(seconds=1)
 SHIPPED = T0 + hours(5)
@@ -24,12 +25,6 @@ def order(marketplace: str = "UK", delivered: bool = True, **overrides: object) 
     if delivered:
         timeline.send(f.delivered(oid, DELIVERED))
     return timeline, oid
-
-
-def ask(timeline: Timeline, at: datetime, **overrides: object) -> str:
-    msg = f.return_requested(timeline.order_id, at, **overrides)
-    timeline.send(msg)
-    return str(msg.request_id)
 
 
 # --- rule 6: when a return may be asked for --------------------------------------------
