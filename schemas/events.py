@@ -27,16 +27,22 @@ class Amount(Data):
     currency: CurrencyCode
 
 
+class StopShipment(Data):
+    """1.1: the order was cancelled after it shipped: the parcel must be stopped."""
+
+    tracking_number: str | None  # from order.shipped, when it gave one
+
+
 class OrderCancelledData(Data):
     by: Literal["buyer", "seller", "platform"]
     reason: str
     seller_fault: bool
     refund: Amount | None
+    stop_shipment: StopShipment | None  # 1.1: null unless the order had shipped
 
 
 class CancellationRequestedData(Data):
-    # None when the seller's policy keeps requests open until ready-to-ship: no timer.
-    respond_by: Timestamp | None
+    respond_by: Timestamp  # 1.1: never null, the seller's answer window always ends
 
 
 class CancellationAcceptedData(Data):
@@ -98,7 +104,8 @@ class ReturnLabelEmailRequestedData(Data):
 class ReturnClosedData(Data):
     request_id: Identifier
     reason: Literal[
-        "tracking_not_submitted", "label_expired", "rejected_final", "arbitration_rejected"
+        "tracking_not_submitted", "label_expired", "rejected_final", "arbitration_rejected",
+        "order_cancelled",  # 1.1: the platform cancelled the order before delivery
     ]
 
 
@@ -106,6 +113,8 @@ class RefundBreakdown(Data):
     items: Money
     shipping_fee: Money
     return_shipping_deduction: Money
+    # 1.1: the buyer's own postage paid back (seller-fault self-arranged returns).
+    return_shipping_refund: Money
 
 
 class RefundInitiatedData(Data):

@@ -192,6 +192,8 @@ class ReturnTrackingSubmitted(Message):
     request_id: Identifier
     carrier: Annotated[str, Field(min_length=1, max_length=64)]
     tracking_number: Identifier
+    # 1.1: what the buyer paid to post it, in the order's currency (like every amount).
+    postage: Money | None = None
 
 
 class LabelEmailRequested(Message):
@@ -256,6 +258,11 @@ class ArbitrationDecided(Message):
     outcome: Literal["refund", "reject"]
 
 
+class PlatformOrderCancelled(Message):
+    type: Literal["platform.order_cancelled"]
+    reason: NonEmptyText
+
+
 OrderEvent = Annotated[
     OrderPlaced | OrderPaid | OrderReadyToShip | OrderShipped | OrderDelivered,
     Field(discriminator="type"),
@@ -278,7 +285,9 @@ SellerAction = Annotated[
     Field(discriminator="type"),
 ]
 CarrierEvent = Annotated[ReturnDroppedOff, Field(discriminator="type")]
-PlatformAction = Annotated[ArbitrationDecided, Field(discriminator="type")]
+PlatformAction = Annotated[
+    ArbitrationDecided | PlatformOrderCancelled, Field(discriminator="type")
+]
 
 InboundMessage = Annotated[
     OrderPlaced
@@ -298,7 +307,8 @@ InboundMessage = Annotated[
     | SellerReturnRejected
     | SellerReturnReceived
     | ReturnDroppedOff
-    | ArbitrationDecided,
+    | ArbitrationDecided
+    | PlatformOrderCancelled,
     Field(discriminator="type"),
 ]
 """Any inbound message, whatever task carried it (used to re-read parked messages)."""
@@ -338,7 +348,7 @@ TYPES_BY_TASK: dict[str, tuple[str, ...]] = {
         "seller.return_received",
     ),
     "aftersales.carrier_event": ("carrier.return_dropped_off",),
-    "aftersales.platform_action": ("platform.arbitration_decided",),
+    "aftersales.platform_action": ("platform.arbitration_decided", "platform.order_cancelled"),
 }
 
 

@@ -6,71 +6,29 @@ shell's job (worker/settings.py).
 
 from __future__ import annotations
 
-import re
 import zoneinfo
-from datetime import timedelta
+from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
-from schemas.types import Money
-
-# ISO 8601 durations of days and smaller units. Years and months are refused: "P1M" has
-# no fixed length, and a deadline must have one.
-_DURATION_RE = re.compile(
-    r"^P(?!$)(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$",
-    re.ASCII,
-)
-
-
-def parse_duration(value: Any) -> timedelta:
-    if isinstance(value, timedelta):
-        return value
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not an ISO 8601 duration such as \"PT48H\" or \"P14D\"")
-    match = _DURATION_RE.fullmatch(value)
-    if not match:
-        raise ValueError(
-            f"{value!r} is not an ISO 8601 duration in weeks, days, hours, minutes or seconds "
-            "(such as \"PT48H\" or \"P14D\"; months and years have no fixed length)"
-        )
-    parts = {k: float(v) for k, v in match.groupdict().items() if v is not None}
-    result = timedelta(**parts)
-    if result <= timedelta(0):
-        raise ValueError(f"{value!r} must be longer than zero")
-    return result
-
-
-def format_duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    text = "P" + (f"{days}D" if days else "")
-    time = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
-    time += f"{secs}S" if secs else ""
-    return text + ("T" + time if time else "") if (days or time) else "PT0S"
-
-
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str),
-]
+from schemas.durations import Duration, parse_window
+from schemas.durations import Window as Window  # re-exported: the rules name it
+from schemas.durations import parse_duration as parse_duration  # worker/settings.py reads it
+from schemas.types import CurrencyCode, Money
 
 UNTIL_READY_TO_SHIP = "until_ready_to_ship"
-"""Seller option: a cancellation request stays open until the order is ready to ship."""
+"""Seller option: a buyer's cancellation is approved at once until the order is ready to
+ship (a per-seller `free_cancel_window`)."""
 
 
 class Strict(BaseModel):
@@ -101,7 +59,21 @@ class DropOffPolicy(Strict):
 class SellerPolicy(Strict):
     """Per-seller overrides inside a marketplace."""
 
-    cancel_response_window: Duration | Literal["until_ready_to_ship"] | None = None
+    # Widens the buyer's instant-cancel window (never narrows it).
+    free_cancel_window: Duration | Literal["until_ready_to_ship"] | None = None
+    # The seller's own answer window; it always ends, so it is a duration only.
+    cancel_response_window: Duration | None = None
+
+    @field_validator("cancel_response_window", mode="before")
+    @classmethod
+    def _answer_window_ends(cls, value: Any) -> Any:
+        if value == UNTIL_READY_TO_SHIP:
+            raise ValueError(
+                "'until_ready_to_ship' is not an answer window (an answer window always "
+                "ends); to approve buyers' cancellations at once until the order is ready "
+                "to ship, set free_cancel_window = \"until_ready_to_ship\" for this seller"
+            )
+        return value
 
 
 @lru_cache(maxsize=256)
@@ -118,20 +90,35 @@ def _holidays_known(code: str) -> bool:
 
 
 class MarketplacePolicy(Strict):
+    # None: orders in any currency, and no money limits (they would need a currency).
+    currency: CurrencyCode | None = None
     timezone: str = "UTC"
     holidays: str | None = None
-    free_cancel_window: Duration = timedelta(hours=1)
-    cancel_response_window: Duration = timedelta(hours=48)
-    unpaid_cancel_after: Duration = timedelta(hours=48)
-    return_window: Duration = timedelta(days=14)
-    return_response_window: Duration = timedelta(hours=48)
+    free_cancel_window: Duration = parse_window("PT1H")
+    cancel_response_window: Duration = parse_window("PT48H")
+    unpaid_cancel_after: Duration = parse_window("PT48H")
+    return_window: Duration = parse_window("P14D")
+    return_response_window: Duration = parse_window("PT48H")
     return_response_calendar: Literal["business", "calendar"] = "calendar"
-    resubmit_window: Duration = timedelta(hours=48)
-    self_arrange_tracking_window: Duration = timedelta(days=5)
-    label_validity: Duration = timedelta(days=14)
-    receipt_confirm_window: Duration = timedelta(days=8)
+    resubmit_window: Duration = parse_window("PT48H")
+    self_arrange_tracking_window: Duration = parse_window("P5D")
+    label_validity: Duration = parse_window("P14D")
+    receipt_confirm_window: Duration = parse_window("P8D")
+    # None: the buyer's postage of a seller-fault return is paid back in full (rule 11).
+    self_arrange_postage_cap: Money | None = None
     drop_off: DropOffPolicy = Field(default_factory=DropOffPolicy)
     sellers: dict[str, SellerPolicy] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _amounts_have_a_currency(self) -> MarketplacePolicy:
+        amounts = (self.drop_off.max_value is not None or self.drop_off.rates
+                   or self.self_arrange_postage_cap is not None)
+        if amounts and self.currency is None:
+            raise ValueError(
+                "currency is required when drop_off.max_value, drop_off.rates or "
+                "self_arrange_postage_cap are given: amounts are in the marketplace's currency"
+            )
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -149,12 +136,26 @@ class MarketplacePolicy(Strict):
             raise ValueError(f"no public holidays are known for {value!r}")
         return value
 
-    def cancel_response_for(self, seller_id: str) -> timedelta | Literal["until_ready_to_ship"]:
+    def end(self, window: Window, start: datetime) -> datetime:
+        """The end of `window` opened at `start`, days counted in this marketplace."""
+        return window.after(start, self.timezone)
+
+    def cancel_response_for(self, seller_id: str) -> Window:
         """The seller's own answer window for cancellations, or the marketplace's."""
         seller = self.sellers.get(seller_id)
         if seller is not None and seller.cancel_response_window is not None:
             return seller.cancel_response_window
         return self.cancel_response_window
+
+    def free_cancel_for(self, seller_id: str) -> Window | Literal["until_ready_to_ship"]:
+        """The buyer's instant-cancel window with this seller: the wider of the two."""
+        seller = self.sellers.get(seller_id)
+        own = seller.free_cancel_window if seller is not None else None
+        if own is None:
+            return self.free_cancel_window
+        if own == UNTIL_READY_TO_SHIP:
+            return own
+        return max(own, self.free_cancel_window, key=lambda w: w.nominal)
 
 
 class PolicySet(Strict):
@@ -167,6 +168,7 @@ class PolicySet(Strict):
 
 BUILT_IN_MARKETPLACES: dict[str, dict[str, Any]] = {
     "UK": {
+        "currency": "GBP",
         "timezone": "Europe/London",
         "holidays": "GB-ENG",
         "free_cancel_window": "PT1H",
@@ -179,6 +181,7 @@ BUILT_IN_MARKETPLACES: dict[str, dict[str, Any]] = {
         "self_arrange_tracking_window": "P5D",
         "label_validity": "P14D",
         "receipt_confirm_window": "P8D",
+        "self_arrange_postage_cap": "6.99",  # the highest drop-off rate below
         "drop_off": {
             "carrier": "Evri",
             "max_weight_kg": 15,
@@ -229,7 +232,8 @@ def build_policy(document: dict[str, Any] | None = None) -> PolicySet:
             marketplaces[code] = MarketplacePolicy.model_validate(section)
         except ValidationError as exc:
             problems = "; ".join(
-                f"marketplaces.{code}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+                f"{'.'.join(('marketplaces', code, *(str(p) for p in err['loc'])))}: "
+                f"{err['msg']}"
                 for err in exc.errors()
             )
             raise PolicyError(problems) from None

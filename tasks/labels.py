@@ -55,7 +55,9 @@ def spec_for(state: OrderState, request_id: str) -> LabelSpec | None:
     ):
         return None
     validity = state.deadlines.get(f"label_validity:{request_id}")
-    valid_until = validity.due_at if validity else request.approved_at + state.policy.label_validity
+    policy = state.policy
+    valid_until = validity.due_at if validity else policy.end(policy.label_validity,
+                                                              request.approved_at)
     return LabelSpec.for_return(
         order_id=state.order_id,
         request_id=request_id,

@@ -201,7 +201,7 @@ class Service:
             message_id = str(letter.message.get("message_id", ""))
             entry_id = str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"{order_id}|{message_id}"))
             body = dead_letter_body(
-                letter.task, letter.message, letter.reason, "held_too_long", now
+                letter.task, letter.message, letter.reason, letter.kind, now
             )
             entries.append((entry_id, {"kind": "dead_letter", "body": body}))
         for job in decision.label_jobs:

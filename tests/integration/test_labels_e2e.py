@@ -240,6 +240,7 @@ def test_an_approved_self_arrange_return_gets_no_label(
 
 POLICY_XX = """\
 [marketplaces.XX]
+currency = "EUR"
 return_response_calendar = "calendar"
 
 [marketplaces.XX.drop_off]

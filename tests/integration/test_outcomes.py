@@ -143,7 +143,8 @@ def test_a_refund_only_request_approved_by_the_seller_refunds_at_once(
     assert refund["data"]["request_id"] == rid
     assert refund["data"]["amount"] == "25.50"
     assert refund["data"]["breakdown"] == {"items": "25.50", "shipping_fee": "0.00",
-                                           "return_shipping_deduction": "0.00"}
+                                           "return_shipping_deduction": "0.00",
+                                           "return_shipping_refund": "0.00"}
 
 
 def test_a_rejected_request_can_be_appealed_and_arbitration_refunds_it(

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from schemas.policy import build_policy
+from schemas.policy import PolicyError, build_policy
 from tests import factories as f
 from tests.factories import T0, hours
 from tests.unit.harness import Timeline
@@ -174,20 +174,11 @@ def test_rule3_one_request_at_a_time_and_one_per_order() -> None:
     assert timeline.codes() == ["cancel_request_open", "cancel_request_rejected"]
 
 
-def test_rule3_seller_who_answers_until_ready_to_ship() -> None:
-    policy = build_policy({"marketplaces": {"UK": {"sellers": {"seller-1": {
-        "cancel_response_window": "until_ready_to_ship"}}}}})
-    msg = f.order_placed()
-    oid = msg.order_id
-    timeline = Timeline(oid, policy)
-    timeline.send(msg, f.paid(oid, T0 + hours(1)), f.cancel_requested(oid, T0 + hours(3)))
-    assert timeline.one("cancellation.requested").respond_by is None
-    assert timeline.state.deadlines == {}
-    timeline.send(f.ready_to_ship(oid, T0 + hours(80)))
-    rejected = timeline.one("cancellation.rejected")
-    assert rejected.by == "system"
-    timeline.send(f.cancel_requested(oid, T0 + hours(81)))
-    assert timeline.codes() == ["cancel_request_rejected"]
+def test_rule3_until_ready_to_ship_is_no_answer_window() -> None:
+    """1.1: an answer window always ends; the seller option is a free-cancel window."""
+    with pytest.raises(PolicyError, match="free_cancel_window"):
+        build_policy({"marketplaces": {"UK": {"sellers": {"seller-1": {
+            "cancel_response_window": "until_ready_to_ship"}}}}})
 
 
 def test_policy_change_does_not_rewrite_an_open_order() -> None:

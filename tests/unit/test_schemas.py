@@ -74,7 +74,8 @@ VALID: dict[str, Spec] = {
     ),
     "buyer.return_tracking_submitted": Spec(
         ib.ReturnTrackingSubmitted,
-        {"request_id": "r-1", "carrier": "Royal Mail", "tracking_number": "TRK-2"}, {},
+        {"request_id": "r-1", "carrier": "Royal Mail", "tracking_number": "TRK-2"},
+        {"postage": "3.20"},
     ),
     "buyer.label_email_requested": Spec(
         ib.LabelEmailRequested, {"request_id": "r-1", "email": "buyer@example.com"}, {},
@@ -99,6 +100,9 @@ VALID: dict[str, Spec] = {
     "platform.arbitration_decided": Spec(
         ib.ArbitrationDecided, {"request_id": "r-1", "outcome": "refund"}, {},
     ),
+    "platform.order_cancelled": Spec(
+        ib.PlatformOrderCancelled, {"reason": "fraud suspected"}, {},
+    ),
 }
 
 CONTRACT_TASKS: dict[str, set[str]] = {
@@ -111,7 +115,7 @@ CONTRACT_TASKS: dict[str, set[str]] = {
                                  "seller.order_cancelled", "seller.return_approved",
                                  "seller.return_rejected", "seller.return_received"},
     "aftersales.carrier_event": {"carrier.return_dropped_off"},
-    "aftersales.platform_action": {"platform.arbitration_decided"},
+    "aftersales.platform_action": {"platform.arbitration_decided", "platform.order_cancelled"},
 }
 """Contract section 2's table, transcribed."""
 
@@ -182,7 +186,7 @@ def case(type_: str, path: tuple[str | int, ...], value: Any, form: str = "full"
 def test_tasks_and_types_are_the_contracts() -> None:
     assert {task: set(types) for task, types in TYPES_BY_TASK.items()} == CONTRACT_TASKS
     assert set(TASK_MESSAGES) == set(CONTRACT_TASKS)
-    assert set(VALID) == set(TASK_OF) and len(VALID) == 18
+    assert set(VALID) == set(TASK_OF) and len(VALID) == 19
 
 
 @pytest.mark.parametrize("type_", TYPES)
@@ -389,8 +393,12 @@ FIELD_CASES = [
       for e in ("buyer.example.com", "buyer@", "@example.com", "a@b@c", "bu yer@x.com", "")],
     # seller refusals and cancellations must give a reason
     *[case(t, ("reason",), reason)
-      for t in ("seller.cancel_rejected", "seller.return_rejected", "seller.order_cancelled")
+      for t in ("seller.cancel_rejected", "seller.return_rejected", "seller.order_cancelled",
+                "platform.order_cancelled")
       for reason in ("", " ", "\t\n ")],
+    # postage is money: a decimal string, not a number, not negative
+    *[case("buyer.return_tracking_submitted", ("postage",), p)
+      for p in (3.2, "3,20", "-1.00", "1e3", "")],
 ]
 
 
@@ -501,7 +509,8 @@ LATER_Z = "2026-03-04T10:00:00Z"  # ...and published in UTC with a Z
 # A valid `data` for every event type, with the fields listed in the contract.
 EVENTS: dict[str, dict[str, Any]] = {
     "order.cancelled": {"by": "buyer", "reason": "changed my mind", "seller_fault": False,
-                        "refund": {"amount": "54.99", "currency": "GBP"}},
+                        "refund": {"amount": "54.99", "currency": "GBP"},
+                        "stop_shipment": {"tracking_number": "TRK-1"}},
     "cancellation.requested": {"respond_by": LATER},
     "cancellation.accepted": {"by": "seller"},
     "cancellation.auto_accepted": {"deadline": LATER},
@@ -522,7 +531,8 @@ EVENTS: dict[str, dict[str, Any]] = {
     "return.closed": {"request_id": "r-1", "reason": "label_expired"},
     "refund.initiated": {"request_id": "r-1", "amount": "52.00", "currency": "GBP",
                          "breakdown": {"items": "54.99", "shipping_fee": "0.00",
-                                       "return_shipping_deduction": "2.99"}},
+                                       "return_shipping_deduction": "2.99",
+                                       "return_shipping_refund": "0.00"}},
     "action.rejected": {"message_id": "m-1", "type": "buyer.return_requested",
                         "code": "drop_off_ineligible", "detail": "parcel weighs 20 kg"},
 }
@@ -539,7 +549,8 @@ MONEY_IN = {"order.cancelled": [("refund", "amount")],
             "return.label_generated": [("cost", "amount")],
             "refund.initiated": [("amount",), ("breakdown", "items"),
                                  ("breakdown", "shipping_fee"),
-                                 ("breakdown", "return_shipping_deduction")]}
+                                 ("breakdown", "return_shipping_deduction"),
+                                 ("breakdown", "return_shipping_refund")]}
 TIMES_IN = {"cancellation.requested": "respond_by", "cancellation.auto_accepted": "deadline",
             "return.requested": "respond_by", "return.auto_approved": "deadline",
             "return.label_generated": "valid_until"}
@@ -636,11 +647,13 @@ H, D = timedelta(hours=1), timedelta(days=1)
 def test_built_in_uk_section_is_the_contracts() -> None:
     uk = build_policy(None).for_marketplace("UK")
     assert (uk.timezone, uk.holidays) == ("Europe/London", "GB-ENG")
-    assert (uk.free_cancel_window, uk.cancel_response_window, uk.unpaid_cancel_after,
-            uk.return_window, uk.return_response_window, uk.return_response_calendar,
-            uk.resubmit_window, uk.self_arrange_tracking_window, uk.label_validity,
-            uk.receipt_confirm_window) == (
-        1 * H, 48 * H, 48 * H, 30 * D, 48 * H, "business", 48 * H, 5 * D, 14 * D, 8 * D)
+    assert tuple(str(w) for w in (
+        uk.free_cancel_window, uk.cancel_response_window, uk.unpaid_cancel_after,
+        uk.return_window, uk.return_response_window, uk.return_response_calendar,
+        uk.resubmit_window, uk.self_arrange_tracking_window, uk.label_validity,
+        uk.receipt_confirm_window)) == (
+        "PT1H", "PT48H", "PT48H", "P30D", "PT48H", "business", "PT48H", "P5D", "P14D", "P8D")
+    assert (uk.currency, uk.self_arrange_postage_cap) == ("GBP", Decimal("6.99"))
     drop = uk.drop_off
     assert (drop.carrier, drop.max_weight_kg, drop.max_perimeter_cm, drop.max_value) == (
         "Evri", 15, 245, Decimal("1500"))
@@ -650,12 +663,14 @@ def test_built_in_uk_section_is_the_contracts() -> None:
 
 def _assert_section_4_defaults(policy: MarketplacePolicy) -> None:
     assert (policy.timezone, policy.holidays) == ("UTC", None)
-    assert (policy.free_cancel_window, policy.cancel_response_window,
-            policy.unpaid_cancel_after, policy.return_window, policy.return_response_window,
-            policy.return_response_calendar, policy.resubmit_window,
-            policy.self_arrange_tracking_window, policy.label_validity,
-            policy.receipt_confirm_window) == (
-        1 * H, 48 * H, 48 * H, 14 * D, 48 * H, "calendar", 48 * H, 5 * D, 14 * D, 8 * D)
+    assert tuple(str(w) for w in (
+        policy.free_cancel_window, policy.cancel_response_window,
+        policy.unpaid_cancel_after, policy.return_window, policy.return_response_window,
+        policy.return_response_calendar, policy.resubmit_window,
+        policy.self_arrange_tracking_window, policy.label_validity,
+        policy.receipt_confirm_window)) == (
+        "PT1H", "PT48H", "PT48H", "P14D", "PT48H", "calendar", "PT48H", "P5D", "P14D", "P8D")
+    assert (policy.currency, policy.self_arrange_postage_cap) == (None, None)
     drop = policy.drop_off
     assert (drop.max_weight_kg, drop.max_perimeter_cm, drop.max_value, drop.rates) == (
         None, None, None, [])
@@ -674,7 +689,7 @@ def test_override_keeps_the_keys_it_does_not_name() -> None:
                                                    "drop_off": {"max_weight_kg": 20}}}})
     # Then those change and everything else stays as built in
     uk, built_in = policy.for_marketplace("UK"), build_policy(None).for_marketplace("UK")
-    assert (uk.return_window, uk.drop_off.max_weight_kg) == (45 * D, 20)
+    assert (str(uk.return_window), uk.drop_off.max_weight_kg) == ("P45D", 20)
     assert uk.model_copy(update={"return_window": built_in.return_window,
                                  "drop_off": built_in.drop_off}) == built_in
     assert uk.drop_off.model_copy(update={"max_weight_kg": 15}) == built_in.drop_off
@@ -690,14 +705,19 @@ def test_new_marketplace_starts_from_the_defaults() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
-    [("PT1H", 1 * H), ("PT90M", 1.5 * H), ("PT30S", timedelta(seconds=30)), ("P14D", 14 * D),
-     ("P2W", 14 * D), ("P1DT12H", 36 * H), ("P1W2DT3H4M5S", timedelta(9, 3 * 3600 + 245))],
+    ("text", "expected", "written"),
+    [("PT1H", 1 * H, "PT1H"), ("PT90M", 1.5 * H, "PT1H30M"),
+     ("PT30S", timedelta(seconds=30), "PT30S"), ("P14D", 14 * D, "P14D"),
+     ("P2W", 14 * D, "P14D"), ("P1DT12H", 36 * H, "P1DT12H"),
+     ("P1W2DT3H4M5S", timedelta(9, 3 * 3600 + 245), "P9DT3H4M5S"),
+     ("PT720H", 30 * D, "PT720H")],
     ids=lambda v: v if isinstance(v, str) else None,
 )
-def test_iso_durations_of_fixed_length_are_accepted(text: str, expected: timedelta) -> None:
+def test_iso_durations_of_fixed_length_are_accepted(text: str, expected: timedelta,
+                                                    written: str) -> None:
     policy = build_policy({"marketplaces": {"UK": {"label_validity": text}}})
-    assert policy.for_marketplace("UK").label_validity == expected
+    window = policy.for_marketplace("UK").label_validity
+    assert (window.nominal, str(window)) == (expected, written), "days stay days, hours hours"
 
 
 def _in_uk(**section: Any) -> dict[str, Any]:

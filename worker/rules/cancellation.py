@@ -4,7 +4,7 @@ cancellations.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
@@ -16,6 +16,7 @@ from schemas.events import (
     OrderCancelledData,
     RefundBreakdown,
     RefundInitiatedData,
+    StopShipment,
 )
 from schemas.inbound import (
     CancelRequested,
@@ -23,7 +24,8 @@ from schemas.inbound import (
     SellerCancelRejected,
     SellerOrderCancelled,
 )
-from worker.rules.money import Refund, full_refund, round_money
+from schemas.policy import Window
+from worker.rules.money import Refund, remaining_refund, round_money
 from worker.rules.state import Cancellation, CancelRequest, Deadline, OrderState
 from worker.rules.step import Park, Step, amount, facts, reject, terms, timer_id
 
@@ -48,6 +50,7 @@ def refund_event(step: Step, request_id: str | None, refund: Refund, at: datetim
             items=wire(refund.items),
             shipping_fee=wire(refund.shipping_fee),
             return_shipping_deduction=wire(refund.deduction),
+            return_shipping_refund=wire(refund.postage_refund),
         ),
     )
     step = step.update(refunded_total=step.state.refunded_total + refund.amount)
@@ -64,7 +67,7 @@ def cancel_order(
     """The single place an order is cancelled: order.cancelled, then the refund if paid."""
     state = step.state
     order = facts(state)
-    refund = full_refund(order) if state.paid_at is not None else None
+    refund = remaining_refund(state, order) if state.paid_at is not None else None
     cancellation = Cancellation(
         by=by, reason=reason, at=at, seller_fault=by == "seller",
         refund=refund.amount if refund else None,
@@ -73,23 +76,33 @@ def cancel_order(
     if request is not None and request.status == "open":
         step = step.update(cancel_request=request.model_copy(update={"status": "order_cancelled"}))
     step = step.update(cancellation=cancellation).stop_timers(CANCEL_TIMER, UNPAID_TIMER)
+    # Shipped already (platform cancellation): whoever carries the parcel must stop it.
+    stop = StopShipment(tracking_number=state.tracking_number) if state.shipped_at else None
     data = OrderCancelledData(
         by=by, reason=reason, seller_fault=cancellation.seller_fault,
         refund=amount(refund.amount, order.currency) if refund else None,
+        stop_shipment=stop,
     )
     step = step.emit("order.cancelled", data, at, cause)
-    return refund_event(step, None, refund, at, cause) if refund else step
+    if refund is None or not refund.amount:
+        return step  # unpaid, or every unit already refunded: nothing goes back twice
+    return refund_event(step, None, refund, at, cause)
 
 
 def in_free_window(state: OrderState, at: datetime) -> bool:
-    """Rules 1-2: before payment, or up to and including the window after it (cod: placed)."""
+    """Rules 1-2: before payment, or up to and including the window after it (cod: placed).
+
+    A seller may widen the window, up to ready-to-ship (contract 1.1).
+    """
     order = facts(state)
-    window = terms(state).free_cancel_window
+    window = terms(state).free_cancel_for(order.seller_id)
+    if not isinstance(window, Window):  # until_ready_to_ship
+        return state.ready_to_ship_at is None or at < state.ready_to_ship_at
     if order.payment_method == "cod":
-        return at - order.placed_at <= window
+        return at <= terms(state).end(window, order.placed_at)
     if state.paid_at is None or state.paid_at > at:
         return True
-    return at - state.paid_at <= window
+    return at <= terms(state).end(window, state.paid_at)
 
 
 def buyer_cancel(state: OrderState, msg: CancelRequested) -> Step:
@@ -108,21 +121,15 @@ def buyer_cancel(state: OrderState, msg: CancelRequested) -> Step:
 
 
 def _ask_seller(state: OrderState, msg: CancelRequested) -> Step:
-    """Rule 3: the request goes to the seller, with a timer unless it waits for RTS."""
-    window = terms(state).cancel_response_for(facts(state).seller_id)
-    respond_by: datetime | None = None
-    if isinstance(window, timedelta):
-        respond_by = msg.occurred_at + window
-    elif state.ready_to_ship_at is not None:
-        detail = "the seller takes cancellation requests only until the order is ready to ship"
-        return reject(state, msg, "already_ready_to_ship", detail)
+    """Rule 3: the request goes to the seller, whose answer window always ends."""
+    policy = terms(state)
+    respond_by = policy.end(policy.cancel_response_for(facts(state).seller_id), msg.occurred_at)
     request = CancelRequest(
         status="open", reason=msg.reason, requested_at=msg.occurred_at,
         respond_by=respond_by, message_id=msg.message_id,
     )
     step = Step(state).update(cancel_request=request)
-    if respond_by is not None:
-        step = step.start_timer("cancel_response", "", respond_by)
+    step = step.start_timer("cancel_response", "", respond_by)
     data = CancellationRequestedData(respond_by=respond_by)
     return step.emit("cancellation.requested", data, msg.occurred_at, msg.message_id)
 
@@ -152,7 +159,7 @@ def seller_answer(
 
 
 def reject_by_system(step: Step, reason: str, at: datetime, cause: str) -> Step:
-    """An open request loses when the order ships (or reaches RTS for RTS-bound sellers)."""
+    """An open request loses when the order ships."""
     request = step.state.cancel_request
     if request is None or request.status != "open":
         return step

@@ -31,6 +31,8 @@ RejectionCode = Literal[
     "wrong_method",
     "already_shipped_back",
     "no_label",
+    "resubmission_adds_items",
+    "already_delivered",
 ]
 
 REJECTION_CODES: dict[RejectionCode, str] = {
@@ -39,8 +41,7 @@ REJECTION_CODES: dict[RejectionCode, str] = {
     "order_cancelled": "the order is cancelled (ready-to-ship, shipment, delivery, "
     "cancellation or return of a cancelled order)",
     "already_shipped": "the buyer asked to cancel an order that has shipped",
-    "already_ready_to_ship": "the seller cancelled after ready-to-ship (rule 4), or a buyer "
-    "asked a seller whose requests stay open only until ready-to-ship",
+    "already_ready_to_ship": "the seller cancelled after ready-to-ship (rule 4)",
     "cancel_request_open": "a cancellation request of this order is already waiting for the seller",
     "cancel_request_rejected": "the seller already rejected this order's cancellation request "
     "(one request per order)",
@@ -50,7 +51,8 @@ REJECTION_CODES: dict[RejectionCode, str] = {
     "duplicate_request": "a return request with a request_id already used",
     "invalid_items": "returned items not in the order, or more than were ordered",
     "not_delivered": "return_and_refund that happened before delivery (only refund_only is "
-    "allowed then); one arriving before the delivery fact waits for it first",
+    "allowed then), or any return of a cash-on-delivery order before its delivery (its "
+    "payment); one arriving before the delivery fact waits for it first",
     "outside_return_window": "a return requested after the return window (14 days, UK 30 days)",
     "drop_off_ineligible": "drop_off refused: too heavy, too large, too valuable or of "
     "unknown weight or size (rule 9)",
@@ -64,5 +66,9 @@ REJECTION_CODES: dict[RejectionCode, str] = {
     "or refund_only request",
     "already_shipped_back": "tracking or a drop-off scan already recorded for the request",
     "no_label": "a label e-mail for a request that has no drop-off label",
+    "resubmission_adds_items": "a resubmission after the return window asks for units its "
+    "rejected request did not (it may ask for those units or fewer)",
+    "already_delivered": "platform.order_cancelled for a delivered order (arbitration covers "
+    "delivered orders)",
 }
 """Every `action.rejected` code with its one-line meaning (shown in the README)."""

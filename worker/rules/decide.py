@@ -16,6 +16,7 @@ from schemas.inbound import (
     OrderPlaced,
     OrderReadyToShip,
     OrderShipped,
+    PlatformOrderCancelled,
     ReturnDroppedOff,
     ReturnRequested,
     ReturnTrackingSubmitted,
@@ -27,7 +28,7 @@ from schemas.inbound import (
     SellerReturnRejected,
 )
 from schemas.policy import PolicySet
-from worker.rules import cancellation, fulfilment, orders, parking, returns, timers
+from worker.rules import cancellation, fulfilment, orders, parking, platform, returns, timers
 from worker.rules.state import Deadline, DeadlineFired, Decision, LabelGenerated, OrderState
 from worker.rules.step import Park, Step
 
@@ -53,6 +54,8 @@ def decide(
         return _finish(_retry(fulfilment.label_generated(state, input), policy))
     if parking.is_parked(state, input.message_id):
         return Decision(state=state, applied=False)
+    if isinstance(input, OrderPlaced) and (letter := orders.wrong_currency(input, policy)):
+        return Decision(state=state, dead_letters=(letter,))
     result = apply_message(state, input, policy)
     if isinstance(result, Park):
         parked = parking.park(state, input, now, hold_for, result)
@@ -101,6 +104,8 @@ def _handle(state: OrderState, msg: InboundMessage, policies: PolicySet) -> Step
             return fulfilment.received(state, msg)
         case LabelEmailRequested():
             return fulfilment.label_email(state, msg)
+        case PlatformOrderCancelled():
+            return platform.order_cancelled(state, msg)
     raise AssertionError(f"no rule for {msg.type}")  # pragma: no cover - union is exhaustive
 
 

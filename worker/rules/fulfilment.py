@@ -17,12 +17,13 @@ from schemas.inbound import (
     SellerReturnReceived,
 )
 from worker.rules.cancellation import refund_event
-from worker.rules.money import refund_for
+from worker.rules.money import Cash, refund_for
 from worker.rules.state import DeadlineKind, Label, LabelGenerated, OrderState, ReturnRequest
 from worker.rules.step import Park, Step, amount, facts, reject, terms, timer_id, unchanged
 
 CloseReason = Literal[
-    "tracking_not_submitted", "label_expired", "rejected_final", "arbitration_rejected"
+    "tracking_not_submitted", "label_expired", "rejected_final", "arbitration_rejected",
+    "order_cancelled",
 ]
 
 
@@ -51,14 +52,19 @@ def approve(
         return refund(step, request_id, at, cause)
     if request.method == "drop_off":
         step = step.label_job(request_id)
-        return step.start_timer("label_validity", request_id, at + policy.label_validity)
-    return step.start_timer("tracking", request_id, at + policy.self_arrange_tracking_window)
+        return step.start_timer("label_validity", request_id,
+                                policy.end(policy.label_validity, at))
+    return step.start_timer("tracking", request_id,
+                            policy.end(policy.self_arrange_tracking_window, at))
 
 
 def refund(step: Step, request_id: str, at: datetime, cause: str) -> Step:
     """Rules 12-13: the request's refund; its terminal outcome."""
     request = step.state.returns[request_id]
-    money = refund_for(step.state, request, facts(step.state))
+    policy, order = terms(step.state), facts(step.state)
+    cap = policy.self_arrange_postage_cap
+    cash_cap = None if cap is None else Cash(cap, policy.currency or order.currency)
+    money = refund_for(step.state, request, order, cash_cap)
     step = step.stop_timers(*request_timers(request_id))
     step = step.change_return(request_id, status="refunded", refund=money.amount)
     return refund_event(step, request_id, money, at, cause)
@@ -102,8 +108,10 @@ def parcel_sent(state: OrderState, msg: ReturnTrackingSubmitted | ReturnDroppedO
     step = step.change_return(
         request.request_id, shipped_back_at=msg.occurred_at,
         tracking_number=msg.tracking_number,
+        postage=msg.postage if isinstance(msg, ReturnTrackingSubmitted) else None,
     )
-    due = msg.occurred_at + terms(state).receipt_confirm_window
+    policy = terms(state)
+    due = policy.end(policy.receipt_confirm_window, msg.occurred_at)
     return step.start_timer("receipt_confirm", request.request_id, due)
 
 
@@ -151,7 +159,7 @@ def label_generated(state: OrderState, made: LabelGenerated) -> Step:
         pdf_uri=made.pdf_uri,
         cost=amount(request.return_cost, facts(state).currency),
         payer=request.payer,
-        valid_until=request.approved_at + policy.label_validity,
+        valid_until=policy.end(policy.label_validity, request.approved_at),
     )
     cause = f"label:{made.request_id}"
     return step.emit("return.label_generated", data, request.approved_at, cause)

@@ -41,14 +41,66 @@ def whole_order(order: OrderFacts) -> tuple[ItemSelection, ...]:
 
 
 @dataclass(frozen=True)
+class Cash:
+    """An amount in a currency. Adding, subtracting or comparing two currencies raises:
+    a 1,500 limit in GBP says nothing about 1,500 JPY."""
+
+    amount: Decimal
+    currency: str
+
+    def _same(self, other: Cash) -> Decimal:
+        if other.currency != self.currency:
+            raise CurrencyMismatch(f"{self.currency} and {other.currency} cannot be mixed")
+        return other.amount
+
+    def __add__(self, other: Cash) -> Cash:
+        return Cash(self.amount + self._same(other), self.currency)
+
+    def __sub__(self, other: Cash) -> Cash:
+        return Cash(self.amount - self._same(other), self.currency)
+
+    def __lt__(self, other: Cash) -> bool:
+        return self.amount < self._same(other)
+
+    def __le__(self, other: Cash) -> bool:
+        return self.amount <= self._same(other)
+
+    def __gt__(self, other: Cash) -> bool:
+        return self.amount > self._same(other)
+
+    def __ge__(self, other: Cash) -> bool:
+        return self.amount >= self._same(other)
+
+
+class CurrencyMismatch(ValueError):
+    """Two currencies met in one sum or comparison: a bug, never a business outcome."""
+
+
+@dataclass(frozen=True)
 class Refund:
+    """The parts of one refund; each is rounded to the minor unit, so they add up exactly."""
+
     items: Decimal
     shipping_fee: Decimal
-    deduction: Decimal
+    deduction: Decimal  # buyer-paid return shipping (rule 11)
+    postage_refund: Decimal = ZERO  # the buyer's own postage, seller-fault reasons (1.1)
 
     @property
     def amount(self) -> Decimal:
-        return self.items + self.shipping_fee - self.deduction
+        return self.items + self.shipping_fee - self.deduction + self.postage_refund
+
+
+def remaining_refund(state: OrderState, order: OrderFacts) -> Refund:
+    """Everything paid and not yet refunded: a cancellation refunds this."""
+    refunded = _refunded_quantities(state.returns.values(), None)
+    rest = tuple(
+        ItemSelection(sku=i.sku, quantity=i.quantity - refunded.get(i.sku, 0))
+        for i in order.items if i.quantity > refunded.get(i.sku, 0)
+    )
+    items = _items_refund(order, refunded, rest)
+    # With no unit left, the fee went back with the last of them.
+    fee = round_money(order.shipping_fee, order.currency) if rest else ZERO
+    return Refund(items, fee, ZERO)
 
 
 def full_refund(order: OrderFacts) -> Refund:
@@ -57,30 +109,57 @@ def full_refund(order: OrderFacts) -> Refund:
     return Refund(items, round_money(order.shipping_fee, order.currency), ZERO)
 
 
-def refund_for(state: OrderState, request: ReturnRequest, order: OrderFacts) -> Refund:
-    """Rule 13, capped so that the order's total refund never exceeds what was paid."""
+def refund_for(state: OrderState, request: ReturnRequest, order: OrderFacts,
+               postage_cap: Cash | None = None) -> Refund:
+    """Rule 13, plus the buyer's own postage for seller-fault self-arranged returns.
+
+    The items' part is the rounded value of every unit refunded so far, this request's
+    included, minus that of the units refunded before: partial refunds then add up to
+    exactly what was paid, and no rounding remainder is left to report.
+    """
     currency = order.currency
-    items = round_money(items_value(order, request.items), currency)
-    refunded = _refunded_quantities(state.returns.values(), request)
-    everything = all(refunded.get(i.sku, 0) >= i.quantity for i in order.items)
+    before = _refunded_quantities(state.returns.values(), request)
+    items = _items_refund(order, before, request.items)
+    after = _add(before, request.items)
+    everything = all(after.get(i.sku, 0) >= i.quantity for i in order.items)
     fee = round_money(order.shipping_fee, currency) if everything else ZERO
     buyer_pays = request.payer == "buyer" and request.kind == "return_and_refund"
     deduction = round_money(request.return_cost, currency) if buyer_pays else ZERO
     deduction = min(deduction, items + fee)  # a refund is never negative
-    paid = full_refund(order).amount
-    room = max(ZERO, paid - state.refunded_total)
-    excess = max(ZERO, items + fee - deduction - room)
-    return Refund(items, fee, deduction + excess)
+    postage = ZERO
+    if request.payer == "seller" and request.postage is not None:
+        paid = Cash(request.postage, currency)
+        if postage_cap is not None:
+            paid = min(paid, postage_cap)
+        postage = round_money(paid.amount, currency)
+    return Refund(items, fee, deduction, postage)
+
+
+def _items_refund(order: OrderFacts, before: dict[str, int],
+                  selection: Iterable[ItemSelection]) -> Decimal:
+    def value(quantities: dict[str, int]) -> Decimal:
+        chosen = [ItemSelection(sku=sku, quantity=q) for sku, q in quantities.items() if q]
+        return round_money(items_value(order, chosen), order.currency)
+
+    return value(_add(before, selection)) - value(before)
+
+
+def _add(quantities: dict[str, int], selection: Iterable[ItemSelection]) -> dict[str, int]:
+    total = dict(quantities)
+    for s in selection:
+        total[s.sku] = total.get(s.sku, 0) + s.quantity
+    return total
 
 
 def _refunded_quantities(
-    requests: Iterable[ReturnRequest], current: ReturnRequest
+    requests: Iterable[ReturnRequest], current: ReturnRequest | None
 ) -> dict[str, int]:
-    counted = [r for r in requests if r.status == "refunded" and r.request_id != current.request_id]
+    """Units refunded by requests other than `current`."""
+    done = [r for r in requests if r.status == "refunded"
+            and (current is None or r.request_id != current.request_id)]
     quantities: dict[str, int] = {}
-    for request in [*counted, current]:
-        for s in request.items:
-            quantities[s.sku] = quantities.get(s.sku, 0) + s.quantity
+    for request in done:
+        quantities = _add(quantities, request.items)
     return quantities
 
 
@@ -132,8 +211,12 @@ def drop_off_problem(
     order: OrderFacts,
     selection: tuple[ItemSelection, ...],
     parcel: Parcel | None,
+    limits_currency: str,
 ) -> str | None:
-    """Why a drop-off is not allowed (rule 9), or None when it is."""
+    """Why a drop-off is not allowed (rule 9), or None when it is.
+
+    `limits_currency`: the marketplace's currency, which its money limits are in.
+    """
     weight = parcel_weight(order, selection, parcel)
     if rules.max_weight_kg is not None:
         if weight is None:
@@ -149,9 +232,9 @@ def drop_off_problem(
         a, b, c = sides
         if a + 2 * (b + c) >= rules.max_perimeter_cm:
             return f"length + girth is {a + 2 * (b + c)} cm, not under {rules.max_perimeter_cm} cm"
-    value = items_value(order, selection)
-    if rules.max_value is not None and value > rules.max_value:
-        return f"the returned value {value} {order.currency} is over {rules.max_value}"
+    value = Cash(items_value(order, selection), order.currency)
+    if rules.max_value is not None and value > Cash(rules.max_value, limits_currency):
+        return f"the returned value {value.amount} {order.currency} is over {rules.max_value}"
     return None
 
 
@@ -160,12 +243,13 @@ def drop_off_cost(
     order: OrderFacts,
     selection: tuple[ItemSelection, ...],
     parcel: Parcel | None,
+    limits_currency: str,
 ) -> Decimal:
-    """The label's price: the first rate covering the weight; the top rate if unknown."""
+    """The label's price in the order's currency: the first rate covering the weight; the
+    top rate if unknown. Rates are in `limits_currency`, which must be the order's."""
     if not rules.rates:
         return ZERO
     weight = parcel_weight(order, selection, parcel)
-    for rate in rules.rates:
-        if weight is not None and weight <= rate.up_to_kg:
-            return rate.price
-    return rules.rates[-1].price
+    price = next((rate.price for rate in rules.rates
+                  if weight is not None and weight <= rate.up_to_kg), rules.rates[-1].price)
+    return (Cash(ZERO, order.currency) + Cash(price, limits_currency)).amount

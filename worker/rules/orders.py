@@ -11,11 +11,11 @@ from schemas.inbound import OrderDelivered, OrderPaid, OrderPlaced, OrderReadyTo
 from schemas.policy import PolicySet
 from worker.rules.cancellation import UNPAID_TIMER, refund_event, reject_by_system
 from worker.rules.money import full_refund
-from worker.rules.state import OrderFacts, OrderState
+from worker.rules.parking import TASK_OF_TYPE
+from worker.rules.state import DeadLetter, OrderFacts, OrderState
 from worker.rules.step import Park, Step, facts, reject, unchanged
 
 SHIPPED_REASON = "the order has shipped"
-READY_REASON = "the order is ready to ship"
 
 
 def placed(state: OrderState, msg: OrderPlaced, policies: PolicySet) -> Step:
@@ -38,13 +38,32 @@ def placed(state: OrderState, msg: OrderPlaced, policies: PolicySet) -> Step:
     step = Step(state).update(order=order, policy=policy)
     if msg.payment_method == "cod":
         return step  # rule 5: cash-on-delivery orders never expire unpaid
-    due = msg.occurred_at + policy.unpaid_cancel_after
+    due = policy.end(policy.unpaid_cancel_after, msg.occurred_at)
     if msg.pricing == "subsidized" and msg.payment_due_at is not None:
         due = msg.payment_due_at
     return step.start_timer("unpaid_expiry", "", due)
 
 
+def wrong_currency(msg: OrderPlaced, policies: PolicySet) -> DeadLetter | None:
+    """1.1: a marketplace that names its currency takes orders in it only.
+
+    Its limits and rates are in that currency, so an order in another one cannot be
+    judged: it is refused like an invalid message, to the dead-letter queue.
+    """
+    currency = policies.for_marketplace(msg.marketplace).currency
+    if currency is None or msg.currency == currency:
+        return None
+    reason = (
+        f"order.placed in {msg.currency}: marketplace {msg.marketplace} takes orders in "
+        f"{currency} only (its limits and rates are in {currency})"
+    )
+    return DeadLetter(message=msg.model_dump(mode="json"), task=TASK_OF_TYPE[msg.type],
+                      reason=reason, kind="invalid_message")
+
+
 def paid(state: OrderState, msg: OrderPaid) -> Step:
+    if facts(state).payment_method == "cod":
+        return unchanged(state)  # 1.1: its delivery is its payment; this pays nothing
     if state.paid_at is not None:
         return reject(state, msg, "already_paid", "the payment is already recorded")
     step = Step(state).update(paid_at=msg.occurred_at).stop_timers(UNPAID_TIMER)
@@ -69,11 +88,7 @@ def ready_to_ship(state: OrderState, msg: OrderReadyToShip) -> Step | Park:
         return Park("order.paid")
     if state.ready_to_ship_at is not None:
         return unchanged(state)
-    step = Step(state).update(ready_to_ship_at=msg.occurred_at)
-    request = state.cancel_request
-    if request is not None and request.respond_by is None:
-        step = reject_by_system(step, READY_REASON, msg.occurred_at, msg.message_id)
-    return step
+    return Step(state).update(ready_to_ship_at=msg.occurred_at)
 
 
 def shipped(state: OrderState, msg: OrderShipped) -> Step | Park:
@@ -86,6 +101,7 @@ def shipped(state: OrderState, msg: OrderShipped) -> Step | Park:
     step = Step(state).update(
         shipped_at=msg.occurred_at,
         ready_to_ship_at=state.ready_to_ship_at or msg.occurred_at,
+        tracking_number=msg.tracking_number,
     )
     return reject_by_system(step, SHIPPED_REASON, msg.occurred_at, msg.message_id)
 
@@ -97,4 +113,8 @@ def delivered(state: OrderState, msg: OrderDelivered) -> Step | Park:
         return Park("order.shipped")
     if state.delivered_at is not None:
         return unchanged(state)
-    return Step(state).update(delivered_at=msg.occurred_at)
+    step = Step(state).update(delivered_at=msg.occurred_at)
+    if facts(state).payment_method == "cod":
+        # 1.1: the courier collects the money on delivery: this is the payment.
+        step = step.update(paid_at=msg.occurred_at)
+    return step

@@ -21,25 +21,23 @@ from schemas.inbound import (
 )
 from schemas.policy import MarketplacePolicy
 from worker.rules.calendar import add_business_hours
-from worker.rules.codes import RejectionCode
 from worker.rules.fulfilment import approve, close, request_timers
 from worker.rules.money import ZERO, drop_off_cost, drop_off_problem, round_money, whole_order
 from worker.rules.state import Deadline, OrderFacts, OrderState, ReturnRequest
 from worker.rules.step import Park, Step, facts, reject, terms
-
-FINAL_CLOSINGS = ("rejected_final", "arbitration_rejected")
-MAX_ATTEMPTS = 2  # rule 8: a rejected request may be submitted once more
+from worker.rules.units import MAX_ATTEMPTS, earlier_requests
 
 
 def respond_by(policy: MarketplacePolicy, at: datetime) -> datetime:
     """Rules 6-7: the seller's answer window, in business hours where the policy says so."""
     window = policy.return_response_window
     if policy.return_response_calendar == "business":
-        return add_business_hours(at, window, policy.timezone, policy.holidays)
-    return at + window
+        return add_business_hours(at, window.nominal, policy.timezone, policy.holidays)
+    return policy.end(window, at)
 
 
 BEFORE_DELIVERY = "before delivery only refund_only is possible"
+COD_BEFORE_DELIVERY = "a cash-on-delivery order is paid on delivery: nothing to refund before it"
 
 
 def return_requested(state: OrderState, msg: ReturnRequested) -> Step | Park:
@@ -49,16 +47,30 @@ def return_requested(state: OrderState, msg: ReturnRequested) -> Step | Park:
         return reject(state, msg, "order_cancelled", "the order is cancelled")
     if state.shipped_at is None:
         return Park("order.shipped")
+    order = facts(state)
+    if order.payment_method == "cod":
+        # Paid on delivery (1.1): before it there is nothing to refund.
+        if state.delivered_at is None:
+            return Park("order.delivered", refuse=("not_delivered", COD_BEFORE_DELIVERY))
+        if msg.occurred_at < state.delivered_at:
+            return reject(state, msg, "not_delivered", COD_BEFORE_DELIVERY)
     if state.paid_at is None:
         return Park("order.paid")
-    order = facts(state)
     selection = _selection(order, msg)
     if isinstance(selection, str):
         return reject(state, msg, "invalid_items", selection)
-    found = _earlier_requests(state, selection)
+    found = earlier_requests(state, selection, _late(state, msg))
     if isinstance(found, tuple):
         return reject(state, msg, found[0], found[1])
     return _check_window(state, msg, selection, previous=found)
+
+
+def _late(state: OrderState, msg: ReturnRequested) -> bool:
+    """After the return window (counted from delivery; no window before it)."""
+    delivered_at = state.delivered_at
+    policy = terms(state)
+    return delivered_at is not None and msg.occurred_at > policy.end(policy.return_window,
+                                                                     delivered_at)
 
 
 def _selection(order: OrderFacts, msg: ReturnRequested) -> tuple[ItemSelection, ...] | str:
@@ -71,42 +83,6 @@ def _selection(order: OrderFacts, msg: ReturnRequested) -> tuple[ItemSelection, 
         if s.quantity > ordered[s.sku]:
             return f"sku {s.sku}: {s.quantity} asked, {ordered[s.sku]} ordered"
     return tuple(msg.items)
-
-
-def _earlier_requests(
-    state: OrderState, selection: tuple[ItemSelection, ...]
-) -> ReturnRequest | tuple[RejectionCode, str] | None:
-    """The rejected request this one resubmits (or None), or why the items are not free."""
-    skus = {s.sku for s in selection}
-    overlapping = [
-        r for r in sorted(state.returns.values(), key=lambda r: (r.requested_at, r.request_id))
-        if r.status != "superseded" and skus & {s.sku for s in r.items}
-    ]
-    for r in overlapping:
-        if r.status == "appealed":
-            return "appeal_pending", f"request {r.request_id} is under appeal"
-        if r.status == "rejected" and r.attempt >= MAX_ATTEMPTS:
-            return "resubmission_used", f"request {r.request_id} was rejected twice: appeal it"
-        if r.status == "closed" and r.closed_reason in FINAL_CLOSINGS:
-            return "return_refused", f"request {r.request_id} closed ({r.closed_reason})"
-    taken = _quantities(state, ("requested", "approved"))
-    refunded = _quantities(state, ("refunded",))
-    ordered = {item.sku: item.quantity for item in facts(state).items}
-    for s in selection:
-        if refunded.get(s.sku, 0) + s.quantity > ordered[s.sku]:
-            return "already_refunded", f"sku {s.sku} is already refunded"
-        if taken.get(s.sku, 0) + refunded.get(s.sku, 0) + s.quantity > ordered[s.sku]:
-            return "items_in_open_request", f"sku {s.sku} is in another open request"
-    return next((r for r in overlapping if r.status == "rejected"), None)
-
-
-def _quantities(state: OrderState, statuses: tuple[str, ...]) -> dict[str, int]:
-    quantities: dict[str, int] = {}
-    for request in state.returns.values():
-        if request.status in statuses:
-            for s in request.items:
-                quantities[s.sku] = quantities.get(s.sku, 0) + s.quantity
-    return quantities
 
 
 def _check_window(
@@ -124,16 +100,17 @@ def _check_window(
     if msg.kind == "return_and_refund" and delivered_at and msg.occurred_at < delivered_at:
         return reject(state, msg, "not_delivered", BEFORE_DELIVERY)
     # A resubmission has its own 48 h (rule 8), even when it runs past the return window.
-    late = delivered_at is not None and msg.occurred_at - delivered_at > policy.return_window
-    if previous is None and late:
+    if previous is None and _late(state, msg):
         return reject(state, msg, "outside_return_window", "the return window has passed")
     cost = ZERO
     if msg.method == "drop_off":
         order = facts(state)
-        problem = drop_off_problem(policy.drop_off, order, selection, msg.parcel)
+        # Money limits are in the marketplace's currency; without one there are none.
+        limits = policy.currency or order.currency
+        problem = drop_off_problem(policy.drop_off, order, selection, msg.parcel, limits)
         if problem is not None:
             return reject(state, msg, "drop_off_ineligible", problem)
-        cost = round_money(drop_off_cost(policy.drop_off, order, selection, msg.parcel),
+        cost = round_money(drop_off_cost(policy.drop_off, order, selection, msg.parcel, limits),
                            order.currency)
     return _open(state, msg, selection, previous, cost)
 
@@ -194,7 +171,8 @@ def seller_answer(
         can_resubmit=request.attempt < MAX_ATTEMPTS, can_appeal=True,
     )
     step = step.emit("return.rejected", rejected, at, cause)
-    return step.start_timer("resubmit", msg.request_id, at + terms(state).resubmit_window)
+    policy = terms(state)
+    return step.start_timer("resubmit", msg.request_id, policy.end(policy.resubmit_window, at))
 
 
 def appeal(state: OrderState, msg: AppealSubmitted) -> Step | Park:

@@ -86,7 +86,7 @@ class Cancellation(Value):
 
 class CancelRequest(Value):
     status: Literal[
-        "open",  # waiting for the seller (or for ready-to-ship, see respond_by)
+        "open",  # waiting for the seller until respond_by
         "accepted",  # terminal: cancellation.accepted
         "auto_accepted",  # terminal: cancellation.auto_accepted
         "rejected",  # terminal: cancellation.rejected (by seller or system)
@@ -94,7 +94,7 @@ class CancelRequest(Value):
     ]
     reason: str
     requested_at: datetime
-    respond_by: datetime | None  # None: open until ready-to-ship (seller's choice)
+    respond_by: datetime
     message_id: str
 
 
@@ -132,6 +132,7 @@ class ReturnRequest(Value):
     label: Label | None = None
     tracking_number: str | None = None
     shipped_back_at: datetime | None = None  # drop-off scan or tracking submitted
+    postage: Decimal | None = None  # what the buyer paid to post a self-arranged return
     closed_reason: str | None = None
     refund: Decimal | None = None
 
@@ -155,6 +156,7 @@ class OrderState(Value):
     paid_at: datetime | None = None
     ready_to_ship_at: datetime | None = None
     shipped_at: datetime | None = None
+    tracking_number: str | None = None  # order.shipped's, to stop a cancelled parcel
     delivered_at: datetime | None = None
     cancellation: Cancellation | None = None
     cancel_request: CancelRequest | None = None
@@ -174,11 +176,13 @@ class EventOut(Value):
 
 
 class DeadLetter(Value):
-    """A parked message whose fact never came: it goes to the dead-letter queue."""
+    """A message for the dead-letter queue: a parked one whose fact never came, or one
+    the marketplace's policy refuses outright (an order in another currency)."""
 
     message: dict[str, Any]
     task: str
     reason: str
+    kind: Literal["held_too_long", "invalid_message"] = "held_too_long"
 
 
 class LabelJob(Value):
