@@ -40,6 +40,7 @@ def respond_by(policy: MarketplacePolicy, at: datetime) -> datetime:
 
 
 BEFORE_DELIVERY = "before delivery only refund_only is possible"
+NOT_SHIPPED = "the order had not shipped when this was asked: cancel it instead"
 
 
 def return_requested(state: OrderState, msg: ReturnRequested) -> Step | Park:
@@ -47,8 +48,13 @@ def return_requested(state: OrderState, msg: ReturnRequested) -> Step | Park:
         return reject(state, msg, "duplicate_request", "this request_id is already used")
     if state.cancellation is not None:
         return reject(state, msg, "order_cancelled", "the order is cancelled")
+    if state.shipped_at is None and msg.kind == "refund_only":
+        # Refused if the shipment never comes, or comes but happened after the request.
+        return Park("order.shipped", refuse=("not_shipped", NOT_SHIPPED))
     if state.shipped_at is None:
         return Park("order.shipped")
+    if msg.kind == "refund_only" and msg.occurred_at < state.shipped_at:
+        return reject(state, msg, "not_shipped", NOT_SHIPPED)
     if state.paid_at is None:
         return Park("order.paid")
     order = facts(state)

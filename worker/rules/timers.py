@@ -26,6 +26,16 @@ _REQUEST_STATUS = {
 }
 
 
+BEHIND = "the deadline"
+"""How a message waiting behind a held-back deadline names what it waits for."""
+
+
+def held_back(state: OrderState, upto: datetime) -> Deadline | None:
+    """The first timer due by `upto` that a parked message still holds back, if any."""
+    due = [d for d in state.deadlines.values() if d.kind != "hold" and d.due_at <= upto]
+    return min(due, key=lambda d: (d.due_at, d.id)) if due else None
+
+
 def blocked(state: OrderState, due_at: datetime) -> bool:
     """A parked message that happened before `due_at` must be applied first."""
     return any(parked.occurred_at < due_at for parked in state.parked)
