@@ -62,15 +62,17 @@ def decide(
     if not isinstance(input, DeadlineFired | LabelGenerated):
         if parking.is_parked(state, input.message_id):
             return Decision(state=state, applied=False)
+        kept = None
         if eventtime.needs_replay(state, input):
-            decision = eventtime.replay(
+            replayed = eventtime.replay(
                 state, input, now, lambda s, m, t: _decide_one(s, m, t, policy, hold_for)
             )
+            decision, kept = replayed.decision, replayed.kept
         else:
             decision = _decide_one(state, input, now, policy, hold_for)
         decision = eventtime.published_first(state, input, decision)
-    else:
-        decision = _decide_one(state, input, now, policy, hold_for)
+        return eventtime.remember(state, input, now, decision, kept)
+    decision = _decide_one(state, input, now, policy, hold_for)
     return eventtime.remember(state, input, now, decision)
 
 

@@ -17,6 +17,7 @@ facts of one stretch of an order's life (typically placed, paid, shipped, delive
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
@@ -56,9 +57,19 @@ def needs_replay(state: OrderState, msg: InboundMessage) -> bool:
     return any(item.occurred_at > msg.occurred_at for item in history.inputs)
 
 
+@dataclass(frozen=True)
+class Replayed:
+    decision: Decision
+    kept: History | None  # the inputs after the last one that published, from its state
+
+
 def replay(state: OrderState, msg: InboundMessage, now: datetime,
-           decide_one: DecideOne) -> Decision:
-    """Decide the unpublished inputs again from the base, with `msg`, in event-time order."""
+           decide_one: DecideOne) -> Replayed:
+    """Decide the unpublished inputs again from the base, with `msg`, in event-time order.
+
+    The inputs that come after the last one that published anything stay unpublished
+    (kept), so a later message can still be put before them.
+    """
     history = cast(History, state.history)
     inputs = (*history.inputs, _logged(msg, now))
     ordered = sorted(range(len(inputs)), key=lambda i: (inputs[i].occurred_at, i))
@@ -66,39 +77,48 @@ def replay(state: OrderState, msg: InboundMessage, now: datetime,
     events: list[EventOut] = []
     letters: list[DeadLetter] = []
     jobs: list[LabelJob] = []
-    for i in ordered:
+    kept: History | None = None
+    for position, i in enumerate(ordered):
         item = inputs[i]
         message = msg if i == len(inputs) - 1 else ANY_MESSAGE.validate_python(item.message)
         decision = decide_one(current, message, item.at)
         current = decision.state
+        if _publishes(decision):
+            rest = tuple(inputs[j] for j in ordered[position + 1:])
+            kept = History(base=current, inputs=rest) if rest else None
         events += decision.events
         letters += decision.dead_letters
         jobs += decision.label_jobs
-    return Decision(state=current, events=tuple(events), dead_letters=tuple(letters),
-                    label_jobs=tuple(jobs), applied=not is_parked(current, msg.message_id))
+    decision = Decision(state=current, events=tuple(events), dead_letters=tuple(letters),
+                        label_jobs=tuple(jobs), applied=not is_parked(current, msg.message_id))
+    return Replayed(decision, kept)
 
 
 def remember(before: OrderState, input: InboundMessage | DeadlineFired | LabelGenerated,
-             now: datetime, decision: Decision) -> Decision:
-    """Keep the history up to date: a published outcome starts a new one; a silent message
-    is added to it."""
-    state = decision.state
-    if decision.events or decision.dead_letters or decision.label_jobs:
-        published = dict(before.published)
+             now: datetime, decision: Decision, kept: History | None = None) -> Decision:
+    """Keep the history up to date: a published outcome starts a new one (from `kept`, the
+    unpublished inputs after it, if a replay left some); a silent message is added to it."""
+    published = dict(before.published)
+    history: History | None
+    if _publishes(decision):
         for event in decision.events:
             if event.type != "action.rejected":
                 subject = getattr(event.data, "request_id", None) or ""
                 published[subject] = max(event.time, published.get(subject, event.time))
-        state = state.model_copy(update={"published": published, "history": None})
+        history = kept
     elif isinstance(input, DeadlineFired | LabelGenerated):
-        if state == before:
+        if decision.state == before:
             return decision
-        state = state.model_copy(update={"history": None})  # a silent timer: start afresh
+        history = None  # a timer changed the state silently: start afresh from here
     else:
-        history = before.history or History(base=before)
-        inputs = (*history.inputs, _logged(input, now))
-        state = state.model_copy(update={"history": History(base=history.base, inputs=inputs)})
+        old = before.history or History(base=before)
+        history = History(base=old.base, inputs=(*old.inputs, _logged(input, now)))
+    state = decision.state.model_copy(update={"published": published, "history": history})
     return decision.model_copy(update={"state": state})
+
+
+def _publishes(decision: Decision) -> bool:
+    return bool(decision.events or decision.dead_letters or decision.label_jobs)
 
 
 def published_first(before: OrderState, msg: InboundMessage, decision: Decision) -> Decision:

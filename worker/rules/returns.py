@@ -46,6 +46,8 @@ NOT_SHIPPED = "the order had not shipped when this was asked: cancel it instead"
 def return_requested(state: OrderState, msg: ReturnRequested) -> Step | Park:
     if msg.request_id in state.returns:
         return reject(state, msg, "duplicate_request", "this request_id is already used")
+    if _before_shipping(state, msg):
+        return reject(state, msg, "not_shipped", NOT_SHIPPED)
     if state.cancellation is not None:
         return reject(state, msg, "order_cancelled", "the order is cancelled")
     if state.shipped_at is None and msg.kind == "refund_only":
@@ -53,8 +55,6 @@ def return_requested(state: OrderState, msg: ReturnRequested) -> Step | Park:
         return Park("order.shipped", refuse=("not_shipped", NOT_SHIPPED))
     if state.shipped_at is None:
         return Park("order.shipped")
-    if msg.kind == "refund_only" and msg.occurred_at < state.shipped_at:
-        return reject(state, msg, "not_shipped", NOT_SHIPPED)
     if state.paid_at is None:
         return Park("order.paid")
     order = facts(state)
@@ -65,6 +65,16 @@ def return_requested(state: OrderState, msg: ReturnRequested) -> Step | Park:
     if isinstance(found, tuple):
         return reject(state, msg, found[0], found[1])
     return _check_window(state, msg, selection, previous=found)
+
+
+def _before_shipping(state: OrderState, msg: ReturnRequested) -> bool:
+    """A refund_only that happened before the shipment, or before a cancellation that
+    stopped the order from ever shipping (event time, whatever the arrival order)."""
+    if msg.kind != "refund_only":
+        return False
+    if state.shipped_at is not None:
+        return msg.occurred_at < state.shipped_at
+    return state.cancellation is not None and msg.occurred_at < state.cancellation.at
 
 
 def _selection(order: OrderFacts, msg: ReturnRequested) -> tuple[ItemSelection, ...] | str:
