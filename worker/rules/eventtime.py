@@ -6,9 +6,10 @@ base) and the inputs decided since then, which published nothing (facts such as
 `order.paid` or `order.shipped`, and parked messages). A message that happened before one
 of those inputs is put in its place: the inputs are decided again from the base, with it,
 in event-time order. Nothing published is ever taken back, because the base is never
-rewound: a message that happened before a published outcome is decided after it, and
-where its rule refuses it only because that outcome came first, the refusal says so
-(`outcome_already_published`).
+rewound: after a replay it moves to the state after the last input that published
+anything (those inputs are the facts the outcome was decided with). A message that
+happened before a published outcome is decided after it, and where its rule refuses it
+only because that outcome came first, the refusal says so (`outcome_already_published`).
 
 Replays are short: every published outcome starts a new history, so it holds the silent
 facts of one stretch of an order's life (typically placed, paid, shipped, delivered).
