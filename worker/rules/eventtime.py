@@ -53,9 +53,12 @@ def needs_replay(state: OrderState, msg: InboundMessage) -> bool:
     history = state.history
     if history is None:
         return False
-    if any(_message_id(item) == msg.message_id for item in history.inputs):
-        return False  # the same message again: decided where it stands, like any duplicate
-    return any(item.occurred_at > msg.occurred_at for item in history.inputs)
+    later = False
+    for item in history.inputs:
+        if item.message["message_id"] == msg.message_id:
+            return False  # the same message again: decided where it stands, like any duplicate
+        later = later or item.occurred_at > msg.occurred_at
+    return later
 
 
 @dataclass(frozen=True)
@@ -99,9 +102,10 @@ def remember(before: OrderState, input: InboundMessage | DeadlineFired | LabelGe
              now: datetime, decision: Decision, kept: History | None = None) -> Decision:
     """Keep the history up to date: a published outcome starts a new one (from `kept`, the
     unpublished inputs after it, if a replay left some); a silent message is added to it."""
-    published = dict(before.published)
+    published = before.published
     history: History | None
     if _publishes(decision):
+        published = dict(published)
         for event in decision.events:
             if event.type != "action.rejected":
                 subject = getattr(event.data, "request_id", None) or ""
@@ -155,7 +159,3 @@ def _moved_on_at(before: OrderState, msg: InboundMessage, code: str) -> datetime
 
 def _logged(msg: InboundMessage, now: datetime) -> Logged:
     return Logged(message=msg.model_dump(mode="json"), occurred_at=msg.occurred_at, at=now)
-
-
-def _message_id(item: Logged) -> str:
-    return str(item.message["message_id"])
