@@ -259,3 +259,49 @@ def test_a_blocked_deadline_still_fires_nothing() -> None:
     deadline = timeline.deadline("return_response", rid)
     decision = timeline.apply(DeadlineFired(order_id=oid, deadline=deadline), NOW)
     assert decision.applied is False and decision.events == ()
+
+
+def test_when_holds_end_together_the_blocker_goes_first_and_the_message_behind_applies(
+) -> None:
+    timeline, oid, rid, due = _window_ended(held=True)
+    rejection = f.return_rejected(oid, rid, due + hours(1))
+    timeline.send(rejection, now=NOW)  # held at the same instant: both holds end together
+    decision = timeline.fire("hold", rejection.message_id)
+    (letter,) = decision.dead_letters
+    assert letter.message["request_id"] == "r2"
+    assert timeline.types() == ["return.requested", "return.auto_approved", "action.rejected"]
+    assert timeline.codes() == ["request_not_open"]
+    assert timeline.state.parked == () and timeline.state.deadlines.keys() == {
+        f"tracking:{rid}"}
+
+
+@pytest.mark.parametrize("delivery_first", [False, True])
+def test_a_return_before_the_delivery_is_refused_in_both_arrival_orders(
+    delivery_first: bool,
+) -> None:
+    placed = f.order_placed()
+    oid = placed.order_id
+    timeline = Timeline(oid)
+    timeline.send(placed, f.paid(oid, T0), f.shipped(oid, T0 + hours(1)))
+    ask = f.return_requested(oid, T0 + days(1), method="self_arrange")
+    arrive = f.delivered(oid, T0 + days(1) + MIN)
+    for msg in (arrive, ask) if delivery_first else (ask, arrive):
+        timeline.send(msg, now=NOW)
+    assert _rejections(timeline) == [("buyer.return_requested", "not_delivered")]
+
+
+def test_a_silent_fact_is_kept_for_replay_and_a_published_outcome_clears_it() -> None:
+    placed = f.order_placed()
+    oid = placed.order_id
+    timeline = Timeline(oid)
+    timeline.send(placed, f.paid(oid, T0), f.shipped(oid, T0 + hours(2)))
+    history = timeline.state.history
+    assert history is not None and history.base.order is None
+    assert [i.message["type"] for i in history.inputs] == [
+        "order.placed", "order.paid", "order.shipped"]
+    timeline.send(f.cancel_requested(oid, T0 + hours(3)))
+    assert timeline.state.history is None
+    assert timeline.state.published == {}, "a refusal is no outcome of a subject"
+    timeline.send(f.delivered(oid, T0 + days(1)),
+                  f.return_requested(oid, T0 + days(2), request_id="r1"))
+    assert timeline.state.published == {"r1": T0 + days(2)}
