@@ -59,21 +59,21 @@ def decide(
     A message that happened before inputs decided since the order's last published outcome
     is put in its place among them (event time, see eventtime.py).
     """
-    if not isinstance(input, DeadlineFired | LabelGenerated):
-        if parking.is_parked(state, input.message_id):
-            return Decision(state=state, applied=False)
-        kept = None
-        if eventtime.needs_replay(state, input):
-            replayed = eventtime.replay(
-                state, input, now, lambda s, m, t: _decide_one(s, m, t, policy, hold_for)
-            )
-            decision, kept = replayed.decision, replayed.kept
-        else:
-            decision = _decide_one(state, input, now, policy, hold_for)
-        decision = eventtime.published_first(state, input, decision)
-        return eventtime.remember(state, input, now, decision, kept)
-    decision = _decide_one(state, input, now, policy, hold_for)
-    return eventtime.remember(state, input, now, decision)
+    if isinstance(input, DeadlineFired | LabelGenerated):
+        return eventtime.remember(state, input, now,
+                                  _decide_one(state, input, now, policy, hold_for))
+    if parking.is_parked(state, input.message_id):
+        return Decision(state=state, applied=False)
+
+    def one(before: OrderState, msg: InboundMessage, at: datetime) -> Decision:
+        return _decide_one(before, msg, at, policy, hold_for)
+
+    if eventtime.needs_replay(state, input):
+        replayed = eventtime.replay(state, input, now, one)
+    else:
+        replayed = eventtime.Replayed(one(state, input, now), kept=None)
+    decision = eventtime.published_first(state, input, replayed.decision)
+    return eventtime.remember(state, input, now, decision, replayed.kept)
 
 
 def _decide_one(
