@@ -305,3 +305,25 @@ def test_a_silent_fact_is_kept_for_replay_and_a_published_outcome_clears_it() ->
     timeline.send(f.delivered(oid, T0 + days(1)),
                   f.return_requested(oid, T0 + days(2), request_id="r1"))
     assert timeline.state.published == {"r1": T0 + days(2)}
+
+
+def test_a_message_behind_a_deadline_is_held_as_long_as_what_holds_the_deadline_back(
+) -> None:
+    """The answer for r3 waits for r3, then behind r1's deadline, which an approval of r2
+    held later than it holds back: its hold ends first, but it is not dead-lettered."""
+    timeline, oid, _, due = _window_ended(held=False)
+    answer = f.return_rejected(oid, "r3", due + hours(1))
+    timeline.send(answer, now=NOW)
+    blocker = f.return_approved(oid, "r2", due - hours(1))
+    timeline.send(blocker, now=NOW + MIN)
+    timeline.send(f.return_requested(oid, T0 + days(3), request_id="r3", kind="refund_only",
+                                     items=[{"sku": "sku-b", "quantity": 1}]),
+                  now=NOW + 2 * MIN)
+    assert timeline.types() == ["return.requested", "return.requested"]
+    decision = timeline.fire("hold", answer.message_id)
+    assert decision.dead_letters == () and len(timeline.state.parked) == 2
+    decision = timeline.fire("hold", blocker.message_id)
+    assert [letter.message["message_id"] for letter in decision.dead_letters] == [
+        blocker.message_id]
+    assert timeline.types()[2:] == ["return.auto_approved", "return.rejected"]
+    assert timeline.state.parked == ()

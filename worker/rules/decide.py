@@ -160,7 +160,7 @@ def _on_deadline(state: OrderState, deadline: Deadline, policies: PolicySet) -> 
 def _expire_holds(state: OrderState, hold: Deadline, policies: PolicySet) -> Decision:
     """Every hold due by this one ends, earliest event first, the others retried after each:
     a message held only behind a deadline that an earlier held message held back is then
-    applied, not dead-lettered."""
+    applied, not dead-lettered (and is held as long as that message, if that is longer)."""
     step, letters = Step(state), list[DeadLetter]()
     while True:
         due = [p for p in step.state.parked if _hold_due(step.state, p) <= hold.due_at]
@@ -168,15 +168,33 @@ def _expire_holds(state: OrderState, hold: Deadline, policies: PolicySet) -> Dec
             return Decision(state=step.state, events=step.events, label_jobs=step.label_jobs,
                             dead_letters=tuple(letters))
         first = min(due, key=lambda p: (p.occurred_at, p.parked_at))
+        later = _blockers_hold(step.state, first)
+        if later is not None:  # what holds its deadline back is held longer: so is it
+            step = step.start_timer("hold", parking.message_id_of(first), later)
+            continue
         deadline = step.state.deadlines[timer_id("hold", parking.message_id_of(first))]
         held, letter = parking.expire_hold(step.state, deadline)
         letters += [letter] if letter is not None else []
         step = _retry(step.then(held), policies)
 
 
+def _blockers_hold(state: OrderState, parked: ParkedMessage) -> datetime | None:
+    """For a message held behind a deadline: the latest hold of the earlier-happened held
+    messages (those that can hold that deadline back), if it ends after its own."""
+    if not parked.waiting_for.startswith(timers.BEHIND):
+        return None
+    own = _hold_due(state, parked)
+    holds = (_hold_due(state, p) for p in state.parked if p.occurred_at < parked.occurred_at)
+    latest = max((due for due in holds if due != _NO_HOLD), default=own)
+    return latest if latest > own else None
+
+
 def _hold_due(state: OrderState, parked: ParkedMessage) -> datetime:
     hold = state.deadlines.get(timer_id("hold", parking.message_id_of(parked)))
-    return hold.due_at if hold is not None else datetime.max.replace(tzinfo=UTC)
+    return hold.due_at if hold is not None else _NO_HOLD
+
+
+_NO_HOLD = datetime.max.replace(tzinfo=UTC)  # a parked message without a hold never ends it
 
 
 def _retry(step: Step, policies: PolicySet) -> Step:
