@@ -124,6 +124,8 @@ def test_a_late_payment_before_a_published_cancel_is_refunded() -> None:
 
 
 def requested_return(marketplace: str = "US") -> tuple[Timeline, str, str]:
+    """A delivered order with a self-arranged return of sku-a asked at T0 + 2 days; in the
+    US (calendar hours) its answer window ends at T0 + 4 days."""
     placed = f.order_placed(marketplace=marketplace)
     oid = placed.order_id
     timeline = Timeline(oid)
