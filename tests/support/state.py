@@ -14,9 +14,9 @@ from worker.adapters.redis_store import RedisStore
 def wait_applied(client: redis.Redis, order_id: str, version: int, timeout: float = 30.0) -> None:
     """Wait until `version` inputs of the order are committed (applied or parked).
 
-    Producers in the tests send facts back to back; where a rule depends on arrival order
-    (contract section 2: a fact arriving after the order moved on is answered
-    consistently, not reordered), a test waits here so that it tests the rule it names.
+    Producers in the tests send facts back to back; where an outcome depends on arrival
+    order (an outcome already published is not undone by a fact that happened before it
+    but arrives after it), a test waits here so that it tests the rule it names.
     """
     store = RedisStore(client)
     end = time.monotonic() + timeout

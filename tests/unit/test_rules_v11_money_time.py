@@ -152,7 +152,8 @@ def test_platform_cancels_an_unpaid_order() -> None:
 
 def test_platform_cancels_a_shipped_order_closes_requests_and_stops_the_parcel() -> None:
     timeline, oid = delivered_order(delivered=False)
-    timeline.send(f.cancel_requested(oid, T0 + hours(2)))  # answered by shipping
+    # Past the free window (paid at T0 + 1 h), before the shipment: answered by shipping.
+    timeline.send(f.cancel_requested(oid, T0 + hours(3)))
     partly = ask(timeline, SHIPPED + hours(1), kind="refund_only", reason="missing_items",
                  items=SKU_B)
     timeline.send(f.return_approved(oid, partly, SHIPPED + hours(2)))

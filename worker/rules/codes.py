@@ -13,6 +13,8 @@ RejectionCode = Literal[
     "already_paid",
     "order_cancelled",
     "already_shipped",
+    "outcome_already_published",
+    "not_shipped",
     "already_ready_to_ship",
     "cancel_request_open",
     "cancel_request_rejected",
@@ -41,6 +43,11 @@ REJECTION_CODES: dict[RejectionCode, str] = {
     "order_cancelled": "the order is cancelled (ready-to-ship, shipment, delivery, "
     "cancellation or return of a cancelled order)",
     "already_shipped": "the buyer asked to cancel an order that has shipped",
+    "outcome_already_published": "the message happened before an outcome that was already "
+    "published (a timer fired, a request decided) but arrived after it: published outcomes "
+    "are never undone",
+    "not_shipped": "a refund_only that happened before the order shipped (whatever the "
+    "arrival order); one arriving before the shipment fact waits for it first",
     "already_ready_to_ship": "the seller cancelled after ready-to-ship (rule 4)",
     "cancel_request_open": "a cancellation request of this order is already waiting for the seller",
     "cancel_request_rejected": "the seller already rejected this order's cancellation request "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from schemas.inbound import (
     ANY_MESSAGE,
@@ -28,9 +28,26 @@ from schemas.inbound import (
     SellerReturnRejected,
 )
 from schemas.policy import PolicySet
-from worker.rules import cancellation, fulfilment, orders, parking, platform, returns, timers
-from worker.rules.state import Deadline, DeadlineFired, Decision, LabelGenerated, OrderState
-from worker.rules.step import Park, Step
+from worker.rules import (
+    cancellation,
+    eventtime,
+    fulfilment,
+    orders,
+    parking,
+    platform,
+    returns,
+    timers,
+)
+from worker.rules.state import (
+    DeadLetter,
+    Deadline,
+    DeadlineFired,
+    Decision,
+    LabelGenerated,
+    OrderState,
+    ParkedMessage,
+)
+from worker.rules.step import Park, Step, timer_id
 
 DEFAULT_HOLD = timedelta(minutes=10)  # contract section 2: held up to 10 minutes
 
@@ -47,7 +64,35 @@ def decide(
     policy: PolicySet,
     hold_for: timedelta = DEFAULT_HOLD,
 ) -> Decision:
-    """Apply one input to an order. `now` is used only to time the hold of a parked input."""
+    """Apply one input to an order. `now` is used only to time the hold of a parked input.
+
+    A message that happened before inputs decided since the order's last published outcome
+    is put in its place among them (event time, see eventtime.py).
+    """
+    if isinstance(input, DeadlineFired | LabelGenerated):
+        return eventtime.remember(state, input, now,
+                                  _decide_one(state, input, now, policy, hold_for))
+    if parking.is_parked(state, input.message_id):
+        return Decision(state=state, applied=False)
+
+    def one(before: OrderState, msg: InboundMessage, at: datetime) -> Decision:
+        return _decide_one(before, msg, at, policy, hold_for)
+
+    if eventtime.needs_replay(state, input):
+        replayed = eventtime.replay(state, input, now, one)
+    else:
+        replayed = eventtime.Replayed(one(state, input, now), kept=None)
+    decision = eventtime.published_first(state, input, replayed.decision)
+    return eventtime.remember(state, input, now, decision, replayed.kept)
+
+
+def _decide_one(
+    state: OrderState,
+    input: InboundMessage | DeadlineFired | LabelGenerated,
+    now: datetime,
+    policy: PolicySet,
+    hold_for: timedelta,
+) -> Decision:
     if isinstance(input, DeadlineFired):
         return _on_deadline(state, input.deadline, policy)
     if isinstance(input, LabelGenerated):
@@ -64,8 +109,15 @@ def decide(
 
 
 def apply_message(state: OrderState, msg: InboundMessage, policies: PolicySet) -> Step | Park:
-    """Timers due by the message's event time fire first, then the message's own rule."""
+    """Timers due by the message's event time fire first, then the message's own rule.
+
+    A timer due by then that a held message holds back must fire first all the same: the
+    message waits behind it (held too), so holding one message never reorders others.
+    """
     caught = timers.catch_up(Step(state), msg.occurred_at)
+    behind = timers.held_back(caught.state, msg.occurred_at)
+    if behind is not None:
+        return Park(f"{timers.BEHIND} {behind.id} due {behind.due_at.isoformat()}")
     result = _handle(caught.state, msg, policies)
     return result if isinstance(result, Park) else caught.then(result)
 
@@ -113,13 +165,50 @@ def _on_deadline(state: OrderState, deadline: Deadline, policies: PolicySet) -> 
     if state.deadlines.get(deadline.id) != deadline:
         return Decision(state=state)  # stale or duplicate timer: fenced off
     if deadline.kind == "hold":
-        held, letter = parking.expire_hold(state, deadline)
-        if letter is not None:
-            return Decision(state=held.state, dead_letters=(letter,))
-        return _finish(_retry(held, policies))
+        return _expire_holds(state, deadline, policies)
     if timers.blocked(state, deadline.due_at):
         return Decision(state=state, applied=False)  # the shell fires it again later
     return _finish(_retry(timers.catch_up(Step(state), deadline.due_at), policies))
+
+
+def _expire_holds(state: OrderState, hold: Deadline, policies: PolicySet) -> Decision:
+    """Every hold due by this one ends, earliest event first, the others retried after each:
+    a message held only behind a deadline that an earlier held message held back is then
+    applied, not dead-lettered (and is held as long as that message, if that is longer)."""
+    step, letters = Step(state), list[DeadLetter]()
+    while True:
+        due = [p for p in step.state.parked if _hold_due(step.state, p) <= hold.due_at]
+        if not due:
+            return Decision(state=step.state, events=step.events, label_jobs=step.label_jobs,
+                            dead_letters=tuple(letters))
+        first = min(due, key=lambda p: (p.occurred_at, p.parked_at))
+        later = _blockers_hold(step.state, first)
+        if later is not None:  # what holds its deadline back is held longer: so is it
+            step = step.start_timer("hold", parking.message_id_of(first), later)
+            continue
+        deadline = step.state.deadlines[timer_id("hold", parking.message_id_of(first))]
+        held, letter = parking.expire_hold(step.state, deadline)
+        letters += [letter] if letter is not None else []
+        step = _retry(step.then(held), policies)
+
+
+def _blockers_hold(state: OrderState, parked: ParkedMessage) -> datetime | None:
+    """For a message held behind a deadline: the latest hold of the earlier-happened held
+    messages (those that can hold that deadline back), if it ends after its own."""
+    if not parked.waiting_for.startswith(timers.BEHIND):
+        return None
+    own = _hold_due(state, parked)
+    holds = (_hold_due(state, p) for p in state.parked if p.occurred_at < parked.occurred_at)
+    latest = max((due for due in holds if due != _NO_HOLD), default=own)
+    return latest if latest > own else None
+
+
+def _hold_due(state: OrderState, parked: ParkedMessage) -> datetime:
+    hold = state.deadlines.get(timer_id("hold", parking.message_id_of(parked)))
+    return hold.due_at if hold is not None else _NO_HOLD
+
+
+_NO_HOLD = datetime.max.replace(tzinfo=UTC)  # a parked message without a hold never ends it
 
 
 def _retry(step: Step, policies: PolicySet) -> Step:

@@ -38,13 +38,19 @@ def respond_by(policy: MarketplacePolicy, at: datetime) -> datetime:
 
 BEFORE_DELIVERY = "before delivery only refund_only is possible"
 COD_BEFORE_DELIVERY = "a cash-on-delivery order is paid on delivery: nothing to refund before it"
+NOT_SHIPPED = "the order had not shipped when this was asked: cancel it instead"
 
 
 def return_requested(state: OrderState, msg: ReturnRequested) -> Step | Park:
     if msg.request_id in state.returns:
         return reject(state, msg, "duplicate_request", "this request_id is already used")
+    if _before_shipping(state, msg):
+        return reject(state, msg, "not_shipped", NOT_SHIPPED)
     if state.cancellation is not None:
         return reject(state, msg, "order_cancelled", "the order is cancelled")
+    if state.shipped_at is None and msg.kind == "refund_only":
+        # Refused if the shipment never comes, or comes but happened after the request.
+        return Park("order.shipped", refuse=("not_shipped", NOT_SHIPPED))
     if state.shipped_at is None:
         return Park("order.shipped")
     order = facts(state)
@@ -71,6 +77,16 @@ def _late(state: OrderState, msg: ReturnRequested) -> bool:
     policy = terms(state)
     return delivered_at is not None and msg.occurred_at > policy.end(policy.return_window,
                                                                      delivered_at)
+
+
+def _before_shipping(state: OrderState, msg: ReturnRequested) -> bool:
+    """A refund_only that happened before the shipment, or before a cancellation that
+    stopped the order from ever shipping (event time, whatever the arrival order)."""
+    if msg.kind != "refund_only":
+        return False
+    if state.shipped_at is not None:
+        return msg.occurred_at < state.shipped_at
+    return state.cancellation is not None and msg.occurred_at < state.cancellation.at
 
 
 def _selection(order: OrderFacts, msg: ReturnRequested) -> tuple[ItemSelection, ...] | str:

@@ -164,6 +164,26 @@ class OrderState(Value):
     refunded_total: Decimal = Decimal("0")
     parked: tuple[ParkedMessage, ...] = ()
     deadlines: dict[str, Deadline] = Field(default_factory=dict)
+    # Event time (worker/rules/eventtime.py): the latest published outcome per subject
+    # ("" for the order, else a request id), and the inputs not yet published.
+    published: dict[str, datetime] = Field(default_factory=dict)
+    history: History | None = None
+
+
+class Logged(Value):
+    """An inbound message decided since the order's last published outcome."""
+
+    message: dict[str, Any]  # JSON mode, re-read with ANY_MESSAGE
+    occurred_at: datetime
+    at: datetime  # processing time it was decided at: it times the hold if it parks
+
+
+class History(Value):
+    """What lets a late message take its place in event time: the state after the last
+    published outcome, and the inputs decided since, all silent (nothing published)."""
+
+    base: OrderState
+    inputs: tuple[Logged, ...] = ()
 
 
 class EventOut(Value):
@@ -197,3 +217,6 @@ class Decision(Value):
     dead_letters: tuple[DeadLetter, ...] = ()
     label_jobs: tuple[LabelJob, ...] = ()
     applied: bool = True  # False: the input was parked, not applied
+
+
+OrderState.model_rebuild()  # `history` refers to History, defined after it

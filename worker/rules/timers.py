@@ -3,7 +3,8 @@
 Rules are computed in event time, so before an input at time T is applied every timer
 due at or before T fires first (in due order): the outcome is then the same whether the
 schedule fired the timer before the input arrived or not. A timer never fires past a
-parked message that happened before it (backlog safety, design.md).
+parked message that happened before it (backlog safety, design.md), and a message that
+happened after such a held-back timer waits behind it (`held_back`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,19 @@ _REQUEST_STATUS = {
     "label_validity": "approved",
     "receipt_confirm": "approved",
 }
+
+
+BEHIND = "the deadline"
+"""How a message waiting behind a held-back deadline names what it waits for."""
+
+
+def held_back(state: OrderState, upto: datetime) -> Deadline | None:
+    """The first timer due by `upto` that a parked message holds back, if any."""
+    due = [
+        d for d in state.deadlines.values()
+        if d.kind != "hold" and d.due_at <= upto and blocked(state, d.due_at)
+    ]
+    return min(due, key=lambda d: (d.due_at, d.id)) if due else None
 
 
 def blocked(state: OrderState, due_at: datetime) -> bool:
