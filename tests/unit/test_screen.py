@@ -1,0 +1,103 @@
+"""The consumer's screen (worker/screen.py) and the timestamp range, without a broker."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from schemas.types import parse_timestamp
+from worker.screen import Limits, depth_exceeds, refuse_decoded, refuse_raw
+
+LIMITS = Limits(max_bytes=1024, max_depth=8)
+HEADERS = {"task": "aftersales.order_event", "id": "t-1", "lang": "py", "retries": 0,
+           "eta": None, "timelimit": [None, None]}
+GOOD = [[{"message_id": "m"}], {}, {"callbacks": None, "errbacks": None, "chain": None}]
+
+
+def _raw(body: Any = b"[]", content_type: str | None = "application/json",
+         encoding: str | None = "utf-8", **headers: Any) -> str | None:
+    refusal = refuse_raw(body, content_type, encoding, {**HEADERS, **headers}, LIMITS)
+    return refusal.reason if refusal else None
+
+
+def test_a_well_formed_message_passes():
+    assert _raw(json.dumps(GOOD).encode()) is None
+    assert refuse_decoded(GOOD, LIMITS) is None
+
+
+@pytest.mark.parametrize(
+    ("call", "reason"),
+    [
+        (lambda: _raw(b"x" * 1025), "too_large"),
+        (lambda: _raw(b""), "undecodable"),
+        (lambda: _raw(content_type="application/x-python-serialize"), "content_not_allowed"),
+        (lambda: _raw(content_type="application/x-yaml"), "content_not_allowed"),
+        (lambda: _raw(encoding="zlib_codec"), "content_not_allowed"),
+        (lambda: _raw(compression="application/x-gzip"), "content_not_allowed"),
+        (lambda: _raw(task=None), "not_a_task"),
+        (lambda: _raw(id=None), "invalid_headers"),
+        (lambda: _raw(id=["t"]), "invalid_headers"),
+        (lambda: _raw(id="t" * 256), "invalid_headers"),
+        (lambda: _raw(task=5), "invalid_headers"),
+        (lambda: _raw(retries="0"), "invalid_headers"),
+        (lambda: _raw(retries=-1), "invalid_headers"),
+        (lambda: _raw(timelimit="fast"), "invalid_headers"),
+        (lambda: _raw(timelimit=[1, -1]), "invalid_headers"),
+        (lambda: _raw(eta={"at": 1}), "invalid_headers"),
+        (lambda: _raw(ignore_result="yes"), "invalid_headers"),
+    ],
+    ids=["too-large", "empty", "pickle", "yaml", "codec", "compressed", "no-task", "no-id",
+         "id-list", "id-long", "task-int", "retries-str", "retries-neg", "timelimit-str",
+         "timelimit-neg", "eta-object", "ignore-result-str"],
+)
+def test_raw_refusals(call, reason):
+    assert call() == reason
+
+
+def test_the_limit_is_inclusive():
+    assert _raw(b"x" * 1024) is None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"args": []}, [1, 2, 3], [[], {}], "text", None, [{}, {}, {}], [[], [], {}],
+     [[], {}, {"callbacks": [{"task": "aftersales.deadline"}]}],
+     [[], {}, {"chain": [{"task": "x"}]}]],
+    ids=["object", "ints", "two", "string", "null", "args-object", "kwargs-array",
+         "callbacks", "chain"],
+)
+def test_bodies_that_are_not_args_kwargs_embed_are_refused(payload):
+    refusal = refuse_decoded(payload, LIMITS)
+    assert refusal is not None and refusal.reason == "invalid_task_message"
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "x"
+    for level in range(depth):  # `depth` containers, objects and arrays by turns
+        value = {"k": value} if level % 2 else [value]
+    return value
+
+
+def test_depth_counts_every_container_and_needs_no_recursion():
+    assert not depth_exceeds(_nested(8), 8)
+    assert depth_exceeds(_nested(9), 8)
+    assert depth_exceeds(_nested(100_000), 32)  # far past the interpreter's recursion limit
+    refusal = refuse_decoded([[_nested(7)], {}, {}], LIMITS)
+    assert refusal is not None and refusal.reason == "too_deep"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00Z",
+     "1969-12-31T23:59:59Z", "3000-01-01T00:00:00Z", "9999-12-31T23:59:59Z"],
+)
+def test_instants_out_of_range_are_a_validation_error_not_an_overflow(text):
+    with pytest.raises(ValueError, match="outside the accepted range"):
+        parse_timestamp(text)
+
+
+def test_instants_in_range_parse_to_utc():
+    assert parse_timestamp("1970-01-01T01:00:00+01:00").isoformat() == "1970-01-01T00:00:00+00:00"
+    assert parse_timestamp("2999-12-31T23:59:59Z").year == 2999

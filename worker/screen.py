@@ -1,0 +1,141 @@
+"""The cheap checks a task message passes before Celery builds a request from it.
+
+Celery's task strategy trusts its input: an empty body, a JSON object instead of
+`[args, kwargs, embed]` or a deeply nested argument raise inside the consumer (the worker
+exits) or in a pool callback (the message is acked and lost). Everything here looks only
+at the raw body, the properties and the decoded JSON, and answers with a `Refusal` (a
+dead-letter reason and a readable error) or None. See docs/input-safety.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# The only content accepted (contract: JSON task protocol 2); encodings are those that
+# name UTF-8. Any other encoding is refused: kombu would hand the body to
+# `codecs.decode`, where names like "zlib_codec" decompress without bound.
+JSON = "application/json"
+UTF8_NAMES = frozenset({"utf-8", "utf8"})
+
+# Protocol 2 embed keys that make the worker send further tasks; producers have no use
+# for them and they would let a message start any task with any arguments.
+WORKFLOW_KEYS = ("callbacks", "errbacks", "chain", "chord")
+
+# Header fields Celery reads in the consumer, with the types it can survive.
+_OPTIONAL_TEXT = ("root_id", "parent_id", "group", "shadow", "argsrepr", "kwargsrepr",
+                  "origin", "lang", "eta", "expires")
+# Longest task id accepted: a UUID is 36 characters; ids are keys in Redis hashes.
+MAX_TASK_ID = 255
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: str
+    error: str
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int
+    max_depth: int
+
+
+def refuse_raw(
+    body: Any, content_type: str | None, content_encoding: str | None,
+    headers: Any, limits: Limits,
+) -> Refusal | None:
+    """Checks on what arrived, before anything is decoded."""
+    if not isinstance(headers, Mapping) or not headers.get("task"):
+        return Refusal("not_a_task", "message has no Celery task header (task protocol 2)")
+    size = len(body) if isinstance(body, bytes | bytearray | str) else 0
+    if size > limits.max_bytes:
+        return Refusal("too_large", f"body of {size} bytes exceeds the limit of "
+                       f"{limits.max_bytes} bytes (AFTERSALES_MAX_MESSAGE_BYTES)")
+    if content_type != JSON:
+        return Refusal("content_not_allowed",
+                       f"content type {content_type!r} is not accepted, only {JSON!r}")
+    if (content_encoding or "utf-8").lower() not in UTF8_NAMES:
+        return Refusal("content_not_allowed",
+                       f"content encoding {content_encoding!r} is not accepted, only 'utf-8'")
+    if headers.get("compression"):
+        return Refusal("content_not_allowed", "compressed bodies are not accepted")
+    if not size:
+        return Refusal("undecodable", "empty body: a task body is the JSON [args, kwargs, embed]")
+    return _refuse_headers(headers)
+
+
+def _refuse_headers(headers: Mapping[str, Any]) -> Refusal | None:
+    task, task_id = headers.get("task"), headers.get("id")
+    if not isinstance(task, str):
+        return Refusal("invalid_headers", "header 'task' must be a string")
+    if not isinstance(task_id, str) or not 0 < len(task_id) <= MAX_TASK_ID:
+        return Refusal("invalid_headers",
+                       f"header 'id' must be a string of 1 to {MAX_TASK_ID} characters")
+    for name in _OPTIONAL_TEXT:
+        if headers.get(name) is not None and not isinstance(headers[name], str):
+            return Refusal("invalid_headers", f"header {name!r} must be a string or null")
+    retries = headers.get("retries")
+    if retries is not None and (type(retries) is not int or retries < 0):
+        return Refusal("invalid_headers", "header 'retries' must be a whole number >= 0")
+    if not _valid_timelimit(headers.get("timelimit")):
+        return Refusal("invalid_headers", "header 'timelimit' must be [soft, hard] seconds")
+    if headers.get("ignore_result") not in (None, True, False):
+        return Refusal("invalid_headers", "header 'ignore_result' must be a boolean")
+    return None
+
+
+def _valid_timelimit(value: Any) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        return False
+    return all(v is None or (type(v) in (int, float) and 0 < v < 1e9) for v in value)
+
+
+def refuse_decoded(payload: Any, limits: Limits) -> Refusal | None:
+    """Checks on the decoded body: depth first (nothing else may recurse), then shape."""
+    if depth_exceeds(payload, limits.max_depth):
+        return Refusal("too_deep", f"JSON nesting deeper than {limits.max_depth} levels "
+                       "(AFTERSALES_MAX_MESSAGE_DEPTH)")
+    if not (isinstance(payload, list) and len(payload) == 3):
+        return Refusal("invalid_task_message",
+                       f"task body must be the JSON array [args, kwargs, embed], "
+                       f"not {_kind(payload)}")
+    args, kwargs, embed = payload
+    if not (isinstance(args, list) and isinstance(kwargs, dict) and isinstance(embed, dict)):
+        return Refusal("invalid_task_message",
+                       f"task body must be [array, object, object], not "
+                       f"[{_kind(args)}, {_kind(kwargs)}, {_kind(embed)}]")
+    if any(embed.get(key) for key in WORKFLOW_KEYS):
+        return Refusal("invalid_task_message",
+                       "callbacks, errbacks, chains and chords are not accepted")
+    return None
+
+
+def depth_exceeds(value: Any, limit: int) -> bool:
+    """True if containers nest more than `limit` levels (the outer one is level 1).
+
+    Iterative, so that a value too deep for recursion is measured without recursing.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children: Callable[[], Any] | None = None
+        if isinstance(item, dict):
+            children = item.values
+        elif isinstance(item, list | tuple):
+            children = item.__iter__
+        if children is None:
+            continue
+        if level > limit:
+            return True
+        stack.extend((child, level + 1) for child in children())
+    return False
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+             type(None): "null", int: "a number", float: "a number"}
+    return names.get(type(value), type(value).__name__)
