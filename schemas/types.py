@@ -122,8 +122,21 @@ Timestamp = Annotated[
 ]
 """An aware datetime, normalised to UTC; RFC 3339 on the wire."""
 
-Identifier = Annotated[str, Field(min_length=1, max_length=128)]
-"""Ids from other systems: opaque, 1 to 128 characters."""
+# Characters an id may not hold: control characters (NUL, newlines) break logs and
+# keys; surrogates cannot be encoded; bidirectional controls make one id look like
+# another on screen ("Trojan Source"). Everything else is the producer's business.
+_BAD_ID_CHAR = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f"
+                          "\u202a-\u202e\u2066-\u2069]")
+
+
+def _clean_identifier(value: str) -> str:
+    if _BAD_ID_CHAR.search(value):
+        raise ValueError("an id must not hold control, surrogate or bidirectional characters")
+    return value
+
+
+Identifier = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_clean_identifier)]
+"""Ids from other systems: opaque, 1 to 128 characters, no control characters."""
 
 NonEmptyText = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"\S")]
 """Free text that must say something (reasons, notes)."""

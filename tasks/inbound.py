@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from celery import Task
@@ -53,12 +55,23 @@ def handle_inbound(
         _clear_inflight(facts, task_id)
         return "dead_lettered"
     bind(order_id=message.order_id, message_id=message.message_id, message_type=message.type)
+    if not runtime.store().claim_message_id(message.order_id, message.message_id, _digest(body)):
+        error = f"message_id {message.message_id!r} was already used with a different body"
+        log.warning("reused message id dead-lettered")
+        runtime.dead_letter(task_name, body, error, "message_id_reused")
+        _clear_inflight(facts, task_id)
+        return "dead_lettered"
     outcome = runtime.service().handle_message(message, task_id)
     _clear_inflight(facts, task_id)
     for event_type in outcome.events:
         log.info("event published", event_type=event_type)
     log.info("message handled", status=outcome.status, version=outcome.version)
     return outcome.status
+
+
+def _digest(body: Any) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _clear_inflight(facts: tuple[str, Any] | None, task_id: str) -> None:

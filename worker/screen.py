@@ -9,7 +9,8 @@ dead-letter reason and a readable error) or None. See docs/input-safety.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ WORKFLOW_KEYS = ("callbacks", "errbacks", "chain", "chord")
 # Header fields Celery reads in the consumer, with the types it can survive.
 _OPTIONAL_TEXT = ("root_id", "parent_id", "group", "shadow", "argsrepr", "kwargsrepr",
                   "origin", "lang", "eta", "expires")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Longest task id accepted: a UUID is 36 characters; ids are keys in Redis hashes.
 MAX_TASK_ID = 255
 
@@ -95,10 +97,11 @@ def _valid_timelimit(value: Any) -> bool:
 
 
 def refuse_decoded(payload: Any, limits: Limits) -> Refusal | None:
-    """Checks on the decoded body: depth first (nothing else may recurse), then shape."""
-    if depth_exceeds(payload, limits.max_depth):
-        return Refusal("too_deep", f"JSON nesting deeper than {limits.max_depth} levels "
-                       "(AFTERSALES_MAX_MESSAGE_DEPTH)")
+    """Checks on the decoded body: depth and text first (nothing else may recurse or
+    encode), then the protocol 2 shape."""
+    refusal = inspect(payload, limits.max_depth)
+    if refusal is not None:
+        return refusal
     if not (isinstance(payload, list) and len(payload) == 3):
         return Refusal("invalid_task_message",
                        f"task body must be the JSON array [args, kwargs, embed], "
@@ -114,25 +117,36 @@ def refuse_decoded(payload: Any, limits: Limits) -> Refusal | None:
     return None
 
 
-def depth_exceeds(value: Any, limit: int) -> bool:
-    """True if containers nest more than `limit` levels (the outer one is level 1).
+def inspect(value: Any, max_depth: int) -> Refusal | None:
+    """`too_deep` if containers nest more than `max_depth` levels (the outer one is level
+    1); `invalid_unicode` if a string or key holds a lone surrogate (JSON's "\\ud800"),
+    which no UTF-8 encoder (Redis, the event publisher) accepts.
 
     Iterative, so that a value too deep for recursion is measured without recursing.
     """
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, level = stack.pop()
-        children: Callable[[], Any] | None = None
-        if isinstance(item, dict):
-            children = item.values
-        elif isinstance(item, list | tuple):
-            children = item.__iter__
-        if children is None:
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return Refusal("invalid_unicode", "a string holds a lone UTF-16 surrogate")
             continue
-        if level > limit:
-            return True
-        stack.extend((child, level + 1) for child in children())
-    return False
+        if isinstance(item, dict):
+            children: Any = [*item.keys(), *item.values()]
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if level > max_depth:
+            return Refusal("too_deep", f"JSON nesting deeper than {max_depth} levels "
+                           "(AFTERSALES_MAX_MESSAGE_DEPTH)")
+        stack.extend((child, level + 1) for child in children)
+    return None
+
+
+def depth_exceeds(value: Any, limit: int) -> bool:
+    refusal = inspect(value, limit)
+    return refusal is not None and refusal.reason == "too_deep"
 
 
 def _kind(value: Any) -> str:

@@ -101,3 +101,21 @@ def test_instants_out_of_range_are_a_validation_error_not_an_overflow(text):
 def test_instants_in_range_parse_to_utc():
     assert parse_timestamp("1970-01-01T01:00:00+01:00").isoformat() == "1970-01-01T00:00:00+00:00"
     assert parse_timestamp("2999-12-31T23:59:59Z").year == 2999
+
+
+def test_lone_surrogates_anywhere_are_refused():
+    for payload in ([["\ud800"], {}, {}], [[{"a\udfff": 1}], {}, {}]):
+        refusal = refuse_decoded(payload, LIMITS)
+        assert refusal is not None and refusal.reason == "invalid_unicode"
+    assert refuse_decoded([["\U0001f600 \u202e"], {}, {}], LIMITS) is None  # valid text
+
+
+@pytest.mark.parametrize("bad", ["o\x00", "o\n1", "\u202eo", "o\u2066", "o\ud800"])
+def test_ids_with_control_or_bidi_characters_are_invalid(bad):
+    from pydantic import TypeAdapter, ValidationError
+
+    from schemas.types import Identifier
+
+    with pytest.raises(ValidationError, match="must not hold control|unicode"):
+        TypeAdapter(Identifier).validate_python(bad)
+    assert TypeAdapter(Identifier).validate_python("ord-\u00e9\U0001f600") == "ord-\u00e9\U0001f600"
