@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 # The only content accepted (contract: JSON task protocol 2); encodings are those that
@@ -78,6 +79,10 @@ def _refuse_headers(headers: Mapping[str, Any]) -> Refusal | None:
     for name in _OPTIONAL_TEXT:
         if headers.get(name) is not None and not isinstance(headers[name], str):
             return Refusal("invalid_headers", f"header {name!r} must be a string or null")
+    for name in ("eta", "expires"):
+        if headers.get(name) is not None and not _sane_instant(headers[name]):
+            return Refusal("invalid_headers", f"header {name!r} must be an ISO 8601 time "
+                           "between 1970 and 2999")
     retries = headers.get("retries")
     if retries is not None and (type(retries) is not int or retries < 0):
         return Refusal("invalid_headers", "header 'retries' must be a whole number >= 0")
@@ -86,6 +91,18 @@ def _refuse_headers(headers: Mapping[str, Any]) -> Refusal | None:
     if headers.get("ignore_result") not in (None, True, False):
         return Refusal("invalid_headers", "header 'ignore_result' must be a boolean")
     return None
+
+
+def _sane_instant(value: str) -> bool:
+    """Celery turns `eta`/`expires` into epoch seconds; one it cannot convert makes it
+    reject the message without a trace (strategy.py), so refuse it here with a reason."""
+    try:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return False
+    return 1970 <= moment.year < 3000
 
 
 def _valid_timelimit(value: Any) -> bool:

@@ -46,14 +46,22 @@ def test_a_well_formed_message_passes():
         (lambda: _raw(timelimit="fast"), "invalid_headers"),
         (lambda: _raw(timelimit=[1, -1]), "invalid_headers"),
         (lambda: _raw(eta={"at": 1}), "invalid_headers"),
+        (lambda: _raw(eta="soon"), "invalid_headers"),
+        (lambda: _raw(eta="9999-12-31T23:59:59-23:59"), "invalid_headers"),
+        (lambda: _raw(expires="0001-01-01T00:00:00+01:00"), "invalid_headers"),
         (lambda: _raw(ignore_result="yes"), "invalid_headers"),
     ],
     ids=["too-large", "empty", "pickle", "yaml", "codec", "compressed", "no-task", "no-id",
          "id-list", "id-long", "task-int", "retries-str", "retries-neg", "timelimit-str",
-         "timelimit-neg", "eta-object", "ignore-result-str"],
+         "timelimit-neg", "eta-object", "eta-text", "eta-9999", "expires-year-1",
+         "ignore-result-str"],
 )
 def test_raw_refusals(call, reason):
     assert call() == reason
+
+
+def test_a_countdown_eta_passes():
+    assert _raw(json.dumps(GOOD).encode(), eta="2026-11-29T10:00:00.123456+00:00") is None
 
 
 def test_the_limit_is_inclusive():
@@ -116,6 +124,6 @@ def test_ids_with_control_or_bidi_characters_are_invalid(bad):
 
     from schemas.types import Identifier
 
-    with pytest.raises(ValidationError, match="must not hold control|unicode"):
+    with pytest.raises(ValidationError, match=r"must not hold control|unicode"):
         TypeAdapter(Identifier).validate_python(bad)
     assert TypeAdapter(Identifier).validate_python("ord-\u00e9\U0001f600") == "ord-\u00e9\U0001f600"
