@@ -47,8 +47,8 @@ class Case:
     content_encoding: str = "utf-8"
 
 
-def _task(task: str, msg: Any, **headers: Any) -> dict[str, Any]:
-    return {"body": protocol2_body(msg), "headers": {**task_headers(task), **headers}}
+def _task(task_name: str, msg: Any, **headers: Any) -> dict[str, Any]:
+    return {"body": protocol2_body(msg), "headers": {**task_headers(task_name), **headers}}
 
 
 def _nest(depth: int) -> Any:
@@ -64,8 +64,8 @@ def _cancel(order: str | None = None, **fields: Any) -> dict[str, Any]:
     return msg
 
 
-def _case(name: str, expect: Any, task: str, msg: Any, **headers: Any) -> Case:
-    built = _task(task, msg, **headers)
+def _case(name: str, expect: Any, task_name: str, msg: Any, **headers: Any) -> Case:
+    built = _task(task_name, msg, **headers)
     return Case(name, built["body"], expect, built["headers"])
 
 
