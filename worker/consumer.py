@@ -103,7 +103,7 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
             if _is_recursion(exc):
                 return screen.Refusal("too_deep", "JSON nested too deep to decode")
             return screen.Refusal("undecodable", f"{type(exc).__name__}: {exc}")
-        return screen.refuse_decoded(payload, limits)
+        return screen.refuse_decoded(payload, limits, message.body)
 
     def _dead_letter(self, message: Message, reason: str, error: str) -> None:
         from worker.runtime import dead_letter  # the runtime imports the app: import late

@@ -131,6 +131,11 @@ def _message(case: Case) -> Any:
     return _NOT_A_TASK
 
 
+def _ids(msg: dict[str, Any]) -> str:
+    """Order and message id, whatever their JSON type, as one hashable key."""
+    return _canonical([msg.get("order_id"), msg.get("message_id")])
+
+
 def _letter_keys(letter: dict[str, Any]) -> list[tuple[Any, ...]]:
     original = letter.get("original")
     if isinstance(original, dict) and "headers" in original and (
@@ -141,7 +146,7 @@ def _letter_keys(letter: dict[str, Any]) -> list[tuple[Any, ...]]:
                else original["text"].encode("utf-8", "surrogatepass"))
         return [("raw", hashlib.sha256(raw).hexdigest())]
     if letter.get("reason") == "held_too_long" and isinstance(original, dict):
-        return [("held", original.get("order_id"), original.get("message_id"))]
+        return [("held", _ids(original))]
     return [("json", _canonical(original))]
 
 
@@ -151,8 +156,8 @@ def _case_keys(case: Case) -> list[tuple[Any, ...]]:
     if msg is not _NOT_A_TASK:
         found.append(("json", _canonical(msg)))
         if isinstance(msg, dict):
-            found.append(("held", msg.get("order_id"), msg.get("message_id")))
-            found.append(("mid", msg.get("order_id"), msg.get("message_id")))
+            found.append(("held", _ids(msg)))
+            found.append(("mid", _ids(msg)))
     return found
 
 
@@ -177,7 +182,8 @@ def _outcomes(world: World, cases: list[Case]) -> list[tuple[str, Any] | None]:
             claim(key, ("dead", letter.get("reason")))
     for event in world.listener.of_type("action.rejected"):
         data = event["data"]
-        claim(("mid", event["subject"], data["message_id"]), ("rejected", data["code"]))
+        claim(("mid", _ids({"order_id": event["subject"], "message_id": data["message_id"]})),
+              ("rejected", data["code"]))
     store = RedisStore(world.client)
     for index, case in enumerate(cases):
         msg = _message(case)

@@ -127,3 +127,46 @@ def test_ids_with_control_or_bidi_characters_are_invalid(bad):
     with pytest.raises(ValidationError, match=r"must not hold control|unicode"):
         TypeAdapter(Identifier).validate_python(bad)
     assert TypeAdapter(Identifier).validate_python("ord-\u00e9\U0001f600") == "ord-\u00e9\U0001f600"
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "field", "expected"),
+    [("AFTERSALES_MAX_MESSAGE_BYTES", None, "max_message_bytes", 262144),
+     ("AFTERSALES_MAX_MESSAGE_BYTES", "1000", "max_message_bytes", 1000),
+     ("AFTERSALES_MAX_MESSAGE_DEPTH", None, "max_message_depth", 32),
+     ("AFTERSALES_MAX_MESSAGE_DEPTH", "12", "max_message_depth", 12)],
+)
+def test_limits_come_from_the_environment(monkeypatch, name, raw, field, expected):
+    from worker.settings import Settings
+
+    if raw is None:
+        monkeypatch.delenv(name, raising=False)
+    else:
+        monkeypatch.setenv(name, raw)
+    assert getattr(Settings.from_env(), field) == expected
+
+
+@pytest.mark.parametrize("name", ["AFTERSALES_MAX_MESSAGE_BYTES", "AFTERSALES_MAX_MESSAGE_DEPTH"])
+def test_a_bad_limit_stops_start_up(monkeypatch, name):
+    from worker.settings import Settings, SettingsError
+
+    monkeypatch.setenv(name, "0")
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env()
+
+
+@pytest.mark.parametrize("occurred", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+01:00"])
+def test_the_received_hook_reads_no_facts_from_an_out_of_range_time(occurred):
+    # It raised OverflowError in the task_received hook before.
+    from worker.backlog import message_facts
+
+    assert message_facts([{"order_id": "o", "occurred_at": occurred}]) is None
+    assert message_facts([{"order_id": "o", "occurred_at": "2026-01-01T00:00:00Z"}]) is not None
+
+
+def test_surrogates_are_looked_for_only_when_the_raw_body_escapes_one():
+    pair = json.dumps([["\U0001f600"], {}, {}])  # ensure_ascii: "\ud83d\ude00", a valid pair
+    assert "\\ud83d" in pair and refuse_decoded(json.loads(pair), LIMITS, pair.encode()) is None
+    lone = json.dumps([["\ud800"], {}, {}])
+    refusal = refuse_decoded(json.loads(lone), LIMITS, lone.encode())
+    assert refusal is not None and refusal.reason == "invalid_unicode"
