@@ -45,6 +45,7 @@ class Case:
     headers: dict[str, Any] | None = field(default_factory=lambda: task_headers(BUYER_ACTION))
     content_type: str = "application/json"
     content_encoding: str = "utf-8"
+    queue: str = "aftersales.inbound"
 
 
 def _task(task_name: str, msg: Any, **headers: Any) -> dict[str, Any]:
@@ -95,6 +96,14 @@ def hand_made(victim: str, victim_paid_id: str) -> list[Case]:
             dead("invalid_task_message")),
         Case("chain", json.dumps([[v()], {}, {"chain": [{"task": "aftersales.tick"}]}]).encode(),
              dead("invalid_task_message")),
+        Case("control-empty", b"", dead("undecodable"), task_headers("aftersales.tick"),
+             queue="aftersales.control"),
+        Case("control-ints", b"[1, 2, 3]", dead("invalid_task_message"),
+             task_headers("aftersales.tick"), queue="aftersales.control"),
+        Case("deadlines-object", b'{"order_id": 1}', dead("invalid_task_message"),
+             task_headers("aftersales.deadline"), queue="aftersales.deadlines"),
+        Case("deadlines-deep", protocol2_body(_nest(100)), dead("too_deep"),
+             task_headers("aftersales.deadline"), queue="aftersales.deadlines"),
         # --- size and nesting -------------------------------------------------------------
         Case("too-large-string", protocol2_body(v(reason="x" * (MAX_BYTES + 1))),
              dead("too_large")),

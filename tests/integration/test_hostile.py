@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import redis
+from kombu import Connection, Exchange, Queue
 
 from tests.integration.hostile_corpus import Case, generated, hand_made
 from tests.integration.wire_messages import ORDER_EVENT, ago, message, new_id, placed
@@ -102,8 +103,15 @@ def _victim(world: World) -> tuple[str, str]:
 
 
 def _send(world: World, case: Case) -> None:
-    world.wire.send_raw(case.body, content_type=case.content_type,
-                        content_encoding=case.content_encoding, headers=case.headers)
+    if case.queue == "aftersales.inbound":
+        world.wire.send_raw(case.body, content_type=case.content_type,
+                            content_encoding=case.content_encoding, headers=case.headers)
+        return
+    queue = Queue(case.queue, Exchange(case.queue, type="direct"), routing_key=case.queue)
+    with Connection(world.redis_url) as connection, connection.Producer() as producer:
+        producer.publish(case.body, exchange=queue.exchange, routing_key=case.queue,
+                         content_type=case.content_type, content_encoding=case.content_encoding,
+                         headers=dict(case.headers or {}), declare=[queue])
 
 
 # --- accounting --------------------------------------------------------------------------
@@ -207,12 +215,15 @@ def _applied(store: RedisStore, msg: dict[str, Any]) -> bool:
 
 
 def _inbound_left(client: redis.Redis) -> int:
-    """Messages still queued on, or taken but not acked from, aftersales.inbound."""
-    queued = sum(int(client.llen(key)) for key in client.keys(b"aftersales.inbound*"))
+    """Messages still queued on, or taken but not acked from, aftersales.inbound (and the
+    control queue; the deadlines queue legitimately holds armed deadline tasks)."""
+    queued = sum(int(client.llen(key)) for pattern in (b"aftersales.inbound*",
+                                                       b"aftersales.control*")
+                 for key in client.keys(pattern))
     unacked = 0
     for raw in client.hvals("unacked"):
         _, _, routing_key = json.loads(raw)
-        unacked += routing_key == "aftersales.inbound"
+        unacked += routing_key in ("aftersales.inbound", "aftersales.control")
     return queued + unacked
 
 
