@@ -86,6 +86,12 @@ def _refuse_headers(headers: Mapping[str, Any]) -> Refusal | None:
         if headers.get(name) is not None and not _sane_instant(headers[name]):
             return Refusal("invalid_headers", f"header {name!r} must be an ISO 8601 time "
                            "between 1970 and 2999")
+    stamped, stamps = headers.get("stamped_headers"), headers.get("stamps")
+    if stamped is not None and not (isinstance(stamped, list)
+                                    and all(isinstance(name, str) for name in stamped)):
+        return Refusal("invalid_headers", "header 'stamped_headers' must be a list of names")
+    if stamps is not None and not isinstance(stamps, dict):
+        return Refusal("invalid_headers", "header 'stamps' must be an object")
     retries = headers.get("retries")
     if retries is not None and (type(retries) is not int or retries < 0):
         return Refusal("invalid_headers", "header 'retries' must be a whole number >= 0")

@@ -148,6 +148,15 @@ def hand_made(victim: str, victim_paid_id: str) -> list[Case]:
         _case("expires-object", dead("invalid_headers"), BUYER_ACTION, v(), expires={"a": 1}),
         _case("unknown-task", dead("unknown_task"), "aftersales.nonsense", v()),
         _case("task-int", dead("invalid_headers"), BUYER_ACTION, v(), task=7),
+        _case("stamped-headers-int", dead("invalid_headers"), BUYER_ACTION, v(),
+              stamped_headers=5),
+        _case("stamps-text", dead("invalid_headers"), BUYER_ACTION, v(),
+              stamped_headers=["a"], stamps="x"),
+        # Headers Celery tolerates: the message (for an order not seen) is held as usual.
+        _case("group-index-text", None, BUYER_ACTION, _cancel(), group_index="x"),
+        _case("nesting-text", None, BUYER_ACTION, _cancel(), replaced_task_nesting="x"),
+        _case("shadow-empty", None, BUYER_ACTION, _cancel(), shadow=""),
+        _case("meth-text", None, BUYER_ACTION, _cancel(), meth="x"),
         # --- the message object ------------------------------------------------------------
         _case("message-not-object", invalid, BUYER_ACTION, "just text"),
         _case("message-list", invalid, BUYER_ACTION, [v()]),

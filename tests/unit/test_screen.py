@@ -50,11 +50,13 @@ def test_a_well_formed_message_passes():
         (lambda: _raw(eta="9999-12-31T23:59:59-23:59"), "invalid_headers"),
         (lambda: _raw(expires="0001-01-01T00:00:00+01:00"), "invalid_headers"),
         (lambda: _raw(ignore_result="yes"), "invalid_headers"),
+        (lambda: _raw(stamped_headers=5), "invalid_headers"),
+        (lambda: _raw(stamped_headers=["a"], stamps="x"), "invalid_headers"),
     ],
     ids=["too-large", "empty", "pickle", "yaml", "codec", "compressed", "no-task", "no-id",
          "id-list", "id-long", "task-int", "retries-str", "retries-neg", "timelimit-str",
          "timelimit-neg", "eta-object", "eta-text", "eta-9999", "expires-year-1",
-         "ignore-result-str"],
+         "ignore-result-str", "stamped-int", "stamps-str"],
 )
 def test_raw_refusals(call, reason):
     assert call() == reason
