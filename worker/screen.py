@@ -53,12 +53,12 @@ def refuse_raw(
     headers: Any, limits: Limits,
 ) -> Refusal | None:
     """Checks on what arrived, before anything is decoded."""
-    if not isinstance(headers, Mapping) or not headers.get("task"):
-        return Refusal("not_a_task", "message has no Celery task header (task protocol 2)")
     size = len(body) if isinstance(body, bytes | bytearray | str) else 0
-    if size > limits.max_bytes:
+    if size > limits.max_bytes:  # first: whatever else is wrong, it is not kept whole
         return Refusal("too_large", f"body of {size} bytes exceeds the limit of "
                        f"{limits.max_bytes} bytes (AFTERSALES_MAX_MESSAGE_BYTES)")
+    if not isinstance(headers, Mapping) or not headers.get("task"):
+        return Refusal("not_a_task", "message has no Celery task header (task protocol 2)")
     if content_type != JSON:
         return Refusal("content_not_allowed",
                        f"content type {content_type!r} is not accepted, only {JSON!r}")

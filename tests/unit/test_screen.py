@@ -66,6 +66,11 @@ def test_a_countdown_eta_passes():
     assert _raw(json.dumps(GOOD).encode(), eta="2026-11-29T10:00:00.123456+00:00") is None
 
 
+def test_size_is_checked_first_so_a_huge_body_is_never_kept_whole():
+    refusal = refuse_raw(b"x" * 1025, "application/x-yaml", None, None, LIMITS)
+    assert refusal is not None and refusal.reason == "too_large"
+
+
 def test_the_limit_is_inclusive():
     assert _raw(b"x" * 1024) is None
 
