@@ -52,11 +52,18 @@ def _parse_measure(value: Any) -> Decimal:
     return result
 
 
+# Instants accepted anywhere: from the Unix epoch (deadlines are scored in epoch
+# seconds; no order predates it) to the year 3000, which leaves thousands of years of
+# headroom below datetime.max for any deadline arithmetic, so none can overflow.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+
+
 def _parse_timestamp(value: Any) -> datetime:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("timestamp has no UTC offset")
-        return value.astimezone(UTC)
+        return _in_range(value, repr(value.isoformat()))
     if not isinstance(value, str) or not _RFC3339_RE.fullmatch(value):
         raise ValueError(
             f"{value!r} is not an RFC 3339 timestamp with offset, e.g. 2026-11-26T10:00:00Z"
@@ -66,7 +73,17 @@ def _parse_timestamp(value: Any) -> datetime:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a valid date and time") from exc
-    return parsed.astimezone(UTC)
+    return _in_range(parsed, repr(value))
+
+
+def _in_range(moment: datetime, shown: str) -> datetime:
+    try:  # year 1 with a positive offset, or 9999 with a negative one, has no UTC
+        utc = moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise ValueError(f"{shown} is outside the accepted range 1970-01-01 to 2999-12-31 UTC")
+    return utc
 
 
 def _non_negative(value: Decimal) -> Decimal:
@@ -105,8 +122,21 @@ Timestamp = Annotated[
 ]
 """An aware datetime, normalised to UTC; RFC 3339 on the wire."""
 
-Identifier = Annotated[str, Field(min_length=1, max_length=128)]
-"""Ids from other systems: opaque, 1 to 128 characters."""
+# Characters an id may not hold: control characters (NUL, newlines) break logs and
+# keys; surrogates cannot be encoded; bidirectional controls make one id look like
+# another on screen ("Trojan Source"). Everything else is the producer's business.
+_BAD_ID_CHAR = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f"
+                          "\u202a-\u202e\u2066-\u2069]")
+
+
+def _clean_identifier(value: str) -> str:
+    if _BAD_ID_CHAR.search(value):
+        raise ValueError("an id must not hold control, surrogate or bidirectional characters")
+    return value
+
+
+Identifier = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_clean_identifier)]
+"""Ids from other systems: opaque, 1 to 128 characters, no control characters."""
 
 NonEmptyText = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"\S")]
 """Free text that must say something (reasons, notes)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from celery import Task
@@ -12,7 +14,7 @@ from tasks.errors import TRANSIENT, backoff
 from worker import runtime, topology
 from worker.app import app
 from worker.backlog import message_facts
-from worker.logging import bind, get_logger
+from worker.logging import bind, get_logger, redact
 
 log = get_logger("aftersales.tasks")
 
@@ -53,6 +55,12 @@ def handle_inbound(
         _clear_inflight(facts, task_id)
         return "dead_lettered"
     bind(order_id=message.order_id, message_id=message.message_id, message_type=message.type)
+    if not runtime.store().claim_message_id(message.order_id, message.message_id, _digest(body)):
+        error = f"message_id {message.message_id!r} was already used with a different body"
+        log.warning("reused message id dead-lettered")
+        runtime.dead_letter(task_name, body, error, "message_id_reused")
+        _clear_inflight(facts, task_id)
+        return "dead_lettered"
     outcome = runtime.service().handle_message(message, task_id)
     _clear_inflight(facts, task_id)
     for event_type in outcome.events:
@@ -61,9 +69,32 @@ def handle_inbound(
     return outcome.status
 
 
+def _digest(body: Any) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def _clear_inflight(facts: tuple[str, Any] | None, task_id: str) -> None:
     if facts and task_id:
         runtime.store().clear_inflight(facts[0], task_id)
+
+
+# How much of an unexpected error's text a dead letter keeps: the type and the start of
+# the message say what broke; the rest may quote the input at length.
+ERROR_TEXT = 300
+
+
+def _dead_letter_failure(task: Task, task_name: str, args: tuple[Any, ...],
+                         kwargs: dict[str, Any], exc: Exception) -> str:
+    """A message the worker could not process for a reason of its own (a bug, an input
+    no check foresaw): dead-lettered for replay after a fix, never acked and lost."""
+    log.exception("message failed unexpectedly; dead-lettered")
+    original: Any = args[0] if len(args) == 1 and not kwargs else {
+        "args": list(args), "kwargs": kwargs}
+    error = redact(f"{type(exc).__name__}: {exc}")[:ERROR_TEXT]
+    runtime.dead_letter(task_name, original, error, "processing_failed")
+    _clear_inflight(message_facts(args), task.request.id or "")
+    return "dead_lettered"
 
 
 def _make_task(task_name: str) -> Task:
@@ -74,6 +105,11 @@ def _make_task(task_name: str) -> Task:
             # Redis or the broker is away: the message waits and comes back; not lost.
             log.warning("transient failure, will retry", error=str(exc))
             raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+        except Exception as exc:
+            try:
+                return _dead_letter_failure(self, task_name, args, kwargs, exc)
+            except TRANSIENT as down:  # cannot even dead-letter: keep it, try again
+                raise self.retry(exc=down, countdown=backoff(self.request.retries)) from down
 
     run.__name__ = task_name.rsplit(".", 1)[1]
     return app.task(  # type: ignore[no-any-return]

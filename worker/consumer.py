@@ -1,25 +1,42 @@
 """A Celery consumer that dead-letters what it cannot even turn into a task.
 
 Celery's default is to log and ack (or reject) undecodable messages, pickled bodies and
-unknown task names: the message is gone. The contract says bad input is never dropped,
-so these land in `aftersales.dead_letter` with the original body and the error.
+unknown task names: the message is gone; and a body of the wrong shape or nesting raises
+inside the consumer, which stops the worker. The contract says bad input is never
+dropped, so every task message is screened (worker/screen.py) before Celery's strategy
+sees it, and whatever is refused, or still fails in the strategy, lands in
+`aftersales.dead_letter` with the original body and the reason (docs/input-safety.md).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+from collections.abc import Callable
 from typing import Any
 
 from celery.worker.consumer import Consumer
 from kombu.message import Message
 
+from worker import screen
 from worker.logging import get_logger
+from worker.settings import get_settings
 
 log = get_logger("aftersales.consumer")
 
+# What a dead letter keeps of a body refused as too large: enough to recognise it; the
+# whole body is named by its length and SHA-256 (storing it would defeat the limit).
+TOO_LARGE_PREFIX = 4096
 
-def _original(message: Message) -> dict[str, Any]:
+
+def _original(message: Message, keep: int | None = None) -> dict[str, Any]:
     body = message.body
+    extra: dict[str, Any] = {}
+    if keep is not None and isinstance(body, bytes | bytearray | str):
+        whole = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
+        extra = {"length": len(whole), "sha256": hashlib.sha256(whole).hexdigest(),
+                 "truncated": len(whole) > keep}
+        body = whole[:keep]
     if isinstance(body, bytes | bytearray):
         try:
             text: str | None = bytes(body).decode("utf-8")
@@ -33,21 +50,69 @@ def _original(message: Message) -> dict[str, Any]:
     headers = message.headers or {}
     return {
         **raw,
+        **extra,
         "headers": {k: headers[k] for k in ("id", "task", "lang") if k in headers},
         "content_type": message.content_type,
         "content_encoding": message.content_encoding,
     }
 
 
+def _is_recursion(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if isinstance(exc, RecursionError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
+    def create_task_handler(self, *args: Any, **kwargs: Any) -> Callable[[Message], None]:
+        """Celery's handler, behind the screen and a net that catches what it raises."""
+        handle = super().create_task_handler(*args, **kwargs)
+        settings = get_settings()
+        limits = screen.Limits(settings.max_message_bytes, settings.max_message_depth)
+        broker_errors = tuple(self.connection_errors) + tuple(self.channel_errors)
+
+        def on_task_received(message: Message) -> None:
+            refusal = self._screen(message, limits)
+            if refusal is not None:
+                log.warning("task message refused", reason=refusal.reason,
+                            error=refusal.error, task_name=_task_name(message))
+                self._dead_letter(message, refusal.reason, refusal.error)
+                return
+            try:
+                handle(message)
+            except broker_errors:
+                raise  # the consumer reconnects; the message comes back
+            except Exception as exc:
+                # Raising here would stop the worker, and late acks would hand the same
+                # message to the next one: dead-letter it instead.
+                log.exception("task message failed in the consumer; dead-lettered")
+                self._dead_letter(message, "unprocessable", f"{type(exc).__name__}: {exc}")
+
+        return on_task_received
+
+    def _screen(self, message: Message, limits: screen.Limits) -> screen.Refusal | None:
+        refusal = screen.refuse_raw(message.body, message.content_type,
+                                    message.content_encoding, message.headers, limits)
+        if refusal is not None:
+            return refusal
+        try:
+            payload = message.decode()  # cached on the message: Celery does not decode again
+        except Exception as exc:
+            if _is_recursion(exc):
+                return screen.Refusal("too_deep", "JSON nested too deep to decode")
+            return screen.Refusal("undecodable", f"{type(exc).__name__}: {exc}")
+        return screen.refuse_decoded(payload, limits, message.body)
+
     def _dead_letter(self, message: Message, reason: str, error: str) -> None:
         from worker.runtime import dead_letter  # the runtime imports the app: import late
 
-        headers = message.headers or {}
+        keep = TOO_LARGE_PREFIX if reason == "too_large" else None
         try:
             dead_letter(
-                task=headers.get("task"),
-                original=_original(message),
+                task=_task_name(message),
+                original=_original(message, keep),
                 error=error,
                 reason=reason,
                 content_type=message.content_type,
@@ -69,10 +134,16 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
         self._dead_letter(message, "not_a_task", "message has no Celery task header")
 
     def on_unknown_task(self, body: Any, message: Message, exc: Exception) -> None:
-        name = (message.headers or {}).get("task")
+        name = _task_name(message)
         log.warning("unknown task dead-lettered", task_name=name)
         self._dead_letter(message, "unknown_task", f"no task named {name!r} in this worker")
 
     def on_invalid_task(self, body: Any, message: Message, exc: Exception) -> None:
         log.warning("invalid task message dead-lettered", error=str(exc))
         self._dead_letter(message, "invalid_task_message", f"{type(exc).__name__}: {exc}")
+
+
+def _task_name(message: Message) -> str | None:
+    headers = message.headers
+    task = headers.get("task") if isinstance(headers, dict) else None
+    return task if isinstance(task, str) else None

@@ -86,6 +86,12 @@ class Settings:
     # Runs of the label task, the first included, before it dead-letters ("label_failed").
     # With the full-jitter backoff of tasks/errors.py, 8 runs wait up to ~64 s in all.
     label_max_attempts: int = 8
+    # Input safety (docs/input-safety.md): task bodies larger than this many bytes, or
+    # nested deeper than this many levels, are dead-lettered before they are decoded
+    # further. 256 KiB is over 100 times the largest real message; 32 levels is 5 times
+    # the deepest one (body > args > message > items > item > dimensions).
+    max_message_bytes: int = 256 * 1024
+    max_message_depth: int = 32
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -104,6 +110,8 @@ class Settings:
             sweep_interval=_duration("AFTERSALES_SWEEP_INTERVAL", "PT1S"),
             visibility_timeout=_duration("AFTERSALES_VISIBILITY_TIMEOUT", "PT300S"),
             label_max_attempts=_positive_int("AFTERSALES_LABEL_MAX_ATTEMPTS", 8),
+            max_message_bytes=_positive_int("AFTERSALES_MAX_MESSAGE_BYTES", 256 * 1024),
+            max_message_depth=_positive_int("AFTERSALES_MAX_MESSAGE_DEPTH", 32),
         )
         if settings.visibility_timeout <= settings.deadline_horizon * 2:
             raise SettingsError(

@@ -21,6 +21,12 @@ def seen_messages(order_id: str) -> str:
     return f"{PREFIX}:seen:{{{order_id}}}"
 
 
+def message_digests(order_id: str) -> str:
+    """Hash message_id -> SHA-256 of the first valid body seen under that id: a reused id
+    with another body is refused, not silently taken for a duplicate."""
+    return f"{PREFIX}:digests:{{{order_id}}}"
+
+
 def inflight(order_id: str) -> str:
     """Hash task_id -> "occurred_epoch received_epoch" of inbound messages taken from the
     queue but not yet committed: the backlog a deadline must not overtake."""

@@ -102,6 +102,14 @@ class RedisStore:
         backlog = sum(int(depth) for depth in depths), _inflight_entries(inflight)
         return _loaded(raw, version), backlog
 
+    def claim_message_id(self, order_id: str, message_id: str, digest: str) -> bool:
+        """True if `message_id` is new, or was first seen with this same body digest."""
+        key = keys.message_digests(order_id)
+        if self.client.hsetnx(key, message_id, digest):
+            return True
+        stored = self.client.hget(key, message_id)
+        return stored is None or _text(stored) == digest
+
     def is_seen(self, order_id: str, message_id: str) -> bool:
         return bool(self.client.sismember(keys.seen_messages(order_id), message_id))
 

@@ -1,0 +1,76 @@
+"""Poison messages: each of these once made every worker exit ("Unrecoverable error") or
+was acked and lost without a dead letter. Now each is dead-lettered with its original
+bytes and a reason, acked, and the worker goes on with the next message.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.integration.wire_messages import (
+    BUYER_ACTION,
+    ORDER_EVENT,
+    ago,
+    message,
+    new_id,
+    placed,
+)
+from tests.support.processes import ping
+from tests.support.wire import protocol2_body, task_headers
+
+pytestmark = pytest.mark.integration
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "why"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _cancel(**fields: Any) -> bytes:
+    order = new_id("o")
+    body = message("buyer.cancel_requested", order, ago(minutes=1), reason="x")
+    body.update(fields)
+    return protocol2_body(body)
+
+
+POISON = {
+    "empty-body": (b"", "undecodable"),
+    "json-object-body": (json.dumps({"args": 1}).encode(), "invalid_task_message"),
+    "list-of-ints-body": (b"[1, 2, 3]", "invalid_task_message"),
+    "reason-nested-900-deep": (_cancel(reason=_nested(900)), "too_deep"),
+    "year-9999-minus-offset": (_cancel(occurred_at="9999-12-31T23:59:59-23:59"),
+                               "invalid_message"),
+    "year-1-plus-offset": (_cancel(occurred_at="0001-01-01T00:00:00+01:00"),
+                           "invalid_message"),
+}
+
+
+@pytest.mark.parametrize(("body", "reason"), POISON.values(), ids=POISON.keys())
+def test_poison_message_is_dead_lettered_and_the_worker_goes_on(
+    start_worker, wire_client, event_listener, redis_url, body, reason
+):
+    worker = start_worker(concurrency=1)
+    wire_client.send_raw(body, headers=task_headers(BUYER_ACTION))
+
+    (letter,) = event_listener.dead_letters(timeout=20.0)
+    assert letter["reason"] == reason, letter
+    assert letter["task"] == BUYER_ACTION
+    original = letter["original"]
+    if isinstance(original, dict) and "text" in original:  # refused before decoding
+        assert original["text"].encode() == body
+    else:  # refused by validation: the decoded message object
+        assert protocol2_body(original) == body
+
+    # The queue is not blocked: the next messages are applied by the same worker.
+    order = new_id("o")
+    wire_client.send(ORDER_EVENT, placed(order, ago(minutes=5)))
+    wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, ago(minutes=1),
+                                           reason="x"))
+    event_listener.wait_for("order.cancelled", timeout=20.0)
+    assert worker.alive() and ping(redis_url, worker.name)
+    assert "Unrecoverable error" not in worker.log_text()

@@ -1,0 +1,56 @@
+"""The consumer's net: whatever Celery's task handler still raises after the screen is
+dead-lettered (`unprocessable`), except broker errors, which the consumer must see to
+reconnect. Celery's handler is replaced by one that raises; no broker is needed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from celery.worker.consumer import Consumer
+from kombu.message import Message
+
+from worker.consumer import DeadLetteringConsumer
+
+BODY = json.dumps([[{"message_id": "m"}], {}, {"callbacks": None}]).encode()
+
+
+def _message(body: bytes = BODY) -> Message:
+    return Message(body=body, content_type="application/json", content_encoding="utf-8",
+                   headers={"task": "aftersales.order_event", "id": "t-1"},
+                   accept=["application/json"])
+
+
+def _handler(monkeypatch: pytest.MonkeyPatch, error: Exception) -> tuple[Any, list[Any]]:
+    def celery_handler(self: Any, *args: Any, **kwargs: Any) -> Any:
+        def handle(message: Message) -> None:
+            raise error
+        return handle
+
+    letters: list[Any] = []
+    monkeypatch.setattr(Consumer, "create_task_handler", celery_handler)
+    monkeypatch.setattr(DeadLetteringConsumer, "_dead_letter",
+                        lambda self, message, reason, text: letters.append((reason, text)))
+    consumer = object.__new__(DeadLetteringConsumer)
+    consumer.connection_errors, consumer.channel_errors = (ConnectionError,), ()
+    return consumer.create_task_handler(), letters
+
+
+def test_an_error_raised_by_celerys_handler_is_dead_lettered(monkeypatch):
+    handle, letters = _handler(monkeypatch, TypeError("boom"))
+    handle(_message())
+    assert letters == [("unprocessable", "TypeError: boom")]
+
+
+def test_a_broker_error_reaches_the_consumer(monkeypatch):
+    handle, letters = _handler(monkeypatch, ConnectionError("redis went away"))
+    with pytest.raises(ConnectionError):
+        handle(_message())
+    assert letters == []
+
+
+def test_a_refused_message_never_reaches_celerys_handler(monkeypatch):
+    handle, letters = _handler(monkeypatch, AssertionError("must not be called"))
+    handle(_message(b"[1, 2, 3]"))
+    assert [reason for reason, _ in letters] == ["invalid_task_message"]
