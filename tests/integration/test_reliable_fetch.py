@@ -1,0 +1,215 @@
+"""Nothing inbound is lost at kill -9 (worker/transport.py, docs/reliable-fetch.md).
+
+kombu's Redis transport pops a message (BRPOP) and records it as unacked in a second step;
+a consumer killed in between loses it (kombu#305, celery#7950). These tests kill consumers
+in that window, and real workers while orders flow, and look for every message's effect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from kombu import Connection, Exchange, Producer, Queue
+
+from tests.integration.wire_messages import ORDER_EVENT, ago, new_id, placed
+from tests.support.processes import wait_until
+from worker.embedded_redis import child_dies_with_parent
+
+pytestmark = pytest.mark.integration
+
+RELIABLE = "worker.transport:Transport"
+QUEUE = "fetch-test"
+RESTORE_BOUND = 15.0  # alive expiry (5 s) + a beat (1 s), generously, on a loaded CI box
+
+
+class Consumers:
+    """`tests/support/fetch_consumer.py` processes; killed at teardown."""
+
+    def __init__(self, redis_url: str, tmp_path: Path) -> None:
+        self.redis_url, self.tmp_path = redis_url, tmp_path
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, transport: str, freeze: Path | None = None) -> subprocess.Popen[bytes]:
+        log = open(self.tmp_path / f"consumer-{len(self.started)}.log", "ab")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.fetch_consumer", self.redis_url, transport,
+             QUEUE, str(freeze) if freeze else "-"],
+            cwd=Path(__file__).resolve().parents[2], stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=child_dies_with_parent(),
+        )  # fmt: skip
+        log.close()
+        self.started.append(process)
+        return process
+
+    def close(self) -> None:
+        for process in self.started:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+@pytest.fixture
+def consumers(redis_url: str, tmp_path: Path) -> Iterator[Consumers]:
+    running = Consumers(redis_url, tmp_path)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def publish(redis_url: str, bodies: list[str], priority: int = 0, queue: str = QUEUE) -> None:
+    """With kombu's own transport, as any producer would."""
+    exchange = Exchange(queue, type="direct")
+    with Connection(redis_url) as connection:
+        Queue(queue, exchange, routing_key=queue)(connection.default_channel).declare()
+        producer = Producer(connection.default_channel, exchange=exchange, routing_key=queue)
+        for body in bodies:
+            producer.publish(body, serializer="json", priority=priority)
+
+
+@pytest.mark.parametrize("transport", [
+    pytest.param(RELIABLE, id="reliable-fetch"),
+    pytest.param("redis", id="kombu-redis", marks=pytest.mark.xfail(
+        strict=True, reason="kombu#305: the message popped by BRPOP is in no Redis key")),
+])  # fmt: skip
+def test_a_consumer_killed_between_fetch_and_bookkeeping_loses_nothing(
+    transport, consumers, redis_url, redis_client, tmp_path
+):
+    publish(redis_url, ["the one"])
+    marker = tmp_path / "taken"
+    frozen = consumers.start(transport, freeze=marker)
+    wait_until(marker.exists, 30, "the frozen consumer never took the message")
+
+    assert redis_client.llen(QUEUE) == 0  # it left the queue...
+    os.killpg(frozen.pid, signal.SIGKILL)
+    frozen.wait(10)
+    # ...and, the consumer dead, is still somewhere in Redis: queue or unacked records
+    assert redis_client.llen(QUEUE) + redis_client.hlen("unacked") == 1
+
+    consumers.start(transport)  # a living consumer gives it back and then takes it
+    wait_until(lambda: redis_client.lrange("received", 0, -1) == [b"the one"], RESTORE_BOUND,
+               lambda: f"received {redis_client.lrange('received', 0, -1)}")
+    wait_until(lambda: redis_client.hlen("unacked") == 0, 10, "the ack left an unacked entry")
+    assert redis_client.keys("aftersales:fetch:held:*") == []
+
+
+def test_priorities_and_queues_are_served_as_kombu_does(redis_url, redis_client):
+    """Same order as kombu's own BRPOP: priority steps first (kombu's Redis default: 0 is
+    the most urgent), then the queues in fair rotation."""
+    served = {}
+    for transport in ("redis", RELIABLE):
+        publish(redis_url, ["later-1", "later-2"], priority=9)
+        publish(redis_url, ["urgent"], priority=0)
+        publish(redis_url, ["other-1", "other-2"], priority=9, queue="fetch-other")
+        served[transport] = _consume(redis_url, transport, 5)
+
+    assert served[RELIABLE] == served["redis"]
+    assert served[RELIABLE][0] == "urgent"
+    assert served[RELIABLE].index("later-1") < served[RELIABLE].index("later-2")
+    assert redis_client.hlen("unacked") == 0
+    assert redis_client.keys("aftersales:fetch:held:*") == []
+
+
+def _consume(redis_url: str, transport: str, count: int) -> list[str]:
+    received: list[str] = []
+    with Connection(redis_url, transport=None if transport == "redis" else transport) as conn:
+        queues = [Queue(name, routing_key=name) for name in (QUEUE, "fetch-other")]
+
+        def on_message(body, message):
+            received.append(body)
+            message.ack()
+
+        with conn.Consumer(queues, callbacks=[on_message], accept=["json"]):
+            deadline = time.monotonic() + 15
+            while len(received) < count and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    conn.drain_events(timeout=1)
+    return received
+
+
+def test_a_living_consumers_messages_are_left_to_it(redis_url, redis_client):
+    """A consumer holding a message unacked is not robbed by another one's restore sweep."""
+    from worker import transport
+
+    publish(redis_url, ["mine"])
+    with Connection(redis_url, transport=RELIABLE) as holder, \
+            Connection(redis_url, transport=RELIABLE) as other:  # fmt: skip
+        taken: list = []
+        with holder.Consumer([Queue(QUEUE, routing_key=QUEUE)],
+                             callbacks=[lambda body, message: taken.append(message)],
+                             accept=["json"]):  # fmt: skip
+            wait_until(lambda: _drain(holder) or bool(taken), 15, "nothing fetched")
+            sweeper = transport.Heartbeat(other.default_channel)
+            assert sweeper.beat() == 0
+            assert redis_client.hlen("unacked") == 1 and redis_client.llen(QUEUE) == 0
+            taken[0].ack()
+    assert redis_client.hlen("unacked") == 0
+
+
+def _drain(connection: Connection) -> bool:
+    with contextlib.suppress(TimeoutError):
+        connection.drain_events(timeout=0.2)
+    return False
+
+
+# --- real workers, kill -9 while orders flow --------------------------------------------
+
+ORDERS = 300
+KILLS = 4
+
+
+def test_kill_9_of_a_worker_while_orders_flow_loses_and_repeats_nothing(
+    start_worker, wire_client, redis_client
+):
+    from worker.adapters import keys
+
+    start_worker()  # a steady one
+    victim = start_worker()
+    orders = [new_id("o") for _ in range(ORDERS)]
+    sender = threading.Thread(target=_send_orders, args=(wire_client, orders), daemon=True)
+    sender.start()
+    for _ in range(KILLS):
+        wait_until(lambda: _applied(redis_client, orders) > 0, 30, "nothing applied")
+        time.sleep(0.5)  # let it take and run a few: the kill must land mid-flow
+        victim.kill9()
+        victim = start_worker()
+    sender.join(60)
+
+    wait_until(lambda: _applied(redis_client, orders) == ORDERS, 45,
+               lambda: f"{ORDERS - _applied(redis_client, orders)} orders never applied")
+    versions = _versions(redis_client, orders)
+    assert set(versions) == {1}, "a message applied twice"  # the commit is exactly-once
+    assert redis_client.llen("aftersales.inbound") == 0
+    wait_until(lambda: redis_client.hlen("unacked") == 0, 15, "unacked entries left behind")
+    assert keys.FETCH_CONSUMERS.encode() in redis_client.keys("aftersales:fetch:*")
+
+
+def _send_orders(wire_client, orders: list[str]) -> None:
+    """In bursts over a few seconds, so that kills land while messages flow."""
+    for start in range(0, len(orders), 20):
+        for order in orders[start:start + 20]:
+            wire_client.send(ORDER_EVENT, placed(order, ago(minutes=5)))
+        time.sleep(0.3)
+
+
+def _versions(client: redis.Redis, orders: list[str]) -> list[int]:
+    from worker.adapters import keys
+
+    pipe = client.pipeline(transaction=False)
+    for order in orders:
+        pipe.hget(keys.order_state(order), "version")
+    return [int(version or 0) for version in pipe.execute()]
+
+
+def _applied(client: redis.Redis, orders: list[str]) -> int:
+    return sum(1 for version in _versions(client, orders) if version >= 1)
