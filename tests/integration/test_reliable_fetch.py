@@ -185,8 +185,10 @@ def test_kill_9_of_a_worker_while_orders_flow_loses_and_repeats_nothing(
         victim = start_worker()
     sender.join(60)
 
-    wait_until(lambda: _applied(redis_client, orders) == ORDERS, 45,
-               lambda: f"{ORDERS - _applied(redis_client, orders)} orders never applied")
+    wait_until(lambda: _applied(redis_client, orders) == ORDERS, 45, lambda: (
+        f"{ORDERS - _applied(redis_client, orders)} orders never applied; "
+        f"{redis_client.hlen('unacked')} messages unacked (back only after the visibility "
+        f"timeout), {redis_client.llen('aftersales.inbound')} queued; the rest are lost"))
     versions = _versions(redis_client, orders)
     assert set(versions) == {1}, "a message applied twice"  # the commit is exactly-once
     assert redis_client.llen("aftersales.inbound") == 0

@@ -9,7 +9,7 @@ sleeps, stuck between the fetch and the consumer's bookkeeping, waiting for a ki
 
 from __future__ import annotations
 
-import socket
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -45,10 +45,8 @@ def main(url: str, transport: str, queue_name: str, freeze: str) -> None:
         with Consumer(connection, [queue], callbacks=[on_message], accept=["json"]):
             results.rpush("consumers-ready", queue_name)
             while True:
-                try:
+                with contextlib.suppress(TimeoutError):
                     connection.drain_events(timeout=1)
-                except socket.timeout:
-                    pass
 
 
 if __name__ == "__main__":
