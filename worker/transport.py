@@ -11,9 +11,10 @@ fetch_restore.lua) the messages of consumers whose alive key expired. After a ki
 dead consumer's messages are back at the head of their queues within the alive expiry plus
 one beat, not the visibility timeout, which stays as kombu's last resort.
 
-A script cannot block, so an idle consumer looks again every POLL_INTERVAL instead of
-waiting in BRPOP; queues, priority steps, fair rotation, fanout (pidbox), no-ack queues and
-the visibility timeout are kombu's own. Selected in worker/app.py for redis:// brokers.
+A script cannot block, so an idle consumer looks again every `fetch_poll_interval` (a
+transport option, 50 ms) instead of waiting in BRPOP. Queues, priority steps, fair rotation,
+fanout (pidbox), no-ack queues and the visibility timeout are kombu's own. Selected in
+worker/app.py for redis:// brokers.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from worker.logging import get_logger
 log = get_logger("aftersales.transport")
 
 POLL_INTERVAL = 0.05  # idle consumers look again this often: at most 50 ms of added latency
+"""Default of the transport option `fetch_poll_interval` (seconds)."""
 BEAT_PERIOD = 1.0  # a consumer's alive beat and restore sweep, like the worker's Liveness
 ALIVE_TTL_MS = 5_000  # five missed beats: a paused process is not declared dead
 ERROR_BACKOFF = 1.0  # after a Redis error answering the fetch, wait before trying again
@@ -81,6 +83,10 @@ class QoS(kombu_redis.QoS):
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
+    fetch_poll_interval = POLL_INTERVAL
+    from_transport_options = (  # type: ignore[assignment]  # one option more than kombu
+        *kombu_redis.Channel.from_transport_options, "fetch_poll_interval",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._noack_queues: set[str] = set()
@@ -103,7 +109,7 @@ class Channel(kombu_redis.Channel):
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         """Send the fetch script (kombu sends BRPOP here); the reply comes back through the
-        same poller. After an empty answer, wait POLL_INTERVAL before asking again."""
+        same poller. After an empty answer, wait the poll interval before asking again."""
         if monotonic() < self._next_fetch_at:
             return
         queues = self._queue_cycle.consume(len(self.active_queues))
@@ -131,7 +137,7 @@ class Channel(kombu_redis.Channel):
         try:
             reply = self._read_fetch_reply(**options)
             if not reply or self._pending is None:
-                self._next_fetch_at = monotonic() + POLL_INTERVAL
+                self._next_fetch_at = monotonic() + float(self.fetch_poll_interval)
                 raise Empty()
             tag, lists = self._pending
             queue, no_ack = lists[int(reply[0]) - 1]
@@ -243,12 +249,13 @@ class Transport(kombu_redis.Transport):
         self._fetch_tick: Any = None
 
     def register_with_event_loop(self, connection: Any, loop: Any) -> None:
-        """kombu's registration, plus a tick every POLL_INTERVAL: the event loop sends the
+        """kombu's registration, plus a tick every poll interval: the event loop sends the
         next fetch on its tick, and an idle loop would otherwise sleep up to a second."""
         super().register_with_event_loop(connection, loop)
         if self._fetch_tick is not None:  # a reconnection registers again
             self._fetch_tick.cancel()
-        self._fetch_tick = loop.call_repeatedly(POLL_INTERVAL, _tick)
+        interval = connection.client.transport_options.get("fetch_poll_interval", POLL_INTERVAL)
+        self._fetch_tick = loop.call_repeatedly(float(interval), _tick)
 
 
 def _tick() -> None:
