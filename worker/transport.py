@@ -29,6 +29,7 @@ from queue import Empty
 from time import monotonic, time
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import loads
@@ -203,7 +204,13 @@ class Heartbeat(threading.Thread):
     def __init__(self, channel: Channel) -> None:
         super().__init__(name=f"reliable-fetch {channel.consumer_id}", daemon=True)
         self.consumer_id = channel.consumer_id
-        self.client = channel._create_client()  # its own connections: used from this thread
+        # Its own pool: a pool child forked while this thread holds a pool lock must not
+        # inherit that lock in the pool kombu cleans up after a fork.
+        params = channel._connparams()
+        # A beat stuck longer than the alive expiry is worthless: give up and beat again.
+        params["socket_timeout"] = params.get("socket_timeout") or ALIVE_TTL_MS / 1000
+        pool = redis.ConnectionPool(**params)
+        self.client = redis.Redis(connection_pool=pool)
         self.restore = self.client.register_script(RESTORE)
         self.restore_keys = [keys.FETCH_CONSUMERS, channel.unacked_key, channel.unacked_index_key]
         self.stopped = threading.Event()

@@ -153,10 +153,27 @@ def test_a_living_consumers_messages_are_left_to_it(redis_url, redis_client):
                              accept=["json"]):  # fmt: skip
             wait_until(lambda: _drain(holder) or bool(taken), 15, "nothing fetched")
             sweeper = transport.Heartbeat(other.default_channel)
-            assert sweeper.beat() == 0
+            try:
+                assert sweeper.beat() == 0
+            finally:
+                sweeper.client.close()
             assert redis_client.hlen("unacked") == 1 and redis_client.llen(QUEUE) == 0
             taken[0].ack()
     assert redis_client.hlen("unacked") == 0
+
+
+def test_a_message_that_is_no_envelope_is_dropped_once_and_the_next_one_served(
+    redis_url, redis_client
+):
+    """Raw bytes pushed onto the list by hand: no consumer could ever take them, so they
+    are not kept (and restored after every crash); what follows is served as usual."""
+    publish(redis_url, ["after the junk"])
+    redis_client.rpush(QUEUE, b"\xff not json")  # the head of the queue: taken first
+
+    assert _consume(redis_url, RELIABLE, 1) == ["after the junk"]
+    assert redis_client.llen(QUEUE) == 0
+    assert redis_client.hlen("unacked") == 0
+    assert redis_client.keys("aftersales:fetch:held:*") == []
 
 
 def _drain(connection: Connection) -> bool:
