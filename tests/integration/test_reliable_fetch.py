@@ -162,6 +162,26 @@ def test_a_living_consumers_messages_are_left_to_it(redis_url, redis_client):
     assert redis_client.hlen("unacked") == 0
 
 
+def test_a_rejected_message_goes_back_to_its_queue_through_kombus_own_path(
+    redis_url, redis_client
+):
+    """Celery rejects with requeue when a pool process dies (task_reject_on_worker_lost):
+    kombu restores it from the unacked entry the fetch script wrote."""
+    publish(redis_url, ["again"])
+    with Connection(redis_url, transport=RELIABLE) as connection:
+        taken: list = []
+        with connection.Consumer([Queue(QUEUE, routing_key=QUEUE)],
+                                 callbacks=[lambda body, message: taken.append(message)],
+                                 accept=["json"]):  # fmt: skip
+            wait_until(lambda: _drain(connection) or bool(taken), 15, "nothing fetched")
+            taken[0].reject(requeue=True)
+
+    assert redis_client.llen(QUEUE) == 1
+    assert redis_client.hlen("unacked") == 0
+    assert redis_client.keys("aftersales:fetch:held:*") == []
+    assert _consume(redis_url, RELIABLE, 1) == ["again"]
+
+
 def test_a_message_that_is_no_envelope_is_dropped_once_and_the_next_one_served(
     redis_url, redis_client
 ):
