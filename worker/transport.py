@@ -19,6 +19,7 @@ worker/app.py for redis:// brokers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -53,6 +54,9 @@ def _script(name: str) -> str:
 
 
 FETCH = _script("fetch.lua")
+FETCH_SHA = hashlib.sha1(FETCH.encode()).hexdigest()
+"""EVALSHA's name for it; loaded at the first NOSCRIPT, so channels that only publish never
+pay for a SCRIPT LOAD."""
 RESTORE = _script("fetch_restore.lua")
 
 
@@ -99,7 +103,6 @@ class Channel(kombu_redis.Channel):
         super().__init__(*args, **kwargs)
         if self.global_keyprefix:
             raise ValueError("reliable fetch does not support kombu's global_keyprefix")
-        self._fetch_sha = self.client.script_load(FETCH)
 
     def basic_consume(self, queue: str, no_ack: bool = False, *args: Any, **kwargs: Any) -> Any:
         if no_ack:
@@ -131,7 +134,7 @@ class Channel(kombu_redis.Channel):
         self._in_poll = self.client.connection
         self._brpop_sent_at = monotonic()  # type: ignore[assignment]  # kombu: None at first
         self.client.connection.send_command(
-            "EVALSHA", self._fetch_sha, len(script_keys), *script_keys, *argv
+            "EVALSHA", FETCH_SHA, len(script_keys), *script_keys, *argv
         )
 
     def _brpop_read(self, **options: Any) -> bool:
@@ -152,8 +155,8 @@ class Channel(kombu_redis.Channel):
         connection = self.client.connection
         try:
             return self.client.parse_response(connection, "EVALSHA", **options)
-        except NoScriptError:  # Redis restarted or flushed its scripts: load it again
-            self._fetch_sha = self.client.script_load(FETCH)
+        except NoScriptError:  # first use on this server, or Redis restarted: load it
+            self.client.script_load(FETCH)
             return None
         except self.connection_errors:
             connection.disconnect()  # reconnected on the next round, as kombu does

@@ -182,6 +182,16 @@ def test_a_rejected_message_goes_back_to_its_queue_through_kombus_own_path(
     assert _consume(redis_url, RELIABLE, 1) == ["again"]
 
 
+def test_fetching_goes_on_after_redis_forgets_its_scripts(redis_url, redis_client):
+    """A Redis restart (or SCRIPT FLUSH) forgets loaded scripts: NOSCRIPT loads it again."""
+    redis_client.script_flush()
+    publish(redis_url, ["first"])
+    assert _consume(redis_url, RELIABLE, 1) == ["first"]
+    redis_client.script_flush()
+    publish(redis_url, ["second"])
+    assert _consume(redis_url, RELIABLE, 1) == ["second"]
+
+
 def test_a_message_that_is_no_envelope_is_dropped_once_and_the_next_one_served(
     redis_url, redis_client
 ):
