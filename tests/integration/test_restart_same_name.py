@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -65,3 +66,18 @@ def test_deadlines_held_by_a_worker_restarted_under_its_own_name_fire_once_soon(
     finally:
         listener.close()
         producer.close()
+
+
+def test_the_sweep_tells_a_restarted_incarnation_from_its_predecessor(redis_client):
+    from worker.adapters import keys
+    from worker.adapters.redis_store import RedisStore, epoch
+    from worker.app import BOOT_ID, incarnation
+
+    store, now, node = RedisStore(redis_client), datetime.now(UTC), "celery@host"
+    member = keys.deadline_member("o-1", "unpaid_expiry:")
+    store.client.zadd(keys.ARMED, {member: epoch(now - timedelta(seconds=3))})
+    store.hold("o-1", "unpaid_expiry:", f"{node}#before-the-kill", now - timedelta(seconds=9))
+    store.heartbeat(incarnation(node), ttl_ms=5000)  # the same name, beating again
+
+    assert incarnation(node) == f"{node}#{BOOT_ID}"
+    assert store.lost_armed(now, 2.0, 100, 60.0, 300.0) == [("o-1", "unpaid_expiry:")]
