@@ -28,7 +28,7 @@ import uuid
 from importlib import resources
 from queue import Empty
 from time import monotonic, time
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 from kombu.transport import redis as kombu_redis
@@ -173,17 +173,26 @@ class Channel(kombu_redis.Channel):
             if not isinstance(properties, dict):
                 raise TypeError("properties is not an object")
         except (ValueError, TypeError, KeyError) as exc:
-            # Not a kombu envelope at all: no consumer could take it. Forget it rather than
-            # restore it after every crash; the log keeps its first bytes.
-            log.error("unreadable message dropped", queue=queue, error=str(exc),
-                      head=raw[:200].decode("utf-8", "replace"))  # fmt: skip
-            if tag is not None:
-                self.qos._remove_from_indices(tag).execute()
-            raise Empty() from None
+            self._drop(queue, raw, exc, tag)
         if tag is not None:
             properties["delivery_tag"] = tag  # producers' tags may repeat; the hash key may not
-        self.connection._deliver(payload, queue)
+        try:
+            self.connection._deliver(payload, queue)
+        except Exception as exc:
+            if tag is not None and tag in self.qos._delivered:
+                raise  # the consumer's own failure, once kombu's QoS has it: kombu's way
+            self._drop(queue, raw, exc, tag)  # kombu could not even make a Message
         return True
+
+    def _drop(self, queue: str, raw: bytes, error: Exception, tag: str | None) -> NoReturn:
+        """A message no consumer could ever take (not a kombu envelope, a body its encoding
+        cannot decode): forget it rather than restore it after every crash, which would
+        stop every worker in turn. The log keeps its first bytes."""
+        log.error("undeliverable message dropped", queue=queue, error=repr(error),
+                  head=raw[:200].decode("utf-8", "replace"))  # fmt: skip
+        if tag is not None:
+            self.qos._remove_from_indices(tag).execute()
+        raise Empty()
 
     def _ensure_heartbeat(self) -> None:
         if self._pid != os.getpid():  # a forked child is another consumer

@@ -192,13 +192,26 @@ def test_fetching_goes_on_after_redis_forgets_its_scripts(redis_url, redis_clien
     assert _consume(redis_url, RELIABLE, 1) == ["second"]
 
 
-def test_a_message_that_is_no_envelope_is_dropped_once_and_the_next_one_served(
-    redis_url, redis_client
+UNDELIVERABLE = {
+    "not-json": b"\xff not json",
+    "no-properties": b'{"body": "e30="}',
+    "bad-base64-body": json.dumps({
+        "body": "%%% not base64", "content-type": "application/json", "headers": {},
+        "content-encoding": "utf-8", "properties": {
+            "body_encoding": "base64", "delivery_tag": "t", "priority": 0,
+            "delivery_info": {"exchange": QUEUE, "routing_key": QUEUE}},
+    }).encode(),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("junk", UNDELIVERABLE.values(), ids=UNDELIVERABLE.keys())
+def test_a_message_no_consumer_could_take_is_dropped_and_the_next_one_served(
+    junk, redis_url, redis_client
 ):
-    """Raw bytes pushed onto the list by hand: no consumer could ever take them, so they
+    """Bytes pushed onto the list by hand: kombu cannot make a message of them, so they
     are not kept (and restored after every crash); what follows is served as usual."""
     publish(redis_url, ["after the junk"])
-    redis_client.rpush(QUEUE, b"\xff not json")  # the head of the queue: taken first
+    redis_client.rpush(QUEUE, junk)  # the head of the queue: taken first
 
     assert _consume(redis_url, RELIABLE, 1) == ["after the junk"]
     assert redis_client.llen(QUEUE) == 0
