@@ -7,7 +7,9 @@ durable deadline schedule and the outbox relay.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from celery import Celery, bootsteps
 from celery.signals import worker_init
@@ -58,6 +60,11 @@ app.conf.update(
         "visibility_timeout": int(settings.visibility_timeout.total_seconds()),
     },
     broker_connection_retry_on_startup=True,
+    # kombu's Redis transport loses a message popped but not yet recorded as unacked when
+    # the worker is killed (kombu#305); this one moves it atomically (worker/transport.py).
+    broker_transport=(
+        "worker.transport:Transport" if urlsplit(settings.broker_url).scheme == "redis" else None
+    ),
     worker_consumer="worker.consumer:DeadLetteringConsumer",
     worker_hijack_root_logger=False,
     beat_schedule={
@@ -82,9 +89,21 @@ class DeclareTopology(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery 
             queue(channel).declare()
 
 
+BOOT_ID = uuid.uuid4().hex[:12]
+"""Made once per worker process start (forked pool children share it)."""
+
+
+def incarnation(node: str) -> str:
+    """Who holds a deadline and beats `aftersales:alive:`: this node name *and* this boot,
+    so a worker killed and restarted under its own name (systemd, Kubernetes) is a new
+    holder, and its predecessor's deadlines are re-sent once that one's key expires."""
+    return f"{node}#{BOOT_ID}"
+
+
 class Liveness(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is untyped
-    """Every second, `aftersales:alive:<node>` with a short expiry: the sweep re-sends a
-    deadline only when the worker that received it has stopped saying it is alive."""
+    """Every second, `aftersales:alive:<node>#<boot>` with a short expiry: the sweep re-sends
+    a deadline only when the worker incarnation that received it has stopped saying it is
+    alive."""
 
     requires: ClassVar[set[str]] = {"celery.worker.consumer.connection:Connection"}
     PERIOD = 1.0
@@ -95,19 +114,20 @@ class Liveness(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is unty
         self.timer_ref: Any = None
 
     def start(self, parent: Any) -> None:
-        self._beat(parent.hostname)
-        self.timer_ref = parent.timer.call_repeatedly(self.PERIOD, self._beat, (parent.hostname,))
+        holder = incarnation(parent.hostname)
+        self._beat(holder)
+        self.timer_ref = parent.timer.call_repeatedly(self.PERIOD, self._beat, (holder,))
 
     def stop(self, parent: Any) -> None:
         if self.timer_ref is not None:
             self.timer_ref.cancel()
             self.timer_ref = None
 
-    def _beat(self, node: str) -> None:
+    def _beat(self, holder: str) -> None:
         from worker import runtime
 
         try:
-            runtime.store().heartbeat(node, self.TTL_MS)
+            runtime.store().heartbeat(holder, self.TTL_MS)
         except Exception:  # Redis away: the sweep may re-send; fencing keeps that harmless
             get_logger("aftersales.app").warning("liveness beat failed", exc_info=True)
 

@@ -97,9 +97,12 @@ DEADLINE_TASK = "aftersales.deadline"
 
 
 def _register_holder(request: Any) -> None:
-    """This worker holds the deadline's task now: the sweep must not send it again."""
+    """This worker incarnation holds the deadline's task now: the sweep must not send it
+    again while that process lives (a restart under the same name is another holder)."""
     from worker import runtime
+    from worker.app import incarnation
 
     args = request.args
     if isinstance(args, list | tuple) and len(args) >= 2:
-        runtime.store().hold(str(args[0]), str(args[1]), request.hostname, runtime.utcnow())
+        holder = incarnation(request.hostname)
+        runtime.store().hold(str(args[0]), str(args[1]), holder, runtime.utcnow())

@@ -17,6 +17,7 @@ parameter it is set up before the test body runs, so that is automatic).
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -103,10 +104,11 @@ def start_worker(
     """Factory: start a REAL Celery worker process and wait until it answers a ping.
 
     ``start_worker(concurrency=2, env=None, *, pool="prefork", loglevel="INFO",
-    queues=WORKER_QUEUES, args=(), timeout=START_TIMEOUT) -> CeleryProcess``
+    queues=WORKER_QUEUES, args=(), timeout=START_TIMEOUT, name=None) -> CeleryProcess``
 
     Runs ``python -m celery -A worker worker -P <pool> -c <concurrency> --loglevel <level>
     -E -n <unique>@%h -Q aftersales.inbound,aftersales.deadlines,aftersales.control``
+    (``-n <name>@%h`` when `name` is given: restart a killed worker under its own name)
     with ``AFTERSALES_REDIS_URL=redis_url`` plus ``env`` (for example
     ``{"AFTERSALES_SWEEP_INTERVAL": "PT0.2S"}``); other ``AFTERSALES_*`` variables of the
     test process are not passed on. ``AFTERSALES_LABEL_DIR`` defaults to
@@ -129,9 +131,12 @@ def start_worker(
         queues: Sequence[str] = WORKER_QUEUES,
         args: Sequence[str] = (),
         timeout: float = START_TIMEOUT,
+        name: str | None = None,
     ) -> CeleryProcess:
         node_arg, node = unique_node("worker")
-        workdir = tmp_path / node.split("@")[0]
+        if name is not None:  # a restart under the same node name, as systemd would do
+            node_arg, node = f"{name}@%h", f"{name}@{socket.gethostname()}"
+        workdir = tmp_path / f"{node.split('@')[0]}-{len(started)}"
         workdir.mkdir()
         full_env = _base_env(
             redis_url, {"AFTERSALES_LABEL_DIR": str(tmp_path / "labels"), **(env or {})}

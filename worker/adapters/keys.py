@@ -52,11 +52,25 @@ RESENDS = f"{PREFIX}:deadlines:resends"
 """Hash member -> how often the sweep re-sent it: each re-send waits twice as long."""
 
 ALIVE_PREFIX = f"{PREFIX}:alive:"
-"""`ALIVE_PREFIX + node`: set with a short expiry by every worker, every second."""
+"""`ALIVE_PREFIX + holder`: set with a short expiry, every second, by every worker
+incarnation (node name and boot id, worker/app.py) and every reliable-fetch consumer
+(worker/transport.py): its absence means that process is gone."""
 
 
-def alive(node: str) -> str:
-    return f"{ALIVE_PREFIX}{node}"
+def alive(holder: str) -> str:
+    return f"{ALIVE_PREFIX}{holder}"
+
+
+FETCH_CONSUMERS = f"{PREFIX}:fetch:consumers"
+"""Set of reliable-fetch consumer ids that may hold messages (worker/transport.py)."""
+
+FETCH_HELD_PREFIX = f"{PREFIX}:fetch:held:"
+"""`FETCH_HELD_PREFIX + consumer`: hash delivery tag -> "<payload bytes> <source list>" of
+the messages that consumer took and has not acked; restored when it is no longer alive."""
+
+
+def fetch_held(consumer: str) -> str:
+    return f"{FETCH_HELD_PREFIX}{consumer}"
 
 
 FIRED_LATENESS = f"{PREFIX}:deadlines:lateness"

@@ -205,19 +205,20 @@ class RedisStore:
         self, now: datetime, grace: float, limit: int, backoff_cap: float, max_holding: float,
         queued: int = 0,
     ) -> list[tuple[str, str]]:
-        """Armed deadlines overdue whose task no live worker holds and, with `queued`
-        messages waiting in the deadlines queue, that have waited there longer than
-        `max_holding` (see sweep.lua)."""
+        """Armed deadlines overdue whose task no live worker incarnation holds and, with
+        `queued` messages waiting in the deadlines queue, that have waited there longer
+        than `max_holding` (see sweep.lua)."""
         lost = self._sweep(
             keys=[keys.ARMED, keys.HOLDERS, keys.RESENDS],
             args=[epoch(now), grace, limit, backoff_cap, keys.ALIVE_PREFIX, max_holding, queued],
         )
         return [keys.parse_deadline_member(member) for member in lost]
 
-    def hold(self, order_id: str, deadline_id: str, node: str, now: datetime) -> None:
-        """`node` received the deadline's task (the sweep leaves it to that worker)."""
+    def hold(self, order_id: str, deadline_id: str, holder: str, now: datetime) -> None:
+        """`holder`, a worker incarnation (node name and boot id), received the deadline's
+        task: the sweep leaves it to that process while its alive key lasts."""
         member = keys.deadline_member(order_id, deadline_id)
-        self.client.hset(keys.HOLDERS, member, f"{node} {epoch(now)}")
+        self.client.hset(keys.HOLDERS, member, f"{holder} {epoch(now)}")
 
     def release(self, order_id: str, deadline_id: str, even_if_armed: bool = False) -> None:
         """Forget the holder of a deadline: no longer armed (a stale task ran), or its task
@@ -226,8 +227,9 @@ class RedisStore:
         if even_if_armed or self.client.zscore(keys.ARMED, member) is None:
             self.client.hdel(keys.HOLDERS, member)
 
-    def heartbeat(self, node: str, ttl_ms: int) -> None:
-        self.client.set(keys.alive(node), "1", px=ttl_ms)
+    def heartbeat(self, holder: str, ttl_ms: int) -> None:
+        """`holder` (a worker incarnation) is alive for the next `ttl_ms`."""
+        self.client.set(keys.alive(holder), "1", px=ttl_ms)
 
     def next_deadlines(self, count: int) -> list[tuple[str, str, datetime | None, str]]:
         """The next `count` pending deadlines overall: (order, id, due or None, where)."""

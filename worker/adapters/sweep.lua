@@ -1,11 +1,14 @@
 -- Armed deadlines whose re-check time is past: re-send only those whose task is lost.
+-- A holder is a worker incarnation, "<node>#<boot id>" (worker/app.py): a worker restarted
+-- under its own node name beats another alive key, so its predecessor's deadlines are not
+-- taken for live ones.
 -- A deadline whose task a live worker received less than ARGV[6] s ago is left to it (its
 -- re-check moves ARGV[2] s on); so is one nobody holds while the deadlines queue is not
 -- empty (ARGV[7] > 0): its task is presumed still queued behind others, not lost, and the
--- queue itself is recorded as its holder (node "queue", no "@": never a worker's name) for
+-- queue itself is recorded as its holder ("queue", no "@": never a worker's name) for
 -- at most ARGV[6] s. A burst of due deadlines is worked off at the workers' pace instead of
 -- being sent again and again while it waits. One with no holder and an empty queue, a dead
--- holder (its alive key expired) or a holding too old is returned for re-sending, and its
+-- holder (its alive key, ARGV[5] .. holder, expired) or a holding too old is re-sent, and its
 -- next re-check backs off exponentially (ARGV[2] s, twice that ... at most ARGV[4] s).
 -- KEYS: 1 armed zset, 2 holders hash, 3 resends hash
 -- ARGV: 1 now, 2 grace, 3 limit, 4 backoff cap, 5 alive key prefix, 6 max holding age,
@@ -18,12 +21,12 @@ for _, member in ipairs(overdue) do
   local holder = redis.call("HGET", KEYS[2], member)
   local held = false
   if holder then
-    local node, since = string.match(holder, "^(.*) ([%d.]+)$")
-    held = node ~= nil and now - tonumber(since) < max_holding
-    if held and node == "queue" then
+    local who, since = string.match(holder, "^(.*) ([%d.]+)$")
+    held = who ~= nil and now - tonumber(since) < max_holding
+    if held and who == "queue" then
       held = queued
     elseif held then
-      held = redis.call("EXISTS", ARGV[5] .. node) == 1
+      held = redis.call("EXISTS", ARGV[5] .. who) == 1
     end
   elseif queued then
     redis.call("HSET", KEYS[2], member, "queue " .. now)

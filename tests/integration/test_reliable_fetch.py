@@ -1,0 +1,294 @@
+"""Nothing inbound is lost at kill -9 (worker/transport.py, docs/reliable-fetch.md).
+
+kombu's Redis transport pops a message (BRPOP) and records it as unacked in a second step;
+a consumer killed in between loses it (kombu#305, celery#7950). These tests kill consumers
+in that window, and real workers while orders flow, and look for every message's effect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from kombu import Connection, Exchange, Producer, Queue
+
+from tests.integration.wire_messages import ORDER_EVENT, ago, new_id, placed
+from tests.support.processes import wait_until
+from worker.embedded_redis import child_dies_with_parent
+
+pytestmark = pytest.mark.integration
+
+RELIABLE = "worker.transport:Transport"
+QUEUE = "fetch-test"
+RESTORE_BOUND = 15.0  # alive expiry (5 s) + a beat (1 s), generously, on a loaded CI box
+
+
+class Consumers:
+    """`tests/support/fetch_consumer.py` processes; killed at teardown."""
+
+    def __init__(self, redis_url: str, tmp_path: Path) -> None:
+        self.redis_url, self.tmp_path = redis_url, tmp_path
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, transport: str, freeze: Path | None = None) -> subprocess.Popen[bytes]:
+        log = open(self.tmp_path / f"consumer-{len(self.started)}.log", "ab")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.fetch_consumer", self.redis_url, transport,
+             QUEUE, str(freeze) if freeze else "-"],
+            cwd=Path(__file__).resolve().parents[2], stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=child_dies_with_parent(),
+        )  # fmt: skip
+        log.close()
+        self.started.append(process)
+        return process
+
+    def close(self) -> None:
+        for process in self.started:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+@pytest.fixture
+def consumers(redis_url: str, tmp_path: Path) -> Iterator[Consumers]:
+    running = Consumers(redis_url, tmp_path)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def publish(redis_url: str, bodies: list[str], priority: int = 0, queue: str = QUEUE) -> None:
+    """With kombu's own transport, as any producer would."""
+    exchange = Exchange(queue, type="direct")
+    with Connection(redis_url) as connection:
+        Queue(queue, exchange, routing_key=queue)(connection.default_channel).declare()
+        producer = Producer(connection.default_channel, exchange=exchange, routing_key=queue)
+        for body in bodies:
+            producer.publish(body, serializer="json", priority=priority)
+
+
+@pytest.mark.parametrize("transport", [
+    pytest.param(RELIABLE, id="reliable-fetch"),
+    pytest.param("redis", id="kombu-redis", marks=pytest.mark.xfail(
+        strict=True, reason="kombu#305: the message popped by BRPOP is in no Redis key")),
+])  # fmt: skip
+def test_a_consumer_killed_between_fetch_and_bookkeeping_loses_nothing(
+    transport, consumers, redis_url, redis_client, tmp_path
+):
+    publish(redis_url, ["the one"])
+    marker = tmp_path / "taken"
+    frozen = consumers.start(transport, freeze=marker)
+    wait_until(marker.exists, 30, "the frozen consumer never took the message")
+
+    assert redis_client.llen(QUEUE) == 0  # it left the queue...
+    os.killpg(frozen.pid, signal.SIGKILL)
+    frozen.wait(10)
+    # ...and, the consumer dead, is still somewhere in Redis: queue or unacked records
+    assert redis_client.llen(QUEUE) + redis_client.hlen("unacked") == 1
+
+    killed_at = time.monotonic()
+    consumers.start(transport)  # a living consumer gives it back and then takes it
+    wait_until(lambda: redis_client.lrange("received", 0, -1) == [b"the one"], RESTORE_BOUND,
+               lambda: f"received {redis_client.lrange('received', 0, -1)}")
+    print(f"redelivered {time.monotonic() - killed_at:.1f} s after the kill")
+    wait_until(lambda: redis_client.hlen("unacked") == 0, 10, "the ack left an unacked entry")
+    assert redis_client.keys("aftersales:fetch:held:*") == []
+
+
+def test_priorities_and_queues_are_served_as_kombu_does(redis_url, redis_client):
+    """Same order as kombu's own BRPOP: priority steps first (kombu's Redis default: 0 is
+    the most urgent), then the queues in fair rotation."""
+    served = {}
+    for transport in ("redis", RELIABLE):
+        publish(redis_url, ["later-1", "later-2"], priority=9)
+        publish(redis_url, ["urgent"], priority=0)
+        publish(redis_url, ["other-1", "other-2"], priority=9, queue="fetch-other")
+        served[transport] = _consume(redis_url, transport, 5)
+
+    assert served[RELIABLE] == served["redis"]
+    assert served[RELIABLE][0] == "urgent"
+    assert served[RELIABLE].index("later-1") < served[RELIABLE].index("later-2")
+    assert redis_client.hlen("unacked") == 0
+    assert redis_client.keys("aftersales:fetch:held:*") == []
+
+
+def _consume(redis_url: str, transport: str, count: int) -> list[str]:
+    received: list[str] = []
+    with Connection(redis_url, transport=None if transport == "redis" else transport) as conn:
+        queues = [Queue(name, routing_key=name) for name in (QUEUE, "fetch-other")]
+
+        def on_message(body, message):
+            received.append(body)
+            message.ack()
+
+        with conn.Consumer(queues, callbacks=[on_message], accept=["json"]):
+            deadline = time.monotonic() + 15
+            while len(received) < count and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    conn.drain_events(timeout=1)
+    return received
+
+
+def test_a_living_consumers_messages_are_left_to_it(redis_url, redis_client):
+    """A consumer holding a message unacked is not robbed by another one's restore sweep."""
+    from worker import transport
+
+    publish(redis_url, ["mine"])
+    with Connection(redis_url, transport=RELIABLE) as holder, \
+            Connection(redis_url, transport=RELIABLE) as other:  # fmt: skip
+        taken: list = []
+        with holder.Consumer([Queue(QUEUE, routing_key=QUEUE)],
+                             callbacks=[lambda body, message: taken.append(message)],
+                             accept=["json"]):  # fmt: skip
+            wait_until(lambda: _drain(holder) or bool(taken), 15, "nothing fetched")
+            sweeper = transport.Heartbeat(other.default_channel)
+            try:
+                assert sweeper.beat() == 0
+            finally:
+                sweeper.client.close()
+            assert redis_client.hlen("unacked") == 1 and redis_client.llen(QUEUE) == 0
+            taken[0].ack()
+    assert redis_client.hlen("unacked") == 0
+
+
+def test_a_rejected_message_goes_back_to_its_queue_through_kombus_own_path(
+    redis_url, redis_client
+):
+    """Celery rejects with requeue when a pool process dies (task_reject_on_worker_lost):
+    kombu restores it from the unacked entry the fetch script wrote."""
+    publish(redis_url, ["again"])
+    with Connection(redis_url, transport=RELIABLE) as connection:
+        taken: list = []
+        with connection.Consumer([Queue(QUEUE, routing_key=QUEUE)],
+                                 callbacks=[lambda body, message: taken.append(message)],
+                                 accept=["json"]):  # fmt: skip
+            wait_until(lambda: _drain(connection) or bool(taken), 15, "nothing fetched")
+            taken[0].reject(requeue=True)
+
+    assert redis_client.llen(QUEUE) == 1
+    assert redis_client.hlen("unacked") == 0
+    assert redis_client.keys("aftersales:fetch:held:*") == []
+    assert _consume(redis_url, RELIABLE, 1) == ["again"]
+
+
+def test_fetching_goes_on_after_redis_forgets_its_scripts(redis_url, redis_client):
+    """A Redis restart (or SCRIPT FLUSH) forgets loaded scripts: NOSCRIPT loads it again."""
+    redis_client.script_flush()
+    publish(redis_url, ["first"])
+    assert _consume(redis_url, RELIABLE, 1) == ["first"]
+    redis_client.script_flush()
+    publish(redis_url, ["second"])
+    assert _consume(redis_url, RELIABLE, 1) == ["second"]
+
+
+UNDELIVERABLE = {
+    "not-json": b"\xff not json",
+    "no-properties": b'{"body": "e30="}',
+    "bad-base64-body": json.dumps({
+        "body": "%%% not base64", "content-type": "application/json", "headers": {},
+        "content-encoding": "utf-8", "properties": {
+            "body_encoding": "base64", "delivery_tag": "t", "priority": 0,
+            "delivery_info": {"exchange": QUEUE, "routing_key": QUEUE}},
+    }).encode(),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("junk", UNDELIVERABLE.values(), ids=UNDELIVERABLE.keys())
+def test_a_message_no_consumer_could_take_is_dropped_and_the_next_one_served(
+    junk, redis_url, redis_client
+):
+    """Bytes pushed onto the list by hand: kombu cannot make a message of them, so they
+    are not kept (and restored after every crash); what follows is served as usual."""
+    publish(redis_url, ["after the junk"])
+    redis_client.rpush(QUEUE, junk)  # the head of the queue: taken first
+
+    assert _consume(redis_url, RELIABLE, 1) == ["after the junk"]
+    assert redis_client.llen(QUEUE) == 0
+    assert redis_client.hlen("unacked") == 0
+    assert redis_client.keys("aftersales:fetch:held:*") == []
+
+
+def _drain(connection: Connection) -> bool:
+    with contextlib.suppress(TimeoutError):
+        connection.drain_events(timeout=0.2)
+    return False
+
+
+# --- real workers, kill -9 while orders flow --------------------------------------------
+
+KILLS = 4
+RATE = 40  # orders a second: about what two workers manage here, so a backlog builds
+
+
+def test_kill_9_of_a_worker_while_orders_flow_loses_and_repeats_nothing(
+    start_worker, wire_client, redis_client
+):
+    workers = [start_worker()]  # a steady one
+    victim = start_worker()
+    workers.append(victim)
+    orders: list[str] = []
+    stop = threading.Event()
+    sender = threading.Thread(target=_send_orders, args=(wire_client, orders, stop))
+    sender.start()
+    try:
+        for _ in range(KILLS):
+            wait_until(lambda v=victim: "order.placed" in v.log_text(), 30, "it took none")
+            victim.kill9()  # with its prefetched and running messages, mid-flow
+            victim = start_worker()
+            workers.append(victim)
+    finally:
+        stop.set()
+        sender.join(10)
+
+    wait_until(lambda: _applied(redis_client, orders) == len(orders), 45, lambda: (
+        f"{len(orders) - _applied(redis_client, orders)} orders never applied; "
+        f"{redis_client.hlen('unacked')} messages unacked (back only after the visibility "
+        f"timeout), {redis_client.llen('aftersales.inbound')} queued; the rest are lost"))
+    assert set(_versions(redis_client, orders)) == {1}, "applied twice"  # exactly-once commit
+    wait_until(lambda: redis_client.hlen("unacked") == 0, 15, "unacked entries left behind")
+    # the kills landed while the victims held messages, which the living gave back
+    restored = sum(_restored(worker.log_text()) for worker in workers)
+    assert restored >= 1
+    print(f"{KILLS} kills, {restored} messages restored, {len(orders)} orders applied once")
+
+
+def _send_orders(wire_client, orders: list[str], stop: threading.Event) -> None:
+    """RATE orders a second, in bursts, until told to stop."""
+    while not stop.wait(0.25):
+        for _ in range(RATE // 4):
+            order = new_id("o")
+            wire_client.send(ORDER_EVENT, placed(order, ago(minutes=5)))
+            orders.append(order)
+
+
+def _restored(log: str) -> int:
+    """Messages a worker gave back for dead consumers, from its JSON log lines."""
+    lines = (json.loads(line) for line in log.splitlines() if RESTORED in line)
+    return sum(int(line["count"]) for line in lines)
+
+
+RESTORED = "restored messages of dead consumers"
+
+
+def _versions(client: redis.Redis, orders: list[str]) -> list[int]:
+    from worker.adapters import keys
+
+    pipe = client.pipeline(transaction=False)
+    for order in orders:
+        pipe.hget(keys.order_state(order), "version")
+    return [int(version or 0) for version in pipe.execute()]
+
+
+def _applied(client: redis.Redis, orders: list[str]) -> int:
+    return sum(1 for version in _versions(client, orders) if version >= 1)

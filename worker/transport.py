@@ -1,0 +1,285 @@
+# mypy: disallow-untyped-calls=False
+# (kombu's Redis transport, which this subclasses, is unannotated)
+"""Reliable fetch: kombu's Redis transport without the kill -9 window (docs/reliable-fetch.md).
+
+kombu pops a message with BRPOP and records it in its `unacked` hash in a second step, so a
+worker killed in between loses it (celery/celery#7950, kombu#305). Here one Lua script
+(adapters/fetch.lua) pops the message and records it as unacked and as held by this
+consumer, atomically. Every consuming channel is a consumer with its own id and alive key,
+beaten every second by a thread; every second it also gives back (adapters/
+fetch_restore.lua) the messages of consumers whose alive key expired. After a kill -9 the
+dead consumer's messages are back at the head of their queues within the alive expiry plus
+one beat, not the visibility timeout, which stays as kombu's last resort.
+
+A script cannot block, so an idle consumer looks again every `fetch_poll_interval` (a
+transport option, 50 ms) instead of waiting in BRPOP. Queues, priority steps, fair rotation,
+fanout (pidbox), no-ack queues and the visibility timeout are kombu's own. Selected in
+worker/app.py for redis:// brokers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import threading
+import uuid
+from importlib import resources
+from queue import Empty
+from time import monotonic, time
+from typing import Any, NoReturn
+
+import redis
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+from kombu.utils.json import loads
+from redis.exceptions import NoScriptError, ResponseError
+
+from worker.adapters import keys
+from worker.logging import get_logger
+
+log = get_logger("aftersales.transport")
+
+POLL_INTERVAL = 0.05  # idle consumers look again this often: at most 50 ms of added latency
+"""Default of the transport option `fetch_poll_interval` (seconds)."""
+BEAT_PERIOD = 1.0  # a consumer's alive beat and restore sweep, like the worker's Liveness
+ALIVE_TTL_MS = 5_000  # five missed beats: a paused process is not declared dead
+ERROR_BACKOFF = 1.0  # after a Redis error answering the fetch, wait before trying again
+TAG_SEPARATOR = "|"  # delivery tag = consumer id | random: ack finds the owner in the tag
+
+
+def _script(name: str) -> str:
+    return resources.files("worker.adapters").joinpath(name).read_text()
+
+
+FETCH = _script("fetch.lua")
+FETCH_SHA = hashlib.sha1(FETCH.encode()).hexdigest()
+"""EVALSHA's name for it; loaded at the first NOSCRIPT, so channels that only publish never
+pay for a SCRIPT LOAD."""
+RESTORE = _script("fetch_restore.lua")
+
+
+def owner_of(delivery_tag: Any) -> str | None:
+    """The consumer that fetched a message, read from its delivery tag; None for a tag the
+    fetch script did not make (kombu's own, e.g. basic_get)."""
+    tag = delivery_tag.decode() if isinstance(delivery_tag, bytes) else str(delivery_tag)
+    owner, separator, _ = tag.rpartition(TAG_SEPARATOR)
+    return owner if separator and owner else None
+
+
+class QoS(kombu_redis.QoS):
+    """kombu's QoS, except that the fetch script has already written the unacked records,
+    and that an ack also clears the owner's held entry."""
+
+    def append(self, message: Any, delivery_tag: Any) -> None:
+        if owner_of(delivery_tag) is None:
+            super().append(message, delivery_tag)
+        else:
+            virtual.QoS.append(self, message, delivery_tag)
+
+    def _remove_from_indices(self, delivery_tag: Any, pipe: Any = None) -> Any:
+        pipe = super()._remove_from_indices(delivery_tag, pipe)
+        owner = owner_of(delivery_tag)
+        if owner is not None:
+            pipe.hdel(keys.fetch_held(owner), delivery_tag)
+        return pipe
+
+
+class Channel(kombu_redis.Channel):
+    QoS = QoS
+    fetch_poll_interval = POLL_INTERVAL
+    from_transport_options = (  # type: ignore[assignment]  # one option more than kombu
+        *kombu_redis.Channel.from_transport_options, "fetch_poll_interval",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._noack_queues: set[str] = set()
+        self._next_fetch_at = 0.0
+        self._pending: tuple[str, list[tuple[str, bool]]] | None = None
+        self._heartbeat: Heartbeat | None = None
+        self._pid = os.getpid()
+        self.consumer_id = _new_consumer_id()
+        super().__init__(*args, **kwargs)
+        if self.global_keyprefix:
+            raise ValueError("reliable fetch does not support kombu's global_keyprefix")
+
+    def basic_consume(self, queue: str, no_ack: bool = False, *args: Any, **kwargs: Any) -> Any:
+        if no_ack:
+            self._noack_queues.add(queue)
+        else:
+            self._noack_queues.discard(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        """Send the fetch script (kombu sends BRPOP here); the reply comes back through the
+        same poller. After an empty answer, wait the poll interval before asking again."""
+        if monotonic() < self._next_fetch_at:
+            return
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return
+        self._ensure_heartbeat()
+        lists = [(queue, self._q_for_pri(queue, pri))
+                 for pri in self.priority_steps for queue in queues]  # fmt: skip
+        tag = f"{self.consumer_id}{TAG_SEPARATOR}{uuid.uuid4().hex}"
+        argv: list[Any] = [time(), tag, self.consumer_id, ALIVE_TTL_MS]
+        for queue, _ in lists:
+            argv += [f',"",{json.dumps(queue)}]', "1" if queue in self._noack_queues else "0"]
+        script_keys = [
+            self.unacked_key, self.unacked_index_key, keys.fetch_held(self.consumer_id),
+            keys.FETCH_CONSUMERS, keys.alive(self.consumer_id), *(key for _, key in lists),
+        ]  # fmt: skip
+        self._pending = tag, [(queue, queue in self._noack_queues) for queue, _ in lists]
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = monotonic()  # type: ignore[assignment]  # kombu: None at first
+        self.client.connection.send_command(
+            "EVALSHA", FETCH_SHA, len(script_keys), *script_keys, *argv
+        )
+
+    def _brpop_read(self, **options: Any) -> bool:
+        try:
+            reply = self._read_fetch_reply(**options)
+            if not reply or self._pending is None:
+                self._next_fetch_at = monotonic() + float(self.fetch_poll_interval)
+                raise Empty()
+            tag, lists = self._pending
+            queue, no_ack = lists[int(reply[0]) - 1]
+            self._queue_cycle.rotate(queue)
+            return self._deliver_fetched(queue, reply[1], None if no_ack else tag)
+        finally:
+            self._in_poll = None  # type: ignore[assignment]  # kombu's own reset
+            self._flush_brpop_reauth()
+
+    def _read_fetch_reply(self, **options: Any) -> Any:
+        connection = self.client.connection
+        try:
+            return self.client.parse_response(connection, "EVALSHA", **options)
+        except NoScriptError:  # first use on this server, or Redis restarted: load it
+            self.client.script_load(FETCH)
+            return None
+        except self.connection_errors:
+            connection.disconnect()  # reconnected on the next round, as kombu does
+            raise
+        except ResponseError:  # e.g. out of memory: nothing was taken; try again later
+            log.warning("reliable fetch refused by Redis", exc_info=True)
+            self._next_fetch_at = monotonic() + ERROR_BACKOFF
+            return None
+
+    def _deliver_fetched(self, queue: str, raw: bytes, tag: str | None) -> bool:
+        try:
+            payload = loads(raw)
+            properties = payload["properties"]
+            if not isinstance(properties, dict):
+                raise TypeError("properties is not an object")
+        except (ValueError, TypeError, KeyError) as exc:
+            self._drop(queue, raw, exc, tag)
+        if tag is not None:
+            properties["delivery_tag"] = tag  # producers' tags may repeat; the hash key may not
+        try:
+            self.connection._deliver(payload, queue)
+        except Exception as exc:
+            if tag is not None and tag in self.qos._delivered:
+                raise  # the consumer's own failure, once kombu's QoS has it: kombu's way
+            self._drop(queue, raw, exc, tag)  # kombu could not even make a Message
+        return True
+
+    def _drop(self, queue: str, raw: bytes, error: Exception, tag: str | None) -> NoReturn:
+        """A message no consumer could ever take (not a kombu envelope, a body its encoding
+        cannot decode): forget it rather than restore it after every crash, which would
+        stop every worker in turn. The log keeps its first bytes."""
+        log.error("undeliverable message dropped", queue=queue, error=repr(error),
+                  head=raw[:200].decode("utf-8", "replace"))  # fmt: skip
+        if tag is not None:
+            self.qos._remove_from_indices(tag).execute()
+        raise Empty()
+
+    def _ensure_heartbeat(self) -> None:
+        if self._pid != os.getpid():  # a forked child is another consumer
+            self._pid, self.consumer_id, self._heartbeat = os.getpid(), _new_consumer_id(), None
+        if self._heartbeat is None:
+            self._heartbeat = Heartbeat(self)
+            self._heartbeat.start()
+
+    def close(self) -> None:
+        # Messages delivered and not acked are restored by kombu's close (restore_unacked);
+        # anything else this consumer holds goes back once its alive key has expired.
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+        super().close()
+
+
+class Heartbeat(threading.Thread):
+    """Keeps a consumer's alive key and gives back what dead consumers held."""
+
+    def __init__(self, channel: Channel) -> None:
+        super().__init__(name=f"reliable-fetch {channel.consumer_id}", daemon=True)
+        self.consumer_id = channel.consumer_id
+        # Its own pool: a pool child forked while this thread holds a pool lock must not
+        # inherit that lock in the pool kombu cleans up after a fork.
+        params = channel._connparams()
+        # A beat stuck longer than the alive expiry is worthless: give up and beat again.
+        params["socket_timeout"] = params.get("socket_timeout") or ALIVE_TTL_MS / 1000
+        pool = redis.ConnectionPool(**params)
+        self.client = redis.Redis(connection_pool=pool)
+        self.restore = self.client.register_script(RESTORE)
+        self.restore_keys = [keys.FETCH_CONSUMERS, channel.unacked_key, channel.unacked_index_key]
+        self.stopped = threading.Event()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def run(self) -> None:
+        while not self.stopped.wait(BEAT_PERIOD):
+            try:
+                self.beat()
+            except Exception:  # Redis away: try again next beat; the TTL decides the rest
+                log.warning("reliable fetch beat failed", exc_info=True)
+        self.client.close()
+
+    def beat(self) -> int:
+        self.client.set(keys.alive(self.consumer_id), "1", px=ALIVE_TTL_MS)
+        restored = int(self.restore(
+            keys=self.restore_keys,
+            args=[keys.ALIVE_PREFIX, keys.FETCH_HELD_PREFIX, self.consumer_id],
+        ))  # fmt: skip
+        if restored:
+            log.warning("restored messages of dead consumers", count=restored)
+        return restored
+
+
+class MultiChannelPoller(kombu_redis.MultiChannelPoller):
+    def get(self, callback: Any, timeout: float | None = None) -> Any:
+        """Without an event loop (drain_events): wait no longer than the next fetch."""
+        pending = [ch._next_fetch_at for ch in self._channels if ch.active_queues]
+        if pending:
+            wait = max(0.0, min(pending) - monotonic())
+            timeout = wait if timeout is None else min(timeout, wait)
+        return super().get(callback, timeout)
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cycle = MultiChannelPoller()  # type: ignore[assignment]  # kombu's, extended
+        self._fetch_tick: Any = None
+
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        """kombu's registration, plus a tick every poll interval: the event loop sends the
+        next fetch on its tick, and an idle loop would otherwise sleep up to a second."""
+        super().register_with_event_loop(connection, loop)
+        if self._fetch_tick is not None:  # a reconnection registers again
+            self._fetch_tick.cancel()
+        interval = connection.client.transport_options.get("fetch_poll_interval", POLL_INTERVAL)
+        self._fetch_tick = loop.call_repeatedly(float(interval), _tick)
+
+
+def _tick() -> None:
+    """Nothing to do: the timer only wakes the event loop, whose tick sends the fetch."""
+
+
+def _new_consumer_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
