@@ -10,8 +10,6 @@ sees it, and whatever is refused, or still fails in the strategy, lands in
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -31,26 +29,14 @@ TOO_LARGE_PREFIX = 4096
 
 def _original(message: Message, keep: int | None = None) -> dict[str, Any]:
     body = message.body
-    extra: dict[str, Any] = {}
-    if keep is not None and isinstance(body, bytes | bytearray | str):
-        whole = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
-        extra = {"length": len(whole), "sha256": hashlib.sha256(whole).hexdigest(),
-                 "truncated": len(whole) > keep}
-        body = whole[:keep]
-    if isinstance(body, bytes | bytearray):
-        try:
-            text: str | None = bytes(body).decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        raw = {"text": text} if text is not None else {
-            "base64": base64.b64encode(bytes(body)).decode("ascii")
-        }
-    else:
-        raw = {"text": str(body)}
+    raw = (
+        screen.raw_original(body, keep)
+        if isinstance(body, bytes | bytearray | str)
+        else {"text": str(body)}
+    )
     headers = message.headers or {}
     return {
         **raw,
-        **extra,
         "headers": {k: headers[k] for k in ("id", "task", "lang") if k in headers},
         "content_type": message.content_type,
         "content_encoding": message.content_encoding,

@@ -9,6 +9,8 @@ dead-letter reason and a readable error) or None. See docs/input-safety.md.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -187,3 +189,18 @@ def _kind(value: Any) -> str:
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
              type(None): "null", int: "a number", float: "a number"}
     return names.get(type(value), type(value).__name__)
+
+
+def raw_original(body: bytes | bytearray | str, keep: int | None = None) -> dict[str, Any]:
+    """A body as a dead letter keeps it: UTF-8 text, else base64; cut to `keep` bytes (with
+    its length and SHA-256) when it was refused for its size."""
+    whole = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
+    extra: dict[str, Any] = {}
+    if keep is not None:
+        extra = {"length": len(whole), "sha256": hashlib.sha256(whole).hexdigest(),
+                 "truncated": len(whole) > keep}
+        whole = whole[:keep]
+    try:
+        return {"text": whole.decode("utf-8"), **extra}
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(whole).decode("ascii"), **extra}

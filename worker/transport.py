@@ -25,6 +25,7 @@ import os
 import socket
 import threading
 import uuid
+from datetime import UTC, datetime
 from importlib import resources
 from queue import Empty
 from time import monotonic, time
@@ -36,8 +37,11 @@ from kombu.transport import virtual
 from kombu.utils.json import loads
 from redis.exceptions import NoScriptError, ResponseError
 
+from worker import topology
 from worker.adapters import keys
 from worker.logging import get_logger
+from worker.screen import raw_original
+from worker.service import dead_letter_body
 
 log = get_logger("aftersales.transport")
 
@@ -186,13 +190,36 @@ class Channel(kombu_redis.Channel):
 
     def _drop(self, queue: str, raw: bytes, error: Exception, tag: str | None) -> NoReturn:
         """A message no consumer could ever take (not a kombu envelope, a body its encoding
-        cannot decode): forget it rather than restore it after every crash, which would
-        stop every worker in turn. The log keeps its first bytes."""
-        log.error("undeliverable message dropped", queue=queue, error=repr(error),
-                  head=raw[:200].decode("utf-8", "replace"))  # fmt: skip
+        cannot decode): dead-letter its bytes rather than restore it after every crash,
+        which would stop every worker in turn. Never dropped: if even the dead letter
+        cannot be written, the message stays held and comes back like any other."""
+        log.error("undeliverable message dead-lettered", queue=queue, error=repr(error))
+        self._put(topology.DEAD_LETTER, self._dead_letter_envelope(queue, raw, error))
         if tag is not None:
             self.qos._remove_from_indices(tag).execute()
         raise Empty()
+
+    def _dead_letter_envelope(self, queue: str, raw: bytes, error: Exception) -> dict[str, Any]:
+        """A kombu envelope for the dead-letter queue, as `basic_publish` would make it."""
+        body = json.dumps(dead_letter_body(
+            task=None,
+            original={**raw_original(raw), "queue": queue},
+            error=f"not a message kombu can deliver: {type(error).__name__}: {error}",
+            reason="undeliverable",
+            now=datetime.now(UTC),
+        ))
+        message: dict[str, Any] = self.prepare_message(
+            body, content_type="application/json", content_encoding="utf-8",
+            properties={"delivery_mode": 2},
+        )
+        message["body"], message["properties"]["body_encoding"] = self.encode_body(
+            body, self.body_encoding
+        )
+        message["properties"]["delivery_info"] = {
+            "exchange": topology.DEAD_LETTER, "routing_key": topology.DEAD_LETTER,
+        }
+        message["properties"]["delivery_tag"] = str(uuid.uuid4())
+        return message
 
     def _ensure_heartbeat(self) -> None:
         if self._pid != os.getpid():  # a forked child is another consumer

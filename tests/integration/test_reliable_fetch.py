@@ -7,6 +7,7 @@ in that window, and real workers while orders flow, and look for every message's
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.integration
 
 RELIABLE = "worker.transport:Transport"
 QUEUE = "fetch-test"
+DEAD_LETTER = "aftersales.dead_letter"
 RESTORE_BOUND = 15.0  # alive expiry (5 s) + a beat (1 s), generously, on a loaded CI box
 
 
@@ -205,11 +207,12 @@ UNDELIVERABLE = {
 
 
 @pytest.mark.parametrize("junk", UNDELIVERABLE.values(), ids=UNDELIVERABLE.keys())
-def test_a_message_no_consumer_could_take_is_dropped_and_the_next_one_served(
+def test_a_message_no_consumer_could_take_is_dead_lettered_and_the_next_one_served(
     junk, redis_url, redis_client
 ):
     """Bytes pushed onto the list by hand: kombu cannot make a message of them, so they
-    are not kept (and restored after every crash); what follows is served as usual."""
+    are not kept (and restored after every crash) but dead-lettered with their bytes;
+    what follows is served as usual."""
     publish(redis_url, ["after the junk"])
     redis_client.rpush(QUEUE, junk)  # the head of the queue: taken first
 
@@ -217,6 +220,24 @@ def test_a_message_no_consumer_could_take_is_dropped_and_the_next_one_served(
     assert redis_client.llen(QUEUE) == 0
     assert redis_client.hlen("unacked") == 0
     assert redis_client.keys("aftersales:fetch:held:*") == []
+    (letter,) = _dead_letters(redis_url)
+    assert letter["reason"] == "undeliverable" and letter["original"]["queue"] == QUEUE
+    kept = letter["original"].get("text")
+    if kept is None:
+        kept = base64.b64decode(letter["original"]["base64"])
+    assert (kept.encode() if isinstance(kept, str) else kept) == junk
+
+
+def _dead_letters(redis_url: str) -> list[dict]:
+    """Bodies waiting in the dead-letter queue, read by a stock kombu consumer."""
+    queue = Queue(DEAD_LETTER, Exchange(DEAD_LETTER, type="direct", durable=True),
+                  routing_key=DEAD_LETTER)
+    letters = []
+    with Connection(redis_url) as connection:
+        bound = queue(connection.default_channel)
+        while (message := bound.get(no_ack=True)) is not None:
+            letters.append(json.loads(message.body))
+    return letters
 
 
 def _drain(connection: Connection) -> bool:
