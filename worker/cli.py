@@ -95,17 +95,30 @@ def _echo_json(value: object) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
 
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="JSON, for scripts.")
+
+
 @main.command()
 @click.argument("order_id")
-def order(order_id: str) -> None:
-    """One order: its timeline, pending deadlines, parked messages and state (JSON)."""
+@JSON_OPTION
+def order(order_id: str, as_json: bool) -> None:
+    """One order: its timeline, open requests, pending deadlines, parked messages.
+
+    Times are shown in UTC and in the marketplace's local time; `--json` prints
+    everything, the whole state included.
+    """
     from worker.ops import order_view
 
     _, store = _store()
     view = order_view(store, order_id)
     if view is None:
         raise click.ClickException(f"no order {order_id!r} in this Redis")
-    _echo_json(view)
+    if as_json:
+        _echo_json(view)
+        return
+    from worker.views import order_renderable, print_renderable
+
+    print_renderable(order_renderable(view))
 
 
 @main.command()
@@ -133,12 +146,19 @@ def deadlines(count: int, order_id: str | None) -> None:
 
 @main.command("dead-letters")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
-def dead_letters(limit: int) -> None:
+@JSON_OPTION
+def dead_letters(limit: int, as_json: bool) -> None:
     """Show dead letters, oldest first, without taking them off the queue."""
     from worker.ops import dead_letters as read
 
     client, _ = _store()
-    _echo_json(read(client, limit))
+    letters = read(client, limit)
+    if as_json:
+        _echo_json(letters)
+        return
+    from worker.views import dead_letters_renderable, print_renderable
+
+    print_renderable(dead_letters_renderable(letters))
 
 
 @main.command()
