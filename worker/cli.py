@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
@@ -159,6 +159,41 @@ def dead_letters(limit: int, as_json: bool) -> None:
     from worker.views import dead_letters_renderable, print_renderable
 
     print_renderable(dead_letters_renderable(letters))
+
+
+@main.command()
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="At most this many messages a second (to replay traffic at its pace).")
+@click.option("--dry-run", is_flag=True, help="Validate only; send nothing.")
+def publish(file: TextIO, rate: float | None, dry_run: bool) -> None:
+    """Send inbound messages from FILE (a JSON array or JSON lines; - for stdin).
+
+    Each message is validated first and sent to its task by its `type`; refused ones are
+    listed with their line number and the command then exits with status 1.
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from worker.client import Producer
+    from worker.publish import publish as run
+    from worker.publish import read_entries
+    from worker.settings import get_settings
+
+    entries = list(read_entries(file.read()))
+    progress_console = Console(stderr=True)
+    with Producer(get_settings().broker_url) as producer, Progress(
+        console=progress_console, disable=not progress_console.is_terminal, transient=True
+    ) as progress:
+        task = progress.add_task("publishing", total=len(entries))
+        summary = run(entries, (lambda _: None) if dry_run else producer.send, rate,
+                      advance=lambda: progress.advance(task))
+    verb = "valid (dry run, nothing sent)" if dry_run else "sent"
+    click.echo(f"{summary.sent} {verb}, {len(summary.refused)} refused")
+    for line, why in summary.refused:
+        click.echo(f"  line {line}: {why}")
+    if summary.refused:
+        raise SystemExit(1)
 
 
 @main.command()

@@ -28,11 +28,17 @@ pytestmark = pytest.mark.integration
 AFTERSALES = str(Path(sys.executable).parent / "aftersales")
 
 
-def aftersales(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def cli_env(redis_url: str) -> dict[str, str]:
+    """This process's environment, pointed at the test Redis; wide, so tables do not wrap."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AFTERSALES_")}
     env.update(AFTERSALES_REDIS_URL=redis_url, COLUMNS="220")
-    return subprocess.run([AFTERSALES, *args], env=env, capture_output=True, text=True,
-                          timeout=60)
+    return env
+
+
+def aftersales(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`aftersales ARGS` as a subprocess (the installed console script)."""
+    return subprocess.run([AFTERSALES, *args], env=cli_env(redis_url), capture_output=True,
+                          text=True, timeout=60)
 
 
 def test_order_shows_a_timeline_and_open_requests_in_local_and_utc_time(
