@@ -66,17 +66,29 @@ def run(concurrency: int, redis_port: int | None, loglevel: str) -> None:
 
 
 @main.command()
-@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-def schemas(out_dir: Path) -> None:
-    """Write the JSON Schemas of the wire contract into OUT_DIR.
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.option("--asyncapi", "asyncapi_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also write the AsyncAPI 3.0 document (YAML) to this file.")
+def schemas(out_dir: Path | None, asyncapi_file: Path | None) -> None:
+    """Write the JSON Schemas of the wire contract into OUT_DIR, and/or the AsyncAPI 3.0
+    document of the inbound tasks and outbound events (`--asyncapi docs/asyncapi.yaml`).
 
     One file per inbound task and per message type, the CloudEvent envelope and each
     event's data, and the policy file.
     """
-    from worker.schema_export import write_schemas
+    if out_dir is None and asyncapi_file is None:
+        raise click.UsageError("give OUT_DIR, --asyncapi FILE, or both")
+    if out_dir is not None:
+        from worker.schema_export import write_schemas
 
-    for path in write_schemas(out_dir):
-        click.echo(path)
+        for path in write_schemas(out_dir):
+            click.echo(path)
+    if asyncapi_file is not None:
+        from worker.asyncapi import document_yaml
+
+        asyncapi_file.parent.mkdir(parents=True, exist_ok=True)
+        asyncapi_file.write_text(document_yaml())
+        click.echo(asyncapi_file)
 
 
 def _store() -> tuple[redis.Redis, RedisStore]:
