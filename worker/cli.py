@@ -66,6 +66,47 @@ def run(concurrency: int, redis_port: int | None, loglevel: str) -> None:
 
 
 @main.command()
+@click.option("--own-worker", is_flag=True,
+              help="Start its own Redis, worker and beat (under var/demo) even if one runs.")
+@click.option("--timeout", type=click.FloatRange(min=10), default=60.0, show_default=True,
+              help="Seconds for the whole demo, start-up included.")
+def demo(own_worker: bool, timeout: float) -> None:
+    """Play a scripted story and print each event as it comes: an instant cancel, an
+    ignored cancel request, a UK return over a bank holiday, a drop-off label, a refund.
+
+    Event times lie in the past, so 48-hour timers fire within seconds. Uses the running
+    worker (AFTERSALES_REDIS_URL or var/redis.url) when one answers, else starts its own.
+    Exits 1 if a promised outcome did not come.
+    """
+    import time
+
+    from rich.console import Console
+
+    from worker.demo import play
+    from worker.demo_env import STOP_GRACE, workers_answering
+    from worker.demo_env import own_worker as start_own
+    from worker.runner import redacted
+    from worker.settings import get_settings
+
+    started, console = time.monotonic(), Console(highlight=False)
+    url = get_settings().broker_url
+    nodes = [] if own_worker else workers_answering(url)
+    if nodes:
+        console.print(f"Using {len(nodes)} running worker(s) at {redacted(url)}.")
+        raise SystemExit(play(url, console, timeout - (time.monotonic() - started)))
+    var_dir = Path(os.environ.get("AFTERSALES_VAR_DIR", "var")) / "demo"
+    console.print(f"Starting a Redis, worker and beat of its own under {var_dir}/ ...")
+    try:
+        with start_own(var_dir, timeout / 2) as target:
+            console.print(f"Ready at {target.url} (log: {target.log}).")
+            budget = timeout - (time.monotonic() - started) - STOP_GRACE / 4
+            status = play(target.url, console, budget)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    raise SystemExit(status)
+
+
+@main.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path), required=False)
 @click.option("--asyncapi", "asyncapi_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Also write the AsyncAPI 3.0 document (YAML) to this file.")

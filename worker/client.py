@@ -16,6 +16,7 @@ event type is usable here as soon as it is in the models.
 from __future__ import annotations
 
 import functools
+import time
 import typing
 import uuid
 from collections import OrderedDict
@@ -193,6 +194,26 @@ class EventConsumer:
             else:
                 self.duplicates += 1
             message.ack()
+
+    def next_event(self, timeout: float) -> Event | None:
+        """The next new event within `timeout` s, or None; acknowledged before it is
+        returned (at most once: for tools and tests, where `iterate` is for services)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                message = self._queue.get(block=True, timeout=left)
+            except self._queue.Empty:
+                return None
+            message.ack()
+            try:
+                event = parse_event(message.body)
+            except ValueError as exc:
+                log.warning("event skipped", error=str(exc)[:500])
+                continue
+            if self._remember(event.id):
+                return event
+            self.duplicates += 1
+        return None
 
     def _remember(self, event_id: str) -> bool:
         """True the first time an id is seen."""
