@@ -29,8 +29,15 @@ EMAIL_RE = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]*\.[^\s@'\"<>(),;:]*")
 ("jane@exa..."): a dot after the "@" is enough. Node names like celery@host stay."""
 
 
+def _redacted(found: re.Match[str]) -> str:
+    # Celery prints broker URLs with the password masked, "redis://:**@127.0.0.1:6379":
+    # an address needs a letter or digit before its "@".
+    local = found.group().partition("@")[0]
+    return "<redacted-email>" if any(c.isalnum() for c in local) else found.group()
+
+
 def redact(text: str) -> str:
-    return EMAIL_RE.sub("<redacted-email>", text)
+    return EMAIL_RE.sub(_redacted, text)
 
 
 def _redact_event(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
