@@ -45,18 +45,20 @@ class Story:
     ends_at: float  # time.monotonic() by which everything must have come
     seen: dict[str, list[Event]] = field(default_factory=dict)  # by order id
     missing: list[str] = field(default_factory=list)
+    orders: set[str] = field(default_factory=set)  # the story's: a shared worker has others
 
     def send(self, *messages: Any) -> None:
         for message in messages:
+            self.orders.add(message.order_id)
             self.producer.send(message)
             self.console.print(f"  [dim]→ {message.type} ({_ago(message.occurred_at)})[/dim]")
 
     def expect(self, order_id: str, *types: str) -> dict[str, Event]:
-        """Wait for events of these types for the order (printing all that arrive)."""
+        """Wait for events of these types for the order, printing the story's as they come."""
         deadline = min(self.ends_at, time.monotonic() + SCENE_TIMEOUT)
         while not self._has(order_id, types) and (left := deadline - time.monotonic()) > 0:
             event = self.events.next_event(min(left, 0.5))
-            if event is not None:
+            if event is not None and event.subject in self.orders:
                 self.seen.setdefault(event.subject, []).append(event)
                 self.console.print(f"  [green]✓ {event.type}[/green] {describe(event, LONDON)}")
         got = {e.type: e for e in self.seen.get(order_id, [])}
@@ -130,7 +132,7 @@ def last_bank_holiday(today: date) -> date:
     return max(day for day in found if day.weekday() < 5 and day <= today - timedelta(days=7))
 
 
-def _business_day_before(day: date) -> date:
+def business_day_before(day: date) -> date:
     found = holidays_lib.country_holidays("GB", subdiv="ENG", years=[day.year - 1, day.year])
     day -= timedelta(days=1)
     while day.weekday() >= 5 or day in found:
@@ -143,7 +145,7 @@ def bank_holiday_return(story: Story) -> None:
     name = holidays_lib.country_holidays("GB", subdiv="ENG", years=holiday.year).get(holiday)
     story.console.rule(f"3. A UK return asked just before {name} ({holiday:%a %d %b %Y})")
     order = _new("uk-holiday")
-    asked = datetime.combine(_business_day_before(holiday), datetime.min.time(), LONDON)
+    asked = datetime.combine(business_day_before(holiday), datetime.min.time(), LONDON)
     asked = (asked + timedelta(hours=10)).astimezone(UTC)
     delivered, placed = asked - timedelta(days=1), asked - timedelta(days=5)
     story.send(_order(order, placed, "UK", "GBP"),
