@@ -2,6 +2,7 @@
 """The README's two commands, on a machine that has only Python 3.11+:
 
     python3 dev.py run  [aftersales run options]   # worker + beat (+ embedded Redis)
+    python3 dev.py demo                            # a scripted story against it
     python3 dev.py test [pytest options]           # the whole test suite
 
 Both create .venv when it is missing and (re)install the project with its test extras
@@ -41,7 +42,7 @@ def ensure_installed() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("run", "test", "install"):
+    if not argv or argv[0] not in ("run", "demo", "test", "install"):
         print(__doc__, file=sys.stderr)
         return 2
     command, args = argv[0], argv[1:]
@@ -52,9 +53,9 @@ def main(argv: list[str]) -> int:
         return 1
     if command == "install":  # for the Makefile; the README needs only run and test
         return 0
-    if command == "run":
+    if command in ("run", "demo"):
         aftersales = str(BIN / "aftersales")
-        os.execv(aftersales, [aftersales, "run", *args])
+        os.execv(aftersales, [aftersales, command, *args])
     try:
         status = subprocess.run([str(BIN / "python"), "-m", "pytest", *args], cwd=ROOT).returncode
     except KeyboardInterrupt:  # pytest got the Ctrl-C too and has reported it

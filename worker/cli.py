@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
@@ -66,17 +66,70 @@ def run(concurrency: int, redis_port: int | None, loglevel: str) -> None:
 
 
 @main.command()
-@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-def schemas(out_dir: Path) -> None:
-    """Write the JSON Schemas of the wire contract into OUT_DIR.
+@click.option("--own-worker", is_flag=True,
+              help="Start its own Redis, worker and beat (under var/demo) even if one runs.")
+@click.option("--timeout", type=click.FloatRange(min=10), default=60.0, show_default=True,
+              help="Seconds for the whole demo, start-up included.")
+def demo(own_worker: bool, timeout: float) -> None:
+    """Play a scripted story and print each event as it comes: an instant cancel, an
+    ignored cancel request, a UK return over a bank holiday, a drop-off label, a refund.
+
+    Event times lie in the past, so 48-hour timers fire within seconds. Uses the running
+    worker (AFTERSALES_REDIS_URL or var/redis.url) when one answers, else starts its own.
+    Exits 1 if a promised outcome did not come.
+    """
+    import time
+
+    from rich.console import Console
+
+    from worker.demo import play
+    from worker.demo_env import STOP_GRACE, workers_answering
+    from worker.demo_env import own_worker as start_own
+    from worker.runner import redacted
+    from worker.settings import get_settings
+
+    started, console = time.monotonic(), Console(highlight=False)
+    url = get_settings().broker_url
+    nodes = [] if own_worker else workers_answering(url)
+    if nodes:
+        console.print(f"Using {len(nodes)} running worker(s) at {redacted(url)}.")
+        raise SystemExit(play(url, console, timeout - (time.monotonic() - started)))
+    var_dir = Path(os.environ.get("AFTERSALES_VAR_DIR", "var")) / "demo"
+    console.print(f"Starting a Redis, worker and beat of its own under {var_dir}/ ...")
+    try:
+        with start_own(var_dir, timeout / 2) as target:
+            console.print(f"Ready at {target.url} (log: {target.log}).")
+            budget = timeout - (time.monotonic() - started) - STOP_GRACE / 4
+            status = play(target.url, console, budget)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    raise SystemExit(status)
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.option("--asyncapi", "asyncapi_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also write the AsyncAPI 3.0 document (YAML) to this file.")
+def schemas(out_dir: Path | None, asyncapi_file: Path | None) -> None:
+    """Write the JSON Schemas of the wire contract into OUT_DIR, and/or the AsyncAPI 3.0
+    document of the inbound tasks and outbound events (`--asyncapi docs/asyncapi.yaml`).
 
     One file per inbound task and per message type, the CloudEvent envelope and each
     event's data, and the policy file.
     """
-    from worker.schema_export import write_schemas
+    if out_dir is None and asyncapi_file is None:
+        raise click.UsageError("give OUT_DIR, --asyncapi FILE, or both")
+    if out_dir is not None:
+        from worker.schema_export import write_schemas
 
-    for path in write_schemas(out_dir):
-        click.echo(path)
+        for path in write_schemas(out_dir):
+            click.echo(path)
+    if asyncapi_file is not None:
+        from worker.asyncapi import document_yaml
+
+        asyncapi_file.parent.mkdir(parents=True, exist_ok=True)
+        asyncapi_file.write_text(document_yaml())
+        click.echo(asyncapi_file)
 
 
 def _store() -> tuple[redis.Redis, RedisStore]:
@@ -95,17 +148,30 @@ def _echo_json(value: object) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
 
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="JSON, for scripts.")
+
+
 @main.command()
 @click.argument("order_id")
-def order(order_id: str) -> None:
-    """One order: its timeline, pending deadlines, parked messages and state (JSON)."""
+@JSON_OPTION
+def order(order_id: str, as_json: bool) -> None:
+    """One order: its timeline, open requests, pending deadlines, parked messages.
+
+    Times are shown in UTC and in the marketplace's local time; `--json` prints
+    everything, the whole state included.
+    """
     from worker.ops import order_view
 
     _, store = _store()
     view = order_view(store, order_id)
     if view is None:
         raise click.ClickException(f"no order {order_id!r} in this Redis")
-    _echo_json(view)
+    if as_json:
+        _echo_json(view)
+        return
+    from worker.views import order_renderable, print_renderable
+
+    print_renderable(order_renderable(view))
 
 
 @main.command()
@@ -133,12 +199,54 @@ def deadlines(count: int, order_id: str | None) -> None:
 
 @main.command("dead-letters")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
-def dead_letters(limit: int) -> None:
+@JSON_OPTION
+def dead_letters(limit: int, as_json: bool) -> None:
     """Show dead letters, oldest first, without taking them off the queue."""
     from worker.ops import dead_letters as read
 
     client, _ = _store()
-    _echo_json(read(client, limit))
+    letters = read(client, limit)
+    if as_json:
+        _echo_json(letters)
+        return
+    from worker.views import dead_letters_renderable, print_renderable
+
+    print_renderable(dead_letters_renderable(letters))
+
+
+@main.command()
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="At most this many messages a second (to replay traffic at its pace).")
+@click.option("--dry-run", is_flag=True, help="Validate only; send nothing.")
+def publish(file: TextIO, rate: float | None, dry_run: bool) -> None:
+    """Send inbound messages from FILE (a JSON array or JSON lines; - for stdin).
+
+    Each message is validated first and sent to its task by its `type`; refused ones are
+    listed with their line number and the command then exits with status 1.
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from worker.client import Producer
+    from worker.publish import publish as run
+    from worker.publish import read_entries
+    from worker.settings import get_settings
+
+    entries = list(read_entries(file.read()))
+    progress_console = Console(stderr=True)
+    with Producer(get_settings().broker_url) as producer, Progress(
+        console=progress_console, disable=not progress_console.is_terminal, transient=True
+    ) as progress:
+        task = progress.add_task("publishing", total=len(entries))
+        summary = run(entries, (lambda _: None) if dry_run else producer.send, rate,
+                      advance=lambda: progress.advance(task))
+    verb = "valid (dry run, nothing sent)" if dry_run else "sent"
+    click.echo(f"{summary.sent} {verb}, {len(summary.refused)} refused")
+    for line, why in summary.refused:
+        click.echo(f"  line {line}: {why}")
+    if summary.refused:
+        raise SystemExit(1)
 
 
 @main.command()

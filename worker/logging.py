@@ -1,12 +1,17 @@
-"""structlog JSON logs, and the Celery signal hooks that bind context on every line.
+"""structlog logs, and the Celery signal hooks that bind context on every line.
 
-Hooks never fail a task: an exception inside one is logged and swallowed. E-mail
+Lines are JSON when stderr is not a terminal (files, containers, log shippers) and
+rendered for people on a terminal; `AFTERSALES_LOG_FORMAT=json|console|auto` decides
+otherwise. The beat tick runs every second and mostly finds nothing to do: Celery's own
+lines about it (sent, received, succeeded) are shown only at DEBUG, so an idle worker is
+silent. Hooks never fail a task: an exception inside one is logged and swallowed. E-mail
 addresses are redacted from every log line, whatever logged them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -24,8 +29,15 @@ EMAIL_RE = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]*\.[^\s@'\"<>(),;:]*")
 ("jane@exa..."): a dot after the "@" is enough. Node names like celery@host stay."""
 
 
+def _redacted(found: re.Match[str]) -> str:
+    # Celery prints broker URLs with the password masked, "redis://:**@127.0.0.1:6379":
+    # an address needs a letter or digit before its "@".
+    local = found.group().partition("@")[0]
+    return "<redacted-email>" if any(c.isalnum() for c in local) else found.group()
+
+
 def redact(text: str) -> str:
-    return EMAIL_RE.sub("<redacted-email>", text)
+    return EMAIL_RE.sub(_redacted, text)
 
 
 def _redact_event(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -45,6 +57,52 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+QUIET_TASKS = frozenset({"aftersales.tick"})
+"""Periodic housekeeping: Celery's per-run lines about them are noise unless at DEBUG."""
+
+LOG_FORMATS = ("auto", "json", "console")
+
+
+class QuietTicksFilter(logging.Filter):
+    """Drops Celery's "Sending due task", "received" and "succeeded" lines of QUIET_TASKS.
+
+    Celery logs those with the task name in the record's arguments: a dict for the
+    worker's lines (`Task %(name)s[%(id)s] received`), a tuple for beat's. Warnings and
+    failures of the same tasks always pass, and everything passes at DEBUG.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or logging.getLogger().level <= logging.DEBUG:
+            return True
+        args = record.args
+        if isinstance(args, dict):
+            return args.get("name") not in QUIET_TASKS
+        if isinstance(args, tuple) and record.name == "celery.beat":
+            return not any(arg in QUIET_TASKS for arg in args if isinstance(arg, str))
+        return True
+
+
+def log_format(value: str | None = None, stream: Any = None) -> str:
+    """`json` or `console`: the setting (env `AFTERSALES_LOG_FORMAT`), `auto` by the stream."""
+    chosen = (value if value is not None else os.environ.get("AFTERSALES_LOG_FORMAT", "auto"))
+    chosen = chosen.strip().lower() or "auto"
+    if chosen not in LOG_FORMATS:
+        raise SystemExit(
+            f"aftersales: cannot start: AFTERSALES_LOG_FORMAT={chosen!r}; "
+            f"expected one of {', '.join(LOG_FORMATS)}"
+        )
+    if chosen != "auto":
+        return chosen
+    isatty = getattr(stream if stream is not None else sys.stderr, "isatty", None)
+    return "console" if isatty is not None and isatty() else "json"
+
+
+def _renderer(fmt: str) -> Processor:
+    if fmt == "console":
+        return structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    return structlog.processors.JSONRenderer()
+
+
 _configured = False
 
 
@@ -53,28 +111,27 @@ def setup_logging(level: int = logging.INFO) -> None:
     if _configured:
         return
     _configured = True
+    fmt = log_format()
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # The console renderer prints tracebacks itself, readably; JSON needs them as a field.
+    exc_info: list[Processor] = [structlog.processors.format_exc_info] if fmt == "json" else []
     structlog.configure(
-        processors=[
-            *shared,
-            structlog.processors.format_exc_info,
-            _redact_event,
-            structlog.processors.JSONRenderer(),
-        ],
+        processors=[*shared, *exc_info, _redact_event, _renderer(fmt)],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(QuietTicksFilter())
     handler.addFilter(RedactingFilter())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processor=structlog.processors.JSONRenderer(),
-            foreign_pre_chain=[*shared, _redact_event],
+            processor=_renderer(fmt),
+            foreign_pre_chain=[*shared, *exc_info, _redact_event],
         )
     )
     root = logging.getLogger()

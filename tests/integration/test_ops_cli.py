@@ -32,7 +32,7 @@ def test_order_and_deadlines_show_the_timeline_and_the_pending_expiry(
     event_listener.collect(0.1)
     _wait_for_order(cli, order)
 
-    view = json.loads(cli("order", order).output)
+    view = json.loads(cli("order", order, "--json").output)
     listing = json.loads(cli("deadlines", "--next", "5").output)
 
     assert view["timeline"][0]["input"] == "order.placed"
@@ -52,8 +52,8 @@ def test_a_message_held_too_long_is_dead_lettered_listed_and_replayed(
     paid = message("order.paid", order, ago(minutes=5))
 
     wire_client.send(ORDER_EVENT, paid)  # the order was never placed: held, then dead
-    _wait(lambda: json.loads(cli("dead-letters").output))
-    (letter,) = json.loads(cli("dead-letters").output)
+    _wait(lambda: json.loads(cli("dead-letters", "--json").output))
+    (letter,) = json.loads(cli("dead-letters", "--json").output)
     assert letter["original"] == paid and letter["reason"] == "held_too_long"
     assert letter["task"] == ORDER_EVENT
 
@@ -62,8 +62,8 @@ def test_a_message_held_too_long_is_dead_lettered_listed_and_replayed(
     result = json.loads(cli("replay").output)
 
     assert result["replayed"] == 1
-    _wait(lambda: json.loads(cli("order", order).output)["state"]["paid_at"] is not None)
-    assert json.loads(cli("dead-letters").output) == []
+    _wait(lambda: json.loads(cli("order", order, "--json").output)["state"]["paid_at"] is not None)
+    assert json.loads(cli("dead-letters", "--json").output) == []
 
 
 def _wait_for_order(cli, order: str) -> None:

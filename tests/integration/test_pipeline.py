@@ -125,7 +125,8 @@ def test_the_same_message_sent_three_times_is_applied_once(
         (ORDER_EVENT, {"message_id": "m", "type": "order.paid", "order_id": "o",
                        "occurred_at": "2026-01-01 00:00:00"}, "occurred_at"),
         (ORDER_EVENT, {"message_id": "m", "type": "order.paid", "order_id": "o",
-                       "occurred_at": ts(ago(minutes=-10))}, "future"),
+                       # A day ahead: this is computed at collection, minutes before it runs.
+                       "occurred_at": ts(ago(days=-1))}, "future"),
     ],
     ids=["not-an-object", "missing-fields", "unknown-type", "wrong-task", "naive-time",
          "future"],

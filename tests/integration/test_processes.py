@@ -157,6 +157,7 @@ def test_run_starts_everything_and_ctrl_c_stops_it_in_order(start_cli: StartCli)
     url = cli.read_until(r"AFTERSALES_REDIS_URL=(redis://\S+)").group(1)
     assert (cli.cwd / "var" / "redis.url").read_text().strip() == url
     cli.read_until(r"started worker pid \d+, beat pid \d+")
+    cli.read_until(r"python3 dev.py demo")  # a newcomer learns what to try next
     pids = cli.pids()
     assert set(pids) == {"redis", "worker", "beat"}
     cli.read_until(r"celery@\S+ ready")

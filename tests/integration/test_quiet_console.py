@@ -1,0 +1,72 @@
+"""An idle worker and beat print nothing per tick; real tasks keep their lines (issue 12)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+import pytest
+from celery import Celery
+
+from tests.integration.wire_messages import BUYER_ACTION, ORDER_EVENT, ago, message, new_id, placed
+from tests.support.processes import wait_until
+
+pytestmark = pytest.mark.integration
+
+FAST_TICK = {"AFTERSALES_SWEEP_INTERVAL": "PT0.2S"}
+# What Celery logs per run of a periodic task: beat's send, the worker's receipt and success.
+PER_TICK = re.compile(
+    r"Sending due task (\S+)|Task (aftersales\.\w+)\[[^\]]+\] (received|succeeded)"
+)
+
+
+def ticks_run(broker_url: str, node: str) -> int:
+    """How many aftersales.tick the worker has run, as it reports itself (not its log)."""
+    client = Celery("aftersales-test-stats", broker=broker_url, set_as_current=False)
+    try:
+        stats = client.control.inspect(destination=[node], timeout=1.0).stats() or {}
+    finally:
+        client.close()
+    return int(stats.get(node, {}).get("total", {}).get("aftersales.tick", 0))
+
+
+def per_tick_lines(log: str) -> Counter[str]:
+    """Lines about one run of a task, counted per task name (beat's entry name for beat)."""
+    counts: Counter[str] = Counter()
+    for line in log.splitlines():
+        if found := PER_TICK.search(line):
+            counts[found.group(1) or found.group(2)] += 1
+    return counts
+
+
+def test_idle_worker_and_beat_are_silent_while_real_tasks_keep_their_lines(
+    redis_url, start_worker, start_beat, wire_client, event_listener
+):
+    worker = start_worker(env=FAST_TICK)
+    beat = start_beat(env=FAST_TICK)
+    wait_until(lambda: ticks_run(redis_url, worker.name) >= 10, 40, "the tick never ran 10 times")
+
+    order = new_id("o")
+    wire_client.send(ORDER_EVENT, placed(order, ago(minutes=5)))
+    wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, ago(minutes=1),
+                                           reason="changed my mind"))
+    event_listener.wait_for("order.cancelled", timeout=20)
+    worker.wait_for_log(f"Task {BUYER_ACTION}[", timeout=20)
+    worker.wait_for_log("succeeded", timeout=20)
+
+    worker_lines = per_tick_lines(worker.log_text())
+    assert worker_lines["aftersales.tick"] == 0, worker.log_text()
+    assert per_tick_lines(beat.log_text()) == Counter(), beat.log_text()
+    # Real tasks: received and succeeded, each one JSON line (the log is not a terminal).
+    assert worker_lines[ORDER_EVENT] == 2 and worker_lines[BUYER_ACTION] == 2
+    for line in worker.log_text().splitlines():
+        if PER_TICK.search(line):
+            assert json.loads(line)["level"] == "info"
+
+
+def test_at_debug_beat_shows_each_tick_again(start_beat):
+    beat = start_beat(env=FAST_TICK, loglevel="DEBUG")
+
+    wait_until(lambda: per_tick_lines(beat.log_text())["aftersales-tick"] >= 3, 30,
+               lambda: "beat never showed three ticks at DEBUG:\n" + beat.log_text())
