@@ -12,8 +12,12 @@ from worker.rules.codes import REJECTION_CODES
 ROOT = Path(__file__).resolve().parents[2]
 RULES = (ROOT / "docs" / "rules.md").read_text()
 # Every Markdown file a reader reaches from the README's index.
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
-             ROOT / "bench" / "README.md", ROOT / "examples" / "README.md"]
+DOCUMENTS = [
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+    ROOT / "bench" / "README.md",
+    ROOT / "examples" / "README.md",
+]
 
 
 def test_the_rules_list_every_rejection_code_and_no_other() -> None:
