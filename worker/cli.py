@@ -85,7 +85,7 @@ def demo(own_worker: bool, timeout: float) -> None:
     from worker.demo import play
     from worker.demo_env import STOP_GRACE, workers_answering
     from worker.demo_env import own_worker as start_own
-    from worker.runner import redacted
+    from worker.redis_urls import redacted
     from worker.settings import get_settings
 
     started, console = time.monotonic(), Console(highlight=False)
@@ -93,7 +93,8 @@ def demo(own_worker: bool, timeout: float) -> None:
     nodes = [] if own_worker else workers_answering(url)
     if nodes:
         console.print(f"Using {len(nodes)} running worker(s) at {redacted(url)}.")
-        raise SystemExit(play(url, console, timeout - (time.monotonic() - started)))
+        budget = timeout - (time.monotonic() - started)
+        raise SystemExit(play(url, console, budget, state_url=get_settings().redis_url))
     var_dir = Path(os.environ.get("AFTERSALES_VAR_DIR", "var")) / "demo"
     console.print(f"Starting a Redis, worker and beat of its own under {var_dir}/ ...")
     try:
