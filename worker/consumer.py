@@ -79,6 +79,13 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
         return on_task_received
 
     def _screen(self, message: Message, limits: screen.Limits) -> screen.Refusal | None:
+        try:
+            return self._check(message, limits)
+        except Exception as exc:  # a check that did not foresee some input: refuse it
+            log.exception("screening a task message failed; dead-lettered")
+            return screen.Refusal("unprocessable", f"{type(exc).__name__}: {exc}")
+
+    def _check(self, message: Message, limits: screen.Limits) -> screen.Refusal | None:
         refusal = screen.refuse_raw(message.body, message.content_type,
                                     message.content_encoding, message.headers, limits)
         if refusal is not None:
@@ -101,7 +108,7 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
                 original=_original(message, keep),
                 error=error,
                 reason=reason,
-                content_type=message.content_type,
+                content_type=_text_or_none(message.content_type),
             )
         except Exception:
             # Broker down: give the message back rather than lose it.
@@ -127,6 +134,10 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
     def on_invalid_task(self, body: Any, message: Message, exc: Exception) -> None:
         log.warning("invalid task message dead-lettered", error=str(exc))
         self._dead_letter(message, "invalid_task_message", f"{type(exc).__name__}: {exc}")
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _task_name(message: Message) -> str | None:

@@ -74,3 +74,57 @@ def test_poison_message_is_dead_lettered_and_the_worker_goes_on(
     event_listener.wait_for("order.cancelled", timeout=20.0)
     assert worker.alive() and ping(redis_url, worker.name)
     assert "Unrecoverable error" not in worker.log_text()
+
+
+def _envelope(body: bytes, **overrides: Any) -> bytes:
+    """A kombu Redis envelope as a producer writing the list itself would make it, with
+    some fields replaced by values of the wrong type."""
+    import base64
+
+    envelope: dict[str, Any] = {
+        "body": base64.b64encode(body).decode(),
+        "content-type": "application/json",
+        "content-encoding": "utf-8",
+        "headers": task_headers(BUYER_ACTION),
+        "properties": {
+            "body_encoding": "base64", "delivery_tag": "t", "priority": 0,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "aftersales.inbound",
+                              "routing_key": "aftersales.inbound"},
+        },
+    }  # fmt: skip
+    for key, value in overrides.items():
+        if key in envelope["properties"]:
+            envelope["properties"][key] = value
+        else:
+            envelope[key.replace("_", "-")] = value
+    return json.dumps(envelope).encode()
+
+
+ENVELOPES = {
+    "content-encoding-a-number": {"content_encoding": 5},
+    "content-encoding-a-list": {"content_encoding": ["utf-8"]},
+    "content-type-an-object": {"content_type": {"type": "application/json"}},
+    "delivery-info-a-string": {"delivery_info": "to you"},
+    "delivery-info-a-list": {"delivery_info": ["exchange", "routing_key"]},
+}
+
+
+@pytest.mark.parametrize("overrides", ENVELOPES.values(), ids=ENVELOPES.keys())
+def test_envelope_fields_of_the_wrong_type_are_dead_lettered_and_the_worker_goes_on(
+    start_worker, wire_client, event_listener, redis_url, redis_client, overrides
+):
+    worker = start_worker(concurrency=1)
+    body = _cancel()
+    redis_client.lpush("aftersales.inbound", _envelope(body, **overrides))
+
+    (letter,) = event_listener.dead_letters(timeout=20.0)
+    assert letter["task"] == BUYER_ACTION or letter["reason"] == "undeliverable", letter
+
+    order = new_id("o")
+    wire_client.send(ORDER_EVENT, placed(order, ago(minutes=5)))
+    wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, ago(minutes=1),
+                                           reason="x"))
+    event_listener.wait_for("order.cancelled", timeout=20.0)
+    assert worker.alive() and ping(redis_url, worker.name)
+    assert "Unrecoverable error" not in worker.log_text()

@@ -54,3 +54,17 @@ def test_a_refused_message_never_reaches_celerys_handler(monkeypatch):
     handle, letters = _handler(monkeypatch, AssertionError("must not be called"))
     handle(_message(b"[1, 2, 3]"))
     assert [reason for reason, _ in letters] == ["invalid_task_message"]
+
+
+def test_a_check_that_raises_is_a_refusal_not_a_crash(monkeypatch):
+    """The screen itself sees every input first: if one of its checks did not foresee
+    some value and raises, the message is refused, not the worker stopped."""
+    from worker import screen
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise AttributeError("'int' object has no attribute 'lower'")
+
+    monkeypatch.setattr(screen, "refuse_raw", broken)
+    handle, letters = _handler(monkeypatch, AssertionError("must not be called"))
+    handle(_message())
+    assert letters == [("unprocessable", "AttributeError: 'int' object has no attribute 'lower'")]
