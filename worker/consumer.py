@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from celery.worker.consumer import Consumer
+from kombu import compression
 from kombu.message import Message
 
 from worker import screen
@@ -41,6 +42,23 @@ def _original(message: Message, keep: int | None = None) -> dict[str, Any]:
         "content_type": message.content_type,
         "content_encoding": message.content_encoding,
     }
+
+
+def _no_decompression(body: bytes) -> bytes:
+    raise ValueError("compressed bodies are not accepted")
+
+
+def refuse_compressed_bodies() -> None:
+    """kombu decompresses a body whose `compression` header names a method when it makes
+    the Message, before any check, without bound: a few kilobytes of zlib or bzip2 make
+    gigabytes. No compressed body is accepted here, so every method's decoder refuses:
+    the message reaches `on_decode_error` with its bytes as sent. Encoders are kept."""
+    for content_type in compression.encoders():
+        encoder, _ = compression.get_encoder(content_type)
+        compression.register(encoder, _no_decompression, content_type)
+
+
+refuse_compressed_bodies()  # this module is loaded by the worker, before it consumes
 
 
 def _is_recursion(exc: BaseException | None) -> bool:
@@ -118,9 +136,25 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
         message.ack_log_error(log, self.connection_errors)
 
     def on_decode_error(self, message: Message, exc: Exception) -> None:
-        log.warning("undecodable message dead-lettered", error=str(exc),
-                    content_type=message.content_type)
-        self._dead_letter(message, "undecodable", f"{type(exc).__name__}: {exc}")
+        reason, error = "undecodable", f"{type(exc).__name__}: {exc}"
+        refusal = self._refused_as_sent(message)
+        if refusal is not None:  # too large or compressed: say so, keep only a prefix
+            reason, error = refusal.reason, refusal.error
+        log.warning("undecodable message dead-lettered", reason=reason, error=error,
+                    content_type=_text_or_none(message.content_type))
+        self._dead_letter(message, reason, error)
+
+    def _refused_as_sent(self, message: Message) -> screen.Refusal | None:
+        settings = get_settings()
+        limits = screen.Limits(settings.max_message_bytes, settings.max_message_depth)
+        try:
+            refusal = screen.refuse_raw(message.body, message.content_type,
+                                        message.content_encoding, message.headers, limits)
+        except Exception:  # the reason is only a better label; undecodable will do
+            return None
+        if refusal is None or refusal.reason not in ("too_large", "content_not_allowed"):
+            return None
+        return refusal
 
     def on_unknown_message(self, body: Any, message: Message) -> None:
         log.warning("message without a task header dead-lettered")

@@ -128,3 +128,24 @@ def test_envelope_fields_of_the_wrong_type_are_dead_lettered_and_the_worker_goes
     event_listener.wait_for("order.cancelled", timeout=20.0)
     assert worker.alive() and ping(redis_url, worker.name)
     assert "Unrecoverable error" not in worker.log_text()
+
+
+def test_a_compressed_body_is_refused_before_it_is_decompressed(
+    start_worker, wire_client, event_listener, redis_url
+):
+    """kombu decompresses a body whose headers name a compression before any check sees
+    it, without bound: a few kilobytes of zlib make gigabytes in the worker (OOM kill, the
+    message restored, the next worker killed). It must be refused as it arrived."""
+    import base64
+    import zlib
+
+    worker = start_worker(concurrency=1)
+    inflated = b"[[" + b" " * (16 * 1024 * 1024) + b"], {}, {}]"  # 16 MiB from ~16 KiB
+    sent = zlib.compress(inflated, 9)
+    headers = {**task_headers(BUYER_ACTION), "compression": "application/x-gzip"}
+    wire_client.send_raw(sent, headers=headers)
+
+    (letter,) = event_listener.dead_letters(timeout=20.0)
+    assert letter["reason"] == "content_not_allowed", letter["error"]
+    assert base64.b64decode(letter["original"]["base64"]) == sent  # the bytes as sent
+    assert worker.alive() and ping(redis_url, worker.name)

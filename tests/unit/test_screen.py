@@ -54,8 +54,9 @@ def test_a_well_formed_message_passes():
         (lambda: _raw(stamped_headers=5), "invalid_headers"),
         (lambda: _raw(stamped_headers=["a"], stamps="x"), "invalid_headers"),
     ],
-    ids=["too-large", "empty", "pickle", "yaml", "codec", "encoding-int", "compressed", "no-task", "no-id",
-         "id-list", "id-long", "task-int", "retries-str", "retries-neg", "timelimit-str",
+    ids=["too-large", "empty", "pickle", "yaml", "codec", "encoding-int", "compressed",
+         "no-task", "no-id", "id-list", "id-long", "task-int", "retries-str", "retries-neg",
+         "timelimit-str",
          "timelimit-neg", "eta-object", "eta-text", "eta-9999", "expires-year-1",
          "ignore-result-str", "stamped-int", "stamps-str"],
 )
