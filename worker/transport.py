@@ -34,7 +34,7 @@ from typing import Any, NoReturn
 import redis
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
-from kombu.utils.json import loads
+from kombu.utils.json import dumps, loads
 from redis.exceptions import NoScriptError, ResponseError
 
 from worker import topology
@@ -124,17 +124,13 @@ class Channel(kombu_redis.Channel):
         if not queues:
             return
         self._ensure_heartbeat()
-        lists = [(queue, self._q_for_pri(queue, pri))
+        lists = [(queue, self._q_for_pri(queue, pri), queue in self._noack_queues)
                  for pri in self.priority_steps for queue in queues]  # fmt: skip
         tag = f"{self.consumer_id}{TAG_SEPARATOR}{uuid.uuid4().hex}"
-        argv: list[Any] = [time(), tag, self.consumer_id, ALIVE_TTL_MS]
-        for queue, _ in lists:
-            argv += [f',"",{json.dumps(queue)}]', "1" if queue in self._noack_queues else "0"]
-        script_keys = [
-            self.unacked_key, self.unacked_index_key, keys.fetch_held(self.consumer_id),
-            keys.FETCH_CONSUMERS, keys.alive(self.consumer_id), *(key for _, key in lists),
-        ]  # fmt: skip
-        self._pending = tag, [(queue, queue in self._noack_queues) for queue, _ in lists]
+        script_keys, argv = fetch_arguments(
+            self.unacked_key, self.unacked_index_key, self.consumer_id, tag, lists
+        )
+        self._pending = tag, [(queue, no_ack) for queue, _, no_ack in lists]
         self._in_poll = self.client.connection
         self._brpop_sent_at = monotonic()  # type: ignore[assignment]  # kombu: None at first
         self.client.connection.send_command(
@@ -150,6 +146,9 @@ class Channel(kombu_redis.Channel):
             tag, lists = self._pending
             queue, no_ack = lists[int(reply[0]) - 1]
             self._queue_cycle.rotate(queue)
+            if int(reply[2]):  # held as bytes only, not in kombu's unacked hash
+                self._drop(queue, reply[1], ValueError("not a JSON object with properties"),
+                           tag)
             return self._deliver_fetched(queue, reply[1], None if no_ack else tag)
         finally:
             self._in_poll = None  # type: ignore[assignment]  # kombu's own reset
@@ -194,9 +193,13 @@ class Channel(kombu_redis.Channel):
         which would stop every worker in turn. Never dropped: if even the dead letter
         cannot be written, the message stays held and comes back like any other."""
         log.error("undeliverable message dead-lettered", queue=queue, error=repr(error))
-        self._put(topology.DEAD_LETTER, self._dead_letter_envelope(queue, raw, error))
-        if tag is not None:
-            self.qos._remove_from_indices(tag).execute()
+        letter = self._dead_letter_envelope(queue, raw, error)
+        with self.conn_or_acquire() as client:
+            pipe = client.pipeline()  # MULTI: a kill between the two cannot repeat the letter
+            pipe.lpush(self._q_for_pri(topology.DEAD_LETTER, 0), dumps(letter))
+            if tag is not None:
+                self.qos._remove_from_indices(tag, pipe)
+            pipe.execute()
         raise Empty()
 
     def _dead_letter_envelope(self, queue: str, raw: bytes, error: Exception) -> dict[str, Any]:
@@ -302,6 +305,22 @@ class Transport(kombu_redis.Transport):
             self._fetch_tick.cancel()
         interval = connection.client.transport_options.get("fetch_poll_interval", POLL_INTERVAL)
         self._fetch_tick = loop.call_repeatedly(float(interval), _tick)
+
+
+def fetch_arguments(
+    unacked_key: str, index_key: str, consumer_id: str, tag: str,
+    lists: list[tuple[str, str, bool]],
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of fetch.lua for a consumer taking from `lists` (queue, Redis list,
+    no-ack), in that order, under delivery tag `tag`."""
+    argv: list[Any] = [time(), tag, consumer_id, ALIVE_TTL_MS]
+    for queue, _, no_ack in lists:
+        argv += [f',"",{json.dumps(queue)}]', "1" if no_ack else "0"]
+    script_keys = [
+        unacked_key, index_key, keys.fetch_held(consumer_id), keys.FETCH_CONSUMERS,
+        keys.alive(consumer_id), *(key for _, key, _ in lists),
+    ]  # fmt: skip
+    return script_keys, argv
 
 
 def _tick() -> None:

@@ -313,3 +313,31 @@ def _versions(client: redis.Redis, orders: list[str]) -> list[int]:
 
 def _applied(client: redis.Redis, orders: list[str]) -> int:
     return sum(1 for version in _versions(client, orders) if version >= 1)
+
+
+def test_junk_held_by_a_consumer_dead_longer_than_the_visibility_timeout_stops_no_worker(
+    start_worker, event_listener, redis_client
+):
+    """A consumer killed between fetching bytes that are not a kombu message and
+    dead-lettering them: if no consumer lives to give them back before the visibility
+    timeout, kombu's own restore (`restore_visible`, which every kombu client on this Redis
+    runs, a worker first as it starts) reads kombu's `unacked` hash as JSON. What the
+    fetch left there must not stop anyone, and the bytes must still be dead-lettered."""
+    from worker import transport
+
+    junk, dead = b"\xff not json", "host:1:dead"
+    redis_client.rpush("aftersales.inbound", junk)
+    script_keys, argv = transport.fetch_arguments(
+        "unacked", "unacked_index", dead, f"{dead}|0",
+        [("aftersales.inbound", "aftersales.inbound", False)])
+    argv[0] = time.time() - 3600  # fetched an hour ago; the consumer died right after
+    assert redis_client.eval(transport.FETCH, len(script_keys), *script_keys, *argv)
+    redis_client.delete(*script_keys[4:5])  # its alive key, long expired
+
+    worker = start_worker(concurrency=1)
+    (letter,) = event_listener.dead_letters(timeout=30.0)
+    assert letter["reason"] == "undeliverable"
+    assert base64.b64decode(letter["original"]["base64"]) == junk
+    wait_until(lambda: not redis_client.keys("aftersales:fetch:held:*"), 15, "still held")
+    assert redis_client.hlen("unacked") == 0 and redis_client.llen("aftersales.inbound") == 0
+    assert worker.alive() and "Unrecoverable error" not in worker.log_text()

@@ -4,6 +4,8 @@
 -- out, priority step included), its unacked records go, and the consumer is forgotten.
 -- A message acked or restored meanwhile has no unacked entry and is skipped: two living
 -- consumers restoring at once cannot put one message back twice.
+-- Held records (fetch.lua): "<size> <list>" for a message whose bytes are the unacked
+-- entry's, "<size>:<bytes><list>" for bytes that are not a kombu message (held inline).
 -- KEYS: 1 consumers set, 2 unacked hash, 3 unacked index
 -- ARGV: 1 alive key prefix, 2 held hash prefix, 3 the caller's consumer id
 -- Returns how many messages went back.
@@ -13,13 +15,21 @@ for _, consumer in ipairs(redis.call("SMEMBERS", KEYS[1])) do
     local held = ARGV[2] .. consumer
     local entries = redis.call("HGETALL", held)
     for i = 1, #entries, 2 do
-      local tag = entries[i]
-      local size, source = string.match(entries[i + 1], "^(%d+) (.*)$")
-      local entry = redis.call("HGET", KEYS[2], tag)
-      if entry and size then
-        -- the entry is "[" .. payload .. tail (fetch.lua): the payload's bytes, untouched
-        redis.call("RPUSH", source, string.sub(entry, 2, 1 + tonumber(size)))
-        restored = restored + 1
+      local tag, record = entries[i], entries[i + 1]
+      local digits, kind = string.match(record, "^(%d+)([ :])")
+      if digits then
+        local size, rest = tonumber(digits), string.sub(record, #digits + 2)
+        if kind == ":" then
+          redis.call("RPUSH", string.sub(rest, size + 1), string.sub(rest, 1, size))
+          restored = restored + 1
+        else
+          local entry = redis.call("HGET", KEYS[2], tag)
+          if entry then
+            -- the entry is "[" .. payload .. tail (fetch.lua): the payload's bytes, untouched
+            redis.call("RPUSH", rest, string.sub(entry, 2, 1 + size))
+            restored = restored + 1
+          end
+        end
       end
       redis.call("HDEL", KEYS[2], tag)
       redis.call("ZREM", KEYS[3], tag)
