@@ -49,6 +49,8 @@ POLL_INTERVAL = 0.05  # idle consumers look again this often: at most 50 ms of a
 """Default of the transport option `fetch_poll_interval` (seconds)."""
 BEAT_PERIOD = 1.0  # a consumer's alive beat and restore sweep, like the worker's Liveness
 ALIVE_TTL_MS = 5_000  # five missed beats: a paused process is not declared dead
+SWEEP_GAP = 3 * BEAT_PERIOD  # longer without any sweep: Redis was down, or no consumer lived
+SWEEP_QUIET = 3 * BEAT_PERIOD  # then nobody is declared dead until the living beat again
 ERROR_BACKOFF = 1.0  # after a Redis error answering the fetch, wait before trying again
 TAG_SEPARATOR = "|"  # delivery tag = consumer id | random: ack finds the owner in the tag
 
@@ -254,7 +256,9 @@ class Heartbeat(threading.Thread):
         pool = redis.ConnectionPool(**params)
         self.client = redis.Redis(connection_pool=pool)
         self.restore = self.client.register_script(RESTORE)
-        self.restore_keys = [keys.FETCH_CONSUMERS, channel.unacked_key, channel.unacked_index_key]
+        self.restore_keys = [
+            keys.FETCH_CONSUMERS, channel.unacked_key, channel.unacked_index_key, keys.FETCH_SWEEP,
+        ]  # fmt: skip
         self.stopped = threading.Event()
 
     def stop(self) -> None:
@@ -272,7 +276,8 @@ class Heartbeat(threading.Thread):
         self.client.set(keys.alive(self.consumer_id), "1", px=ALIVE_TTL_MS)
         restored = int(self.restore(
             keys=self.restore_keys,
-            args=[keys.ALIVE_PREFIX, keys.FETCH_HELD_PREFIX, self.consumer_id],
+            args=[keys.ALIVE_PREFIX, keys.FETCH_HELD_PREFIX, self.consumer_id, SWEEP_GAP,
+                  SWEEP_QUIET],
         ))  # fmt: skip
         if restored:
             log.warning("restored messages of dead consumers", count=restored)

@@ -6,9 +6,26 @@
 -- consumers restoring at once cannot put one message back twice.
 -- Held records (fetch.lua): "<size> <list>" for a message whose bytes are the unacked
 -- entry's, "<size>:<bytes><list>" for bytes that are not a kombu message (held inline).
--- KEYS: 1 consumers set, 2 unacked hash, 3 unacked index
--- ARGV: 1 alive key prefix, 2 held hash prefix, 3 the caller's consumer id
+-- After a gap in the sweeps (every living consumer sweeps every second), nobody is declared
+-- dead for a while: the gap means Redis was down (restarted: alive keys expire during the
+-- outage, the living consumers' too) or no consumer lived; the living beat again first.
+-- KEYS: 1 consumers set, 2 unacked hash, 3 unacked index, 4 sweep state hash
+-- ARGV: 1 alive key prefix, 2 held hash prefix, 3 the caller's consumer id,
+--       4 longest normal gap between sweeps (s), 5 quiet time after a longer one (s)
 -- Returns how many messages went back.
+redis.replicate_commands()  -- TIME before writes (Redis < 7; always so since 7)
+local clock = redis.call("TIME")
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local last = tonumber(redis.call("HGET", KEYS[4], "last") or "")
+local quiet_until = tonumber(redis.call("HGET", KEYS[4], "quiet_until") or "") or 0
+redis.call("HSET", KEYS[4], "last", string.format("%.6f", now))
+if last == nil or now - last > tonumber(ARGV[4]) then
+  quiet_until = now + tonumber(ARGV[5])
+  redis.call("HSET", KEYS[4], "quiet_until", string.format("%.6f", quiet_until))
+end
+if now < quiet_until then
+  return 0
+end
 local restored = 0
 for _, consumer in ipairs(redis.call("SMEMBERS", KEYS[1])) do
   if consumer ~= ARGV[3] and redis.call("EXISTS", ARGV[1] .. consumer) == 0 then
