@@ -17,11 +17,17 @@ from celery.worker.consumer import Consumer
 from kombu import compression
 from kombu.message import Message
 
-from worker import screen
+from worker import screen, topology
 from worker.logging import get_logger
 from worker.settings import get_settings
 
 log = get_logger("aftersales.consumer")
+
+# Celery headers a producer may set that make Celery drop an inbound fact without a dead
+# letter: past `expires` it discards and acks the task (an order.paid that waited behind a
+# backlog would be gone), and a hard `timelimit` kills the process mid-commit and acks.
+# A fact is applied whenever it arrives, so on inbound tasks they are ignored.
+IGNORED_INBOUND_HEADERS = ("expires", "timelimit")
 
 # What a dead letter keeps of a body refused as too large: enough to recognise it; the
 # whole body is named by its length and SHA-256 (storing it would defeat the limit).
@@ -84,6 +90,7 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
                             error=refusal.error, task_name=_task_name(message))
                 self._dead_letter(message, refusal.reason, refusal.error)
                 return
+            _ignore_inbound_limits(message.headers)
             try:
                 handle(message)
             except broker_errors:
@@ -168,6 +175,15 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
     def on_invalid_task(self, body: Any, message: Message, exc: Exception) -> None:
         log.warning("invalid task message dead-lettered", error=str(exc))
         self._dead_letter(message, "invalid_task_message", f"{type(exc).__name__}: {exc}")
+
+
+def _ignore_inbound_limits(headers: dict[str, Any]) -> None:
+    if headers.get("task") not in topology.INBOUND_TASKS:
+        return  # the worker's own tasks: an expired tick is meant to be dropped
+    for name in IGNORED_INBOUND_HEADERS:
+        if headers.get(name) is not None:
+            log.info("header ignored on an inbound task", header=name)
+            headers[name] = None
 
 
 def _text_or_none(value: Any) -> str | None:

@@ -105,6 +105,7 @@ ENVELOPES = {
     "content-encoding-a-number": {"content_encoding": 5},
     "content-encoding-a-list": {"content_encoding": ["utf-8"]},
     "content-type-an-object": {"content_type": {"type": "application/json"}},
+    "task-id-a-lone-surrogate": {"headers": {**task_headers(BUYER_ACTION), "id": "\ud800"}},
     "delivery-info-a-string": {"delivery_info": "to you"},
     "delivery-info-a-list": {"delivery_info": ["exchange", "routing_key"]},
 }
@@ -149,3 +150,19 @@ def test_a_compressed_body_is_refused_before_it_is_decompressed(
     assert letter["reason"] == "content_not_allowed", letter["error"]
     assert base64.b64decode(letter["original"]["base64"]) == sent  # the bytes as sent
     assert worker.alive() and ping(redis_url, worker.name)
+
+
+def test_an_inbound_message_past_its_expires_header_is_not_dropped_without_a_trace(
+    start_worker, wire_client, event_listener
+):
+    """Celery discards a task whose `expires` has passed and acks it: an `order.paid` that
+    waited behind a backlog would be gone, and the unpaid expiry would cancel a paid order.
+    A fact is applied whenever it arrives."""
+    start_worker(concurrency=1)
+    order = new_id("o")
+    wire_client.send(ORDER_EVENT, placed(order, ago(minutes=5)))
+    cancel = message("buyer.cancel_requested", order, ago(minutes=1), reason="x")
+    wire_client.send_raw(protocol2_body(cancel), headers={
+        **task_headers(BUYER_ACTION), "expires": "2000-01-01T00:00:00+00:00"})
+
+    event_listener.wait_for("order.cancelled", timeout=20.0)
