@@ -19,7 +19,8 @@ local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local last = tonumber(redis.call("HGET", KEYS[4], "last") or "")
 local quiet_until = tonumber(redis.call("HGET", KEYS[4], "quiet_until") or "") or 0
 redis.call("HSET", KEYS[4], "last", string.format("%.6f", now))
-if last == nil or now - last > tonumber(ARGV[4]) then
+-- (a clock that went back counts as a gap: the quiet time never lasts longer than ARGV[5])
+if last == nil or now - last > tonumber(ARGV[4]) or now < last then
   quiet_until = now + tonumber(ARGV[5])
   redis.call("HSET", KEYS[4], "quiet_until", string.format("%.6f", quiet_until))
 end
