@@ -14,13 +14,20 @@ from collections.abc import Callable
 from typing import Any
 
 from celery.worker.consumer import Consumer
+from kombu import compression
 from kombu.message import Message
 
-from worker import screen
+from worker import screen, topology
 from worker.logging import get_logger
 from worker.settings import get_settings
 
 log = get_logger("aftersales.consumer")
+
+# Celery headers a producer may set that make Celery drop an inbound fact without a dead
+# letter: past `expires` it discards and acks the task (an order.paid that waited behind a
+# backlog would be gone), and a hard `timelimit` kills the process mid-commit and acks.
+# A fact is applied whenever it arrives, so on inbound tasks they are ignored.
+IGNORED_INBOUND_HEADERS = ("expires", "timelimit")
 
 # What a dead letter keeps of a body refused as too large: enough to recognise it; the
 # whole body is named by its length and SHA-256 (storing it would defeat the limit).
@@ -41,6 +48,23 @@ def _original(message: Message, keep: int | None = None) -> dict[str, Any]:
         "content_type": message.content_type,
         "content_encoding": message.content_encoding,
     }
+
+
+def _no_decompression(body: bytes) -> bytes:
+    raise ValueError("compressed bodies are not accepted")
+
+
+def refuse_compressed_bodies() -> None:
+    """kombu decompresses a body whose `compression` header names a method when it makes
+    the Message, before any check, without bound: a few kilobytes of zlib or bzip2 make
+    gigabytes. No compressed body is accepted here, so every method's decoder refuses:
+    the message reaches `on_decode_error` with its bytes as sent. Encoders are kept."""
+    for content_type in compression.encoders():
+        encoder, _ = compression.get_encoder(content_type)
+        compression.register(encoder, _no_decompression, content_type)
+
+
+refuse_compressed_bodies()  # this module is loaded by the worker, before it consumes
 
 
 def _is_recursion(exc: BaseException | None) -> bool:
@@ -66,6 +90,7 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
                             error=refusal.error, task_name=_task_name(message))
                 self._dead_letter(message, refusal.reason, refusal.error)
                 return
+            _ignore_inbound_limits(message.headers)
             try:
                 handle(message)
             except broker_errors:
@@ -79,6 +104,13 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
         return on_task_received
 
     def _screen(self, message: Message, limits: screen.Limits) -> screen.Refusal | None:
+        try:
+            return self._check(message, limits)
+        except Exception as exc:  # a check that did not foresee some input: refuse it
+            log.exception("screening a task message failed; dead-lettered")
+            return screen.Refusal("unprocessable", f"{type(exc).__name__}: {exc}")
+
+    def _check(self, message: Message, limits: screen.Limits) -> screen.Refusal | None:
         refusal = screen.refuse_raw(message.body, message.content_type,
                                     message.content_encoding, message.headers, limits)
         if refusal is not None:
@@ -101,7 +133,7 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
                 original=_original(message, keep),
                 error=error,
                 reason=reason,
-                content_type=message.content_type,
+                content_type=_text_or_none(message.content_type),
             )
         except Exception:
             # Broker down: give the message back rather than lose it.
@@ -111,9 +143,25 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
         message.ack_log_error(log, self.connection_errors)
 
     def on_decode_error(self, message: Message, exc: Exception) -> None:
-        log.warning("undecodable message dead-lettered", error=str(exc),
-                    content_type=message.content_type)
-        self._dead_letter(message, "undecodable", f"{type(exc).__name__}: {exc}")
+        reason, error = "undecodable", f"{type(exc).__name__}: {exc}"
+        refusal = self._refused_as_sent(message)
+        if refusal is not None:  # too large or compressed: say so, keep only a prefix
+            reason, error = refusal.reason, refusal.error
+        log.warning("undecodable message dead-lettered", reason=reason, error=error,
+                    content_type=_text_or_none(message.content_type))
+        self._dead_letter(message, reason, error)
+
+    def _refused_as_sent(self, message: Message) -> screen.Refusal | None:
+        settings = get_settings()
+        limits = screen.Limits(settings.max_message_bytes, settings.max_message_depth)
+        try:
+            refusal = screen.refuse_raw(message.body, message.content_type,
+                                        message.content_encoding, message.headers, limits)
+        except Exception:  # the reason is only a better label; undecodable will do
+            return None
+        if refusal is None or refusal.reason not in ("too_large", "content_not_allowed"):
+            return None
+        return refusal
 
     def on_unknown_message(self, body: Any, message: Message) -> None:
         log.warning("message without a task header dead-lettered")
@@ -127,6 +175,19 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
     def on_invalid_task(self, body: Any, message: Message, exc: Exception) -> None:
         log.warning("invalid task message dead-lettered", error=str(exc))
         self._dead_letter(message, "invalid_task_message", f"{type(exc).__name__}: {exc}")
+
+
+def _ignore_inbound_limits(headers: dict[str, Any]) -> None:
+    if headers.get("task") not in topology.INBOUND_TASKS:
+        return  # the worker's own tasks: an expired tick is meant to be dropped
+    for name in IGNORED_INBOUND_HEADERS:
+        if headers.get(name) is not None:
+            log.info("header ignored on an inbound task", header=name)
+            headers[name] = None
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _task_name(message: Message) -> str | None:

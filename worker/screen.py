@@ -64,6 +64,8 @@ def refuse_raw(
     if content_type != JSON:
         return Refusal("content_not_allowed",
                        f"content type {content_type!r} is not accepted, only {JSON!r}")
+    if content_encoding is not None and not isinstance(content_encoding, str):
+        return Refusal("content_not_allowed", "content encoding must be a string")
     if (content_encoding or "utf-8").lower() not in UTF8_NAMES:
         return Refusal("content_not_allowed",
                        f"content encoding {content_encoding!r} is not accepted, only 'utf-8'")

@@ -34,7 +34,7 @@ from typing import Any, NoReturn
 import redis
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
-from kombu.utils.json import loads
+from kombu.utils.json import dumps, loads
 from redis.exceptions import NoScriptError, ResponseError
 
 from worker import topology
@@ -49,6 +49,8 @@ POLL_INTERVAL = 0.05  # idle consumers look again this often: at most 50 ms of a
 """Default of the transport option `fetch_poll_interval` (seconds)."""
 BEAT_PERIOD = 1.0  # a consumer's alive beat and restore sweep, like the worker's Liveness
 ALIVE_TTL_MS = 5_000  # five missed beats: a paused process is not declared dead
+SWEEP_GAP = 3 * BEAT_PERIOD  # longer without any sweep: Redis was down, or no consumer lived
+SWEEP_QUIET = 3 * BEAT_PERIOD  # then nobody is declared dead until the living beat again
 ERROR_BACKOFF = 1.0  # after a Redis error answering the fetch, wait before trying again
 TAG_SEPARATOR = "|"  # delivery tag = consumer id | random: ack finds the owner in the tag
 
@@ -124,17 +126,13 @@ class Channel(kombu_redis.Channel):
         if not queues:
             return
         self._ensure_heartbeat()
-        lists = [(queue, self._q_for_pri(queue, pri))
+        lists = [(queue, self._q_for_pri(queue, pri), queue in self._noack_queues)
                  for pri in self.priority_steps for queue in queues]  # fmt: skip
         tag = f"{self.consumer_id}{TAG_SEPARATOR}{uuid.uuid4().hex}"
-        argv: list[Any] = [time(), tag, self.consumer_id, ALIVE_TTL_MS]
-        for queue, _ in lists:
-            argv += [f',"",{json.dumps(queue)}]', "1" if queue in self._noack_queues else "0"]
-        script_keys = [
-            self.unacked_key, self.unacked_index_key, keys.fetch_held(self.consumer_id),
-            keys.FETCH_CONSUMERS, keys.alive(self.consumer_id), *(key for _, key in lists),
-        ]  # fmt: skip
-        self._pending = tag, [(queue, queue in self._noack_queues) for queue, _ in lists]
+        script_keys, argv = fetch_arguments(
+            self.unacked_key, self.unacked_index_key, self.consumer_id, tag, lists
+        )
+        self._pending = tag, [(queue, no_ack) for queue, _, no_ack in lists]
         self._in_poll = self.client.connection
         self._brpop_sent_at = monotonic()  # type: ignore[assignment]  # kombu: None at first
         self.client.connection.send_command(
@@ -150,6 +148,9 @@ class Channel(kombu_redis.Channel):
             tag, lists = self._pending
             queue, no_ack = lists[int(reply[0]) - 1]
             self._queue_cycle.rotate(queue)
+            if int(reply[2]):  # held as bytes only, not in kombu's unacked hash
+                self._drop(queue, reply[1], ValueError("not a JSON object with properties"),
+                           tag)
             return self._deliver_fetched(queue, reply[1], None if no_ack else tag)
         finally:
             self._in_poll = None  # type: ignore[assignment]  # kombu's own reset
@@ -194,9 +195,13 @@ class Channel(kombu_redis.Channel):
         which would stop every worker in turn. Never dropped: if even the dead letter
         cannot be written, the message stays held and comes back like any other."""
         log.error("undeliverable message dead-lettered", queue=queue, error=repr(error))
-        self._put(topology.DEAD_LETTER, self._dead_letter_envelope(queue, raw, error))
-        if tag is not None:
-            self.qos._remove_from_indices(tag).execute()
+        letter = self._dead_letter_envelope(queue, raw, error)
+        with self.conn_or_acquire() as client:
+            pipe = client.pipeline()  # MULTI: a kill between the two cannot repeat the letter
+            pipe.lpush(self._q_for_pri(topology.DEAD_LETTER, 0), dumps(letter))
+            if tag is not None:
+                self.qos._remove_from_indices(tag, pipe)
+            pipe.execute()
         raise Empty()
 
     def _dead_letter_envelope(self, queue: str, raw: bytes, error: Exception) -> dict[str, Any]:
@@ -251,7 +256,9 @@ class Heartbeat(threading.Thread):
         pool = redis.ConnectionPool(**params)
         self.client = redis.Redis(connection_pool=pool)
         self.restore = self.client.register_script(RESTORE)
-        self.restore_keys = [keys.FETCH_CONSUMERS, channel.unacked_key, channel.unacked_index_key]
+        self.restore_keys = [
+            keys.FETCH_CONSUMERS, channel.unacked_key, channel.unacked_index_key, keys.FETCH_SWEEP,
+        ]  # fmt: skip
         self.stopped = threading.Event()
 
     def stop(self) -> None:
@@ -269,7 +276,8 @@ class Heartbeat(threading.Thread):
         self.client.set(keys.alive(self.consumer_id), "1", px=ALIVE_TTL_MS)
         restored = int(self.restore(
             keys=self.restore_keys,
-            args=[keys.ALIVE_PREFIX, keys.FETCH_HELD_PREFIX, self.consumer_id],
+            args=[keys.ALIVE_PREFIX, keys.FETCH_HELD_PREFIX, self.consumer_id, SWEEP_GAP,
+                  SWEEP_QUIET],
         ))  # fmt: skip
         if restored:
             log.warning("restored messages of dead consumers", count=restored)
@@ -302,6 +310,22 @@ class Transport(kombu_redis.Transport):
             self._fetch_tick.cancel()
         interval = connection.client.transport_options.get("fetch_poll_interval", POLL_INTERVAL)
         self._fetch_tick = loop.call_repeatedly(float(interval), _tick)
+
+
+def fetch_arguments(
+    unacked_key: str, index_key: str, consumer_id: str, tag: str,
+    lists: list[tuple[str, str, bool]],
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of fetch.lua for a consumer taking from `lists` (queue, Redis list,
+    no-ack), in that order, under delivery tag `tag`."""
+    argv: list[Any] = [time(), tag, consumer_id, ALIVE_TTL_MS]
+    for queue, _, no_ack in lists:
+        argv += [f',"",{json.dumps(queue)}]', "1" if no_ack else "0"]
+    script_keys = [
+        unacked_key, index_key, keys.fetch_held(consumer_id), keys.FETCH_CONSUMERS,
+        keys.alive(consumer_id), *(key for _, key, _ in lists),
+    ]  # fmt: skip
+    return script_keys, argv
 
 
 def _tick() -> None:

@@ -74,3 +74,95 @@ def test_poison_message_is_dead_lettered_and_the_worker_goes_on(
     event_listener.wait_for("order.cancelled", timeout=20.0)
     assert worker.alive() and ping(redis_url, worker.name)
     assert "Unrecoverable error" not in worker.log_text()
+
+
+def _envelope(body: bytes, **overrides: Any) -> bytes:
+    """A kombu Redis envelope as a producer writing the list itself would make it, with
+    some fields replaced by values of the wrong type."""
+    import base64
+
+    envelope: dict[str, Any] = {
+        "body": base64.b64encode(body).decode(),
+        "content-type": "application/json",
+        "content-encoding": "utf-8",
+        "headers": task_headers(BUYER_ACTION),
+        "properties": {
+            "body_encoding": "base64", "delivery_tag": "t", "priority": 0,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "aftersales.inbound",
+                              "routing_key": "aftersales.inbound"},
+        },
+    }  # fmt: skip
+    for key, value in overrides.items():
+        if key in envelope["properties"]:
+            envelope["properties"][key] = value
+        else:
+            envelope[key.replace("_", "-")] = value
+    return json.dumps(envelope).encode()
+
+
+ENVELOPES = {
+    "content-encoding-a-number": {"content_encoding": 5},
+    "content-encoding-a-list": {"content_encoding": ["utf-8"]},
+    "content-type-an-object": {"content_type": {"type": "application/json"}},
+    "task-id-a-lone-surrogate": {"headers": {**task_headers(BUYER_ACTION), "id": "\ud800"}},
+    "delivery-info-a-string": {"delivery_info": "to you"},
+    "delivery-info-a-list": {"delivery_info": ["exchange", "routing_key"]},
+}
+
+
+@pytest.mark.parametrize("overrides", ENVELOPES.values(), ids=ENVELOPES.keys())
+def test_envelope_fields_of_the_wrong_type_are_dead_lettered_and_the_worker_goes_on(
+    start_worker, wire_client, event_listener, redis_url, redis_client, overrides
+):
+    worker = start_worker(concurrency=1)
+    body = _cancel()
+    redis_client.lpush("aftersales.inbound", _envelope(body, **overrides))
+
+    (letter,) = event_listener.dead_letters(timeout=20.0)
+    assert letter["task"] == BUYER_ACTION or letter["reason"] == "undeliverable", letter
+
+    order = new_id("o")
+    wire_client.send(ORDER_EVENT, placed(order, ago(minutes=5)))
+    wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, ago(minutes=1),
+                                           reason="x"))
+    event_listener.wait_for("order.cancelled", timeout=20.0)
+    assert worker.alive() and ping(redis_url, worker.name)
+    assert "Unrecoverable error" not in worker.log_text()
+
+
+def test_a_compressed_body_is_refused_before_it_is_decompressed(
+    start_worker, wire_client, event_listener, redis_url
+):
+    """kombu decompresses a body whose headers name a compression before any check sees
+    it, without bound: a few kilobytes of zlib make gigabytes in the worker (OOM kill, the
+    message restored, the next worker killed). It must be refused as it arrived."""
+    import base64
+    import zlib
+
+    worker = start_worker(concurrency=1)
+    inflated = b"[[" + b" " * (16 * 1024 * 1024) + b"], {}, {}]"  # 16 MiB from ~16 KiB
+    sent = zlib.compress(inflated, 9)
+    headers = {**task_headers(BUYER_ACTION), "compression": "application/x-gzip"}
+    wire_client.send_raw(sent, headers=headers)
+
+    (letter,) = event_listener.dead_letters(timeout=20.0)
+    assert letter["reason"] == "content_not_allowed", letter["error"]
+    assert base64.b64decode(letter["original"]["base64"]) == sent  # the bytes as sent
+    assert worker.alive() and ping(redis_url, worker.name)
+
+
+def test_an_inbound_message_past_its_expires_header_is_not_dropped_without_a_trace(
+    start_worker, wire_client, event_listener
+):
+    """Celery discards a task whose `expires` has passed and acks it: an `order.paid` that
+    waited behind a backlog would be gone, and the unpaid expiry would cancel a paid order.
+    A fact is applied whenever it arrives."""
+    start_worker(concurrency=1)
+    order = new_id("o")
+    wire_client.send(ORDER_EVENT, placed(order, ago(minutes=5)))
+    cancel = message("buyer.cancel_requested", order, ago(minutes=1), reason="x")
+    wire_client.send_raw(protocol2_body(cancel), headers={
+        **task_headers(BUYER_ACTION), "expires": "2000-01-01T00:00:00+00:00"})
+
+    event_listener.wait_for("order.cancelled", timeout=20.0)

@@ -164,6 +164,40 @@ def test_a_living_consumers_messages_are_left_to_it(redis_url, redis_client):
     assert redis_client.hlen("unacked") == 0
 
 
+def test_after_redis_was_down_the_living_beat_again_before_anyone_is_declared_dead(
+    redis_url, redis_client
+):
+    """Alive keys expire while Redis is down (a restart with AOF keeps their expiry times),
+    those of living consumers too: the first consumer to sweep after the restart must not
+    take a living one's messages for a dead one's (they would run twice). A sweep after
+    a gap in the sweeps declares nobody dead for a few beats; then the dead are restored."""
+    from worker import transport
+    from worker.adapters import keys
+
+    publish(redis_url, ["held by the living", "held by the dead"])
+    living, dead = "host:2:living", "host:3:dead"
+    for consumer in (living, dead):
+        script_keys, argv = transport.fetch_arguments(
+            "unacked", "unacked_index", consumer, f"{consumer}|0", [(QUEUE, QUEUE, False)])
+        assert redis_client.eval(transport.FETCH, len(script_keys), *script_keys, *argv)
+        redis_client.delete(keys.alive(consumer))  # expired while Redis was down
+    server_now = float("{}.{:06d}".format(*redis_client.time()))
+    redis_client.hset(keys.FETCH_SWEEP, "last", server_now - 10)  # the outage: 10 s
+
+    with Connection(redis_url, transport=RELIABLE) as other:
+        sweeper = transport.Heartbeat(other.default_channel)
+        try:
+            assert sweeper.beat() == 0  # first sweep after the outage: nobody is dead yet
+            redis_client.set(keys.alive(living), "1", px=transport.ALIVE_TTL_MS)  # it beats
+            wait_until(lambda: sweeper.beat() == 1, 15, "the dead one's message stayed held")
+        finally:
+            sweeper.client.close()
+    (restored,) = redis_client.lrange(QUEUE, 0, -1)  # a kombu envelope, back in its queue
+    assert json.loads(base64.b64decode(json.loads(restored)["body"])) == "held by the dead"
+    assert redis_client.hlen(keys.fetch_held(living)) == 1
+    assert not redis_client.exists(keys.fetch_held(dead))
+
+
 def test_a_rejected_message_goes_back_to_its_queue_through_kombus_own_path(
     redis_url, redis_client
 ):
@@ -313,3 +347,31 @@ def _versions(client: redis.Redis, orders: list[str]) -> list[int]:
 
 def _applied(client: redis.Redis, orders: list[str]) -> int:
     return sum(1 for version in _versions(client, orders) if version >= 1)
+
+
+def test_junk_held_by_a_consumer_dead_longer_than_the_visibility_timeout_stops_no_worker(
+    start_worker, event_listener, redis_client
+):
+    """A consumer killed between fetching bytes that are not a kombu message and
+    dead-lettering them: if no consumer lives to give them back before the visibility
+    timeout, kombu's own restore (`restore_visible`, which every kombu client on this Redis
+    runs, a worker first as it starts) reads kombu's `unacked` hash as JSON. What the
+    fetch left there must not stop anyone, and the bytes must still be dead-lettered."""
+    from worker import transport
+
+    junk, dead = b"\xff not json", "host:1:dead"
+    redis_client.rpush("aftersales.inbound", junk)
+    script_keys, argv = transport.fetch_arguments(
+        "unacked", "unacked_index", dead, f"{dead}|0",
+        [("aftersales.inbound", "aftersales.inbound", False)])
+    argv[0] = time.time() - 3600  # fetched an hour ago; the consumer died right after
+    assert redis_client.eval(transport.FETCH, len(script_keys), *script_keys, *argv)
+    redis_client.delete(*script_keys[4:5])  # its alive key, long expired
+
+    worker = start_worker(concurrency=1)
+    (letter,) = event_listener.dead_letters(timeout=30.0)
+    assert letter["reason"] == "undeliverable"
+    assert base64.b64decode(letter["original"]["base64"]) == junk
+    wait_until(lambda: not redis_client.keys("aftersales:fetch:held:*"), 15, "still held")
+    assert redis_client.hlen("unacked") == 0 and redis_client.llen("aftersales.inbound") == 0
+    assert worker.alive() and "Unrecoverable error" not in worker.log_text()

@@ -4,22 +4,50 @@
 -- out, priority step included), its unacked records go, and the consumer is forgotten.
 -- A message acked or restored meanwhile has no unacked entry and is skipped: two living
 -- consumers restoring at once cannot put one message back twice.
--- KEYS: 1 consumers set, 2 unacked hash, 3 unacked index
--- ARGV: 1 alive key prefix, 2 held hash prefix, 3 the caller's consumer id
+-- Held records (fetch.lua): "<size> <list>" for a message whose bytes are the unacked
+-- entry's, "<size>:<bytes><list>" for bytes that are not a kombu message (held inline).
+-- After a gap in the sweeps (every living consumer sweeps every second), nobody is declared
+-- dead for a while: the gap means Redis was down (restarted: alive keys expire during the
+-- outage, the living consumers' too) or no consumer lived; the living beat again first.
+-- KEYS: 1 consumers set, 2 unacked hash, 3 unacked index, 4 sweep state hash
+-- ARGV: 1 alive key prefix, 2 held hash prefix, 3 the caller's consumer id,
+--       4 longest normal gap between sweeps (s), 5 quiet time after a longer one (s)
 -- Returns how many messages went back.
+redis.replicate_commands()  -- TIME before writes (Redis < 7; always so since 7)
+local clock = redis.call("TIME")
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local last = tonumber(redis.call("HGET", KEYS[4], "last") or "")
+local quiet_until = tonumber(redis.call("HGET", KEYS[4], "quiet_until") or "") or 0
+redis.call("HSET", KEYS[4], "last", string.format("%.6f", now))
+-- (a clock that went back counts as a gap: the quiet time never lasts longer than ARGV[5])
+if last == nil or now - last > tonumber(ARGV[4]) or now < last then
+  quiet_until = now + tonumber(ARGV[5])
+  redis.call("HSET", KEYS[4], "quiet_until", string.format("%.6f", quiet_until))
+end
+if now < quiet_until then
+  return 0
+end
 local restored = 0
 for _, consumer in ipairs(redis.call("SMEMBERS", KEYS[1])) do
   if consumer ~= ARGV[3] and redis.call("EXISTS", ARGV[1] .. consumer) == 0 then
     local held = ARGV[2] .. consumer
     local entries = redis.call("HGETALL", held)
     for i = 1, #entries, 2 do
-      local tag = entries[i]
-      local size, source = string.match(entries[i + 1], "^(%d+) (.*)$")
-      local entry = redis.call("HGET", KEYS[2], tag)
-      if entry and size then
-        -- the entry is "[" .. payload .. tail (fetch.lua): the payload's bytes, untouched
-        redis.call("RPUSH", source, string.sub(entry, 2, 1 + tonumber(size)))
-        restored = restored + 1
+      local tag, record = entries[i], entries[i + 1]
+      local digits, kind = string.match(record, "^(%d+)([ :])")
+      if digits then
+        local size, rest = tonumber(digits), string.sub(record, #digits + 2)
+        if kind == ":" then
+          redis.call("RPUSH", string.sub(rest, size + 1), string.sub(rest, 1, size))
+          restored = restored + 1
+        else
+          local entry = redis.call("HGET", KEYS[2], tag)
+          if entry then
+            -- the entry is "[" .. payload .. tail (fetch.lua): the payload's bytes, untouched
+            redis.call("RPUSH", rest, string.sub(entry, 2, 1 + size))
+            restored = restored + 1
+          end
+        end
       end
       redis.call("HDEL", KEYS[2], tag)
       redis.call("ZREM", KEYS[3], tag)

@@ -66,7 +66,12 @@ FETCH_CONSUMERS = f"{PREFIX}:fetch:consumers"
 
 FETCH_HELD_PREFIX = f"{PREFIX}:fetch:held:"
 """`FETCH_HELD_PREFIX + consumer`: hash delivery tag -> "<payload bytes> <source list>" of
-the messages that consumer took and has not acked; restored when it is no longer alive."""
+the messages that consumer took and has not acked ("<size>:<bytes><source list>" for bytes
+that are not a kombu message); restored when it is no longer alive."""
+
+FETCH_SWEEP = f"{PREFIX}:fetch:sweep"
+"""Hash: `last` (Redis time of the last restore sweep), `quiet_until` (no consumer is
+declared dead before this time: set after a gap in the sweeps, e.g. a Redis restart)."""
 
 
 def fetch_held(consumer: str) -> str:
