@@ -77,6 +77,7 @@ class Run:
     sent: int = 0
     dead_letters: int = 0
     evidence: list[str] = field(default_factory=list)
+    crashes: list[str] = field(default_factory=list)  # processes that exited by themselves
     elapsed: float = 0.0
 
     def report(self) -> list[str]:
@@ -91,6 +92,8 @@ class Run:
             f"({'kill -9' if c.redis_hard else 'SIGTERM'}); {self.elapsed:.0f} s",
             *self.comparison.summary(),
             f"dead letters {self.dead_letters}",
+            f"crashed    {len(self.crashes)} processes exited by themselves (restarted)",
+            *self.crashes,
         ]
         return lines + self.comparison.details() + self.evidence
 
@@ -151,6 +154,24 @@ class Processes:
         assert self.beat is not None
         self.beat.kill9(whole_group=True)
         self.start_beat()
+
+    def replace_dead(self) -> list[str]:
+        """Restart, as a supervisor would, any worker or beat that exited by itself; say
+        which and why (the last error line of its log)."""
+        died = []
+        for handle in [*self.workers, *([self.beat] if self.beat else [])]:
+            if handle.alive():
+                continue
+            errors = [line for line in handle.log_text().splitlines()
+                      if "Unrecoverable" in line or "Error" in line]
+            died.append(f"{handle.kind} {handle.name or ''} exited {handle.process.returncode}: "
+                        f"{(errors or ['(no error logged)'])[-1][:300]}")
+            if handle is self.beat:
+                self.start_beat()
+            else:
+                self.workers.remove(handle)
+                self.start_worker()
+        return died
 
     def stop(self) -> None:
         for handle in reversed(self.all):
@@ -295,7 +316,7 @@ def run_chaos(config: ChaosConfig, workdir: Path) -> Run:
         if run.comparison is not None and run.comparison.failed:
             c = run.comparison
             orders = [o.order_id for o in c.missing] + [k[0] for k, _ in c.wrong + c.duplicated]
-            run.evidence = _evidence(server.url, orders)
+            run.evidence = [_broker_state(server.url), *_evidence(server.url, orders)]
     finally:
         if producer is not None:
             producer.close()
@@ -318,7 +339,9 @@ def _drive(run: Run, c: ChaosConfig, processes: Processes, producer: Producer,
     aliases = {m: ref for s in run.scripts for m, ref in s.aliases.items()}
     sender = Sender(run.scripts, random.Random(c.seed))
     seen: dict[Key, Seen] = {}
-    next_kill, beat_killed, redis_restarted = c.first_kill, False, False
+    # A chaos action set after the timeout is off (for runs that isolate one kind).
+    next_kill = c.first_kill if c.first_kill < c.timeout else None
+    beat_killed, redis_restarted = c.beat_kill >= c.timeout, c.redis_restart >= c.timeout
     last_change, complete_at = time.monotonic(), None
     last_due = c.lead + c.spread
     c.log(f"chaos: sending {c.orders} orders ({sum(len(s.messages) for s in run.scripts)} "
@@ -355,6 +378,9 @@ def _drive(run: Run, c: ChaosConfig, processes: Processes, producer: Producer,
             run.kills["redis"] += 1
             redis_restarted = True
             c.log(f"chaos: {elapsed:.0f} s redis restarted ({'kill -9' if c.redis_hard else 'SIGTERM'})")
+        for death in processes.replace_dead():
+            run.crashes.append(f"{elapsed:.0f} s {death}")
+            c.log(f"chaos: {elapsed:.0f} s CRASHED (restarted): {death}")
         chaos_over = next_kill is None and beat_killed and redis_restarted
         all_in = sender.done and required <= seen.keys() and elapsed > last_due
         if all_in and chaos_over:
@@ -386,6 +412,25 @@ def _count_dead_letters(url: str) -> int:
     with contextlib.suppress(Exception), redis.Redis.from_url(url) as client:
         return int(client.llen(DEAD_LETTER))
     return -1
+
+
+def _broker_state(url: str) -> str:
+    """kombu's Redis bookkeeping of taken, unacknowledged messages (what a killed worker
+    held): how many, how old, by queue, and whether its restore mutex is held."""
+    with redis.Redis.from_url(url) as client:
+        now = time.time()
+        ages = [now - score for _, score in client.zrange("unacked_index", 0, -1, withscores=True)]
+        queues: dict[str, int] = defaultdict(int)
+        for raw in client.hvals("unacked"):
+            with contextlib.suppress(Exception):
+                queues[json.loads(raw)[2]] += 1
+        return (
+            f"broker: {len(ages)} unacked (oldest {max(ages, default=0):.0f} s; by routing key "
+            f"{dict(queues)}), unacked_mutex ttl {client.ttl('unacked_mutex')}, "
+            f"inbound queued {client.llen(INBOUND)}, "
+            f"deadlines scheduled {client.zcard('aftersales:deadlines')} "
+            f"armed {client.zcard('aftersales:deadlines:armed')}"
+        )
 
 
 def _evidence(url: str, orders: list[str], limit: int = 3) -> list[str]:
