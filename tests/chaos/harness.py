@@ -377,7 +377,8 @@ def _drive(run: Run, c: ChaosConfig, processes: Processes, producer: Producer,
             server = restart_embedded_redis(server, hard=c.redis_hard)
             run.kills["redis"] += 1
             redis_restarted = True
-            c.log(f"chaos: {elapsed:.0f} s redis restarted ({'kill -9' if c.redis_hard else 'SIGTERM'})")
+            how = "kill -9" if c.redis_hard else "SIGTERM"
+            c.log(f"chaos: {elapsed:.0f} s redis restarted ({how})")
         for death in processes.replace_dead():
             run.crashes.append(f"{elapsed:.0f} s {death}")
             c.log(f"chaos: {elapsed:.0f} s CRASHED (restarted): {death}")

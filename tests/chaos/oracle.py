@@ -29,12 +29,13 @@ SELLER_FAULT = frozenset(
 MAX_ATTEMPTS = 2  # rule 8: one resubmission
 # England and Wales bank holidays (gov.uk), substitute days included, around the run.
 GB_ENG_HOLIDAYS = frozenset(
-    date.fromisoformat(day)
-    for day in (
-        "2025-12-25 2025-12-26 2026-01-01 2026-04-03 2026-04-06 2026-05-04 2026-05-25 "
-        "2026-08-31 2026-12-25 2026-12-28 2027-01-01 2027-03-26 2027-03-29 2027-05-03 "
-        "2027-05-31 2027-08-30 2027-12-27 2027-12-28"
-    ).split()
+    date(year, month, day)
+    for year, month, day in (
+        (2025, 12, 25), (2025, 12, 26), (2026, 1, 1), (2026, 4, 3), (2026, 4, 6),
+        (2026, 5, 4), (2026, 5, 25), (2026, 8, 31), (2026, 12, 25), (2026, 12, 28),
+        (2027, 1, 1), (2027, 3, 26), (2027, 3, 29), (2027, 5, 3), (2027, 5, 31),
+        (2027, 8, 30), (2027, 12, 27), (2027, 12, 28),
+    )
 )
 
 

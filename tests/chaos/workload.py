@@ -357,9 +357,19 @@ def return_refused(b: Builder, now: datetime, due: datetime) -> None:
         _delivered_order(b, now - 2 * DAY, now)
         b.return_request("r1", now - DAY, "return_and_refund", "drop_off", heavy=True)
     else:
+        # return_and_refund waits for the delivery fact; a refund_only arriving before it
+        # would be judged as in transit today (1.1 judges it at its event time instead).
         window = 30 if b.marketplace == "UK" else 14
         _delivered_order(b, now - (window + 2) * DAY, now)
-        b.return_request("r1", now - DAY, "refund_only", None)
+        b.return_request("r1", now - DAY, "return_and_refund", "self_arrange")
+
+
+def late_refund_only(b: Builder, now: datetime, due: datetime) -> None:
+    """1.1: a refund_only that happened after the return window, arriving before the
+    delivery fact, is refused (judged at its event time), whatever the arrival order."""
+    window = 30 if b.marketplace == "UK" else 14
+    _delivered_order(b, now - (window + 2) * DAY, now)
+    b.return_request("r1", now - DAY, "refund_only", None)
 
 
 # --- version 1.1 flows (contract section 6), behind --with-1.1 -------------------------
@@ -419,6 +429,7 @@ FLOWS: dict[str, tuple[Flow, float]] = {  # name: (flow, weight)
 FLOWS_1_1: dict[str, tuple[Flow, float]] = {
     "cod_return": (cod_return, 1), "platform_cancel": (platform_cancel, 1),
     "self_arranged_postage": (self_arranged_postage, 1),
+    "late_refund_only": (late_refund_only, 0.5),
 }
 # The gated second stage of a silence flow must be applied before its deadline: leave it
 # at least this long after the start.
