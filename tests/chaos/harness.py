@@ -327,6 +327,49 @@ def run_chaos(config: ChaosConfig, workdir: Path) -> Run:
     return run
 
 
+class Chaos:
+    """The schedule of kills and restarts, and the supervisor that replaces crashed
+    processes. A chaos action set after the timeout is off (runs that isolate one)."""
+
+    def __init__(self, run: Run, processes: Processes, server: EmbeddedRedis) -> None:
+        c = self.config = run.config
+        self.run, self.processes, self.server = run, processes, server
+        self.next_kill = c.first_kill if c.first_kill < c.timeout else None
+        self.beat_killed = c.beat_kill >= c.timeout
+        self.redis_restarted = c.redis_restart >= c.timeout
+        self.last_due = c.lead + c.spread
+
+    @property
+    def over(self) -> bool:
+        return self.next_kill is None and self.beat_killed and self.redis_restarted
+
+    def tick(self, elapsed: float) -> None:
+        c, run, say = self.config, self.run, self.config.log
+        if self.next_kill is not None and elapsed >= self.next_kill:
+            victim = self.processes.kill_worker()
+            if victim is None:  # the other worker is not up yet: one is always up
+                self.next_kill = elapsed + 1.0
+            else:
+                run.kills["worker"] += 1
+                say(f"chaos: {elapsed:.0f} s kill -9 worker {victim}")
+                more = c.worker_kill_every and elapsed < self.last_due
+                self.next_kill = self.next_kill + c.worker_kill_every if more else None
+        if not self.beat_killed and elapsed >= c.beat_kill:
+            self.processes.kill_beat()
+            run.kills["beat"] += 1
+            self.beat_killed = True
+            say(f"chaos: {elapsed:.0f} s kill -9 beat")
+        if not self.redis_restarted and elapsed >= c.redis_restart:
+            self.server = restart_embedded_redis(self.server, hard=c.redis_hard)
+            run.kills["redis"] += 1
+            self.redis_restarted = True
+            say(f"chaos: {elapsed:.0f} s redis restarted "
+                f"({'kill -9' if c.redis_hard else 'SIGTERM'})")
+        for death in self.processes.replace_dead():
+            run.crashes.append(f"{elapsed:.0f} s {death}")
+            say(f"chaos: {elapsed:.0f} s CRASHED (restarted): {death}")
+
+
 def _drive(run: Run, c: ChaosConfig, processes: Processes, producer: Producer,
            consumer: Consumer, server: EmbeddedRedis) -> EmbeddedRedis:
     start = time.time()
@@ -338,12 +381,9 @@ def _drive(run: Run, c: ChaosConfig, processes: Processes, producer: Producer,
     required = {o.key for o in outcomes if not o.optional}
     aliases = {m: ref for s in run.scripts for m, ref in s.aliases.items()}
     sender = Sender(run.scripts, random.Random(c.seed))
+    chaos = Chaos(run, processes, server)
     seen: dict[Key, Seen] = {}
-    # A chaos action set after the timeout is off (for runs that isolate one kind).
-    next_kill = c.first_kill if c.first_kill < c.timeout else None
-    beat_killed, redis_restarted = c.beat_kill >= c.timeout, c.redis_restart >= c.timeout
     last_change, complete_at = time.monotonic(), None
-    last_due = c.lead + c.spread
     c.log(f"chaos: sending {c.orders} orders ({sum(len(s.messages) for s in run.scripts)} "
           f"messages); {len(required)} outcomes expected")
     while True:
@@ -352,53 +392,36 @@ def _drive(run: Run, c: ChaosConfig, processes: Processes, producer: Producer,
             producer.send(message)
             run.sent += 1
         for event in consumer.drain():
-            key = event_key(event, aliases)
-            entry = seen.setdefault(key, Seen(first_arrival=time.time()))
-            entry.copies += 1
-            if str(event.get("id")) not in entry.ids:
-                entry.ids[str(event.get("id"))] = event
+            if _record(seen, event_key(event, aliases), event):
                 last_change = time.monotonic()
-            sender.saw(key)
-        if next_kill is not None and elapsed >= next_kill:
-            victim = processes.kill_worker()
-            if victim is not None:
-                run.kills["worker"] += 1
-                c.log(f"chaos: {elapsed:.0f} s kill -9 worker {victim}")
-                more = c.worker_kill_every and elapsed < last_due
-                next_kill = next_kill + c.worker_kill_every if more else None
-            else:
-                next_kill = elapsed + 1.0
-        if not beat_killed and elapsed >= c.beat_kill:
-            processes.kill_beat()
-            run.kills["beat"] += 1
-            beat_killed = True
-            c.log(f"chaos: {elapsed:.0f} s kill -9 beat")
-        if not redis_restarted and elapsed >= c.redis_restart:
-            server = restart_embedded_redis(server, hard=c.redis_hard)
-            run.kills["redis"] += 1
-            redis_restarted = True
-            how = "kill -9" if c.redis_hard else "SIGTERM"
-            c.log(f"chaos: {elapsed:.0f} s redis restarted ({how})")
-        for death in processes.replace_dead():
-            run.crashes.append(f"{elapsed:.0f} s {death}")
-            c.log(f"chaos: {elapsed:.0f} s CRASHED (restarted): {death}")
-        chaos_over = next_kill is None and beat_killed and redis_restarted
-        all_in = sender.done and required <= seen.keys() and elapsed > last_due
-        if all_in and chaos_over:
+            sender.saw(event_key(event, aliases))
+        chaos.tick(elapsed)
+        if sender.done and required <= seen.keys() and elapsed > chaos.last_due and chaos.over:
             complete_at = complete_at or time.monotonic()
             if time.monotonic() - complete_at > c.settle:
                 break
-        quiet = time.monotonic() - last_change > c.quiet and elapsed > last_due + c.quiet
-        if (quiet and chaos_over) or elapsed > c.timeout:
+        quiet = time.monotonic() - last_change > c.quiet and elapsed > chaos.last_due + c.quiet
+        if (quiet and chaos.over) or elapsed > c.timeout:
             c.log(f"chaos: stopped waiting after {elapsed:.0f} s "
                   f"({'quiet' if quiet else 'timeout'}); {len(required - seen.keys())} "
-                  f"expected outcomes not seen")
+                  "expected outcomes not seen")
             break
         if not sender.ready:
             time.sleep(0.05)
     run.elapsed = time.time() - start
     run.comparison = compare(outcomes, seen, sender.sent_at, start)
-    return server
+    return chaos.server
+
+
+def _record(seen: dict[Key, Seen], key: Key, event: dict[str, Any]) -> bool:
+    """Keep one copy per CloudEvent id; True when the id is new."""
+    entry = seen.setdefault(key, Seen(first_arrival=time.time()))
+    entry.copies += 1
+    event_id = str(event.get("id"))
+    if event_id in entry.ids:
+        return False
+    entry.ids[event_id] = event
+    return True
 
 
 def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
