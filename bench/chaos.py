@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lead", type=float, help="seconds before the first in-run deadline")
     parser.add_argument("--spread", type=float, help="seconds over which deadlines fall due")
     parser.add_argument("--timeout", type=float, default=1800.0)
-    parser.add_argument("--quiet", type=float, default=120.0)
+    parser.add_argument("--quiet", type=float, default=200.0,
+                        help="stop when nothing new came for so long (past every due time); "
+                             "must outlast the visibility timeout plus kombu's ~100 s "
+                             "restore sweep")
     parser.add_argument("--visibility", default="PT60S",
                         help="AFTERSALES_VISIBILITY_TIMEOUT (messages of a killed worker "
                              "come back after it)")

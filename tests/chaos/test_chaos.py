@@ -116,7 +116,7 @@ def test_chaos_run_loses_nothing(tmp_path: Path) -> None:
     # plus its ~100 s restore sweep, so the quiet period must outlast both.
     config = ChaosConfig(
         orders=300, seed=20261129, lead=20, spread=40, first_kill=6, beat_kill=10,
-        redis_restart=16, timeout=330, quiet=150, settle=5,
+        redis_restart=16, timeout=330, quiet=100, settle=5,
     )
     run = run_chaos(config, tmp_path)
     report = "\n".join(run.report())
