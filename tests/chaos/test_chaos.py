@@ -118,7 +118,7 @@ def test_chaos_run_loses_nothing(tmp_path: Path) -> None:
     # worker drops when its broker connection breaks) only after the visibility timeout
     # plus its ~100 s restore sweep, so the quiet period must outlast both.
     config = ChaosConfig(
-        orders=300, seed=20261129, lead=20, spread=40, first_kill=6, beat_kill=10,
+        orders=300, seed=20261129, lead=15, spread=30, first_kill=6, beat_kill=10,
         redis_restart=16, timeout=330, quiet=100, settle=5,
     )
     run = run_chaos(config, tmp_path)
