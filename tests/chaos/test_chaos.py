@@ -23,7 +23,8 @@ from tests.chaos.oracle import expected_outcomes, pending_timers, uk_business_ho
 from tests.chaos.workload import FLOWS, FLOWS_1_1, expected, generate
 
 HERE = Path(__file__).parent
-INDEPENDENT = ("model.py", "oracle.py", "oracle_returns.py", "workload.py", "compare.py")
+INDEPENDENT = ("model.py", "oracle.py", "oracle_returns.py", "script.py", "flows.py",
+               "workload.py", "compare.py")
 NOW = datetime(2026, 11, 29, 12, 0, 7, tzinfo=UTC)
 
 
