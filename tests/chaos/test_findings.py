@@ -1,0 +1,74 @@
+"""What the chaos run found in the rules, reduced to the smallest reproduction.
+
+Marked xfail(strict=True): each documents today's behaviour and turns into a failure
+("XPASS") once the rules are fixed, so the marker is then removed (docs/chaos.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.harness import ChaosConfig, Processes
+from tests.factories import T0, days, hours, order_placed, paid, shipped
+from tests.support.processes import START_TIMEOUT, tail, wait_until
+from tests.support.redis_restart import restart_embedded_redis
+from tests.support.wire import WireClient
+from tests.unit.harness import Timeline
+from worker.embedded_redis import free_port, start_embedded_redis
+
+
+@pytest.mark.xfail(strict=True, reason="a message that must wait for the payment fires the "
+                   "unpaid expiry first (docs/chaos.md, Findings 1)")
+def test_a_shipment_that_waits_for_the_payment_does_not_expire_the_order_first() -> None:
+    """A prepaid order paid an hour after it was placed, shipped three days later. The
+    shipment arrives before the payment (out of order, as the contract allows): it is
+    held for `order.paid` (README, "Held, not refused"). When the payment comes, the
+    order is paid, shipped, and was never cancelled: the payment happened long before
+    the 48 h unpaid expiry.
+
+    Today the held shipment first catches up the order's timers to its own event time,
+    so the unpaid expiry fires (`order.cancelled` by platform) before the shipment is
+    found to be waiting; the payment is then refunded as a payment for a cancelled order
+    and the shipment refused (`order_cancelled`). In the opposite arrival order nothing
+    of that happens: the outcome depends on arrival order."""
+    order = Timeline("o-finding-1")
+    placed = order_placed("o-finding-1", at=T0)
+    order.send(placed, now=T0 + days(4))
+    order.send(shipped("o-finding-1", at=T0 + days(3)), now=T0 + days(4))
+    order.send(paid("o-finding-1", at=T0 + hours(1)), now=T0 + days(4))
+
+    assert order.types() == []
+    assert order.state.cancellation is None
+    assert order.state.shipped_at == T0 + days(3)
+
+
+@pytest.mark.integration
+@pytest.mark.xfail(strict=True, reason="Celery/kombu 5.7.0: a worker holding unacknowledged "
+                   "messages exits when the Redis connection breaks (docs/chaos.md, Findings 2)")
+def test_a_worker_holding_a_message_survives_a_redis_restart(tmp_path: Path) -> None:
+    """A worker holds a task with an ETA (as it holds every armed deadline); Redis
+    restarts (here gracefully, SIGTERM). The worker should reconnect and go on.
+
+    Today Celery's `on_connection_error_after_connected` closes the broken connection,
+    kombu's channel close restores the unacked messages through a client it builds from
+    the connection that was just set to None, and `AttributeError: 'NoneType' object has
+    no attribute 'hostname'` ends the worker ("Unrecoverable error")."""
+    server = start_embedded_redis(tmp_path / "redis", port=free_port())
+    processes = Processes(tmp_path, server.url, ChaosConfig())
+    client = WireClient(server.url)
+    try:
+        worker = processes.start_worker()
+        wait_until(lambda: processes.ready(worker), START_TIMEOUT, "worker never answered")
+        client.send("aftersales.order_event", {"message_id": "m-1", "type": "order.paid",
+                    "order_id": "o-1", "occurred_at": "2026-01-01T00:00:00Z"}, countdown=300)
+        worker.wait_for_log("received", 30)
+        server = restart_embedded_redis(server, hard=False)
+        wait_until(lambda: processes.ready(worker) or not worker.alive(), 60,
+                   "the worker neither answered nor exited")
+        assert worker.alive(), tail(worker.log_text(), 20)
+    finally:
+        client.close()
+        processes.stop()
+        server.stop()
