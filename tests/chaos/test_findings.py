@@ -19,8 +19,6 @@ from tests.unit.harness import Timeline
 from worker.embedded_redis import free_port, start_embedded_redis
 
 
-@pytest.mark.xfail(strict=True, reason="a message that must wait for the payment fires the "
-                   "unpaid expiry first (docs/chaos.md, Findings 1)")
 def test_a_shipment_that_waits_for_the_payment_does_not_expire_the_order_first() -> None:
     """A prepaid order paid an hour after it was placed, shipped three days later. The
     shipment arrives before the payment (out of order, as the contract allows): it is
@@ -45,8 +43,6 @@ def test_a_shipment_that_waits_for_the_payment_does_not_expire_the_order_first()
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(strict=True, reason="Celery/kombu 5.7.0: a worker holding unacknowledged "
-                   "messages exits when the Redis connection breaks (docs/chaos.md, Findings 2)")
 def test_a_worker_holding_a_message_survives_a_redis_restart(tmp_path: Path) -> None:
     """A worker holds a task with an ETA (as it holds every armed deadline); Redis
     restarts (here gracefully, SIGTERM). The worker should reconnect and go on.

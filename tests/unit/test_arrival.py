@@ -196,3 +196,30 @@ def test_every_code_has_a_meaning() -> None:
 def test_new_state_is_empty() -> None:
     state = new_state("o-1")
     assert (state.order, state.parked, state.deadlines, state.returns) == (None, (), {}, {})
+
+
+def test_a_shipment_held_for_its_payment_holds_back_the_unpaid_expiry() -> None:
+    """Sellers ship paid orders: a shipment waiting for `order.paid` is evidence against
+    the unpaid expiry, whenever it happened, so the schedule's firing waits for it."""
+    timeline = Timeline("o-ship-first")
+    timeline.send(f.order_placed("o-ship-first", at=T0), now=T0 + days(4))
+    timeline.send(f.shipped("o-ship-first", at=T0 + days(3)), now=T0 + days(4))
+
+    fired = timeline.fire("unpaid_expiry")  # due at T0 + 48 h: overdue by now
+
+    assert (fired.applied, timeline.types()) == (False, [])
+    timeline.send(f.paid("o-ship-first", at=T0 + hours(1)), now=T0 + days(4))
+    assert timeline.types() == []
+    assert timeline.state.cancellation is None
+    assert timeline.state.shipped_at == T0 + days(3)
+
+
+def test_the_unpaid_expiry_fires_once_a_shipment_waiting_for_a_payment_gives_up() -> None:
+    timeline = Timeline("o-never-paid")
+    timeline.send(f.order_placed("o-never-paid", at=T0), now=T0 + days(4))
+    timeline.send(f.shipped("o-never-paid", at=T0 + days(3)), now=T0 + days(4))
+
+    timeline.advance(T0 + days(4) + timedelta(minutes=10))  # the shipment's hold ends
+
+    assert [letter.message["type"] for letter in timeline.dead_letters] == ["order.shipped"]
+    assert timeline.one("order.cancelled").by == "platform"

@@ -118,6 +118,13 @@ def apply_message(state: OrderState, msg: InboundMessage, policies: PolicySet) -
     behind = timers.held_back(caught.state, msg.occurred_at)
     if behind is not None:
         return Park(f"{timers.BEHIND} {behind.id} due {behind.due_at.isoformat()}")
+    if caught.state is not state:
+        # Timers fired. A message that waits for an earlier fact waits as the order was
+        # when it came: a shipment of an order whose payment has not arrived waits for
+        # it, rather than let the unpaid expiry it is evidence against fire first.
+        early = _handle(state, msg, policies)
+        if isinstance(early, Park):
+            return early
     result = _handle(caught.state, msg, policies)
     return result if isinstance(result, Park) else caught.then(result)
 
@@ -166,7 +173,7 @@ def _on_deadline(state: OrderState, deadline: Deadline, policies: PolicySet) -> 
         return Decision(state=state)  # stale or duplicate timer: fenced off
     if deadline.kind == "hold":
         return _expire_holds(state, deadline, policies)
-    if timers.blocked(state, deadline.due_at):
+    if timers.blocked(state, deadline):
         return Decision(state=state, applied=False)  # the shell fires it again later
     return _finish(_retry(timers.catch_up(Step(state), deadline.due_at), policies))
 

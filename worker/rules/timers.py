@@ -31,18 +31,28 @@ BEHIND = "the deadline"
 """How a message waiting behind a held-back deadline names what it waits for."""
 
 
+PAYMENT = "order.paid"
+"""What a parked ready-to-ship or shipment of an unpaid order waits for (orders.py)."""
+
+
 def held_back(state: OrderState, upto: datetime) -> Deadline | None:
     """The first timer due by `upto` that a parked message holds back, if any."""
     due = [
         d for d in state.deadlines.values()
-        if d.kind != "hold" and d.due_at <= upto and blocked(state, d.due_at)
+        if d.kind != "hold" and d.due_at <= upto and blocked(state, d)
     ]
     return min(due, key=lambda d: (d.due_at, d.id)) if due else None
 
 
-def blocked(state: OrderState, due_at: datetime) -> bool:
-    """A parked message that happened before `due_at` must be applied first."""
-    return any(parked.occurred_at < due_at for parked in state.parked)
+def blocked(state: OrderState, deadline: Deadline) -> bool:
+    """A parked message that happened before the deadline must be applied first; and a
+    message parked for the payment (a shipment: sellers ship paid orders) holds back the
+    unpaid expiry whenever it happened, until the payment comes or its hold ends."""
+    return any(
+        parked.occurred_at < deadline.due_at
+        or (deadline.kind == "unpaid_expiry" and parked.waiting_for == PAYMENT)
+        for parked in state.parked
+    )
 
 
 def catch_up(step: Step, upto: datetime) -> Step:
@@ -50,7 +60,7 @@ def catch_up(step: Step, upto: datetime) -> Step:
     while True:
         due = [
             d for d in step.state.deadlines.values()
-            if d.kind != "hold" and d.due_at <= upto and not blocked(step.state, d.due_at)
+            if d.kind != "hold" and d.due_at <= upto and not blocked(step.state, d)
         ]
         if not due:
             return step
