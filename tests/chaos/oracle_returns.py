@@ -33,13 +33,13 @@ class ReturnRules:
         items = {s["sku"]: int(s["quantity"]) for s in m.get("items") or []} or dict(sold)
         if any(sku not in sold or qty > sold[sku] for sku, qty in items.items()):
             return self.refuse(m, "invalid_items")
-        found = self.earlier(items)
+        delivered = self.delivered_at
+        late = delivered is not None and at - delivered > self.terms.return_window
+        found = self.earlier(items, late)
         if isinstance(found, str):
             return self.refuse(m, found)
-        delivered = self.delivered_at
         if m["kind"] == "return_and_refund" and (delivered is None or at < delivered):
             return self.refuse(m, "not_delivered")
-        late = delivered is not None and at - delivered > self.terms.return_window
         if found is None and late:
             return self.refuse(m, "outside_return_window")
         cost = Decimal(0)
@@ -50,32 +50,52 @@ class ReturnRules:
             cost = cost_or_problem
         return self.open_request(m, at, items, found, cost)
 
-    def earlier(self, items: dict[str, int]) -> Request | str | None:
-        """README "Resubmission" and "Several requests": the rejected request this one
-        resubmits, or the code refusing it."""
-        overlapping = sorted(
-            (r for r in self.returns.values()
-             if r.status != "superseded" and set(items) & set(r.items)),
-            key=lambda r: (r.requested_at, r.request_id),
-        )
-        for r in overlapping:
-            if r.status == "appealed":
-                return "appeal_pending"
-            if r.status == "rejected" and r.attempt >= MAX_ATTEMPTS:
-                return "resubmission_used"
-            if r.status in ("rejected_final", "arbitration_rejected"):
-                return "return_refused"
-        sold = self.sold()
-        for sku, qty in items.items():
-            refunded = sum(r.items.get(sku, 0) for r in self.returns.values()
-                           if r.status == "refunded")
-            taken = sum(r.items.get(sku, 0) for r in self.returns.values()
-                        if r.status in ("requested", "approved"))
-            if refunded + qty > sold[sku]:
-                return "already_refunded"
-            if refunded + taken + qty > sold[sku]:
-                return "items_in_open_request"
-        return next((r for r in overlapping if r.status == "rejected"), None)
+    def earlier(self, items: dict[str, int], late: bool) -> Request | str | None:
+        """Contract 1.1, units not SKUs (docs/rules.md "Units, not SKUs"): the rejected
+        request this one resubmits, None for a new request, or the code refusing it.
+
+        Free units: sold - refunded - in open or appealed requests - finally refused -
+        waiting in a rejected request. Free units make a new request (inside the window);
+        units of a rejected request make its resubmission, which may add free units only
+        inside the window."""
+        free = self.sold()
+        for r in self.returns.values():
+            if r.status not in ("superseded", "closed"):
+                for sku, qty in r.items.items():
+                    free[sku] -= qty
+
+        def within(available: dict[str, int]) -> bool:
+            return all(qty <= available.get(sku, 0) for sku, qty in items.items())
+
+        def plus(mine: dict[str, int]) -> dict[str, int]:
+            return {sku: free.get(sku, 0) + mine.get(sku, 0) for sku in free.keys() | mine}
+
+        if not late and within(free):
+            return None
+        by_time = sorted(self.returns.values(), key=lambda r: (r.requested_at, r.request_id))
+        for r in by_time:
+            if r.status != "rejected" or r.attempt >= MAX_ATTEMPTS:
+                continue
+            if within(r.items if late else plus(r.items)):
+                return r
+            if late and set(items) & set(r.items) and within(plus(r.items)):
+                return "resubmission_adds_items"
+        if late and within(free):
+            return None  # free, but after the window: refused for the window
+        sku = next(sku for sku, qty in items.items() if qty > free.get(sku, 0))
+        holders = [r for r in by_time if sku in r.items]
+        for code, holds in (
+            ("appeal_pending", lambda r: r.status == "appealed"),
+            ("resubmission_used", lambda r: r.status == "rejected" and r.attempt >= MAX_ATTEMPTS),
+            ("return_refused", lambda r: r.status in ("rejected_final", "arbitration_rejected")),
+        ):
+            if any(holds(r) for r in holders):
+                return code
+        refunded = sum(r.items.get(sku, 0) for r in self.returns.values()
+                       if r.status == "refunded")
+        if refunded + items[sku] > self.sold()[sku]:
+            return "already_refunded"
+        return "items_in_open_request"
 
     def drop_off_cost(self, m: dict[str, Any], items: dict[str, int]) -> Decimal | None:
         """Rule 9 on the request's explicit parcel; None when it is not eligible."""
