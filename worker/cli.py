@@ -85,7 +85,7 @@ def demo(own_worker: bool, timeout: float) -> None:
     from worker.demo import play
     from worker.demo_env import STOP_GRACE, workers_answering
     from worker.demo_env import own_worker as start_own
-    from worker.runner import redacted
+    from worker.redis_urls import redacted
     from worker.settings import get_settings
 
     started, console = time.monotonic(), Console(highlight=False)

@@ -12,14 +12,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from schemas.events import build_event
 from schemas.policy import PolicySet
 from schemas.types import format_timestamp
 from worker import rules
-from worker.adapters.redis_store import Commit, CommitResult, Loaded
 from worker.logging import get_logger
+from worker.ports import Commit, Loaded, Publisher, Store
 from worker.rules.state import Deadline, DeadlineFired, Decision, LabelGenerated, OrderState
 
 log = get_logger("aftersales.service")
@@ -34,17 +34,6 @@ DEAD_LETTER_NAMESPACE = uuid.UUID("0b8f2f7e-31a4-5bb6-9d3a-6d6f3c1e5a20")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class Store(Protocol):
-    def load(self, order_id: str) -> Loaded: ...
-    def is_seen(self, order_id: str, message_id: str) -> bool: ...
-    def commit(self, commit: Commit, now: datetime) -> CommitResult: ...
-    def confirm_published(self, entry_ids: list[str]) -> None: ...
-
-
-class Publisher(Protocol):
-    def publish(self, entry_id: str, entry: dict[str, Any]) -> None: ...
 
 
 class ConcurrencyExhausted(RuntimeError):
