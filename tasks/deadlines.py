@@ -9,7 +9,7 @@ from tasks.errors import TRANSIENT, backoff
 from worker import runtime
 from worker.app import app
 from worker.logging import bind
-from worker.scheduler import DEADLINE_TASK, TICK_TASK
+from worker.topology import DEADLINE_TASK, TICK_TASK
 
 
 @app.task(name=DEADLINE_TASK, bind=True, max_retries=None)

@@ -48,9 +48,9 @@ app.conf.update(
     task_default_queue=topology.INBOUND,
     task_create_missing_queues=False,
     task_routes={
-        "aftersales.deadline": {"queue": topology.DEADLINES},
-        "aftersales.label": {"queue": topology.DEADLINES},
-        "aftersales.tick": {"queue": topology.CONTROL},
+        topology.DEADLINE_TASK: {"queue": topology.DEADLINES},
+        topology.LABEL_TASK: {"queue": topology.DEADLINES},
+        topology.TICK_TASK: {"queue": topology.CONTROL},
     },
     broker_transport_options={
         # Must exceed the deadline horizon: an ETA task older than this is redelivered
@@ -67,7 +67,7 @@ app.conf.update(
     worker_hijack_root_logger=False,
     beat_schedule={
         "aftersales-tick": {
-            "task": "aftersales.tick",
+            "task": topology.TICK_TASK,
             "schedule": settings.sweep_interval.total_seconds(),
             # A tick nobody ran in time is worthless: the next one does the same work.
             "options": {"expires": max(5.0, settings.sweep_interval.total_seconds() * 5)},

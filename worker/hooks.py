@@ -15,11 +15,12 @@ import structlog
 from celery import bootsteps
 from celery.signals import task_postrun, task_prerun, task_received, worker_init
 
+from schemas.inbound import INBOUND_TASKS
 from worker import runtime, topology
 from worker.app import app
 from worker.backlog import message_facts
 from worker.logging import get_logger, never_fails
-from worker.scheduler import DEADLINE_TASK
+from worker.topology import DEADLINE_TASK
 
 log = get_logger("aftersales.hooks")
 
@@ -109,7 +110,7 @@ def register_received(request: Any = None, **_: Any) -> None:
     if request is not None and request.name == DEADLINE_TASK:
         _register_holder(request)
         return
-    if request is None or request.name not in topology.INBOUND_TASKS:
+    if request is None or request.name not in INBOUND_TASKS:
         return
     facts = message_facts(request.args)
     if facts is None:

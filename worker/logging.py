@@ -21,6 +21,8 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from worker.topology import TICK_TASK
+
 EMAIL_RE = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]*\.[^\s@'\"<>(),;:]*")
 """What looks like an e-mail address, even one cut short by Celery's 1024-character repr
 ("jane@exa..."): a dot after the "@" is enough. Node names like celery@host stay."""
@@ -54,7 +56,7 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-QUIET_TASKS = frozenset({"aftersales.tick"})
+QUIET_TASKS = frozenset({TICK_TASK})
 """Periodic housekeeping: Celery's per-run lines about them are noise unless at DEBUG."""
 
 LOG_FORMATS = ("auto", "json", "console")

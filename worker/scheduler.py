@@ -22,11 +22,9 @@ from worker.ports import Backlog, BacklogReader
 from worker.rules.state import Deadline
 from worker.service import Outcome, Service
 from worker.settings import Settings
+from worker.topology import DEADLINE_TASK
 
 log = get_logger("aftersales.deadlines")
-
-DEADLINE_TASK = "aftersales.deadline"
-TICK_TASK = "aftersales.tick"
 
 TASK_ID_NAMESPACE = uuid.UUID("2d0b9a4e-5c1f-5e8a-8f3b-0a7c6e4d2b19")
 """Task ids of armed deadlines derive from (order, deadline, due): one task per arming."""

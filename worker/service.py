@@ -20,7 +20,9 @@ from schemas.types import format_timestamp
 from worker import rules
 from worker.logging import get_logger
 from worker.ports import Commit, Loaded, Publisher, Store
+from worker.rules.parking import DEFAULT_HOLD
 from worker.rules.state import Deadline, DeadlineFired, Decision, LabelGenerated, OrderState
+from worker.topology import LABEL_TASK
 
 log = get_logger("aftersales.service")
 
@@ -28,7 +30,6 @@ MAX_ATTEMPTS = 20
 """Optimistic-commit attempts before the task is retried by Celery: two racing messages of
 one order settle in two, so twenty means something is badly wrong (a hot order)."""
 
-LABEL_TASK = "aftersales.label"
 DEAD_LETTER_NAMESPACE = uuid.UUID("0b8f2f7e-31a4-5bb6-9d3a-6d6f3c1e5a20")
 
 
@@ -54,7 +55,7 @@ class Service:
     store: Store
     publisher: Publisher
     policy: PolicySet
-    hold_for: timedelta = timedelta(minutes=10)
+    hold_for: timedelta = DEFAULT_HOLD
     clock: Callable[[], datetime] = utcnow
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
