@@ -6,13 +6,13 @@ from __future__ import annotations
 from celery import Task
 
 from tasks.errors import TRANSIENT, backoff
+from tasks.typed import task
 from worker import runtime
-from worker.app import app
 from worker.logging import bind
 from worker.topology import DEADLINE_TASK, TICK_TASK
 
 
-@app.task(name=DEADLINE_TASK, bind=True, max_retries=None)
+@task(name=DEADLINE_TASK, bind=True, max_retries=None)
 def fire_deadline(
     self: Task,
     order_id: str,
@@ -34,7 +34,7 @@ def fire_deadline(
     return outcome.status if not outcome.detail else f"{outcome.status}:{outcome.detail}"
 
 
-@app.task(name=TICK_TASK, ignore_result=True)
+@task(name=TICK_TASK, ignore_result=True)
 def tick() -> dict[str, int]:
     """Arm deadlines entering the horizon, re-send overdue ones, relay the outbox."""
     return runtime.scheduler().tick()

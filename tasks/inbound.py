@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from schemas.inbound import INBOUND_TASKS, TASK_OF_TYPE, parse_message
 from tasks.errors import TRANSIENT, backoff
+from tasks.typed import task
 from worker import runtime
-from worker.app import app
 from worker.backlog import message_facts
 from worker.logging import bind, get_logger, redact
 
@@ -51,7 +51,8 @@ def handle_inbound(
         errors = exc.errors(include_url=False, include_context=False, include_input=False)
         detail = _validation_detail(task_name, body, errors)
         log.warning("invalid message dead-lettered", error_count=len(errors))
-        runtime.dead_letter(task_name, body, detail, "invalid_message", errors=errors)
+        runtime.dead_letter(task_name, body, detail, "invalid_message",
+                            errors=[dict(error) for error in errors])
         _clear_inflight(facts, task_id)
         return "dead_lettered"
     bind(order_id=message.order_id, message_id=message.message_id, message_type=message.type)
@@ -112,13 +113,12 @@ def _make_task(task_name: str) -> Task:
                 raise self.retry(exc=down, countdown=backoff(self.request.retries)) from down
 
     run.__name__ = task_name.rsplit(".", 1)[1]
-    return app.task(  # type: ignore[no-any-return]
-        run,
+    return task(
         name=task_name,
         bind=True,
         max_retries=None,  # transient failures only: never give up on a valid message
         Request="worker.redaction:RedactedRequest",
-    )
+    )(run)
 
 
 INBOUND = {name: _make_task(name) for name in INBOUND_TASKS}

@@ -12,9 +12,9 @@ from __future__ import annotations
 from celery import Task
 
 from tasks.errors import backoff
+from tasks.typed import task
 from worker import runtime
 from worker.adapters.labels import LabelSpec, make_label
-from worker.app import app
 from worker.logging import bind, get_logger
 from worker.rules.fulfilment import label_needed, label_valid_until
 from worker.rules.state import LabelGenerated, OrderState
@@ -44,7 +44,7 @@ def spec_for(state: OrderState, request_id: str) -> LabelSpec | None:
 
 # The attempt count is checked below against the setting, so Celery's own cap is off: with
 # it on, a run past the cap would raise MaxRetriesExceededError instead of dead-lettering.
-@app.task(name=LABEL_TASK, bind=True, max_retries=None)
+@task(name=LABEL_TASK, bind=True, max_retries=None)
 def generate_label(self: Task, order_id: str, request_id: str) -> str:
     bind(order_id=order_id, request_id=request_id)
     try:
