@@ -1,4 +1,4 @@
-"""Inbound messages (contract section 2): one frozen model per message type.
+"""Inbound messages (docs/asyncapi.yaml): one frozen model per message type.
 
 Each Celery task accepts a discriminated union of its own message types, so a message
 sent to the wrong task fails validation like any other bad input.

@@ -94,7 +94,7 @@ def test_only_the_shell_imports_celery_or_kombu() -> None:
         if any(top(module) in ("celery", "kombu") for module in imported(path))
     }
     assert importers <= CELERY_MODULES | WIRING, sorted(importers - CELERY_MODULES - WIRING)
-    assert CELERY_MODULES <= importers, f"no longer import Celery: {CELERY_MODULES - importers}"
+    assert importers >= CELERY_MODULES, f"no longer import Celery: {CELERY_MODULES - importers}"
 
 
 def import_graph() -> dict[str, list[str]]:

@@ -1,4 +1,4 @@
-"""One typed settings object, read from the environment once (conventions: config in one place).
+"""One typed settings object, read from the environment once: configuration in one place.
 
 Every variable is documented in the README with its default.
 """

@@ -1,4 +1,4 @@
-"""In-memory fakes of the service's ports (conventions habit 8): service tests only."""
+"""In-memory fakes of the service's ports : service tests only."""
 
 from __future__ import annotations
 

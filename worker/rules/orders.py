@@ -1,7 +1,7 @@
 """Order facts: placed, paid, ready to ship, shipped, delivered.
 
-A fact that arrives after the order has moved on is answered consistently (contract
-section 2): a payment for a cancelled order is refunded in full, ready-to-ship or shipping
+A fact that arrives after the order has moved on is answered consistently (docs/rules.md):
+a payment for a cancelled order is refunded in full, ready-to-ship or shipping
 of a cancelled order is refused with `order_cancelled` so the shipment can be stopped.
 """
 
