@@ -20,6 +20,7 @@ from typing import Any
 
 from schemas.types import parse_timestamp
 from worker.logging import get_logger
+from worker.ports import Backlog
 from worker.rules.state import Deadline
 
 log = get_logger("aftersales.backlog")
@@ -40,7 +41,7 @@ def queue_keys(queue: str) -> list[str]:
 class Gate:
     """Decides whether a due deadline may fire now (None) or must wait (the reason)."""
 
-    backlog: Callable[[str], tuple[int, dict[str, tuple[datetime, datetime]]]]
+    backlog: Callable[[str], Backlog]
     stale_after: timedelta
     clock: Callable[[], datetime]
 
