@@ -1,9 +1,12 @@
-"""Queues and exchanges of the contract (docs/rules.md), declared by the worker at start-up,
+"""Queues and exchanges of the contract (docs/asyncapi.yaml), declared by the worker at start-up,
 and the names of the worker's own tasks."""
 
 from __future__ import annotations
 
 from kombu.entity import Exchange, Queue, binding  # `kombu` re-exports them lazily, unseen by mypy
+
+# The inbound task names, derived from the message unions there (re-exported).
+from schemas.inbound import INBOUND_TASKS as INBOUND_TASKS
 
 INBOUND = "aftersales.inbound"
 DEADLINES = "aftersales.deadlines"
