@@ -165,7 +165,8 @@ class _Capture:
 
 
 def _write_range(url: str, start: int, stop: int, due_base: float, batch: int) -> None:
-    from worker.adapters.redis_store import Commit, RedisStore, from_epoch
+    from worker.adapters.redis_store import RedisStore, from_epoch
+    from worker.ports import Commit
     from worker.rules.state import Deadline, OrderState
 
     client = redis.Redis.from_url(url)
@@ -219,7 +220,8 @@ def write_pending(url: str, n: int, processes: int = 2, batch: int = 1000) -> fl
 
 def sequential_commit_rate(url: str, n: int) -> float:
     """Commits per second of one client doing one RedisStore.commit per round trip."""
-    from worker.adapters.redis_store import Commit, RedisStore, from_epoch
+    from worker.adapters.redis_store import RedisStore, from_epoch
+    from worker.ports import Commit
     from worker.rules.state import Deadline, OrderState
 
     store = RedisStore(redis.Redis.from_url(url))
@@ -265,7 +267,7 @@ class _PipelinedStore:
     nothing stored): the commit is RedisStore.commit's own KEYS/ARGV, sent on a pipeline."""
 
     def __init__(self, store: Any, batch: int = 1000) -> None:
-        from worker.adapters.redis_store import CommitResult, Loaded
+        from worker.ports import CommitResult, Loaded
 
         self.store, self.batch = store, batch
         self.script = store._commit

@@ -1,7 +1,7 @@
-"""Policy durations (contract section 5): ISO 8601 text that keeps days apart from hours.
+"""Policy durations (docs/rules.md, policy file): ISO 8601 text that keeps days apart from hours.
 
 A window given in days counts local calendar days in the marketplace's timezone; one
-given in hours (or smaller units) counts elapsed time (contract 1.1).
+given in hours (or smaller units) counts elapsed time (docs/rules.md).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def parse_duration(value: Any) -> timedelta:
 
 @dataclass(frozen=True)
 class Window:
-    """A policy duration that keeps days apart from hours (contract 1.1: local days).
+    """A policy duration that keeps days apart from hours (docs/rules.md: local days).
 
     `days` are calendar days in the marketplace's timezone: P30D ends at the same local
     time 30 days later, whatever clock change lies between. `clock` is elapsed time:

@@ -1,4 +1,4 @@
-"""Outbound events (contract section 3): CloudEvents 1.0 envelopes and their `data`."""
+"""Outbound events (docs/asyncapi.yaml): CloudEvents 1.0 envelopes and their `data`."""
 
 from __future__ import annotations
 

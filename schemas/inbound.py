@@ -1,4 +1,4 @@
-"""Inbound messages (contract section 2): one frozen model per message type.
+"""Inbound messages (docs/asyncapi.yaml): one frozen model per message type.
 
 Each Celery task accepts a discriminated union of its own message types, so a message
 sent to the wrong task fails validation like any other bad input.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -313,43 +313,45 @@ InboundMessage = Annotated[
 ]
 """Any inbound message, whatever task carried it (used to re-read parked messages)."""
 
-TASK_MESSAGES: dict[str, TypeAdapter[Any]] = {
-    "aftersales.order_event": TypeAdapter(OrderEvent),
-    "aftersales.buyer_action": TypeAdapter(BuyerAction),
-    "aftersales.seller_action": TypeAdapter(SellerAction),
-    "aftersales.carrier_event": TypeAdapter(CarrierEvent),
-    "aftersales.platform_action": TypeAdapter(PlatformAction),
+TASK_UNIONS: dict[str, Any] = {
+    "aftersales.order_event": OrderEvent,
+    "aftersales.buyer_action": BuyerAction,
+    "aftersales.seller_action": SellerAction,
+    "aftersales.carrier_event": CarrierEvent,
+    "aftersales.platform_action": PlatformAction,
 }
-"""The contract's inbound task names and the message union each accepts."""
+"""The contract's inbound task names and the message union each accepts: the one list
+that the tables below are derived from."""
 
-ANY_MESSAGE: TypeAdapter[Any] = TypeAdapter(InboundMessage)
+TASK_MESSAGES: dict[str, TypeAdapter[Any]] = {
+    task: TypeAdapter(union) for task, union in TASK_UNIONS.items()
+}
+
+INBOUND_TASKS: tuple[str, ...] = tuple(TASK_UNIONS)
+
+# mypy reads an Annotated union as a value of UnionType, not as a type: Any says "a type
+# form" here (pydantic accepts it).
+_ANY_INBOUND: Any = InboundMessage
+ANY_MESSAGE: TypeAdapter[Any] = TypeAdapter(_ANY_INBOUND)
+
+
+def _types_of(union: Any) -> tuple[str, ...]:
+    """The `type` values of a union's message classes, in the union's order."""
+    members = get_args(get_args(union)[0]) or (get_args(union)[0],)  # Annotated[A | B, ...]
+    return tuple(
+        value for cls in members for value in get_args(cls.model_fields["type"].annotation)
+    )
+
 
 TYPES_BY_TASK: dict[str, tuple[str, ...]] = {
-    "aftersales.order_event": (
-        "order.placed",
-        "order.paid",
-        "order.ready_to_ship",
-        "order.shipped",
-        "order.delivered",
-    ),
-    "aftersales.buyer_action": (
-        "buyer.cancel_requested",
-        "buyer.return_requested",
-        "buyer.return_tracking_submitted",
-        "buyer.label_email_requested",
-        "buyer.appeal_submitted",
-    ),
-    "aftersales.seller_action": (
-        "seller.cancel_accepted",
-        "seller.cancel_rejected",
-        "seller.order_cancelled",
-        "seller.return_approved",
-        "seller.return_rejected",
-        "seller.return_received",
-    ),
-    "aftersales.carrier_event": ("carrier.return_dropped_off",),
-    "aftersales.platform_action": ("platform.arbitration_decided", "platform.order_cancelled"),
+    task: _types_of(union) for task, union in TASK_UNIONS.items()
 }
+"""The message types each inbound task carries."""
+
+TASK_OF_TYPE: dict[str, str] = {
+    message_type: task for task, types in TYPES_BY_TASK.items() for message_type in types
+}
+"""The task that carries each message type (a dead letter names its task)."""
 
 
 def parse_message(task_name: str, body: Any, now: datetime | None = None) -> Any:

@@ -1,4 +1,4 @@
-"""The policy file (contract section 5): marketplace rules with their default numbers.
+"""The policy file (docs/rules.md, policy file): marketplace rules with their default numbers.
 
 Loading and merging live here as pure functions over dicts; reading the file is the
 shell's job (worker/settings.py).
@@ -195,7 +195,7 @@ BUILT_IN_MARKETPLACES: dict[str, dict[str, Any]] = {
         },
     }
 }
-"""Contract section 5's built-in `UK` section; every other marketplace starts from defaults."""
+"""The built-in `UK` section (docs/rules.md); every other marketplace starts from defaults."""
 
 
 class PolicyError(ValueError):

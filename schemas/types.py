@@ -145,7 +145,7 @@ CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 """ISO 4217 alphabetic code."""
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
-"""How far ahead of the worker's clock an event time may be (contract section 2)."""
+"""How far ahead of the worker's clock an event time may be (docs/rules.md, event time)."""
 
 
 def format_timestamp(value: datetime) -> str:

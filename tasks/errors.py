@@ -1,4 +1,4 @@
-"""One error hierarchy (conventions habit 6): permanent errors dead-letter at once,
+"""One error hierarchy: permanent errors dead-letter at once,
 transient ones retry with capped, jittered backoff."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The five inbound tasks of the contract (section 2)."""
+"""The five inbound tasks of the contract (docs/rules.md)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 from celery import Task
 from pydantic import ValidationError
 
-from schemas.inbound import TYPES_BY_TASK, parse_message
+from schemas.inbound import INBOUND_TASKS, TASK_OF_TYPE, parse_message
 from tasks.errors import TRANSIENT, backoff
-from worker import runtime, topology
-from worker.app import app
+from tasks.typed import task
+from worker import runtime
 from worker.backlog import message_facts
 from worker.logging import bind, get_logger, redact
 
@@ -21,9 +21,9 @@ log = get_logger("aftersales.tasks")
 
 def _validation_detail(task_name: str, body: Any, errors: list[Any]) -> str:
     kind = body.get("type") if isinstance(body, dict) else None
-    for other, types in TYPES_BY_TASK.items():
-        if kind in types and other != task_name:
-            return f"message type {kind!r} belongs to task {other!r}, not {task_name!r}"
+    other = TASK_OF_TYPE.get(kind) if isinstance(kind, str) else None
+    if other is not None and other != task_name:
+        return f"message type {kind!r} belongs to task {other!r}, not {task_name!r}"
     # Built from locations and messages only: input values may hold personal data.
     return "; ".join(
         f"{'.'.join(str(part) for part in error['loc']) or 'message'}: {error['msg']}"
@@ -51,7 +51,8 @@ def handle_inbound(
         errors = exc.errors(include_url=False, include_context=False, include_input=False)
         detail = _validation_detail(task_name, body, errors)
         log.warning("invalid message dead-lettered", error_count=len(errors))
-        runtime.dead_letter(task_name, body, detail, "invalid_message", errors=errors)
+        runtime.dead_letter(task_name, body, detail, "invalid_message",
+                            errors=[dict(error) for error in errors])
         _clear_inflight(facts, task_id)
         return "dead_lettered"
     bind(order_id=message.order_id, message_id=message.message_id, message_type=message.type)
@@ -112,16 +113,15 @@ def _make_task(task_name: str) -> Task:
                 raise self.retry(exc=down, countdown=backoff(self.request.retries)) from down
 
     run.__name__ = task_name.rsplit(".", 1)[1]
-    return app.task(  # type: ignore[no-any-return]
-        run,
+    return task(
         name=task_name,
         bind=True,
         max_retries=None,  # transient failures only: never give up on a valid message
         Request="worker.redaction:RedactedRequest",
-    )
+    )(run)
 
 
-INBOUND = {name: _make_task(name) for name in topology.INBOUND_TASKS}
+INBOUND = {name: _make_task(name) for name in INBOUND_TASKS}
 order_event = INBOUND["aftersales.order_event"]
 buyer_action = INBOUND["aftersales.buyer_action"]
 seller_action = INBOUND["aftersales.seller_action"]

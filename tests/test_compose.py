@@ -1,4 +1,4 @@
-"""compose.yaml and the Dockerfile agree with contract section 1 (Docker cannot run here,
+"""compose.yaml and the Dockerfile agree with docs/operations.md (Docker cannot run here,
 so this reads them; `docker-compose config` is also run when that binary exists)."""
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ Three places a message can be while a deadline comes due:
    before it has been taken by a worker;
 2. taken by a worker but not yet committed: the consumer records it in the order's
    in-flight hash the moment it is received (signal `task_received`, before the
-   prefetch buffer), and the commit removes it; the deadline waits while one is there;
+   prefetch buffer: worker/hooks.py), and the commit removes it; the deadline waits
+   while one is there;
 3. parked in the order's state waiting for an earlier fact: the rules defer the deadline.
 """
 
@@ -17,13 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from celery.signals import task_received
-
 from schemas.types import parse_timestamp
-from worker import topology
-from worker.logging import get_logger, never_fails
+from worker.logging import get_logger
+from worker.ports import Backlog
 from worker.rules.state import Deadline
-from worker.signals import receiver
 
 log = get_logger("aftersales.backlog")
 
@@ -43,7 +41,7 @@ def queue_keys(queue: str) -> list[str]:
 class Gate:
     """Decides whether a due deadline may fire now (None) or must wait (the reason)."""
 
-    backlog: Callable[[str], tuple[int, dict[str, tuple[datetime, datetime]]]]
+    backlog: Callable[[str], Backlog]
     stale_after: timedelta
     clock: Callable[[], datetime]
 
@@ -74,35 +72,3 @@ def message_facts(args: Any) -> tuple[str, datetime] | None:
         return order_id, parse_timestamp(occurred)
     except ValueError:
         return None
-
-
-@receiver(task_received)
-@never_fails
-def _register_inflight(request: Any = None, **_: Any) -> None:
-    if request is not None and request.name == DEADLINE_TASK:
-        _register_holder(request)
-        return
-    if request is None or request.name not in topology.INBOUND_TASKS:
-        return
-    facts = message_facts(request.args)
-    if facts is None:
-        return  # it will be dead-lettered; nothing to wait for
-    from worker import runtime
-
-    order_id, occurred = facts
-    runtime.store().mark_inflight(order_id, request.id, occurred, runtime.utcnow())
-
-
-DEADLINE_TASK = "aftersales.deadline"
-
-
-def _register_holder(request: Any) -> None:
-    """This worker incarnation holds the deadline's task now: the sweep must not send it
-    again while that process lives (a restart under the same name is another holder)."""
-    from worker import runtime
-    from worker.app import incarnation
-
-    args = request.args
-    if isinstance(args, list | tuple) and len(args) >= 2:
-        holder = incarnation(request.hostname)
-        runtime.store().hold(str(args[0]), str(args[1]), holder, runtime.utcnow())

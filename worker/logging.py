@@ -1,4 +1,4 @@
-"""structlog logs, and the Celery signal hooks that bind context on every line.
+"""structlog logs; worker/hooks.py binds each task's id and name on every line.
 
 Lines are JSON when stderr is not a terminal (files, containers, log shippers) and
 rendered for people on a terminal; `AFTERSALES_LOG_FORMAT=json|console|auto` decides
@@ -19,10 +19,9 @@ from functools import wraps
 from typing import Any
 
 import structlog
-from celery.signals import task_postrun, task_prerun
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from worker.signals import receiver
+from worker.topology import TICK_TASK
 
 EMAIL_RE = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]*\.[^\s@'\"<>(),;:]*")
 """What looks like an e-mail address, even one cut short by Celery's 1024-character repr
@@ -57,7 +56,7 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-QUIET_TASKS = frozenset({"aftersales.tick"})
+QUIET_TASKS = frozenset({TICK_TASK})
 """Periodic housekeeping: Celery's per-run lines about them are noise unless at DEBUG."""
 
 LOG_FORMATS = ("auto", "json", "console")
@@ -154,19 +153,6 @@ def never_fails(hook: Callable[..., None]) -> Callable[..., None]:
             get_logger().exception("signal hook failed", hook=hook.__name__)
 
     return guarded
-
-
-@receiver(task_prerun)
-@never_fails
-def _bind_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(task_id=task_id, task=getattr(task, "name", None))
-
-
-@receiver(task_postrun)
-@never_fails
-def _unbind_task(**_: Any) -> None:
-    structlog.contextvars.clear_contextvars()
 
 
 def bind(**values: Any) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import redis
 from celery import Celery
 
+from schemas.inbound import INBOUND_TASKS
 from schemas.types import format_timestamp
 from worker import topology
 from worker.adapters import keys
@@ -99,7 +100,7 @@ def replay(app: Celery, limit: int, now: datetime) -> list[dict[str, Any]]:
                     break
                 letter = message.payload
                 task, original = letter.get("task"), letter.get("original")
-                if task in topology.INBOUND_TASKS and isinstance(original, dict):
+                if task in INBOUND_TASKS and isinstance(original, dict):
                     app.send_task(task, args=[original], queue=topology.INBOUND)
                     sent.append({"task": task, "message_id": original.get("message_id")})
                 else:

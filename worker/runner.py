@@ -1,6 +1,6 @@
 """`aftersales run`: embedded Redis (when needed), one worker and one beat, supervised.
 
-Contract section 1. Every child runs in its own session, so a terminal Ctrl-C reaches
+docs/operations.md, processes. Every child runs in its own session, so a terminal Ctrl-C reaches
 only this process, which then stops the children in a fixed order: the worker first (it
 finishes its current tasks; late acks hand back the rest), then beat, then Redis (which
 fsyncs its AOF). Children also get SIGTERM from the kernel if this process dies (see

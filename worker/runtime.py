@@ -1,4 +1,5 @@
-"""Wiring: the real adapters behind the service, built lazily once per process.
+"""Wiring: the real adapters behind the service and the scheduler, built lazily once per
+process, and the one place that chooses between them.
 
 Built after the prefork pool forks (first use in a child), so no Redis connection is
 shared across processes.
@@ -11,13 +12,20 @@ from typing import Any
 
 import redis
 
+from worker.adapters.label_store import FileLabelStore
 from worker.adapters.publisher import KombuPublisher
+from worker.adapters.queues import BrokerQueues, RedisQueues
 from worker.adapters.redis_store import RedisStore
 from worker.app import app
+from worker.ports import BacklogReader
+from worker.scheduler import Scheduler
 from worker.service import Service, dead_letter_body, utcnow
-
-__all__ = ["dead_letter", "publisher", "redis_client", "service", "store", "utcnow"]
 from worker.settings import get_settings
+
+__all__ = [
+    "app", "dead_letter", "label_store", "publisher", "queues", "redis_client", "scheduler",
+    "service", "store", "utcnow",
+]
 
 
 @lru_cache(maxsize=1)
@@ -39,6 +47,27 @@ def publisher() -> KombuPublisher:
 def service() -> Service:
     settings = get_settings()
     return Service(store(), publisher(), settings.policy, hold_for=settings.hold_for)
+
+
+@lru_cache(maxsize=1)
+def queues() -> BacklogReader:
+    """Queue depths from the store's Redis when the broker is that same Redis (one round
+    trip with the order), else from the broker itself."""
+    settings = get_settings()
+    if settings.broker_url == settings.redis_url:
+        return RedisQueues(store())
+    return BrokerQueues(app, store())
+
+
+@lru_cache(maxsize=1)
+def scheduler() -> Scheduler:
+    return Scheduler(store(), service(), queues(), app.send_task, get_settings(), utcnow)
+
+
+@lru_cache(maxsize=1)
+def label_store() -> FileLabelStore:
+    """Where label files go: swap the store here (docs/labels.md), not in the task."""
+    return FileLabelStore(get_settings().label_dir)
 
 
 def dead_letter(

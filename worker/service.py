@@ -12,15 +12,17 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from schemas.events import build_event
 from schemas.policy import PolicySet
 from schemas.types import format_timestamp
 from worker import rules
-from worker.adapters.redis_store import Commit, CommitResult, Loaded
 from worker.logging import get_logger
+from worker.ports import Commit, Loaded, Publisher, Store
+from worker.rules.parking import DEFAULT_HOLD
 from worker.rules.state import Deadline, DeadlineFired, Decision, LabelGenerated, OrderState
+from worker.topology import LABEL_TASK
 
 log = get_logger("aftersales.service")
 
@@ -28,23 +30,11 @@ MAX_ATTEMPTS = 20
 """Optimistic-commit attempts before the task is retried by Celery: two racing messages of
 one order settle in two, so twenty means something is badly wrong (a hot order)."""
 
-LABEL_TASK = "aftersales.label"
 DEAD_LETTER_NAMESPACE = uuid.UUID("0b8f2f7e-31a4-5bb6-9d3a-6d6f3c1e5a20")
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class Store(Protocol):
-    def load(self, order_id: str) -> Loaded: ...
-    def is_seen(self, order_id: str, message_id: str) -> bool: ...
-    def commit(self, commit: Commit, now: datetime) -> CommitResult: ...
-    def confirm_published(self, entry_ids: list[str]) -> None: ...
-
-
-class Publisher(Protocol):
-    def publish(self, entry_id: str, entry: dict[str, Any]) -> None: ...
 
 
 class ConcurrencyExhausted(RuntimeError):
@@ -65,7 +55,7 @@ class Service:
     store: Store
     publisher: Publisher
     policy: PolicySet
-    hold_for: timedelta = timedelta(minutes=10)
+    hold_for: timedelta = DEFAULT_HOLD
     clock: Callable[[], datetime] = utcnow
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 

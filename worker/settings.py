@@ -1,4 +1,4 @@
-"""One typed settings object, read from the environment once (conventions: config in one place).
+"""One typed settings object, read from the environment once: configuration in one place.
 
 Every variable is documented in the README with its default.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from schemas.policy import PolicyError, PolicySet, build_policy, parse_duration
 from worker.redis_urls import verified_tls
+from worker.rules.parking import DEFAULT_HOLD
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -22,8 +23,10 @@ class SettingsError(RuntimeError):
     """The environment asks for something impossible; start-up stops with this message."""
 
 
-def _duration(name: str, default: str) -> timedelta:
-    raw = os.environ.get(name, default)
+def _duration(name: str, default: timedelta) -> timedelta:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
     try:
         return parse_duration(raw)
     except ValueError as exc:
@@ -74,8 +77,8 @@ class Settings:
     label_dir: Path
     policy_file: str | None
     policy: PolicySet = field(repr=False)
-    # How long a message waits for an earlier fact before it is dead-lettered (contract: 10 min).
-    hold_for: timedelta = timedelta(minutes=10)
+    # How long a message waits for an earlier fact before it is dead-lettered (docs/rules.md).
+    hold_for: timedelta = DEFAULT_HOLD
     # Deadlines due within this horizon become Celery ETA tasks; the rest wait in Redis only.
     deadline_horizon: timedelta = timedelta(seconds=60)
     # Period of the beat tick that arms deadlines, sweeps overdue ones and relays the outbox.
@@ -84,7 +87,8 @@ class Settings:
     # so an ETA task is never redelivered while it still waits (celery#4766).
     visibility_timeout: timedelta = timedelta(seconds=300)
     # Runs of the label task, the first included, before it dead-letters ("label_failed").
-    # With the full-jitter backoff of tasks/errors.py, 8 runs wait up to ~64 s in all.
+    # With the full-jitter backoff of tasks/errors.py, 8 runs wait up to ~64 s in all: a full
+    # disk or a broken font will not fix itself sooner than someone looks at the dead letter.
     label_max_attempts: int = 8
     # Input safety (docs/input-safety.md): task bodies larger than this many bytes, or
     # nested deeper than this many levels, are dead-lettered before they are decoded
@@ -105,13 +109,18 @@ class Settings:
             label_dir=Path(os.environ.get("AFTERSALES_LABEL_DIR", "var/labels")).resolve(),
             policy_file=policy_file,
             policy=load_policy(policy_file),
-            hold_for=_duration("AFTERSALES_HOLD_FOR", "PT10M"),
-            deadline_horizon=_duration("AFTERSALES_DEADLINE_HORIZON", "PT60S"),
-            sweep_interval=_duration("AFTERSALES_SWEEP_INTERVAL", "PT1S"),
-            visibility_timeout=_duration("AFTERSALES_VISIBILITY_TIMEOUT", "PT300S"),
-            label_max_attempts=_positive_int("AFTERSALES_LABEL_MAX_ATTEMPTS", 8),
-            max_message_bytes=_positive_int("AFTERSALES_MAX_MESSAGE_BYTES", 256 * 1024),
-            max_message_depth=_positive_int("AFTERSALES_MAX_MESSAGE_DEPTH", 32),
+            # The defaults are the class's own (one source).
+            hold_for=_duration("AFTERSALES_HOLD_FOR", cls.hold_for),
+            deadline_horizon=_duration("AFTERSALES_DEADLINE_HORIZON", cls.deadline_horizon),
+            sweep_interval=_duration("AFTERSALES_SWEEP_INTERVAL", cls.sweep_interval),
+            visibility_timeout=_duration(
+                "AFTERSALES_VISIBILITY_TIMEOUT", cls.visibility_timeout
+            ),
+            label_max_attempts=_positive_int(
+                "AFTERSALES_LABEL_MAX_ATTEMPTS", cls.label_max_attempts
+            ),
+            max_message_bytes=_positive_int("AFTERSALES_MAX_MESSAGE_BYTES", cls.max_message_bytes),
+            max_message_depth=_positive_int("AFTERSALES_MAX_MESSAGE_DEPTH", cls.max_message_depth),
         )
         if settings.visibility_timeout <= settings.deadline_horizon * 2:
             raise SettingsError(

@@ -1,8 +1,12 @@
-"""Queues and exchanges of the contract (section 3), declared by the worker at start-up."""
+"""Queues and exchanges of the contract (docs/asyncapi.yaml), declared by the worker at start-up,
+and the names of the worker's own tasks."""
 
 from __future__ import annotations
 
 from kombu.entity import Exchange, Queue, binding  # `kombu` re-exports them lazily, unseen by mypy
+
+# The inbound task names, derived from the message unions there (re-exported).
+from schemas.inbound import INBOUND_TASKS as INBOUND_TASKS
 
 INBOUND = "aftersales.inbound"
 DEADLINES = "aftersales.deadlines"
@@ -15,13 +19,10 @@ REFUNDS = "aftersales.refunds"
 events_exchange = Exchange(EVENTS, type="topic", durable=True)
 dead_letter_exchange = Exchange(DEAD_LETTER, type="direct", durable=True)
 
-INBOUND_TASKS = (
-    "aftersales.order_event",
-    "aftersales.buyer_action",
-    "aftersales.seller_action",
-    "aftersales.carrier_event",
-    "aftersales.platform_action",
-)
+# The worker's own tasks (the inbound ones are schemas.inbound.INBOUND_TASKS).
+DEADLINE_TASK = "aftersales.deadline"
+LABEL_TASK = "aftersales.label"
+TICK_TASK = "aftersales.tick"
 
 # Celery's default routing for a named queue: a direct exchange and routing key of the
 # same name. Producers in any language rely on exactly this.

@@ -124,7 +124,7 @@ def open_cancel_request(
     """A paid order with a buyer cancel request whose 48 h answer window ends soon."""
     requested_at = datetime.now(UTC) - timedelta(hours=48) + timedelta(seconds=respond_in)
     # Paid must be known before the request arrives, or it is an unpaid order's instant
-    # cancellation (arrival order decides: contract section 2).
+    # cancellation (arrival order decides: docs/rules.md).
     order = paid_order(wire_client, state, requested_at - timedelta(hours=3),
                        requested_at - timedelta(hours=2))
     wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, requested_at,

@@ -1,4 +1,4 @@
-"""Event time all the way (contract 1.1), end to end through a real worker: both arrival
+"""Event time all the way (docs/design.md), end to end through a real worker: both arrival
 orders of the same facts give the same outcomes (issue 8, items 2 and 11).
 
 A test that sends two facts in a given arrival order waits until the first is committed

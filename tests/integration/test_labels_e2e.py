@@ -1,4 +1,4 @@
-"""Return labels end to end (contract rules 9-11, `return.label_generated`,
+"""Return labels end to end (rules 9-11 of docs/rules.md, `return.label_generated`,
 `return.label_email_requested`): a real worker turns an approved drop-off return into
 files in `AFTERSALES_LABEL_DIR` that scan, makes them once, and keeps the buyer's e-mail
 out of its logs.
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 LABEL_TASK = "aftersales.label"
 LABEL_QUEUE = "aftersales.deadlines"
 LABEL_VALIDITY = timedelta(days=14)
-# Contract section 5: the UK drop-off rate card (Evri), by parcel weight.
+# docs/rules.md (policy file): the UK drop-off rate card (Evri), by parcel weight.
 UK_RATES = ((Decimal("2"), "2.99"), (Decimal("5"), "4.49"), (Decimal("15"), "6.99"))
 WHOLE_ORDER_KG = Decimal("2.2")  # placed(): SKU-1 2 x 0.5 kg, SKU-2 1 x 1.2 kg
 SWEEP = {"AFTERSALES_SWEEP_INTERVAL": "PT0.5S"}

@@ -1,4 +1,4 @@
-"""Immediate outcomes of the rules, end to end through a real worker (contract section 4).
+"""Immediate outcomes of the rules, end to end through a real worker (docs/rules.md).
 
 Each test is Given (facts sent), When (the action), Then (the events on a queue bound to
 `#`). Event times lie in the past; the worker computes everything from them.

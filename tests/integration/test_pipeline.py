@@ -69,7 +69,7 @@ def test_seller_cancel_after_ready_to_ship_is_rejected(start_worker, wire_client
     wire_client.send(ORDER_EVENT, placed(order, ago(hours=3)))
     wire_client.send(ORDER_EVENT, message("order.paid", order, ago(hours=2)))
     wire_client.send(ORDER_EVENT, message("order.ready_to_ship", order, ago(hours=1)))
-    # Arrival order decides here (contract section 2): the seller cancels once the worker
+    # Arrival order decides here (docs/rules.md): the seller cancels once the worker
     # knows the parcel is ready, not merely after it happened somewhere else.
     store = RedisStore(redis_client)
     _wait(lambda: (s := store.load(order).state) is not None and s.ready_to_ship_at is not None)

@@ -1,4 +1,4 @@
-"""Processes of contract section 1: the embedded Redis and `aftersales run` start, stop in
+"""Processes (docs/operations.md): the embedded Redis and `aftersales run` start, stop in
 order on Ctrl-C or a dead child, and leave no process behind."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""In-memory fakes of the service's ports (conventions habit 8): service tests only."""
+"""In-memory fakes of the service's ports : service tests only."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from worker.adapters.redis_store import Commit, CommitResult, Loaded
+from worker.ports import Commit, CommitResult, Loaded
 from worker.rules.state import OrderState
 
 

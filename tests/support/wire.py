@@ -1,7 +1,7 @@
 """Bare wire clients: a producer and a downstream consumer that know only the contract.
 
 They import `celery` and `kombu` and nothing from this project, like a producer in
-another language would (contract sections 2 and 3).
+another language would (docs/asyncapi.yaml).
 """
 
 from __future__ import annotations

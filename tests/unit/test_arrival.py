@@ -1,4 +1,4 @@
-"""Out-of-order arrival, holds, fencing and backlog safety (contract section 2, design.md)."""
+"""Out-of-order arrival, holds, fencing and backlog safety (docs/rules.md, docs/design.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Business time (rule 7, contract section 5): UK, Europe/London, public holidays of England."""
+"""Business time (rule 7, docs/rules.md): UK, Europe/London, public holidays of England."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Event time all the way (contract 1.1): a message is judged against the order as it was
+"""Event time all the way (docs/design.md): a message is judged against the order as it was
 at its occurred_at, whatever the arrival order; published outcomes are never undone.
 """
 
@@ -109,7 +109,7 @@ def test_a_seller_cancel_before_ready_to_ship_wins_in_both_arrival_orders(
 
 def test_a_late_payment_before_a_published_cancel_is_refunded() -> None:
     """The documented exception: the cancel was published as unpaid; the payment that
-    happened before it arrives later and is refunded in full (contract section 2)."""
+    happened before it arrives later and is refunded in full (docs/rules.md)."""
     placed = f.order_placed()
     oid = placed.order_id
     timeline = Timeline(oid)

@@ -1,5 +1,5 @@
-"""The wire models against the contract, as tables: inbound messages (section 2),
-outbound CloudEvents (section 3) and the policy file (section 5).
+"""The wire models against the contract, as tables: inbound messages and
+outbound CloudEvents (docs/asyncapi.yaml) and the policy file (docs/rules.md).
 
 Every inbound case starts from one of the valid bodies in `VALID` below, changes one
 thing (`changed(body, path, value)`), and checks the verdict of the task that carries
@@ -117,7 +117,7 @@ CONTRACT_TASKS: dict[str, set[str]] = {
     "aftersales.carrier_event": {"carrier.return_dropped_off"},
     "aftersales.platform_action": {"platform.arbitration_decided", "platform.order_cancelled"},
 }
-"""Contract section 2's table, transcribed."""
+"""The table of tasks and their message types, transcribed (docs/asyncapi.yaml)."""
 
 TASK_OF = {type_: task for task, types in TYPES_BY_TASK.items() for type_ in types}
 TYPES = list(VALID)
@@ -500,7 +500,7 @@ def test_body_that_is_not_an_object_is_refused(task: str, body: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Outbound CloudEvents (section 3)
+# Outbound CloudEvents (docs/asyncapi.yaml)
 # ---------------------------------------------------------------------------------------
 
 LATER = "2026-03-04T12:00:00+02:00"  # timestamps in `data` are given with an offset...
@@ -638,7 +638,7 @@ def test_same_outcome_built_twice_keeps_its_id() -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# The policy file (section 5)
+# The policy file (docs/rules.md)
 # ---------------------------------------------------------------------------------------
 
 H, D = timedelta(hours=1), timedelta(days=1)

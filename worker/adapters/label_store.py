@@ -1,6 +1,6 @@
 """Where return-label files live: a small key/value protocol and its local-disk form.
 
-Events carry a URI to each file (contract: `return.label_generated`), so a store turns a
+Events carry a URI to each file (`return.label_generated`, docs/labels.md), so a store turns a
 name into bytes at rest plus a URI a consumer can open. `FileLabelStore` is the default,
 rooted at `AFTERSALES_LABEL_DIR` and answering `file://` URIs.
 

@@ -1,4 +1,4 @@
-"""Return labels for drop-off returns (contract rule 9): tracking number, QR code, PDF.
+"""Return labels for drop-off returns (rule 9, docs/labels.md): tracking number, QR code, PDF.
 
 Everything here is deterministic: the same approval processed twice yields the same
 tracking number, the same QR content and byte-identical files under the same names, so

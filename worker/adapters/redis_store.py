@@ -7,55 +7,18 @@ message id, the deadlines and the outbox entries are written together or not at 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import redis
 
 from worker.adapters import keys
-from worker.rules.state import Deadline, OrderState
+from worker.ports import Backlog, Commit, CommitResult, CommitStatus, Loaded
+from worker.rules.state import OrderState
 
 TIMELINE_CAP = 500
 """Lines of timeline kept per order: enough for any real order's life, bounded for abuse."""
-
-
-@dataclass(frozen=True)
-class Loaded:
-    state: OrderState | None
-    version: int
-
-
-Backlog = tuple[int, dict[str, tuple[datetime, datetime]]]
-"""Messages waiting in the inbound queue's lists, and the order's in-flight messages by
-task id: (occurred_at, received_at)."""
-
-CommitStatus = Literal["ok", "conflict", "duplicate"]
-"""What commit.lua answers: applied, lost the version race, or message already seen."""
-
-
-@dataclass(frozen=True)
-class CommitResult:
-    status: CommitStatus
-    version: int
-
-
-@dataclass(frozen=True)
-class Commit:
-    """Everything one decision writes, besides the state itself."""
-
-    order_id: str
-    expected_version: int
-    state: OrderState
-    message_id: str = ""
-    inflight_task_id: str = ""
-    schedule: tuple[Deadline, ...] = ()  # added or moved deadlines
-    unschedule: tuple[str, ...] = ()  # deadline ids no longer current
-    outbox: tuple[tuple[str, dict[str, Any]], ...] = ()  # (entry id, entry)
-    timeline: tuple[dict[str, Any], ...] = ()
-    forget: tuple[str, ...] = ()  # message ids dead-lettered: no longer "seen"
-    lateness_ms: float | None = None  # a deadline firing: how late it is (the metric)
 
 
 def _script(name: str) -> str:

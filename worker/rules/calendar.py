@@ -1,4 +1,4 @@
-"""Business time (contract section 5).
+"""Business time (docs/rules.md).
 
 Only Monday to Friday that are not public holidays count, in the marketplace's own
 timezone; a business day holds 24 business hours, so 48 business hours are two whole

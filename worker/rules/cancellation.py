@@ -92,7 +92,7 @@ def cancel_order(
 def in_free_window(state: OrderState, at: datetime) -> bool:
     """Rules 1-2: before payment, or up to and including the window after it (cod: placed).
 
-    A seller may widen the window, up to ready-to-ship (contract 1.1).
+    A seller may widen the window, up to ready-to-ship (docs/rules.md).
     """
     order = facts(state)
     window = terms(state).free_cancel_for(order.seller_id)

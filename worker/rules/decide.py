@@ -49,8 +49,6 @@ from worker.rules.state import (
 )
 from worker.rules.step import Park, Step, timer_id
 
-DEFAULT_HOLD = timedelta(minutes=10)  # contract section 2: held up to 10 minutes
-
 
 def new_state(order_id: str) -> OrderState:
     """The state of an order not seen yet."""
@@ -62,7 +60,7 @@ def decide(
     input: InboundMessage | DeadlineFired | LabelGenerated,
     now: datetime,
     policy: PolicySet,
-    hold_for: timedelta = DEFAULT_HOLD,
+    hold_for: timedelta = parking.DEFAULT_HOLD,
 ) -> Decision:
     """Apply one input to an order. `now` is used only to time the hold of a parked input.
 

@@ -137,6 +137,37 @@ def label_email(state: OrderState, msg: LabelEmailRequested) -> Step | Park:
                             msg.message_id)
 
 
+def label_needed(state: OrderState, request_id: str) -> ReturnRequest | None:
+    """The approved drop-off return that needs label files now; None otherwise.
+
+    The same conditions as `label_generated`, which records them: a request refunded or
+    closed before the label task ran gets no files nobody would announce.
+    """
+    request = state.returns.get(request_id)
+    if (
+        state.order is None
+        or state.policy is None
+        or request is None
+        or request.method != "drop_off"
+        or request.status != "approved"
+        or request.approved_at is None
+        or request.label is not None
+    ):
+        return None
+    return request
+
+
+def label_valid_until(state: OrderState, request: ReturnRequest) -> datetime:
+    """When an approved return's label expires: its `label_validity` deadline (approval
+    plus the policy's validity)."""
+    validity = state.deadlines.get(timer_id("label_validity", request.request_id))
+    if validity is not None:
+        return validity.due_at
+    policy = terms(state)
+    assert request.approved_at is not None, "only an approved request has a label"
+    return policy.end(policy.label_validity, request.approved_at)
+
+
 def label_generated(state: OrderState, made: LabelGenerated) -> Step:
     """The label task's result; a second one for the same request changes nothing."""
     request = state.returns.get(made.request_id)

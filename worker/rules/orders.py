@@ -1,17 +1,23 @@
 """Order facts: placed, paid, ready to ship, shipped, delivered.
 
-A fact that arrives after the order has moved on is answered consistently (contract
-section 2): a payment for a cancelled order is refunded in full, ready-to-ship or shipping
+A fact that arrives after the order has moved on is answered consistently (docs/rules.md):
+a payment for a cancelled order is refunded in full, ready-to-ship or shipping
 of a cancelled order is refused with `order_cancelled` so the shipment can be stopped.
 """
 
 from __future__ import annotations
 
-from schemas.inbound import OrderDelivered, OrderPaid, OrderPlaced, OrderReadyToShip, OrderShipped
+from schemas.inbound import (
+    TASK_OF_TYPE,
+    OrderDelivered,
+    OrderPaid,
+    OrderPlaced,
+    OrderReadyToShip,
+    OrderShipped,
+)
 from schemas.policy import PolicySet
 from worker.rules.cancellation import UNPAID_TIMER, refund_event, reject_by_system
 from worker.rules.money import full_refund
-from worker.rules.parking import TASK_OF_TYPE
 from worker.rules.state import DeadLetter, OrderFacts, OrderState
 from worker.rules.step import Park, Step, facts, reject, unchanged
 

@@ -9,16 +9,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import cast
 
-from schemas.inbound import ANY_MESSAGE, TYPES_BY_TASK, Message
+from schemas.inbound import ANY_MESSAGE, TASK_OF_TYPE, Message
 from worker.rules.codes import RejectionCode
 from worker.rules.state import DeadLetter, Deadline, OrderState, ParkedMessage
 from worker.rules.step import Park, Step, reject, timer_id
 
-TASK_OF_TYPE: dict[str, str] = {
-    message_type: task for task, types in TYPES_BY_TASK.items() for message_type in types
-}
-"""The contract task that carries each message type (a dead letter names its task)."""
-
+DEFAULT_HOLD = timedelta(minutes=10)
+"""How long a message waits for an earlier fact before it is refused or dead-lettered
+(docs/rules.md); `AFTERSALES_HOLD_FOR` changes it."""
 
 def message_id_of(parked: ParkedMessage) -> str:
     return str(parked.message["message_id"])

@@ -1,4 +1,4 @@
-"""Platform cancellation (contract 1.1): customer service cancels an order before delivery.
+"""Platform cancellation (docs/rules.md): customer service cancels an order before delivery.
 
 It wins over everything still open: open return requests close (`order_cancelled`),
 every deadline ends, and what was paid and not yet refunded goes back. A delivered order

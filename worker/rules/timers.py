@@ -3,7 +3,7 @@
 Rules are computed in event time, so before an input at time T is applied every timer
 due at or before T fires first (in due order): the outcome is then the same whether the
 schedule fired the timer before the input arrived or not. A timer never fires past a
-parked message that happened before it (backlog safety, design.md), and a message that
+parked message that happened before it (backlog safety, docs/design.md), and a message that
 happened after such a held-back timer waits behind it (`held_back`).
 """
 

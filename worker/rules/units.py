@@ -1,4 +1,4 @@
-"""Which units of an order a return request may ask for (contract 1.1: units, not SKUs).
+"""Which units of an order a return request may ask for (docs/rules.md: units, not SKUs).
 
 Free units = sold - refunded - in open requests - finally refused - waiting in a rejected
 request (for its resubmission or appeal). Free units make a new request, inside the

@@ -1,0 +1,55 @@
+"""The two ways to read the queues a deadline firing must look at (ports.BacklogReader).
+
+worker/runtime.py chooses one, once: the broker is the store's own Redis (kombu's lists,
+read with the order in one round trip), or another broker (RabbitMQ, or Redis on another
+database), asked by a passive declare.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from worker import topology
+from worker.adapters.redis_store import RedisStore
+from worker.backlog import queue_keys
+from worker.ports import Backlog, Loaded
+
+INBOUND_KEYS = queue_keys(topology.INBOUND)
+
+
+class RedisQueues:
+    """The queues are kombu's lists on the store's Redis."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+
+    def load_with_backlog(self, order_id: str) -> tuple[Loaded | None, Backlog | None]:
+        return self.store.load_for_firing(order_id, INBOUND_KEYS)
+
+    def backlog(self, order_id: str) -> Backlog:
+        return self.store.backlog(order_id, INBOUND_KEYS)
+
+    def queued(self, queue: str) -> int:
+        return self.store.queue_depth(queue_keys(queue))
+
+
+class BrokerQueues:
+    """The queues live in another broker: their depth comes from the broker itself."""
+
+    def __init__(self, app: Celery, store: RedisStore) -> None:
+        self.app = app
+        self.store = store
+
+    def load_with_backlog(self, order_id: str) -> tuple[Loaded | None, Backlog | None]:
+        return None, None  # the service loads the order; the gate calls `backlog`
+
+    def backlog(self, order_id: str) -> Backlog:
+        return self.queued(topology.INBOUND), self.store.inflight(order_id)
+
+    def queued(self, queue: str) -> int:
+        # A channel of its own: a refused passive declare closes it (AMQP).
+        with self.app.pool.acquire(block=True) as connection, connection.channel() as channel:
+            try:
+                return int(channel.queue_declare(queue, passive=True).message_count)
+            except connection.channel_errors:  # no such queue (a flushed broker): none wait
+                return 0

@@ -1,0 +1,141 @@
+"""Every Celery signal receiver and bootstep of the worker, in one place.
+
+`worker.app` stays configuration: it names this module in `include` (Celery imports it
+when a worker or beat starts, before `worker_init`) and its consumer steps as
+"worker.hooks:Class" strings, so the app never imports this module and no import cycle
+runs through `worker/`. The receivers are connected by `RECEIVERS` at the bottom.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, ClassVar
+
+import structlog
+from celery import bootsteps
+from celery.signals import task_postrun, task_prerun, task_received, worker_init
+
+from schemas.inbound import INBOUND_TASKS
+from worker import runtime, topology
+from worker.app import app
+from worker.backlog import message_facts
+from worker.logging import get_logger, never_fails
+from worker.topology import DEADLINE_TASK
+
+log = get_logger("aftersales.hooks")
+
+BOOT_ID = uuid.uuid4().hex[:12]
+"""Made once per worker process start (forked pool children share it)."""
+
+
+def incarnation(node: str) -> str:
+    """Who holds a deadline and beats `aftersales:alive:`: this node name *and* this boot,
+    so a worker killed and restarted under its own name (systemd, Kubernetes) is a new
+    holder, and its predecessor's deadlines are re-sent once that one's key expires."""
+    return f"{node}#{BOOT_ID}"
+
+
+# --- consumer steps (named in worker/app.py) -----------------------------------------------
+
+
+class DeclareTopology(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is untyped
+    """Declare the outbound exchange, its bound queues and the dead-letter queue."""
+
+    requires: ClassVar[set[str]] = {"celery.worker.consumer.connection:Connection"}
+
+    def start(self, parent: Any) -> None:
+        channel = parent.connection.default_channel
+        for queue in topology.DECLARED:
+            queue(channel).declare()
+
+
+class Liveness(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is untyped
+    """Every second, `aftersales:alive:<node>#<boot>` with a short expiry: the sweep re-sends
+    a deadline only when the worker incarnation that received it has stopped saying it is
+    alive."""
+
+    requires: ClassVar[set[str]] = {"celery.worker.consumer.connection:Connection"}
+    PERIOD = 1.0
+    TTL_MS = 5_000  # five missed beats: a busy or paused worker is not declared dead
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.timer_ref: Any = None
+
+    def start(self, parent: Any) -> None:
+        holder = incarnation(parent.hostname)
+        self._beat(holder)
+        self.timer_ref = parent.timer.call_repeatedly(self.PERIOD, self._beat, (holder,))
+
+    def stop(self, parent: Any) -> None:
+        if self.timer_ref is not None:
+            self.timer_ref.cancel()
+            self.timer_ref = None
+
+    def _beat(self, holder: str) -> None:
+        try:
+            runtime.store().heartbeat(holder, self.TTL_MS)
+        except Exception:  # Redis away: the sweep may re-send; fencing keeps that harmless
+            log.warning("liveness beat failed", exc_info=True)
+
+
+# --- signal receivers --------------------------------------------------------------------
+
+
+def declare_on_init(**_: Any) -> None:
+    # Also declared here so `aftersales run` producers never publish into the void.
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        for queue in (*topology.DECLARED, *topology.CONSUMED):
+            queue(channel).declare()
+
+
+@never_fails
+def bind_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    """Every log line of a task carries its id and name (worker/logging.py)."""
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(task_id=task_id, task=getattr(task, "name", None))
+
+
+@never_fails
+def unbind_task(**_: Any) -> None:
+    structlog.contextvars.clear_contextvars()
+
+
+@never_fails
+def register_received(request: Any = None, **_: Any) -> None:
+    """Backlog safety (worker/backlog.py): an inbound message is in flight from the moment
+    a worker receives it, before the prefetch buffer, until its commit; a deadline task is
+    held by this worker incarnation."""
+    if request is not None and request.name == DEADLINE_TASK:
+        _register_holder(request)
+        return
+    if request is None or request.name not in INBOUND_TASKS:
+        return
+    facts = message_facts(request.args)
+    if facts is None:
+        return  # it will be dead-lettered; nothing to wait for
+    order_id, occurred = facts
+    runtime.store().mark_inflight(order_id, request.id, occurred, runtime.utcnow())
+
+
+def _register_holder(request: Any) -> None:
+    """This worker incarnation holds the deadline's task now: the sweep must not send it
+    again while that process lives (a restart under the same name is another holder)."""
+    args = request.args
+    if isinstance(args, list | tuple) and len(args) >= 2:
+        holder = incarnation(request.hostname)
+        runtime.store().hold(str(args[0]), str(args[1]), holder, runtime.utcnow())
+
+
+RECEIVERS: tuple[tuple[Any, Any], ...] = (
+    (worker_init, declare_on_init),
+    (task_prerun, bind_task),
+    (task_postrun, unbind_task),
+    (task_received, register_received),
+)
+"""(signal, receiver): every receiver of the worker. Module functions live as long as the
+process, so Celery's weak references to them never die."""
+
+for _signal, _receiver in RECEIVERS:
+    _signal.connect(_receiver)
