@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--with-1.1", dest="with_1_1", action="store_true",
-                        help="add contract 1.1 flows (cod returns, platform cancellation, "
+                        help="add the 1.1 rules' flows (cod returns, platform cancellation, "
                              "late refund_only judged in event time, "
                              "self-arranged postage)")
     parser.add_argument("--kill-every", type=float, default=5.0,

@@ -1,4 +1,4 @@
-"""Upgrade order states stored by a worker from before contract 1.1, keeping their terms.
+"""Upgrade order states stored before the 1.1 rules (docs/rules.md), keeping their terms.
 
     .venv/bin/python examples/upgrade_1_0_states.py [--dry-run]   # AFTERSALES_REDIS_URL
 

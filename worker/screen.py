@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-# The only content accepted (contract: JSON task protocol 2); encodings are those that
-# name UTF-8. Any other encoding is refused: kombu would hand the body to
+# The only content accepted (JSON task protocol 2, docs/input-safety.md); encodings are those
+# that name UTF-8. Any other encoding is refused: kombu would hand the body to
 # `codecs.decode`, where names like "zlib_codec" decompress without bound.
 JSON = "application/json"
 UTF8_NAMES = frozenset({"utf-8", "utf8"})

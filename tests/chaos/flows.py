@@ -237,7 +237,7 @@ def late_refund_only(b: Builder, now: datetime, due: datetime) -> None:
     b.return_request("r1", now - DAY, "refund_only", None)
 
 
-# --- version 1.1 flows (contract section 6), behind --with-1.1 -------------------------
+# --- version 1.1 flows (docs/rules.md), behind --with-1.1 ------------------------------
 
 
 def cod_return(b: Builder, now: datetime, due: datetime) -> None:

@@ -1,4 +1,4 @@
-"""The oracle's vocabulary: the rules' terms (contract sections 4-5), times, and the
+"""The oracle's vocabulary: the rules' terms (docs/rules.md), times, and the
 outcomes it expects. Like the whole oracle, imports nothing from `worker/` or `schemas/`.
 """
 

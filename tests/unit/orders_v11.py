@@ -1,4 +1,4 @@
-"""Orders for the contract 1.1 table tests (tests/unit/test_rules_v11*.py)."""
+"""Orders for the 1.1 rules' table tests (tests/unit/test_rules_v11*.py)."""
 
 from __future__ import annotations
 

@@ -78,4 +78,4 @@ REJECTION_CODES: dict[RejectionCode, str] = {
     "already_delivered": "platform.order_cancelled for a delivered order (arbitration covers "
     "delivered orders)",
 }
-"""Every `action.rejected` code with its one-line meaning (shown in the README)."""
+"""Every `action.rejected` code with its one-line meaning (shown in docs/rules.md)."""
