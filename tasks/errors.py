@@ -42,7 +42,7 @@ def retry_later(task: Task, exc: Exception) -> Exception:
     Celery's retry publishes a copy of the message, then acks the original. When the copy
     cannot be published (Redis still down or loading its AOF after a restart), Celery
     raises Reject(requeue=False) and the worker acks the original anyway: the message is
-    gone (docs/chaos.md, finding 3). So the copy waits out a restart
+    gone (docs/chaos.md, finding 6). So the copy waits out a restart
     (REPUBLISH_POLICY), and if it still cannot be published the original is requeued
     instead; if even that fails, the transport keeps it held and gives it back."""
     try:

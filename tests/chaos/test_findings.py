@@ -123,10 +123,10 @@ Signature.apply_async = apply_async
 
 @pytest.mark.integration
 def test_a_retry_whose_copy_cannot_be_published_loses_no_message(tmp_path: Path) -> None:
-    """Finding 3 (chaos run, order c20261129-00011: its `order.placed` received, never
-    committed, in no Redis key). A worker meets a transient error (Redis killed) and
-    retries: Celery's `retry` publishes a copy and acks the original. When the copy
-    cannot be published, Celery raises `Reject(requeue=False)` and the worker acks the
+    """Finding 6 (docs/chaos.md; chaos run, order c20261129-00011: its `order.placed`
+    received, never committed, in no Redis key). A worker meets a transient error (Redis
+    killed) and retries: Celery's `retry` publishes a copy and acks the original. When
+    the copy cannot be published, Celery raises `Reject(requeue=False)` and the worker acks the
     original anyway: the message is gone. It must come back and be applied."""
     flags, site = tmp_path / "faults", tmp_path / "site"
     flags.mkdir()
@@ -142,11 +142,11 @@ def test_a_retry_whose_copy_cannot_be_published_loses_no_message(tmp_path: Path)
         wait_until(lambda: processes.ready(worker), START_TIMEOUT, "worker never answered")
         (flags / "commit").touch()
         (flags / "republish").touch()
-        placed = order_placed("o-finding-3").model_dump(mode="json", exclude_none=True)
+        placed = order_placed("o-finding-6").model_dump(mode="json", exclude_none=True)
         client.send("aftersales.order_event", placed)
         wait_until(lambda: not any(flags.iterdir()), 60,
                    lambda: "the faults never struck: " + tail(worker.log_text(), 20))
-        wait_until(lambda: store.exists(keys.order_state("o-finding-3")), 60,
+        wait_until(lambda: store.exists(keys.order_state("o-finding-6")), 60,
                    lambda: "order.placed was lost: " + tail(worker.log_text(), 30))
     finally:
         client.close()
