@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from celery import Task
 
-from tasks.errors import TRANSIENT, backoff
+from tasks.errors import TRANSIENT, retry_later
 from tasks.typed import task
 from worker import runtime
 from worker.logging import bind
@@ -26,7 +26,7 @@ def fire_deadline(
     try:
         outcome = scheduler.fire(order_id, deadline_id, due_at, barrier)
     except TRANSIENT as exc:
-        raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+        raise retry_later(self, exc) from exc
     except Exception:
         scheduler.failed(order_id, deadline_id)
         raise

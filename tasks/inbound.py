@@ -10,7 +10,7 @@ from celery import Task
 from pydantic import ValidationError
 
 from schemas.inbound import INBOUND_TASKS, TASK_OF_TYPE, parse_message
-from tasks.errors import TRANSIENT, backoff
+from tasks.errors import TRANSIENT, retry_later
 from tasks.typed import task
 from worker import runtime
 from worker.backlog import message_facts
@@ -105,12 +105,12 @@ def _make_task(task_name: str) -> Task:
         except TRANSIENT as exc:
             # Redis or the broker is away: the message waits and comes back; not lost.
             log.warning("transient failure, will retry", error=str(exc))
-            raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+            raise retry_later(self, exc) from exc
         except Exception as exc:
             try:
                 return _dead_letter_failure(self, task_name, args, kwargs, exc)
             except TRANSIENT as down:  # cannot even dead-letter: keep it, try again
-                raise self.retry(exc=down, countdown=backoff(self.request.retries)) from down
+                raise retry_later(self, down) from down
 
     run.__name__ = task_name.rsplit(".", 1)[1]
     return task(

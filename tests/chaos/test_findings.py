@@ -6,9 +6,11 @@ Marked xfail(strict=True): each documents today's behaviour and turns into a fai
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.chaos.harness import ChaosConfig, Processes
 from tests.factories import T0, days, hours, order_placed, paid, shipped
@@ -16,6 +18,7 @@ from tests.support.processes import START_TIMEOUT, tail, wait_until
 from tests.support.redis_restart import restart_embedded_redis
 from tests.support.wire import WireClient
 from tests.unit.harness import Timeline
+from worker.adapters import keys
 from worker.embedded_redis import free_port, start_embedded_redis
 
 
@@ -66,5 +69,87 @@ def test_a_worker_holding_a_message_survives_a_redis_restart(tmp_path: Path) -> 
         assert worker.alive(), tail(worker.log_text(), 20)
     finally:
         client.close()
+        processes.stop()
+        server.stop()
+
+
+# Loaded by the worker below (and its forked pool) through PYTHONPATH: for one message,
+# Redis "goes away" exactly when the chaos run's Redis kill -9 hit: the message's commit
+# fails with a connection error, and so does the first publish of its retry's copy (Redis
+# still down, or loading its AOF). Each fault strikes once: its flag file is removed.
+FAULTS = """
+import os
+from pathlib import Path
+
+import redis
+from celery.canvas import Signature
+from kombu.exceptions import OperationalError
+
+from worker.service import Service
+
+FLAGS = Path(os.environ["CHAOS_FAULTS"])
+
+
+def _once(name):
+    try:
+        (FLAGS / name).unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+_handle = Service.handle_message
+
+
+def handle_message(self, *args, **kwargs):
+    if _once("commit"):
+        raise redis.exceptions.ConnectionError("injected: Redis went away")
+    return _handle(self, *args, **kwargs)
+
+
+_apply_async = Signature.apply_async
+
+
+def apply_async(self, *args, **kwargs):
+    if _once("republish"):
+        raise OperationalError("injected: Redis is still down")
+    return _apply_async(self, *args, **kwargs)
+
+
+Service.handle_message = handle_message
+Signature.apply_async = apply_async
+"""
+
+
+@pytest.mark.integration
+def test_a_retry_whose_copy_cannot_be_published_loses_no_message(tmp_path: Path) -> None:
+    """Finding 6 (docs/chaos.md; chaos run, order c20261129-00011: its `order.placed`
+    received, never committed, in no Redis key). A worker meets a transient error (Redis
+    killed) and retries: Celery's `retry` publishes a copy and acks the original. When
+    the copy cannot be published, Celery raises `Reject(requeue=False)` and the worker acks the
+    original anyway: the message is gone. It must come back and be applied."""
+    flags, site = tmp_path / "faults", tmp_path / "site"
+    flags.mkdir()
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(FAULTS)
+    server = start_embedded_redis(tmp_path / "redis", port=free_port())
+    processes = Processes(tmp_path, server.url, ChaosConfig())
+    path = [str(site), *filter(None, [processes.env.get("PYTHONPATH")])]
+    processes.env.update(PYTHONPATH=os.pathsep.join(path), CHAOS_FAULTS=str(flags))
+    client, store = WireClient(server.url), redis.Redis.from_url(server.url)
+    try:
+        worker = processes.start_worker()
+        wait_until(lambda: processes.ready(worker), START_TIMEOUT, "worker never answered")
+        (flags / "commit").touch()
+        (flags / "republish").touch()
+        placed = order_placed("o-finding-6").model_dump(mode="json", exclude_none=True)
+        client.send("aftersales.order_event", placed)
+        wait_until(lambda: not any(flags.iterdir()), 60,
+                   lambda: "the faults never struck: " + tail(worker.log_text(), 20))
+        wait_until(lambda: store.exists(keys.order_state("o-finding-6")), 60,
+                   lambda: "order.placed was lost: " + tail(worker.log_text(), 30))
+    finally:
+        client.close()
+        store.close()
         processes.stop()
         server.stop()
