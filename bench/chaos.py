@@ -30,24 +30,42 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--with-1.1", dest="with_1_1", action="store_true",
-                        help="add the 1.1 rules' flows (cod returns, platform cancellation, "
-                             "late refund_only judged in event time, "
-                             "self-arranged postage)")
-    parser.add_argument("--kill-every", type=float, default=5.0,
-                        help="seconds between worker kills (until the last deadline is due)")
-    parser.add_argument("--redis-stop", choices=("kill", "term"), default="kill",
-                        help="how Redis is stopped before its restart: kill -9 or SIGTERM")
+    parser.add_argument(
+        "--with-1.1",
+        dest="with_1_1",
+        action="store_true",
+        help="add the 1.1 rules' flows (cod returns, platform cancellation, "
+        "late refund_only judged in event time, "
+        "self-arranged postage)",
+    )
+    parser.add_argument(
+        "--kill-every",
+        type=float,
+        default=5.0,
+        help="seconds between worker kills (until the last deadline is due)",
+    )
+    parser.add_argument(
+        "--redis-stop",
+        choices=("kill", "term"),
+        default="kill",
+        help="how Redis is stopped before its restart: kill -9 or SIGTERM",
+    )
     parser.add_argument("--lead", type=float, help="seconds before the first in-run deadline")
     parser.add_argument("--spread", type=float, help="seconds over which deadlines fall due")
     parser.add_argument("--timeout", type=float, default=1800.0)
-    parser.add_argument("--quiet", type=float, default=200.0,
-                        help="stop when nothing new came for so long (past every due time); "
-                             "must outlast the visibility timeout plus kombu's ~100 s "
-                             "restore sweep")
-    parser.add_argument("--visibility", default="PT60S",
-                        help="AFTERSALES_VISIBILITY_TIMEOUT (messages of a killed worker "
-                             "come back after it)")
+    parser.add_argument(
+        "--quiet",
+        type=float,
+        default=200.0,
+        help="stop when nothing new came for so long (past every due time); "
+        "must outlast the visibility timeout plus kombu's ~100 s "
+        "restore sweep",
+    )
+    parser.add_argument(
+        "--visibility",
+        default="PT60S",
+        help="AFTERSALES_VISIBILITY_TIMEOUT (messages of a killed worker come back after it)",
+    )
     parser.add_argument("--horizon", default="PT20S", help="AFTERSALES_DEADLINE_HORIZON")
     args = parser.parse_args(argv)
     # Sending takes ~5 ms a message on a loaded machine: deadlines start after the first
@@ -55,11 +73,21 @@ def main(argv: list[str] | None = None) -> int:
     lead = args.lead if args.lead is not None else max(20.0, args.orders * 0.02)
     spread = args.spread if args.spread is not None else max(40.0, args.orders * 0.05)
     config = ChaosConfig(
-        orders=args.orders, seed=args.seed, lead=lead, spread=spread,
-        worker_kill_every=args.kill_every, first_kill=5.0, beat_kill=lead + spread / 3,
-        redis_restart=lead + spread / 2, redis_hard=args.redis_stop == "kill",
-        timeout=args.timeout, quiet=args.quiet, settle=10.0, visibility=args.visibility,
-        horizon=args.horizon, with_1_1=args.with_1_1,
+        orders=args.orders,
+        seed=args.seed,
+        lead=lead,
+        spread=spread,
+        worker_kill_every=args.kill_every,
+        first_kill=5.0,
+        beat_kill=lead + spread / 3,
+        redis_restart=lead + spread / 2,
+        redis_hard=args.redis_stop == "kill",
+        timeout=args.timeout,
+        quiet=args.quiet,
+        settle=10.0,
+        visibility=args.visibility,
+        horizon=args.horizon,
+        with_1_1=args.with_1_1,
     )
     with tempfile.TemporaryDirectory(prefix="chaos-") as workdir:
         run = run_chaos(config, Path(workdir))

@@ -254,10 +254,20 @@ def placed_body(order_id: str, occurred_at: datetime) -> dict[str, Any]:
         "currency": "GBP",
         "shipping_fee": "4.99",
         "items": [
-            {"sku": "sku-a", "quantity": 1, "unit_price": "20.00", "weight_kg": 1,
-             "dimensions_cm": [30, 20, 10]},
-            {"sku": "sku-b", "quantity": 2, "unit_price": "15.00", "weight_kg": 0.5,
-             "dimensions_cm": [20, 10, 5]},
+            {
+                "sku": "sku-a",
+                "quantity": 1,
+                "unit_price": "20.00",
+                "weight_kg": 1,
+                "dimensions_cm": [30, 20, 10],
+            },
+            {
+                "sku": "sku-b",
+                "quantity": 2,
+                "unit_price": "15.00",
+                "weight_kg": 0.5,
+                "dimensions_cm": [20, 10, 5],
+            },
         ],
     }
 
@@ -331,8 +341,13 @@ class Bench:
         log = self.workdir / f"{name}.log"
         with open(log, "ab") as handle:
             popen = subprocess.Popen(
-                argv, cwd=self.code_dir, env=env, stdin=subprocess.DEVNULL, stdout=handle,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                argv,
+                cwd=self.code_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 preexec_fn=child_dies_with_parent(signal.SIGKILL),
             )
         proc = Proc(name, popen, log)
@@ -380,6 +395,7 @@ class Bench:
 
         client = Celery("bench-ping", broker=self.url, set_as_current=False)
         try:
+
             def answers() -> bool:
                 if proc.popen.poll() is not None:
                     raise RuntimeError(f"{proc.name} exited; log:\n{proc.log_text()[-3000:]}")
@@ -407,9 +423,14 @@ class Bench:
         self.stop_all()
         r = self.r
         r.flushall(asynchronous=True)  # a blocking FLUSHALL of 1M orders takes seconds
-        wait_for(lambda: r.dbsize() == 0
-                 and int(r.info("memory").get("lazyfree_pending_objects", 0)) == 0,
-                 300, "FLUSHALL", 0.2)
+        wait_for(
+            lambda: (
+                r.dbsize() == 0 and int(r.info("memory").get("lazyfree_pending_objects", 0)) == 0
+            ),
+            300,
+            "FLUSHALL",
+            0.2,
+        )
         time.sleep(0.5)
 
     def used_memory(self) -> int:
@@ -448,7 +469,8 @@ class Bench:
             "redis_bytes_per_deadline": (mem1 - mem0) / n,
             "unacked_bytes_per_deadline": (
                 _memory_usage(r, "unacked") + _memory_usage(r, "unacked_index")
-            ) / n,
+            )
+            / n,
         }
         say(f"  {_brief(result)}")
         worker.kill()
@@ -527,8 +549,12 @@ class Bench:
         start = time.perf_counter()
         with client.producer_or_acquire() as producer:
             for body in bodies:
-                client.send_task("aftersales.order_event", args=[body],
-                                 queue="aftersales.inbound", producer=producer)
+                client.send_task(
+                    "aftersales.order_event",
+                    args=[body],
+                    queue="aftersales.inbound",
+                    producer=producer,
+                )
         sent = time.perf_counter() - start
         took = wait_for(lambda: r.zcard(SCHEDULE_KEY) >= n, 1800, "all messages committed", 0.2)
         total = sent + took
@@ -573,15 +599,22 @@ class Bench:
         sent = time.perf_counter() - start
         r = self.r
         say(f"  sent in {sent:.1f} s; waiting for all to run")
-        wait_for(lambda: r.llen(NAIVE_LATENESS) >= n, lead + spread + self.fire_timeout,
-                 "all naive tasks to run", 0.2)
+        wait_for(
+            lambda: r.llen(NAIVE_LATENESS) >= n,
+            lead + spread + self.fire_timeout,
+            "all naive tasks to run",
+            0.2,
+        )
         all_ran = time.time() - base
         time.sleep(3)  # anything that runs twice soon after
         rows = [line.decode().split() for line in r.lrange(NAIVE_LATENESS, 0, -1)]
         runs = Counter(task_id for task_id, _ in rows)
         lateness = [float(ms) for _, ms in rows]
         result = {
-            "n": n, "lead_s": lead, "spread_s": spread, "send_seconds": sent,
+            "n": n,
+            "lead_s": lead,
+            "spread_s": spread,
+            "send_seconds": sent,
             "sent_before_first_due": sent < lead,
             **_lateness_summary(lateness),
             "all_fired_after_first_due_s": all_ran,
@@ -608,9 +641,11 @@ class Bench:
         service = Service(store, _NoPublisher(), load_policy(None))
         base = time.time() + lead
         messages = [
-            ANY_MESSAGE.validate_python(placed_body(
-                f"fire-{i:06d}", datetime.fromtimestamp(base + spread * i / n, UTC) - FAR
-            ))
+            ANY_MESSAGE.validate_python(
+                placed_body(
+                    f"fire-{i:06d}", datetime.fromtimestamp(base + spread * i / n, UTC) - FAR
+                )
+            )
             for i in range(n)
         ]
         start = time.perf_counter()
@@ -619,8 +654,10 @@ class Bench:
             assert outcome.status == "applied", outcome
         store.flush()
         written = time.perf_counter() - start
-        say(f"  {n:,} orders placed through Service.handle_message (commits pipelined) "
-            f"in {written:.1f} s")
+        say(
+            f"  {n:,} orders placed through Service.handle_message (commits pipelined) "
+            f"in {written:.1f} s"
+        )
         r = self.r
         armed_at: list[float] = []
 
@@ -635,8 +672,10 @@ class Bench:
             wait_for(done, lead + spread + self.fire_timeout, "all deadlines to fire", 0.2)
         except TimeoutError as exc:
             timed_out = True
-            say(f"  !! {exc}: scheduled {r.zcard(SCHEDULE_KEY)}, armed {r.zcard(ARMED_KEY)}, "
-                f"fired {r.llen(LATENESS_KEY)}")
+            say(
+                f"  !! {exc}: scheduled {r.zcard(SCHEDULE_KEY)}, armed {r.zcard(ARMED_KEY)}, "
+                f"fired {r.llen(LATENESS_KEY)}"
+            )
         all_fired = time.time() - base
         time.sleep(3)  # a few more sweeps: anything fired twice would show now
         lateness = [float(ms) for ms in r.lrange(LATENESS_KEY, 0, -1)]
@@ -649,8 +688,12 @@ class Bench:
                 ids[event["id"]] += 1
         sweeps = _sweep_resends(p.log_text() for p in self.procs)
         result = {
-            "n": n, "lead_s": lead, "spread_s": spread, "workers": workers,
-            "concurrency": self.concurrency, "write_seconds": written,
+            "n": n,
+            "lead_s": lead,
+            "spread_s": spread,
+            "workers": workers,
+            "concurrency": self.concurrency,
+            "write_seconds": written,
             "all_armed_after_first_due_s": armed_at[0] if armed_at else None,
             **_lateness_summary(lateness),
             "all_fired_after_first_due_s": None if timed_out else all_fired,
@@ -676,15 +719,20 @@ class Bench:
         base = time.time() + eta_in
         with naive_task.app.producer_or_acquire() as producer:
             for _ in range(n):
-                naive_task.apply_async(kwargs={"record": True},
-                                       eta=datetime.fromtimestamp(base, UTC), producer=producer)
+                naive_task.apply_async(
+                    kwargs={"record": True},
+                    eta=datetime.fromtimestamp(base, UTC),
+                    producer=producer,
+                )
         r = self.r
         wait_for(lambda: r.llen(NAIVE_LATENESS) >= n, 300, "the tasks to run", 0.2)
         time.sleep(max(5.0, visibility))
         rows = [line.decode().split() for line in r.lrange(NAIVE_LATENESS, 0, -1)]
         runs = Counter(task_id for task_id, _ in rows)
         result = {
-            "n": n, "visibility_timeout_s": visibility, "eta_s": eta_in,
+            "n": n,
+            "visibility_timeout_s": visibility,
+            "eta_s": eta_in,
             "executions": len(rows),
             "duplicates": sum(count - 1 for count in runs.values()),
         }
@@ -784,14 +832,30 @@ def report(results: dict[str, Any]) -> str:
     for n in sorted(set(naive) | set(ours)):
         a, b = naive.get(n, {}), ours.get(n, {})
         rows = [
-            ("worker RSS growth (MB)", a.get("worker_rss_growth_mb"),
-             b.get("worker_rss_growth_mb"), False),
-            ("worker RSS after (MB)", a.get("worker_rss_after_mb"),
-             b.get("worker_rss_after_mb"), True),
-            ("Redis bytes / pending deadline (used_memory)", a.get("redis_bytes_per_deadline"),
-             b.get("redis_bytes_per_deadline"), True),
-            ("  of which schedule entry (ours) / unacked", a.get("unacked_bytes_per_deadline"),
-             b.get("schedule_entry_bytes"), True),
+            (
+                "worker RSS growth (MB)",
+                a.get("worker_rss_growth_mb"),
+                b.get("worker_rss_growth_mb"),
+                False,
+            ),
+            (
+                "worker RSS after (MB)",
+                a.get("worker_rss_after_mb"),
+                b.get("worker_rss_after_mb"),
+                True,
+            ),
+            (
+                "Redis bytes / pending deadline (used_memory)",
+                a.get("redis_bytes_per_deadline"),
+                b.get("redis_bytes_per_deadline"),
+                True,
+            ),
+            (
+                "  of which schedule entry (ours) / unacked",
+                a.get("unacked_bytes_per_deadline"),
+                b.get("schedule_entry_bytes"),
+                True,
+            ),
             ("time to schedule N (s)", a.get("schedule_seconds"), b.get("schedule_seconds"), True),
             ("  rate (deadlines/s)", a.get("schedule_rate"), b.get("schedule_rate"), False),
             ("worker holds all N after (s)", a.get("worker_holds_all_after_s"), None, False),
@@ -822,18 +886,29 @@ def report(results: dict[str, Any]) -> str:
             ("lateness max (ms)", a.get("lateness_max_ms"), b.get("lateness_max_ms"), True),
             ("fired", a.get("fired"), b.get("fired"), False),
             ("duplicates", a.get("duplicates"), b.get("duplicates"), False),
-            ("all fired, s after first due", a.get("all_fired_after_first_due_s"),
-             b.get("all_fired_after_first_due_s"), True),
+            (
+                "all fired, s after first due",
+                a.get("all_fired_after_first_due_s"),
+                b.get("all_fired_after_first_due_s"),
+                True,
+            ),
             ("sweep re-sends (ours)", None, b.get("sweep_resends"), False),
         ]
         spread = (a or b)["spread_s"]
         lead = (a or b)["lead_s"]
-        out.append(table(f"\nFiring: {n:,} deadlines due within {spread:g} s, "
-                         f"first due {lead:g} s after scheduling started", rows))
+        out.append(
+            table(
+                f"\nFiring: {n:,} deadlines due within {spread:g} s, "
+                f"first due {lead:g} s after scheduling started",
+                rows,
+            )
+        )
         if b.get("timed_out_after_s"):
-            out.append(f"  ours TIMED OUT {b['timed_out_after_s']:.0f} s after the first due time "
-                       f"with {b['fired']:,} of {n:,} fired: its lateness figures cover only "
-                       f"those, the rest are later still")
+            out.append(
+                f"  ours TIMED OUT {b['timed_out_after_s']:.0f} s after the first due time "
+                f"with {b['fired']:,} of {n:,} fired: its lateness figures cover only "
+                f"those, the rest are later still"
+            )
     if results.get("naive_redelivery"):
         d = results["naive_redelivery"]
         out.append(
@@ -853,19 +928,27 @@ def goals(results: dict[str, Any]) -> str:
         rss = big["worker_rss_growth_mb"]
         per = big["redis_bytes_per_deadline"]
         entry = big["schedule_entry_bytes"]
-        lines.append(f"  {big['n']:,} pending: worker RSS growth {rss:.1f} MB "
-                     f"(goal < 50 MB): {'MET' if rss < 50 else 'MISSED'}")
-        lines.append(f"  {big['n']:,} pending: Redis {per:,.0f} B/deadline incl. minimal order "
-                     f"state, schedule entry alone {entry:,.0f} B (goal < 250 B): "
-                     f"{'MET' if entry < 250 else 'MISSED'} for the schedule entry, "
-                     f"{'MET' if per < 250 else 'MISSED'} including the state")
+        lines.append(
+            f"  {big['n']:,} pending: worker RSS growth {rss:.1f} MB "
+            f"(goal < 50 MB): {'MET' if rss < 50 else 'MISSED'}"
+        )
+        lines.append(
+            f"  {big['n']:,} pending: Redis {per:,.0f} B/deadline incl. minimal order "
+            f"state, schedule entry alone {entry:,.0f} B (goal < 250 B): "
+            f"{'MET' if entry < 250 else 'MISSED'} for the schedule entry, "
+            f"{'MET' if per < 250 else 'MISSED'} including the state"
+        )
     fire = results.get("ours_fire")
     if fire:
         p99 = fire["lateness_p99_ms"]
-        lines.append(f"  firing p99 {p99:,.0f} ms with a 1 s sweep (goal < 1000 ms): "
-                     f"{'MET' if p99 < 1000 else 'MISSED'}")
-        lines.append(f"  duplicates {fire['duplicates']} (goal 0): "
-                     f"{'MET' if fire['duplicates'] == 0 else 'MISSED'}")
+        lines.append(
+            f"  firing p99 {p99:,.0f} ms with a 1 s sweep (goal < 1000 ms): "
+            f"{'MET' if p99 < 1000 else 'MISSED'}"
+        )
+        lines.append(
+            f"  duplicates {fire['duplicates']} (goal 0): "
+            f"{'MET' if fire['duplicates'] == 0 else 'MISSED'}"
+        )
     return "\n".join(lines)
 
 
@@ -874,34 +957,68 @@ def goals(results: dict[str, Any]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="10000,100000",
-                        help="N for both approaches (comma-separated)")
-    parser.add_argument("--ours-max", type=int, default=1_000_000,
-                        help="an extra, larger N for ours only (0: none)")
-    parser.add_argument("--fire", type=int, default=10_000,
-                        help="deadlines due at once for the lateness test (0: skip)")
-    parser.add_argument("--lead", type=float, default=10.0,
-                        help="seconds from scheduling to the first due time")
-    parser.add_argument("--spread", type=float, default=3.0,
-                        help="seconds over which the --fire deadlines fall due")
+    parser.add_argument(
+        "--sizes", default="10000,100000", help="N for both approaches (comma-separated)"
+    )
+    parser.add_argument(
+        "--ours-max", type=int, default=1_000_000, help="an extra, larger N for ours only (0: none)"
+    )
+    parser.add_argument(
+        "--fire",
+        type=int,
+        default=10_000,
+        help="deadlines due at once for the lateness test (0: skip)",
+    )
+    parser.add_argument(
+        "--lead", type=float, default=10.0, help="seconds from scheduling to the first due time"
+    )
+    parser.add_argument(
+        "--spread", type=float, default=3.0, help="seconds over which the --fire deadlines fall due"
+    )
     parser.add_argument("--concurrency", type=int, default=2, help="worker -c")
-    parser.add_argument("--fire-workers", type=int, default=1,
-                        help="worker processes (each -c CONCURRENCY) for ours' firing test")
-    parser.add_argument("--messages", type=int, default=10_000,
-                        help="real order.placed messages through the worker (0: skip)")
-    parser.add_argument("--no-redelivery", action="store_true",
-                        help="skip the naive visibility_timeout redelivery demo")
-    parser.add_argument("--quick", action="store_true",
-                        help="under 2 minutes: --sizes 10000 --ours-max 0 --messages 1000 "
-                             "--fire 2000 --lead 5, a shorter redelivery demo")
-    parser.add_argument("--only", default="",
-                        help="comma-separated scenario names to run (default: all)")
-    parser.add_argument("--code-dir", type=Path, default=ROOT,
-                        help="run `celery -A worker` from this checkout (to compare a patch)")
-    parser.add_argument("--fire-timeout", type=float, default=120.0,
-                        help="seconds after the last due time before the firing test gives up")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the work directory (logs, Redis AOF) for inspection")
+    parser.add_argument(
+        "--fire-workers",
+        type=int,
+        default=1,
+        help="worker processes (each -c CONCURRENCY) for ours' firing test",
+    )
+    parser.add_argument(
+        "--messages",
+        type=int,
+        default=10_000,
+        help="real order.placed messages through the worker (0: skip)",
+    )
+    parser.add_argument(
+        "--no-redelivery",
+        action="store_true",
+        help="skip the naive visibility_timeout redelivery demo",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="under 2 minutes: --sizes 10000 --ours-max 0 --messages 1000 "
+        "--fire 2000 --lead 5, a shorter redelivery demo",
+    )
+    parser.add_argument(
+        "--only", default="", help="comma-separated scenario names to run (default: all)"
+    )
+    parser.add_argument(
+        "--code-dir",
+        type=Path,
+        default=ROOT,
+        help="run `celery -A worker` from this checkout (to compare a patch)",
+    )
+    parser.add_argument(
+        "--fire-timeout",
+        type=float,
+        default=120.0,
+        help="seconds after the last due time before the firing test gives up",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the work directory (logs, Redis AOF) for inspection",
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "deadlines.json")
     args = parser.parse_args(argv)
     if args.quick:
@@ -924,17 +1041,25 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     workdir = Path(tempfile.mkdtemp(prefix="bench-deadlines-"))
     server = start_embedded_redis(data_dir=workdir / "redis", port=0)
-    bench = Bench(workdir, server, concurrency=args.concurrency,
-                  code_dir=args.code_dir.resolve(), fire_timeout=args.fire_timeout)
+    bench = Bench(
+        workdir,
+        server,
+        concurrency=args.concurrency,
+        code_dir=args.code_dir.resolve(),
+        fire_timeout=args.fire_timeout,
+    )
     os.environ["BENCH_BROKER_URL"] = server.url  # for the naive producer (bench/support)
     os.environ["AFTERSALES_REDIS_URL"] = server.url
     results: dict[str, Any] = {
-        "started_at": datetime.now(UTC).isoformat(), "cpus": os.cpu_count(),
+        "started_at": datetime.now(UTC).isoformat(),
+        "cpus": os.cpu_count(),
         "args": {k: str(v) for k, v in vars(args).items()},
-        "naive_pending": [], "ours_pending": [],
+        "naive_pending": [],
+        "ours_pending": [],
     }
     started = time.perf_counter()
     say(f"embedded Redis {server.url} (data in {workdir}); {os.cpu_count()} CPUs")
+
     def run(name: str, scenario: Callable[[], Any]) -> Any:
         try:
             return scenario()
@@ -946,26 +1071,34 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         for n in sizes if wanted("naive_pending") else []:
-            if (row := run(f"naive_pending {n}", lambda n=n: bench.naive_pending(n))):
+            if row := run(f"naive_pending {n}", lambda n=n: bench.naive_pending(n)):
                 results["naive_pending"].append(row)
         for n in ours_sizes if wanted("ours_pending") else []:
-            if (row := run(f"ours_pending {n}", lambda n=n: bench.ours_pending(n))):
+            if row := run(f"ours_pending {n}", lambda n=n: bench.ours_pending(n)):
                 results["ours_pending"].append(row)
         if wanted("ours_sequential"):
             results["ours_sequential"] = run(
-                "ours_sequential", lambda: bench.ours_sequential(min(ours_sizes[0], 10_000)))
+                "ours_sequential", lambda: bench.ours_sequential(min(ours_sizes[0], 10_000))
+            )
         if args.messages and wanted("ours_messages"):
             results["ours_messages"] = run(
-                "ours_messages", lambda: bench.ours_messages(args.messages))
+                "ours_messages", lambda: bench.ours_messages(args.messages)
+            )
         if args.fire and wanted("naive_fire"):
             results["naive_fire"] = run(
-                "naive_fire", lambda: bench.naive_fire(args.fire, args.lead, args.spread))
+                "naive_fire", lambda: bench.naive_fire(args.fire, args.lead, args.spread)
+            )
         if args.fire and wanted("ours_fire"):
-            results["ours_fire"] = run("ours_fire", lambda: bench.ours_fire(
-                args.fire, args.lead, args.spread, workers=args.fire_workers))
+            results["ours_fire"] = run(
+                "ours_fire",
+                lambda: bench.ours_fire(
+                    args.fire, args.lead, args.spread, workers=args.fire_workers
+                ),
+            )
         if not args.no_redelivery and wanted("naive_redelivery"):
             results["naive_redelivery"] = run(
-                "naive_redelivery", lambda: bench.naive_redelivery(*args.redelivery))
+                "naive_redelivery", lambda: bench.naive_redelivery(*args.redelivery)
+            )
     except KeyboardInterrupt:
         say("interrupted; stopping everything")
         return 130

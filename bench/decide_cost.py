@@ -29,28 +29,62 @@ REPEATS = 7  # best of 7: the machine is shared, the minimum is the least distur
 
 
 def msg(type_: str, hours: float, **fields: Any) -> Any:
-    return ANY_MESSAGE.validate_python({
-        "message_id": f"m-{type_}-{hours}", "type": type_, "order_id": ORDER,
-        "occurred_at": (T0 + timedelta(hours=hours)).isoformat(), **fields})
+    return ANY_MESSAGE.validate_python(
+        {
+            "message_id": f"m-{type_}-{hours}",
+            "type": type_,
+            "order_id": ORDER,
+            "occurred_at": (T0 + timedelta(hours=hours)).isoformat(),
+            **fields,
+        }
+    )
 
 
-ITEMS = [{"sku": "a", "quantity": 1, "unit_price": "20.00", "weight_kg": 1,
-          "dimensions_cm": [30, 20, 10]},
-         {"sku": "b", "quantity": 2, "unit_price": "15.00", "weight_kg": 0.5,
-          "dimensions_cm": [20, 10, 5]}]
+ITEMS = [
+    {
+        "sku": "a",
+        "quantity": 1,
+        "unit_price": "20.00",
+        "weight_kg": 1,
+        "dimensions_cm": [30, 20, 10],
+    },
+    {
+        "sku": "b",
+        "quantity": 2,
+        "unit_price": "15.00",
+        "weight_kg": 0.5,
+        "dimensions_cm": [20, 10, 5],
+    },
+]
 FACTS = [
-    msg("order.placed", 0, marketplace="UK", seller_id="s", buyer_id="b",
-        payment_method="prepaid", pricing="regular", currency="GBP", shipping_fee="4.99",
-        items=ITEMS),
-    msg("order.paid", 0.1), msg("order.ready_to_ship", 5), msg("order.shipped", 24),
+    msg(
+        "order.placed",
+        0,
+        marketplace="UK",
+        seller_id="s",
+        buyer_id="b",
+        payment_method="prepaid",
+        pricing="regular",
+        currency="GBP",
+        shipping_fee="4.99",
+        items=ITEMS,
+    ),
+    msg("order.paid", 0.1),
+    msg("order.ready_to_ship", 5),
+    msg("order.shipped", 24),
     msg("order.delivered", 48),
 ]
 RETURN = [
-    msg("buyer.return_requested", 72, request_id="r1", kind="return_and_refund",
-        reason="damaged", method="self_arrange"),
+    msg(
+        "buyer.return_requested",
+        72,
+        request_id="r1",
+        kind="return_and_refund",
+        reason="damaged",
+        method="self_arrange",
+    ),
     msg("seller.return_approved", 74, request_id="r1"),
-    msg("buyer.return_tracking_submitted", 96, request_id="r1", carrier="RM",
-        tracking_number="T1"),
+    msg("buyer.return_tracking_submitted", 96, request_id="r1", carrier="RM", tracking_number="T1"),
     msg("seller.return_received", 144, request_id="r1"),
 ]
 
@@ -77,8 +111,10 @@ def main() -> None:
     print(f"{f'whole order ({len(flow)} messages)':34} {whole:7.0f} us")
     _, delivered = run(FACTS)
     late = msg("buyer.cancel_requested", 0.5, reason="changed my mind")
-    print(f"{'late cancel before 4 silent facts':34} "
-          f"{best_us(lambda: decide(delivered, late, NOW, POLICY)):7.0f} us")
+    print(
+        f"{'late cancel before 4 silent facts':34} "
+        f"{best_us(lambda: decide(delivered, late, NOW, POLICY)):7.0f} us"
+    )
     for label, state in (("state after delivery", delivered), ("state at the end", final)):
         raw = state.model_dump_json()
         decode = best_us(lambda r=raw: OrderState.model_validate_json(r))

@@ -104,10 +104,16 @@ def profile(n: int, rounds: int) -> dict[str, Any]:
                 return fn(*a, **k)
             finally:
                 spent[step] += time.perf_counter() - start
+
         return wrapper
 
-    for step, name in (("load", "load"), ("load", "load_for_firing"), ("gate", "backlog"),
-                       ("commit", "commit"), ("confirm", "confirm_published")):
+    for step, name in (
+        ("load", "load"),
+        ("load", "load_for_firing"),
+        ("gate", "backlog"),
+        ("commit", "commit"),
+        ("confirm", "confirm_published"),
+    ):
         if hasattr(store, name):
             setattr(store, name, timed(step, getattr(store, name)))
     publisher.publish = timed("publish", publisher.publish)  # type: ignore[method-assign]
@@ -146,7 +152,9 @@ def profile(n: int, rounds: int) -> dict[str, Any]:
         if round_no:  # round 0 is the warm-up
             rows.append(row)
     return {
-        "n": n, "rounds": rounds, "cpus": os.cpu_count(),
+        "n": n,
+        "rounds": rounds,
+        "cpus": os.cpu_count(),
         "median": {key: statistics.median(r[key] for r in rows) for key in rows[0]},
         "rounds_detail": rows,
     }
@@ -170,9 +178,11 @@ def _count_round_trips() -> Callable[[], int]:
 
 def render(results: dict[str, Any]) -> str:
     m = results["median"]
-    lines = [f"firing path, {results['n']:,} deadlines x {results['rounds']} rounds "
-             f"(median of round means), {results['cpus']} CPUs",
-             f"  {'step':<12}{'ms/deadline':>12}"]
+    lines = [
+        f"firing path, {results['n']:,} deadlines x {results['rounds']} rounds "
+        f"(median of round means), {results['cpus']} CPUs",
+        f"  {'step':<12}{'ms/deadline':>12}",
+    ]
     for key in ("task_body", *STEPS, "other"):
         lines.append(f"  {key:<12}{m[key]:>12.3f}")
     lines.append(f"  {'deadlines/s':<12}{m['per_second']:>12.0f}   (one process, task body only)")

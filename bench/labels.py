@@ -97,8 +97,7 @@ def main() -> None:
         steps: list[tuple[str, Callable[[LabelSpec], object], list[LabelSpec]]] = [
             ("qr png", lambda s: render_qr_png(s.qr_content), pool),
             ("qr svg", lambda s: render_qr_svg(s.qr_content), pool),
-            ("pdf (given the png)", lambda s: render_label_pdf(s, qr_png=pngs[s.request_id]),
-             pool),
+            ("pdf (given the png)", lambda s: render_label_pdf(s, qr_png=pngs[s.request_id]), pool),
             ("pdf (standalone)", render_label_pdf, pool),
             ("make_label (memory)", lambda s: make_label(MemoryLabelStore(), s), pool),
             ("make_label (new)", FreshStore(Path(tmp) / "fresh", pool), pool),

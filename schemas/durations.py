@@ -27,12 +27,12 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not an ISO 8601 duration such as \"PT48H\" or \"P14D\"")
+        raise ValueError(f'{value!r} is not an ISO 8601 duration such as "PT48H" or "P14D"')
     match = _DURATION_RE.fullmatch(value)
     if not match:
         raise ValueError(
             f"{value!r} is not an ISO 8601 duration in weeks, days, hours, minutes or seconds "
-            "(such as \"PT48H\" or \"P14D\"; months and years have no fixed length)"
+            '(such as "PT48H" or "P14D"; months and years have no fixed length)'
         )
     parts = {k: float(v) for k, v in match.groupdict().items() if v is not None}
     result = timedelta(**parts)
@@ -73,10 +73,12 @@ class Window:
         """ISO 8601 as it was given: P30D stays P30D, PT720H stays PT720H."""
         hours, rest = divmod(self.clock.total_seconds(), 3600)
         minutes, seconds = divmod(rest, 60)
-        clock = "".join(f"{int(n) if n == int(n) else n}{unit}"
-                        for n, unit in ((hours, "H"), (minutes, "M"), (seconds, "S")) if n)
-        return ("P" + (f"{self.days}D" if self.days else "")
-                + (f"T{clock}" if clock else ""))
+        clock = "".join(
+            f"{int(n) if n == int(n) else n}{unit}"
+            for n, unit in ((hours, "H"), (minutes, "M"), (seconds, "S"))
+            if n
+        )
+        return "P" + (f"{self.days}D" if self.days else "") + (f"T{clock}" if clock else "")
 
 
 def parse_window(value: Any) -> Window:
@@ -93,7 +95,12 @@ Duration = Annotated[
     Window,
     PlainValidator(parse_window),
     PlainSerializer(str, return_type=str),
-    WithJsonSchema({"type": "string", "format": "duration",
-                    "description": "ISO 8601: days (P30D) are local calendar days, "
-                                   "hours (PT48H) are elapsed hours"}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "duration",
+            "description": "ISO 8601: days (P30D) are local calendar days, "
+            "hours (PT48H) are elapsed hours",
+        }
+    ),
 ]

@@ -104,7 +104,10 @@ class ReturnLabelEmailRequestedData(Data):
 class ReturnClosedData(Data):
     request_id: Identifier
     reason: Literal[
-        "tracking_not_submitted", "label_expired", "rejected_final", "arbitration_rejected",
+        "tracking_not_submitted",
+        "label_expired",
+        "rejected_final",
+        "arbitration_rejected",
         "order_cancelled",  # 1.1: the platform cancelled the order before delivery
     ]
 

@@ -285,9 +285,7 @@ SellerAction = Annotated[
     Field(discriminator="type"),
 ]
 CarrierEvent = Annotated[ReturnDroppedOff, Field(discriminator="type")]
-PlatformAction = Annotated[
-    ArbitrationDecided | PlatformOrderCancelled, Field(discriminator="type")
-]
+PlatformAction = Annotated[ArbitrationDecided | PlatformOrderCancelled, Field(discriminator="type")]
 
 InboundMessage = Annotated[
     OrderPlaced

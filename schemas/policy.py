@@ -71,7 +71,7 @@ class SellerPolicy(Strict):
             raise ValueError(
                 "'until_ready_to_ship' is not an answer window (an answer window always "
                 "ends); to approve buyers' cancellations at once until the order is ready "
-                "to ship, set free_cancel_window = \"until_ready_to_ship\" for this seller"
+                'to ship, set free_cancel_window = "until_ready_to_ship" for this seller'
             )
         return value
 
@@ -111,8 +111,11 @@ class MarketplacePolicy(Strict):
 
     @model_validator(mode="after")
     def _amounts_have_a_currency(self) -> MarketplacePolicy:
-        amounts = (self.drop_off.max_value is not None or self.drop_off.rates
-                   or self.self_arrange_postage_cap is not None)
+        amounts = (
+            self.drop_off.max_value is not None
+            or self.drop_off.rates
+            or self.self_arrange_postage_cap is not None
+        )
         if amounts and self.currency is None:
             raise ValueError(
                 "currency is required when drop_off.max_value, drop_off.rates or "
@@ -232,8 +235,7 @@ def build_policy(document: dict[str, Any] | None = None) -> PolicySet:
             marketplaces[code] = MarketplacePolicy.model_validate(section)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(('marketplaces', code, *(str(p) for p in err['loc'])))}: "
-                f"{err['msg']}"
+                f"{'.'.join(('marketplaces', code, *(str(p) for p in err['loc'])))}: {err['msg']}"
                 for err in exc.errors()
             )
             raise PolicyError(problems) from None

@@ -28,9 +28,9 @@ def _parse_money(value: Any) -> Decimal:
     if isinstance(value, Decimal):
         return value
     if not isinstance(value, str):
-        raise ValueError("money must be a decimal string such as \"12.50\", not a JSON number")
+        raise ValueError('money must be a decimal string such as "12.50", not a JSON number')
     if not _DECIMAL_RE.fullmatch(value):
-        raise ValueError(f"{value!r} is not a decimal string such as \"12.50\"")
+        raise ValueError(f'{value!r} is not a decimal string such as "12.50"')
     return Decimal(value)
 
 
@@ -125,8 +125,9 @@ Timestamp = Annotated[
 # Characters an id may not hold: control characters (NUL, newlines) break logs and
 # keys; surrogates cannot be encoded; bidirectional controls make one id look like
 # another on screen ("Trojan Source"). Everything else is the producer's business.
-_BAD_ID_CHAR = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f"
-                          "\u202a-\u202e\u2066-\u2069]")
+_BAD_ID_CHAR = re.compile(
+    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
 
 
 def _clean_identifier(value: str) -> str:

@@ -15,9 +15,15 @@ from worker.service import ConcurrencyExhausted
 
 log = get_logger("aftersales.tasks")
 
-TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-             redis.exceptions.BusyLoadingError, OperationalError, ConcurrencyExhausted,
-             ConnectionError, TimeoutError)
+TRANSIENT = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    OperationalError,
+    ConcurrencyExhausted,
+    ConnectionError,
+    TimeoutError,
+)
 """Failures of the infrastructure, not of the message: retried, never dead-lettered."""
 
 BACKOFF_CAP = 60.0
@@ -29,8 +35,12 @@ def backoff(retries: int) -> float:
     return random.uniform(0, min(BACKOFF_CAP, 0.5 * 2**retries))
 
 
-REPUBLISH_POLICY = {"max_retries": 40, "interval_start": 0.5, "interval_step": 0.5,
-                    "interval_max": 2.0}
+REPUBLISH_POLICY = {
+    "max_retries": 40,
+    "interval_start": 0.5,
+    "interval_step": 0.5,
+    "interval_max": 2.0,
+}
 """How long a retry's copy keeps trying to reach the broker (about 75 s): longer than a
 Redis restart with its AOF load. Celery's default gives up after about 1 s, and then the
 original message would be acked without a copy (retry_later)."""
@@ -46,11 +56,11 @@ def retry_later(task: Task, exc: Exception) -> Exception:
     (REPUBLISH_POLICY), and if it still cannot be published the original is requeued
     instead; if even that fails, the transport keeps it held and gives it back."""
     try:
-        retry: Exception = task.retry(exc=exc, countdown=backoff(task.request.retries),
-                                      retry_policy=REPUBLISH_POLICY)
+        retry: Exception = task.retry(
+            exc=exc, countdown=backoff(task.request.retries), retry_policy=REPUBLISH_POLICY
+        )
         return retry  # not reached: retry raises Retry once the copy is published
     except Reject as unpublished:
-        log.warning("retry could not be published; message requeued",
-                    error=str(unpublished.reason))
+        log.warning("retry could not be published; message requeued", error=str(unpublished.reason))
         requeue: Exception = Reject(unpublished.reason, requeue=True)
         return requeue

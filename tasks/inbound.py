@@ -51,8 +51,9 @@ def handle_inbound(
         errors = exc.errors(include_url=False, include_context=False, include_input=False)
         detail = _validation_detail(task_name, body, errors)
         log.warning("invalid message dead-lettered", error_count=len(errors))
-        runtime.dead_letter(task_name, body, detail, "invalid_message",
-                            errors=[dict(error) for error in errors])
+        runtime.dead_letter(
+            task_name, body, detail, "invalid_message", errors=[dict(error) for error in errors]
+        )
         _clear_inflight(facts, task_id)
         return "dead_lettered"
     bind(order_id=message.order_id, message_id=message.message_id, message_type=message.type)
@@ -85,13 +86,15 @@ def _clear_inflight(facts: tuple[str, Any] | None, task_id: str) -> None:
 ERROR_TEXT = 300
 
 
-def _dead_letter_failure(task: Task, task_name: str, args: tuple[Any, ...],
-                         kwargs: dict[str, Any], exc: Exception) -> str:
+def _dead_letter_failure(
+    task: Task, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], exc: Exception
+) -> str:
     """A message the worker could not process for a reason of its own (a bug, an input
     no check foresaw): dead-lettered for replay after a fix, never acked and lost."""
     log.exception("message failed unexpectedly; dead-lettered")
-    original: Any = args[0] if len(args) == 1 and not kwargs else {
-        "args": list(args), "kwargs": kwargs}
+    original: Any = (
+        args[0] if len(args) == 1 and not kwargs else {"args": list(args), "kwargs": kwargs}
+    )
     error = redact(f"{type(exc).__name__}: {exc}")[:ERROR_TEXT]
     runtime.dead_letter(task_name, original, error, "processing_failed")
     _clear_inflight(message_facts(args), task.request.id or "")

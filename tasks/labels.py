@@ -66,8 +66,9 @@ def generate_label(self: Task, order_id: str, request_id: str) -> str:
     except Exception as exc:
         attempt = self.request.retries + 1
         if attempt >= get_settings().label_max_attempts:
-            log.error("label generation failed for good; dead-lettered", error=str(exc),
-                      attempts=attempt)
+            log.error(
+                "label generation failed for good; dead-lettered", error=str(exc), attempts=attempt
+            )
             runtime.dead_letter(
                 LABEL_TASK,
                 {"order_id": order_id, "request_id": request_id},

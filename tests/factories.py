@@ -60,8 +60,11 @@ def item(
     weight_kg: float | str | None = None,
     dimensions_cm: list[float] | None = None,
 ) -> dict[str, Any]:
-    line: dict[str, Any] = {"sku": sku or new_id("sku"), "quantity": quantity,
-                            "unit_price": unit_price}
+    line: dict[str, Any] = {
+        "sku": sku or new_id("sku"),
+        "quantity": quantity,
+        "unit_price": unit_price,
+    }
     if weight_kg is not None:
         line["weight_kg"] = weight_kg
     if dimensions_cm is not None:
@@ -110,8 +113,9 @@ def delivered(order_id: str, at: datetime = T0, **overrides: Any) -> Any:
 
 
 def cancel_requested(order_id: str, at: datetime = T0, **overrides: Any) -> Any:
-    return message("buyer.cancel_requested", order_id, at,
-                   **{"reason": "changed my mind", **overrides})
+    return message(
+        "buyer.cancel_requested", order_id, at, **{"reason": "changed my mind", **overrides}
+    )
 
 
 def return_requested(
@@ -123,31 +127,38 @@ def return_requested(
     method: str | None = "drop_off",
     **overrides: Any,
 ) -> Any:
-    fields: dict[str, Any] = {"request_id": request_id or new_id("ret"), "kind": kind,
-                              "reason": reason}
+    fields: dict[str, Any] = {
+        "request_id": request_id or new_id("ret"),
+        "kind": kind,
+        "reason": reason,
+    }
     if kind == "return_and_refund":
         fields["method"] = method
     fields.update(overrides)
     return message("buyer.return_requested", order_id, at, **fields)
 
 
-def tracking_submitted(order_id: str, request_id: str, at: datetime = T0,
-                       **overrides: Any) -> Any:
-    fields = {"request_id": request_id, "carrier": "Royal Mail",
-              "tracking_number": new_id("TRK"), **overrides}
+def tracking_submitted(order_id: str, request_id: str, at: datetime = T0, **overrides: Any) -> Any:
+    fields = {
+        "request_id": request_id,
+        "carrier": "Royal Mail",
+        "tracking_number": new_id("TRK"),
+        **overrides,
+    }
     return message("buyer.return_tracking_submitted", order_id, at, **fields)
 
 
-def label_email_requested(order_id: str, request_id: str, at: datetime = T0,
-                          **overrides: Any) -> Any:
+def label_email_requested(
+    order_id: str, request_id: str, at: datetime = T0, **overrides: Any
+) -> Any:
     fields = {"request_id": request_id, "email": "buyer@example.com", **overrides}
     return message("buyer.label_email_requested", order_id, at, **fields)
 
 
-def appeal_submitted(order_id: str, request_id: str, at: datetime = T0,
-                     **overrides: Any) -> Any:
-    return message("buyer.appeal_submitted", order_id, at,
-                   **{"request_id": request_id, **overrides})
+def appeal_submitted(order_id: str, request_id: str, at: datetime = T0, **overrides: Any) -> Any:
+    return message(
+        "buyer.appeal_submitted", order_id, at, **{"request_id": request_id, **overrides}
+    )
 
 
 # --- seller actions -----------------------------------------------------------------
@@ -158,31 +169,32 @@ def cancel_accepted(order_id: str, at: datetime = T0, **overrides: Any) -> Any:
 
 
 def cancel_rejected(order_id: str, at: datetime = T0, **overrides: Any) -> Any:
-    return message("seller.cancel_rejected", order_id, at,
-                   **{"reason": "already packed", **overrides})
+    return message(
+        "seller.cancel_rejected", order_id, at, **{"reason": "already packed", **overrides}
+    )
 
 
 def seller_cancelled(order_id: str, at: datetime = T0, **overrides: Any) -> Any:
-    return message("seller.order_cancelled", order_id, at,
-                   **{"reason": "out of stock", **overrides})
+    return message(
+        "seller.order_cancelled", order_id, at, **{"reason": "out of stock", **overrides}
+    )
 
 
-def return_approved(order_id: str, request_id: str, at: datetime = T0,
-                    **overrides: Any) -> Any:
-    return message("seller.return_approved", order_id, at,
-                   **{"request_id": request_id, **overrides})
+def return_approved(order_id: str, request_id: str, at: datetime = T0, **overrides: Any) -> Any:
+    return message(
+        "seller.return_approved", order_id, at, **{"request_id": request_id, **overrides}
+    )
 
 
-def return_rejected(order_id: str, request_id: str, at: datetime = T0,
-                    **overrides: Any) -> Any:
+def return_rejected(order_id: str, request_id: str, at: datetime = T0, **overrides: Any) -> Any:
     fields = {"request_id": request_id, "reason": "item was used", **overrides}
     return message("seller.return_rejected", order_id, at, **fields)
 
 
-def return_received(order_id: str, request_id: str, at: datetime = T0,
-                    **overrides: Any) -> Any:
-    return message("seller.return_received", order_id, at,
-                   **{"request_id": request_id, **overrides})
+def return_received(order_id: str, request_id: str, at: datetime = T0, **overrides: Any) -> Any:
+    return message(
+        "seller.return_received", order_id, at, **{"request_id": request_id, **overrides}
+    )
 
 
 # --- carrier and platform -----------------------------------------------------------
@@ -193,7 +205,8 @@ def dropped_off(order_id: str, request_id: str, at: datetime = T0, **overrides: 
     return message("carrier.return_dropped_off", order_id, at, **fields)
 
 
-def arbitration_decided(order_id: str, request_id: str, outcome: str, at: datetime = T0,
-                        **overrides: Any) -> Any:
+def arbitration_decided(
+    order_id: str, request_id: str, outcome: str, at: datetime = T0, **overrides: Any
+) -> Any:
     fields = {"request_id": request_id, "outcome": outcome, **overrides}
     return message("platform.arbitration_decided", order_id, at, **fields)

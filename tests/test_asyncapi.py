@@ -71,9 +71,7 @@ def test_every_message_and_event_type_is_described_and_routed():
         receiving = doc["operations"][task]["messages"]
         assert {"$ref": f"#/channels/inbound/messages/{message_type}"} in receiving
     for event_type in EVENT_DATA:
-        assert doc["operations"][f"publish.{event_type}"]["bindings"]["amqp"]["cc"] == [
-            event_type
-        ]
+        assert doc["operations"][f"publish.{event_type}"]["bindings"]["amqp"]["cc"] == [event_type]
 
 
 def test_schemas_needs_a_target():

@@ -19,15 +19,26 @@ OURS = ("schemas", "worker", "tasks")
 
 CELERY_MODULES = {
     # the entry points Celery runs: thin tasks, and their typed decorator
-    "tasks.deadlines", "tasks.inbound", "tasks.labels", "tasks.typed",
+    "tasks.deadlines",
+    "tasks.inbound",
+    "tasks.labels",
+    "tasks.typed",
     "tasks.errors",  # kombu's OperationalError is a transient failure
     # the shell: configuration, hooks, consumer, transport, task request
-    "worker.app", "worker.hooks", "worker.consumer", "worker.transport", "worker.redaction",
+    "worker.app",
+    "worker.hooks",
+    "worker.consumer",
+    "worker.transport",
+    "worker.redaction",
     "worker.topology",  # the contract's queues and exchanges, as kombu entities
     # adapters that speak to the broker
-    "worker.adapters.publisher", "worker.adapters.queues",
+    "worker.adapters.publisher",
+    "worker.adapters.queues",
     # producers and command-line tools
-    "worker.client", "worker.cli", "worker.ops", "worker.demo_env",
+    "worker.client",
+    "worker.cli",
+    "worker.ops",
+    "worker.demo_env",
 }
 """Every module of ours that imports celery or kombu, and why. worker/runtime.py (the
 wiring) may too; today it reaches Celery only through worker.app."""
@@ -90,7 +101,8 @@ def test_rules_import_only_schemas_the_standard_library_and_pure_libraries() -> 
 
 def test_only_the_shell_imports_celery_or_kombu() -> None:
     importers = {
-        name for name, path in MODULES.items()
+        name
+        for name, path in MODULES.items()
         if any(top(module) in ("celery", "kombu") for module in imported(path))
     }
     assert importers <= CELERY_MODULES | WIRING, sorted(importers - CELERY_MODULES - WIRING)
@@ -110,7 +122,7 @@ def cycle(graph: dict[str, list[str]]) -> list[str] | None:
 
     def visit(name: str, trail: list[str]) -> list[str] | None:
         if name in trail:
-            return [*trail[trail.index(name):], name]
+            return [*trail[trail.index(name) :], name]
         if name in done:
             return None
         for following in graph[name]:

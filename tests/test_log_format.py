@@ -31,15 +31,21 @@ def _env(fmt: str | None) -> dict[str, str]:
 
 
 def _run_piped(fmt: str | None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", SCRIPT], env=_env(fmt), capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=_env(fmt), capture_output=True, text=True, timeout=60
+    )
 
 
 def _run_on_terminal(fmt: str | None) -> str:
     """stderr on a pseudo-terminal, as in a developer's shell."""
     controller, terminal = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-c", SCRIPT], env=_env(fmt),
-                               stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal)
+    process = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT],
+        env=_env(fmt),
+        stdin=subprocess.DEVNULL,
+        stdout=terminal,
+        stderr=terminal,
+    )
     os.close(terminal)
     chunks = []
     while True:
@@ -61,7 +67,8 @@ def test_off_a_terminal_or_when_asked_every_line_is_json(fmt):
 
     lines = [json.loads(line) for line in result.stderr.splitlines()]
     assert [line["event"] for line in lines] == [
-        "order seen", "Task aftersales.order_event[t-1] received"
+        "order seen",
+        "Task aftersales.order_event[t-1] received",
     ]
     assert lines[0]["order_id"] == "o-1" and lines[0]["email"] == "<redacted-email>"
 
@@ -107,14 +114,42 @@ def _record(name: str, level: int, msg: str, args: object) -> logging.LogRecord:
 @pytest.mark.parametrize(
     ("record", "shown"),
     [
-        (_record("celery.beat", logging.INFO, "Scheduler: Sending due task %s (%s)",
-                 ("aftersales-tick", "aftersales.tick")), False),
-        (_record("celery.app.trace", logging.INFO, "Task %(name)s[%(id)s] succeeded",
-                 {"name": "aftersales.tick", "id": "1"}), False),
-        (_record("celery.app.trace", logging.INFO, "Task %(name)s[%(id)s] succeeded",
-                 {"name": "aftersales.order_event", "id": "1"}), True),
-        (_record("celery.app.trace", logging.ERROR, "Task %(name)s[%(id)s] raised",
-                 {"name": "aftersales.tick", "id": "1"}), True),
+        (
+            _record(
+                "celery.beat",
+                logging.INFO,
+                "Scheduler: Sending due task %s (%s)",
+                ("aftersales-tick", "aftersales.tick"),
+            ),
+            False,
+        ),
+        (
+            _record(
+                "celery.app.trace",
+                logging.INFO,
+                "Task %(name)s[%(id)s] succeeded",
+                {"name": "aftersales.tick", "id": "1"},
+            ),
+            False,
+        ),
+        (
+            _record(
+                "celery.app.trace",
+                logging.INFO,
+                "Task %(name)s[%(id)s] succeeded",
+                {"name": "aftersales.order_event", "id": "1"},
+            ),
+            True,
+        ),
+        (
+            _record(
+                "celery.app.trace",
+                logging.ERROR,
+                "Task %(name)s[%(id)s] raised",
+                {"name": "aftersales.tick", "id": "1"},
+            ),
+            True,
+        ),
     ],
 )
 def test_only_info_lines_about_the_tick_are_hidden(record, shown):

@@ -15,7 +15,10 @@ from worker.logging import redact
         ("...'email': 'jane.1234@exa...", "...'email': '<redacted-email>"),
         ("celery@vm ready.", "celery@vm ready."),
         ("Connected to redis://:**@127.0.0.1:6379/0", "Connected to redis://:**@127.0.0.1:6379/0"),
-        ("to redis://default:**@cache.example.com:6379", "to redis://default:**@cache.example.com:6379"),
+        (
+            "to redis://default:**@cache.example.com:6379",
+            "to redis://default:**@cache.example.com:6379",
+        ),
     ],
 )
 def test_redact(text, expected):

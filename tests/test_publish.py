@@ -6,8 +6,12 @@ import json
 
 from worker.publish import Entry, publish, read_entries
 
-PAID = {"message_id": "m-1", "type": "order.paid", "order_id": "o-1",
-        "occurred_at": "2026-01-01T10:00:00Z"}
+PAID = {
+    "message_id": "m-1",
+    "type": "order.paid",
+    "order_id": "o-1",
+    "occurred_at": "2026-01-01T10:00:00Z",
+}
 
 
 def test_json_lines_keep_their_line_numbers_and_name_bad_json():
@@ -37,8 +41,13 @@ def test_a_broken_array_is_refused_where_it_breaks():
 
 def test_publish_sends_the_valid_names_the_refused_and_keeps_the_pace():
     sent, waits = [], []
-    entries = [Entry(1, PAID), Entry(2, {**PAID, "type": "order.lost"}), Entry(3, error="bad"),
-               Entry(4, {**PAID, "message_id": "m-2"}), Entry(5, "a string")]
+    entries = [
+        Entry(1, PAID),
+        Entry(2, {**PAID, "type": "order.lost"}),
+        Entry(3, error="bad"),
+        Entry(4, {**PAID, "message_id": "m-2"}),
+        Entry(5, "a string"),
+    ]
 
     summary = publish(entries, sent.append, rate=2, clock=lambda: 0.0, sleep=waits.append)
 

@@ -66,10 +66,18 @@ def run(concurrency: int, redis_port: int | None, loglevel: str) -> None:
 
 
 @main.command()
-@click.option("--own-worker", is_flag=True,
-              help="Start its own Redis, worker and beat (under var/demo) even if one runs.")
-@click.option("--timeout", type=click.FloatRange(min=10), default=60.0, show_default=True,
-              help="Seconds for the whole demo, start-up included.")
+@click.option(
+    "--own-worker",
+    is_flag=True,
+    help="Start its own Redis, worker and beat (under var/demo) even if one runs.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=10),
+    default=60.0,
+    show_default=True,
+    help="Seconds for the whole demo, start-up included.",
+)
 def demo(own_worker: bool, timeout: float) -> None:
     """Play a scripted story and print each event as it comes: an instant cancel, an
     ignored cancel request, a UK return over a bank holiday, a drop-off label, a refund.
@@ -109,8 +117,13 @@ def demo(own_worker: bool, timeout: float) -> None:
 
 @main.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path), required=False)
-@click.option("--asyncapi", "asyncapi_file", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Also write the AsyncAPI 3.0 document (YAML) to this file.")
+@click.option(
+    "--asyncapi",
+    "asyncapi_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the AsyncAPI 3.0 document (YAML) to this file.",
+)
 def schemas(out_dir: Path | None, asyncapi_file: Path | None) -> None:
     """Write the JSON Schemas of the wire contract into OUT_DIR, and/or the AsyncAPI 3.0
     document of the inbound tasks and outbound events (`--asyncapi docs/asyncapi.yaml`).
@@ -176,8 +189,14 @@ def order(order_id: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--next", "count", type=click.IntRange(min=1), default=20, show_default=True,
-              help="How many of the next pending deadlines, all orders together.")
+@click.option(
+    "--next",
+    "count",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="How many of the next pending deadlines, all orders together.",
+)
 @click.option("--order", "order_id", default=None, help="Only this order's deadlines.")
 def deadlines(count: int, order_id: str | None) -> None:
     """Pending deadlines (the next N overall, or one order's) and firing lateness."""
@@ -191,11 +210,13 @@ def deadlines(count: int, order_id: str | None) -> None:
         _echo_json(view["deadlines"])
         return
     scheduled, armed = store.schedule_size()
-    _echo_json({
-        "pending": {"scheduled": scheduled, "armed": armed},
-        "lateness_ms": lateness(client),
-        "next": next_deadlines(store, count),
-    })
+    _echo_json(
+        {
+            "pending": {"scheduled": scheduled, "armed": armed},
+            "lateness_ms": lateness(client),
+            "next": next_deadlines(store, count),
+        }
+    )
 
 
 @main.command("dead-letters")
@@ -217,8 +238,12 @@ def dead_letters(limit: int, as_json: bool) -> None:
 
 @main.command()
 @click.argument("file", type=click.File("r", encoding="utf-8"))
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="At most this many messages a second (to replay traffic at its pace).")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="At most this many messages a second (to replay traffic at its pace).",
+)
 @click.option("--dry-run", is_flag=True, help="Validate only; send nothing.")
 def publish(file: TextIO, rate: float | None, dry_run: bool) -> None:
     """Send inbound messages from FILE (a JSON array or JSON lines; - for stdin).
@@ -236,12 +261,19 @@ def publish(file: TextIO, rate: float | None, dry_run: bool) -> None:
 
     entries = list(read_entries(file.read()))
     progress_console = Console(stderr=True)
-    with Producer(get_settings().broker_url) as producer, Progress(
-        console=progress_console, disable=not progress_console.is_terminal, transient=True
-    ) as progress:
+    with (
+        Producer(get_settings().broker_url) as producer,
+        Progress(
+            console=progress_console, disable=not progress_console.is_terminal, transient=True
+        ) as progress,
+    ):
         task = progress.add_task("publishing", total=len(entries))
-        summary = run(entries, (lambda _: None) if dry_run else producer.send, rate,
-                      advance=lambda: progress.advance(task))
+        summary = run(
+            entries,
+            (lambda _: None) if dry_run else producer.send,
+            rate,
+            advance=lambda: progress.advance(task),
+        )
     verb = "valid (dry run, nothing sent)" if dry_run else "sent"
     click.echo(f"{summary.sent} {verb}, {len(summary.refused)} refused")
     for line, why in summary.refused:

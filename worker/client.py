@@ -246,4 +246,3 @@ __all__ = [
     "task_for_type",
     "validate",
 ]
-

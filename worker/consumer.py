@@ -86,8 +86,12 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
         def on_task_received(message: Message) -> None:
             refusal = self._screen(message, limits)
             if refusal is not None:
-                log.warning("task message refused", reason=refusal.reason,
-                            error=refusal.error, task_name=_task_name(message))
+                log.warning(
+                    "task message refused",
+                    reason=refusal.reason,
+                    error=refusal.error,
+                    task_name=_task_name(message),
+                )
                 self._dead_letter(message, refusal.reason, refusal.error)
                 return
             _ignore_inbound_limits(message.headers)
@@ -111,8 +115,9 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
             return screen.Refusal("unprocessable", f"{type(exc).__name__}: {exc}")
 
     def _check(self, message: Message, limits: screen.Limits) -> screen.Refusal | None:
-        refusal = screen.refuse_raw(message.body, message.content_type,
-                                    message.content_encoding, message.headers, limits)
+        refusal = screen.refuse_raw(
+            message.body, message.content_type, message.content_encoding, message.headers, limits
+        )
         if refusal is not None:
             return refusal
         try:
@@ -147,16 +152,25 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
         refusal = self._refused_as_sent(message)
         if refusal is not None:  # too large or compressed: say so, keep only a prefix
             reason, error = refusal.reason, refusal.error
-        log.warning("undecodable message dead-lettered", reason=reason, error=error,
-                    content_type=_text_or_none(message.content_type))
+        log.warning(
+            "undecodable message dead-lettered",
+            reason=reason,
+            error=error,
+            content_type=_text_or_none(message.content_type),
+        )
         self._dead_letter(message, reason, error)
 
     def _refused_as_sent(self, message: Message) -> screen.Refusal | None:
         settings = get_settings()
         limits = screen.Limits(settings.max_message_bytes, settings.max_message_depth)
         try:
-            refusal = screen.refuse_raw(message.body, message.content_type,
-                                        message.content_encoding, message.headers, limits)
+            refusal = screen.refuse_raw(
+                message.body,
+                message.content_type,
+                message.content_encoding,
+                message.headers,
+                limits,
+            )
         except Exception:  # the reason is only a better label; undecodable will do
             return None
         if refusal is None or refusal.reason not in ("too_large", "content_not_allowed"):

@@ -125,8 +125,10 @@ def instant_cancel(story: Story) -> None:
                      reason="ordered the wrong colour"))  # fmt: skip
     got = story.expect(order, "order.cancelled", "refund.initiated")
     if "order.cancelled" in got:
-        story.check("instant buyer cancel: order.cancelled by buyer",
-                    getattr(got["order.cancelled"].data, "by", None) == "buyer")
+        story.check(
+            "instant buyer cancel: order.cancelled by buyer",
+            getattr(got["order.cancelled"].data, "by", None) == "buyer",
+        )
 
 
 def ignored_cancel_request(story: Story) -> None:
@@ -174,10 +176,14 @@ def bank_holiday_return(story: Story) -> None:
     if "return.requested" in got:
         respond_by = getattr(got["return.requested"].data, "respond_by", asked)
         calendar_end = asked + timedelta(hours=48)
-        story.console.print(f"  48 calendar hours would end {calendar_end:%a %d %b %H:%M} UTC;"
-                            f" 48 business hours skip the weekend and {name}.")
-        story.check("UK respond_by counts business hours past the bank holiday",
-                    respond_by > asked + timedelta(hours=48 + 24))
+        story.console.print(
+            f"  48 calendar hours would end {calendar_end:%a %d %b %H:%M} UTC;"
+            f" 48 business hours skip the weekend and {name}."
+        )
+        story.check(
+            "UK respond_by counts business hours past the bank holiday",
+            respond_by > asked + timedelta(hours=48 + 24),
+        )
 
 
 def drop_off_and_refund(story: Story) -> None:
@@ -204,8 +210,10 @@ def drop_off_and_refund(story: Story) -> None:
                      occurred_at=now - timedelta(minutes=5)))  # fmt: skip
     got = story.expect(order, "refund.initiated")
     if "refund.initiated" in got:
-        story.check("refund with breakdown: items + shipping fee - return postage",
-                    _adds_up(got["refund.initiated"]))
+        story.check(
+            "refund with breakdown: items + shipping fee - return postage",
+            _adds_up(got["refund.initiated"]),
+        )
 
 
 def _adds_up(refund: Event) -> bool:
@@ -230,8 +238,7 @@ def play(url: str, console: Console, budget: float, state_url: str | None = None
         Producer(url) as producer,
         redis.Redis.from_url(state_url or url) as redis_client,
     ):  # fmt: skip
-        story = Story(producer, events, RedisStore(redis_client), console,
-                      ends_at=started + budget)
+        story = Story(producer, events, RedisStore(redis_client), console, ends_at=started + budget)
         for scene in SCENES:
             scene(story)
     elapsed = time.monotonic() - started

@@ -63,8 +63,18 @@ def own_worker(var_dir: Path, timeout: float) -> Iterator[Target]:
     env.update(AFTERSALES_VAR_DIR=str(var_dir), AFTERSALES_SWEEP_INTERVAL=DEMO_TICK,
                AFTERSALES_LABEL_DIR=str((var_dir / "labels").resolve()),
                AFTERSALES_LOG_FORMAT="json")  # fmt: skip
-    command = [sys.executable, "-c", "from worker.cli import main; main()",
-               "run", "--concurrency", "2", "--redis-port", "0", "--loglevel", "WARNING"]
+    command = [
+        sys.executable,
+        "-c",
+        "from worker.cli import main; main()",
+        "run",
+        "--concurrency",
+        "2",
+        "--redis-port",
+        "0",
+        "--loglevel",
+        "WARNING",
+    ]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

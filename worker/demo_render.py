@@ -44,14 +44,18 @@ def describe(event: Event, zone: ZoneInfo) -> str:
         text = f"the seller did not answer by {_when(data['deadline'], zone)}"
     elif kind == "refund.initiated":
         parts = data["breakdown"]
-        text = (f"{data['amount']} {data['currency']} = items {parts['items']} + shipping fee "
-                f"{parts['shipping_fee']} - return postage {parts['return_shipping_deduction']}")
+        text = (
+            f"{data['amount']} {data['currency']} = items {parts['items']} + shipping fee "
+            f"{parts['shipping_fee']} - return postage {parts['return_shipping_deduction']}"
+        )
         if parts.get("return_shipping_refund"):
             text += f" + postage refunded {parts['return_shipping_refund']}"
     elif kind == "return.label_generated":
-        text = (f"{data['carrier']} {data['tracking_number']}, cost "
-                f"{_money(data['cost']['amount'], data['cost']['currency'])} paid by "
-                f"{data['payer']}, valid until {_when(data['valid_until'], zone)}")
+        text = (
+            f"{data['carrier']} {data['tracking_number']}, cost "
+            f"{_money(data['cost']['amount'], data['cost']['currency'])} paid by "
+            f"{data['payer']}, valid until {_when(data['valid_until'], zone)}"
+        )
     else:
         text = ", ".join(f"{key} {value}" for key, value in data.items())
     return escape(f"{event.subject}: {text}")

@@ -83,7 +83,7 @@ class QuietTicksFilter(logging.Filter):
 
 def log_format(value: str | None = None, stream: Any = None) -> str:
     """`json` or `console`: the setting (env `AFTERSALES_LOG_FORMAT`), `auto` by the stream."""
-    chosen = (value if value is not None else os.environ.get("AFTERSALES_LOG_FORMAT", "auto"))
+    chosen = value if value is not None else os.environ.get("AFTERSALES_LOG_FORMAT", "auto")
     chosen = chosen.strip().lower() or "auto"
     if chosen not in LOG_FORMATS:
         raise SystemExit(

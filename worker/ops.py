@@ -33,8 +33,11 @@ def order_view(store: RedisStore, order_id: str) -> dict[str, Any] | None:
             for d in sorted(state.deadlines.values(), key=lambda d: d.due_at)
         ],
         "parked": [
-            {"type": p.message.get("type"), "message_id": p.message.get("message_id"),
-             "waiting_for": p.waiting_for}
+            {
+                "type": p.message.get("type"),
+                "message_id": p.message.get("message_id"),
+                "waiting_for": p.waiting_for,
+            }
             for p in state.parked
         ],
         "in_flight": sorted(store.inflight(order_id)),
@@ -50,12 +53,14 @@ def next_deadlines(store: RedisStore, count: int) -> list[dict[str, Any]]:
             loaded = store.load(order_id)
             deadline = loaded.state.deadlines.get(deadline_id) if loaded.state else None
             due = deadline.due_at if deadline else None
-        rows.append({
-            "order_id": order_id,
-            "deadline": deadline_id,
-            "due_at": format_timestamp(due) if due else None,
-            "where": where,
-        })
+        rows.append(
+            {
+                "order_id": order_id,
+                "deadline": deadline_id,
+                "due_at": format_timestamp(due) if due else None,
+                "where": where,
+            }
+        )
     rows.sort(key=lambda row: row["due_at"] or "")
     return rows[:count]
 

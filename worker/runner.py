@@ -117,8 +117,10 @@ class Runner:
                     children.append(Child.start("beat", beat_command(schedule, self.loglevel), env))
                     pids = ", ".join(f"{c.name} pid {c.process.pid}" for c in children)
                     say(f"started {pids} (concurrency {self.concurrency}); Ctrl-C stops all")
-                    say("to see it work, in another terminal: python3 dev.py demo "
-                        "(or aftersales demo)")
+                    say(
+                        "to see it work, in another terminal: python3 dev.py demo "
+                        "(or aftersales demo)"
+                    )
                 return self._supervise(children)
             finally:
                 # Worker first, then beat; Redis stops when the `with` above closes.

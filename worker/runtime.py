@@ -23,8 +23,16 @@ from worker.service import Service, dead_letter_body, utcnow
 from worker.settings import get_settings
 
 __all__ = [
-    "app", "dead_letter", "label_store", "publisher", "queues", "redis_client", "scheduler",
-    "service", "store", "utcnow",
+    "app",
+    "dead_letter",
+    "label_store",
+    "publisher",
+    "queues",
+    "redis_client",
+    "scheduler",
+    "service",
+    "store",
+    "utcnow",
 ]
 
 

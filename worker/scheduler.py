@@ -73,7 +73,8 @@ class Scheduler:
             # queue.
             barrier = outcome.detail == BARRIER
             self.send_task(
-                DEADLINE_TASK, (order_id, deadline_id, due_at, True),
+                DEADLINE_TASK,
+                (order_id, deadline_id, due_at, True),
                 queue=topology.INBOUND if barrier else topology.DEADLINES,
                 countdown=None if barrier else WAIT_RETRY,
             )
@@ -91,8 +92,11 @@ class Scheduler:
         due_text = format_timestamp(due) if due is not None else None
         task_id = str(uuid.uuid5(TASK_ID_NAMESPACE, f"{order_id}|{deadline_id}|{due_text}"))
         self.send_task(
-            DEADLINE_TASK, (order_id, deadline_id, due_text),
-            eta=due, task_id=task_id, queue=topology.DEADLINES,
+            DEADLINE_TASK,
+            (order_id, deadline_id, due_text),
+            eta=due,
+            task_id=task_id,
+            queue=topology.DEADLINES,
         )
 
     def _gate(
@@ -120,7 +124,10 @@ class Scheduler:
         # Messages waiting in the deadlines queue: while there are, a due deadline no worker
         # has received yet is presumed queued behind them, not lost (see sweep.lua).
         overdue = store.lost_armed(
-            now, grace, SWEEP_BATCH, RESEND_BACKOFF_CAP,
+            now,
+            grace,
+            SWEEP_BATCH,
+            RESEND_BACKOFF_CAP,
             settings.visibility_timeout.total_seconds(),
             queued=self.queues.queued(topology.DEADLINES),
         )

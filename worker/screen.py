@@ -28,8 +28,18 @@ UTF8_NAMES = frozenset({"utf-8", "utf8"})
 WORKFLOW_KEYS = ("callbacks", "errbacks", "chain", "chord")
 
 # Header fields Celery reads in the consumer, with the types it can survive.
-_OPTIONAL_TEXT = ("root_id", "parent_id", "group", "shadow", "argsrepr", "kwargsrepr",
-                  "origin", "lang", "eta", "expires")
+_OPTIONAL_TEXT = (
+    "root_id",
+    "parent_id",
+    "group",
+    "shadow",
+    "argsrepr",
+    "kwargsrepr",
+    "origin",
+    "lang",
+    "eta",
+    "expires",
+)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 # A tuple, not `list | tuple | dict`: isinstance with a union is ~3 times slower.
@@ -51,24 +61,33 @@ class Limits:
 
 
 def refuse_raw(
-    body: Any, content_type: str | None, content_encoding: str | None,
-    headers: Any, limits: Limits,
+    body: Any,
+    content_type: str | None,
+    content_encoding: str | None,
+    headers: Any,
+    limits: Limits,
 ) -> Refusal | None:
     """Checks on what arrived, before anything is decoded."""
     size = len(body) if isinstance(body, bytes | bytearray | str) else 0
     if size > limits.max_bytes:  # first: whatever else is wrong, it is not kept whole
-        return Refusal("too_large", f"body of {size} bytes exceeds the limit of "
-                       f"{limits.max_bytes} bytes (AFTERSALES_MAX_MESSAGE_BYTES)")
+        return Refusal(
+            "too_large",
+            f"body of {size} bytes exceeds the limit of "
+            f"{limits.max_bytes} bytes (AFTERSALES_MAX_MESSAGE_BYTES)",
+        )
     if not isinstance(headers, Mapping) or not headers.get("task"):
         return Refusal("not_a_task", "message has no Celery task header (task protocol 2)")
     if content_type != JSON:
-        return Refusal("content_not_allowed",
-                       f"content type {content_type!r} is not accepted, only {JSON!r}")
+        return Refusal(
+            "content_not_allowed", f"content type {content_type!r} is not accepted, only {JSON!r}"
+        )
     if content_encoding is not None and not isinstance(content_encoding, str):
         return Refusal("content_not_allowed", "content encoding must be a string")
     if (content_encoding or "utf-8").lower() not in UTF8_NAMES:
-        return Refusal("content_not_allowed",
-                       f"content encoding {content_encoding!r} is not accepted, only 'utf-8'")
+        return Refusal(
+            "content_not_allowed",
+            f"content encoding {content_encoding!r} is not accepted, only 'utf-8'",
+        )
     if headers.get("compression"):
         return Refusal("content_not_allowed", "compressed bodies are not accepted")
     if not size:
@@ -81,18 +100,21 @@ def _refuse_headers(headers: Mapping[str, Any]) -> Refusal | None:
     if not isinstance(task, str):
         return Refusal("invalid_headers", "header 'task' must be a string")
     if not isinstance(task_id, str) or not 0 < len(task_id) <= MAX_TASK_ID:
-        return Refusal("invalid_headers",
-                       f"header 'id' must be a string of 1 to {MAX_TASK_ID} characters")
+        return Refusal(
+            "invalid_headers", f"header 'id' must be a string of 1 to {MAX_TASK_ID} characters"
+        )
     for name in _OPTIONAL_TEXT:
         if headers.get(name) is not None and not isinstance(headers[name], str):
             return Refusal("invalid_headers", f"header {name!r} must be a string or null")
     for name in ("eta", "expires"):
         if headers.get(name) is not None and not _sane_instant(headers[name]):
-            return Refusal("invalid_headers", f"header {name!r} must be an ISO 8601 time "
-                           "between 1970 and 2999")
+            return Refusal(
+                "invalid_headers", f"header {name!r} must be an ISO 8601 time between 1970 and 2999"
+            )
     stamped, stamps = headers.get("stamped_headers"), headers.get("stamps")
-    if stamped is not None and not (isinstance(stamped, list)
-                                    and all(isinstance(name, str) for name in stamped)):
+    if stamped is not None and not (
+        isinstance(stamped, list) and all(isinstance(name, str) for name in stamped)
+    ):
         return Refusal("invalid_headers", "header 'stamped_headers' must be a list of names")
     if stamps is not None and not isinstance(stamps, dict):
         return Refusal("invalid_headers", "header 'stamps' must be an object")
@@ -134,17 +156,21 @@ def refuse_decoded(payload: Any, limits: Limits, raw: Any = None) -> Refusal | N
     if refusal is not None:
         return refusal
     if not (isinstance(payload, list) and len(payload) == 3):
-        return Refusal("invalid_task_message",
-                       f"task body must be the JSON array [args, kwargs, embed], "
-                       f"not {_kind(payload)}")
+        return Refusal(
+            "invalid_task_message",
+            f"task body must be the JSON array [args, kwargs, embed], not {_kind(payload)}",
+        )
     args, kwargs, embed = payload
     if not (isinstance(args, list) and isinstance(kwargs, dict) and isinstance(embed, dict)):
-        return Refusal("invalid_task_message",
-                       f"task body must be [array, object, object], not "
-                       f"[{_kind(args)}, {_kind(kwargs)}, {_kind(embed)}]")
+        return Refusal(
+            "invalid_task_message",
+            f"task body must be [array, object, object], not "
+            f"[{_kind(args)}, {_kind(kwargs)}, {_kind(embed)}]",
+        )
     if any(embed.get(key) for key in WORKFLOW_KEYS):
-        return Refusal("invalid_task_message",
-                       "callbacks, errbacks, chains and chords are not accepted")
+        return Refusal(
+            "invalid_task_message", "callbacks, errbacks, chains and chords are not accepted"
+        )
     return None
 
 
@@ -169,8 +195,10 @@ def inspect(value: Any, max_depth: int, text: bool = True) -> Refusal | None:
             return Refusal("invalid_unicode", "a string holds a lone UTF-16 surrogate")
         containers = [x for x in items if isinstance(x, _CONTAINERS)]
         if containers and level > max_depth:
-            return Refusal("too_deep", f"JSON nesting deeper than {max_depth} levels "
-                           "(AFTERSALES_MAX_MESSAGE_DEPTH)")
+            return Refusal(
+                "too_deep",
+                f"JSON nesting deeper than {max_depth} levels (AFTERSALES_MAX_MESSAGE_DEPTH)",
+            )
         items = []
         for container in containers:
             if isinstance(container, dict):
@@ -188,8 +216,15 @@ def depth_exceeds(value: Any, limit: int) -> bool:
 
 
 def _kind(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-             type(None): "null", int: "a number", float: "a number"}
+    names = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        type(None): "null",
+        int: "a number",
+        float: "a number",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -199,8 +234,11 @@ def raw_original(body: bytes | bytearray | str, keep: int | None = None) -> dict
     whole = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
     extra: dict[str, Any] = {}
     if keep is not None:
-        extra = {"length": len(whole), "sha256": hashlib.sha256(whole).hexdigest(),
-                 "truncated": len(whole) > keep}
+        extra = {
+            "length": len(whole),
+            "sha256": hashlib.sha256(whole).hexdigest(),
+            "truncated": len(whole) > keep,
+        }
         whole = whole[:keep]
     try:
         return {"text": whole.decode("utf-8"), **extra}

@@ -97,8 +97,14 @@ class Service:
         outcome = self._apply(order_id, fired, "", "", loaded=loaded, lateness_ms=lateness_ms)
         if outcome.status != "applied":
             return outcome
-        log.info("deadline fired", order_id=order_id, deadline_id=deadline_id,
-                 kind=deadline.kind, lateness_ms=lateness_ms, events=list(outcome.events))
+        log.info(
+            "deadline fired",
+            order_id=order_id,
+            deadline_id=deadline_id,
+            kind=deadline.kind,
+            lateness_ms=lateness_ms,
+            events=list(outcome.events),
+        )
         return outcome
 
     def record_label(self, generated: LabelGenerated) -> Outcome:
@@ -123,17 +129,20 @@ class Service:
             if not message_id and _no_change(state, decision):
                 return Outcome("stale")
             commit = self._commit_for(loaded.version, state, decision, item, now)
-            commit = replace(commit, message_id=message_id, inflight_task_id=task_id,
-                             lateness_ms=lateness_ms)
+            commit = replace(
+                commit, message_id=message_id, inflight_task_id=task_id, lateness_ms=lateness_ms
+            )
             result = self.store.commit(commit, now)
             if result.status == "duplicate":
                 return Outcome("duplicate")
             if result.status == "ok":
                 left = self.publish_entries(commit.outbox)
-                events = tuple(entry["event"]["type"] for _, entry in commit.outbox
-                               if entry["kind"] == "event")
-                return Outcome("applied" if decision.applied else "parked", events,
-                               result.version, left)
+                events = tuple(
+                    entry["event"]["type"] for _, entry in commit.outbox if entry["kind"] == "event"
+                )
+                return Outcome(
+                    "applied" if decision.applied else "parked", events, result.version, left
+                )
             loaded = None
             log.info("lost a commit race; retrying", order_id=order_id, attempt=attempt + 1)
             # Lost the race to another process: back off a little, with jitter, and retry.
@@ -156,15 +165,17 @@ class Service:
             *self._event_entries(order_id, decision),
             *self._other_entries(order_id, decision, now),
         ]
-        timeline = ({
-            "at": format_timestamp(now),
-            "input": item.type,
-            "message_id": getattr(item, "message_id", None),
-            "occurred_at": _occurred(item),
-            "result": "applied" if decision.applied else "parked",
-            "events": [event.type for event in decision.events],
-            "dead_letters": len(decision.dead_letters),
-        },)
+        timeline = (
+            {
+                "at": format_timestamp(now),
+                "input": item.type,
+                "message_id": getattr(item, "message_id", None),
+                "occurred_at": _occurred(item),
+                "result": "applied" if decision.applied else "parked",
+                "events": [event.type for event in decision.events],
+                "dead_letters": len(decision.dead_letters),
+            },
+        )
         return Commit(
             order_id=order_id,
             expected_version=version,
@@ -190,15 +201,20 @@ class Service:
         for letter in decision.dead_letters:
             message_id = str(letter.message.get("message_id", ""))
             entry_id = str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"{order_id}|{message_id}"))
-            body = dead_letter_body(
-                letter.task, letter.message, letter.reason, letter.kind, now
-            )
+            body = dead_letter_body(letter.task, letter.message, letter.reason, letter.kind, now)
             entries.append((entry_id, {"kind": "dead_letter", "body": body}))
         for job in decision.label_jobs:
             entry_id = str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"label|{order_id}|{job.request_id}"))
-            entries.append((entry_id, {
-                "kind": "task", "name": LABEL_TASK, "args": [order_id, job.request_id],
-            }))
+            entries.append(
+                (
+                    entry_id,
+                    {
+                        "kind": "task",
+                        "name": LABEL_TASK,
+                        "args": [order_id, job.request_id],
+                    },
+                )
+            )
         return entries
 
     def publish_entries(self, entries: tuple[tuple[str, dict[str, Any]], ...] | list[Any]) -> int:
@@ -233,8 +249,13 @@ def _occurred(item: Any) -> str | None:
 
 
 def dead_letter_body(
-    task: str | None, original: Any, error: str, reason: str, now: datetime,
-    errors: list[dict[str, Any]] | None = None, content_type: str | None = None,
+    task: str | None,
+    original: Any,
+    error: str,
+    reason: str,
+    now: datetime,
+    errors: list[dict[str, Any]] | None = None,
+    content_type: str | None = None,
 ) -> dict[str, Any]:
     """The body of a dead-letter message: the original body, and why it was refused."""
     return {

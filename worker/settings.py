@@ -113,9 +113,7 @@ class Settings:
             hold_for=_duration("AFTERSALES_HOLD_FOR", cls.hold_for),
             deadline_horizon=_duration("AFTERSALES_DEADLINE_HORIZON", cls.deadline_horizon),
             sweep_interval=_duration("AFTERSALES_SWEEP_INTERVAL", cls.sweep_interval),
-            visibility_timeout=_duration(
-                "AFTERSALES_VISIBILITY_TIMEOUT", cls.visibility_timeout
-            ),
+            visibility_timeout=_duration("AFTERSALES_VISIBILITY_TIMEOUT", cls.visibility_timeout),
             label_max_attempts=_positive_int(
                 "AFTERSALES_LABEL_MAX_ATTEMPTS", cls.label_max_attempts
             ),

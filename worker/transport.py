@@ -96,7 +96,8 @@ class Channel(kombu_redis.Channel):
     QoS = QoS
     fetch_poll_interval = POLL_INTERVAL
     from_transport_options = (  # type: ignore[assignment]  # one option more than kombu
-        *kombu_redis.Channel.from_transport_options, "fetch_poll_interval",
+        *kombu_redis.Channel.from_transport_options,
+        "fetch_poll_interval",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -149,8 +150,7 @@ class Channel(kombu_redis.Channel):
             queue, no_ack = lists[int(reply[0]) - 1]
             self._queue_cycle.rotate(queue)
             if int(reply[2]):  # held as bytes only, not in kombu's unacked hash
-                self._drop(queue, reply[1], ValueError("not a JSON object with properties"),
-                           tag)
+                self._drop(queue, reply[1], ValueError("not a JSON object with properties"), tag)
             return self._deliver_fetched(queue, reply[1], None if no_ack else tag)
         finally:
             self._in_poll = None  # type: ignore[assignment]  # kombu's own reset
@@ -206,22 +206,27 @@ class Channel(kombu_redis.Channel):
 
     def _dead_letter_envelope(self, queue: str, raw: bytes, error: Exception) -> dict[str, Any]:
         """A kombu envelope for the dead-letter queue, as `basic_publish` would make it."""
-        body = json.dumps(dead_letter_body(
-            task=None,
-            original={**raw_original(raw), "queue": queue},
-            error=f"not a message kombu can deliver: {type(error).__name__}: {error}",
-            reason="undeliverable",
-            now=datetime.now(UTC),
-        ))
+        body = json.dumps(
+            dead_letter_body(
+                task=None,
+                original={**raw_original(raw), "queue": queue},
+                error=f"not a message kombu can deliver: {type(error).__name__}: {error}",
+                reason="undeliverable",
+                now=datetime.now(UTC),
+            )
+        )
         message: dict[str, Any] = self.prepare_message(
-            body, content_type="application/json", content_encoding="utf-8",
+            body,
+            content_type="application/json",
+            content_encoding="utf-8",
             properties={"delivery_mode": 2},
         )
         message["body"], message["properties"]["body_encoding"] = self.encode_body(
             body, self.body_encoding
         )
         message["properties"]["delivery_info"] = {
-            "exchange": topology.DEAD_LETTER, "routing_key": topology.DEAD_LETTER,
+            "exchange": topology.DEAD_LETTER,
+            "routing_key": topology.DEAD_LETTER,
         }
         message["properties"]["delivery_tag"] = str(uuid.uuid4())
         return message
@@ -313,7 +318,10 @@ class Transport(kombu_redis.Transport):
 
 
 def fetch_arguments(
-    unacked_key: str, index_key: str, consumer_id: str, tag: str,
+    unacked_key: str,
+    index_key: str,
+    consumer_id: str,
+    tag: str,
     lists: list[tuple[str, str, bool]],
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of fetch.lua for a consumer taking from `lists` (queue, Redis list,

@@ -95,8 +95,13 @@ def open_requests(state: Mapping[str, Any]) -> list[dict[str, Any]]:
                      "respond_by": cancel.get("respond_by")})  # fmt: skip
     for request_id, request in sorted((state.get("returns") or {}).items()):
         if request.get("status") in OPEN_RETURN_STATUSES:
-            rows.append({"request": f"return {request_id} ({request.get('kind')})",
-                         "status": request["status"], "respond_by": request.get("respond_by")})
+            rows.append(
+                {
+                    "request": f"return {request_id} ({request.get('kind')})",
+                    "status": request["status"],
+                    "respond_by": request.get("respond_by"),
+                }
+            )
     return rows
 
 
@@ -116,8 +121,12 @@ def _deadlines(deadlines: Iterable[Mapping[str, Any]], zone: str) -> Table:
     for column in ("deadline", "for", f"due ({zone})", "due (UTC)"):
         table.add_column(column)
     for deadline in deadlines:
-        table.add_row(str(deadline["kind"]), str(deadline.get("ref") or "-"),
-                      local_text(deadline["due_at"], zone), utc_text(deadline["due_at"]))
+        table.add_row(
+            str(deadline["kind"]),
+            str(deadline.get("ref") or "-"),
+            local_text(deadline["due_at"], zone),
+            utc_text(deadline["due_at"]),
+        )
     return table
 
 
@@ -131,8 +140,13 @@ def order_renderable(view: Mapping[str, Any]) -> RenderableType:
     else:
         parts.append(Text("No pending deadlines."))
     for parked in view["parked"]:
-        parts.append(Text(f"parked: {parked['type']} {parked['message_id']} waiting for "
-                          f"{parked['waiting_for']}", style="yellow"))
+        parts.append(
+            Text(
+                f"parked: {parked['type']} {parked['message_id']} waiting for "
+                f"{parked['waiting_for']}",
+                style="yellow",
+            )
+        )
     if view["in_flight"]:
         parts.append(Text(f"in flight: {len(view['in_flight'])} message(s)"))
     return Group(*parts)
@@ -151,12 +165,16 @@ def dead_letters_renderable(letters: Sequence[Mapping[str, Any]]) -> RenderableT
             message = " ".join(str(original.get(key) or "?") for key in
                                ("type", "order_id", "message_id"))  # fmt: skip
         error = str(letter.get("error") or "")
-        table.add_row(str(number), utc_text(letter.get("dead_lettered_at")),
-                      str(letter.get("task") or "-"), str(letter.get("reason") or "-"),
-                      message, error[:ERROR_WIDTH] + ("…" if len(error) > ERROR_WIDTH else ""))
+        table.add_row(
+            str(number),
+            utc_text(letter.get("dead_lettered_at")),
+            str(letter.get("task") or "-"),
+            str(letter.get("reason") or "-"),
+            message,
+            error[:ERROR_WIDTH] + ("…" if len(error) > ERROR_WIDTH else ""),
+        )
     return table
 
 
 def print_renderable(renderable: RenderableType, console: Console | None = None) -> None:
     (console or Console(highlight=False)).print(renderable)
-

@@ -24,15 +24,21 @@ def cancel_unpaid(b: Builder, now: datetime, due: datetime) -> None:
 def cancel_free(b: Builder, now: datetime, due: datetime) -> None:
     b.placed(now - 3 * HOUR)
     b.paid(now - 2 * HOUR, probe=True)
-    b.msg("buyer.cancel_requested", now - 2 * HOUR + timedelta(minutes=b.rng.randint(1, 59)),
-          reason="changed my mind")
+    b.msg(
+        "buyer.cancel_requested",
+        now - 2 * HOUR + timedelta(minutes=b.rng.randint(1, 59)),
+        reason="changed my mind",
+    )
 
 
 def cancel_cod(b: Builder, now: datetime, due: datetime) -> None:
     b.method = "cod"
     b.placed(now - HOUR)
-    b.msg("buyer.cancel_requested", now - timedelta(minutes=b.rng.randint(1, 59)),
-          reason="ordered twice")
+    b.msg(
+        "buyer.cancel_requested",
+        now - timedelta(minutes=b.rng.randint(1, 59)),
+        reason="ordered twice",
+    )
 
 
 def cancel_answered(b: Builder, now: datetime, due: datetime) -> None:
@@ -135,8 +141,12 @@ def return_answered(b: Builder, now: datetime, due: datetime) -> None:
     if roll < 0.7:
         b.msg("seller.return_received", asked + 3 * HOUR, request_id="r1")
     elif method == "drop_off":  # the request stays approved: a label, sent by e-mail
-        b.msg("buyer.label_email_requested", asked + 2 * HOUR, request_id="r1",
-              email=f"buyer+{b.order_id}@example.com")
+        b.msg(
+            "buyer.label_email_requested",
+            asked + 2 * HOUR,
+            request_id="r1",
+            email=f"buyer+{b.order_id}@example.com",
+        )
 
 
 def refund_only_in_transit(b: Builder, now: datetime, due: datetime) -> None:
@@ -169,11 +179,15 @@ def return_parcel_timers(b: Builder, now: datetime, due: datetime) -> None:
     b.return_request("r1", approved - DAY, "return_and_refund", method, b.some_items())
     b.msg("seller.return_approved", approved, request_id="r1")
     if case == "receipt_tracking":
-        b.msg("buyer.return_tracking_submitted", due - 8 * DAY, request_id="r1",
-              carrier="Royal Mail", tracking_number="RM123")
+        b.msg(
+            "buyer.return_tracking_submitted",
+            due - 8 * DAY,
+            request_id="r1",
+            carrier="Royal Mail",
+            tracking_number="RM123",
+        )
     elif case == "receipt_drop_off":
-        b.msg("carrier.return_dropped_off", due - 8 * DAY, request_id="r1",
-              tracking_number="EV123")
+        b.msg("carrier.return_dropped_off", due - 8 * DAY, request_id="r1", tracking_number="EV123")
 
 
 def return_rejected_final(b: Builder, now: datetime, due: datetime) -> None:
@@ -200,8 +214,12 @@ def return_resubmitted(b: Builder, now: datetime, due: datetime) -> None:
         return
     b.msg("seller.return_rejected", asked + 3 * HOUR, request_id="r2", reason="still none")
     b.msg("buyer.appeal_submitted", asked + 4 * HOUR, request_id="r2", note="see photos")
-    b.msg("platform.arbitration_decided", asked + 5 * HOUR, request_id="r2",
-          outcome=b.rng.choice(("refund", "reject")))
+    b.msg(
+        "platform.arbitration_decided",
+        asked + 5 * HOUR,
+        request_id="r2",
+        outcome=b.rng.choice(("refund", "reject")),
+    )
 
 
 def return_appealed(b: Builder, now: datetime, due: datetime) -> None:
@@ -212,8 +230,12 @@ def return_appealed(b: Builder, now: datetime, due: datetime) -> None:
     b.return_request("r1", asked, kind, method, b.some_items())
     b.msg("seller.return_rejected", asked + HOUR, request_id="r1", reason="worn")
     b.msg("buyer.appeal_submitted", asked + 2 * HOUR, request_id="r1")
-    b.msg("platform.arbitration_decided", asked + 3 * HOUR, request_id="r1",
-          outcome=b.rng.choice(("refund", "reject")))
+    b.msg(
+        "platform.arbitration_decided",
+        asked + 3 * HOUR,
+        request_id="r1",
+        outcome=b.rng.choice(("refund", "reject")),
+    )
 
 
 def return_refused(b: Builder, now: datetime, due: datetime) -> None:
@@ -265,13 +287,24 @@ def self_arranged_postage(b: Builder, now: datetime, due: datetime) -> None:
     b.return_request("r1", asked, "return_and_refund", "self_arrange", reason="defective")
     b.msg("seller.return_approved", asked + HOUR, request_id="r1")
     postage = b.rng.choice(("3.50", "6.99", "9.20"))
-    first = b.msg("buyer.return_tracking_submitted", asked + 2 * HOUR, request_id="r1",
-                  carrier="Royal Mail", tracking_number="RM1", postage=postage)
+    first = b.msg(
+        "buyer.return_tracking_submitted",
+        asked + 2 * HOUR,
+        request_id="r1",
+        carrier="Royal Mail",
+        tracking_number="RM1",
+        postage=postage,
+    )
     # The receipt must come after the tracking (either could be applied first otherwise):
     # a repeated submission, refused once the first is applied, shows it.
-    second = b.msg("buyer.return_tracking_submitted", asked + 2 * HOUR + timedelta(seconds=1),
-                   request_id="r1", carrier="Royal Mail", tracking_number="RM1",
-                   postage=postage)
+    second = b.msg(
+        "buyer.return_tracking_submitted",
+        asked + 2 * HOUR + timedelta(seconds=1),
+        request_id="r1",
+        carrier="Royal Mail",
+        tracking_number="RM1",
+        postage=postage,
+    )
     ref = f"probe:{first['message_id']}"
     b.script.aliases.update({first["message_id"]: ref, second["message_id"]: ref})
     b.stage(("action.rejected", ref))
@@ -280,19 +313,27 @@ def self_arranged_postage(b: Builder, now: datetime, due: datetime) -> None:
 
 Flow = Callable[[Builder, datetime, datetime], None]
 FLOWS: dict[str, tuple[Flow, float]] = {  # name: (flow, weight)
-    "cancel_unpaid": (cancel_unpaid, 1), "cancel_free": (cancel_free, 1),
-    "cancel_cod": (cancel_cod, 0.5), "cancel_answered": (cancel_answered, 1.5),
-    "cancel_silence": (cancel_silence, 1.5), "cancel_then_shipped": (cancel_then_shipped, 0.7),
-    "seller_cancels": (seller_cancels, 0.7), "unpaid_expiry": (unpaid_expiry, 1.5),
-    "late_payment": (late_payment, 0.5), "return_answered": (return_answered, 2),
+    "cancel_unpaid": (cancel_unpaid, 1),
+    "cancel_free": (cancel_free, 1),
+    "cancel_cod": (cancel_cod, 0.5),
+    "cancel_answered": (cancel_answered, 1.5),
+    "cancel_silence": (cancel_silence, 1.5),
+    "cancel_then_shipped": (cancel_then_shipped, 0.7),
+    "seller_cancels": (seller_cancels, 0.7),
+    "unpaid_expiry": (unpaid_expiry, 1.5),
+    "late_payment": (late_payment, 0.5),
+    "return_answered": (return_answered, 2),
     "refund_only_in_transit": (refund_only_in_transit, 0.5),
-    "return_silence": (return_silence, 2), "return_parcel_timers": (return_parcel_timers, 2),
+    "return_silence": (return_silence, 2),
+    "return_parcel_timers": (return_parcel_timers, 2),
     "return_rejected_final": (return_rejected_final, 1),
-    "return_resubmitted": (return_resubmitted, 1), "return_appealed": (return_appealed, 1),
+    "return_resubmitted": (return_resubmitted, 1),
+    "return_appealed": (return_appealed, 1),
     "return_refused": (return_refused, 0.5),
 }
 FLOWS_1_1: dict[str, tuple[Flow, float]] = {
-    "cod_return": (cod_return, 1), "platform_cancel": (platform_cancel, 1),
+    "cod_return": (cod_return, 1),
+    "platform_cancel": (platform_cancel, 1),
     "self_arranged_postage": (self_arranged_postage, 1),
     "late_refund_only": (late_refund_only, 0.5),
 }

@@ -129,19 +129,28 @@ class Chaos:
             self.server = restart_embedded_redis(self.server, hard=c.redis_hard)
             run.kills["redis"] += 1
             self.redis_restarted = True
-            say(f"chaos: {elapsed:.0f} s redis restarted "
-                f"({'kill -9' if c.redis_hard else 'SIGTERM'})")
+            say(
+                f"chaos: {elapsed:.0f} s redis restarted "
+                f"({'kill -9' if c.redis_hard else 'SIGTERM'})"
+            )
         for death in self.processes.replace_dead():
             run.crashes.append(f"{elapsed:.0f} s {death}")
             say(f"chaos: {elapsed:.0f} s CRASHED (restarted): {death}")
 
 
-def _drive(run: Run, c: ChaosConfig, processes: Processes, producer: Producer,
-           consumer: Consumer, server: EmbeddedRedis) -> EmbeddedRedis:
+def _drive(
+    run: Run,
+    c: ChaosConfig,
+    processes: Processes,
+    producer: Producer,
+    consumer: Consumer,
+    server: EmbeddedRedis,
+) -> EmbeddedRedis:
     start = time.time()
     now = datetime.fromtimestamp(start, UTC).replace(microsecond=0)
-    run.scripts = generate(c.orders, c.seed, now, timedelta(seconds=c.spread),
-                           timedelta(seconds=c.lead), c.with_1_1)
+    run.scripts = generate(
+        c.orders, c.seed, now, timedelta(seconds=c.spread), timedelta(seconds=c.lead), c.with_1_1
+    )
     horizon = now + timedelta(seconds=c.lead + c.spread + 1)
     outcomes: list[Outcome] = [o for s in run.scripts for o in expected(s, horizon)]
     required = {o.key for o in outcomes if not o.optional}
@@ -150,8 +159,10 @@ def _drive(run: Run, c: ChaosConfig, processes: Processes, producer: Producer,
     chaos = Chaos(run, processes, server)
     seen: dict[Key, Seen] = {}
     last_change, complete_at = time.monotonic(), None
-    c.log(f"chaos: sending {c.orders} orders ({sum(len(s.messages) for s in run.scripts)} "
-          f"messages); {len(required)} outcomes expected")
+    c.log(
+        f"chaos: sending {c.orders} orders ({sum(len(s.messages) for s in run.scripts)} "
+        f"messages); {len(required)} outcomes expected"
+    )
     while True:
         elapsed = time.time() - start
         for message in sender.take(SEND_BATCH):
@@ -168,9 +179,11 @@ def _drive(run: Run, c: ChaosConfig, processes: Processes, producer: Producer,
                 break
         quiet = time.monotonic() - last_change > c.quiet and elapsed > chaos.last_due + c.quiet
         if (quiet and chaos.over) or elapsed > c.timeout:
-            c.log(f"chaos: stopped waiting after {elapsed:.0f} s "
-                  f"({'quiet' if quiet else 'timeout'}); {len(required - seen.keys())} "
-                  "expected outcomes not seen")
+            c.log(
+                f"chaos: stopped waiting after {elapsed:.0f} s "
+                f"({'quiet' if quiet else 'timeout'}); {len(required - seen.keys())} "
+                "expected outcomes not seen"
+            )
             break
         if not sender.ready:
             time.sleep(0.05)
@@ -229,7 +242,13 @@ def _evidence(url: str, orders: list[str], limit: int = 3) -> list[str]:
     command = Path(sys.executable).parent / "aftersales"
     for order_id in sorted(set(orders))[:limit]:
         env = {**os.environ, "AFTERSALES_REDIS_URL": url}
-        done = subprocess.run([str(command), "order", order_id], env=env, capture_output=True,
-                              text=True, timeout=60, check=False)
+        done = subprocess.run(
+            [str(command), "order", order_id],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         lines.append(f"--- aftersales order {order_id}\n{done.stdout}{done.stderr}")
     return lines

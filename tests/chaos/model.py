@@ -21,10 +21,24 @@ MAX_ATTEMPTS = 2  # rule 8: one resubmission
 GB_ENG_HOLIDAYS = frozenset(
     date(year, month, day)
     for year, month, day in (
-        (2025, 12, 25), (2025, 12, 26), (2026, 1, 1), (2026, 4, 3), (2026, 4, 6),
-        (2026, 5, 4), (2026, 5, 25), (2026, 8, 31), (2026, 12, 25), (2026, 12, 28),
-        (2027, 1, 1), (2027, 3, 26), (2027, 3, 29), (2027, 5, 3), (2027, 5, 31),
-        (2027, 8, 30), (2027, 12, 27), (2027, 12, 28),
+        (2025, 12, 25),
+        (2025, 12, 26),
+        (2026, 1, 1),
+        (2026, 4, 3),
+        (2026, 4, 6),
+        (2026, 5, 4),
+        (2026, 5, 25),
+        (2026, 8, 31),
+        (2026, 12, 25),
+        (2026, 12, 28),
+        (2027, 1, 1),
+        (2027, 3, 26),
+        (2027, 3, 29),
+        (2027, 5, 3),
+        (2027, 5, 31),
+        (2027, 8, 30),
+        (2027, 12, 27),
+        (2027, 12, 28),
     )
 )
 
@@ -52,10 +66,17 @@ class Terms:
 
 
 UK = Terms(
-    return_window=timedelta(days=30), business_hours=True, carrier="Evri",
-    rates=((Decimal(2), Decimal("2.99")), (Decimal(5), Decimal("4.49")),
-           (Decimal(15), Decimal("6.99"))),
-    max_weight=Decimal(15), max_perimeter=Decimal(245), max_value=Decimal(1500),
+    return_window=timedelta(days=30),
+    business_hours=True,
+    carrier="Evri",
+    rates=(
+        (Decimal(2), Decimal("2.99")),
+        (Decimal(5), Decimal("4.49")),
+        (Decimal(15), Decimal("6.99")),
+    ),
+    max_weight=Decimal(15),
+    max_perimeter=Decimal(245),
+    max_value=Decimal(1500),
     postage_cap=Decimal("6.99"),
 )
 TERMS = {"UK": UK}

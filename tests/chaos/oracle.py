@@ -30,8 +30,14 @@ from tests.chaos.model import (
 )
 from tests.chaos.oracle_returns import ReturnRules
 
-__all__ = ["Order", "Outcome", "expected_outcomes", "parse_time", "pending_timers",
-           "uk_business_hours"]
+__all__ = [
+    "Order",
+    "Outcome",
+    "expected_outcomes",
+    "parse_time",
+    "pending_timers",
+    "uk_business_hours",
+]
 
 
 @dataclass
@@ -78,15 +84,19 @@ class Order(ReturnRules):
             del self.timers[key]
             self.fire(key[0], key[1], when)
 
-    def emit(self, type_: str, ref: str, data: dict[str, Any], due: datetime | None = None
-             ) -> Outcome:
+    def emit(
+        self, type_: str, ref: str, data: dict[str, Any], due: datetime | None = None
+    ) -> Outcome:
         outcome = Outcome(self.order_id, type_, ref, data, due)
         self.outcomes.append(outcome)
         return outcome
 
     def refuse(self, message: dict[str, Any], code: str) -> None:
-        self.emit("action.rejected", message["message_id"],
-                  {"code": code, "type": message["type"], "message_id": message["message_id"]})
+        self.emit(
+            "action.rejected",
+            message["message_id"],
+            {"code": code, "type": message["type"], "message_id": message["message_id"]},
+        )
 
     def stop(self, *kinds: str, ref: str = "") -> None:
         for kind in kinds:
@@ -118,18 +128,32 @@ class Order(ReturnRules):
     def is_paid(self) -> bool:
         return self.paid_at is not None or self.collected
 
-    def refund(self, request_id: str | None, items: Decimal, fee: Decimal,
-               deduction: Decimal, at: datetime, due: datetime | None = None,
-               postage: Decimal = Decimal(0)) -> None:
+    def refund(
+        self,
+        request_id: str | None,
+        items: Decimal,
+        fee: Decimal,
+        deduction: Decimal,
+        at: datetime,
+        due: datetime | None = None,
+        postage: Decimal = Decimal(0),
+    ) -> None:
         amount = items + fee - deduction + postage
         self.refunded += amount
         breakdown = {"items": items, "shipping_fee": fee, "return_shipping_deduction": deduction}
         if postage:
             breakdown["return_shipping_refund"] = postage
-        self.emit("refund.initiated", request_id or "", {
-            "request_id": request_id, "amount": amount, "currency": self.currency,
-            "breakdown": breakdown,
-        }, due)
+        self.emit(
+            "refund.initiated",
+            request_id or "",
+            {
+                "request_id": request_id,
+                "amount": amount,
+                "currency": self.currency,
+                "breakdown": breakdown,
+            },
+            due,
+        )
 
     # --- messages ------------------------------------------------------------------
 
@@ -189,14 +213,17 @@ class Order(ReturnRules):
             self.collected = True  # 1.1: the courier collected the money
         return None
 
-    def cancel(self, by: str, reason: str | None, at: datetime, due: datetime | None = None
-               ) -> None:
+    def cancel(
+        self, by: str, reason: str | None, at: datetime, due: datetime | None = None
+    ) -> None:
         self.cancelled = True
         paid = self.is_paid()
         items, fee = self.value(self.sold()), self.fee()
-        data: dict[str, Any] = {"by": by, "seller_fault": by == "seller",
-                                "refund": {"amount": items + fee, "currency": self.currency}
-                                if paid else None}
+        data: dict[str, Any] = {
+            "by": by,
+            "seller_fault": by == "seller",
+            "refund": {"amount": items + fee, "currency": self.currency} if paid else None,
+        }
         if reason is not None:
             data["reason"] = reason
         self.emit("order.cancelled", "", data, due)
@@ -294,14 +321,16 @@ class Order(ReturnRules):
             raise AssertionError(kind)
 
 
-def expected_outcomes(order_id: str, messages: list[dict[str, Any]], horizon: datetime
-                      ) -> list[Outcome]:
+def expected_outcomes(
+    order_id: str, messages: list[dict[str, Any]], horizon: datetime
+) -> list[Outcome]:
     """The outcomes the rules give for one order's messages, timers fired up to `horizon`."""
     return Order(order_id, horizon).run(messages)
 
 
-def pending_timers(order_id: str, messages: list[dict[str, Any]], horizon: datetime
-                   ) -> list[tuple[str, datetime]]:
+def pending_timers(
+    order_id: str, messages: list[dict[str, Any]], horizon: datetime
+) -> list[tuple[str, datetime]]:
     """Timers still pending after `horizon` (the generator keeps them far away)."""
     order = Order(order_id, horizon)
     order.run(messages)

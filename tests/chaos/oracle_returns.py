@@ -20,7 +20,6 @@ class ReturnRules:
     timers: dict[tuple[str, str], datetime]
     refunded: Decimal
 
-
     def on_buyer_return_requested(self, m: dict[str, Any], at: datetime) -> None:
         rid = m["request_id"]
         if rid in self.returns:
@@ -91,8 +90,7 @@ class ReturnRules:
         ):
             if any(holds(r) for r in holders):
                 return code
-        refunded = sum(r.items.get(sku, 0) for r in self.returns.values()
-                       if r.status == "refunded")
+        refunded = sum(r.items.get(sku, 0) for r in self.returns.values() if r.status == "refunded")
         if refunded + items[sku] > self.sold()[sku]:
             return "already_refunded"
         return "items_in_open_request"
@@ -116,8 +114,14 @@ class ReturnRules:
                 return price
         return None
 
-    def open_request(self, m: dict[str, Any], at: datetime, items: dict[str, int],
-                     previous: Request | None, cost: Decimal) -> None:
+    def open_request(
+        self,
+        m: dict[str, Any],
+        at: datetime,
+        items: dict[str, int],
+        previous: Request | None,
+        cost: Decimal,
+    ) -> None:
         rid = m["request_id"]
         if self.terms.business_hours:
             respond_by = uk_business_hours(at, self.terms.return_response)
@@ -127,15 +131,28 @@ class ReturnRules:
             self.stop_request(previous.request_id)
             previous.status = "superseded"
         self.returns[rid] = Request(
-            request_id=rid, kind=m["kind"], method=m.get("method"), reason=m["reason"],
-            items=items, attempt=previous.attempt + 1 if previous else 1, requested_at=at,
-            cost=cost, payer="seller" if m["reason"] in SELLER_FAULT else "buyer",
+            request_id=rid,
+            kind=m["kind"],
+            method=m.get("method"),
+            reason=m["reason"],
+            items=items,
+            attempt=previous.attempt + 1 if previous else 1,
+            requested_at=at,
+            cost=cost,
+            payer="seller" if m["reason"] in SELLER_FAULT else "buyer",
         )
         self.timers[("return_response", rid)] = respond_by
-        self.emit("return.requested", rid, {
-            "request_id": rid, "kind": m["kind"], "method": m.get("method"),
-            "reason": m["reason"], "respond_by": respond_by,
-        })
+        self.emit(
+            "return.requested",
+            rid,
+            {
+                "request_id": rid,
+                "kind": m["kind"],
+                "method": m.get("method"),
+                "reason": m["reason"],
+                "respond_by": respond_by,
+            },
+        )
 
     def stop_request(self, rid: str) -> None:
         self.stop("return_response", "resubmit", "tracking", "label", "receipt", ref=rid)
@@ -151,18 +168,27 @@ class ReturnRules:
 
     def on_seller_return_approved(self, m: dict[str, Any], at: datetime) -> None:
         if (request := self.request(m, "requested")) is not None:
-            self.emit("return.approved", request.request_id,
-                      {"request_id": request.request_id, "by": "seller"})
+            self.emit(
+                "return.approved",
+                request.request_id,
+                {"request_id": request.request_id, "by": "seller"},
+            )
             self.approve(request, at)
 
     def on_seller_return_rejected(self, m: dict[str, Any], at: datetime) -> None:
         if (request := self.request(m, "requested")) is not None:
             self.stop_request(request.request_id)
             request.status = "rejected"
-            self.emit("return.rejected", request.request_id, {
-                "request_id": request.request_id, "reason": m["reason"],
-                "can_resubmit": request.attempt < MAX_ATTEMPTS, "can_appeal": True,
-            })
+            self.emit(
+                "return.rejected",
+                request.request_id,
+                {
+                    "request_id": request.request_id,
+                    "reason": m["reason"],
+                    "can_resubmit": request.attempt < MAX_ATTEMPTS,
+                    "can_appeal": True,
+                },
+            )
             self.timers[("resubmit", request.request_id)] = at + self.terms.resubmit
 
     def on_buyer_appeal_submitted(self, m: dict[str, Any], at: datetime) -> None:
@@ -176,8 +202,11 @@ class ReturnRules:
         if m["outcome"] == "reject":
             self.close(request, "arbitration_rejected")
             return
-        self.emit("return.approved", request.request_id,
-                  {"request_id": request.request_id, "by": "platform"})
+        self.emit(
+            "return.approved",
+            request.request_id,
+            {"request_id": request.request_id, "by": "platform"},
+        )
         self.approve(request, at)
 
     def approve(self, request: Request, at: datetime, due: datetime | None = None) -> None:
@@ -188,7 +217,9 @@ class ReturnRules:
             self.refund_request(request, at, due)
         elif request.method == "drop_off":
             label: dict[str, Any] = {
-                "request_id": rid, "payer": request.payer, "valid_until": at + self.terms.label,
+                "request_id": rid,
+                "payer": request.payer,
+                "valid_until": at + self.terms.label,
                 "cost": {"amount": request.cost, "currency": self.currency},
             }
             if self.terms.carrier:
@@ -198,8 +229,7 @@ class ReturnRules:
         else:
             self.timers[("tracking", rid)] = at + self.terms.tracking
 
-    def refund_request(self, request: Request, at: datetime, due: datetime | None = None
-                       ) -> None:
+    def refund_request(self, request: Request, at: datetime, due: datetime | None = None) -> None:
         """Rules 11-13, capped at what was paid."""
         request.status = "refunded"
         items = self.value(request.items)
@@ -223,10 +253,15 @@ class ReturnRules:
 
     def close(self, request: Request, reason: str, due: datetime | None = None) -> None:
         self.stop_request(request.request_id)
-        request.status = reason if reason in ("rejected_final", "arbitration_rejected") \
-            else "closed"
-        self.emit("return.closed", request.request_id,
-                  {"request_id": request.request_id, "reason": reason}, due)
+        request.status = (
+            reason if reason in ("rejected_final", "arbitration_rejected") else "closed"
+        )
+        self.emit(
+            "return.closed",
+            request.request_id,
+            {"request_id": request.request_id, "reason": reason},
+            due,
+        )
 
     def parcel_sent(self, m: dict[str, Any], at: datetime, method: str) -> None:
         if (request := self.request(m, "approved")) is None:
@@ -257,6 +292,9 @@ class ReturnRules:
             return
         if request.method != "drop_off":
             return self.refuse(m, "no_label")
-        self.emit("return.label_email_requested", request.request_id,
-                  {"request_id": request.request_id, "email": m["email"]})
+        self.emit(
+            "return.label_email_requested",
+            request.request_id,
+            {"request_id": request.request_id, "email": m["email"]},
+        )
         return None

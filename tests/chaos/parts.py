@@ -64,11 +64,13 @@ class Processes:
     def __init__(self, workdir: Path, url: str, config: ChaosConfig) -> None:
         self.workdir, self.url, self.config = workdir, url, config
         self.env = {
-            k: v for k, v in os.environ.items()
+            k: v
+            for k, v in os.environ.items()
             if not k.startswith("AFTERSALES_") and k != "PYTHONWARNINGS"
         }
         self.env.update(
-            AFTERSALES_REDIS_URL=url, PYTHONUNBUFFERED="1",
+            AFTERSALES_REDIS_URL=url,
+            PYTHONUNBUFFERED="1",
             AFTERSALES_LABEL_DIR=str(workdir / "labels"),
             AFTERSALES_VISIBILITY_TIMEOUT=config.visibility,
             AFTERSALES_DEADLINE_HORIZON=config.horizon,
@@ -122,10 +124,15 @@ class Processes:
         for handle in [*self.workers, *([self.beat] if self.beat else [])]:
             if handle.alive():
                 continue
-            errors = [line for line in handle.log_text().splitlines()
-                      if "Unrecoverable" in line or "Error" in line]
-            died.append(f"{handle.kind} {handle.name or ''} exited {handle.process.returncode}: "
-                        f"{(errors or ['(no error logged)'])[-1][:300]}")
+            errors = [
+                line
+                for line in handle.log_text().splitlines()
+                if "Unrecoverable" in line or "Error" in line
+            ]
+            died.append(
+                f"{handle.kind} {handle.name or ''} exited {handle.process.returncode}: "
+                f"{(errors or ['(no error logged)'])[-1][:300]}"
+            )
             if handle is self.beat:
                 self.start_beat()
             else:
@@ -150,8 +157,9 @@ class Producer:
         deadline = time.monotonic() + RECONNECT_FOR
         while True:
             try:
-                self.celery.send_task(task_of(message), args=[message], queue=INBOUND,
-                                      serializer="json")
+                self.celery.send_task(
+                    task_of(message), args=[message], queue=INBOUND, serializer="json"
+                )
                 return
             except Exception:
                 if time.monotonic() > deadline:

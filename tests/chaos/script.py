@@ -32,8 +32,14 @@ TASKS = {
     "platform": "aftersales.platform_action",
 }
 BUYER_FAULT = ("changed_mind", "no_longer_needed", "ordered_by_mistake")
-SELLER_FAULT = ("damaged", "defective", "wrong_item", "missing_items", "not_as_described",
-                "not_received")
+SELLER_FAULT = (
+    "damaged",
+    "defective",
+    "wrong_item",
+    "missing_items",
+    "not_as_described",
+    "not_received",
+)
 
 Key = tuple[str, str, str]  # (order id, event type, ref) as in oracle.Outcome.key
 
@@ -64,25 +70,41 @@ def task_of(message: dict[str, Any]) -> str:
 class Builder:
     """Builds one order's messages; `stage()` starts the next stage."""
 
-    def __init__(self, rng: random.Random, order_id: str, flow: str, marketplace: str,
-                 method: str = "prepaid", pricing: str = "regular") -> None:
+    def __init__(
+        self,
+        rng: random.Random,
+        order_id: str,
+        flow: str,
+        marketplace: str,
+        method: str = "prepaid",
+        pricing: str = "regular",
+    ) -> None:
         self.rng, self.order_id = rng, order_id
         self.script = Script(order_id, flow, [[]], [[]])
         self.marketplace, self.method, self.pricing = marketplace, method, pricing
         self.count = 0
         n = rng.randint(1, 3)
         self.items = [
-            {"sku": f"sku-{chr(65 + i)}", "quantity": rng.randint(1, 2),
-             "unit_price": str(Decimal(rng.randint(199, 12000)) / 100),
-             "weight_kg": rng.randint(1, 20) / 10, "dimensions_cm": [20, 15, 5]}
+            {
+                "sku": f"sku-{chr(65 + i)}",
+                "quantity": rng.randint(1, 2),
+                "unit_price": str(Decimal(rng.randint(199, 12000)) / 100),
+                "weight_kg": rng.randint(1, 20) / 10,
+                "dimensions_cm": [20, 15, 5],
+            }
             for i in range(n)
         ]
         self.fee = str(Decimal(rng.randint(0, 999)) / 100)
 
     def msg(self, type_: str, at: datetime, **fields: Any) -> dict[str, Any]:
         self.count += 1
-        message = {"message_id": f"{self.order_id}:{self.count}", "type": type_,
-                   "order_id": self.order_id, "occurred_at": iso(at), **fields}
+        message = {
+            "message_id": f"{self.order_id}:{self.count}",
+            "type": type_,
+            "order_id": self.order_id,
+            "occurred_at": iso(at),
+            **fields,
+        }
         self.script.stages[-1].append(message)
         return message
 
@@ -92,10 +114,19 @@ class Builder:
 
     def placed(self, at: datetime, payment_due_at: datetime | None = None) -> None:
         extra = {"payment_due_at": iso(payment_due_at)} if payment_due_at else {}
-        self.msg("order.placed", at, marketplace=self.marketplace, seller_id="seller-1",
-                 buyer_id=f"buyer-{self.order_id}", payment_method=self.method,
-                 pricing=self.pricing, currency="GBP" if self.marketplace == "UK" else "USD",
-                 shipping_fee=self.fee, items=self.items, **extra)
+        self.msg(
+            "order.placed",
+            at,
+            marketplace=self.marketplace,
+            seller_id="seller-1",
+            buyer_id=f"buyer-{self.order_id}",
+            payment_method=self.method,
+            pricing=self.pricing,
+            currency="GBP" if self.marketplace == "UK" else "USD",
+            shipping_fee=self.fee,
+            items=self.items,
+            **extra,
+        )
 
     def paid(self, at: datetime, probe: bool = False) -> None:
         """`probe`: a second payment a second later, refused once the first is applied;
@@ -124,14 +155,23 @@ class Builder:
         if self.rng.random() < 0.5:
             return None
         chosen = self.rng.sample(self.items, self.rng.randint(1, len(self.items)))
-        return [{"sku": i["sku"], "quantity": self.rng.randint(1, i["quantity"])}
-                for i in chosen]
+        return [{"sku": i["sku"], "quantity": self.rng.randint(1, i["quantity"])} for i in chosen]
 
-    def return_request(self, rid: str, at: datetime, kind: str, method: str | None,
-                       items: list[dict[str, Any]] | None = None, reason: str | None = None,
-                       heavy: bool = False) -> dict[str, Any]:
-        fields: dict[str, Any] = {"request_id": rid, "kind": kind,
-                                  "reason": reason or self.reason()}
+    def return_request(
+        self,
+        rid: str,
+        at: datetime,
+        kind: str,
+        method: str | None,
+        items: list[dict[str, Any]] | None = None,
+        reason: str | None = None,
+        heavy: bool = False,
+    ) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "request_id": rid,
+            "kind": kind,
+            "reason": reason or self.reason(),
+        }
         if method is not None:
             fields["method"] = method
         if items is not None:

@@ -23,8 +23,15 @@ from tests.chaos.oracle import expected_outcomes, pending_timers, uk_business_ho
 from tests.chaos.workload import FLOWS, FLOWS_1_1, expected, generate
 
 HERE = Path(__file__).parent
-INDEPENDENT = ("model.py", "oracle.py", "oracle_returns.py", "script.py", "flows.py",
-               "workload.py", "compare.py")
+INDEPENDENT = (
+    "model.py",
+    "oracle.py",
+    "oracle_returns.py",
+    "script.py",
+    "flows.py",
+    "workload.py",
+    "compare.py",
+)
 NOW = datetime(2026, 11, 29, 12, 0, 7, tzinfo=UTC)
 
 
@@ -32,7 +39,9 @@ NOW = datetime(2026, 11, 29, 12, 0, 7, tzinfo=UTC)
 def test_the_oracle_imports_nothing_from_the_worker(name: str) -> None:
     tree = ast.parse((HERE / name).read_text())
     imported = [
-        alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
         for alias in node.names
     ] + [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
     assert imported, "the scan found no imports at all"
@@ -64,18 +73,35 @@ def test_every_flow_is_generated_and_no_timer_falls_between_the_run_and_a_day(
 def test_oracle_silence_auto_accepts_and_refunds_in_full() -> None:
     order, asked = "o-1", NOW - timedelta(hours=48)
     placed = {
-        "message_id": "m1", "type": "order.placed", "order_id": order,
-        "occurred_at": (asked - timedelta(hours=3)).isoformat(), "marketplace": "US",
-        "payment_method": "prepaid", "pricing": "regular", "currency": "USD",
-        "shipping_fee": "4.99", "items": [{"sku": "a", "quantity": 2, "unit_price": "10.005"}],
+        "message_id": "m1",
+        "type": "order.placed",
+        "order_id": order,
+        "occurred_at": (asked - timedelta(hours=3)).isoformat(),
+        "marketplace": "US",
+        "payment_method": "prepaid",
+        "pricing": "regular",
+        "currency": "USD",
+        "shipping_fee": "4.99",
+        "items": [{"sku": "a", "quantity": 2, "unit_price": "10.005"}],
     }
-    paid = {"message_id": "m2", "type": "order.paid", "order_id": order,
-            "occurred_at": (asked - timedelta(hours=2)).isoformat()}
-    cancel = {"message_id": "m3", "type": "buyer.cancel_requested", "order_id": order,
-              "occurred_at": asked.isoformat(), "reason": "late"}
+    paid = {
+        "message_id": "m2",
+        "type": "order.paid",
+        "order_id": order,
+        "occurred_at": (asked - timedelta(hours=2)).isoformat(),
+    }
+    cancel = {
+        "message_id": "m3",
+        "type": "buyer.cancel_requested",
+        "order_id": order,
+        "occurred_at": asked.isoformat(),
+        "reason": "late",
+    }
     outcomes = expected_outcomes(order, [cancel, paid, placed], NOW)
     assert [o.type for o in outcomes] == [
-        "cancellation.requested", "cancellation.auto_accepted", "order.cancelled",
+        "cancellation.requested",
+        "cancellation.auto_accepted",
+        "order.cancelled",
         "refund.initiated",
     ]
     assert outcomes[1].due == NOW
@@ -94,8 +120,12 @@ def test_compare_tells_redeliveries_from_duplicates_and_wrong_amounts() -> None:
     outcomes = expected(script, NOW + timedelta(seconds=60))
     seen: dict = {}
     for i, outcome in enumerate(outcomes):
-        event = {"id": f"id-{i}", "type": outcome.type, "subject": outcome.order_id,
-                 "data": _wire(outcome.data)}
+        event = {
+            "id": f"id-{i}",
+            "type": outcome.type,
+            "subject": outcome.order_id,
+            "data": _wire(outcome.data),
+        }
         entry = seen.setdefault(outcome.key, Seen())
         entry.ids[event["id"]], entry.copies = event, 2  # the same id twice: redelivery
     assert not compare(outcomes, seen, {}, NOW.timestamp()).failed
@@ -119,8 +149,16 @@ def test_chaos_run_loses_nothing(tmp_path: Path) -> None:
     # worker drops when its broker connection breaks) only after the visibility timeout
     # plus its ~100 s restore sweep, so the quiet period must outlast both.
     config = ChaosConfig(
-        orders=300, seed=20261129, lead=15, spread=30, first_kill=6, beat_kill=10,
-        redis_restart=16, timeout=330, quiet=100, settle=5,
+        orders=300,
+        seed=20261129,
+        lead=15,
+        spread=30,
+        first_kill=6,
+        beat_kill=10,
+        redis_restart=16,
+        timeout=330,
+        quiet=100,
+        settle=5,
     )
     run = run_chaos(config, tmp_path)
     report = "\n".join(run.report())

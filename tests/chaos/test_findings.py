@@ -60,12 +60,23 @@ def test_a_worker_holding_a_message_survives_a_redis_restart(tmp_path: Path) -> 
     try:
         worker = processes.start_worker()
         wait_until(lambda: processes.ready(worker), START_TIMEOUT, "worker never answered")
-        client.send("aftersales.order_event", {"message_id": "m-1", "type": "order.paid",
-                    "order_id": "o-1", "occurred_at": "2026-01-01T00:00:00Z"}, countdown=300)
+        client.send(
+            "aftersales.order_event",
+            {
+                "message_id": "m-1",
+                "type": "order.paid",
+                "order_id": "o-1",
+                "occurred_at": "2026-01-01T00:00:00Z",
+            },
+            countdown=300,
+        )
         worker.wait_for_log("received", 30)
         server = restart_embedded_redis(server, hard=False)
-        wait_until(lambda: processes.ready(worker) or not worker.alive(), 60,
-                   "the worker neither answered nor exited")
+        wait_until(
+            lambda: processes.ready(worker) or not worker.alive(),
+            60,
+            "the worker neither answered nor exited",
+        )
         assert worker.alive(), tail(worker.log_text(), 20)
     finally:
         client.close()
@@ -144,10 +155,16 @@ def test_a_retry_whose_copy_cannot_be_published_loses_no_message(tmp_path: Path)
         (flags / "republish").touch()
         placed = order_placed("o-finding-6").model_dump(mode="json", exclude_none=True)
         client.send("aftersales.order_event", placed)
-        wait_until(lambda: not any(flags.iterdir()), 60,
-                   lambda: "the faults never struck: " + tail(worker.log_text(), 20))
-        wait_until(lambda: store.exists(keys.order_state("o-finding-6")), 60,
-                   lambda: "order.placed was lost: " + tail(worker.log_text(), 30))
+        wait_until(
+            lambda: not any(flags.iterdir()),
+            60,
+            lambda: "the faults never struck: " + tail(worker.log_text(), 20),
+        )
+        wait_until(
+            lambda: store.exists(keys.order_state("o-finding-6")),
+            60,
+            lambda: "order.placed was lost: " + tail(worker.log_text(), 30),
+        )
     finally:
         client.close()
         store.close()

@@ -29,8 +29,14 @@ def expected(script: Script, horizon: datetime) -> list[Outcome]:
     return outcomes
 
 
-def generate(orders: int, seed: int, now: datetime, spread: timedelta,
-             lead: timedelta = MIN_LEAD, with_1_1: bool = False) -> list[Script]:
+def generate(
+    orders: int,
+    seed: int,
+    now: datetime,
+    spread: timedelta,
+    lead: timedelta = MIN_LEAD,
+    with_1_1: bool = False,
+) -> list[Script]:
     """`orders` scripts; deadlines meant to fire during the run are due in
     [now + lead, now + lead + spread]."""
     rng = random.Random(seed)

@@ -90,68 +90,163 @@ def hand_made(victim: str, victim_paid_id: str) -> list[Case]:
         Case("kwargs-list", b"[[], [], {}]", dead("invalid_task_message")),
         Case("nan", b"[[NaN], {}, {}]", None),
         Case("random-binary", bytes(range(256)) * 4, dead("undecodable")),
-        Case("utf16-bom", '[[{}], {}, {}]'.encode("utf-16"), dead("undecodable")),
-        Case("callbacks", json.dumps([[v()], {}, {"callbacks": [
-            {"task": "aftersales.deadline", "args": [victim, "x"]}]}]).encode(),
-            dead("invalid_task_message")),
-        Case("chain", json.dumps([[v()], {}, {"chain": [{"task": "aftersales.tick"}]}]).encode(),
-             dead("invalid_task_message")),
-        Case("control-empty", b"", dead("undecodable"), task_headers("aftersales.tick"),
-             queue="aftersales.control"),
-        Case("control-ints", b"[1, 2, 3]", dead("invalid_task_message"),
-             task_headers("aftersales.tick"), queue="aftersales.control"),
-        Case("deadlines-object", b'{"order_id": 1}', dead("invalid_task_message"),
-             task_headers("aftersales.deadline"), queue="aftersales.deadlines"),
-        Case("deadlines-deep", protocol2_body(_nest(100)), dead("too_deep"),
-             task_headers("aftersales.deadline"), queue="aftersales.deadlines"),
+        Case("utf16-bom", "[[{}], {}, {}]".encode("utf-16"), dead("undecodable")),
+        Case(
+            "callbacks",
+            json.dumps(
+                [[v()], {}, {"callbacks": [{"task": "aftersales.deadline", "args": [victim, "x"]}]}]
+            ).encode(),
+            dead("invalid_task_message"),
+        ),
+        Case(
+            "chain",
+            json.dumps([[v()], {}, {"chain": [{"task": "aftersales.tick"}]}]).encode(),
+            dead("invalid_task_message"),
+        ),
+        Case(
+            "control-empty",
+            b"",
+            dead("undecodable"),
+            task_headers("aftersales.tick"),
+            queue="aftersales.control",
+        ),
+        Case(
+            "control-ints",
+            b"[1, 2, 3]",
+            dead("invalid_task_message"),
+            task_headers("aftersales.tick"),
+            queue="aftersales.control",
+        ),
+        Case(
+            "deadlines-object",
+            b'{"order_id": 1}',
+            dead("invalid_task_message"),
+            task_headers("aftersales.deadline"),
+            queue="aftersales.deadlines",
+        ),
+        Case(
+            "deadlines-deep",
+            protocol2_body(_nest(100)),
+            dead("too_deep"),
+            task_headers("aftersales.deadline"),
+            queue="aftersales.deadlines",
+        ),
         # --- size and nesting -------------------------------------------------------------
-        Case("too-large-string", protocol2_body(v(reason="x" * (MAX_BYTES + 1))),
-             dead("too_large")),
+        Case(
+            "too-large-string", protocol2_body(v(reason="x" * (MAX_BYTES + 1))), dead("too_large")
+        ),
         Case("too-large-array", protocol2_body(v(extra=list(range(60_000)))), dead("too_large")),
         Case("deep-900", protocol2_body(v(reason=_nest(900))), dead("too_deep")),
         Case("deep-100000", b"[" * 100_000 + b"]" * 100_000, None),
-        Case("deep-objects", protocol2_body(v(reason=json.loads(
-            '{"a":' * 40 + "1" + "}" * 40))), dead("too_deep")),
+        Case(
+            "deep-objects",
+            protocol2_body(v(reason=json.loads('{"a":' * 40 + "1" + "}" * 40))),
+            dead("too_deep"),
+        ),
         Case("wide-array", protocol2_body(v(reason=list(range(20_000)))), invalid),
         Case("long-reason", protocol2_body(v(reason="r" * 200_000)), invalid),
-        Case("many-items", protocol2_body(placed(victim, ago(hours=3), items=[
-            {"sku": f"S{i}", "quantity": 1, "unit_price": "1.00", "weight_kg": 0.1,
-             "dimensions_cm": [1, 1, 1]} for i in range(600)])), invalid),
+        Case(
+            "many-items",
+            protocol2_body(
+                placed(
+                    victim,
+                    ago(hours=3),
+                    items=[
+                        {
+                            "sku": f"S{i}",
+                            "quantity": 1,
+                            "unit_price": "1.00",
+                            "weight_kg": 0.1,
+                            "dimensions_cm": [1, 1, 1],
+                        }
+                        for i in range(600)
+                    ],
+                )
+            ),
+            invalid,
+        ),
         # --- content types and encodings ---------------------------------------------------
-        Case("pickle", pickle.dumps(((v(),), {}, {})), dead("content_not_allowed"),
-             content_type="application/x-python-serialize", content_encoding="binary"),
-        Case("yaml", b"- - {message_id: m}\n- {}\n- {}\n", dead("content_not_allowed"),
-             content_type="application/x-yaml"),
-        Case("msgpack", b"\x93\x91\x81\xa1a\x01\x80\x80", dead("content_not_allowed"),
-             content_type="application/x-msgpack", content_encoding="binary"),
-        Case("text-plain", protocol2_body(v()), dead("content_not_allowed"),
-             content_type="text/plain"),
-        Case("json-charset", protocol2_body(v()), dead("content_not_allowed"),
-             content_type="application/json; charset=utf-8"),
-        Case("zlib-codec", protocol2_body(v()), dead("content_not_allowed"),
-             content_encoding="zlib_codec"),
-        Case("latin-1", protocol2_body(v()), dead("content_not_allowed"),
-             content_encoding="latin-1"),
+        Case(
+            "pickle",
+            pickle.dumps(((v(),), {}, {})),
+            dead("content_not_allowed"),
+            content_type="application/x-python-serialize",
+            content_encoding="binary",
+        ),
+        Case(
+            "yaml",
+            b"- - {message_id: m}\n- {}\n- {}\n",
+            dead("content_not_allowed"),
+            content_type="application/x-yaml",
+        ),
+        Case(
+            "msgpack",
+            b"\x93\x91\x81\xa1a\x01\x80\x80",
+            dead("content_not_allowed"),
+            content_type="application/x-msgpack",
+            content_encoding="binary",
+        ),
+        Case(
+            "text-plain",
+            protocol2_body(v()),
+            dead("content_not_allowed"),
+            content_type="text/plain",
+        ),
+        Case(
+            "json-charset",
+            protocol2_body(v()),
+            dead("content_not_allowed"),
+            content_type="application/json; charset=utf-8",
+        ),
+        Case(
+            "zlib-codec",
+            protocol2_body(v()),
+            dead("content_not_allowed"),
+            content_encoding="zlib_codec",
+        ),
+        Case(
+            "latin-1", protocol2_body(v()), dead("content_not_allowed"), content_encoding="latin-1"
+        ),
         # --- headers -----------------------------------------------------------------------
         Case("no-headers", protocol2_body(v()), dead("not_a_task"), headers=None),
-        Case("protocol-1", json.dumps({"task": BUYER_ACTION, "id": str(uuid.uuid4()),
-             "args": [v()], "kwargs": {}}).encode(), dead("not_a_task"), headers=None),
-        Case("no-id", protocol2_body(v()), dead("invalid_headers"),
-             headers={"task": BUYER_ACTION, "lang": "py"}),
+        Case(
+            "protocol-1",
+            json.dumps(
+                {"task": BUYER_ACTION, "id": str(uuid.uuid4()), "args": [v()], "kwargs": {}}
+            ).encode(),
+            dead("not_a_task"),
+            headers=None,
+        ),
+        Case(
+            "no-id",
+            protocol2_body(v()),
+            dead("invalid_headers"),
+            headers={"task": BUYER_ACTION, "lang": "py"},
+        ),
         _case("id-list", dead("invalid_headers"), BUYER_ACTION, v(), id=["x"]),
         _case("id-empty", dead("invalid_headers"), BUYER_ACTION, v(), id=""),
         _case("retries-text", dead("invalid_headers"), BUYER_ACTION, v(), retries="many"),
         _case("timelimit-text", dead("invalid_headers"), BUYER_ACTION, v(), timelimit="x"),
         _case("eta-garbage", dead("invalid_headers"), BUYER_ACTION, v(), eta="yesterday-ish"),
-        _case("eta-year-9999", dead("invalid_headers"), BUYER_ACTION, v(),
-              eta="9999-12-31T23:59:59-23:59"),
+        _case(
+            "eta-year-9999",
+            dead("invalid_headers"),
+            BUYER_ACTION,
+            v(),
+            eta="9999-12-31T23:59:59-23:59",
+        ),
         _case("expires-object", dead("invalid_headers"), BUYER_ACTION, v(), expires={"a": 1}),
         _case("unknown-task", dead("unknown_task"), "aftersales.nonsense", v()),
         _case("task-int", dead("invalid_headers"), BUYER_ACTION, v(), task=7),
-        _case("stamped-headers-int", dead("invalid_headers"), BUYER_ACTION, v(),
-              stamped_headers=5),
-        _case("stamps-text", dead("invalid_headers"), BUYER_ACTION, v(),
-              stamped_headers=["a"], stamps="x"),
+        _case("stamped-headers-int", dead("invalid_headers"), BUYER_ACTION, v(), stamped_headers=5),
+        _case(
+            "stamps-text",
+            dead("invalid_headers"),
+            BUYER_ACTION,
+            v(),
+            stamped_headers=["a"],
+            stamps="x",
+        ),
         # Headers Celery tolerates: the message (for an order not seen) is held as usual.
         _case("group-index-text", None, BUYER_ACTION, _cancel(), group_index="x"),
         _case("nesting-text", None, BUYER_ACTION, _cancel(), replaced_task_nesting="x"),
@@ -164,8 +259,9 @@ def hand_made(victim: str, victim_paid_id: str) -> list[Case]:
         Case("kwargs", json.dumps([[], {"message": v()}, EMBED]).encode(), invalid),
         _case("wrong-task", invalid, SELLER_ACTION, v()),
         _case("unknown-type", invalid, BUYER_ACTION, v(type="buyer.exploded")),
-        _case("missing-id", invalid, BUYER_ACTION, {k: x for k, x in v().items()
-                                                     if k != "message_id"}),
+        _case(
+            "missing-id", invalid, BUYER_ACTION, {k: x for k, x in v().items() if k != "message_id"}
+        ),
         _case("unknown-field", invalid, BUYER_ACTION, v(admin=True)),
         _case("id-number", invalid, BUYER_ACTION, v(message_id=12345)),
         _case("order-null", invalid, BUYER_ACTION, _cancel(order_id=None)),
@@ -177,52 +273,91 @@ def hand_made(victim: str, victim_paid_id: str) -> list[Case]:
         _case("order-nul", invalid, BUYER_ACTION, _cancel(order_id="o\x00" + victim)),
         _case("id-rtl-override", invalid, BUYER_ACTION, v(message_id="\u202em-gpj.exe")),
         _case("order-rtl-mark", invalid, BUYER_ACTION, _cancel(order_id=victim + "\u200f")),
-        _case("id-lone-surrogate", dead("invalid_unicode"), BUYER_ACTION,
-              v(message_id="m-\ud800")),
-        _case("key-lone-surrogate", dead("invalid_unicode"), BUYER_ACTION,
-              {**v(), "\udfff": 1}),
+        _case("id-lone-surrogate", dead("invalid_unicode"), BUYER_ACTION, v(message_id="m-\ud800")),
+        _case("key-lone-surrogate", dead("invalid_unicode"), BUYER_ACTION, {**v(), "\udfff": 1}),
         # --- time ---------------------------------------------------------------------------
         _case("no-offset", invalid, BUYER_ACTION, v(occurred_at="2026-01-01T00:00:00")),
         _case("year-9999", invalid, BUYER_ACTION, v(occurred_at="9999-12-31T23:59:59Z")),
-        _case("year-9999-minus", invalid, BUYER_ACTION,
-              v(occurred_at="9999-12-31T23:59:59-23:59")),
+        _case("year-9999-minus", invalid, BUYER_ACTION, v(occurred_at="9999-12-31T23:59:59-23:59")),
         _case("year-1-plus", invalid, BUYER_ACTION, v(occurred_at="0001-01-01T00:00:00+01:00")),
         _case("before-epoch", invalid, BUYER_ACTION, v(occurred_at="1969-07-20T20:17:00Z")),
         _case("epoch-number", invalid, BUYER_ACTION, v(occurred_at=1767225600)),
         _case("feb-30", invalid, BUYER_ACTION, v(occurred_at="2026-02-30T00:00:00Z")),
         _case("offset-24h", invalid, BUYER_ACTION, v(occurred_at="2026-01-01T00:00:00+24:00")),
         _case("future", invalid, BUYER_ACTION, v(occurred_at=ts(ago(days=-1)))),
-        _case("kombu-datetime", invalid, BUYER_ACTION, v(occurred_at={
-            "__type__": "datetime", "__value__": "0001-01-01T00:00:00+01:00"})),
+        _case(
+            "kombu-datetime",
+            invalid,
+            BUYER_ACTION,
+            v(occurred_at={"__type__": "datetime", "__value__": "0001-01-01T00:00:00+01:00"}),
+        ),
         # --- money --------------------------------------------------------------------------
-        _case("money-negative", invalid, ORDER_EVENT, placed(victim, ago(hours=3),
-              shipping_fee="-4.99")),
-        _case("money-absurd", invalid, ORDER_EVENT, placed(victim, ago(hours=3),
-              shipping_fee="1" * 40)),
-        _case("money-precision", invalid, ORDER_EVENT, placed(victim, ago(hours=3),
-              shipping_fee="0.0000001")),
-        _case("money-float", invalid, ORDER_EVENT, placed(victim, ago(hours=3),
-              shipping_fee=4.99)),
-        _case("money-exponent", invalid, ORDER_EVENT, placed(victim, ago(hours=3),
-              shipping_fee="1e9")),
-        _case("money-nan", invalid, ORDER_EVENT, placed(victim, ago(hours=3),
-              shipping_fee="NaN")),
+        _case(
+            "money-negative",
+            invalid,
+            ORDER_EVENT,
+            placed(victim, ago(hours=3), shipping_fee="-4.99"),
+        ),
+        _case(
+            "money-absurd",
+            invalid,
+            ORDER_EVENT,
+            placed(victim, ago(hours=3), shipping_fee="1" * 40),
+        ),
+        _case(
+            "money-precision",
+            invalid,
+            ORDER_EVENT,
+            placed(victim, ago(hours=3), shipping_fee="0.0000001"),
+        ),
+        _case("money-float", invalid, ORDER_EVENT, placed(victim, ago(hours=3), shipping_fee=4.99)),
+        _case(
+            "money-exponent", invalid, ORDER_EVENT, placed(victim, ago(hours=3), shipping_fee="1e9")
+        ),
+        _case("money-nan", invalid, ORDER_EVENT, placed(victim, ago(hours=3), shipping_fee="NaN")),
         # --- the victim order: valid messages the rules or the id check refuse ---------------
-        _case("reused-id", dead("message_id_reused"), ORDER_EVENT,
-              message("order.paid", victim, ago(minutes=2)) | {"message_id": victim_paid_id}),
-        _case("seller-cancel-after-rts", ("rejected", "already_ready_to_ship"),
-              SELLER_ACTION, seller_cancel),
-        _case("seller-cancel-unicode", ("rejected", "already_ready_to_ship"), SELLER_ACTION,
-              message("seller.order_cancelled", victim, ago(minutes=1),
-                      reason="\u202e\u0000 \U0001f4a5 \u05e9\u05dc\u05d5\u05dd")),
+        _case(
+            "reused-id",
+            dead("message_id_reused"),
+            ORDER_EVENT,
+            message("order.paid", victim, ago(minutes=2)) | {"message_id": victim_paid_id},
+        ),
+        _case(
+            "seller-cancel-after-rts",
+            ("rejected", "already_ready_to_ship"),
+            SELLER_ACTION,
+            seller_cancel,
+        ),
+        _case(
+            "seller-cancel-unicode",
+            ("rejected", "already_ready_to_ship"),
+            SELLER_ACTION,
+            message(
+                "seller.order_cancelled",
+                victim,
+                ago(minutes=1),
+                reason="\u202e\u0000 \U0001f4a5 \u05e9\u05dc\u05d5\u05dd",
+            ),
+        ),
         # --- orders that do not exist: held, then dead-lettered ------------------------------
         _case("unknown-order", dead("held_too_long"), BUYER_ACTION, _cancel()),
         # --- valid input: applied -------------------------------------------------------------
-        _case("placed-unicode-ids", "applied", ORDER_EVENT, placed(
-            new_id("o") + "-\u00e9\u4e2d\U0001f600", ago(hours=1),
-            buyer_id="b\u00fc\u00ebr-\u05d0")),
-        _case("placed-six-decimals", "applied", ORDER_EVENT, placed(
-            new_id("o"), ago(hours=1), shipping_fee="0.000001")),
+        _case(
+            "placed-unicode-ids",
+            "applied",
+            ORDER_EVENT,
+            placed(
+                new_id("o") + "-\u00e9\u4e2d\U0001f600",
+                ago(hours=1),
+                buyer_id="b\u00fc\u00ebr-\u05d0",
+            ),
+        ),
+        _case(
+            "placed-six-decimals",
+            "applied",
+            ORDER_EVENT,
+            placed(new_id("o"), ago(hours=1), shipping_fee="0.000001"),
+        ),
     ]
     return cases
 
@@ -231,10 +366,15 @@ def hand_made(victim: str, victim_paid_id: str) -> list[Case]:
 
 _ANY_CHAR = st.characters(codec=None, exclude_categories=())  # surrogates included
 _JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(_ANY_CHAR, max_size=12),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-        st.text(_ANY_CHAR, max_size=6), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(_ANY_CHAR, max_size=6), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 _FIELDS = ("message_id", "type", "order_id", "occurred_at", "reason", "unknown_field")
@@ -256,17 +396,25 @@ def generated(count: int) -> list[Case]:
     found: list[Case] = []
     kinds = {
         "bytes": st.binary(max_size=64).map(
-            lambda raw: Case("random-bytes", raw, None,
-                             task_headers(TASKS[len(raw) % len(TASKS)]))),
+            lambda raw: Case("random-bytes", raw, None, task_headers(TASKS[len(raw) % len(TASKS)]))
+        ),
         "json": st.tuples(st.sampled_from(TASKS), _JSON).map(
-            lambda pair: _case("random-json", None, pair[0], pair[1])),
-        "mutation": st.tuples(st.sampled_from(("drop", "set")), st.sampled_from(_FIELDS),
-                              _JSON).map(
-            lambda edit: _case("mutated", None, BUYER_ACTION, _mutated(edit))),
+            lambda pair: _case("random-json", None, pair[0], pair[1])
+        ),
+        "mutation": st.tuples(
+            st.sampled_from(("drop", "set")), st.sampled_from(_FIELDS), _JSON
+        ).map(lambda edit: _case("mutated", None, BUYER_ACTION, _mutated(edit))),
     }
     for strategy in kinds.values():
-        @settings(max_examples=count, database=None, derandomize=True, deadline=None,
-                  phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+
+        @settings(
+            max_examples=count,
+            database=None,
+            derandomize=True,
+            deadline=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(strategy)
         def collect(case: Case) -> None:
             found.append(case)

@@ -30,18 +30,28 @@ def _placed(order_id: str, at: datetime) -> OrderPlaced:
 def test_sdk_round_trip_through_a_real_worker(redis_url, start_worker):
     now = datetime.now(UTC)
     paid_order, unpaid_order = new_id("o"), new_id("o")
-    with EventConsumer(redis_url, new_id("test.sdk"), ["order.#", "refund.#"],
-                       durable=False, auto_delete=True) as consumer:
+    with EventConsumer(
+        redis_url, new_id("test.sdk"), ["order.#", "refund.#"], durable=False, auto_delete=True
+    ) as consumer:
         start_worker()
         with Producer(redis_url) as producer:
             producer.send(_placed(unpaid_order, now - timedelta(minutes=5)))
             producer.send(build(CancelRequested, order_id=unpaid_order, reason="changed mind"))
             producer.send(_placed(paid_order, now - timedelta(minutes=5)))
-            producer.send(build_type("order.paid", order_id=paid_order,
-                                     occurred_at=now - timedelta(minutes=4)))
-            producer.send({"message_id": new_id("m"), "type": "buyer.cancel_requested",
-                           "order_id": paid_order, "occurred_at": now.isoformat(),
-                           "reason": "found it cheaper"})
+            producer.send(
+                build_type(
+                    "order.paid", order_id=paid_order, occurred_at=now - timedelta(minutes=4)
+                )
+            )
+            producer.send(
+                {
+                    "message_id": new_id("m"),
+                    "type": "buyer.cancel_requested",
+                    "order_id": paid_order,
+                    "occurred_at": now.isoformat(),
+                    "reason": "found it cheaper",
+                }
+            )
 
         received = []
         for event in consumer.iterate(idle_timeout=20):
@@ -66,11 +76,18 @@ def test_sdk_round_trip_through_a_real_worker(redis_url, start_worker):
 def test_an_invalid_message_is_refused_before_anything_is_sent(redis_url, redis_client):
     with Producer(redis_url) as producer:
         with pytest.raises(ValidationError):
-            producer.send({"message_id": "m-1", "type": "order.teleported", "order_id": "o-1",
-                           "occurred_at": "2026-01-01T00:00:00Z"})
+            producer.send(
+                {
+                    "message_id": "m-1",
+                    "type": "order.teleported",
+                    "order_id": "o-1",
+                    "occurred_at": "2026-01-01T00:00:00Z",
+                }
+            )
         with pytest.raises(ValidationError, match="in the future"):
-            producer.send(build(OrderPaid, order_id="o-1",
-                                occurred_at=datetime.now(UTC) + timedelta(hours=1)))
+            producer.send(
+                build(OrderPaid, order_id="o-1", occurred_at=datetime.now(UTC) + timedelta(hours=1))
+            )
     with pytest.raises(ValidationError):
         build(OrderPlaced, order_id="o-1")  # the order's fields are missing
 
@@ -79,5 +96,10 @@ def test_an_invalid_message_is_refused_before_anything_is_sent(redis_url, redis_
 
 def _publish_again(url: str, event: dict) -> None:
     with Connection(url) as connection, connection.Producer() as producer:
-        producer.publish(event, exchange=topology.events_exchange, routing_key=event["type"],
-                         serializer="json", declare=[topology.events_exchange])
+        producer.publish(
+            event,
+            exchange=topology.events_exchange,
+            routing_key=event["type"],
+            serializer="json",
+            declare=[topology.events_exchange],
+        )

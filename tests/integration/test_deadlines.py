@@ -54,8 +54,7 @@ def wait_armed(redis_client, order: str, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def test_a_deadline_fires_once_at_its_time(start_worker, start_beat, wire_client,
-                                           event_listener):
+def test_a_deadline_fires_once_at_its_time(start_worker, start_beat, wire_client, event_listener):
     start_worker(env=SWEEP)
     start_beat(env=SWEEP)
     order, due = place_unpaid(wire_client, due_in=6)
@@ -125,10 +124,13 @@ def open_cancel_request(
     requested_at = datetime.now(UTC) - timedelta(hours=48) + timedelta(seconds=respond_in)
     # Paid must be known before the request arrives, or it is an unpaid order's instant
     # cancellation (arrival order decides: docs/rules.md).
-    order = paid_order(wire_client, state, requested_at - timedelta(hours=3),
-                       requested_at - timedelta(hours=2))
-    wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, requested_at,
-                                           reason="changed my mind"))
+    order = paid_order(
+        wire_client, state, requested_at - timedelta(hours=3), requested_at - timedelta(hours=2)
+    )
+    wire_client.send(
+        BUYER_ACTION,
+        message("buyer.cancel_requested", order, requested_at, reason="changed my mind"),
+    )
     return order, requested_at + timedelta(hours=48)
 
 
@@ -139,9 +141,15 @@ def test_a_seller_answer_before_the_deadline_means_nothing_fires(
     order, respond_by = open_cancel_request(wire_client, redis_client, respond_in=4)
     event_listener.wait_for("cancellation.requested")
 
-    wire_client.send(SELLER_ACTION, message("seller.cancel_rejected", order,
-                                            respond_by - timedelta(seconds=3),
-                                            reason="already packed"))
+    wire_client.send(
+        SELLER_ACTION,
+        message(
+            "seller.cancel_rejected",
+            order,
+            respond_by - timedelta(seconds=3),
+            reason="already packed",
+        ),
+    )
     # Beat arms deadlines; started only now, however slow the machine was above, the
     # answer is sent before its deadline can fire, as the scenario says.
     start_beat(env=SWEEP)
@@ -165,8 +173,14 @@ def test_backlog_safety_reads_the_queue_from_the_broker_when_it_is_elsewhere(
     broker_url = redis_url.rsplit("/", 1)[0] + "/1"  # state in db 0, queues in db 1
     producer, listener = WireClient(broker_url), EventListener(broker_url)
     try:
-        backlog_scenario(start_worker, start_beat, producer, listener, redis_client,
-                         {**SWEEP, "AFTERSALES_BROKER_URL": broker_url})
+        backlog_scenario(
+            start_worker,
+            start_beat,
+            producer,
+            listener,
+            redis_client,
+            {**SWEEP, "AFTERSALES_BROKER_URL": broker_url},
+        )
     finally:
         listener.close()
         producer.close()
@@ -179,9 +193,15 @@ def backlog_scenario(start_worker, start_beat, producer, listener, state, env) -
     listener.wait_for("cancellation.requested")
     inbound.stop()  # from now on the inbound queue backs up
 
-    producer.send(SELLER_ACTION, message("seller.cancel_rejected", order,
-                                         respond_by - timedelta(hours=1),
-                                         reason="already packed"))
+    producer.send(
+        SELLER_ACTION,
+        message(
+            "seller.cancel_rejected",
+            order,
+            respond_by - timedelta(hours=1),
+            reason="already packed",
+        ),
+    )
     start_beat(env=env)  # deadlines are armed from now: the answer is already queued
     time.sleep(max(0.0, respond_by.timestamp() - time.time()))
     timers_only.wait_for_log("aftersales.deadline")  # due, taken, and held back
@@ -205,8 +225,12 @@ def test_the_same_deadline_scheduled_twice_fires_once(
     sender = WireClient(redis_url)
     try:  # two more ETA tasks for the same deadline, as a replayed or duplicated arm would
         for _ in range(2):
-            sender.celery.send_task("aftersales.deadline", args=[order, deadline_id, None],
-                                    queue="aftersales.deadlines", eta=due)
+            sender.celery.send_task(
+                "aftersales.deadline",
+                args=[order, deadline_id, None],
+                queue="aftersales.deadlines",
+                eta=due,
+            )
     finally:
         sender.close()
 

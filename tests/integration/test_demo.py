@@ -30,11 +30,18 @@ PROMISES = (
 DEMO_LIMIT = 60.0  # the promise: from start to the last outcome within a minute
 
 
-def _demo(env: dict[str, str], cwd: Path, *args: str) -> tuple[subprocess.CompletedProcess[str],
-                                                                  float]:
+def _demo(
+    env: dict[str, str], cwd: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
-    result = subprocess.run([AFTERSALES, "demo", *args], env={**env, "COLUMNS": "200"}, cwd=cwd,
-                            capture_output=True, text=True, timeout=DEMO_LIMIT + 60)
+    result = subprocess.run(
+        [AFTERSALES, "demo", *args],
+        env={**env, "COLUMNS": "200"},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=DEMO_LIMIT + 60,
+    )
     return result, time.monotonic() - started
 
 
@@ -68,8 +75,10 @@ def test_the_demo_starts_its_own_worker_when_none_runs(tmp_path):
     for promise in PROMISES:
         assert promise in result.stdout, f"{promise!r} missing from:\n{result.stdout}"
     assert elapsed < DEMO_LIMIT
-    assert all(path.is_relative_to(tmp_path / "var" / "demo") for path in
-               (p.resolve() for p in _label_files(result.stdout)))
+    assert all(
+        path.is_relative_to(tmp_path / "var" / "demo")
+        for path in (p.resolve() for p in _label_files(result.stdout))
+    )
     run_log = (tmp_path / "var" / "demo" / "run.log").read_text()
     assert "embedded Redis stopped" in run_log  # everything it started was stopped
     assert not (tmp_path / "var" / "demo" / "redis.url").exists()

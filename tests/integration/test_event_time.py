@@ -46,13 +46,12 @@ def test_a_free_cancel_before_the_shipment_wins_whatever_arrives_first(
     start_worker()
     paid_at = ago(hours=2)
     order = paid_order(wire_client, redis_client, paid_at - timedelta(minutes=5), paid_at)
-    cancel = message("buyer.cancel_requested", order, paid_at + timedelta(minutes=30),
-                     reason="changed my mind")
-    ship = message("order.shipped", order, paid_at + timedelta(minutes=40),
-                   tracking_number="TRK1")
+    cancel = message(
+        "buyer.cancel_requested", order, paid_at + timedelta(minutes=30), reason="changed my mind"
+    )
+    ship = message("order.shipped", order, paid_at + timedelta(minutes=40), tracking_number="TRK1")
     sends = [(ORDER_EVENT, ship), (BUYER_ACTION, cancel)]
-    send_in_order(wire_client, redis_client, order, 2,
-                  sends if shipment_first else sends[::-1])
+    send_in_order(wire_client, redis_client, order, 2, sends if shipment_first else sends[::-1])
 
     (cancelled,) = event_listener.wait_for("order.cancelled")
     (refund,) = event_listener.wait_for("refund.initiated")
@@ -71,12 +70,17 @@ def test_a_refund_only_before_the_shipment_is_refused_whatever_arrives_first(
     start_worker()
     paid_at = ago(hours=3)
     order = paid_order(wire_client, redis_client, paid_at - timedelta(minutes=5), paid_at)
-    ask = message("buyer.return_requested", order, paid_at + timedelta(hours=1),
-                  request_id=new_id("r"), kind="refund_only", reason="not_received")
+    ask = message(
+        "buyer.return_requested",
+        order,
+        paid_at + timedelta(hours=1),
+        request_id=new_id("r"),
+        kind="refund_only",
+        reason="not_received",
+    )
     ship = message("order.shipped", order, paid_at + timedelta(hours=2))
     sends = [(ORDER_EVENT, ship), (BUYER_ACTION, ask)]
-    send_in_order(wire_client, redis_client, order, 2,
-                  sends if shipment_first else sends[::-1])
+    send_in_order(wire_client, redis_client, order, 2, sends if shipment_first else sends[::-1])
 
     (refused,) = event_listener.wait_for("action.rejected")
     assert refused["data"]["message_id"] == ask["message_id"]
@@ -90,8 +94,11 @@ def test_a_refund_only_before_the_shipment_is_refused_whatever_arrives_first(
 def delivered_order(wire_client, redis_client, delivered_at: datetime) -> str:
     order = new_id("o")
     start = delivered_at - timedelta(days=2)
-    for body in (placed(order, start), message("order.paid", order, start),
-                 message("order.shipped", order, start + timedelta(days=1))):
+    for body in (
+        placed(order, start),
+        message("order.paid", order, start),
+        message("order.shipped", order, start + timedelta(days=1)),
+    ):
         wire_client.send(ORDER_EVENT, body)
     wire_client.send(ORDER_EVENT, message("order.delivered", order, delivered_at))
     wait_applied(redis_client, order, 4)
@@ -99,8 +106,15 @@ def delivered_order(wire_client, redis_client, delivered_at: datetime) -> str:
 
 
 def return_request(order: str, request_id: str, at: datetime, sku: str) -> dict:
-    return message("buyer.return_requested", order, at, request_id=request_id,
-                   kind="refund_only", reason="damaged", items=[{"sku": sku, "quantity": 1}])
+    return message(
+        "buyer.return_requested",
+        order,
+        at,
+        request_id=request_id,
+        kind="refund_only",
+        reason="damaged",
+        items=[{"sku": sku, "quantity": 1}],
+    )
 
 
 @pytest.mark.parametrize("held", ["nothing", "until-its-request", "until-its-hold-ends"])
@@ -117,15 +131,20 @@ def test_a_late_answer_never_overtakes_a_deadline_held_back_for_another_request(
     order = delivered_order(wire_client, redis_client, window_ends - timedelta(days=3))
     version = 4
     if held != "nothing":
-        r2_approval = message("seller.return_approved", order,
-                              window_ends - timedelta(hours=1), request_id="r2")
-        send_in_order(wire_client, redis_client, order, version,
-                      [(SELLER_ACTION, r2_approval)])
+        r2_approval = message(
+            "seller.return_approved", order, window_ends - timedelta(hours=1), request_id="r2"
+        )
+        send_in_order(wire_client, redis_client, order, version, [(SELLER_ACTION, r2_approval)])
         version += 1
     r1_request = return_request(order, "r1", window_ends - timedelta(hours=48), "SKU-2")
     send_in_order(wire_client, redis_client, order, version, [(BUYER_ACTION, r1_request)])
-    rejection = message("seller.return_rejected", order, window_ends + timedelta(hours=1),
-                        request_id="r1", reason="used")
+    rejection = message(
+        "seller.return_rejected",
+        order,
+        window_ends + timedelta(hours=1),
+        request_id="r1",
+        reason="used",
+    )
     wire_client.send(SELLER_ACTION, rejection)
 
     if held == "until-its-request":
@@ -133,11 +152,15 @@ def test_a_late_answer_never_overtakes_a_deadline_held_back_for_another_request(
         state = RedisStore(redis_client).load(order).state
         assert state is not None and state.returns["r1"].status == "requested"
         assert {str(p.message["message_id"]) for p in state.parked} == {
-            r2_approval["message_id"], rejection["message_id"]}
-        wire_client.send(BUYER_ACTION, return_request(order, "r2", window_ends - timedelta(
-            hours=20), "SKU-1"))
-        event_listener.wait_for(lambda e: e["type"] == "return.approved"
-                                and e["data"]["request_id"] == "r2", timeout=15)
+            r2_approval["message_id"],
+            rejection["message_id"],
+        }
+        wire_client.send(
+            BUYER_ACTION, return_request(order, "r2", window_ends - timedelta(hours=20), "SKU-1")
+        )
+        event_listener.wait_for(
+            lambda e: e["type"] == "return.approved" and e["data"]["request_id"] == "r2", timeout=15
+        )
     if held == "until-its-hold-ends":
         (letter,) = event_listener.dead_letters(timeout=30)
         assert letter["original"]["message_id"] == r2_approval["message_id"]
@@ -157,12 +180,18 @@ def test_an_answer_that_happened_before_a_fired_deadline_is_refused_as_already_p
     start_beat(env=SWEEP)
     window_ends = ago(hours=2)
     order = delivered_order(wire_client, redis_client, window_ends - timedelta(days=3))
-    wire_client.send(BUYER_ACTION, return_request(order, "r1", window_ends - timedelta(
-        hours=48), "SKU-2"))
+    wire_client.send(
+        BUYER_ACTION, return_request(order, "r1", window_ends - timedelta(hours=48), "SKU-2")
+    )
     event_listener.wait_for("return.auto_approved", timeout=30)
 
-    early = message("seller.return_rejected", order, window_ends - timedelta(hours=1),
-                    request_id="r1", reason="used")
+    early = message(
+        "seller.return_rejected",
+        order,
+        window_ends - timedelta(hours=1),
+        request_id="r1",
+        reason="used",
+    )
     wire_client.send(SELLER_ACTION, early)
 
     (refused,) = event_listener.wait_for("action.rejected", timeout=15)

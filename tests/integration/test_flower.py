@@ -22,8 +22,13 @@ EMAIL = "jane.buyer@example.com"
 def flower(redis_url, tmp_path):
     port = free_port()
     env = {**_base_env(redis_url, None), "FLOWER_UNAUTHENTICATED_API": "true"}
-    handle = spawn("flower", ["flower", f"--port={port}", "--address=127.0.0.1"], env,
-                   tmp_path, tmp_path / "flower.log")
+    handle = spawn(
+        "flower",
+        ["flower", f"--port={port}", "--address=127.0.0.1"],
+        env,
+        tmp_path,
+        tmp_path / "flower.log",
+    )
     base = f"http://127.0.0.1:{port}"
     _until(lambda: _get(f"{base}/healthcheck") == "OK", handle)
     yield base, handle
@@ -37,15 +42,18 @@ def test_flower_lists_the_tasks_by_name_without_the_buyers_email(
     start_worker()
     order = new_id("o")
     wire_client.send(ORDER_EVENT, placed(order, ago(minutes=30)))
-    wire_client.send(BUYER_ACTION, message("buyer.label_email_requested", order,
-                                           ago(minutes=1), request_id="r-1", email=EMAIL))
+    wire_client.send(
+        BUYER_ACTION,
+        message(
+            "buyer.label_email_requested", order, ago(minutes=1), request_id="r-1", email=EMAIL
+        ),
+    )
 
     def seen() -> dict:
         tasks = json.loads(_get(f"{base}/api/tasks") or "{}")
         return {task["name"]: task for task in tasks.values()}
 
-    _until(lambda: {"aftersales.order_event", "aftersales.buyer_action"} <= seen().keys(),
-           handle)
+    _until(lambda: {"aftersales.order_event", "aftersales.buyer_action"} <= seen().keys(), handle)
     shown = json.dumps(seen()["aftersales.buyer_action"])
     assert EMAIL not in shown and "redacted" in shown
     assert EMAIL not in handle.log_text()

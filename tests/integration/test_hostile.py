@@ -58,10 +58,18 @@ class World:
 def _env(redis_url: str, labels: str) -> dict[str, str]:
     import os
 
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("AFTERSALES_") and k != "PYTHONWARNINGS"}
-    return {**env, "AFTERSALES_REDIS_URL": redis_url, "AFTERSALES_LABEL_DIR": labels,
-            "PYTHONUNBUFFERED": "1", **ENV}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AFTERSALES_") and k != "PYTHONWARNINGS"
+    }
+    return {
+        **env,
+        "AFTERSALES_REDIS_URL": redis_url,
+        "AFTERSALES_LABEL_DIR": labels,
+        "PYTHONUNBUFFERED": "1",
+        **ENV,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +80,30 @@ def world(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     base = tmp_path_factory.mktemp("hostile")
     env = _env(redis_server, str(base / "labels"))
     node_arg, node = unique_node("hostile")
-    worker = spawn("worker", worker_args(node_arg, 2, "prefork", "INFO", WORKER_QUEUES), env,
-                   base, base / "worker.log", node)
+    worker = spawn(
+        "worker",
+        worker_args(node_arg, 2, "prefork", "INFO", WORKER_QUEUES),
+        env,
+        base,
+        base / "worker.log",
+        node,
+    )
     beat_dir = base / "beat"
     beat_dir.mkdir()
-    beat = spawn("beat", ["beat", "--schedule", str(beat_dir / "schedule")], env, beat_dir,
-                 beat_dir / "beat.log")
+    beat = spawn(
+        "beat",
+        ["beat", "--schedule", str(beat_dir / "schedule")],
+        env,
+        beat_dir,
+        beat_dir / "beat.log",
+    )
     wire, listener = WireClient(redis_server), EventListener(redis_server)
     try:
-        wait_until(lambda: ping(redis_server, node) or not worker.alive(), START_TIMEOUT,
-                   lambda: worker._failure("a ping reply"))
+        wait_until(
+            lambda: ping(redis_server, node) or not worker.alive(),
+            START_TIMEOUT,
+            lambda: worker._failure("a ping reply"),
+        )
         yield World(redis_server, client, worker, wire, listener)
     finally:
         listener.close()
@@ -104,17 +126,28 @@ def _victim(world: World) -> tuple[str, str]:
 
 def _send(world: World, case: Case) -> None:
     if case.queue == "aftersales.inbound":
-        world.wire.send_raw(case.body, content_type=case.content_type,
-                            content_encoding=case.content_encoding, headers=case.headers)
+        world.wire.send_raw(
+            case.body,
+            content_type=case.content_type,
+            content_encoding=case.content_encoding,
+            headers=case.headers,
+        )
         return
     queue = Queue(case.queue, Exchange(case.queue, type="direct"), routing_key=case.queue)
     with Connection(world.redis_url) as connection, connection.Producer() as producer:
-        producer.publish(case.body, exchange=queue.exchange, routing_key=case.queue,
-                         content_type=case.content_type, content_encoding=case.content_encoding,
-                         headers=dict(case.headers or {}), declare=[queue])
+        producer.publish(
+            case.body,
+            exchange=queue.exchange,
+            routing_key=case.queue,
+            content_type=case.content_type,
+            content_encoding=case.content_encoding,
+            headers=dict(case.headers or {}),
+            declare=[queue],
+        )
 
 
 # --- accounting --------------------------------------------------------------------------
+
 
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
@@ -146,12 +179,18 @@ def _ids(msg: dict[str, Any]) -> str:
 
 def _letter_keys(letter: dict[str, Any]) -> list[tuple[Any, ...]]:
     original = letter.get("original")
-    if isinstance(original, dict) and "headers" in original and (
-            "text" in original or "base64" in original):
+    if (
+        isinstance(original, dict)
+        and "headers" in original
+        and ("text" in original or "base64" in original)
+    ):
         if "sha256" in original:
             return [("raw", original["sha256"])]
-        raw = (base64.b64decode(original["base64"]) if "base64" in original
-               else original["text"].encode("utf-8", "surrogatepass"))
+        raw = (
+            base64.b64decode(original["base64"])
+            if "base64" in original
+            else original["text"].encode("utf-8", "surrogatepass")
+        )
         return [("raw", hashlib.sha256(raw).hexdigest())]
     if letter.get("reason") == "held_too_long" and isinstance(original, dict):
         return [("held", _ids(original))]
@@ -190,8 +229,10 @@ def _outcomes(world: World, cases: list[Case]) -> list[tuple[str, Any] | None]:
             claim(key, ("dead", letter.get("reason")))
     for event in world.listener.of_type("action.rejected"):
         data = event["data"]
-        claim(("mid", _ids({"order_id": event["subject"], "message_id": data["message_id"]})),
-              ("rejected", data["code"]))
+        claim(
+            ("mid", _ids({"order_id": event["subject"], "message_id": data["message_id"]})),
+            ("rejected", data["code"]),
+        )
     store = RedisStore(world.client)
     for index, case in enumerate(cases):
         msg = _message(case)
@@ -210,16 +251,19 @@ def _applied(store: RedisStore, msg: dict[str, Any]) -> bool:
         state = store.load(order).state
     except (redis.RedisError, UnicodeError):
         return False
-    return state is not None and all(p.message.get("message_id") != message_id
-                                     for p in state.parked)
+    return state is not None and all(
+        p.message.get("message_id") != message_id for p in state.parked
+    )
 
 
 def _inbound_left(client: redis.Redis) -> int:
     """Messages still queued on, or taken but not acked from, aftersales.inbound (and the
     control queue; the deadlines queue legitimately holds armed deadline tasks)."""
-    queued = sum(int(client.llen(key)) for pattern in (b"aftersales.inbound*",
-                                                       b"aftersales.control*")
-                 for key in client.keys(pattern))
+    queued = sum(
+        int(client.llen(key))
+        for pattern in (b"aftersales.inbound*", b"aftersales.control*")
+        for key in client.keys(pattern)
+    )
     unacked = 0
     for raw in client.hvals("unacked"):
         _, _, routing_key = json.loads(raw)
@@ -228,6 +272,7 @@ def _inbound_left(client: redis.Redis) -> int:
 
 
 # --- the test ----------------------------------------------------------------------------
+
 
 def test_hostile_input_is_accounted_for_and_never_kills_the_worker(world: World):
     victim, paid_id = _victim(world)
@@ -244,24 +289,34 @@ def test_hostile_input_is_accounted_for_and_never_kills_the_worker(world: World)
         time.sleep(0.5)
     wait_until(lambda: _inbound_left(world.client) == 0, 15.0, "inbound queue not empty")
 
-    missing = [(case.name, case.body[:300]) for case, result in zip(cases, outcome, strict=True)
-               if result is None]
+    missing = [
+        (case.name, case.body[:300])
+        for case, result in zip(cases, outcome, strict=True)
+        if result is None
+    ]
     applied = sum(1 for r in outcome if r and r[0] == "applied")
     dead = sum(1 for r in outcome if r and r[0] == "dead")
     rejected = sum(1 for r in outcome if r and r[0] == "rejected")
     alive = world.worker.alive() and ping(world.redis_url, world.worker.name or "")
     crashed = 0 if alive and "Unrecoverable error" not in world.worker.log_text() else 1
-    print(f"hostile: tried {len(cases)}, applied {applied}, dead-lettered {dead}, "
-          f"rejected {rejected}, crashed {crashed}")
+    print(
+        f"hostile: tried {len(cases)}, applied {applied}, dead-lettered {dead}, "
+        f"rejected {rejected}, crashed {crashed}"
+    )
 
     assert crashed == 0, tail(world.worker.log_text())
     assert not missing, f"not accounted for: {missing}; dead letters: {_unclaimed(world, cases)}"
-    wrong = [(case.name, case.expect, result) for case, result in zip(cases, outcome, strict=True)
-             if case.expect is not None and _expected(case.expect) != result]
+    wrong = [
+        (case.name, case.expect, result)
+        for case, result in zip(cases, outcome, strict=True)
+        if case.expect is not None and _expected(case.expect) != result
+    ]
     assert not wrong, wrong
-    unexplained = [(case.name, result) for case, result in zip(cases, outcome, strict=True)
-                   if result and result[0] == "dead" and result[1] in ("unprocessable",
-                                                                       "processing_failed")]
+    unexplained = [
+        (case.name, result)
+        for case, result in zip(cases, outcome, strict=True)
+        if result and result[0] == "dead" and result[1] in ("unprocessable", "processing_failed")
+    ]
     assert not unexplained, f"refused only by the safety net: {unexplained}"
     assert _the_order(world.client.hget(keys.order_state(victim), "state")) == _the_order(
         state_before
@@ -281,9 +336,11 @@ def _the_order(raw: bytes | None) -> dict[str, Any]:
 
 def _unclaimed(world: World, cases: list[Case]) -> list[Any]:
     known = {key for case in cases for key in _case_keys(case)}
-    return [(letter.get("reason"), str(letter.get("original"))[:300])
-            for letter in world.listener.letters
-            if not any(key in known for key in _letter_keys(letter))]
+    return [
+        (letter.get("reason"), str(letter.get("original"))[:300])
+        for letter in world.listener.letters
+        if not any(key in known for key in _letter_keys(letter))
+    ]
 
 
 def _expected(expect: Any) -> tuple[str, Any]:

@@ -87,24 +87,46 @@ class Shop:
         placed_at = delivered_at - timedelta(days=3)
         self.wire.send(ORDER_EVENT, placed(order, placed_at, **fields))
         self.wire.send(ORDER_EVENT, message("order.paid", order, placed_at + timedelta(minutes=10)))
-        self.wire.send(ORDER_EVENT, message("order.shipped", order, placed_at + timedelta(days=1),
-                                            tracking_number="OUT-1"))
+        self.wire.send(
+            ORDER_EVENT,
+            message("order.shipped", order, placed_at + timedelta(days=1), tracking_number="OUT-1"),
+        )
         self.wire.send(ORDER_EVENT, message("order.delivered", order, delivered_at))
         store = RedisStore(self.redis)
-        wait_until(lambda: getattr(store.load(order).state, "delivered_at", None) is not None,
-                   10.0, f"the worker never applied the delivery of {order}")
+        wait_until(
+            lambda: getattr(store.load(order).state, "delivered_at", None) is not None,
+            10.0,
+            f"the worker never applied the delivery of {order}",
+        )
         return order
 
-    def request_return(self, order: str, at: datetime, *, reason: str = "changed_mind",
-                       method: str = "drop_off", **fields: Any) -> str:
+    def request_return(
+        self,
+        order: str,
+        at: datetime,
+        *,
+        reason: str = "changed_mind",
+        method: str = "drop_off",
+        **fields: Any,
+    ) -> str:
         """A `return_and_refund` request; returns its request id once `return.requested`."""
         request = new_id("rr")
-        self.wire.send(BUYER_ACTION, message(
-            "buyer.return_requested", order, at, request_id=request, kind="return_and_refund",
-            reason=reason, method=method, **fields,
-        ))
-        self.events.wait_for(lambda e: e["type"] == "return.requested"
-                             and e["data"]["request_id"] == request)
+        self.wire.send(
+            BUYER_ACTION,
+            message(
+                "buyer.return_requested",
+                order,
+                at,
+                request_id=request,
+                kind="return_and_refund",
+                reason=reason,
+                method=method,
+                **fields,
+            ),
+        )
+        self.events.wait_for(
+            lambda e: e["type"] == "return.requested" and e["data"]["request_id"] == request
+        )
         return request
 
     def approve(self, order: str, request: str, at: datetime) -> dict[str, Any]:
@@ -124,8 +146,8 @@ class Shop:
     def label_of(self, request: str, timeout: float = 15.0) -> dict[str, Any]:
         """The `data` of the one `return.label_generated` of `request`."""
         (event,) = self.events.wait_for(
-            lambda e: e["type"] == "return.label_generated"
-            and e["data"]["request_id"] == request, timeout,
+            lambda e: e["type"] == "return.label_generated" and e["data"]["request_id"] == request,
+            timeout,
         )
         data: dict[str, Any] = event["data"]
         return data
@@ -143,8 +165,12 @@ def shop(wire_client: WireClient, event_listener: EventListener, redis_client: R
     ("reason", "request_fields", "weight_kg", "payer"),
     [
         ("changed_mind", {}, WHOLE_ORDER_KG, "buyer"),
-        ("damaged", {"parcel": {"weight_kg": "7.5", "dimensions_cm": [40, 30, 20]}},
-         Decimal("7.5"), "seller"),
+        (
+            "damaged",
+            {"parcel": {"weight_kg": "7.5", "dimensions_cm": [40, 30, 20]}},
+            Decimal("7.5"),
+            "seller",
+        ),
     ],
     ids=["buyer-choice-buyer-pays", "seller-fault-seller-pays"],
 )
@@ -199,8 +225,7 @@ def test_a_drop_off_approval_processed_twice_gives_one_label(
     shop.wire.send(SELLER_ACTION, approval)
     event_listener.wait_for("return.approved")
     resent = str(uuid.uuid4())
-    shop.wire.celery.send_task(LABEL_TASK, args=[order, request], queue=LABEL_QUEUE,
-                               task_id=resent)
+    shop.wire.celery.send_task(LABEL_TASK, args=[order, request], queue=LABEL_QUEUE, task_id=resent)
 
     # Then there is exactly one label event, and one set of files for the request
     shop.label_of(request)
@@ -211,7 +236,9 @@ def test_a_drop_off_approval_processed_twice_gives_one_label(
     names = files_in(tmp_path / "labels")
     assert len(names) == 3, names
     assert [sum(n.endswith(ext) for n in names) for ext in (".pdf", ".qr.png", ".qr.svg")] == [
-        1, 1, 1,
+        1,
+        1,
+        1,
     ], names
 
 
@@ -294,16 +321,16 @@ def test_a_label_email_request_points_at_the_pdf_and_the_address_stays_out_of_th
     # When the buyer asks for it by e-mail, sent the way Celery's Python client sends a
     # task: with an `argsrepr` header made from the arguments, address included
     email = f"buyer.{uuid.uuid4().hex[:8]}@example.co.uk"
-    asked = message("buyer.label_email_requested", order, seconds_ago(60),
-                    request_id=request, email=email)
+    asked = message(
+        "buyer.label_email_requested", order, seconds_ago(60), request_id=request, email=email
+    )
     task_id = str(uuid.uuid4())
     headers = {**task_headers(BUYER_ACTION, task_id), "argsrepr": repr((asked,))}
     shop.wire.send_raw(protocol2_body(asked), headers=headers)
 
     # Then the e-mail event carries the address and the label's PDF
     (emailed,) = event_listener.wait_for("return.label_email_requested")
-    assert emailed["data"] == {"request_id": request, "email": email,
-                               "pdf_uri": label["pdf_uri"]}
+    assert emailed["data"] == {"request_id": request, "email": email, "pdf_uri": label["pdf_uri"]}
     # And the worker logged the task, but the address (or its local part) nowhere
     worker.wait_for_log(f"{BUYER_ACTION}[{task_id}] succeeded", timeout=45)
     log = worker.log_text()
@@ -321,8 +348,9 @@ def test_a_label_that_cannot_be_written_is_dead_lettered_after_its_attempts(
     # file), allowed two attempts per label
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a regular file")
-    worker = start_worker(env={"AFTERSALES_LABEL_DIR": str(blocker / "labels"),
-                               "AFTERSALES_LABEL_MAX_ATTEMPTS": "2"})
+    worker = start_worker(
+        env={"AFTERSALES_LABEL_DIR": str(blocker / "labels"), "AFTERSALES_LABEL_MAX_ATTEMPTS": "2"}
+    )
 
     # When a drop-off return is approved
     order, request, _ = shop.approved_drop_off()
@@ -337,8 +365,11 @@ def test_a_label_that_cannot_be_written_is_dead_lettered_after_its_attempts(
     assert worker.log_text().count("label generation failed, will retry") == 1
     # And no label was announced, and no file, whole or partial, was left anywhere
     event_listener.assert_none("return.label_generated", within=1.0)
-    left = [p for p in tmp_path.rglob("*")
-            if p.is_file() and p.name.endswith((".pdf", ".png", ".svg", ".tmp"))]
+    left = [
+        p
+        for p in tmp_path.rglob("*")
+        if p.is_file() and p.name.endswith((".pdf", ".png", ".svg", ".tmp"))
+    ]
     assert left == []
 
 

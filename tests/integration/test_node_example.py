@@ -25,11 +25,18 @@ NPM_TIMEOUT = 300  # a first `npm ci` downloads 31 small packages; a loaded CI m
 def node_example() -> Path:
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        pytest.skip("node and npm are not installed: the Node.js example (examples/node) "
-                    "is not exercised on this machine")
+        pytest.skip(
+            "node and npm are not installed: the Node.js example (examples/node) "
+            "is not exercised on this machine"
+        )
     if not (EXAMPLE / "node_modules" / "celery-node").is_dir():
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=EXAMPLE, check=True,
-                       timeout=NPM_TIMEOUT, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=EXAMPLE,
+            check=True,
+            timeout=NPM_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
     return EXAMPLE
 
 
@@ -41,8 +48,15 @@ def test_the_node_producer_is_understood_by_the_worker(
     env = {k: v for k, v in os.environ.items() if not k.startswith("AFTERSALES_")}
     env["AFTERSALES_REDIS_URL"] = redis_url
 
-    result = subprocess.run(["node", "send.js", order], cwd=node_example, env=env,
-                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        ["node", "send.js", order],
+        cwd=node_example,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
 
     assert result.returncode == 0, result.stdout + result.stderr
     (cancelled,) = event_listener.wait_for(

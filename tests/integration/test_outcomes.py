@@ -33,10 +33,11 @@ def delivered_order(wire_client, delivered_at: datetime, **placed_fields) -> str
     start = delivered_at - timedelta(days=3)
     wire_client.send(ORDER_EVENT, placed(order, start, **placed_fields))
     wire_client.send(ORDER_EVENT, message("order.paid", order, start + timedelta(minutes=5)))
-    wire_client.send(ORDER_EVENT, message("order.ready_to_ship", order,
-                                          start + timedelta(hours=5)))
-    wire_client.send(ORDER_EVENT, message("order.shipped", order, start + timedelta(days=1),
-                                          tracking_number="TRK1"))
+    wire_client.send(ORDER_EVENT, message("order.ready_to_ship", order, start + timedelta(hours=5)))
+    wire_client.send(
+        ORDER_EVENT,
+        message("order.shipped", order, start + timedelta(days=1), tracking_number="TRK1"),
+    )
     wire_client.send(ORDER_EVENT, message("order.delivered", order, delivered_at))
     return order
 
@@ -53,8 +54,9 @@ def test_a_late_cancellation_goes_to_the_seller_who_accepts_it(
     order = paid_order(wire_client, redis_client, ago(hours=5), ago(hours=4))
     asked_at = ago(hours=1)  # three hours after payment: outside the free hour
 
-    wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, asked_at,
-                                           reason="too slow"))
+    wire_client.send(
+        BUYER_ACTION, message("buyer.cancel_requested", order, asked_at, reason="too slow")
+    )
     (requested,) = event_listener.wait_for("cancellation.requested")
     wire_client.send(SELLER_ACTION, message("seller.cancel_accepted", order, ago(minutes=5)))
 
@@ -73,8 +75,9 @@ def test_an_open_cancellation_request_is_rejected_by_the_system_when_the_order_s
 ):
     start_worker()
     order = paid_order(wire_client, redis_client, ago(hours=5), ago(hours=4))
-    wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, ago(hours=2),
-                                           reason="too slow"))
+    wire_client.send(
+        BUYER_ACTION, message("buyer.cancel_requested", order, ago(hours=2), reason="too slow")
+    )
     event_listener.wait_for("cancellation.requested")
 
     wire_client.send(ORDER_EVENT, message("order.ready_to_ship", order, ago(hours=1)))
@@ -91,8 +94,9 @@ def test_facts_arriving_after_a_cancellation_are_answered_consistently(
     start_worker()
     order = new_id("o")
     wire_client.send(ORDER_EVENT, placed(order, ago(hours=2)))
-    wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, ago(hours=1),
-                                           reason="mistake"))
+    wire_client.send(
+        BUYER_ACTION, message("buyer.cancel_requested", order, ago(hours=1), reason="mistake")
+    )
     event_listener.wait_for("order.cancelled")
 
     wire_client.send(ORDER_EVENT, message("order.paid", order, ago(minutes=50)))
@@ -115,8 +119,9 @@ def test_a_payment_that_arrives_before_its_order_is_held_then_applied(
     wire_client.send(ORDER_EVENT, placed(order, ago(minutes=30)))
 
     # Paid 20 minutes ago: a cancellation now is inside the free hour and refunds in full.
-    wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, ago(minutes=1),
-                                           reason="mistake"))
+    wire_client.send(
+        BUYER_ACTION, message("buyer.cancel_requested", order, ago(minutes=1), reason="mistake")
+    )
     (cancelled,) = event_listener.wait_for("order.cancelled")
     assert cancelled["data"]["refund"] == {"amount": str(ORDER_TOTAL), "currency": "USD"}
 
@@ -126,14 +131,16 @@ def test_a_refund_only_request_approved_by_the_seller_refunds_at_once(
 ):
     start_worker()
     order = delivered_order(wire_client, ago(days=2))
-    request = return_request(order, ago(days=1), reason="damaged",
-                             items=[{"sku": "SKU-2", "quantity": 1}])
+    request = return_request(
+        order, ago(days=1), reason="damaged", items=[{"sku": "SKU-2", "quantity": 1}]
+    )
     wire_client.send(BUYER_ACTION, request)
     (requested,) = event_listener.wait_for("return.requested")
 
     rid = request["request_id"]
-    wire_client.send(SELLER_ACTION, message("seller.return_approved", order, ago(hours=2),
-                                            request_id=rid))
+    wire_client.send(
+        SELLER_ACTION, message("seller.return_approved", order, ago(hours=2), request_id=rid)
+    )
 
     (approved,) = event_listener.wait_for("return.approved")
     (refund,) = event_listener.wait_for("refund.initiated")
@@ -142,9 +149,12 @@ def test_a_refund_only_request_approved_by_the_seller_refunds_at_once(
     # One of the items only: its price, no shipping fee, nothing deducted.
     assert refund["data"]["request_id"] == rid
     assert refund["data"]["amount"] == "25.50"
-    assert refund["data"]["breakdown"] == {"items": "25.50", "shipping_fee": "0.00",
-                                           "return_shipping_deduction": "0.00",
-                                           "return_shipping_refund": "0.00"}
+    assert refund["data"]["breakdown"] == {
+        "items": "25.50",
+        "shipping_fee": "0.00",
+        "return_shipping_deduction": "0.00",
+        "return_shipping_refund": "0.00",
+    }
 
 
 def test_a_rejected_request_can_be_appealed_and_arbitration_refunds_it(
@@ -155,14 +165,24 @@ def test_a_rejected_request_can_be_appealed_and_arbitration_refunds_it(
     request = return_request(order, ago(days=2), reason="not_as_described")
     rid = request["request_id"]
     wire_client.send(BUYER_ACTION, request)
-    wire_client.send(SELLER_ACTION, message("seller.return_rejected", order, ago(days=1),
-                                            request_id=rid, reason="looks fine"))
+    wire_client.send(
+        SELLER_ACTION,
+        message("seller.return_rejected", order, ago(days=1), request_id=rid, reason="looks fine"),
+    )
     (rejected,) = event_listener.wait_for("return.rejected")
 
-    wire_client.send(BUYER_ACTION, message("buyer.appeal_submitted", order, ago(hours=5),
-                                           request_id=rid, note="photos attached"))
-    wire_client.send(PLATFORM_ACTION, message("platform.arbitration_decided", order,
-                                              ago(hours=1), request_id=rid, outcome="refund"))
+    wire_client.send(
+        BUYER_ACTION,
+        message(
+            "buyer.appeal_submitted", order, ago(hours=5), request_id=rid, note="photos attached"
+        ),
+    )
+    wire_client.send(
+        PLATFORM_ACTION,
+        message(
+            "platform.arbitration_decided", order, ago(hours=1), request_id=rid, outcome="refund"
+        ),
+    )
 
     (approved,) = event_listener.wait_for("return.approved")
     (refund,) = event_listener.wait_for("refund.initiated")
@@ -188,12 +208,16 @@ def test_the_return_window_counts_from_delivery(
         assert event["data"]["code"] == "outside_return_window"
 
 
-def test_a_drop_off_too_heavy_for_the_carrier_is_refused(start_worker, wire_client,
-                                                         event_listener):
+def test_a_drop_off_too_heavy_for_the_carrier_is_refused(start_worker, wire_client, event_listener):
     start_worker()
     order = delivered_order(wire_client, ago(days=2), marketplace="UK", currency="GBP")
-    request = return_request(order, ago(hours=1), kind="return_and_refund", method="drop_off",
-                             parcel={"weight_kg": "15.01", "dimensions_cm": [40, 30, 20]})
+    request = return_request(
+        order,
+        ago(hours=1),
+        kind="return_and_refund",
+        method="drop_off",
+        parcel={"weight_kg": "15.01", "dimensions_cm": [40, 30, 20]},
+    )
     wire_client.send(BUYER_ACTION, request)
 
     (rejected,) = event_listener.wait_for("action.rejected")

@@ -31,8 +31,10 @@ def test_buyer_cancel_after_payment_in_free_window_refunds_in_full(
     start_worker()
     order = paid_order(wire_client, redis_client, ago(minutes=40), ago(minutes=30))
 
-    wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, ago(minutes=1),
-                                           reason="found it cheaper"))
+    wire_client.send(
+        BUYER_ACTION,
+        message("buyer.cancel_requested", order, ago(minutes=1), reason="found it cheaper"),
+    )
 
     (cancelled,) = event_listener.wait_for("order.cancelled")
     (refund,) = event_listener.wait_for("refund.initiated")
@@ -53,15 +55,17 @@ def test_buyer_cancel_before_payment_is_immediate_and_refunds_nothing(
     start_worker()
     order = new_id("o")
     wire_client.send(ORDER_EVENT, placed(order, ago(minutes=5)))
-    wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, ago(minutes=1),
-                                           reason="mistake"))
+    wire_client.send(
+        BUYER_ACTION, message("buyer.cancel_requested", order, ago(minutes=1), reason="mistake")
+    )
     (cancelled,) = event_listener.wait_for("order.cancelled")
     assert cancelled["data"]["refund"] is None
     event_listener.assert_none("refund.initiated", within=1.0)
 
 
-def test_seller_cancel_after_ready_to_ship_is_rejected(start_worker, wire_client, event_listener,
-                                                       redis_client):
+def test_seller_cancel_after_ready_to_ship_is_rejected(
+    start_worker, wire_client, event_listener, redis_client
+):
     from worker.adapters.redis_store import RedisStore
 
     start_worker()
@@ -91,8 +95,10 @@ def test_seller_cancel_before_ready_to_ship_counts_against_the_shop(
     order = new_id("o")
     wire_client.send(ORDER_EVENT, placed(order, ago(hours=3)))
     wire_client.send(ORDER_EVENT, message("order.paid", order, ago(hours=2)))
-    wire_client.send(SELLER_ACTION, message("seller.order_cancelled", order, ago(minutes=1),
-                                            reason="out of stock"))
+    wire_client.send(
+        SELLER_ACTION,
+        message("seller.order_cancelled", order, ago(minutes=1), reason="out of stock"),
+    )
     (cancelled,) = event_listener.wait_for("order.cancelled")
     assert cancelled["data"]["by"] == "seller" and cancelled["data"]["seller_fault"] is True
     event_listener.wait_for("refund.initiated")
@@ -118,18 +124,49 @@ def test_the_same_message_sent_three_times_is_applied_once(
     [
         (ORDER_EVENT, "not an object", "message"),
         (ORDER_EVENT, {"type": "order.paid"}, "message_id"),
-        (ORDER_EVENT, {"message_id": "m", "type": "order.exploded", "order_id": "o",
-                       "occurred_at": "2026-01-01T00:00:00Z"}, "order.exploded"),
-        (BUYER_ACTION, {"message_id": "m", "type": "order.paid", "order_id": "o",
-                        "occurred_at": "2026-01-01T00:00:00Z"}, "aftersales.order_event"),
-        (ORDER_EVENT, {"message_id": "m", "type": "order.paid", "order_id": "o",
-                       "occurred_at": "2026-01-01 00:00:00"}, "occurred_at"),
-        (ORDER_EVENT, {"message_id": "m", "type": "order.paid", "order_id": "o",
-                       # A day ahead: this is computed at collection, minutes before it runs.
-                       "occurred_at": ts(ago(days=-1))}, "future"),
+        (
+            ORDER_EVENT,
+            {
+                "message_id": "m",
+                "type": "order.exploded",
+                "order_id": "o",
+                "occurred_at": "2026-01-01T00:00:00Z",
+            },
+            "order.exploded",
+        ),
+        (
+            BUYER_ACTION,
+            {
+                "message_id": "m",
+                "type": "order.paid",
+                "order_id": "o",
+                "occurred_at": "2026-01-01T00:00:00Z",
+            },
+            "aftersales.order_event",
+        ),
+        (
+            ORDER_EVENT,
+            {
+                "message_id": "m",
+                "type": "order.paid",
+                "order_id": "o",
+                "occurred_at": "2026-01-01 00:00:00",
+            },
+            "occurred_at",
+        ),
+        (
+            ORDER_EVENT,
+            {
+                "message_id": "m",
+                "type": "order.paid",
+                "order_id": "o",
+                # A day ahead: this is computed at collection, minutes before it runs.
+                "occurred_at": ts(ago(days=-1)),
+            },
+            "future",
+        ),
     ],
-    ids=["not-an-object", "missing-fields", "unknown-type", "wrong-task", "naive-time",
-         "future"],
+    ids=["not-an-object", "missing-fields", "unknown-type", "wrong-task", "naive-time", "future"],
 )
 def test_invalid_message_is_dead_lettered_and_the_worker_goes_on(
     start_worker, wire_client, event_listener, task, body, expected
@@ -143,13 +180,15 @@ def test_invalid_message_is_dead_lettered_and_the_worker_goes_on(
     assert expected in letter["error"]
     order = new_id("o")
     wire_client.send(ORDER_EVENT, placed(order, ago(minutes=5)))
-    wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, ago(minutes=1),
-                                           reason="x"))
+    wire_client.send(
+        BUYER_ACTION, message("buyer.cancel_requested", order, ago(minutes=1), reason="x")
+    )
     event_listener.wait_for("order.cancelled")
 
 
-def test_bad_json_is_dead_lettered_with_its_original_body(start_worker, wire_client,
-                                                           event_listener):
+def test_bad_json_is_dead_lettered_with_its_original_body(
+    start_worker, wire_client, event_listener
+):
     start_worker()
     wire_client.send_raw(b'[[{"message_id": ', headers=task_headers(ORDER_EVENT))
     (letter,) = event_listener.dead_letters()
@@ -157,22 +196,24 @@ def test_bad_json_is_dead_lettered_with_its_original_body(start_worker, wire_cli
     assert letter["original"]["text"] == '[[{"message_id": '
 
 
-def test_pickle_is_refused_and_never_executed(start_worker, wire_client, event_listener,
-                                              tmp_path):
+def test_pickle_is_refused_and_never_executed(start_worker, wire_client, event_listener, tmp_path):
     start_worker()
     marker = tmp_path / "pwned"
     # Were this unpickled, it would create the marker file.
     payload = pickle.dumps(((f"touch {marker}",), {}, {}), protocol=2)
-    wire_client.send_raw(payload, content_type="application/x-python-serialize",
-                         content_encoding="binary", headers=task_headers(ORDER_EVENT))
+    wire_client.send_raw(
+        payload,
+        content_type="application/x-python-serialize",
+        content_encoding="binary",
+        headers=task_headers(ORDER_EVENT),
+    )
     (letter,) = event_listener.dead_letters()
     assert letter["content_type"] == "application/x-python-serialize"
     assert "original" in letter
     assert not marker.exists()
 
 
-def test_extra_positional_arguments_are_dead_lettered(start_worker, wire_client,
-                                                      event_listener):
+def test_extra_positional_arguments_are_dead_lettered(start_worker, wire_client, event_listener):
     start_worker()
     body = json.dumps([["a", "b"], {}, {"callbacks": None, "errbacks": None, "chain": None}])
     wire_client.send_raw(body.encode(), headers=task_headers(ORDER_EVENT))

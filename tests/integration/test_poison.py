@@ -43,10 +43,8 @@ POISON = {
     "json-object-body": (json.dumps({"args": 1}).encode(), "invalid_task_message"),
     "list-of-ints-body": (b"[1, 2, 3]", "invalid_task_message"),
     "reason-nested-900-deep": (_cancel(reason=_nested(900)), "too_deep"),
-    "year-9999-minus-offset": (_cancel(occurred_at="9999-12-31T23:59:59-23:59"),
-                               "invalid_message"),
-    "year-1-plus-offset": (_cancel(occurred_at="0001-01-01T00:00:00+01:00"),
-                           "invalid_message"),
+    "year-9999-minus-offset": (_cancel(occurred_at="9999-12-31T23:59:59-23:59"), "invalid_message"),
+    "year-1-plus-offset": (_cancel(occurred_at="0001-01-01T00:00:00+01:00"), "invalid_message"),
 }
 
 
@@ -69,8 +67,9 @@ def test_poison_message_is_dead_lettered_and_the_worker_goes_on(
     # The queue is not blocked: the next messages are applied by the same worker.
     order = new_id("o")
     wire_client.send(ORDER_EVENT, placed(order, ago(minutes=5)))
-    wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, ago(minutes=1),
-                                           reason="x"))
+    wire_client.send(
+        BUYER_ACTION, message("buyer.cancel_requested", order, ago(minutes=1), reason="x")
+    )
     event_listener.wait_for("order.cancelled", timeout=20.0)
     assert worker.alive() and ping(redis_url, worker.name)
     assert "Unrecoverable error" not in worker.log_text()
@@ -124,8 +123,9 @@ def test_envelope_fields_of_the_wrong_type_are_dead_lettered_and_the_worker_goes
 
     order = new_id("o")
     wire_client.send(ORDER_EVENT, placed(order, ago(minutes=5)))
-    wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, ago(minutes=1),
-                                           reason="x"))
+    wire_client.send(
+        BUYER_ACTION, message("buyer.cancel_requested", order, ago(minutes=1), reason="x")
+    )
     event_listener.wait_for("order.cancelled", timeout=20.0)
     assert worker.alive() and ping(redis_url, worker.name)
     assert "Unrecoverable error" not in worker.log_text()
@@ -162,7 +162,9 @@ def test_an_inbound_message_past_its_expires_header_is_not_dropped_without_a_tra
     order = new_id("o")
     wire_client.send(ORDER_EVENT, placed(order, ago(minutes=5)))
     cancel = message("buyer.cancel_requested", order, ago(minutes=1), reason="x")
-    wire_client.send_raw(protocol2_body(cancel), headers={
-        **task_headers(BUYER_ACTION), "expires": "2000-01-01T00:00:00+00:00"})
+    wire_client.send_raw(
+        protocol2_body(cancel),
+        headers={**task_headers(BUYER_ACTION), "expires": "2000-01-01T00:00:00+00:00"},
+    )
 
     event_listener.wait_for("order.cancelled", timeout=20.0)

@@ -49,8 +49,10 @@ def test_idle_worker_and_beat_are_silent_while_real_tasks_keep_their_lines(
 
     order = new_id("o")
     wire_client.send(ORDER_EVENT, placed(order, ago(minutes=5)))
-    wire_client.send(BUYER_ACTION, message("buyer.cancel_requested", order, ago(minutes=1),
-                                           reason="changed my mind"))
+    wire_client.send(
+        BUYER_ACTION,
+        message("buyer.cancel_requested", order, ago(minutes=1), reason="changed my mind"),
+    )
     event_listener.wait_for("order.cancelled", timeout=20)
     worker.wait_for_log(f"Task {BUYER_ACTION}[", timeout=20)
     worker.wait_for_log("succeeded", timeout=20)
@@ -68,5 +70,8 @@ def test_idle_worker_and_beat_are_silent_while_real_tasks_keep_their_lines(
 def test_at_debug_beat_shows_each_tick_again(start_beat):
     beat = start_beat(env=FAST_TICK, loglevel="DEBUG")
 
-    wait_until(lambda: per_tick_lines(beat.log_text())["aftersales-tick"] >= 3, 30,
-               lambda: "beat never showed three ticks at DEBUG:\n" + beat.log_text())
+    wait_until(
+        lambda: per_tick_lines(beat.log_text())["aftersales-tick"] >= 3,
+        30,
+        lambda: "beat never showed three ticks at DEBUG:\n" + beat.log_text(),
+    )

@@ -37,8 +37,9 @@ def cli_env(redis_url: str) -> dict[str, str]:
 
 def aftersales(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     """`aftersales ARGS` as a subprocess (the installed console script)."""
-    return subprocess.run([AFTERSALES, *args], env=cli_env(redis_url), capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [AFTERSALES, *args], env=cli_env(redis_url), capture_output=True, text=True, timeout=60
+    )
 
 
 def test_order_shows_a_timeline_and_open_requests_in_local_and_utc_time(
@@ -60,10 +61,20 @@ def test_order_shows_a_timeline_and_open_requests_in_local_and_utc_time(
     respond_by = datetime.fromisoformat(requested["data"]["respond_by"])
     london = respond_by.astimezone(ZoneInfo("Europe/London"))
     text = shown.stdout
-    for expected in ("Timeline", "order.placed", "order.delivered", "buyer.return_requested",
-                     "return.requested", "Open requests", "return r-1 (refund_only)",
-                     f"{respond_by:%Y-%m-%d %H:%M:%S} UTC", f"{london:%Y-%m-%d %H:%M}",
-                     "Europe/London", "Pending deadlines", "return_response"):
+    for expected in (
+        "Timeline",
+        "order.placed",
+        "order.delivered",
+        "buyer.return_requested",
+        "return.requested",
+        "Open requests",
+        "return r-1 (refund_only)",
+        f"{respond_by:%Y-%m-%d %H:%M:%S} UTC",
+        f"{london:%Y-%m-%d %H:%M}",
+        "Europe/London",
+        "Pending deadlines",
+        "return_response",
+    ):
         assert expected in text, f"{expected!r} missing from:\n{text}"
     with pytest.raises(json.JSONDecodeError):
         json.loads(text)
@@ -75,15 +86,23 @@ def test_dead_letters_are_a_table_and_json_on_request(redis_url, start_worker, w
     start_worker()
     bad = message("order.paid", new_id("o"), ago(minutes=1), unexpected="field")
     wire_client.send(ORDER_EVENT, bad)
-    wait_until(lambda: json.loads(aftersales(redis_url, "dead-letters", "--json").stdout), 30,
-               "the bad message was never dead-lettered")
+    wait_until(
+        lambda: json.loads(aftersales(redis_url, "dead-letters", "--json").stdout),
+        30,
+        "the bad message was never dead-lettered",
+    )
 
     table = aftersales(redis_url, "dead-letters").stdout
     (letter,) = json.loads(aftersales(redis_url, "dead-letters", "--json").stdout)
 
     assert letter["original"] == bad
-    for expected in ("Dead letters", ORDER_EVENT, letter["reason"], bad["message_id"],
-                     "unexpected"):
+    for expected in (
+        "Dead letters",
+        ORDER_EVENT,
+        letter["reason"],
+        bad["message_id"],
+        "unexpected",
+    ):
         assert expected in table, f"{expected!r} missing from:\n{table}"
 
 

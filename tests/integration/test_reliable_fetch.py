@@ -101,8 +101,11 @@ def test_a_consumer_killed_between_fetch_and_bookkeeping_loses_nothing(
 
     killed_at = time.monotonic()
     consumers.start(transport)  # a living consumer gives it back and then takes it
-    wait_until(lambda: redis_client.lrange("received", 0, -1) == [b"the one"], RESTORE_BOUND,
-               lambda: f"received {redis_client.lrange('received', 0, -1)}")
+    wait_until(
+        lambda: redis_client.lrange("received", 0, -1) == [b"the one"],
+        RESTORE_BOUND,
+        lambda: f"received {redis_client.lrange('received', 0, -1)}",
+    )
     print(f"redelivered {time.monotonic() - killed_at:.1f} s after the kill")
     wait_until(lambda: redis_client.hlen("unacked") == 0, 10, "the ack left an unacked entry")
     assert redis_client.keys("aftersales:fetch:held:*") == []
@@ -178,7 +181,8 @@ def test_after_redis_was_down_the_living_beat_again_before_anyone_is_declared_de
     living, dead = "host:2:living", "host:3:dead"
     for consumer in (living, dead):
         script_keys, argv = transport.fetch_arguments(
-            "unacked", "unacked_index", consumer, f"{consumer}|0", [(QUEUE, QUEUE, False)])
+            "unacked", "unacked_index", consumer, f"{consumer}|0", [(QUEUE, QUEUE, False)]
+        )
         assert redis_client.eval(transport.FETCH, len(script_keys), *script_keys, *argv)
         redis_client.delete(keys.alive(consumer))  # expired while Redis was down
     server_now = float("{}.{:06d}".format(*redis_client.time()))
@@ -198,9 +202,7 @@ def test_after_redis_was_down_the_living_beat_again_before_anyone_is_declared_de
     assert not redis_client.exists(keys.fetch_held(dead))
 
 
-def test_a_rejected_message_goes_back_to_its_queue_through_kombus_own_path(
-    redis_url, redis_client
-):
+def test_a_rejected_message_goes_back_to_its_queue_through_kombus_own_path(redis_url, redis_client):
     """Celery rejects with requeue when a pool process dies (task_reject_on_worker_lost):
     kombu restores it from the unacked entry the fetch script wrote."""
     publish(redis_url, ["again"])
@@ -264,8 +266,9 @@ def test_a_message_no_consumer_could_take_is_dead_lettered_and_the_next_one_serv
 
 def _dead_letters(redis_url: str) -> list[dict]:
     """Bodies waiting in the dead-letter queue, read by a stock kombu consumer."""
-    queue = Queue(DEAD_LETTER, Exchange(DEAD_LETTER, type="direct", durable=True),
-                  routing_key=DEAD_LETTER)
+    queue = Queue(
+        DEAD_LETTER, Exchange(DEAD_LETTER, type="direct", durable=True), routing_key=DEAD_LETTER
+    )
     letters = []
     with Connection(redis_url) as connection:
         bound = queue(connection.default_channel)
@@ -306,10 +309,15 @@ def test_kill_9_of_a_worker_while_orders_flow_loses_and_repeats_nothing(
         stop.set()
         sender.join(10)
 
-    wait_until(lambda: _applied(redis_client, orders) == len(orders), 90, lambda: (
-        f"{len(orders) - _applied(redis_client, orders)} orders never applied; "
-        f"{redis_client.hlen('unacked')} messages unacked (back only after the visibility "
-        f"timeout), {redis_client.llen('aftersales.inbound')} queued; the rest are lost"))
+    wait_until(
+        lambda: _applied(redis_client, orders) == len(orders),
+        90,
+        lambda: (
+            f"{len(orders) - _applied(redis_client, orders)} orders never applied; "
+            f"{redis_client.hlen('unacked')} messages unacked (back only after the visibility "
+            f"timeout), {redis_client.llen('aftersales.inbound')} queued; the rest are lost"
+        ),
+    )
     assert set(_versions(redis_client, orders)) == {1}, "applied twice"  # exactly-once commit
     wait_until(lambda: redis_client.hlen("unacked") == 0, 30, "unacked entries left behind")
     # the kills landed while the victims held messages, which the living gave back
@@ -369,8 +377,12 @@ def test_junk_held_by_a_consumer_dead_longer_than_the_visibility_timeout_stops_n
     junk, dead = b"\xff not json", "host:1:dead"
     redis_client.rpush("aftersales.inbound", junk)
     script_keys, argv = transport.fetch_arguments(
-        "unacked", "unacked_index", dead, f"{dead}|0",
-        [("aftersales.inbound", "aftersales.inbound", False)])
+        "unacked",
+        "unacked_index",
+        dead,
+        f"{dead}|0",
+        [("aftersales.inbound", "aftersales.inbound", False)],
+    )
     argv[0] = time.time() - 3600  # fetched an hour ago; the consumer died right after
     assert redis_client.eval(transport.FETCH, len(script_keys), *script_keys, *argv)
     redis_client.delete(*script_keys[4:5])  # its alive key, long expired

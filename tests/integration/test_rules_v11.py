@@ -30,8 +30,9 @@ pytestmark = pytest.mark.integration
 ORDER_TOTAL = Decimal("50.49")  # placed(): 2 x 10.00 + 25.50 + 4.99 shipping
 
 
-def shipped_order(wire_client, redis_client, shipped_at: datetime, delivered_at=None,
-                  **placed_fields) -> str:
+def shipped_order(
+    wire_client, redis_client, shipped_at: datetime, delivered_at=None, **placed_fields
+) -> str:
     """Placed, paid (unless cod), shipped and perhaps delivered: all applied on return."""
     order = new_id("o")
     start = shipped_at - timedelta(days=1)
@@ -64,14 +65,15 @@ def test_a_cash_on_delivery_order_is_refunded_what_the_courier_collected(
     start_worker, wire_client, event_listener, redis_client
 ):
     start_worker()
-    order = shipped_order(wire_client, redis_client, ago(days=3), ago(days=2),
-                          payment_method="cod")
+    order = shipped_order(wire_client, redis_client, ago(days=3), ago(days=2), payment_method="cod")
     request = return_request(order, ago(days=1))
     wire_client.send(BUYER_ACTION, request)
     event_listener.wait_for("return.requested")
 
-    wire_client.send(SELLER_ACTION, message("seller.return_approved", order, ago(hours=5),
-                                            request_id=request["request_id"]))
+    wire_client.send(
+        SELLER_ACTION,
+        message("seller.return_approved", order, ago(hours=5), request_id=request["request_id"]),
+    )
     (refund,) = event_listener.wait_for("refund.initiated")
     # A storefront that sends order.paid anyway pays nothing a second time.
     wire_client.send(ORDER_EVENT, message("order.paid", order, ago(hours=1)))
@@ -79,10 +81,15 @@ def test_a_cash_on_delivery_order_is_refunded_what_the_courier_collected(
 
     assert refund["data"]["amount"] == str(ORDER_TOTAL)
     assert refund["data"]["breakdown"] == {
-        "items": "45.50", "shipping_fee": "4.99", "return_shipping_deduction": "0.00",
-        "return_shipping_refund": "0.00"}
-    event_listener.assert_none(lambda e: e["type"] in ("refund.initiated", "action.rejected")
-                               and e["id"] != refund["id"], within=1.0)
+        "items": "45.50",
+        "shipping_fee": "4.99",
+        "return_shipping_deduction": "0.00",
+        "return_shipping_refund": "0.00",
+    }
+    event_listener.assert_none(
+        lambda e: e["type"] in ("refund.initiated", "action.rejected") and e["id"] != refund["id"],
+        within=1.0,
+    )
 
 
 def test_a_finally_refused_unit_leaves_the_other_unit_returnable(
@@ -93,52 +100,78 @@ def test_a_finally_refused_unit_leaves_the_other_unit_returnable(
     one_unit = [{"sku": "SKU-1", "quantity": 1}]
     first = return_request(order, ago(days=9), reason="changed_mind", items=one_unit)
     wire_client.send(BUYER_ACTION, first)
-    wire_client.send(SELLER_ACTION, message("seller.return_rejected", order, ago(days=8),
-                                            request_id=first["request_id"], reason="used"))
+    wire_client.send(
+        SELLER_ACTION,
+        message(
+            "seller.return_rejected",
+            order,
+            ago(days=8),
+            request_id=first["request_id"],
+            reason="used",
+        ),
+    )
     wait_applied(redis_client, order, 6)  # the request and its rejection
     # Neither resubmitted nor appealed within 48 h: the unit is finally refused (the timer
     # fires before the next message, which happened after it).
     other = return_request(order, ago(minutes=10), reason="changed_mind", items=one_unit)
     wire_client.send(BUYER_ACTION, other)
-    (requested,) = event_listener.wait_for(for_request("return.requested",
-                                                       other["request_id"]))
-    both = return_request(order, ago(minutes=5), reason="changed_mind",
-                          items=[{"sku": "SKU-1", "quantity": 2}])
+    (requested,) = event_listener.wait_for(for_request("return.requested", other["request_id"]))
+    both = return_request(
+        order, ago(minutes=5), reason="changed_mind", items=[{"sku": "SKU-1", "quantity": 2}]
+    )
     wire_client.send(BUYER_ACTION, both)
 
     (refused,) = event_listener.wait_for("action.rejected")
     (closed,) = event_listener.wait_for(for_request("return.closed", first["request_id"]))
     assert closed["data"]["reason"] == "rejected_final"
     assert requested["data"]["kind"] == "refund_only"
-    assert (refused["data"]["message_id"], refused["data"]["code"]) == (both["message_id"],
-                                                                       "return_refused")
+    assert (refused["data"]["message_id"], refused["data"]["code"]) == (
+        both["message_id"],
+        "return_refused",
+    )
 
 
 def test_a_seller_fault_self_arranged_return_pays_back_the_postage_up_to_the_cap(
     start_worker, wire_client, event_listener, redis_client
 ):
     start_worker()
-    order = shipped_order(wire_client, redis_client, ago(days=4), ago(days=3),
-                          marketplace="UK", currency="GBP")
-    request = return_request(order, ago(hours=40), kind="return_and_refund",
-                             method="self_arrange", reason="defective")
+    order = shipped_order(
+        wire_client, redis_client, ago(days=4), ago(days=3), marketplace="UK", currency="GBP"
+    )
+    request = return_request(
+        order, ago(hours=40), kind="return_and_refund", method="self_arrange", reason="defective"
+    )
     rid = request["request_id"]
     wire_client.send(BUYER_ACTION, request)
-    wire_client.send(SELLER_ACTION, message("seller.return_approved", order, ago(hours=30),
-                                            request_id=rid))
+    wire_client.send(
+        SELLER_ACTION, message("seller.return_approved", order, ago(hours=30), request_id=rid)
+    )
     event_listener.wait_for("return.approved")
 
-    wire_client.send(BUYER_ACTION, message(
-        "buyer.return_tracking_submitted", order, ago(hours=20), request_id=rid,
-        carrier="Royal Mail", tracking_number="RM-1", postage="8.50"))
+    wire_client.send(
+        BUYER_ACTION,
+        message(
+            "buyer.return_tracking_submitted",
+            order,
+            ago(hours=20),
+            request_id=rid,
+            carrier="Royal Mail",
+            tracking_number="RM-1",
+            postage="8.50",
+        ),
+    )
     wait_applied(redis_client, order, 7)  # the receipt must find the postage recorded
-    wire_client.send(SELLER_ACTION, message("seller.return_received", order, ago(hours=1),
-                                            request_id=rid))
+    wire_client.send(
+        SELLER_ACTION, message("seller.return_received", order, ago(hours=1), request_id=rid)
+    )
 
     (refund,) = event_listener.wait_for("refund.initiated")
     assert refund["data"]["breakdown"] == {
-        "items": "45.50", "shipping_fee": "4.99", "return_shipping_deduction": "0.00",
-        "return_shipping_refund": "6.99"}  # 8.50 capped at the UK's 6.99
+        "items": "45.50",
+        "shipping_fee": "4.99",
+        "return_shipping_deduction": "0.00",
+        "return_shipping_refund": "6.99",
+    }  # 8.50 capped at the UK's 6.99
     assert Decimal(refund["data"]["amount"]) == ORDER_TOTAL + Decimal("6.99")
     assert refund["data"]["currency"] == "GBP"
 
@@ -163,13 +196,18 @@ def test_the_platform_cancels_a_shipped_order_and_names_the_parcel_to_stop(
 
     (rejected,) = event_listener.wait_for("action.rejected")
     assert cancelled["data"] == {
-        "by": "platform", "reason": "lost parcel", "seller_fault": False,
+        "by": "platform",
+        "reason": "lost parcel",
+        "seller_fault": False,
         "refund": {"amount": str(ORDER_TOTAL), "currency": "USD"},
-        "stop_shipment": {"tracking_number": "TRK-77"}}
+        "stop_shipment": {"tracking_number": "TRK-77"},
+    }
     assert (refund["data"]["request_id"], refund["data"]["amount"]) == (None, str(ORDER_TOTAL))
     assert closed["data"] == {"request_id": request["request_id"], "reason": "order_cancelled"}
-    assert (rejected["data"]["message_id"], rejected["data"]["code"]) == (late["message_id"],
-                                                                         "order_cancelled")
+    assert (rejected["data"]["message_id"], rejected["data"]["code"]) == (
+        late["message_id"],
+        "order_cancelled",
+    )
     event_listener.assert_none("return.auto_approved", within=1.0)
 
 
@@ -183,7 +221,9 @@ def test_the_platform_cannot_cancel_a_delivered_order(
 
     (rejected,) = event_listener.wait_for("action.rejected")
     assert (rejected["data"]["message_id"], rejected["data"]["code"]) == (
-        cancel["message_id"], "already_delivered")
+        cancel["message_id"],
+        "already_delivered",
+    )
     event_listener.assert_none("order.cancelled", within=0.5)
 
 
@@ -196,7 +236,8 @@ def test_an_order_in_another_currency_than_its_marketplace_is_dead_lettered(
     wire_client.send(ORDER_EVENT, body)
 
     (letter,) = event_listener.dead_letters(
-        match=lambda letter: letter["original"].get("order_id") == order)
+        match=lambda letter: letter["original"].get("order_id") == order
+    )
     assert letter["reason"] == "invalid_message"
     assert letter["task"] == ORDER_EVENT
     assert "UK takes orders in GBP only" in letter["error"]

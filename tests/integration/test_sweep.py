@@ -58,12 +58,18 @@ def test_a_deadline_whose_holder_died_is_sent_again_with_backoff(store):
 def test_an_unheld_or_too_long_held_deadline_is_sent_again(store):
     overdue(store, "o-never-received")
     overdue(store, "o-held-forever")
-    store.hold("o-held-forever", "unpaid_expiry:", "worker-a@host",
-               NOW - timedelta(seconds=MAX_HOLDING + 1))
+    store.hold(
+        "o-held-forever",
+        "unpaid_expiry:",
+        "worker-a@host",
+        NOW - timedelta(seconds=MAX_HOLDING + 1),
+    )
     store.heartbeat("worker-a@host", ttl_ms=5000)
 
-    assert sorted(sweep(store)) == [("o-held-forever", "unpaid_expiry:"),
-                                    ("o-never-received", "unpaid_expiry:")]
+    assert sorted(sweep(store)) == [
+        ("o-held-forever", "unpaid_expiry:"),
+        ("o-never-received", "unpaid_expiry:"),
+    ]
 
 
 def test_firing_forgets_the_holder_and_the_resend_count(store):
@@ -77,8 +83,16 @@ def test_firing_forgets_the_holder_and_the_resend_count(store):
     store.hold(placed.order_id, "unpaid_expiry:", "w@h", NOW)
     old = OrderState(order_id=placed.order_id)
 
-    result = store.commit(Commit(order_id=placed.order_id, expected_version=0, state=old,
-                                 unschedule=("unpaid_expiry:",), lateness_ms=12.5), NOW)
+    result = store.commit(
+        Commit(
+            order_id=placed.order_id,
+            expected_version=0,
+            state=old,
+            unschedule=("unpaid_expiry:",),
+            lateness_ms=12.5,
+        ),
+        NOW,
+    )
 
     assert result.status == "ok"
     assert store.client.hget(keys.HOLDERS, member) is None
@@ -93,10 +107,12 @@ def test_an_unheld_deadline_behind_a_busy_deadlines_queue_is_left_queued(store):
     member = overdue(store, "o-queued")
 
     waiting = store.lost_armed(NOW, GRACE, 100, CAP, MAX_HOLDING, queued=500)
-    still = store.lost_armed(NOW + timedelta(seconds=GRACE), GRACE, 100, CAP, MAX_HOLDING,
-                             queued=20)
-    too_long = store.lost_armed(NOW + timedelta(seconds=MAX_HOLDING + 1), GRACE, 100, CAP,
-                                MAX_HOLDING, queued=20)
+    still = store.lost_armed(
+        NOW + timedelta(seconds=GRACE), GRACE, 100, CAP, MAX_HOLDING, queued=20
+    )
+    too_long = store.lost_armed(
+        NOW + timedelta(seconds=MAX_HOLDING + 1), GRACE, 100, CAP, MAX_HOLDING, queued=20
+    )
 
     assert waiting == [] and still == []
     assert store.client.hget(keys.HOLDERS, member) is None  # sent again: nobody holds it

@@ -21,8 +21,13 @@ def new_id(prefix: str) -> str:
 
 
 def message(type_: str, order_id: str, at: datetime, **fields: Any) -> dict[str, Any]:
-    return {"message_id": new_id("m"), "type": type_, "order_id": order_id,
-            "occurred_at": ts(at), **fields}
+    return {
+        "message_id": new_id("m"),
+        "type": type_,
+        "order_id": order_id,
+        "occurred_at": ts(at),
+        **fields,
+    }
 
 
 def placed(order_id: str, at: datetime, **fields: Any) -> dict[str, Any]:
@@ -35,10 +40,20 @@ def placed(order_id: str, at: datetime, **fields: Any) -> dict[str, Any]:
         "currency": "USD",
         "shipping_fee": "4.99",
         "items": [
-            {"sku": "SKU-1", "quantity": 2, "unit_price": "10.00", "weight_kg": 0.5,
-             "dimensions_cm": [20, 15, 10]},
-            {"sku": "SKU-2", "quantity": 1, "unit_price": "25.50", "weight_kg": 1.2,
-             "dimensions_cm": [30, 20, 10]},
+            {
+                "sku": "SKU-1",
+                "quantity": 2,
+                "unit_price": "10.00",
+                "weight_kg": 0.5,
+                "dimensions_cm": [20, 15, 10],
+            },
+            {
+                "sku": "SKU-2",
+                "quantity": 1,
+                "unit_price": "25.50",
+                "weight_kg": 1.2,
+                "dimensions_cm": [30, 20, 10],
+            },
         ],
     }
     body.update(fields)

@@ -21,10 +21,15 @@ def approved_return(method: str = "drop_off") -> tuple[Timeline, str]:
     placed = f.order_placed(marketplace="UK", currency="GBP")
     oid = placed.order_id
     timeline = Timeline(oid)
-    timeline.send(placed, f.paid(oid, T0 + hours(1)), f.shipped(oid, T0 + hours(5)),
-                  f.delivered(oid, T0 + days(3)))
-    ask = f.return_requested(oid, T0 + days(3) + hours(1), kind="return_and_refund",
-                             method=method, reason="changed_mind")
+    timeline.send(
+        placed,
+        f.paid(oid, T0 + hours(1)),
+        f.shipped(oid, T0 + hours(5)),
+        f.delivered(oid, T0 + days(3)),
+    )
+    ask = f.return_requested(
+        oid, T0 + days(3) + hours(1), kind="return_and_refund", method=method, reason="changed_mind"
+    )
     timeline.send(ask, f.return_approved(oid, ask.request_id, APPROVED_AT))
     return timeline, ask.request_id
 

@@ -89,7 +89,11 @@ def test_qr_content_is_versioned_and_escapes_separators() -> None:
 
     assert content == "RET1|Evri|EV123|ORD%7C1|r%C3%A9%2F..%2Fx"
     assert [unquote(part) for part in content.split("|")] == [
-        "RET1", "Evri", "EV123", "ORD|1", "ré/../x",
+        "RET1",
+        "Evri",
+        "EV123",
+        "ORD|1",
+        "ré/../x",
     ]
 
 
@@ -231,8 +235,9 @@ def test_concurrent_make_label_yields_one_set_of_files(tmp_path: Path) -> None:
     store = FileLabelStore(tmp_path)
     spec = a_spec()
     results: list[labels.LabelFiles] = []
-    threads = [threading.Thread(target=lambda: results.append(make_label(store, spec)))
-               for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: results.append(make_label(store, spec))) for _ in range(8)
+    ]
 
     for thread in threads:
         thread.start()

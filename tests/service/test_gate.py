@@ -16,8 +16,11 @@ DEADLINE = Deadline(kind="cancel_response", due_at=DUE)
 
 
 def gate(depth=0, inflight=None) -> Gate:
-    return Gate(backlog=lambda _: (depth, inflight or {}), stale_after=timedelta(minutes=10),
-                clock=lambda: NOW)
+    return Gate(
+        backlog=lambda _: (depth, inflight or {}),
+        stale_after=timedelta(minutes=10),
+        clock=lambda: NOW,
+    )
 
 
 @pytest.mark.parametrize(
@@ -31,8 +34,15 @@ def gate(depth=0, inflight=None) -> Gate:
         (0, {"t": (DUE + timedelta(seconds=1), NOW)}, True, None),  # after the deadline
         (0, {"t": (DUE - timedelta(hours=1), NOW - timedelta(minutes=11))}, True, None),
     ],
-    ids=["clear", "queue-behind", "after-barrier", "earlier-in-flight",
-         "in-flight-at-due", "later-in-flight", "stale-entry"],
+    ids=[
+        "clear",
+        "queue-behind",
+        "after-barrier",
+        "earlier-in-flight",
+        "in-flight-at-due",
+        "later-in-flight",
+        "stale-entry",
+    ],
 )
 def test_gate(depth, inflight, after_barrier, expected):
     assert gate(depth, inflight)("o-1", DEADLINE, after_barrier) == expected

@@ -15,8 +15,14 @@ AN_HOUR_IN = T0 + hours(1)
 
 
 def make_service(now=AN_HOUR_IN, store=None, publisher=None) -> Service:
-    return Service(store or FakeStore(), publisher or FakePublisher(), build_policy(),
-                   hold_for=timedelta(minutes=10), clock=Clock(now), sleep=lambda _: None)
+    return Service(
+        store or FakeStore(),
+        publisher or FakePublisher(),
+        build_policy(),
+        hold_for=timedelta(minutes=10),
+        clock=Clock(now),
+        sleep=lambda _: None,
+    )
 
 
 def test_a_message_seen_twice_is_applied_once():
@@ -38,8 +44,12 @@ def test_a_lost_race_is_retried_on_the_fresh_state_without_losing_either_update(
     placed = order_placed(at=T0)
     service.handle_message(placed)
     # Another process commits `paid` between our load and our commit.
-    other = rules.decide(store.load(placed.order_id).state, paid(placed.order_id, T0 + hours(0.2)),
-                         T0 + hours(1), build_policy())
+    other = rules.decide(
+        store.load(placed.order_id).state,
+        paid(placed.order_id, T0 + hours(0.2)),
+        T0 + hours(1),
+        build_policy(),
+    )
     store.interfere.append(other.state)
 
     outcome = service.handle_message(ready_to_ship(placed.order_id, T0 + hours(0.5)))
@@ -63,7 +73,7 @@ def test_events_left_unpublished_stay_in_the_outbox_and_go_out_later_with_the_sa
     pending = list(store.outbox.items())
     assert service.publish_entries(pending) == 0
     assert store.outbox == {}
-    (entry_id, entry), = publisher.published
+    ((entry_id, entry),) = publisher.published
     assert entry["event"]["id"] == entry_id == pending[0][0]
 
 

@@ -146,8 +146,9 @@ def start_worker(
         started.append(handle)
         request.node.stash[_PROCESSES].append(handle)
         wait_until(
-            lambda: ping(full_env.get("AFTERSALES_BROKER_URL", redis_url), node)
-            or not handle.alive(),
+            lambda: (
+                ping(full_env.get("AFTERSALES_BROKER_URL", redis_url), node) or not handle.alive()
+            ),
             timeout,
             lambda: handle._failure("a ping reply"),
         )

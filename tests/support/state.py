@@ -25,8 +25,13 @@ def wait_applied(client: redis.Redis, order_id: str, version: int, timeout: floa
         time.sleep(0.05)
 
 
-def paid_order(wire_client: Any, client: redis.Redis, placed_at: datetime, paid_at: datetime,
-               **placed_fields: Any) -> str:
+def paid_order(
+    wire_client: Any,
+    client: redis.Redis,
+    placed_at: datetime,
+    paid_at: datetime,
+    **placed_fields: Any,
+) -> str:
     """A new order, placed and paid, both known to the worker before this returns."""
     from tests.integration.wire_messages import ORDER_EVENT, message, new_id, placed
 

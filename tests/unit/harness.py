@@ -50,18 +50,20 @@ class Timeline:
     def fire(self, kind: str, ref: str = "") -> Decision:
         deadline = self.deadline(kind, ref)
         assert deadline is not None, f"no {kind}:{ref} deadline in {list(self.state.deadlines)}"
-        return self.apply(DeadlineFired(order_id=self.order_id, deadline=deadline),
-                          deadline.due_at)
+        return self.apply(DeadlineFired(order_id=self.order_id, deadline=deadline), deadline.due_at)
 
     def advance(self, to: datetime) -> None:
         """Fire due deadlines in due order, as the schedule would by wall-clock `to`."""
         while True:
-            due = sorted((d for d in self.state.deadlines.values() if d.due_at <= to),
-                         key=lambda d: (d.due_at, d.id))
+            due = sorted(
+                (d for d in self.state.deadlines.values() if d.due_at <= to),
+                key=lambda d: (d.due_at, d.id),
+            )
             for deadline in due:
                 before = self.state
-                self.apply(DeadlineFired(order_id=self.order_id, deadline=deadline),
-                           deadline.due_at)
+                self.apply(
+                    DeadlineFired(order_id=self.order_id, deadline=deadline), deadline.due_at
+                )
                 if self.state != before:
                     break
             else:
@@ -69,10 +71,13 @@ class Timeline:
 
     def label(self, request_id: str, **overrides: Any) -> Decision:
         fields = {
-            "order_id": self.order_id, "request_id": request_id,
-            "tracking_number": f"EVRI-{request_id}", "qr_content": f"QR-{request_id}",
+            "order_id": self.order_id,
+            "request_id": request_id,
+            "tracking_number": f"EVRI-{request_id}",
+            "qr_content": f"QR-{request_id}",
             "qr_png_uri": f"file:///labels/{request_id}.png",
-            "pdf_uri": f"file:///labels/{request_id}.pdf", **overrides,
+            "pdf_uri": f"file:///labels/{request_id}.pdf",
+            **overrides,
         }
         return self.apply(LabelGenerated(**fields), datetime.max)
 

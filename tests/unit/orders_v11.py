@@ -15,8 +15,9 @@ SHIPPED = T0 + hours(5)
 DELIVERED = T0 + days(3)
 
 
-def delivered_order(policy: PolicySet | None = None, delivered: bool = True,
-                    **overrides: Any) -> tuple[Timeline, str]:
+def delivered_order(
+    policy: PolicySet | None = None, delivered: bool = True, **overrides: Any
+) -> tuple[Timeline, str]:
     msg = f.order_placed(**overrides)
     oid = msg.order_id
     timeline = Timeline(oid, policy) if policy else Timeline(oid)
@@ -37,5 +38,9 @@ def ask(timeline: Timeline, at: datetime, **overrides: Any) -> str:
 
 def breakdown_adds_up(refund: Any) -> None:
     parts = refund.breakdown
-    assert refund.amount == (parts.items + parts.shipping_fee - parts.return_shipping_deduction
-                             + parts.return_shipping_refund)
+    assert refund.amount == (
+        parts.items
+        + parts.shipping_fee
+        - parts.return_shipping_deduction
+        + parts.return_shipping_refund
+    )

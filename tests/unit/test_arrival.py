@@ -26,7 +26,10 @@ def test_message_before_order_placed_is_parked_then_applied() -> None:
     assert decision.events == ()
     (parked,) = timeline.state.parked
     assert (parked.task, parked.waiting_for, parked.parked_at) == (
-        "aftersales.order_event", "order.placed", NOW)
+        "aftersales.order_event",
+        "order.placed",
+        NOW,
+    )
     assert ANY_MESSAGE.validate_python(parked.message) == pay
     assert timeline.deadline("hold", pay.message_id).due_at == NOW + MINUTES_10
     decision = timeline.send(placed, now=NOW + timedelta(minutes=1))
@@ -47,8 +50,12 @@ def test_parked_messages_apply_in_event_time_order() -> None:
     timeline.send(f.paid(oid, T0 + hours(1)), now=NOW)
     assert len(timeline.state.parked) == 3
     timeline.send(placed, now=NOW)
-    assert timeline.types() == ["cancellation.requested", "cancellation.accepted",
-                                "order.cancelled", "refund.initiated"]
+    assert timeline.types() == [
+        "cancellation.requested",
+        "cancellation.accepted",
+        "order.cancelled",
+        "refund.initiated",
+    ]
     assert timeline.state.parked == () and timeline.state.deadlines == {}
 
 
@@ -107,12 +114,12 @@ def test_stale_and_duplicate_deadlines_are_no_ops() -> None:
     moved = Deadline(kind="cancel_response", due_at=current.due_at - hours(1))
     state = timeline.state
     for stale in (moved, Deadline(kind="unpaid_expiry", due_at=T0 + hours(48))):
-        decision = decide(state, DeadlineFired(order_id=oid, deadline=stale), NOW,
-                          timeline.policy)
+        decision = decide(state, DeadlineFired(order_id=oid, deadline=stale), NOW, timeline.policy)
         assert decision.state == state and decision.events == ()
     timeline.fire("cancel_response")
-    again = decide(timeline.state, DeadlineFired(order_id=oid, deadline=current), NOW,
-                   timeline.policy)
+    again = decide(
+        timeline.state, DeadlineFired(order_id=oid, deadline=current), NOW, timeline.policy
+    )
     assert again.state == timeline.state and again.events == ()
 
 
@@ -120,8 +127,9 @@ def test_backlog_safety_a_deadline_waits_for_an_older_parked_message() -> None:
     placed = f.order_placed()
     oid = placed.order_id
     timeline = Timeline(oid)
-    timeline.send(placed, f.paid(oid, T0), f.shipped(oid, T0 + hours(1)),
-                  f.delivered(oid, T0 + days(1)))
+    timeline.send(
+        placed, f.paid(oid, T0), f.shipped(oid, T0 + hours(1)), f.delivered(oid, T0 + days(1))
+    )
     request = f.return_requested(oid, T0 + days(2), method="self_arrange")  # Wednesday 10:00
     rid = request.request_id
     timeline.send(request)
@@ -132,8 +140,9 @@ def test_backlog_safety_a_deadline_waits_for_an_older_parked_message() -> None:
     approval = f.return_approved(oid, rid, T0 + days(2) + hours(20))
     tracking = f.tracking_submitted(oid, rid, T0 + days(3) + hours(12))
     timeline.send(tracking, now=NOW)
-    blocked = decide(timeline.state, DeadlineFired(order_id=oid, deadline=deadline), NOW,
-                     timeline.policy)
+    blocked = decide(
+        timeline.state, DeadlineFired(order_id=oid, deadline=deadline), NOW, timeline.policy
+    )
     assert blocked.applied is False and blocked.state == timeline.state
     assert blocked.events == ()
     timeline.send(approval)
@@ -161,8 +170,9 @@ def test_label_email_waits_for_the_label() -> None:
     placed = f.order_placed()
     oid = placed.order_id
     timeline = Timeline(oid)
-    timeline.send(placed, f.paid(oid, T0), f.shipped(oid, T0 + hours(1)),
-                  f.delivered(oid, T0 + days(1)))
+    timeline.send(
+        placed, f.paid(oid, T0), f.shipped(oid, T0 + hours(1)), f.delivered(oid, T0 + days(1))
+    )
     request = f.return_requested(oid, T0 + days(2), reason="wrong_item")
     rid = request.request_id
     timeline.send(request, f.return_approved(oid, rid, T0 + days(2) + hours(1)))

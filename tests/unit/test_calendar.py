@@ -48,15 +48,15 @@ def test_48_business_hours_in_england(start: datetime, expected: datetime, why: 
 
 def test_dst_moves_the_utc_result_not_the_local_one() -> None:
     # Friday 10:00 GMT = 10:00 UTC; Tuesday 10:00 BST = 09:00 UTC.
-    result = add_business_hours(datetime(2026, 3, 27, 10, tzinfo=UTC), H48,
-                                "Europe/London", "GB-ENG")
+    result = add_business_hours(
+        datetime(2026, 3, 27, 10, tzinfo=UTC), H48, "Europe/London", "GB-ENG"
+    )
     assert result == datetime(2026, 3, 31, 9, tzinfo=UTC)
 
 
 def test_without_holidays_only_weekends_are_skipped() -> None:
     good_friday = datetime(2026, 4, 3, 12, tzinfo=UTC)
-    assert add_business_hours(good_friday, H48, "UTC", None) == datetime(2026, 4, 7, 12,
-                                                                          tzinfo=UTC)
+    assert add_business_hours(good_friday, H48, "UTC", None) == datetime(2026, 4, 7, 12, tzinfo=UTC)
 
 
 def test_a_few_business_hours_stay_within_the_day() -> None:

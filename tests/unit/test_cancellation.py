@@ -58,8 +58,11 @@ def test_rule2_free_cancel_window_after_payment(after_payment: timedelta, at_onc
     if at_once:
         assert timeline.types() == ["order.cancelled", "refund.initiated"]
         refund = timeline.one("refund.initiated")
-        assert (refund.request_id, refund.amount, refund.currency) == (None, Decimal("54.99"),
-                                                                       "GBP")
+        assert (refund.request_id, refund.amount, refund.currency) == (
+            None,
+            Decimal("54.99"),
+            "GBP",
+        )
         assert refund.breakdown.shipping_fee == Decimal("4.99")
         assert timeline.one("order.cancelled").refund.amount == Decimal("54.99")
     else:
@@ -68,8 +71,11 @@ def test_rule2_free_cancel_window_after_payment(after_payment: timedelta, at_onc
 
 @pytest.mark.parametrize(
     ("after_placement", "at_once"),
-    [(timedelta(minutes=59, seconds=59), True), (timedelta(hours=1), True),
-     (timedelta(hours=1, seconds=1), False)],
+    [
+        (timedelta(minutes=59, seconds=59), True),
+        (timedelta(hours=1), True),
+        (timedelta(hours=1, seconds=1), False),
+    ],
 )
 def test_rule2_cod_free_window_counts_from_placement(
     after_placement: timedelta, at_once: bool
@@ -100,8 +106,7 @@ def test_rule3_request_goes_to_the_seller_with_48h() -> None:
 def test_rule3_seller_accepts() -> None:
     timeline, oid = requested()
     timeline.send(f.cancel_accepted(oid, T0 + hours(5)))
-    assert timeline.types()[1:] == ["cancellation.accepted", "order.cancelled",
-                                    "refund.initiated"]
+    assert timeline.types()[1:] == ["cancellation.accepted", "order.cancelled", "refund.initiated"]
     assert timeline.one("order.cancelled").by == "buyer"
     assert timeline.state.deadlines == {}
 
@@ -145,8 +150,11 @@ def test_rule3_answer_before_respond_by_wins_over_the_timer(
 def test_rule3_no_answer_auto_accepts() -> None:
     timeline, _ = requested()
     timeline.fire("cancel_response")
-    assert timeline.types()[1:] == ["cancellation.auto_accepted", "order.cancelled",
-                                    "refund.initiated"]
+    assert timeline.types()[1:] == [
+        "cancellation.auto_accepted",
+        "order.cancelled",
+        "refund.initiated",
+    ]
     assert all(e.time == T0 + hours(51) for e in timeline.events[1:])
 
 
@@ -177,8 +185,15 @@ def test_rule3_one_request_at_a_time_and_one_per_order() -> None:
 def test_rule3_until_ready_to_ship_is_no_answer_window() -> None:
     """1.1: an answer window always ends; the seller option is a free-cancel window."""
     with pytest.raises(PolicyError, match="free_cancel_window"):
-        build_policy({"marketplaces": {"UK": {"sellers": {"seller-1": {
-            "cancel_response_window": "until_ready_to_ship"}}}}})
+        build_policy(
+            {
+                "marketplaces": {
+                    "UK": {
+                        "sellers": {"seller-1": {"cancel_response_window": "until_ready_to_ship"}}
+                    }
+                }
+            }
+        )
 
 
 def test_policy_change_does_not_rewrite_an_open_order() -> None:
@@ -204,7 +219,10 @@ def test_rule4_seller_cancels_only_before_ready_to_ship(before: str) -> None:
     if before == "nothing":
         cancelled = timeline.one("order.cancelled")
         assert (cancelled.by, cancelled.seller_fault, cancelled.reason) == (
-            "seller", True, "out of stock")
+            "seller",
+            True,
+            "out of stock",
+        )
         assert timeline.refunded() == ["54.99"]
     else:
         assert timeline.codes() == ["already_ready_to_ship"]
@@ -229,8 +247,7 @@ def test_rule4_seller_cancel_ends_an_open_buyer_request() -> None:
         ({}, T0 + hours(48)),
         ({"pricing": "subsidized", "payment_due_at": T0 + hours(6)}, T0 + hours(6)),
         ({"payment_method": "cod"}, None),
-        ({"payment_method": "cod", "pricing": "subsidized", "payment_due_at": T0 + hours(6)},
-         None),
+        ({"payment_method": "cod", "pricing": "subsidized", "payment_due_at": T0 + hours(6)}, None),
     ],
     ids=["regular", "subsidized", "cod", "cod-subsidized"],
 )
@@ -247,8 +264,9 @@ def test_rule5_unpaid_expiry(overrides: dict[str, object], due: object) -> None:
     assert timeline.events[0].time == due
 
 
-@pytest.mark.parametrize(("paid_after", "expired"), [(hours(48) - SECOND, False),
-                                                       (hours(48), True)])
+@pytest.mark.parametrize(
+    ("paid_after", "expired"), [(hours(48) - SECOND, False), (hours(48), True)]
+)
 def test_rule5_payment_at_the_edge(paid_after: timedelta, expired: bool) -> None:
     timeline, oid = placed()
     timeline.send(f.paid(oid, T0 + paid_after))

@@ -17,21 +17,29 @@ BODY = json.dumps([[{"message_id": "m"}], {}, {"callbacks": None}]).encode()
 
 
 def _message(body: bytes = BODY) -> Message:
-    return Message(body=body, content_type="application/json", content_encoding="utf-8",
-                   headers={"task": "aftersales.order_event", "id": "t-1"},
-                   accept=["application/json"])
+    return Message(
+        body=body,
+        content_type="application/json",
+        content_encoding="utf-8",
+        headers={"task": "aftersales.order_event", "id": "t-1"},
+        accept=["application/json"],
+    )
 
 
 def _handler(monkeypatch: pytest.MonkeyPatch, error: Exception) -> tuple[Any, list[Any]]:
     def celery_handler(self: Any, *args: Any, **kwargs: Any) -> Any:
         def handle(message: Message) -> None:
             raise error
+
         return handle
 
     letters: list[Any] = []
     monkeypatch.setattr(Consumer, "create_task_handler", celery_handler)
-    monkeypatch.setattr(DeadLetteringConsumer, "_dead_letter",
-                        lambda self, message, reason, text: letters.append((reason, text)))
+    monkeypatch.setattr(
+        DeadLetteringConsumer,
+        "_dead_letter",
+        lambda self, message, reason, text: letters.append((reason, text)),
+    )
     consumer = object.__new__(DeadLetteringConsumer)
     consumer.connection_errors, consumer.channel_errors = (ConnectionError,), ()
     return consumer.create_task_handler(), letters

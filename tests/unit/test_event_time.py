@@ -39,8 +39,7 @@ def test_a_free_cancel_before_the_shipment_wins_in_both_arrival_orders(
     ship = f.shipped(oid, T0 + hours(0.5) + 10 * MIN)
     for msg in (ship, cancel) if shipment_first else (cancel, ship):
         timeline.send(msg, now=NOW)
-    assert sorted(timeline.types()) == ["action.rejected", "order.cancelled",
-                                        "refund.initiated"]
+    assert sorted(timeline.types()) == ["action.rejected", "order.cancelled", "refund.initiated"]
     assert timeline.one("order.cancelled").by == "buyer"
     assert timeline.refunded() == ["54.99"]
     assert _rejections(timeline) == [("order.shipped", "order_cancelled")]
@@ -81,8 +80,11 @@ def test_a_cancel_request_before_the_shipment_is_rejected_by_it_in_any_arrival_o
     oid = placed.order_id
     timeline = Timeline(oid)
     timeline.send(placed)
-    facts = (f.paid(oid, T0 + hours(1)), f.cancel_requested(oid, T0 + hours(3)),
-             f.shipped(oid, T0 + hours(4)))
+    facts = (
+        f.paid(oid, T0 + hours(1)),
+        f.cancel_requested(oid, T0 + hours(3)),
+        f.shipped(oid, T0 + hours(4)),
+    )
     for i in arrival:
         timeline.send(facts[i], now=NOW)
     expected = [("cancellation.rejected", '{"by":"system","reason":"the order has shipped"}')]
@@ -129,10 +131,12 @@ def requested_return(marketplace: str = "US") -> tuple[Timeline, str, str]:
     placed = f.order_placed(marketplace=marketplace)
     oid = placed.order_id
     timeline = Timeline(oid)
-    timeline.send(placed, f.paid(oid, T0), f.shipped(oid, T0 + hours(1)),
-                  f.delivered(oid, T0 + days(1)))
-    request = f.return_requested(oid, T0 + days(2), method="self_arrange",
-                                 items=[{"sku": "sku-a", "quantity": 1}])
+    timeline.send(
+        placed, f.paid(oid, T0), f.shipped(oid, T0 + hours(1)), f.delivered(oid, T0 + days(1))
+    )
+    request = f.return_requested(
+        oid, T0 + days(2), method="self_arrange", items=[{"sku": "sku-a", "quantity": 1}]
+    )
     timeline.send(request)
     return timeline, oid, request.request_id
 
@@ -152,15 +156,18 @@ def test_an_answer_after_the_deadline_keeps_request_not_open() -> None:
     assert timeline.codes() == ["request_not_open"]
 
 
-def test_a_cancel_before_a_shipment_that_already_published_gets_outcome_already_published(
-) -> None:
+def test_a_cancel_before_a_shipment_that_already_published_gets_outcome_already_published() -> None:
     """The shipment rejected an open request (published): it cannot be taken back, so the
     seller's acceptance that happened before it is refused with the exception's code."""
     placed = f.order_placed()
     oid = placed.order_id
     timeline = Timeline(oid)
-    timeline.send(placed, f.paid(oid, T0), f.cancel_requested(oid, T0 + hours(3)),
-                  f.shipped(oid, T0 + hours(5)))
+    timeline.send(
+        placed,
+        f.paid(oid, T0),
+        f.cancel_requested(oid, T0 + hours(3)),
+        f.shipped(oid, T0 + hours(5)),
+    )
     timeline.send(f.cancel_accepted(oid, T0 + hours(4)), now=NOW)
     assert timeline.codes() == ["outcome_already_published"]
     assert timeline.state.cancellation is None
@@ -230,10 +237,14 @@ def test_a_silent_fact_is_kept_for_replay_and_a_published_outcome_clears_it() ->
     history = timeline.state.history
     assert history is not None and history.base.order is None
     assert [i.message["type"] for i in history.inputs] == [
-        "order.placed", "order.paid", "order.shipped"]
+        "order.placed",
+        "order.paid",
+        "order.shipped",
+    ]
     timeline.send(f.cancel_requested(oid, T0 + hours(3)))
     assert timeline.state.history is None
     assert timeline.state.published == {}, "a refusal is no outcome of a subject"
-    timeline.send(f.delivered(oid, T0 + days(1)),
-                  f.return_requested(oid, T0 + days(2), request_id="r1"))
+    timeline.send(
+        f.delivered(oid, T0 + days(1)), f.return_requested(oid, T0 + days(2), request_id="r1")
+    )
     assert timeline.state.published == {"r1": T0 + days(2)}

@@ -55,7 +55,8 @@ ACTIONS: dict[str, Any] = {
     "cancel": f.cancel_requested,
     "seller_cancel": f.seller_cancelled,
     "refund_only": lambda oid, at: f.return_requested(
-        oid, at, request_id="r1", kind="refund_only", reason="not_received"),
+        oid, at, request_id="r1", kind="refund_only", reason="not_received"
+    ),
     "accept": f.cancel_accepted,
     "reject": f.cancel_rejected,
 }
@@ -67,8 +68,7 @@ def order_histories(draw: st.DrawFn) -> tuple[Any, list[Any]]:
     placed = f.order_placed(marketplace=draw(st.sampled_from(["UK", "US"])))
     oid = placed.order_id
     minutes = draw(st.lists(st.integers(1, 4 * 60), min_size=8, max_size=8, unique=True))
-    facts = zip([f.paid, f.ready_to_ship, f.shipped, f.delivered], sorted(minutes[:4]),
-                strict=True)
+    facts = zip([f.paid, f.ready_to_ship, f.shipped, f.delivered], sorted(minutes[:4]), strict=True)
     chosen = [make(oid, _at(at)) for make, at in facts if draw(st.booleans())]
     times = iter(minutes[4:])  # the actions fall anywhere among the facts
     actions = draw(st.lists(st.sampled_from(sorted(ACTIONS)), max_size=3, unique=True))
@@ -80,7 +80,8 @@ def order_histories(draw: st.DrawFn) -> tuple[Any, list[Any]]:
 @FEW
 @given(order_histories(), st.data())
 def test_any_arrival_order_gives_the_outcomes_of_event_time_order(
-    history: tuple[Any, list[Any]], data: st.DataObject,
+    history: tuple[Any, list[Any]],
+    data: st.DataObject,
 ) -> None:
     placed, messages = history
     in_order, _ = run(placed, sorted(messages, key=lambda m: m.occurred_at))
@@ -101,9 +102,18 @@ def request_histories(draw: st.DrawFn) -> tuple[Any, list[Any], list[Any], Timel
     messages about r2: the seller's approval, perhaps the request it answers."""
     placed = f.order_placed(marketplace="US")
     oid = placed.order_id
-    prefix = [f.paid(oid, T0), f.shipped(oid, T0 + hours(1)), f.delivered(oid, T0 + days(1)),
-              f.return_requested(oid, T0 + days(2), request_id="r1", method="self_arrange",
-                                 items=[{"sku": "sku-a", "quantity": 1}])]
+    prefix = [
+        f.paid(oid, T0),
+        f.shipped(oid, T0 + hours(1)),
+        f.delivered(oid, T0 + days(1)),
+        f.return_requested(
+            oid,
+            T0 + days(2),
+            request_id="r1",
+            method="self_arrange",
+            items=[{"sku": "sku-a", "quantity": 1}],
+        ),
+    ]
     offsets = st.integers(-30, 30).map(lambda h: T0 + days(4) + hours(h) + timedelta(minutes=1))
     answer_at = draw(offsets)
     answer = draw(st.sampled_from([f.return_approved, f.return_rejected]))(oid, "r1", answer_at)
@@ -113,9 +123,16 @@ def request_histories(draw: st.DrawFn) -> tuple[Any, list[Any], list[Any], Timel
     approved_at = draw(offsets)
     r2 = [f.return_approved(oid, "r2", approved_at)]
     if draw(st.booleans()):
-        r2.append(f.return_requested(
-            oid, approved_at - hours(draw(st.integers(1, 20))), request_id="r2",
-            kind="refund_only", reason="damaged", items=[{"sku": "sku-b", "quantity": 1}]))
+        r2.append(
+            f.return_requested(
+                oid,
+                approved_at - hours(draw(st.integers(1, 20))),
+                request_id="r2",
+                kind="refund_only",
+                reason="damaged",
+                items=[{"sku": "sku-b", "quantity": 1}],
+            )
+        )
     base = Timeline(oid)
     base.send(placed, *prefix)
     return placed, prefix + r1, r2, base
@@ -123,14 +140,16 @@ def request_histories(draw: st.DrawFn) -> tuple[Any, list[Any], list[Any], Timel
 
 def _about_r1(messages: list[Any]) -> Any:
     ids = {m.message_id for m in messages}
-    return lambda data: getattr(data, "request_id", None) == "r1" or getattr(
-        data, "message_id", None) in ids
+    return lambda data: (
+        getattr(data, "request_id", None) == "r1" or getattr(data, "message_id", None) in ids
+    )
 
 
 @FEW
 @given(request_histories(), st.data())
 def test_a_held_message_about_another_request_changes_no_outcome_of_this_one(
-    history: tuple[Any, list[Any], list[Any], Timeline], data: st.DataObject,
+    history: tuple[Any, list[Any], list[Any], Timeline],
+    data: st.DataObject,
 ) -> None:
     placed, own, other, _ = history
     keep = _about_r1(own)

@@ -43,12 +43,23 @@ def test_a_late_answer_waits_behind_a_due_deadline_held_back_by_another_message(
 def test_the_held_back_deadline_fires_when_the_held_message_is_applied() -> None:
     timeline, oid, rid, due = _window_ended(held=True)
     timeline.send(f.return_rejected(oid, rid, due + hours(1)), now=NOW)
-    r2 = f.return_requested(oid, T0 + days(3), request_id="r2", kind="refund_only",
-                            reason="damaged", items=[{"sku": "sku-b", "quantity": 1}])
+    r2 = f.return_requested(
+        oid,
+        T0 + days(3),
+        request_id="r2",
+        kind="refund_only",
+        reason="damaged",
+        items=[{"sku": "sku-b", "quantity": 1}],
+    )
     timeline.send(r2, now=NOW)
-    assert timeline.types() == ["return.requested", "return.requested", "return.approved",
-                                "refund.initiated", "return.auto_approved",
-                                "action.rejected"]
+    assert timeline.types() == [
+        "return.requested",
+        "return.requested",
+        "return.approved",
+        "refund.initiated",
+        "return.auto_approved",
+        "action.rejected",
+    ]
     assert timeline.state.parked == ()
 
 
@@ -65,8 +76,7 @@ def test_a_blocked_deadline_still_fires_nothing() -> None:
     assert decision.applied is False and decision.events == ()
 
 
-def test_when_holds_end_together_the_blocker_goes_first_and_the_message_behind_applies(
-) -> None:
+def test_when_holds_end_together_the_blocker_goes_first_and_the_message_behind_applies() -> None:
     timeline, oid, rid, due = _window_ended(held=True)
     rejection = f.return_rejected(oid, rid, due + hours(1))
     timeline.send(rejection, now=NOW)  # held at the same instant: both holds end together
@@ -75,12 +85,10 @@ def test_when_holds_end_together_the_blocker_goes_first_and_the_message_behind_a
     assert letter.message["request_id"] == "r2"
     assert timeline.types() == ["return.requested", "return.auto_approved", "action.rejected"]
     assert timeline.codes() == ["request_not_open"]
-    assert timeline.state.parked == () and timeline.state.deadlines.keys() == {
-        f"tracking:{rid}"}
+    assert timeline.state.parked == () and timeline.state.deadlines.keys() == {f"tracking:{rid}"}
 
 
-def test_a_message_behind_a_deadline_is_held_as_long_as_what_holds_the_deadline_back(
-) -> None:
+def test_a_message_behind_a_deadline_is_held_as_long_as_what_holds_the_deadline_back() -> None:
     """The answer for r3 waits for r3, then behind r1's deadline, which an approval of r2
     held later than it holds back: its hold ends first, but it is not dead-lettered."""
     timeline, oid, _, due = _window_ended(held=False)
@@ -88,14 +96,22 @@ def test_a_message_behind_a_deadline_is_held_as_long_as_what_holds_the_deadline_
     timeline.send(answer, now=NOW)
     blocker = f.return_approved(oid, "r2", due - hours(1))
     timeline.send(blocker, now=NOW + MIN)
-    timeline.send(f.return_requested(oid, T0 + days(3), request_id="r3", kind="refund_only",
-                                     items=[{"sku": "sku-b", "quantity": 1}]),
-                  now=NOW + 2 * MIN)
+    timeline.send(
+        f.return_requested(
+            oid,
+            T0 + days(3),
+            request_id="r3",
+            kind="refund_only",
+            items=[{"sku": "sku-b", "quantity": 1}],
+        ),
+        now=NOW + 2 * MIN,
+    )
     assert timeline.types() == ["return.requested", "return.requested"]
     decision = timeline.fire("hold", answer.message_id)
     assert decision.dead_letters == () and len(timeline.state.parked) == 2
     decision = timeline.fire("hold", blocker.message_id)
     assert [letter.message["message_id"] for letter in decision.dead_letters] == [
-        blocker.message_id]
+        blocker.message_id
+    ]
     assert timeline.types()[2:] == ["return.auto_approved", "return.rejected"]
     assert timeline.state.parked == ()

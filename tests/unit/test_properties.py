@@ -30,22 +30,32 @@ HOURS = st.one_of(
     st.sampled_from([0, 0.5, 1, 1.5, 3, 30, 47, 48, 49, 51, 72, 120, 240, 336, 360, 720, 744]),
     st.integers(min_value=0, max_value=24 * 40),
 )
-SELECTIONS = st.sampled_from([
-    None,
-    [{"sku": "sku-a", "quantity": 1}],
-    [{"sku": "sku-b", "quantity": 1}],
-    [{"sku": "sku-b", "quantity": 2}],
-])
-PARCELS = st.sampled_from([None, {"weight_kg": 3, "dimensions_cm": [30, 20, 10]},
-                           {"weight_kg": 16, "dimensions_cm": [30, 20, 10]}])
+SELECTIONS = st.sampled_from(
+    [
+        None,
+        [{"sku": "sku-a", "quantity": 1}],
+        [{"sku": "sku-b", "quantity": 1}],
+        [{"sku": "sku-b", "quantity": 2}],
+    ]
+)
+PARCELS = st.sampled_from(
+    [
+        None,
+        {"weight_kg": 3, "dimensions_cm": [30, 20, 10]},
+        {"weight_kg": 16, "dimensions_cm": [30, 20, 10]},
+    ]
+)
 
 
 @st.composite
 def placed(draw: st.DrawFn) -> dict[str, Any]:
     method = draw(st.sampled_from(["prepaid", "cod"]))
     pricing = draw(st.sampled_from(["regular", "subsidized"]))
-    fields: dict[str, Any] = {"payment_method": method, "pricing": pricing,
-                              "marketplace": draw(st.sampled_from(["UK", "US"]))}
+    fields: dict[str, Any] = {
+        "payment_method": method,
+        "pricing": pricing,
+        "marketplace": draw(st.sampled_from(["UK", "US"])),
+    }
     if pricing == "subsidized":
         fields["due_in_hours"] = draw(st.sampled_from([0, 2, 24, 72, 72]))
     return {"type": "order.placed", **fields}
@@ -55,7 +65,9 @@ def placed(draw: st.DrawFn) -> dict[str, Any]:
 def return_request(draw: st.DrawFn, request_id: str) -> dict[str, Any]:
     kind = draw(st.sampled_from(["refund_only", "return_and_refund"]))
     fields: dict[str, Any] = {
-        "type": "buyer.return_requested", "request_id": request_id, "kind": kind,
+        "type": "buyer.return_requested",
+        "request_id": request_id,
+        "kind": kind,
         "reason": draw(st.sampled_from(["damaged", "changed_mind", "not_received"])),
         "items": draw(SELECTIONS),
     }
@@ -68,23 +80,50 @@ def return_request(draw: st.DrawFn, request_id: str) -> dict[str, Any]:
 @st.composite
 def spec(draw: st.DrawFn) -> dict[str, Any]:
     """A message of the order, without ids and times (those are added when it is sent)."""
-    kind = draw(st.sampled_from(["order.paid", "order.ready_to_ship", "order.shipped",
-                                 "order.delivered", "buyer.cancel_requested",
-                                 "seller.cancel_accepted", "seller.cancel_rejected",
-                                 "seller.order_cancelled", "buyer.return_requested",
-                                 "seller.return_approved", "seller.return_rejected",
-                                 "buyer.appeal_submitted", "platform.arbitration_decided",
-                                 "buyer.return_tracking_submitted", "carrier.return_dropped_off",
-                                 "seller.return_received", "buyer.label_email_requested"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "order.paid",
+                "order.ready_to_ship",
+                "order.shipped",
+                "order.delivered",
+                "buyer.cancel_requested",
+                "seller.cancel_accepted",
+                "seller.cancel_rejected",
+                "seller.order_cancelled",
+                "buyer.return_requested",
+                "seller.return_approved",
+                "seller.return_rejected",
+                "buyer.appeal_submitted",
+                "platform.arbitration_decided",
+                "buyer.return_tracking_submitted",
+                "carrier.return_dropped_off",
+                "seller.return_received",
+                "buyer.label_email_requested",
+            ]
+        )
+    )
     fields: dict[str, Any] = {"type": kind}
     rid = draw(st.sampled_from(REQUESTS))
     if kind == "buyer.return_requested":
         return draw(return_request(rid))
-    if kind in ("buyer.cancel_requested", "seller.cancel_rejected", "seller.order_cancelled",
-                "seller.return_rejected"):
+    if kind in (
+        "buyer.cancel_requested",
+        "seller.cancel_rejected",
+        "seller.order_cancelled",
+        "seller.return_rejected",
+    ):
         fields["reason"] = "because"
-    if kind.startswith(("seller.return", "buyer.appeal", "platform", "buyer.return_tracking",
-                        "carrier", "buyer.label")):
+    if kind.startswith(
+        (
+            "seller.return",
+            "buyer.appeal",
+            "platform",
+            "buyer.return_tracking",
+            "carrier",
+            "buyer.label",
+        )
+    ):
         fields["request_id"] = rid
     if kind == "platform.arbitration_decided":
         fields["outcome"] = draw(st.sampled_from(["refund", "reject"]))
@@ -106,8 +145,12 @@ OTHERS = st.one_of(
 )
 
 
-def _chain(draw: st.DrawFn, start: float, steps: list[dict[str, Any]],
-           gaps: st.SearchStrategy[float] = GAPS) -> list[tuple[float, dict[str, Any]]]:
+def _chain(
+    draw: st.DrawFn,
+    start: float,
+    steps: list[dict[str, Any]],
+    gaps: st.SearchStrategy[float] = GAPS,
+) -> list[tuple[float, dict[str, Any]]]:
     """Some of `steps`, in this order, each a random gap after the one before."""
     chain, at = [], start
     for fields in steps:
@@ -121,45 +164,94 @@ def _chain(draw: st.DrawFn, start: float, steps: list[dict[str, Any]],
 def return_flow(draw: st.DrawFn, request_id: str) -> list[tuple[float, dict[str, Any]]]:
     ask = draw(return_request(request_id))
     ref = {"request_id": request_id}
-    answer = draw(st.sampled_from([
-        [{"type": "seller.return_approved", **ref}],
-        [{"type": "seller.return_rejected", "reason": "no", **ref}],
-        [{"type": "seller.return_rejected", "reason": "no", **ref},
-         {"type": "buyer.appeal_submitted", **ref},
-         {"type": "platform.arbitration_decided", "outcome": draw(
-             st.sampled_from(["refund", "reject"])), **ref}],
-    ]))
-    parcel = draw(st.sampled_from([
-        {"type": "buyer.return_tracking_submitted", "carrier": "RM", "tracking_number": "T",
-         **ref},
-        {"type": "carrier.return_dropped_off", "tracking_number": "E", **ref},
-        {"type": "buyer.label_email_requested", "email": "a@b.example", **ref},
-    ]))
+    answer = draw(
+        st.sampled_from(
+            [
+                [{"type": "seller.return_approved", **ref}],
+                [{"type": "seller.return_rejected", "reason": "no", **ref}],
+                [
+                    {"type": "seller.return_rejected", "reason": "no", **ref},
+                    {"type": "buyer.appeal_submitted", **ref},
+                    {
+                        "type": "platform.arbitration_decided",
+                        "outcome": draw(st.sampled_from(["refund", "reject"])),
+                        **ref,
+                    },
+                ],
+            ]
+        )
+    )
+    parcel = draw(
+        st.sampled_from(
+            [
+                {
+                    "type": "buyer.return_tracking_submitted",
+                    "carrier": "RM",
+                    "tracking_number": "T",
+                    **ref,
+                },
+                {"type": "carrier.return_dropped_off", "tracking_number": "E", **ref},
+                {"type": "buyer.label_email_requested", "email": "a@b.example", **ref},
+            ]
+        )
+    )
     received = {"type": "seller.return_received", **ref}
-    return _chain(draw, draw(st.sampled_from([30, 60, 100, 400, 700])),
-                  [ask, *answer, parcel, received], FLOW_GAPS)
+    return _chain(
+        draw,
+        draw(st.sampled_from([30, 60, 100, 400, 700])),
+        [ask, *answer, parcel, received],
+        FLOW_GAPS,
+    )
 
 
 @st.composite
 def histories(draw: st.DrawFn) -> list[tuple[Any, ...]]:
     """A plausible history, delivered mostly in order with local swaps and extras."""
     messages: list[tuple[float, dict[str, Any]]] = [(0, draw(placed()))]
-    messages += _chain(draw, 0, [{"type": "order.paid"}, {"type": "order.ready_to_ship"},
-                                 {"type": "order.shipped"}, {"type": "order.delivered"}],
-                          st.sampled_from([0.5, 1, 2, 5, 24, 47]))
-    messages += _chain(draw, draw(HOURS), draw(st.sampled_from([
-        [{"type": "buyer.cancel_requested", "reason": "x"},
-         {"type": "seller.cancel_accepted"}],
-        [{"type": "buyer.cancel_requested", "reason": "x"},
-         {"type": "seller.cancel_rejected", "reason": "no"}],
-        [{"type": "seller.order_cancelled", "reason": "stock"}],
-        [], [], [], [],
-    ])))
+    messages += _chain(
+        draw,
+        0,
+        [
+            {"type": "order.paid"},
+            {"type": "order.ready_to_ship"},
+            {"type": "order.shipped"},
+            {"type": "order.delivered"},
+        ],
+        st.sampled_from([0.5, 1, 2, 5, 24, 47]),
+    )
+    messages += _chain(
+        draw,
+        draw(HOURS),
+        draw(
+            st.sampled_from(
+                [
+                    [
+                        {"type": "buyer.cancel_requested", "reason": "x"},
+                        {"type": "seller.cancel_accepted"},
+                    ],
+                    [
+                        {"type": "buyer.cancel_requested", "reason": "x"},
+                        {"type": "seller.cancel_rejected", "reason": "no"},
+                    ],
+                    [{"type": "seller.order_cancelled", "reason": "stock"}],
+                    [],
+                    [],
+                    [],
+                    [],
+                ]
+            )
+        ),
+    )
     for request_id in draw(st.lists(st.sampled_from(REQUESTS), max_size=3, unique=True)):
         messages += draw(return_flow(request_id))
     messages += draw(st.lists(st.tuples(HOURS, spec()), max_size=4))
-    jitter = draw(st.lists(st.sampled_from([0, 0, 0, -30, 30, -100, 100]),
-                           min_size=len(messages), max_size=len(messages)))
+    jitter = draw(
+        st.lists(
+            st.sampled_from([0, 0, 0, -30, 30, -100, 100]),
+            min_size=len(messages),
+            max_size=len(messages),
+        )
+    )
     arrival = sorted(range(len(messages)), key=lambda i: messages[i][0] + jitter[i])
     actions: list[tuple[Any, ...]] = []
     for i in arrival:
@@ -208,9 +300,16 @@ class Shell:
 
     def label(self, request_id: str) -> None:
         if request_id in self.labels:
-            self.apply(LabelGenerated(order_id=ORDER, request_id=request_id,
-                                      tracking_number="L1", qr_content="Q",
-                                      qr_png_uri="file:///q.png", pdf_uri="file:///l.pdf"))
+            self.apply(
+                LabelGenerated(
+                    order_id=ORDER,
+                    request_id=request_id,
+                    tracking_number="L1",
+                    qr_content="Q",
+                    qr_png_uri="file:///q.png",
+                    pdf_uri="file:///l.pdf",
+                )
+            )
 
     def drain(self) -> None:
         """Let time run until every timer has fired (holds included)."""
@@ -261,12 +360,16 @@ def test_histories_keep_the_invariants(actions: list[tuple[Any, ...]]) -> None:
     assert all(r.amount >= 0 for r in refunds)
 
     terminal = Counter(
-        e.data.request_id for e in shell.events  # type: ignore[attr-defined]
+        e.data.request_id
+        for e in shell.events  # type: ignore[attr-defined]
         if e.type in ("return.closed", "refund.initiated") and e.data.request_id is not None
     )
     assert all(count == 1 for count in terminal.values()), terminal
-    answers = [t for t in ("cancellation.accepted", "cancellation.auto_accepted",
-                           "cancellation.rejected") for _ in range(types[t])]
+    answers = [
+        t
+        for t in ("cancellation.accepted", "cancellation.auto_accepted", "cancellation.rejected")
+        for _ in range(types[t])
+    ]
     assert len(answers) <= 1
 
     outcomes = [(e.cause, e.type) for e in shell.events if e.type != "action.rejected"]
@@ -277,10 +380,22 @@ def test_histories_keep_the_invariants(actions: list[tuple[Any, ...]]) -> None:
 
 
 def test_properties_helpers_cover_a_simple_history() -> None:
-    shell = run([("send", {"type": "order.placed", "payment_method": "prepaid",
-                           "pricing": "regular", "marketplace": "UK"}, 0),
-                 ("send", {"type": "order.paid"}, 1),
-                 ("send", {"type": "buyer.cancel_requested", "reason": "x"}, 1.5)])
+    shell = run(
+        [
+            (
+                "send",
+                {
+                    "type": "order.placed",
+                    "payment_method": "prepaid",
+                    "pricing": "regular",
+                    "marketplace": "UK",
+                },
+                0,
+            ),
+            ("send", {"type": "order.paid"}, 1),
+            ("send", {"type": "buyer.cancel_requested", "reason": "x"}, 1.5),
+        ]
+    )
     assert shell.state.order is not None
     assert [e.type for e in shell.events] == ["order.cancelled", "refund.initiated"]
     assert paid_total(shell) == Decimal("54.99")

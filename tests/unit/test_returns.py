@@ -16,8 +16,9 @@ SHIPPED = T0 + hours(5)
 DELIVERED = T0 + days(3)
 
 
-def order(marketplace: str = "UK", delivered: bool = True, **overrides: object) -> tuple[
-        Timeline, str]:
+def order(
+    marketplace: str = "UK", delivered: bool = True, **overrides: object
+) -> tuple[Timeline, str]:
     msg = f.order_placed(marketplace=marketplace, **overrides)
     oid = msg.order_id
     timeline = Timeline(oid)
@@ -81,8 +82,7 @@ def test_rule6_return_and_refund_that_happened_before_delivery_is_refused() -> N
         ("UK", days(30) - hours(1) + SECOND, False),
     ],
 )
-def test_rule6_7_return_window(marketplace: str, after_delivery: timedelta,
-                               allowed: bool) -> None:
+def test_rule6_7_return_window(marketplace: str, after_delivery: timedelta, allowed: bool) -> None:
     timeline, _ = order(marketplace, currency="USD" if marketplace == "US" else "GBP")
     ask(timeline, DELIVERED + after_delivery, method="self_arrange")
     assert timeline.types() == (["return.requested"] if allowed else ["action.rejected"])
@@ -94,8 +94,9 @@ def test_rule6_7_return_window(marketplace: str, after_delivery: timedelta,
     ("answer_after", "seller_wins"),
     [(hours(48) - SECOND, True), (hours(48), False)],
 )
-def test_rule6_seller_answer_against_the_48h_timer(answer_after: timedelta,
-                                                   seller_wins: bool) -> None:
+def test_rule6_seller_answer_against_the_48h_timer(
+    answer_after: timedelta, seller_wins: bool
+) -> None:
     timeline, oid = order("US", currency="USD")
     asked = DELIVERED + hours(1)
     rid = ask(timeline, asked, method="self_arrange")
@@ -132,13 +133,16 @@ def test_rule6_auto_approval_when_the_seller_is_silent() -> None:
         (datetime(2026, 4, 2, 11, tzinfo=UTC), datetime(2026, 4, 8, 11, tzinfo=UTC)),
     ],
 )
-def test_rule7_uk_answer_window_is_48_business_hours(asked: datetime,
-                                                      respond_by: datetime) -> None:
+def test_rule7_uk_answer_window_is_48_business_hours(asked: datetime, respond_by: datetime) -> None:
     placed = f.order_placed(at=asked - days(2))
     oid = placed.order_id
     timeline = Timeline(oid)
-    timeline.send(placed, f.paid(oid, asked - days(2)), f.shipped(oid, asked - days(1)),
-                  f.delivered(oid, asked - hours(1)))
+    timeline.send(
+        placed,
+        f.paid(oid, asked - days(2)),
+        f.shipped(oid, asked - days(1)),
+        f.delivered(oid, asked - hours(1)),
+    )
     ask(timeline, asked, method="self_arrange")
     assert timeline.one("return.requested").respond_by == respond_by
 
@@ -202,9 +206,11 @@ def test_rule8_appeal_and_arbitration(outcome: str) -> None:
 def test_rule8_arbitration_refund_of_refund_only_refunds_at_once() -> None:
     timeline, oid = order("US", currency="USD")
     rid = ask(timeline, DELIVERED, kind="refund_only", reason="changed_mind")
-    timeline.send(f.return_rejected(oid, rid, DELIVERED + hours(1)),
-                  f.appeal_submitted(oid, rid, DELIVERED + hours(2)),
-                  f.arbitration_decided(oid, rid, "refund", DELIVERED + days(3)))
+    timeline.send(
+        f.return_rejected(oid, rid, DELIVERED + hours(1)),
+        f.appeal_submitted(oid, rid, DELIVERED + hours(2)),
+        f.arbitration_decided(oid, rid, "refund", DELIVERED + days(3)),
+    )
     assert timeline.types()[-2:] == ["return.approved", "refund.initiated"]
 
 
@@ -217,8 +223,10 @@ def test_rule8_appeal_after_the_window_is_refused() -> None:
 def test_rule8_appeal_after_second_rejection() -> None:
     timeline, oid, _ = rejected_once()
     second = ask(timeline, DELIVERED + hours(2), method="self_arrange")
-    timeline.send(f.return_rejected(oid, second, DELIVERED + hours(3)),
-                  f.appeal_submitted(oid, second, DELIVERED + hours(4)))
+    timeline.send(
+        f.return_rejected(oid, second, DELIVERED + hours(3)),
+        f.appeal_submitted(oid, second, DELIVERED + hours(4)),
+    )
     assert timeline.state.returns[second].status == "appealed"
     ask(timeline, DELIVERED + hours(5), method="self_arrange")
     assert timeline.codes() == ["appeal_pending"]

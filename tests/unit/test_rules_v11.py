@@ -37,16 +37,22 @@ def test_cod_delivery_is_the_payment_and_returns_refund_what_was_collected(
     rid = ask(timeline, DELIVERED + hours(1), kind=kind, method=method, reason="damaged")
     timeline.send(f.return_approved(oid, rid, DELIVERED + hours(2)))
     if kind == "return_and_refund":
-        timeline.send(f.tracking_submitted(oid, rid, DELIVERED + hours(3)),
-                      f.return_received(oid, rid, DELIVERED + days(2)))
+        timeline.send(
+            f.tracking_submitted(oid, rid, DELIVERED + hours(3)),
+            f.return_received(oid, rid, DELIVERED + days(2)),
+        )
     refund = timeline.one("refund.initiated")
-    assert (str(refund.amount), str(refund.breakdown.items),
-            str(refund.breakdown.shipping_fee)) == (expected, "50.00", "4.99")
+    assert (
+        str(refund.amount),
+        str(refund.breakdown.items),
+        str(refund.breakdown.shipping_fee),
+    ) == (expected, "50.00", "4.99")
     assert timeline.dead_letters == []
 
 
-@pytest.mark.parametrize("paid_at", [T0 + hours(1), DELIVERED + hours(1)],
-                         ids=["before-delivery", "after-delivery"])
+@pytest.mark.parametrize(
+    "paid_at", [T0 + hours(1), DELIVERED + hours(1)], ids=["before-delivery", "after-delivery"]
+)
 def test_cod_order_paid_changes_nothing_and_never_pays_twice(paid_at: datetime) -> None:
     timeline, oid = delivered_order(payment_method="cod")
     before = timeline.state
@@ -60,8 +66,9 @@ def test_cod_paid_before_delivery_is_not_its_payment() -> None:
     timeline, oid = delivered_order(payment_method="cod", delivered=False)
     timeline.send(f.paid(oid, SHIPPED + hours(1)))
     assert timeline.state.paid_at is None
-    timeline.send(f.message("platform.order_cancelled", oid, SHIPPED + hours(2),
-                            reason="courier lost it"))
+    timeline.send(
+        f.message("platform.order_cancelled", oid, SHIPPED + hours(2), reason="courier lost it")
+    )
     assert timeline.one("order.cancelled").refund is None, "nothing was collected"
 
 
@@ -90,8 +97,9 @@ SKU_B = [{"sku": "sku-b", "quantity": 1}]
 SKU_B2 = [{"sku": "sku-b", "quantity": 2}]
 
 
-def rejected(at: datetime, items: list[dict[str, Any]], final: bool = False) -> tuple[
-        Timeline, str, str]:
+def rejected(
+    at: datetime, items: list[dict[str, Any]], final: bool = False
+) -> tuple[Timeline, str, str]:
     timeline, oid = delivered_order()
     rid = ask(timeline, at, method="self_arrange", reason="changed_mind", items=items)
     timeline.send(f.return_rejected(oid, rid, at + hours(1)))
@@ -105,10 +113,16 @@ def test_units_a_final_refusal_of_one_unit_leaves_the_other_returnable() -> None
     timeline, _, first = rejected(DELIVERED + days(1), SKU_B, final=True)
     other = ask(timeline, DELIVERED + days(5), method="self_arrange", items=SKU_B)
     assert timeline.types() == ["return.requested"]
-    assert (timeline.state.returns[other].attempt,
-            timeline.state.returns[other].previous_request_id) == (1, None)
-    ask(timeline, DELIVERED + days(5), method="self_arrange", items=[{"sku": "sku-a",
-                                                                      "quantity": 1}])
+    assert (
+        timeline.state.returns[other].attempt,
+        timeline.state.returns[other].previous_request_id,
+    ) == (1, None)
+    ask(
+        timeline,
+        DELIVERED + days(5),
+        method="self_arrange",
+        items=[{"sku": "sku-a", "quantity": 1}],
+    )
     ask(timeline, DELIVERED + days(5), method="self_arrange", items=SKU_B)
     assert timeline.codes() == ["return_refused"], "the refused unit stays refused"
     assert timeline.state.returns[first].status == "closed"
@@ -165,8 +179,7 @@ def test_resubmission_inside_the_window_may_add_units() -> None:
 
 def test_other_units_after_the_window_are_outside_it() -> None:
     timeline, _, _ = rejected(LATE - hours(2), SKU_B)
-    ask(timeline, LATE + hours(5), method="self_arrange", items=[{"sku": "sku-a",
-                                                                  "quantity": 1}])
+    ask(timeline, LATE + hours(5), method="self_arrange", items=[{"sku": "sku-a", "quantity": 1}])
     assert timeline.codes() == ["outside_return_window"]
 
 
@@ -184,15 +197,18 @@ def test_other_units_after_the_window_are_outside_it() -> None:
         ("US", "wrong_item", "25.00", "25.00"),  # no cap by default
     ],
 )
-def test_self_arranged_postage_for_seller_fault(marketplace: str, reason: str,
-                                                postage: str | None, back: str) -> None:
+def test_self_arranged_postage_for_seller_fault(
+    marketplace: str, reason: str, postage: str | None, back: str
+) -> None:
     currency = "GBP" if marketplace == "UK" else "USD"
     timeline, oid = delivered_order(marketplace=marketplace, currency=currency)
     rid = ask(timeline, DELIVERED + hours(1), method="self_arrange", reason=reason)
     extra = {"postage": postage} if postage else {}
-    timeline.send(f.return_approved(oid, rid, DELIVERED + hours(2)),
-                  f.tracking_submitted(oid, rid, DELIVERED + hours(3), **extra),
-                  f.return_received(oid, rid, DELIVERED + days(2)))
+    timeline.send(
+        f.return_approved(oid, rid, DELIVERED + hours(2)),
+        f.tracking_submitted(oid, rid, DELIVERED + hours(3), **extra),
+        f.return_received(oid, rid, DELIVERED + days(2)),
+    )
     refund = timeline.one("refund.initiated")
     assert str(refund.breakdown.return_shipping_refund) == back
     assert refund.amount == Decimal("54.99") + Decimal(back)
@@ -212,8 +228,9 @@ PAID = T0 + hours(1)
 
 
 def seller_policy(window: str) -> PolicySet:
-    return build_policy({"marketplaces": {"UK": {"sellers": {"seller-1": {
-        "free_cancel_window": window}}}}})
+    return build_policy(
+        {"marketplaces": {"UK": {"sellers": {"seller-1": {"free_cancel_window": window}}}}}
+    )
 
 
 @pytest.mark.parametrize(
@@ -225,12 +242,12 @@ def seller_policy(window: str) -> PolicySet:
         ("until_ready_to_ship", days(5), True),
     ],
 )
-def test_seller_free_cancel_window(window: str, after_payment: timedelta,
-                                   instant: bool) -> None:
+def test_seller_free_cancel_window(window: str, after_payment: timedelta, instant: bool) -> None:
     msg = f.order_placed()
     timeline = Timeline(msg.order_id, seller_policy(window))
-    timeline.send(msg, f.paid(msg.order_id, PAID),
-                  f.cancel_requested(msg.order_id, PAID + after_payment))
+    timeline.send(
+        msg, f.paid(msg.order_id, PAID), f.cancel_requested(msg.order_id, PAID + after_payment)
+    )
     if instant:
         assert timeline.types() == ["order.cancelled", "refund.initiated"]
     else:
@@ -246,8 +263,12 @@ def test_until_ready_to_ship_then_the_seller_answers_within_48h(
     oid = msg.order_id
     timeline = Timeline(oid, seller_policy("until_ready_to_ship"))
     asked = PAID + days(2)
-    timeline.send(msg, f.paid(oid, PAID), f.ready_to_ship(oid, asked + rts_after),
-                  f.cancel_requested(oid, asked))
+    timeline.send(
+        msg,
+        f.paid(oid, PAID),
+        f.ready_to_ship(oid, asked + rts_after),
+        f.cancel_requested(oid, asked),
+    )
     if instant:
         assert timeline.types()[:1] == ["order.cancelled"]
         return
@@ -258,10 +279,12 @@ def test_until_ready_to_ship_then_the_seller_answers_within_48h(
 
 
 def test_old_per_seller_answer_window_still_works() -> None:
-    policy = build_policy({"marketplaces": {"UK": {"sellers": {"seller-1": {
-        "cancel_response_window": "PT3H"}}}}})
+    policy = build_policy(
+        {"marketplaces": {"UK": {"sellers": {"seller-1": {"cancel_response_window": "PT3H"}}}}}
+    )
     msg = f.order_placed()
     timeline = Timeline(msg.order_id, policy)
-    timeline.send(msg, f.paid(msg.order_id, PAID),
-                  f.cancel_requested(msg.order_id, PAID + hours(2)))
+    timeline.send(
+        msg, f.paid(msg.order_id, PAID), f.cancel_requested(msg.order_id, PAID + hours(2))
+    )
     assert timeline.one("cancellation.requested").respond_by == PAID + hours(5)

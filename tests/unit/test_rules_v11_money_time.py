@@ -42,17 +42,27 @@ def test_order_in_another_currency_than_the_marketplace_is_dead_lettered(
     if dead:
         (letter,) = timeline.dead_letters
         assert (letter.kind, letter.task, letter.message["message_id"]) == (
-            "invalid_message", "aftersales.order_event", msg.message_id)
-        assert letter.reason == (f"order.placed in {currency}: marketplace UK takes orders in "
-                                 "GBP only (its limits and rates are in GBP)")
+            "invalid_message",
+            "aftersales.order_event",
+            msg.message_id,
+        )
+        assert letter.reason == (
+            f"order.placed in {currency}: marketplace UK takes orders in "
+            "GBP only (its limits and rates are in GBP)"
+        )
     else:
         assert timeline.dead_letters == []
 
 
 def test_money_of_two_currencies_is_never_compared_or_added() -> None:
     pounds, yen = Cash(Decimal("1500"), "GBP"), Cash(Decimal("1500"), "JPY")
-    for mix in (lambda: pounds + yen, lambda: pounds - yen, lambda: pounds < yen,
-                lambda: pounds >= yen, lambda: min(pounds, yen)):
+    for mix in (
+        lambda: pounds + yen,
+        lambda: pounds - yen,
+        lambda: pounds < yen,
+        lambda: pounds >= yen,
+        lambda: min(pounds, yen),
+    ):
         with pytest.raises(CurrencyMismatch, match="cannot be mixed"):
             mix()
     assert pounds + Cash(Decimal("1"), "GBP") == Cash(Decimal("1501"), "GBP")
@@ -61,8 +71,9 @@ def test_money_of_two_currencies_is_never_compared_or_added() -> None:
 def test_money_limits_need_a_currency() -> None:
     with pytest.raises(PolicyError, match=r"marketplaces\.FR: .*currency is required"):
         build_policy({"marketplaces": {"FR": {"drop_off": {"max_value": "100"}}}})
-    policy = build_policy({"marketplaces": {"FR": {"currency": "EUR",
-                                                   "drop_off": {"max_value": "100"}}}})
+    policy = build_policy(
+        {"marketplaces": {"FR": {"currency": "EUR", "drop_off": {"max_value": "100"}}}}
+    )
     assert policy.for_marketplace("FR").currency == "EUR"
 
 
@@ -73,8 +84,13 @@ def test_partial_refunds_add_up_to_what_was_paid_without_a_remainder() -> None:
     items = [f.item("sku-x", 1, "10.005"), f.item("sku-y", 1, "10.005")]
     timeline, oid = delivered_order(items=items)  # paid 20.01 + 4.99 = 25.00
     for sku in ("sku-x", "sku-y"):
-        rid = ask(timeline, DELIVERED + hours(1), kind="refund_only", reason="damaged",
-                  items=[{"sku": sku, "quantity": 1}])
+        rid = ask(
+            timeline,
+            DELIVERED + hours(1),
+            kind="refund_only",
+            reason="damaged",
+            items=[{"sku": sku, "quantity": 1}],
+        )
         timeline.send(f.return_approved(oid, rid, DELIVERED + hours(2)))
     first, second = timeline.of("refund.initiated")
     assert [str(r.amount) for r in (first, second)] == ["10.01", "14.99"]
@@ -104,15 +120,20 @@ MAR_DELIVERED = datetime(2026, 3, 10, 12, tzinfo=UTC)  # 12:00 in London (GMT)
     ],
     ids=["october-days", "october-hours", "march-days", "march-hours"],
 )
-def test_return_window_days_are_london_days(delivered: datetime, window: str,
-                                            last_allowed: datetime) -> None:
+def test_return_window_days_are_london_days(
+    delivered: datetime, window: str, last_allowed: datetime
+) -> None:
     policy = build_policy({"marketplaces": {"UK": {"return_window": window}}})
     for asked, allowed in ((last_allowed, True), (last_allowed + SECOND, False)):
         msg = f.order_placed(at=delivered - days(3))
         oid = msg.order_id
         timeline = Timeline(oid, policy)
-        timeline.send(msg, f.paid(oid, delivered - days(3)),
-                      f.shipped(oid, delivered - days(2)), f.delivered(oid, delivered))
+        timeline.send(
+            msg,
+            f.paid(oid, delivered - days(3)),
+            f.shipped(oid, delivered - days(2)),
+            f.delivered(oid, delivered),
+        )
         ask(timeline, asked, method="self_arrange")
         assert timeline.codes() == ([] if allowed else ["outside_return_window"]), asked
 
@@ -121,22 +142,26 @@ def test_label_validity_counts_local_days_too() -> None:
     msg = f.order_placed(at=OCT_DELIVERED - days(3))
     oid = msg.order_id
     timeline = Timeline(oid)
-    timeline.send(msg, f.paid(oid, OCT_DELIVERED - days(3)),
-                  f.shipped(oid, OCT_DELIVERED - days(2)), f.delivered(oid, OCT_DELIVERED))
+    timeline.send(
+        msg,
+        f.paid(oid, OCT_DELIVERED - days(3)),
+        f.shipped(oid, OCT_DELIVERED - days(2)),
+        f.delivered(oid, OCT_DELIVERED),
+    )
     approved = datetime(2026, 10, 20, 9, tzinfo=UTC)  # 10:00 BST
     rid = ask(timeline, approved - hours(1), method="drop_off")
     timeline.send(f.return_approved(oid, rid, approved))
     # 14 London days later is 3 November 10:00 GMT: 337 hours, not 336.
-    assert timeline.deadline("label_validity", rid).due_at == datetime(2026, 11, 3, 10,
-                                                                       tzinfo=UTC)
+    assert timeline.deadline("label_validity", rid).due_at == datetime(2026, 11, 3, 10, tzinfo=UTC)
 
 
 # --- 10: platform cancellation -----------------------------------------------------------
 
 
 def platform_cancel(timeline: Timeline, at: datetime) -> None:
-    timeline.send(f.message("platform.order_cancelled", timeline.order_id, at,
-                            reason="customer service"))
+    timeline.send(
+        f.message("platform.order_cancelled", timeline.order_id, at, reason="customer service")
+    )
 
 
 def test_platform_cancels_an_unpaid_order() -> None:
@@ -145,8 +170,12 @@ def test_platform_cancels_an_unpaid_order() -> None:
     timeline.send(msg)
     platform_cancel(timeline, T0 + hours(1))
     cancelled = timeline.one("order.cancelled")
-    assert (cancelled.by, cancelled.seller_fault, cancelled.refund,
-            cancelled.stop_shipment) == ("platform", False, None, None)
+    assert (cancelled.by, cancelled.seller_fault, cancelled.refund, cancelled.stop_shipment) == (
+        "platform",
+        False,
+        None,
+        None,
+    )
     assert timeline.state.deadlines == {}
 
 
@@ -154,11 +183,17 @@ def test_platform_cancels_a_shipped_order_closes_requests_and_stops_the_parcel()
     timeline, oid = delivered_order(delivered=False)
     # Past the free window (paid at T0 + 1 h), before the shipment: answered by shipping.
     timeline.send(f.cancel_requested(oid, T0 + hours(3)))
-    partly = ask(timeline, SHIPPED + hours(1), kind="refund_only", reason="missing_items",
-                 items=SKU_B)
+    partly = ask(
+        timeline, SHIPPED + hours(1), kind="refund_only", reason="missing_items", items=SKU_B
+    )
     timeline.send(f.return_approved(oid, partly, SHIPPED + hours(2)))
-    still_open = ask(timeline, SHIPPED + hours(3), kind="refund_only", reason="not_received",
-                     items=[{"sku": "sku-a", "quantity": 1}])
+    still_open = ask(
+        timeline,
+        SHIPPED + hours(3),
+        kind="refund_only",
+        reason="not_received",
+        items=[{"sku": "sku-a", "quantity": 1}],
+    )
     timeline.clear()
     platform_cancel(timeline, SHIPPED + hours(4))
     assert timeline.types() == ["return.closed", "order.cancelled", "refund.initiated"]
@@ -168,8 +203,7 @@ def test_platform_cancels_a_shipped_order_closes_requests_and_stops_the_parcel()
     assert cancelled.stop_shipment is not None
     assert (cancelled.by, str(cancelled.refund.amount)) == ("platform", "39.99")
     refund = timeline.one("refund.initiated")
-    assert (str(refund.breakdown.items), str(refund.breakdown.shipping_fee)) == ("35.00",
-                                                                                 "4.99")
+    assert (str(refund.breakdown.items), str(refund.breakdown.shipping_fee)) == ("35.00", "4.99")
     assert timeline.state.deadlines == {}
     assert sum(Decimal(a) for a in timeline.refunded()) + Decimal("15.00") == Decimal("54.99")
     timeline.send(f.delivered(oid, SHIPPED + days(1)))
@@ -206,8 +240,9 @@ def test_platform_cancel_keeps_held_messages_waiting() -> None:
     assert [d.kind for d in timeline.state.deadlines.values()] == ["hold"]
 
 
-@pytest.mark.parametrize(("first", "code"), [("delivered", "already_delivered"),
-                                             ("cancelled", "order_cancelled")])
+@pytest.mark.parametrize(
+    ("first", "code"), [("delivered", "already_delivered"), ("cancelled", "order_cancelled")]
+)
 def test_platform_cancel_refused_after_delivery_or_cancellation(first: str, code: str) -> None:
     timeline, _ = delivered_order(delivered=first == "delivered")
     if first == "cancelled":

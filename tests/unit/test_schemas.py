@@ -53,11 +53,21 @@ VALID: dict[str, Spec] = {
     # aftersales.order_event
     "order.placed": Spec(
         ib.OrderPlaced,
-        {"marketplace": "UK", "seller_id": "s-1", "buyer_id": "b-1",
-         "payment_method": "prepaid", "pricing": "regular", "currency": "GBP",
-         "shipping_fee": "4.99", "items": [LINE]},
-        {"pricing": "subsidized", "payment_due_at": "2026-03-03T12:00:00+02:00",
-         "items": [FULL_LINE]},
+        {
+            "marketplace": "UK",
+            "seller_id": "s-1",
+            "buyer_id": "b-1",
+            "payment_method": "prepaid",
+            "pricing": "regular",
+            "currency": "GBP",
+            "shipping_fee": "4.99",
+            "items": [LINE],
+        },
+        {
+            "pricing": "subsidized",
+            "payment_due_at": "2026-03-03T12:00:00+02:00",
+            "items": [FULL_LINE],
+        },
     ),
     "order.paid": Spec(ib.OrderPaid, {}, {}),
     "order.ready_to_ship": Spec(ib.OrderReadyToShip, {}, {}),
@@ -68,9 +78,13 @@ VALID: dict[str, Spec] = {
     "buyer.return_requested": Spec(
         ib.ReturnRequested,
         {"request_id": "r-1", "kind": "refund_only", "reason": "not_received"},
-        {"kind": "return_and_refund", "reason": "damaged", "method": "drop_off",
-         "items": [{"sku": "sku-a", "quantity": 1}],
-         "parcel": {"weight_kg": "2.5", "dimensions_cm": [40, 30, 20]}},
+        {
+            "kind": "return_and_refund",
+            "reason": "damaged",
+            "method": "drop_off",
+            "items": [{"sku": "sku-a", "quantity": 1}],
+            "parcel": {"weight_kg": "2.5", "dimensions_cm": [40, 30, 20]},
+        },
     ),
     "buyer.return_tracking_submitted": Spec(
         ib.ReturnTrackingSubmitted,
@@ -78,10 +92,14 @@ VALID: dict[str, Spec] = {
         {"postage": "3.20"},
     ),
     "buyer.label_email_requested": Spec(
-        ib.LabelEmailRequested, {"request_id": "r-1", "email": "buyer@example.com"}, {},
+        ib.LabelEmailRequested,
+        {"request_id": "r-1", "email": "buyer@example.com"},
+        {},
     ),
     "buyer.appeal_submitted": Spec(
-        ib.AppealSubmitted, {"request_id": "r-1"}, {"note": "it arrived broken"},
+        ib.AppealSubmitted,
+        {"request_id": "r-1"},
+        {"note": "it arrived broken"},
     ),
     # aftersales.seller_action
     "seller.cancel_accepted": Spec(ib.SellerCancelAccepted, {}, {}),
@@ -89,31 +107,53 @@ VALID: dict[str, Spec] = {
     "seller.order_cancelled": Spec(ib.SellerOrderCancelled, {"reason": "out of stock"}, {}),
     "seller.return_approved": Spec(ib.SellerReturnApproved, {"request_id": "r-1"}, {}),
     "seller.return_rejected": Spec(
-        ib.SellerReturnRejected, {"request_id": "r-1", "reason": "item was used"}, {},
+        ib.SellerReturnRejected,
+        {"request_id": "r-1", "reason": "item was used"},
+        {},
     ),
     "seller.return_received": Spec(ib.SellerReturnReceived, {"request_id": "r-1"}, {}),
     # aftersales.carrier_event
     "carrier.return_dropped_off": Spec(
-        ib.ReturnDroppedOff, {"request_id": "r-1", "tracking_number": "EVRI-1"}, {},
+        ib.ReturnDroppedOff,
+        {"request_id": "r-1", "tracking_number": "EVRI-1"},
+        {},
     ),
     # aftersales.platform_action
     "platform.arbitration_decided": Spec(
-        ib.ArbitrationDecided, {"request_id": "r-1", "outcome": "refund"}, {},
+        ib.ArbitrationDecided,
+        {"request_id": "r-1", "outcome": "refund"},
+        {},
     ),
     "platform.order_cancelled": Spec(
-        ib.PlatformOrderCancelled, {"reason": "fraud suspected"}, {},
+        ib.PlatformOrderCancelled,
+        {"reason": "fraud suspected"},
+        {},
     ),
 }
 
 CONTRACT_TASKS: dict[str, set[str]] = {
-    "aftersales.order_event": {"order.placed", "order.paid", "order.ready_to_ship",
-                               "order.shipped", "order.delivered"},
-    "aftersales.buyer_action": {"buyer.cancel_requested", "buyer.return_requested",
-                                "buyer.return_tracking_submitted",
-                                "buyer.label_email_requested", "buyer.appeal_submitted"},
-    "aftersales.seller_action": {"seller.cancel_accepted", "seller.cancel_rejected",
-                                 "seller.order_cancelled", "seller.return_approved",
-                                 "seller.return_rejected", "seller.return_received"},
+    "aftersales.order_event": {
+        "order.placed",
+        "order.paid",
+        "order.ready_to_ship",
+        "order.shipped",
+        "order.delivered",
+    },
+    "aftersales.buyer_action": {
+        "buyer.cancel_requested",
+        "buyer.return_requested",
+        "buyer.return_tracking_submitted",
+        "buyer.label_email_requested",
+        "buyer.appeal_submitted",
+    },
+    "aftersales.seller_action": {
+        "seller.cancel_accepted",
+        "seller.cancel_rejected",
+        "seller.order_cancelled",
+        "seller.return_approved",
+        "seller.return_rejected",
+        "seller.return_received",
+    },
     "aftersales.carrier_event": {"carrier.return_dropped_off"},
     "aftersales.platform_action": {"platform.arbitration_decided", "platform.order_cancelled"},
 }
@@ -121,8 +161,7 @@ CONTRACT_TASKS: dict[str, set[str]] = {
 
 TASK_OF = {type_: task for task, types in TYPES_BY_TASK.items() for type_ in types}
 TYPES = list(VALID)
-ID_FIELDS = ("message_id", "order_id", "seller_id", "buyer_id", "request_id",
-             "tracking_number")
+ID_FIELDS = ("message_id", "order_id", "seller_id", "buyer_id", "request_id", "tracking_number")
 """Fields the contract makes opaque ids of 1-128 characters."""
 
 DROP = object()
@@ -204,8 +243,11 @@ def test_minimal_form_has_exactly_the_required_fields_and_full_form_all(type_: s
 
 def _leaves(value: Any, path: str = "") -> list[tuple[str, Any]]:
     if isinstance(value, BaseModel):
-        return [leaf for name in type(value).model_fields
-                for leaf in _leaves(getattr(value, name), f"{path}.{name}")]
+        return [
+            leaf
+            for name in type(value).model_fields
+            for leaf in _leaves(getattr(value, name), f"{path}.{name}")
+        ]
     if isinstance(value, list):
         return [leaf for i, item in enumerate(value) for leaf in _leaves(item, f"{path}.{i}")]
     return [(path, value)]
@@ -261,13 +303,22 @@ def test_payment_due_at_is_normalised_to_utc() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["2026-03-02T05:00:00-05:00", "2026-03-02t10:00:00z", "2026-03-02 10:00:00Z",
-     "2026-03-02T10:00:00.000Z", "2026-03-02T10:00:00+00:00"],
+    [
+        "2026-03-02T05:00:00-05:00",
+        "2026-03-02t10:00:00z",
+        "2026-03-02 10:00:00Z",
+        "2026-03-02T10:00:00.000Z",
+        "2026-03-02T10:00:00+00:00",
+    ],
     ids=lambda t: t,
 )
 def test_rfc3339_spellings_are_accepted(text: str) -> None:
-    assert accepted("order.paid", changed(valid_body("order.paid"), ("occurred_at",), text)
-                    ).occurred_at == NOW
+    assert (
+        accepted(
+            "order.paid", changed(valid_body("order.paid"), ("occurred_at",), text)
+        ).occurred_at
+        == NOW
+    )
 
 
 # Fields whose values are an enumeration in the contract: (type, field) -> values.
@@ -277,16 +328,27 @@ ENUMS: dict[tuple[str, str], set[str]] = {
     ("buyer.return_requested", "kind"): {"refund_only", "return_and_refund"},
     ("buyer.return_requested", "method"): {"drop_off", "self_arrange"},
     ("buyer.return_requested", "reason"): {
-        "damaged", "defective", "wrong_item", "missing_items", "not_as_described",
-        "not_received", "changed_mind", "no_longer_needed", "ordered_by_mistake"},
+        "damaged",
+        "defective",
+        "wrong_item",
+        "missing_items",
+        "not_as_described",
+        "not_received",
+        "changed_mind",
+        "no_longer_needed",
+        "ordered_by_mistake",
+    },
     ("platform.arbitration_decided", "outcome"): {"refund", "reject"},
 }
 
 
 @pytest.mark.parametrize(
     ("type_", "name", "value"),
-    [pytest.param(t, n, v, id=f"{t}:{n}={v}")
-     for (t, n), values in ENUMS.items() for v in sorted(values)],
+    [
+        pytest.param(t, n, v, id=f"{t}:{n}={v}")
+        for (t, n), values in ENUMS.items()
+        for v in sorted(values)
+    ],
 )
 def test_every_contract_enum_value_is_accepted(type_: str, name: str, value: str) -> None:
     body = changed(valid_body(type_, "full"), (name,), value)
@@ -300,8 +362,12 @@ def test_enum_fields_allow_nothing_beyond_the_contract(type_: str, name: str) ->
     def values(annotation: Any) -> set[str]:  # Literal[...], Literal[...] | None, an enum
         if annotation is ReturnReason:
             return {reason.value for reason in ReturnReason}
-        return {v for arg in get_args(annotation)
-                for v in (values(arg) if get_args(arg) else {arg}) if isinstance(v, str)}
+        return {
+            v
+            for arg in get_args(annotation)
+            for v in (values(arg) if get_args(arg) else {arg})
+            if isinstance(v, str)
+        }
 
     assert values(VALID[type_].model.model_fields[name].annotation) == ENUMS[type_, name]
 
@@ -342,63 +408,118 @@ def _every_type_cases() -> list[Any]:
     return cases
 
 
-BAD_MONEY = [12.5, 12, True, "12,50", "1e3", "NaN", "Infinity", "", " 12.50", "12.50\n",
-             "+12.50", ".50", "£12.50", "12.1234567", "-1.00",
-             "\uff11\uff12.\uff15\uff10"]  # the last is "12.50" in full-width digits
+BAD_MONEY = [
+    12.5,
+    12,
+    True,
+    "12,50",
+    "1e3",
+    "NaN",
+    "Infinity",
+    "",
+    " 12.50",
+    "12.50\n",
+    "+12.50",
+    ".50",
+    "£12.50",
+    "12.1234567",
+    "-1.00",
+    "\uff11\uff12.\uff15\uff10",
+]  # the last is "12.50" in full-width digits
 NO_OFFSET = "2026-03-02T10:00:00"
-BAD_TIMESTAMPS = [NO_OFFSET, "2026-03-02", "2026-03-02T10:00Z",
-                  "2026-03-02T10:00:00+0200", "02/03/2026 10:00:00Z", "2026-02-30T10:00:00Z",
-                  "2026-03-02T25:00:00Z", "2026-03-02T10:00:00Z\n", "", 1772445600]
+BAD_TIMESTAMPS = [
+    NO_OFFSET,
+    "2026-03-02",
+    "2026-03-02T10:00Z",
+    "2026-03-02T10:00:00+0200",
+    "02/03/2026 10:00:00Z",
+    "2026-02-30T10:00:00Z",
+    "2026-03-02T25:00:00Z",
+    "2026-03-02T10:00:00Z\n",
+    "",
+    1772445600,
+]
 BAD_QUANTITIES = [0, -1, "2", 2.5, True, None]
-BAD_ENUM_VALUES = {"payment_method": ["card", "PREPAID", ""], "pricing": ["discounted"],
-                   "kind": ["exchange"], "method": ["courier", "DROP_OFF"],
-                   "reason": ["other", "Damaged"], "outcome": ["partial", "REFUND"]}
+BAD_ENUM_VALUES = {
+    "payment_method": ["card", "PREPAID", ""],
+    "pricing": ["discounted"],
+    "kind": ["exchange"],
+    "method": ["courier", "DROP_OFF"],
+    "reason": ["other", "Damaged"],
+    "outcome": ["partial", "REFUND"],
+}
 
 FIELD_CASES = [
     # money: a decimal string, never a JSON number, never negative
-    *[case("order.placed", path, value) for path in (("shipping_fee",), ("items", 0, "unit_price"))
-      for value in BAD_MONEY],
+    *[
+        case("order.placed", path, value)
+        for path in (("shipping_fee",), ("items", 0, "unit_price"))
+        for value in BAD_MONEY
+    ],
     # timestamps: RFC 3339 with offset
     *[case("order.paid", ("occurred_at",), value) for value in BAD_TIMESTAMPS[1:]],
     *[case("order.placed", ("payment_due_at",), value) for value in BAD_TIMESTAMPS],
     # enumerations of the contract
     *[case(t, (name,), value) for t, name in ENUMS for value in BAD_ENUM_VALUES[name]],
     # order lines and return selections
-    *[case(t, ("items", 0, "quantity"), q) for t in ("order.placed", "buyer.return_requested")
-      for q in BAD_QUANTITIES],
-    *[case(t, ("items",), items)
-      for t, line in (("order.placed", LINE),
-                      ("buyer.return_requested", {"sku": "sku-a", "quantity": 1}))
-      for items in ([], [line, {**line, "quantity": 3}])],
+    *[
+        case(t, ("items", 0, "quantity"), q)
+        for t in ("order.placed", "buyer.return_requested")
+        for q in BAD_QUANTITIES
+    ],
+    *[
+        case(t, ("items",), items)
+        for t, line in (
+            ("order.placed", LINE),
+            ("buyer.return_requested", {"sku": "sku-a", "quantity": 1}),
+        )
+        for items in ([], [line, {**line, "quantity": 3}])
+    ],
     case("order.placed", ("items", 0, "sku"), ""),
     case("buyer.return_requested", ("items", 0, "sku"), "x" * 129),
     case("order.placed", ("items", 0, "colour"), "red"),
     case("buyer.return_requested", ("parcel", "colour"), "red"),
     # weights and dimensions, on order lines and parcels
-    *[case(t, (*where, "dimensions_cm"), dims)
-      for t, where in (("order.placed", ("items", 0)), ("buyer.return_requested", ("parcel",)))
-      for dims in ([30, 20], [30, 20, 10, 5], [], "30x20x10")],
-    *[case(t, (*where, "dimensions_cm", 1), measure)
-      for t, where in (("order.placed", ("items", 0)), ("buyer.return_requested", ("parcel",)))
-      for measure in (0, -5, "0", "wide", float("nan"))],
-    *[case(t, (*where, "weight_kg"), weight)
-      for t, where in (("order.placed", ("items", 0)), ("buyer.return_requested", ("parcel",)))
-      for weight in (0, -1, "-1", "heavy", "1e3", True, float("inf"))],
+    *[
+        case(t, (*where, "dimensions_cm"), dims)
+        for t, where in (("order.placed", ("items", 0)), ("buyer.return_requested", ("parcel",)))
+        for dims in ([30, 20], [30, 20, 10, 5], [], "30x20x10")
+    ],
+    *[
+        case(t, (*where, "dimensions_cm", 1), measure)
+        for t, where in (("order.placed", ("items", 0)), ("buyer.return_requested", ("parcel",)))
+        for measure in (0, -5, "0", "wide", float("nan"))
+    ],
+    *[
+        case(t, (*where, "weight_kg"), weight)
+        for t, where in (("order.placed", ("items", 0)), ("buyer.return_requested", ("parcel",)))
+        for weight in (0, -1, "-1", "heavy", "1e3", True, float("inf"))
+    ],
     case("buyer.return_requested", ("parcel", "weight_kg"), DROP),
     case("buyer.return_requested", ("parcel", "dimensions_cm"), DROP),
     # currency: an ISO 4217 code
     *[case("order.placed", ("currency",), c) for c in ("usd", "US", "GBPX", "", "G8P")],
     # the label e-mail must at least be an address
-    *[case("buyer.label_email_requested", ("email",), e)
-      for e in ("buyer.example.com", "buyer@", "@example.com", "a@b@c", "bu yer@x.com", "")],
+    *[
+        case("buyer.label_email_requested", ("email",), e)
+        for e in ("buyer.example.com", "buyer@", "@example.com", "a@b@c", "bu yer@x.com", "")
+    ],
     # seller refusals and cancellations must give a reason
-    *[case(t, ("reason",), reason)
-      for t in ("seller.cancel_rejected", "seller.return_rejected", "seller.order_cancelled",
-                "platform.order_cancelled")
-      for reason in ("", " ", "\t\n ")],
+    *[
+        case(t, ("reason",), reason)
+        for t in (
+            "seller.cancel_rejected",
+            "seller.return_rejected",
+            "seller.order_cancelled",
+            "platform.order_cancelled",
+        )
+        for reason in ("", " ", "\t\n ")
+    ],
     # postage is money: a decimal string, not a number, not negative
-    *[case("buyer.return_tracking_submitted", ("postage",), p)
-      for p in (3.2, "3,20", "-1.00", "1e3", "")],
+    *[
+        case("buyer.return_tracking_submitted", ("postage",), p)
+        for p in (3.2, "3,20", "-1.00", "1e3", "")
+    ],
 ]
 
 
@@ -415,18 +536,42 @@ def test_invalid_field_is_refused_naming_it(
 # Rules across two fields are checked on the whole message: the error's loc is the
 # message type and its text names the field the producer must fix.
 CROSS_FIELD_CASES = [
-    pytest.param("order.placed", {"pricing": "subsidized"}, "payment_due_at",
-                 id="order.placed:subsidized-without-payment_due_at"),
-    pytest.param("order.placed", {"pricing": "subsidized", "payment_due_at": None},
-                 "payment_due_at", id="order.placed:subsidized-with-null-payment_due_at"),
-    pytest.param("order.placed", {"payment_due_at": "2026-03-02T09:59:59Z"}, "payment_due_at",
-                 id="order.placed:payment_due_at-before-occurred_at"),
-    pytest.param("buyer.return_requested", {"kind": "return_and_refund"}, "method",
-                 id="buyer.return_requested:return_and_refund-without-method"),
-    pytest.param("buyer.return_requested", {"kind": "return_and_refund", "method": None},
-                 "method", id="buyer.return_requested:return_and_refund-with-null-method"),
-    pytest.param("buyer.return_requested", {"method": "drop_off"}, "method",
-                 id="buyer.return_requested:refund_only-with-method"),
+    pytest.param(
+        "order.placed",
+        {"pricing": "subsidized"},
+        "payment_due_at",
+        id="order.placed:subsidized-without-payment_due_at",
+    ),
+    pytest.param(
+        "order.placed",
+        {"pricing": "subsidized", "payment_due_at": None},
+        "payment_due_at",
+        id="order.placed:subsidized-with-null-payment_due_at",
+    ),
+    pytest.param(
+        "order.placed",
+        {"payment_due_at": "2026-03-02T09:59:59Z"},
+        "payment_due_at",
+        id="order.placed:payment_due_at-before-occurred_at",
+    ),
+    pytest.param(
+        "buyer.return_requested",
+        {"kind": "return_and_refund"},
+        "method",
+        id="buyer.return_requested:return_and_refund-without-method",
+    ),
+    pytest.param(
+        "buyer.return_requested",
+        {"kind": "return_and_refund", "method": None},
+        "method",
+        id="buyer.return_requested:return_and_refund-with-null-method",
+    ),
+    pytest.param(
+        "buyer.return_requested",
+        {"method": "drop_off"},
+        "method",
+        id="buyer.return_requested:refund_only-with-method",
+    ),
 ]
 
 
@@ -443,13 +588,15 @@ def test_cross_field_rule_is_refused_naming_the_field(
 @pytest.mark.parametrize("type_", TYPES)
 @pytest.mark.parametrize(
     ("ahead", "ok"),
-    [(timedelta(minutes=5), True), (timedelta(minutes=5, seconds=1), False),
-     (timedelta(minutes=6), False), (timedelta(days=-400), True)],
+    [
+        (timedelta(minutes=5), True),
+        (timedelta(minutes=5, seconds=1), False),
+        (timedelta(minutes=6), False),
+        (timedelta(days=-400), True),
+    ],
     ids=["5m00s-ahead-ok", "5m01s-ahead-refused", "6m-ahead-refused", "past-ok"],
 )
-def test_event_time_may_be_at_most_5_minutes_ahead(
-    type_: str, ahead: timedelta, ok: bool
-) -> None:
+def test_event_time_may_be_at_most_5_minutes_ahead(type_: str, ahead: timedelta, ok: bool) -> None:
     # Given an event time `ahead` of the worker's clock, written with a +02:00 offset
     at = (NOW + ahead).astimezone(PLUS_2)
     body = changed(valid_body(type_), ("occurred_at",), at.isoformat())
@@ -467,22 +614,32 @@ def test_future_check_needs_the_clock() -> None:
 
 @pytest.mark.parametrize(
     ("type_", "task"),
-    [pytest.param(t, task, id=f"{t}->{task}")
-     for t in TYPES for task in TASK_MESSAGES if task != TASK_OF[t]],
+    [
+        pytest.param(t, task, id=f"{t}->{task}")
+        for t in TYPES
+        for task in TASK_MESSAGES
+        if task != TASK_OF[t]
+    ],
 )
 def test_type_sent_to_the_wrong_task_is_refused(type_: str, task: str) -> None:
     # Given a valid message of another task / When this task parses it
     errors = refusal(task, valid_body(type_, "full"))
     # Then the `type` tag is what is refused
     assert [(e["type"], e["ctx"]["discriminator"], e["ctx"]["tag"]) for e in errors] == [
-        ("union_tag_invalid", "'type'", type_)]
+        ("union_tag_invalid", "'type'", type_)
+    ]
 
 
 @pytest.mark.parametrize("task", list(TASK_MESSAGES))
 @pytest.mark.parametrize(
     ("type_value", "error_type"),
-    [("order.refunded", "union_tag_invalid"), ("ORDER.PAID", "union_tag_invalid"),
-     ("", "union_tag_invalid"), (DROP, "union_tag_not_found"), (7, "union_tag_invalid")],
+    [
+        ("order.refunded", "union_tag_invalid"),
+        ("ORDER.PAID", "union_tag_invalid"),
+        ("", "union_tag_invalid"),
+        (DROP, "union_tag_not_found"),
+        (7, "union_tag_invalid"),
+    ],
     ids=["unknown", "wrong-case", "empty", "missing", "number"],
 )
 def test_unknown_or_missing_type_is_refused(task: str, type_value: Any, error_type: str) -> None:
@@ -493,8 +650,9 @@ def test_unknown_or_missing_type_is_refused(task: str, type_value: Any, error_ty
 
 
 @pytest.mark.parametrize("task", list(TASK_MESSAGES))
-@pytest.mark.parametrize("body", [[], "order.paid", None, 1], ids=["array", "string", "null",
-                                                                   "number"])
+@pytest.mark.parametrize(
+    "body", [[], "order.paid", None, 1], ids=["array", "string", "null", "number"]
+)
 def test_body_that_is_not_an_object_is_refused(task: str, body: Any) -> None:
     assert refusal(task, body)
 
@@ -508,52 +666,103 @@ LATER_Z = "2026-03-04T10:00:00Z"  # ...and published in UTC with a Z
 
 # A valid `data` for every event type, with the fields listed in the contract.
 EVENTS: dict[str, dict[str, Any]] = {
-    "order.cancelled": {"by": "buyer", "reason": "changed my mind", "seller_fault": False,
-                        "refund": {"amount": "54.99", "currency": "GBP"},
-                        "stop_shipment": {"tracking_number": "TRK-1"}},
+    "order.cancelled": {
+        "by": "buyer",
+        "reason": "changed my mind",
+        "seller_fault": False,
+        "refund": {"amount": "54.99", "currency": "GBP"},
+        "stop_shipment": {"tracking_number": "TRK-1"},
+    },
     "cancellation.requested": {"respond_by": LATER},
     "cancellation.accepted": {"by": "seller"},
     "cancellation.auto_accepted": {"deadline": LATER},
     "cancellation.rejected": {"by": "system", "reason": "order shipped"},
-    "return.requested": {"request_id": "r-1", "kind": "return_and_refund",
-                         "method": "drop_off", "reason": "damaged", "respond_by": LATER},
+    "return.requested": {
+        "request_id": "r-1",
+        "kind": "return_and_refund",
+        "method": "drop_off",
+        "reason": "damaged",
+        "respond_by": LATER,
+    },
     "return.approved": {"request_id": "r-1", "by": "platform"},
     "return.auto_approved": {"request_id": "r-1", "deadline": LATER},
-    "return.rejected": {"request_id": "r-1", "reason": "item was used",
-                        "can_resubmit": True, "can_appeal": True},
+    "return.rejected": {
+        "request_id": "r-1",
+        "reason": "item was used",
+        "can_resubmit": True,
+        "can_appeal": True,
+    },
     "return.label_generated": {
-        "request_id": "r-1", "carrier": "Evri", "tracking_number": "H01ABC",
-        "qr_content": "EVRI:H01ABC", "qr_png_uri": "file:///var/labels/r-1.png",
-        "pdf_uri": "file:///var/labels/r-1.pdf", "cost": {"amount": "2.99", "currency": "GBP"},
-        "payer": "buyer", "valid_until": LATER},
-    "return.label_email_requested": {"request_id": "r-1", "email": "buyer@example.com",
-                                     "pdf_uri": "file:///var/labels/r-1.pdf"},
+        "request_id": "r-1",
+        "carrier": "Evri",
+        "tracking_number": "H01ABC",
+        "qr_content": "EVRI:H01ABC",
+        "qr_png_uri": "file:///var/labels/r-1.png",
+        "pdf_uri": "file:///var/labels/r-1.pdf",
+        "cost": {"amount": "2.99", "currency": "GBP"},
+        "payer": "buyer",
+        "valid_until": LATER,
+    },
+    "return.label_email_requested": {
+        "request_id": "r-1",
+        "email": "buyer@example.com",
+        "pdf_uri": "file:///var/labels/r-1.pdf",
+    },
     "return.closed": {"request_id": "r-1", "reason": "label_expired"},
-    "refund.initiated": {"request_id": "r-1", "amount": "52.00", "currency": "GBP",
-                         "breakdown": {"items": "54.99", "shipping_fee": "0.00",
-                                       "return_shipping_deduction": "2.99",
-                                       "return_shipping_refund": "0.00"}},
-    "action.rejected": {"message_id": "m-1", "type": "buyer.return_requested",
-                        "code": "drop_off_ineligible", "detail": "parcel weighs 20 kg"},
+    "refund.initiated": {
+        "request_id": "r-1",
+        "amount": "52.00",
+        "currency": "GBP",
+        "breakdown": {
+            "items": "54.99",
+            "shipping_fee": "0.00",
+            "return_shipping_deduction": "2.99",
+            "return_shipping_refund": "0.00",
+        },
+    },
+    "action.rejected": {
+        "message_id": "m-1",
+        "type": "buyer.return_requested",
+        "code": "drop_off_ineligible",
+        "detail": "parcel weighs 20 kg",
+    },
 }
 EVENT_VARIANTS = [
     *[pytest.param(t, data, id=t) for t, data in EVENTS.items()],
-    pytest.param("order.cancelled", {**EVENTS["order.cancelled"], "refund": None},
-                 id="order.cancelled:unpaid"),
-    pytest.param("refund.initiated", {**EVENTS["refund.initiated"], "request_id": None},
-                 id="refund.initiated:cancellation"),
-    pytest.param("return.requested", {**EVENTS["return.requested"], "kind": "refund_only",
-                                      "method": None}, id="return.requested:refund_only"),
+    pytest.param(
+        "order.cancelled",
+        {**EVENTS["order.cancelled"], "refund": None},
+        id="order.cancelled:unpaid",
+    ),
+    pytest.param(
+        "refund.initiated",
+        {**EVENTS["refund.initiated"], "request_id": None},
+        id="refund.initiated:cancellation",
+    ),
+    pytest.param(
+        "return.requested",
+        {**EVENTS["return.requested"], "kind": "refund_only", "method": None},
+        id="return.requested:refund_only",
+    ),
 ]
-MONEY_IN = {"order.cancelled": [("refund", "amount")],
-            "return.label_generated": [("cost", "amount")],
-            "refund.initiated": [("amount",), ("breakdown", "items"),
-                                 ("breakdown", "shipping_fee"),
-                                 ("breakdown", "return_shipping_deduction"),
-                                 ("breakdown", "return_shipping_refund")]}
-TIMES_IN = {"cancellation.requested": "respond_by", "cancellation.auto_accepted": "deadline",
-            "return.requested": "respond_by", "return.auto_approved": "deadline",
-            "return.label_generated": "valid_until"}
+MONEY_IN = {
+    "order.cancelled": [("refund", "amount")],
+    "return.label_generated": [("cost", "amount")],
+    "refund.initiated": [
+        ("amount",),
+        ("breakdown", "items"),
+        ("breakdown", "shipping_fee"),
+        ("breakdown", "return_shipping_deduction"),
+        ("breakdown", "return_shipping_refund"),
+    ],
+}
+TIMES_IN = {
+    "cancellation.requested": "respond_by",
+    "cancellation.auto_accepted": "deadline",
+    "return.requested": "respond_by",
+    "return.auto_approved": "deadline",
+    "return.label_generated": "valid_until",
+}
 
 
 def _at(data: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -577,9 +786,14 @@ def test_event_round_trips_as_cloudevent_json(type_: str, sample: dict[str, Any]
     wire = json.loads(json.dumps(event.model_dump(mode="json")))
     # Then the envelope is CloudEvents 1.0 as the contract describes
     assert {k: v for k, v in wire.items() if k != "data"} == {
-        "specversion": "1.0", "id": event_id("m-1", type_), "source": "aftersales",
-        "type": type_, "subject": "o-1", "time": "2026-03-02T10:00:00Z",
-        "datacontenttype": "application/json"}
+        "specversion": "1.0",
+        "id": event_id("m-1", type_),
+        "source": "aftersales",
+        "type": type_,
+        "subject": "o-1",
+        "time": "2026-03-02T10:00:00Z",
+        "datacontenttype": "application/json",
+    }
     assert CloudEvent.model_validate(wire) == event
     assert EVENT_DATA[type_].model_validate(wire["data"]) == data
     # and money travels as strings, timestamps in UTC with a Z
@@ -607,15 +821,25 @@ def test_event_money_is_a_non_negative_decimal_string(amount: Any) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("specversion", "0.3"), ("source", "shop"), ("datacontenttype", "text/plain"),
-     ("type", "order.refunded"), ("time", "2026-03-02T10:00:00"), ("subject", ""),
-     ("surprise", 1)],
+    [
+        ("specversion", "0.3"),
+        ("source", "shop"),
+        ("datacontenttype", "text/plain"),
+        ("type", "order.refunded"),
+        ("time", "2026-03-02T10:00:00"),
+        ("subject", ""),
+        ("surprise", 1),
+    ],
     ids=lambda v: str(v),
 )
 def test_cloudevent_refuses_a_foreign_envelope(field: str, value: Any) -> None:
-    wire = build_event("return.closed", "o-1", NOW,
-                       EVENT_DATA["return.closed"].model_validate(EVENTS["return.closed"]),
-                       cause="m-1").model_dump(mode="json")
+    wire = build_event(
+        "return.closed",
+        "o-1",
+        NOW,
+        EVENT_DATA["return.closed"].model_validate(EVENTS["return.closed"]),
+        cause="m-1",
+    ).model_dump(mode="json")
     with pytest.raises(ValidationError) as caught:
         CloudEvent.model_validate({**wire, field: value})
     assert [e["loc"] for e in caught.value.errors()] == [(field,)]
@@ -632,8 +856,9 @@ def test_event_id_is_deterministic_per_cause_and_type() -> None:
 def test_same_outcome_built_twice_keeps_its_id() -> None:
     data: Data = EVENT_DATA["return.closed"].model_validate(EVENTS["return.closed"])
     once = build_event("return.closed", "o-1", NOW, data, cause="r-1:deadline")
-    again = build_event("return.closed", "o-1", NOW + timedelta(minutes=3), data,
-                        cause="r-1:deadline")
+    again = build_event(
+        "return.closed", "o-1", NOW + timedelta(minutes=3), data, cause="r-1:deadline"
+    )
     assert once.id == again.id == event_id("r-1:deadline", "return.closed")
 
 
@@ -647,33 +872,61 @@ H, D = timedelta(hours=1), timedelta(days=1)
 def test_built_in_uk_section_is_the_contracts() -> None:
     uk = build_policy(None).for_marketplace("UK")
     assert (uk.timezone, uk.holidays) == ("Europe/London", "GB-ENG")
-    assert tuple(str(w) for w in (
-        uk.free_cancel_window, uk.cancel_response_window, uk.unpaid_cancel_after,
-        uk.return_window, uk.return_response_window, uk.return_response_calendar,
-        uk.resubmit_window, uk.self_arrange_tracking_window, uk.label_validity,
-        uk.receipt_confirm_window)) == (
-        "PT1H", "PT48H", "PT48H", "P30D", "PT48H", "business", "PT48H", "P5D", "P14D", "P8D")
+    assert tuple(
+        str(w)
+        for w in (
+            uk.free_cancel_window,
+            uk.cancel_response_window,
+            uk.unpaid_cancel_after,
+            uk.return_window,
+            uk.return_response_window,
+            uk.return_response_calendar,
+            uk.resubmit_window,
+            uk.self_arrange_tracking_window,
+            uk.label_validity,
+            uk.receipt_confirm_window,
+        )
+    ) == ("PT1H", "PT48H", "PT48H", "P30D", "PT48H", "business", "PT48H", "P5D", "P14D", "P8D")
     assert (uk.currency, uk.self_arrange_postage_cap) == ("GBP", Decimal("6.99"))
     drop = uk.drop_off
     assert (drop.carrier, drop.max_weight_kg, drop.max_perimeter_cm, drop.max_value) == (
-        "Evri", 15, 245, Decimal("1500"))
+        "Evri",
+        15,
+        245,
+        Decimal("1500"),
+    )
     assert [(r.up_to_kg, r.price) for r in drop.rates] == [
-        (2, Decimal("2.99")), (5, Decimal("4.49")), (15, Decimal("6.99"))]
+        (2, Decimal("2.99")),
+        (5, Decimal("4.49")),
+        (15, Decimal("6.99")),
+    ]
 
 
 def _assert_section_4_defaults(policy: MarketplacePolicy) -> None:
     assert (policy.timezone, policy.holidays) == ("UTC", None)
-    assert tuple(str(w) for w in (
-        policy.free_cancel_window, policy.cancel_response_window,
-        policy.unpaid_cancel_after, policy.return_window, policy.return_response_window,
-        policy.return_response_calendar, policy.resubmit_window,
-        policy.self_arrange_tracking_window, policy.label_validity,
-        policy.receipt_confirm_window)) == (
-        "PT1H", "PT48H", "PT48H", "P14D", "PT48H", "calendar", "PT48H", "P5D", "P14D", "P8D")
+    assert tuple(
+        str(w)
+        for w in (
+            policy.free_cancel_window,
+            policy.cancel_response_window,
+            policy.unpaid_cancel_after,
+            policy.return_window,
+            policy.return_response_window,
+            policy.return_response_calendar,
+            policy.resubmit_window,
+            policy.self_arrange_tracking_window,
+            policy.label_validity,
+            policy.receipt_confirm_window,
+        )
+    ) == ("PT1H", "PT48H", "PT48H", "P14D", "PT48H", "calendar", "PT48H", "P5D", "P14D", "P8D")
     assert (policy.currency, policy.self_arrange_postage_cap) == (None, None)
     drop = policy.drop_off
     assert (drop.max_weight_kg, drop.max_perimeter_cm, drop.max_value, drop.rates) == (
-        None, None, None, [])
+        None,
+        None,
+        None,
+        [],
+    )
 
 
 def test_other_marketplaces_get_section_4_defaults() -> None:
@@ -685,19 +938,23 @@ def test_other_marketplaces_get_section_4_defaults() -> None:
 
 def test_override_keeps_the_keys_it_does_not_name() -> None:
     # Given a file changing one window and one drop-off limit of the UK
-    policy = build_policy({"marketplaces": {"UK": {"return_window": "P45D",
-                                                   "drop_off": {"max_weight_kg": 20}}}})
+    policy = build_policy(
+        {"marketplaces": {"UK": {"return_window": "P45D", "drop_off": {"max_weight_kg": 20}}}}
+    )
     # Then those change and everything else stays as built in
     uk, built_in = policy.for_marketplace("UK"), build_policy(None).for_marketplace("UK")
     assert (str(uk.return_window), uk.drop_off.max_weight_kg) == ("P45D", 20)
-    assert uk.model_copy(update={"return_window": built_in.return_window,
-                                 "drop_off": built_in.drop_off}) == built_in
+    assert (
+        uk.model_copy(
+            update={"return_window": built_in.return_window, "drop_off": built_in.drop_off}
+        )
+        == built_in
+    )
     assert uk.drop_off.model_copy(update={"max_weight_kg": 15}) == built_in.drop_off
 
 
 def test_new_marketplace_starts_from_the_defaults() -> None:
-    policy = build_policy({"marketplaces": {"DE": {"timezone": "Europe/Berlin",
-                                                   "holidays": "DE"}}})
+    policy = build_policy({"marketplaces": {"DE": {"timezone": "Europe/Berlin", "holidays": "DE"}}})
     de = policy.for_marketplace("DE")
     _assert_section_4_defaults(de.model_copy(update={"timezone": "UTC", "holidays": None}))
     assert (de.timezone, de.holidays) == ("Europe/Berlin", "DE")
@@ -706,15 +963,21 @@ def test_new_marketplace_starts_from_the_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected", "written"),
-    [("PT1H", 1 * H, "PT1H"), ("PT90M", 1.5 * H, "PT1H30M"),
-     ("PT30S", timedelta(seconds=30), "PT30S"), ("P14D", 14 * D, "P14D"),
-     ("P2W", 14 * D, "P14D"), ("P1DT12H", 36 * H, "P1DT12H"),
-     ("P1W2DT3H4M5S", timedelta(9, 3 * 3600 + 245), "P9DT3H4M5S"),
-     ("PT720H", 30 * D, "PT720H")],
+    [
+        ("PT1H", 1 * H, "PT1H"),
+        ("PT90M", 1.5 * H, "PT1H30M"),
+        ("PT30S", timedelta(seconds=30), "PT30S"),
+        ("P14D", 14 * D, "P14D"),
+        ("P2W", 14 * D, "P14D"),
+        ("P1DT12H", 36 * H, "P1DT12H"),
+        ("P1W2DT3H4M5S", timedelta(9, 3 * 3600 + 245), "P9DT3H4M5S"),
+        ("PT720H", 30 * D, "PT720H"),
+    ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
-def test_iso_durations_of_fixed_length_are_accepted(text: str, expected: timedelta,
-                                                    written: str) -> None:
+def test_iso_durations_of_fixed_length_are_accepted(
+    text: str, expected: timedelta, written: str
+) -> None:
     policy = build_policy({"marketplaces": {"UK": {"label_validity": text}}})
     window = policy.for_marketplace("UK").label_validity
     assert (window.nominal, str(window)) == (expected, written), "days stay days, hours hours"
@@ -727,38 +990,88 @@ def _in_uk(**section: Any) -> dict[str, Any]:
 BAD_POLICIES = [
     # unknown keys, wherever they are
     ("typo-in-marketplace", _in_uk(retrun_window="P30D"), "marketplaces.UK.retrun_window"),
-    ("typo-in-drop_off", _in_uk(drop_off={"max_wieght_kg": 10}),
-     "marketplaces.UK.drop_off.max_wieght_kg"),
-    ("typo-in-rate", _in_uk(drop_off={"rates": [{"up_to_kg": 2, "cost": "1"}]}),
-     "marketplaces.UK.drop_off.rates.0.cost"),
-    ("typo-in-new-marketplace", {"marketplaces": {"DE": {"timezon": "Europe/Berlin"}}},
-     "marketplaces.DE.timezon"),
+    (
+        "typo-in-drop_off",
+        _in_uk(drop_off={"max_wieght_kg": 10}),
+        "marketplaces.UK.drop_off.max_wieght_kg",
+    ),
+    (
+        "typo-in-rate",
+        _in_uk(drop_off={"rates": [{"up_to_kg": 2, "cost": "1"}]}),
+        "marketplaces.UK.drop_off.rates.0.cost",
+    ),
+    (
+        "typo-in-new-marketplace",
+        {"marketplaces": {"DE": {"timezon": "Europe/Berlin"}}},
+        "marketplaces.DE.timezon",
+    ),
     ("unknown-top-level", {"marketplace": {"UK": {}}}, "top-level key(s) marketplace;"),
     # durations
-    *[(f"duration-{text or 'empty'}", _in_uk(return_window=text), "marketplaces.UK.return_window")
-      for text in ("P1M", "P1Y", "PT0S", "P0D", "48h", "PT48", "P", "PT", "", "-PT1H",
-                   "PT48H\n", 48)],
-    ("duration-in-seller", _in_uk(sellers={"s-1": {"cancel_response_window": "P1M"}}),
-     "marketplaces.UK.sellers.s-1.cancel_response_window"),
+    *[
+        (f"duration-{text or 'empty'}", _in_uk(return_window=text), "marketplaces.UK.return_window")
+        for text in (
+            "P1M",
+            "P1Y",
+            "PT0S",
+            "P0D",
+            "48h",
+            "PT48",
+            "P",
+            "PT",
+            "",
+            "-PT1H",
+            "PT48H\n",
+            48,
+        )
+    ],
+    (
+        "duration-in-seller",
+        _in_uk(sellers={"s-1": {"cancel_response_window": "P1M"}}),
+        "marketplaces.UK.sellers.s-1.cancel_response_window",
+    ),
     # other values
-    ("calendar", _in_uk(return_response_calendar="weekdays"),
-     "marketplaces.UK.return_response_calendar"),
-    ("rates-descending", _in_uk(drop_off={"rates": [{"up_to_kg": 5, "price": "4.49"},
-                                                    {"up_to_kg": 2, "price": "2.99"}]}),
-     "marketplaces.UK.drop_off.rates"),
-    ("rates-repeated", _in_uk(drop_off={"rates": [{"up_to_kg": 2, "price": "2.99"},
-                                                  {"up_to_kg": 2, "price": "4.49"}]}),
-     "marketplaces.UK.drop_off.rates"),
-    ("rate-price-float", _in_uk(drop_off={"rates": [{"up_to_kg": 2, "price": 2.99}]}),
-     "marketplaces.UK.drop_off.rates.0.price"),
-    ("max-weight-zero", _in_uk(drop_off={"max_weight_kg": 0}),
-     "marketplaces.UK.drop_off.max_weight_kg"),
-    ("max-value-negative", _in_uk(drop_off={"max_value": "-1"}),
-     "marketplaces.UK.drop_off.max_value"),
-    *[(f"timezone-{tz or 'empty'}", _in_uk(timezone=tz), "marketplaces.UK.timezone")
-      for tz in ("Europe/Londn", "Mars/Olympus_Mons", "")],
-    *[(f"holidays-{code}", _in_uk(holidays=code), "marketplaces.UK.holidays")
-      for code in ("XX", "GB-XXX", "gb-eng")],
+    (
+        "calendar",
+        _in_uk(return_response_calendar="weekdays"),
+        "marketplaces.UK.return_response_calendar",
+    ),
+    (
+        "rates-descending",
+        _in_uk(
+            drop_off={"rates": [{"up_to_kg": 5, "price": "4.49"}, {"up_to_kg": 2, "price": "2.99"}]}
+        ),
+        "marketplaces.UK.drop_off.rates",
+    ),
+    (
+        "rates-repeated",
+        _in_uk(
+            drop_off={"rates": [{"up_to_kg": 2, "price": "2.99"}, {"up_to_kg": 2, "price": "4.49"}]}
+        ),
+        "marketplaces.UK.drop_off.rates",
+    ),
+    (
+        "rate-price-float",
+        _in_uk(drop_off={"rates": [{"up_to_kg": 2, "price": 2.99}]}),
+        "marketplaces.UK.drop_off.rates.0.price",
+    ),
+    (
+        "max-weight-zero",
+        _in_uk(drop_off={"max_weight_kg": 0}),
+        "marketplaces.UK.drop_off.max_weight_kg",
+    ),
+    (
+        "max-value-negative",
+        _in_uk(drop_off={"max_value": "-1"}),
+        "marketplaces.UK.drop_off.max_value",
+    ),
+    *[
+        (f"timezone-{tz or 'empty'}", _in_uk(timezone=tz), "marketplaces.UK.timezone")
+        for tz in ("Europe/Londn", "Mars/Olympus_Mons", "")
+    ],
+    *[
+        (f"holidays-{code}", _in_uk(holidays=code), "marketplaces.UK.holidays")
+        for code in ("XX", "GB-XXX", "gb-eng")
+    ],
     ("section-not-a-table", {"marketplaces": {"UK": "Europe/London"}}, "marketplaces.UK"),
     ("marketplaces-not-a-table", {"marketplaces": ["UK"]}, "marketplaces"),
 ]

@@ -11,13 +11,23 @@ from schemas.types import parse_timestamp
 from worker.screen import Limits, depth_exceeds, refuse_decoded, refuse_raw
 
 LIMITS = Limits(max_bytes=1024, max_depth=8)
-HEADERS = {"task": "aftersales.order_event", "id": "t-1", "lang": "py", "retries": 0,
-           "eta": None, "timelimit": [None, None]}
+HEADERS = {
+    "task": "aftersales.order_event",
+    "id": "t-1",
+    "lang": "py",
+    "retries": 0,
+    "eta": None,
+    "timelimit": [None, None],
+}
 GOOD = [[{"message_id": "m"}], {}, {"callbacks": None, "errbacks": None, "chain": None}]
 
 
-def _raw(body: Any = b"[]", content_type: str | None = "application/json",
-         encoding: str | None = "utf-8", **headers: Any) -> str | None:
+def _raw(
+    body: Any = b"[]",
+    content_type: str | None = "application/json",
+    encoding: str | None = "utf-8",
+    **headers: Any,
+) -> str | None:
     refusal = refuse_raw(body, content_type, encoding, {**HEADERS, **headers}, LIMITS)
     return refusal.reason if refusal else None
 
@@ -54,11 +64,31 @@ def test_a_well_formed_message_passes():
         (lambda: _raw(stamped_headers=5), "invalid_headers"),
         (lambda: _raw(stamped_headers=["a"], stamps="x"), "invalid_headers"),
     ],
-    ids=["too-large", "empty", "pickle", "yaml", "codec", "encoding-int", "compressed",
-         "no-task", "no-id", "id-list", "id-long", "task-int", "retries-str", "retries-neg",
-         "timelimit-str",
-         "timelimit-neg", "eta-object", "eta-text", "eta-9999", "expires-year-1",
-         "ignore-result-str", "stamped-int", "stamps-str"],
+    ids=[
+        "too-large",
+        "empty",
+        "pickle",
+        "yaml",
+        "codec",
+        "encoding-int",
+        "compressed",
+        "no-task",
+        "no-id",
+        "id-list",
+        "id-long",
+        "task-int",
+        "retries-str",
+        "retries-neg",
+        "timelimit-str",
+        "timelimit-neg",
+        "eta-object",
+        "eta-text",
+        "eta-9999",
+        "expires-year-1",
+        "ignore-result-str",
+        "stamped-int",
+        "stamps-str",
+    ],
 )
 def test_raw_refusals(call, reason):
     assert call() == reason
@@ -79,11 +109,28 @@ def test_the_limit_is_inclusive():
 
 @pytest.mark.parametrize(
     "payload",
-    [{"args": []}, [1, 2, 3], [[], {}], "text", None, [{}, {}, {}], [[], [], {}],
-     [[], {}, {"callbacks": [{"task": "aftersales.deadline"}]}],
-     [[], {}, {"chain": [{"task": "x"}]}]],
-    ids=["object", "ints", "two", "string", "null", "args-object", "kwargs-array",
-         "callbacks", "chain"],
+    [
+        {"args": []},
+        [1, 2, 3],
+        [[], {}],
+        "text",
+        None,
+        [{}, {}, {}],
+        [[], [], {}],
+        [[], {}, {"callbacks": [{"task": "aftersales.deadline"}]}],
+        [[], {}, {"chain": [{"task": "x"}]}],
+    ],
+    ids=[
+        "object",
+        "ints",
+        "two",
+        "string",
+        "null",
+        "args-object",
+        "kwargs-array",
+        "callbacks",
+        "chain",
+    ],
 )
 def test_bodies_that_are_not_args_kwargs_embed_are_refused(payload):
     refusal = refuse_decoded(payload, LIMITS)
@@ -107,8 +154,14 @@ def test_depth_counts_every_container_and_needs_no_recursion():
 
 @pytest.mark.parametrize(
     "text",
-    ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00Z",
-     "1969-12-31T23:59:59Z", "3000-01-01T00:00:00Z", "9999-12-31T23:59:59Z"],
+    [
+        "9999-12-31T23:59:59-23:59",
+        "0001-01-01T00:00:00+01:00",
+        "0001-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "3000-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+    ],
 )
 def test_instants_out_of_range_are_a_validation_error_not_an_overflow(text):
     with pytest.raises(ValueError, match="outside the accepted range"):
@@ -140,10 +193,12 @@ def test_ids_with_control_or_bidi_characters_are_invalid(bad):
 
 @pytest.mark.parametrize(
     ("name", "raw", "field", "expected"),
-    [("AFTERSALES_MAX_MESSAGE_BYTES", None, "max_message_bytes", 262144),
-     ("AFTERSALES_MAX_MESSAGE_BYTES", "1000", "max_message_bytes", 1000),
-     ("AFTERSALES_MAX_MESSAGE_DEPTH", None, "max_message_depth", 32),
-     ("AFTERSALES_MAX_MESSAGE_DEPTH", "12", "max_message_depth", 12)],
+    [
+        ("AFTERSALES_MAX_MESSAGE_BYTES", None, "max_message_bytes", 262144),
+        ("AFTERSALES_MAX_MESSAGE_BYTES", "1000", "max_message_bytes", 1000),
+        ("AFTERSALES_MAX_MESSAGE_DEPTH", None, "max_message_depth", 32),
+        ("AFTERSALES_MAX_MESSAGE_DEPTH", "12", "max_message_depth", 12),
+    ],
 )
 def test_limits_come_from_the_environment(monkeypatch, name, raw, field, expected):
     from worker.settings import Settings

@@ -88,7 +88,6 @@ OUTBOX_ENTRIES = f"{PREFIX}:outbox:entries"
 """Hash entry id -> JSON {kind, ...}: events to publish, dead letters, tasks to send."""
 
 
-
 def deadline_member(order_id: str, deadline_id: str) -> str:
     """Unambiguous member for an (order, deadline) pair; ids may contain any character."""
     return json.dumps([order_id, deadline_id], separators=(",", ":"))

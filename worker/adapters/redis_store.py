@@ -165,7 +165,12 @@ class RedisStore:
         ]
 
     def lost_armed(
-        self, now: datetime, grace: float, limit: int, backoff_cap: float, max_holding: float,
+        self,
+        now: datetime,
+        grace: float,
+        limit: int,
+        backoff_cap: float,
+        max_holding: float,
         queued: int = 0,
     ) -> list[tuple[str, str]]:
         """Armed deadlines overdue whose task no live worker incarnation holds and, with

@@ -34,8 +34,9 @@ UNPAID_TIMER = timer_id("unpaid_expiry")
 UNPAID_REASON = "payment not received in time"
 
 
-def refund_event(step: Step, request_id: str | None, refund: Refund, at: datetime,
-                 cause: str) -> Step:
+def refund_event(
+    step: Step, request_id: str | None, refund: Refund, at: datetime, cause: str
+) -> Step:
     """Emit refund.initiated and count it against what was paid."""
     currency = facts(step.state).currency
 
@@ -69,7 +70,10 @@ def cancel_order(
     order = facts(state)
     refund = remaining_refund(state, order) if state.paid_at is not None else None
     cancellation = Cancellation(
-        by=by, reason=reason, at=at, seller_fault=by == "seller",
+        by=by,
+        reason=reason,
+        at=at,
+        seller_fault=by == "seller",
         refund=refund.amount if refund else None,
     )
     request = state.cancel_request
@@ -79,7 +83,9 @@ def cancel_order(
     # Shipped already (platform cancellation): whoever carries the parcel must stop it.
     stop = StopShipment(tracking_number=state.tracking_number) if state.shipped_at else None
     data = OrderCancelledData(
-        by=by, reason=reason, seller_fault=cancellation.seller_fault,
+        by=by,
+        reason=reason,
+        seller_fault=cancellation.seller_fault,
         refund=amount(refund.amount, order.currency) if refund else None,
         stop_shipment=stop,
     )
@@ -125,8 +131,11 @@ def _ask_seller(state: OrderState, msg: CancelRequested) -> Step:
     policy = terms(state)
     respond_by = policy.end(policy.cancel_response_for(facts(state).seller_id), msg.occurred_at)
     request = CancelRequest(
-        status="open", reason=msg.reason, requested_at=msg.occurred_at,
-        respond_by=respond_by, message_id=msg.message_id,
+        status="open",
+        reason=msg.reason,
+        requested_at=msg.occurred_at,
+        respond_by=respond_by,
+        message_id=msg.message_id,
     )
     step = Step(state).update(cancel_request=request)
     step = step.start_timer("cancel_response", "", respond_by)
@@ -152,7 +161,9 @@ def seller_answer(
         return step.emit("cancellation.rejected", data, msg.occurred_at, msg.message_id)
     step = step.update(cancel_request=request.model_copy(update={"status": "accepted"}))
     step = step.emit(
-        "cancellation.accepted", CancellationAcceptedData(by="seller"), msg.occurred_at,
+        "cancellation.accepted",
+        CancellationAcceptedData(by="seller"),
+        msg.occurred_at,
         msg.message_id,
     )
     return cancel_order(step, "buyer", request.reason, msg.occurred_at, msg.message_id)
@@ -165,8 +176,9 @@ def reject_by_system(step: Step, reason: str, at: datetime, cause: str) -> Step:
         return step
     step = step.update(cancel_request=request.model_copy(update={"status": "rejected"}))
     step = step.stop_timers(CANCEL_TIMER)
-    return step.emit("cancellation.rejected", CancellationRejectedData(by="system",
-                     reason=reason), at, cause)
+    return step.emit(
+        "cancellation.rejected", CancellationRejectedData(by="system", reason=reason), at, cause
+    )
 
 
 def seller_cancel(state: OrderState, msg: SellerOrderCancelled) -> Step:

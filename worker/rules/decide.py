@@ -68,8 +68,9 @@ def decide(
     is put in its place among them (event time, see eventtime.py).
     """
     if isinstance(input, DeadlineFired | LabelGenerated):
-        return eventtime.remember(state, input, now,
-                                  _decide_one(state, input, now, policy, hold_for))
+        return eventtime.remember(
+            state, input, now, _decide_one(state, input, now, policy, hold_for)
+        )
     if parking.is_parked(state, input.message_id):
         return Decision(state=state, applied=False)
 
@@ -184,8 +185,12 @@ def _expire_holds(state: OrderState, hold: Deadline, policies: PolicySet) -> Dec
     while True:
         due = [p for p in step.state.parked if _hold_due(step.state, p) <= hold.due_at]
         if not due:
-            return Decision(state=step.state, events=step.events, label_jobs=step.label_jobs,
-                            dead_letters=tuple(letters))
+            return Decision(
+                state=step.state,
+                events=step.events,
+                label_jobs=step.label_jobs,
+                dead_letters=tuple(letters),
+            )
         first = min(due, key=lambda p: (p.occurred_at, p.parked_at))
         later = _blockers_hold(step.state, first)
         if later is not None:  # what holds its deadline back is held longer: so is it
@@ -224,9 +229,7 @@ def _retry(step: Step, policies: PolicySet) -> Step:
             rest = parking.unpark(step.state, msg.message_id)
             result = apply_message(rest, msg, policies)
             if isinstance(result, Park):
-                step = step.with_state(
-                    parking.rewait(step.state, msg.message_id, result)
-                )
+                step = step.with_state(parking.rewait(step.state, msg.message_id, result))
                 continue
             step = step.then(result)
             break

@@ -67,8 +67,9 @@ class Replayed:
     kept: History | None  # the inputs after the last one that published, from its state
 
 
-def replay(state: OrderState, msg: InboundMessage, now: datetime,
-           decide_one: DecideOne) -> Replayed:
+def replay(
+    state: OrderState, msg: InboundMessage, now: datetime, decide_one: DecideOne
+) -> Replayed:
     """Decide the unpublished inputs again from the base, with `msg`, in event-time order.
 
     The inputs that come after the last one that published anything stay unpublished
@@ -88,18 +89,28 @@ def replay(state: OrderState, msg: InboundMessage, now: datetime,
         decision = decide_one(current, message, item.at)
         current = decision.state
         if _publishes(decision):
-            rest = tuple(inputs[j] for j in ordered[position + 1:])
+            rest = tuple(inputs[j] for j in ordered[position + 1 :])
             kept = History(base=current, inputs=rest) if rest else None
         events += decision.events
         letters += decision.dead_letters
         jobs += decision.label_jobs
-    decision = Decision(state=current, events=tuple(events), dead_letters=tuple(letters),
-                        label_jobs=tuple(jobs), applied=not is_parked(current, msg.message_id))
+    decision = Decision(
+        state=current,
+        events=tuple(events),
+        dead_letters=tuple(letters),
+        label_jobs=tuple(jobs),
+        applied=not is_parked(current, msg.message_id),
+    )
     return Replayed(decision, kept)
 
 
-def remember(before: OrderState, input: InboundMessage | DeadlineFired | LabelGenerated,
-             now: datetime, decision: Decision, kept: History | None = None) -> Decision:
+def remember(
+    before: OrderState,
+    input: InboundMessage | DeadlineFired | LabelGenerated,
+    now: datetime,
+    decision: Decision,
+    kept: History | None = None,
+) -> Decision:
     """Keep the history up to date: a published outcome starts a new one (from `kept`, the
     unpublished inputs after it, if a replay left some); a silent message is added to it."""
     published = before.published

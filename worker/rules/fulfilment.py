@@ -22,13 +22,20 @@ from worker.rules.state import DeadlineKind, Label, LabelGenerated, OrderState, 
 from worker.rules.step import Park, Step, amount, facts, reject, terms, timer_id, unchanged
 
 CloseReason = Literal[
-    "tracking_not_submitted", "label_expired", "rejected_final", "arbitration_rejected",
+    "tracking_not_submitted",
+    "label_expired",
+    "rejected_final",
+    "arbitration_rejected",
     "order_cancelled",
 ]
 
 
 _REQUEST_TIMERS: tuple[DeadlineKind, ...] = (
-    "return_response", "resubmit", "tracking", "label_validity", "receipt_confirm",
+    "return_response",
+    "resubmit",
+    "tracking",
+    "label_validity",
+    "receipt_confirm",
 )
 
 
@@ -52,10 +59,10 @@ def approve(
         return refund(step, request_id, at, cause)
     if request.method == "drop_off":
         step = step.label_job(request_id)
-        return step.start_timer("label_validity", request_id,
-                                policy.end(policy.label_validity, at))
-    return step.start_timer("tracking", request_id,
-                            policy.end(policy.self_arrange_tracking_window, at))
+        return step.start_timer("label_validity", request_id, policy.end(policy.label_validity, at))
+    return step.start_timer(
+        "tracking", request_id, policy.end(policy.self_arrange_tracking_window, at)
+    )
 
 
 def refund(step: Step, request_id: str, at: datetime, cause: str) -> Step:
@@ -106,7 +113,8 @@ def parcel_sent(state: OrderState, msg: ReturnTrackingSubmitted | ReturnDroppedO
         return reject(state, msg, "already_shipped_back", "the parcel is already on its way")
     step = Step(state).stop_timers(*request_timers(request.request_id))
     step = step.change_return(
-        request.request_id, shipped_back_at=msg.occurred_at,
+        request.request_id,
+        shipped_back_at=msg.occurred_at,
         tracking_number=msg.tracking_number,
         postage=msg.postage if isinstance(msg, ReturnTrackingSubmitted) else None,
     )
@@ -133,8 +141,7 @@ def label_email(state: OrderState, msg: LabelEmailRequested) -> Step | Park:
     data = ReturnLabelEmailRequestedData(
         request_id=request.request_id, email=msg.email, pdf_uri=request.label.pdf_uri
     )
-    return Step(state).emit("return.label_email_requested", data, msg.occurred_at,
-                            msg.message_id)
+    return Step(state).emit("return.label_email_requested", data, msg.occurred_at, msg.message_id)
 
 
 def label_needed(state: OrderState, request_id: str) -> ReturnRequest | None:
@@ -177,8 +184,10 @@ def label_generated(state: OrderState, made: LabelGenerated) -> Step:
         return unchanged(state)
     policy = terms(state)
     label = Label(
-        tracking_number=made.tracking_number, qr_content=made.qr_content,
-        qr_png_uri=made.qr_png_uri, pdf_uri=made.pdf_uri,
+        tracking_number=made.tracking_number,
+        qr_content=made.qr_content,
+        qr_png_uri=made.qr_png_uri,
+        pdf_uri=made.pdf_uri,
     )
     step = Step(state).change_return(made.request_id, label=label)
     data = ReturnLabelGeneratedData(

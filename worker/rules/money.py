@@ -18,8 +18,25 @@ ZERO = Decimal("0")
 # ISO 4217 minor units that differ from the usual 2 (cents, pence).
 MINOR_UNITS: dict[str, int] = {
     **dict.fromkeys(
-        ("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
-         "VND", "VUV", "XAF", "XOF", "XPF"),
+        (
+            "BIF",
+            "CLP",
+            "DJF",
+            "GNF",
+            "ISK",
+            "JPY",
+            "KMF",
+            "KRW",
+            "PYG",
+            "RWF",
+            "UGX",
+            "UYI",
+            "VND",
+            "VUV",
+            "XAF",
+            "XOF",
+            "XPF",
+        ),
         0,
     ),
     **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
@@ -95,7 +112,8 @@ def remaining_refund(state: OrderState, order: OrderFacts) -> Refund:
     refunded = _refunded_quantities(state.returns.values(), None)
     rest = tuple(
         ItemSelection(sku=i.sku, quantity=i.quantity - refunded.get(i.sku, 0))
-        for i in order.items if i.quantity > refunded.get(i.sku, 0)
+        for i in order.items
+        if i.quantity > refunded.get(i.sku, 0)
     )
     items = _items_refund(order, refunded, rest)
     # With no unit left, the fee went back with the last of them.
@@ -109,8 +127,9 @@ def full_refund(order: OrderFacts) -> Refund:
     return Refund(items, round_money(order.shipping_fee, order.currency), ZERO)
 
 
-def refund_for(state: OrderState, request: ReturnRequest, order: OrderFacts,
-               postage_cap: Cash | None = None) -> Refund:
+def refund_for(
+    state: OrderState, request: ReturnRequest, order: OrderFacts, postage_cap: Cash | None = None
+) -> Refund:
     """Rule 13, plus the buyer's own postage for seller-fault self-arranged returns.
 
     The items' part is the rounded value of every unit refunded so far, this request's
@@ -135,8 +154,9 @@ def refund_for(state: OrderState, request: ReturnRequest, order: OrderFacts,
     return Refund(items, fee, deduction, postage)
 
 
-def _items_refund(order: OrderFacts, before: dict[str, int],
-                  selection: Iterable[ItemSelection]) -> Decimal:
+def _items_refund(
+    order: OrderFacts, before: dict[str, int], selection: Iterable[ItemSelection]
+) -> Decimal:
     def value(quantities: dict[str, int]) -> Decimal:
         chosen = [ItemSelection(sku=sku, quantity=q) for sku, q in quantities.items() if q]
         return round_money(items_value(order, chosen), order.currency)
@@ -155,8 +175,11 @@ def _refunded_quantities(
     requests: Iterable[ReturnRequest], current: ReturnRequest | None
 ) -> dict[str, int]:
     """Units refunded by requests other than `current`."""
-    done = [r for r in requests if r.status == "refunded"
-            and (current is None or r.request_id != current.request_id)]
+    done = [
+        r
+        for r in requests
+        if r.status == "refunded" and (current is None or r.request_id != current.request_id)
+    ]
     quantities: dict[str, int] = {}
     for request in done:
         quantities = _add(quantities, request.items)
@@ -250,6 +273,8 @@ def drop_off_cost(
     if not rules.rates:
         return ZERO
     weight = parcel_weight(order, selection, parcel)
-    price = next((rate.price for rate in rules.rates
-                  if weight is not None and weight <= rate.up_to_kg), rules.rates[-1].price)
+    price = next(
+        (rate.price for rate in rules.rates if weight is not None and weight <= rate.up_to_kg),
+        rules.rates[-1].price,
+    )
     return (Cash(ZERO, order.currency) + Cash(price, limits_currency)).amount

@@ -63,8 +63,12 @@ def wrong_currency(msg: OrderPlaced, policies: PolicySet) -> DeadLetter | None:
         f"order.placed in {msg.currency}: marketplace {msg.marketplace} takes orders in "
         f"{currency} only (its limits and rates are in {currency})"
     )
-    return DeadLetter(message=msg.model_dump(mode="json"), task=TASK_OF_TYPE[msg.type],
-                      reason=reason, kind="invalid_message")
+    return DeadLetter(
+        message=msg.model_dump(mode="json"),
+        task=TASK_OF_TYPE[msg.type],
+        reason=reason,
+        kind="invalid_message",
+    )
 
 
 def paid(state: OrderState, msg: OrderPaid) -> Step:
@@ -77,9 +81,7 @@ def paid(state: OrderState, msg: OrderPaid) -> Step:
         return step
     # Paid after the order was cancelled: everything goes back.
     refund = full_refund(facts(state))
-    step = step.update(
-        cancellation=state.cancellation.model_copy(update={"refund": refund.amount})
-    )
+    step = step.update(cancellation=state.cancellation.model_copy(update={"refund": refund.amount}))
     return refund_event(step, None, refund, msg.occurred_at, msg.message_id)
 
 

@@ -18,6 +18,7 @@ DEFAULT_HOLD = timedelta(minutes=10)
 """How long a message waits for an earlier fact before it is refused or dead-lettered
 (docs/rules.md); `AFTERSALES_HOLD_FOR` changes it."""
 
+
 def message_id_of(parked: ParkedMessage) -> str:
     return str(parked.message["message_id"])
 
@@ -26,8 +27,9 @@ def is_parked(state: OrderState, message_id: str) -> bool:
     return any(message_id_of(p) == message_id for p in state.parked)
 
 
-def park(state: OrderState, msg: Message, now: datetime, hold_for: timedelta,
-         why: Park) -> OrderState:
+def park(
+    state: OrderState, msg: Message, now: datetime, hold_for: timedelta, why: Park
+) -> OrderState:
     code, detail = why.refuse or (None, "")
     parked = ParkedMessage(
         message=msg.model_dump(mode="json"),
@@ -52,8 +54,7 @@ def rewait(state: OrderState, message_id: str, why: Park) -> OrderState:
     code, detail = why.refuse or (None, "")
     update = {"waiting_for": why.waiting_for, "refuse_code": code, "refuse_detail": detail}
     parked = tuple(
-        p.model_copy(update=update) if message_id_of(p) == message_id else p
-        for p in state.parked
+        p.model_copy(update=update) if message_id_of(p) == message_id else p for p in state.parked
     )
     return state if parked == state.parked else state.model_copy(update={"parked": parked})
 
@@ -69,9 +70,7 @@ def expire_hold(state: OrderState, deadline: Deadline) -> tuple[Step, DeadLetter
         code = cast(RejectionCode, found.refuse_code)
         return reject(state, msg, code, found.refuse_detail), None
     waited = _duration(deadline.due_at - found.parked_at)
-    reason = (
-        f"{found.message.get('type')} {deadline.ref} waited {waited} for {found.waiting_for}"
-    )
+    reason = f"{found.message.get('type')} {deadline.ref} waited {waited} for {found.waiting_for}"
     return Step(state), DeadLetter(message=found.message, task=found.task, reason=reason)
 
 

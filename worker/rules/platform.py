@@ -27,8 +27,13 @@ def order_cancelled(state: OrderState, msg: PlatformOrderCancelled) -> Step:
     for request in sorted(state.returns.values(), key=lambda r: (r.requested_at, r.request_id)):
         if request.status in _OPEN:
             # One cause per request: several return.closed of one message stay distinct.
-            step = close(step, request.request_id, "order_cancelled", at,
-                         f"{msg.message_id}:{request.request_id}")
+            step = close(
+                step,
+                request.request_id,
+                "order_cancelled",
+                at,
+                f"{msg.message_id}:{request.request_id}",
+            )
     # Parked messages keep their hold timers: they are still answered when they move.
     timers = [key for key, d in step.state.deadlines.items() if d.kind != "hold"]
     step = step.stop_timers(*timers)

@@ -75,8 +75,9 @@ def _late(state: OrderState, msg: ReturnRequested) -> bool:
     """After the return window (counted from delivery; no window before it)."""
     delivered_at = state.delivered_at
     policy = terms(state)
-    return delivered_at is not None and msg.occurred_at > policy.end(policy.return_window,
-                                                                     delivered_at)
+    return delivered_at is not None and msg.occurred_at > policy.end(
+        policy.return_window, delivered_at
+    )
 
 
 def _before_shipping(state: OrderState, msg: ReturnRequested) -> bool:
@@ -126,8 +127,9 @@ def _check_window(
         problem = drop_off_problem(policy.drop_off, order, selection, msg.parcel, limits)
         if problem is not None:
             return reject(state, msg, "drop_off_ineligible", problem)
-        cost = round_money(drop_off_cost(policy.drop_off, order, selection, msg.parcel, limits),
-                           order.currency)
+        cost = round_money(
+            drop_off_cost(policy.drop_off, order, selection, msg.parcel, limits), order.currency
+        )
     return _open(state, msg, selection, previous, cost)
 
 
@@ -160,7 +162,10 @@ def _open(
         step = step.change_return(previous.request_id, status="superseded")
     step = step.put_return(request).start_timer("return_response", msg.request_id, due)
     data = ReturnRequestedData(
-        request_id=msg.request_id, kind=msg.kind, method=msg.method, reason=msg.reason,
+        request_id=msg.request_id,
+        kind=msg.kind,
+        method=msg.method,
+        reason=msg.reason,
         respond_by=due,
     )
     return step.emit("return.requested", data, msg.occurred_at, msg.message_id)
@@ -178,13 +183,16 @@ def seller_answer(
     step = Step(state)
     if isinstance(msg, SellerReturnApproved):
         data = ReturnApprovedData(request_id=msg.request_id, by="seller")
-        return approve(step.emit("return.approved", data, at, cause), msg.request_id,
-                       "seller", at, cause)
+        return approve(
+            step.emit("return.approved", data, at, cause), msg.request_id, "seller", at, cause
+        )
     step = step.stop_timers(*request_timers(msg.request_id))
     step = step.change_return(msg.request_id, status="rejected")
     rejected = ReturnRejectedData(
-        request_id=msg.request_id, reason=msg.reason,
-        can_resubmit=request.attempt < MAX_ATTEMPTS, can_appeal=True,
+        request_id=msg.request_id,
+        reason=msg.reason,
+        can_resubmit=request.attempt < MAX_ATTEMPTS,
+        can_appeal=True,
     )
     step = step.emit("return.rejected", rejected, at, cause)
     policy = terms(state)

@@ -38,7 +38,8 @@ PAYMENT = "order.paid"
 def held_back(state: OrderState, upto: datetime) -> Deadline | None:
     """The first timer due by `upto` that a parked message holds back, if any."""
     due = [
-        d for d in state.deadlines.values()
+        d
+        for d in state.deadlines.values()
         if d.kind != "hold" and d.due_at <= upto and blocked(state, d)
     ]
     return min(due, key=lambda d: (d.due_at, d.id)) if due else None
@@ -59,7 +60,8 @@ def catch_up(step: Step, upto: datetime) -> Step:
     """Fire every timer due at or before `upto` that no parked message holds back."""
     while True:
         due = [
-            d for d in step.state.deadlines.values()
+            d
+            for d in step.state.deadlines.values()
             if d.kind != "hold" and d.due_at <= upto and not blocked(step.state, d)
         ]
         if not due:
