@@ -41,9 +41,7 @@ def handle_inbound(
     if len(args) != 1 or kwargs:
         original = {"args": list(args), "kwargs": kwargs}
         error = f"{task_name} takes exactly one positional argument, the message object"
-        runtime.dead_letter(task_name, original, error, "invalid_message")
-        _clear_inflight(facts, task_id)
-        return "dead_lettered"
+        return _refuse(task_name, original, error, "invalid_message", facts, task_id)
     body = args[0]
     try:
         message = parse_message(task_name, body, now=runtime.utcnow())
@@ -51,24 +49,34 @@ def handle_inbound(
         errors = exc.errors(include_url=False, include_context=False, include_input=False)
         detail = _validation_detail(task_name, body, errors)
         log.warning("invalid message dead-lettered", error_count=len(errors))
-        runtime.dead_letter(
-            task_name, body, detail, "invalid_message", errors=[dict(error) for error in errors]
-        )
-        _clear_inflight(facts, task_id)
-        return "dead_lettered"
+        return _refuse(task_name, body, detail, "invalid_message", facts, task_id,
+                       errors=[dict(error) for error in errors])  # fmt: skip
     bind(order_id=message.order_id, message_id=message.message_id, message_type=message.type)
     if not runtime.store().claim_message_id(message.order_id, message.message_id, _digest(body)):
         error = f"message_id {message.message_id!r} was already used with a different body"
         log.warning("reused message id dead-lettered")
-        runtime.dead_letter(task_name, body, error, "message_id_reused")
-        _clear_inflight(facts, task_id)
-        return "dead_lettered"
+        return _refuse(task_name, body, error, "message_id_reused", facts, task_id)
     outcome = runtime.service().handle_message(message, task_id)
     _clear_inflight(facts, task_id)
     for event_type in outcome.events:
         log.info("event published", event_type=event_type)
     log.info("message handled", status=outcome.status, version=outcome.version)
     return outcome.status
+
+
+def _refuse(
+    task_name: str,
+    original: Any,
+    error: str,
+    reason: str,
+    facts: tuple[str, Any] | None,
+    task_id: str,
+    errors: list[dict[str, Any]] | None = None,
+) -> str:
+    """Dead-letter the message (nothing was committed for it) and end its in-flight entry."""
+    runtime.dead_letter(task_name, original, error, reason, errors=errors)
+    _clear_inflight(facts, task_id)
+    return "dead_lettered"
 
 
 def _digest(body: Any) -> str:
@@ -96,9 +104,8 @@ def _dead_letter_failure(
         args[0] if len(args) == 1 and not kwargs else {"args": list(args), "kwargs": kwargs}
     )
     error = redact(f"{type(exc).__name__}: {exc}")[:ERROR_TEXT]
-    runtime.dead_letter(task_name, original, error, "processing_failed")
-    _clear_inflight(message_facts(args), task.request.id or "")
-    return "dead_lettered"
+    facts = message_facts(args)
+    return _refuse(task_name, original, error, "processing_failed", facts, task.request.id or "")
 
 
 def _make_task(task_name: str) -> Task:
