@@ -21,7 +21,7 @@ EMAIL = "jane.buyer@example.com"
 @pytest.fixture
 def flower(redis_url, tmp_path):
     port = free_port()
-    env = {**_base_env(redis_url, None), "FLOWER_UNAUTHENTICATED_API": "true"}
+    env = {**_base_env(redis_url, redis_url, None), "FLOWER_UNAUTHENTICATED_API": "true"}
     handle = spawn(
         "flower",
         ["flower", f"--port={port}", "--address=127.0.0.1"],

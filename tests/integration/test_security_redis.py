@@ -45,7 +45,7 @@ def env_for(url: str) -> dict[str, str]:
 
 def run(command: list[str], url: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """A command line as an operator runs it, stdout and stderr together."""
-    env = {**_base_env(url, None), "AFTERSALES_BROKER_URL": url}
+    env = {**_base_env(url, url, None), "AFTERSALES_BROKER_URL": url}
     return subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, timeout=timeout, check=False)  # fmt: skip
 
@@ -93,7 +93,8 @@ def test_worker_beat_cli_and_flower_run_as_the_aftersales_user_and_never_show_th
 def flower(url: str, tmp_path: Path) -> Iterator[tuple[str, str, CeleryProcess]]:
     """Flower as the aftersales user behind basic auth: (base URL, credentials, handle)."""
     port, credentials = free_port(), f"ops:{new_password()}"
-    env = {**_base_env(url, None), "AFTERSALES_BROKER_URL": url, "FLOWER_BASIC_AUTH": credentials}
+    env = {**_base_env(url, url, None), "AFTERSALES_BROKER_URL": url,
+           "FLOWER_BASIC_AUTH": credentials}  # fmt: skip
     handle = spawn("flower", ["flower", f"--port={port}", "--address=127.0.0.1"], env,
                    tmp_path, tmp_path / "flower.log")  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -188,7 +189,7 @@ def failing_start(workdir: Path, url: str) -> str:
     """A worker that cannot reach (or log in to) Redis: its output until it has said so."""
     workdir.mkdir(parents=True)
     node_arg, node = unique_node("nopass")
-    env = {**_base_env(url, None), "AFTERSALES_BROKER_URL": url}
+    env = {**_base_env(url, url, None), "AFTERSALES_BROKER_URL": url}
     handle = spawn("worker", worker_args(node_arg, 1, "solo", "INFO", ["aftersales.inbound"]),
                    env, workdir, workdir / "worker.log", node)  # fmt: skip
     try:

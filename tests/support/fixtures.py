@@ -76,6 +76,22 @@ def redis_url(redis_server: str) -> str:
 
 
 @pytest.fixture
+def state_url(redis_url: str) -> str:
+    """Where the worker keeps its state (`AFTERSALES_REDIS_URL`): the session's Redis.
+
+    A seam for other deployments: a test mode may override it (another Redis, a cluster)
+    without touching the tests that use `start_worker`."""
+    return redis_url
+
+
+@pytest.fixture
+def broker_url(redis_url: str) -> str:
+    """The worker's broker (`AFTERSALES_BROKER_URL`): by default the state's own Redis.
+    `wire_client`, `event_listener` and the start-up ping use it."""
+    return redis_url
+
+
+@pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     """A `redis.Redis` (decode_responses=False) on the clean server; closed at teardown."""
     client = redis.Redis.from_url(redis_url)
@@ -85,21 +101,23 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
         client.close()
 
 
-def _base_env(redis_url: str, extra: Mapping[str, str] | None) -> dict[str, str]:
+def _base_env(state_url: str, broker_url: str, extra: Mapping[str, str] | None) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith("AFTERSALES_") and key != "PYTHONWARNINGS"
     }
     # Unbuffered, so that log_text() shows what the process has done so far.
-    env.update(AFTERSALES_REDIS_URL=redis_url, PYTHONUNBUFFERED="1")
+    env.update(AFTERSALES_REDIS_URL=state_url, PYTHONUNBUFFERED="1")
+    if broker_url != state_url:
+        env.update(AFTERSALES_BROKER_URL=broker_url)
     env.update(extra or {})
     return env
 
 
 @pytest.fixture
 def start_worker(
-    request: pytest.FixtureRequest, redis_url: str, tmp_path: Path
+    request: pytest.FixtureRequest, state_url: str, broker_url: str, tmp_path: Path
 ) -> Iterator[StartWorker]:
     """Factory: start a REAL Celery worker process and wait until it answers a ping.
 
@@ -109,7 +127,8 @@ def start_worker(
     Runs ``python -m celery -A worker worker -P <pool> -c <concurrency> --loglevel <level>
     -E -n <unique>@%h -Q aftersales.inbound,aftersales.deadlines,aftersales.control``
     (``-n <name>@%h`` when `name` is given: restart a killed worker under its own name)
-    with ``AFTERSALES_REDIS_URL=redis_url`` plus ``env`` (for example
+    with ``AFTERSALES_REDIS_URL=state_url`` (and ``AFTERSALES_BROKER_URL=broker_url``
+    when they differ) plus ``env`` (for example
     ``{"AFTERSALES_SWEEP_INTERVAL": "PT0.2S"}``); other ``AFTERSALES_*`` variables of the
     test process are not passed on. ``AFTERSALES_LABEL_DIR`` defaults to
     ``tmp_path/"labels"``. The working directory is a fresh directory under ``tmp_path``.
@@ -139,7 +158,9 @@ def start_worker(
         workdir = tmp_path / f"{node.split('@')[0]}-{len(started)}"
         workdir.mkdir()
         full_env = _base_env(
-            redis_url, {"AFTERSALES_LABEL_DIR": str(tmp_path / "labels"), **(env or {})}
+            state_url,
+            broker_url,
+            {"AFTERSALES_LABEL_DIR": str(tmp_path / "labels"), **(env or {})},
         )
         command = [*worker_args(node_arg, concurrency, pool, loglevel, queues), *args]
         handle = spawn("worker", command, full_env, workdir, workdir / "worker.log", node)
@@ -147,7 +168,7 @@ def start_worker(
         request.node.stash[_PROCESSES].append(handle)
         wait_until(
             lambda: (
-                ping(full_env.get("AFTERSALES_BROKER_URL", redis_url), node) or not handle.alive()
+                ping(full_env.get("AFTERSALES_BROKER_URL", state_url), node) or not handle.alive()
             ),
             timeout,
             lambda: handle._failure("a ping reply"),
@@ -163,7 +184,7 @@ def start_worker(
 
 @pytest.fixture
 def start_beat(
-    request: pytest.FixtureRequest, redis_url: str, tmp_path: Path
+    request: pytest.FixtureRequest, state_url: str, broker_url: str, tmp_path: Path
 ) -> Iterator[StartBeat]:
     """Factory: start a REAL ``celery -A worker beat`` (schedule file in ``tmp_path``).
 
@@ -188,7 +209,9 @@ def start_beat(
             *args,
         ]  # fmt: skip
         full_env = _base_env(
-            redis_url, {"AFTERSALES_LABEL_DIR": str(tmp_path / "labels"), **(env or {})}
+            state_url,
+            broker_url,
+            {"AFTERSALES_LABEL_DIR": str(tmp_path / "labels"), **(env or {})},
         )
         handle = spawn("beat", command, full_env, workdir, workdir / "beat.log")
         started.append(handle)
@@ -202,7 +225,7 @@ def start_beat(
 
 
 @pytest.fixture
-def wire_client(redis_url: str) -> Iterator[WireClient]:
+def wire_client(broker_url: str) -> Iterator[WireClient]:
     """A producer that imports nothing from this project.
 
     ``wire_client.send(task_name, message_dict, **send_task_options) -> task_id`` sends a
@@ -210,7 +233,7 @@ def wire_client(redis_url: str) -> Iterator[WireClient]:
     content_type="application/json", headers=None, content_encoding="utf-8")`` publishes
     arbitrary bytes there (see `tests.support.wire.task_headers` and `protocol2_body`).
     """
-    client = WireClient(redis_url)
+    client = WireClient(broker_url)
     try:
         yield client
     finally:
@@ -218,7 +241,7 @@ def wire_client(redis_url: str) -> Iterator[WireClient]:
 
 
 @pytest.fixture
-def event_listener(redis_url: str) -> Iterator[EventListener]:
+def event_listener(broker_url: str) -> Iterator[EventListener]:
     """A downstream consumer: its own auto-delete queue bound to ``aftersales.events``
     with ``#``, bound before the test sends anything.
 
@@ -230,7 +253,7 @@ def event_listener(redis_url: str) -> Iterator[EventListener]:
     - ``dead_letters(timeout=30.0, count=1, match=None) -> list[dict]``: the same over
       the JSON bodies taken from ``aftersales.dead_letter`` (history in ``.letters``).
     """
-    listener = EventListener(redis_url)
+    listener = EventListener(broker_url)
     try:
         yield listener
     finally:
