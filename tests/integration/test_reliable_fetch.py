@@ -167,6 +167,37 @@ def test_a_living_consumers_messages_are_left_to_it(redis_url, redis_client):
     assert redis_client.hlen("unacked") == 0
 
 
+def test_a_channel_closed_after_its_connection_was_dropped_stops_no_worker(redis_url, redis_client):
+    """On a lost connection Celery drops the kombu Connection (its transport's `client`
+    becomes None) and may close a channel after that. kombu's close then restored the
+    channel's unacked messages through a client built from that Connection, and raised
+    AttributeError 'hostname': the worker exited ("Unrecoverable error", docs/chaos.md,
+    finding 7). The close must not raise; what the channel held comes back through the
+    restore sweep once its alive key has expired, as after a kill -9."""
+    from worker import transport
+
+    publish(redis_url, ["held when the connection dropped"])
+    with Connection(redis_url, transport=RELIABLE) as holder, \
+            Connection(redis_url, transport=RELIABLE) as other:  # fmt: skip
+        taken: list = []
+        channel = holder.channel()
+        consumer = holder.Consumer([Queue(QUEUE, routing_key=QUEUE)], channel=channel,
+                                   callbacks=[lambda body, message: taken.append(message)],
+                                   accept=["json"])  # fmt: skip
+        consumer.consume()
+        wait_until(lambda: _drain(holder) or bool(taken), 15, "nothing fetched")
+        channel.connection.client = None  # what Connection._do_close_transport does
+        channel.close()  # raised AttributeError before
+        sweeper = transport.Heartbeat(other.default_channel)
+        try:
+            wait_until(lambda: sweeper.beat() == 1, RESTORE_BOUND, "the message stayed held")
+        finally:
+            sweeper.client.close()
+    (restored,) = redis_client.lrange(QUEUE, 0, -1)
+    body = json.loads(base64.b64decode(json.loads(restored)["body"]))
+    assert body == "held when the connection dropped"
+
+
 def test_after_redis_was_down_the_living_beat_again_before_anyone_is_declared_dead(
     redis_url, redis_client
 ):
