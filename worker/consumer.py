@@ -23,11 +23,14 @@ from worker.settings import get_settings
 
 log = get_logger("aftersales.consumer")
 
-# Celery headers a producer may set that make Celery drop an inbound fact without a dead
-# letter: past `expires` it discards and acks the task (an order.paid that waited behind a
-# backlog would be gone), and a hard `timelimit` kills the process mid-commit and acks.
-# A fact is applied whenever it arrives, so on inbound tasks they are ignored.
-IGNORED_INBOUND_HEADERS = ("expires", "timelimit")
+# Celery headers a producer may set that make Celery drop or hold an inbound fact: past
+# `expires` it discards and acks the task (an order.paid that waited behind a backlog would
+# be gone), a hard `timelimit` kills the process mid-commit and acks, and an `eta` keeps
+# the fact unacked in the worker's memory until then (in flight, holding the order's
+# deadlines back; copied to another worker after the visibility timeout; a flood of them
+# fills the worker). A fact is applied whenever it arrives, so on inbound tasks they are
+# ignored.
+IGNORED_INBOUND_HEADERS = ("expires", "timelimit", "eta")
 
 # What a dead letter keeps of a body refused as too large: enough to recognise it; the
 # whole body is named by its length and SHA-256 (storing it would defeat the limit).

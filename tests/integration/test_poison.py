@@ -168,3 +168,23 @@ def test_an_inbound_message_past_its_expires_header_is_not_dropped_without_a_tra
     )
 
     event_listener.wait_for("order.cancelled", timeout=20.0)
+
+
+def test_an_inbound_message_with_a_future_eta_is_applied_when_it_arrives(
+    start_worker, wire_client, event_listener
+):
+    """Celery keeps a task with an `eta` in the worker's memory until then, unacked, and
+    kombu gives it again to another worker after the visibility timeout. On an inbound
+    fact that is never wanted: the fact happened (its time is `occurred_at`), it holds
+    the order's deadlines back while in flight, and a producer sending many would fill the
+    worker's memory. A fact is applied when it arrives."""
+    start_worker(concurrency=1)
+    order = new_id("o")
+    wire_client.send(ORDER_EVENT, placed(order, ago(minutes=5)))
+    cancel = message("buyer.cancel_requested", order, ago(minutes=1), reason="x")
+    wire_client.send_raw(
+        protocol2_body(cancel),
+        headers={**task_headers(BUYER_ACTION), "eta": "2999-01-01T00:00:00+00:00"},
+    )
+
+    event_listener.wait_for("order.cancelled", timeout=20.0)
