@@ -7,15 +7,16 @@ message id, the deadlines and the outbox entries are written together or not at 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, cast
 
 import redis
 
 from worker.adapters import keys
+from worker.adapters.state_codec import StateCodec
+from worker.rules.retention import DEFAULT_RETENTION
 from worker.ports import Backlog, Commit, CommitResult, CommitStatus, Loaded
-from worker.rules.state import OrderState
 
 TIMELINE_CAP = 500
 """Lines of timeline kept per order: enough for any real order's life, bounded for abuse."""
@@ -44,12 +45,14 @@ class RedisStore:
         self._commit = client.register_script(_script("commit.lua"))
         self._arm = client.register_script(_script("arm.lua"))
         self._sweep = client.register_script(_script("sweep.lua"))
+        self._claim = client.register_script(_script("claim.lua"))
+        self.codec = StateCodec(client)
 
     # --- orders --------------------------------------------------------------------------
 
     def load(self, order_id: str) -> Loaded:
         raw, version = self.client.hmget(keys.order_state(order_id), ["state", "version"])
-        return _loaded(raw, version)
+        return self._loaded(raw, version)
 
     def load_for_firing(self, order_id: str, queue_keys: list[str]) -> tuple[Loaded, Backlog]:
         """A deadline's order and its backlog (see `backlog`), read in one round trip.
@@ -63,15 +66,20 @@ class RedisStore:
         pipe.hgetall(keys.inflight(order_id))
         (raw, version), *depths, inflight = pipe.execute()
         backlog = sum(int(depth) for depth in depths), _inflight_entries(inflight)
-        return _loaded(raw, version), backlog
+        return self._loaded(raw, version), backlog
 
-    def claim_message_id(self, order_id: str, message_id: str, digest: str) -> bool:
-        """True if `message_id` is new, or was first seen with this same body digest."""
-        key = keys.message_digests(order_id)
-        if self.client.hsetnx(key, message_id, digest):
-            return True
-        stored = self.client.hget(key, message_id)
-        return stored is None or _text(stored) == digest
+    def claim_message_id(
+        self, order_id: str, message_id: str, digest: str, retain: timedelta = DEFAULT_RETENTION
+    ) -> bool:
+        """True if `message_id` is new, or was first seen with this same body digest.
+
+        The digests expire with the order's state (claim.lua), or after `retain` when the
+        order has no state (a message refused before any commit)."""
+        claimed = self._claim(
+            keys=[keys.message_digests(order_id), keys.order_state(order_id)],
+            args=[message_id, digest, _ms(retain)],
+        )
+        return bool(claimed)
 
     def is_seen(self, order_id: str, message_id: str) -> bool:
         return bool(self.client.sismember(keys.seen_messages(order_id), message_id))
@@ -80,7 +88,7 @@ class RedisStore:
         oid = commit.order_id
         args: list[Any] = [
             commit.expected_version,
-            commit.state.model_dump_json(),
+            self.codec.encode(commit.state),
             commit.message_id,
             commit.inflight_task_id,
             epoch(now),
@@ -99,6 +107,7 @@ class RedisStore:
         args += [json.dumps(line, separators=(",", ":"), default=str) for line in commit.timeline]
         args.append(len(commit.forget))
         args += list(commit.forget)
+        args.append("" if commit.expire_in is None else _ms(commit.expire_in))
         status, version = self._commit(
             keys=[
                 keys.order_state(oid),
@@ -112,6 +121,7 @@ class RedisStore:
                 keys.HOLDERS,
                 keys.RESENDS,
                 keys.FIRED_LATENESS,
+                keys.message_digests(oid),
             ],
             args=args,
         )
@@ -119,6 +129,11 @@ class RedisStore:
 
     def timeline(self, order_id: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.client.lrange(keys.timeline(order_id), 0, -1)]
+
+    def _loaded(self, raw: bytes | str | None, version: bytes | str | None) -> Loaded:
+        if raw is None:
+            return Loaded(None, 0)
+        return Loaded(self.codec.decode(raw), int(version or 0))
 
     # --- in-flight inbound messages (backlog safety) ---------------------------------------
 
@@ -247,10 +262,9 @@ class RedisStore:
         return entries
 
 
-def _loaded(raw: bytes | str | None, version: bytes | str | None) -> Loaded:
-    if raw is None:
-        return Loaded(None, 0)
-    return Loaded(OrderState.model_validate_json(raw), int(version or 0))
+def _ms(span: timedelta) -> int:
+    """A TTL in milliseconds, at least 1 (PEXPIRE 0 would delete the key at once)."""
+    return max(1, round(span.total_seconds() * 1000))
 
 
 def _inflight_entries(raw: dict[Any, Any]) -> dict[str, tuple[datetime, datetime]]:
