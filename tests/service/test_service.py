@@ -161,7 +161,7 @@ def test_the_commit_that_closes_an_order_gives_its_keys_a_ttl_and_a_new_request_
     for message in (paid(oid, T0), shipped(oid, T0 + days(1)), delivered(oid, T0 + days(2))):
         service.handle_message(message)
     # Closed: retention from now (the 30-day return window ended on day 32).
-    assert store.commits[-1].expire_in == service.retention + timedelta(minutes=5)
+    assert store.commits[-1].expire_in == service.retention
     request = return_requested(oid, T0 + days(3), method="self_arrange")
     assert service.handle_message(request).status == "applied"
     assert store.commits[-1].expire_in is None  # open again: the keys persist

@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import pytest
 
-from schemas.types import FUTURE_TOLERANCE
 from tests import factories as f
 from tests.factories import T0, days, hours
 from tests.unit.harness import Timeline
@@ -53,7 +52,9 @@ def test_a_cancelled_order_expires_retention_after_its_last_activity() -> None:
     assert timeline.state.cancellation is not None and not timeline.state.deadlines
     now = T0 + hours(2)
     assert retention_start(timeline.state, now) == now
-    assert expires_in(timeline.state, now, RETENTION) == RETENTION + FUTURE_TOLERANCE
+    assert expires_in(timeline.state, now, RETENTION) == RETENTION
+    # An order.placed a little ahead of the clock: retention starts at its event time.
+    assert retention_start(timeline.state, T0 - hours(1)) == T0
 
 
 def test_a_delivered_order_is_kept_until_its_return_window_ends_then_retention() -> None:
@@ -68,9 +69,11 @@ def test_a_delivered_order_is_kept_until_its_return_window_ends_then_retention()
     assert window_end == T0 + days(33) - hours(1)
     now = T0 + days(4)
     assert retention_start(state, now) == window_end
-    assert expires_in(state, now, RETENTION) == window_end - now + RETENTION + FUTURE_TOLERANCE
-    # Every message of the order happened before the keys are gone minus the retention.
-    gone = now + (window_end - now + RETENTION + FUTURE_TOLERANCE)
+    assert expires_in(state, now, RETENTION) == window_end - now + RETENTION
+    # When the keys are gone, the order's order.placed (and any return request made in
+    # the window) is at least the retention old: refused, never a new order.
+    gone = now + (window_end - now + RETENTION)
+    assert is_expired(None, T0, gone, RETENTION)
     assert is_expired(None, window_end, gone, RETENTION)
 
 
@@ -86,3 +89,15 @@ def test_an_appealed_return_keeps_the_order_though_no_deadline_waits() -> None:
     state = timeline.state
     assert state.returns["r1"].status == "appealed" and not state.deadlines
     assert retention_start(state, T0 + days(200)) is None
+
+
+def test_the_setting_is_an_iso_8601_duration(monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.settings import Settings, SettingsError
+
+    monkeypatch.setenv("AFTERSALES_RETENTION", "P90D")
+    assert Settings.from_env().retention == days(90)
+    monkeypatch.delenv("AFTERSALES_RETENTION")
+    assert Settings.from_env().retention == timedelta(days=60)
+    monkeypatch.setenv("AFTERSALES_RETENTION", "60 days")
+    with pytest.raises(SettingsError, match="AFTERSALES_RETENTION"):
+        Settings.from_env()

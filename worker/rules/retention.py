@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from schemas.types import FUTURE_TOLERANCE
 from worker.rules.state import OrderState
 
 DEFAULT_RETENTION = timedelta(days=60)
@@ -22,34 +21,40 @@ _OPEN_RETURN = frozenset({"requested", "approved", "rejected", "appealed"})
 
 def retention_start(state: OrderState, now: datetime) -> datetime | None:
     """When the retention of a closed order starts, or None while it is open: a request
-    still open, a deadline pending or a message parked. A delivered order's return window
-    is still an opening for a new request, so retention starts at its end at the earliest."""
+    still open, a deadline pending or a message parked.
+
+    It starts at the last activity (`now`), but never before the order was placed (an
+    `occurred_at` may be a little ahead of the clock), nor before a delivered order's
+    return window ends (it is still an opening for a new request)."""
     if state.deadlines or state.parked or _open_request(state):
         return None
     start = now
+    if state.order is not None:
+        start = max(start, state.order.placed_at)
     if state.delivered_at is not None and state.policy is not None:
         start = max(start, state.policy.end(state.policy.return_window, state.delivered_at))
     return start
 
 
 def expires_in(state: OrderState, now: datetime, retention: timedelta) -> timedelta | None:
-    """How long the order's keys live after this commit (None: they persist).
-
-    The keys outlive the retention by the future tolerance of `occurred_at`: every fact of
-    the order happened before `start + FUTURE_TOLERANCE`, so when the keys are gone any
-    message of the order is at least `retention` old, which `is_expired` recognises."""
+    """How long the order's keys live after this commit (None: they persist): until
+    `retention` after its start, so once they are gone the order's `order.placed` is at
+    least `retention` old, which `is_expired` recognises."""
     start = retention_start(state, now)
     if start is None:
         return None
-    return start - now + retention + FUTURE_TOLERANCE
+    return start - now + retention
 
 
 def is_expired(
     state: OrderState | None, occurred_at: datetime, now: datetime, retention: timedelta
 ) -> bool:
     """A message for an order without order facts (no state at all, or only held
-    messages) that happened at least `retention` ago: it can only belong to an order whose
-    keys expired (or one never known), never to a new order."""
+    messages) that happened at least `retention` ago: it is refused, never the start of a
+    new order. An expired order's `order.placed` (the only message that creates an order)
+    is always such a message, so an expired order is never placed, paid or refunded
+    again. A message that happened after the order closed finds no order, as any message
+    ahead of its `order.placed` does (held, then dead-lettered)."""
     unknown = state is None or state.order is None
     return unknown and now - occurred_at >= retention
 
