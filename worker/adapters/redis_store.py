@@ -22,6 +22,11 @@ TIMELINE_CAP = 500
 """Lines of timeline kept per order: enough for any real order's life, bounded for abuse."""
 
 
+TIMELINE_DEFAULTS: dict[str, Any] = {"result": "applied", "events": [], "dead_letters": 0}
+"""Timeline values left out of a stored line: most inputs are applied, publish nothing and
+dead-letter nothing (worker/service.py writes every key)."""
+
+
 def _script(name: str) -> str:
     return resources.files("worker.adapters").joinpath(name).read_text()
 
@@ -40,6 +45,8 @@ def _text(value: bytes | str) -> str:
 
 
 class RedisStore:
+    timeline_defaults = TIMELINE_DEFAULTS
+
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self._commit = client.register_script(_script("commit.lua"))
@@ -104,7 +111,7 @@ class RedisStore:
         for entry_id, entry in commit.outbox:
             args += [entry_id, json.dumps(entry, separators=(",", ":"))]
         args.append(len(commit.timeline))
-        args += [json.dumps(line, separators=(",", ":"), default=str) for line in commit.timeline]
+        args += [_timeline_line(line, self.timeline_defaults) for line in commit.timeline]
         args.append(len(commit.forget))
         args += list(commit.forget)
         args.append("" if commit.expire_in is None else _ms(commit.expire_in))
@@ -128,7 +135,10 @@ class RedisStore:
         return CommitResult(cast(CommitStatus, _text(status)), int(version))
 
     def timeline(self, order_id: str) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.client.lrange(keys.timeline(order_id), 0, -1)]
+        return [
+            {**TIMELINE_DEFAULTS, **json.loads(line)}  # older lines have every key
+            for line in self.client.lrange(keys.timeline(order_id), 0, -1)
+        ]
 
     def _loaded(self, raw: bytes | str | None, version: bytes | str | None) -> Loaded:
         if raw is None:
@@ -260,6 +270,15 @@ class RedisStore:
                 continue
             entries.append((_text(entry_id), json.loads(body)))
         return entries
+
+
+def _timeline_line(line: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """A timeline line without the values most lines have (restored when read)."""
+    kept = {k: v for k, v in line.items() if defaults.get(k, _ABSENT) != v}
+    return json.dumps(kept, separators=(",", ":"), default=str)
+
+
+_ABSENT = object()
 
 
 def _ms(span: timedelta) -> int:

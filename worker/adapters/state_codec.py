@@ -11,9 +11,10 @@ commit). Loading is exact: decode(encode(s)) == s, with every value written back
   `exclude_defaults`), except a Decimal default written with another exponent (`0.00`).
 - **History as a difference.** The event-time history's base (the state after the last
   published outcome, worker/rules/eventtime.py) names the fields it shares with the
-  current state in `"="` instead of repeating them; an input's message names in `"="`
-  the fields it shares with the order's facts (`order.placed` repeats them all), and its
-  `occurred_at` is left out when its message carries the same one.
+  current state in `"="` instead of repeating them. An input's message leaves out its
+  `order_id` (the order's own) and names in `"="` the fields it shares with the order's
+  facts (`"*"`: all of them, as `order.placed` does); its `occurred_at` is left out when
+  its message carries the same one.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ PolicyRef = Callable[[MarketplacePolicy], str]
 PolicyResolve = Callable[[str], MarketplacePolicy]
 
 SAME = "="
-"""Key of a history base's list of fields equal to the current state's."""
+"""Key of a history base's list of fields equal to the current state's (and of a logged
+message's list of fields equal to the order's facts)."""
+
+ALL = "*"
+"""A logged message shares every fact of the order (it is the order's `order.placed`)."""
 
 ORDER_DECIMALS = ("refunded_total",)
 """Decimal fields of OrderState with a default: `0.00` equals the default `0` and would be
@@ -87,9 +92,14 @@ def _history(history: History, current: dict[str, Any], ref: PolicyRef) -> dict[
         if logged["occurred_at"] == message.get("occurred_at"):
             del logged["occurred_at"]
         shared = [k for k, v in message.items() if facts.get(k, _NONE) == v]
-        if shared:
-            logged["message"] = {k: v for k, v in message.items() if k not in shared}
-            logged["message"][SAME] = shared
+        packed_message = {k: v for k, v in message.items() if k not in shared}
+        if len(shared) == len(facts):
+            packed_message[SAME] = ALL
+        elif shared != ["order_id"]:
+            packed_message[SAME] = [k for k in shared if k != "order_id"]
+        if "order_id" not in shared:  # another order's id (never seen): kept as it is
+            packed_message.setdefault(SAME, [])
+        logged["message"] = packed_message
         inputs.append(logged)
     return {"base": packed, "inputs": inputs} if inputs else {"base": packed}
 
@@ -108,17 +118,22 @@ def _expand(data: dict[str, Any], resolve: PolicyResolve) -> dict[str, Any]:
         facts = _facts(data)
         for item in history.get("inputs", ()):
             message = item["message"]
-            shared = message.pop(SAME, None)
-            if shared is not None:
-                message = item["message"] = {**{k: facts[k] for k in shared}, **message}
+            shared = message.pop(SAME, ["order_id"])
+            if shared == ALL:
+                shared = list(facts)
+            elif "order_id" not in message:
+                shared = ["order_id", *shared]
+            message = item["message"] = {**{k: facts[k] for k in shared}, **message}
             if "occurred_at" not in item:
                 item["occurred_at"] = message["occurred_at"]
     return data
 
 
 def _facts(state: dict[str, Any]) -> dict[str, Any]:
-    """What a logged message may share with its order: the order's id and facts (stored)."""
-    return {**(state.get("order") or {}), "order_id": state["order_id"]}
+    """What a logged message may share with its order: the order's id and the facts that
+    `order.placed` carries (stored; `placed_at` is its `occurred_at`)."""
+    facts = {k: v for k, v in (state.get("order") or {}).items() if k != "placed_at"}
+    return {"order_id": state["order_id"], **facts}
 
 
 def _keep_decimals(state: OrderState, data: dict[str, Any]) -> None:
