@@ -103,10 +103,13 @@ STAGES: list[tuple[str, list[tuple[str, timedelta, dict[str, Any]]]]] = [
     (
         "return requested",
         [
-            ("buyer.return_requested", timedelta(days=4),
-             {"request_id": "r-1", "kind": "refund_only", "reason": "damaged"}),
+            (
+                "buyer.return_requested",
+                timedelta(days=4),
+                {"request_id": "r-1", "kind": "refund_only", "reason": "damaged"},
+            ),
         ],
-    ),  # fmt: skip
+    ),
     ("refunded", [("seller.return_approved", timedelta(days=4, hours=2), {"request_id": "r-1"})]),
 ]
 
@@ -143,7 +146,9 @@ def key_bytes(client: redis.Redis, orders: list[str]) -> dict[str, float]:
     return out
 
 
-def lifecycle(client: redis.Redis, inline: bool, n: int) -> list[tuple[str, float, dict[str, float]]]:
+def lifecycle(
+    client: redis.Redis, inline: bool, n: int
+) -> list[tuple[str, float, dict[str, float]]]:
     client.flushall()
     store = InlineStore(client) if inline else RedisStore(client)
     clock = {"now": T0}
@@ -155,8 +160,10 @@ def lifecycle(client: redis.Redis, inline: bool, n: int) -> list[tuple[str, floa
         for type_, offset, fields in steps:
             clock["now"] = T0 + offset + timedelta(seconds=1)
             for order in orders:
-                body = placed(order, T0) if type_ == "order.placed" else msg(
-                    type_, order, T0 + offset, **fields
+                body = (
+                    placed(order, T0)
+                    if type_ == "order.placed"
+                    else msg(type_, order, T0 + offset, **fields)
                 )
                 handle(store, service, body)
         rows.append((stage, (used(client) - baseline) / n, key_bytes(client, orders)))

@@ -15,6 +15,7 @@ from tasks.typed import task
 from worker import runtime
 from worker.backlog import message_facts
 from worker.logging import bind, get_logger, redact
+from worker.rules.codes import ORDER_EXPIRED
 from worker.settings import get_settings
 
 log = get_logger("aftersales.tasks")
@@ -68,7 +69,7 @@ def handle_inbound(
             f"{outcome.detail}: the order's keys expired (AFTERSALES_RETENTION)"
         )
         log.warning("message for an expired order dead-lettered")
-        return _refuse(task_name, body, error, "order_expired", facts, task_id)
+        return _refuse(task_name, body, error, ORDER_EXPIRED, facts, task_id)
     _clear_inflight(facts, task_id)
     for event_type in outcome.events:
         log.info("event published", event_type=event_type)

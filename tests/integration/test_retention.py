@@ -84,4 +84,3 @@ def test_a_closed_order_expires_and_a_late_message_for_it_is_dead_lettered(
     assert _ttls(redis_client, reopening) == [-1, -1, -1, -1]
     others = [d for d in event_listener.letters if d["reason"] != "order_expired"]
     assert others == []
-

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from typing import Any
-
 from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
@@ -75,9 +74,7 @@ def test_every_state_of_random_histories_loads_exactly(actions: list[tuple[Any, 
         compact = _run(actions, inline=False)
         inline = _run(actions, inline=True)
     # The same history stored the old way ends in the same state and the same events.
-    assert json.loads(compact.state.model_dump_json()) == json.loads(
-        inline.state.model_dump_json()
-    )
+    assert json.loads(compact.state.model_dump_json()) == json.loads(inline.state.model_dump_json())
     assert [e.model_dump_json() for e in compact.events] == [
         e.model_dump_json() for e in inline.events
     ]
@@ -137,9 +134,7 @@ def test_decimal_defaults_written_with_another_exponent_are_kept() -> None:
 def test_the_codec_knows_every_decimal_field_with_a_default() -> None:
     def decimals(model: type[Any]) -> set[str]:
         return {
-            name
-            for name, field in model.model_fields.items()
-            if isinstance(field.default, Decimal)
+            name for name, field in model.model_fields.items() if isinstance(field.default, Decimal)
         }
 
     assert decimals(OrderState) == set(codec.ORDER_DECIMALS)

@@ -15,8 +15,8 @@ import redis
 
 from worker.adapters import keys
 from worker.adapters.state_codec import StateCodec
-from worker.rules.retention import DEFAULT_RETENTION
 from worker.ports import Backlog, Commit, CommitResult, CommitStatus, Loaded
+from worker.rules.retention import DEFAULT_RETENTION
 
 TIMELINE_CAP = 500
 """Lines of timeline kept per order: enough for any real order's life, bounded for abuse."""
