@@ -4,7 +4,8 @@
 -- Returns 1 if the id is new or was first seen with this digest, else 0.
 local stored = redis.call("HGET", KEYS[1], ARGV[1])
 if stored then
-  if stored == ARGV[2] then return 1 end
+  -- Stored digests may be whole (64 hex characters, before they were cut to ARGV[2]'s length).
+  if string.sub(stored, 1, #ARGV[2]) == ARGV[2] then return 1 end
   return 0
 end
 redis.call("HSET", KEYS[1], ARGV[1], ARGV[2])

@@ -22,6 +22,10 @@ TIMELINE_CAP = 500
 """Lines of timeline kept per order: enough for any real order's life, bounded for abuse."""
 
 
+DIGEST_CHARS = 32
+"""Hex characters of a body's SHA-256 kept per message id: 128 bits, out of reach of a
+forged second body, half the bytes of the whole digest (digests stored whole still match)."""
+
 TIMELINE_DEFAULTS: dict[str, Any] = {"result": "applied", "events": [], "dead_letters": 0}
 """Timeline values left out of a stored line: most inputs are applied, publish nothing and
 dead-letter nothing (worker/service.py writes every key)."""
@@ -84,7 +88,7 @@ class RedisStore:
         order has no state (a message refused before any commit)."""
         claimed = self._claim(
             keys=[keys.message_digests(order_id), keys.order_state(order_id)],
-            args=[message_id, digest, _ms(retain)],
+            args=[message_id, digest[:DIGEST_CHARS], _ms(retain)],
         )
         return bool(claimed)
 
