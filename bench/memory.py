@@ -63,6 +63,7 @@ class InlineStore(RedisStore):
         self.codec.encode = lambda state: state.model_dump_json()  # type: ignore[method-assign]
 
     timeline_defaults: dict[str, Any] = {}  # noqa: RUF012 (read only)
+    digest_chars = 64
 
     def commit(self, commit: Commit, now: datetime) -> CommitResult:
         return super().commit(replace(commit, expire_in=None), now)
@@ -184,6 +185,10 @@ def print_lifecycle(n: int, inline: list[Any], compact: list[Any]) -> None:
             f"({ka['state JSON'] / kb['state JSON']:4.2f}x)"
             f"{others_b:>10.0f} -> {others_a:>6.0f}"
         )
+    print("per key, compact (MEMORY USAGE): " + "; ".join(
+        f"{stage}: seen {k['seen']:.0f}, digests {k['digests']:.0f}, timeline {k['timeline']:.0f}"
+        for stage, _, k in compact
+    ))  # fmt: skip
 
 
 def long_run(client: redis.Redis, seconds: float, retention: timedelta | None) -> list[int]:

@@ -50,6 +50,7 @@ def _text(value: bytes | str) -> str:
 
 class RedisStore:
     timeline_defaults = TIMELINE_DEFAULTS
+    digest_chars = DIGEST_CHARS
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
@@ -88,7 +89,7 @@ class RedisStore:
         order has no state (a message refused before any commit)."""
         claimed = self._claim(
             keys=[keys.message_digests(order_id), keys.order_state(order_id)],
-            args=[message_id, digest[:DIGEST_CHARS], _ms(retain)],
+            args=[message_id, digest[: self.digest_chars], _ms(retain)],
         )
         return bool(claimed)
 
