@@ -61,8 +61,8 @@ def _needs_currency(policy: dict[str, Any]) -> bool:
 
 def upgrade_state(state: dict[str, Any]) -> bool:
     """Upgrade one stored state (its JSON object) in place; True if it was a 1.0 state."""
-    if "published" in state or not state.get("policy"):
-        return False
+    if "published" in state or not isinstance(state.get("policy"), dict):
+        return False  # 1.1 or later (since the compact form, a policy is a reference)
     policy = state["policy"]
     for name in WINDOWS:
         if isinstance(policy.get(name), str):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
-from worker.demo import business_day_before, last_bank_holiday
+from worker.demo import business_day_before, day_off_to_ask_before, last_bank_holiday
 
 
 @pytest.mark.parametrize(
@@ -31,3 +31,16 @@ def test_the_latest_weekday_holiday_at_least_a_week_old(today, holiday):
 )
 def test_thebusiness_day_before_skips_weekends_and_holidays(holiday, before):
     assert business_day_before(holiday) == before
+
+
+def test_a_day_off_within_the_retention_else_the_last_weekend():
+    # 60 days: the Late Summer Bank Holiday (31 Aug) is too old on 29 Nov; a weekend is not.
+    assert day_off_to_ask_before(date(2026, 11, 29), timedelta(days=60)) == (
+        date(2026, 11, 21),
+        "the weekend",
+    )
+    assert day_off_to_ask_before(date(2026, 11, 29), timedelta(days=120)) == (
+        date(2026, 8, 31),
+        "Late Summer Bank Holiday",
+    )
+    assert day_off_to_ask_before(date(2026, 4, 20), timedelta(days=60))[0] == date(2026, 4, 6)

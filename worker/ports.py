@@ -8,7 +8,7 @@ the in-memory fakes of `tests/service/fakes.py`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from worker.rules.state import Deadline, OrderState
@@ -49,6 +49,7 @@ class Commit:
     timeline: tuple[dict[str, Any], ...] = ()
     forget: tuple[str, ...] = ()  # message ids dead-lettered: no longer "seen"
     lateness_ms: float | None = None  # a deadline firing: how late it is (the metric)
+    expire_in: timedelta | None = None  # closed order: its keys' TTL; None: they persist
 
 
 class Store(Protocol):

@@ -54,7 +54,13 @@ def publisher() -> KombuPublisher:
 @lru_cache(maxsize=1)
 def service() -> Service:
     settings = get_settings()
-    return Service(store(), publisher(), settings.policy, hold_for=settings.hold_for)
+    return Service(
+        store(),
+        publisher(),
+        settings.policy,
+        hold_for=settings.hold_for,
+        retention=settings.retention,
+    )
 
 
 @lru_cache(maxsize=1)

@@ -21,6 +21,7 @@ from worker import rules
 from worker.logging import get_logger
 from worker.ports import Commit, Loaded, Publisher, Store
 from worker.rules.parking import DEFAULT_HOLD
+from worker.rules.retention import DEFAULT_RETENTION, expires_in, is_expired
 from worker.rules.state import Deadline, DeadlineFired, Decision, LabelGenerated, OrderState
 from worker.topology import LABEL_TASK
 
@@ -43,7 +44,7 @@ class ConcurrencyExhausted(RuntimeError):
 
 @dataclass(frozen=True)
 class Outcome:
-    status: Literal["applied", "parked", "duplicate", "stale", "not_due", "waiting"]
+    status: Literal["applied", "parked", "duplicate", "stale", "not_due", "waiting", "expired"]
     events: tuple[str, ...] = ()
     version: int = 0
     unpublished: int = 0  # entries left for the relay
@@ -56,6 +57,7 @@ class Service:
     publisher: Publisher
     policy: PolicySet
     hold_for: timedelta = DEFAULT_HOLD
+    retention: timedelta = DEFAULT_RETENTION
     clock: Callable[[], datetime] = utcnow
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
@@ -123,8 +125,12 @@ class Service:
     ) -> Outcome:
         for attempt in range(MAX_ATTEMPTS):
             loaded = loaded or self.store.load(order_id)
-            state = loaded.state or rules.new_state(order_id)
             now = self.clock()
+            if message_id and is_expired(loaded.state, item.occurred_at, now, self.retention):
+                # Its order's keys expired (docs/rules.md, retention): the task dead-letters
+                # it, and nothing is written, so it can never start the order afresh.
+                return Outcome("expired", detail=format_timestamp(now - self.retention))
+            state = loaded.state or rules.new_state(order_id)
             decision = rules.decide(state, item, now, self.policy, self.hold_for)
             if not message_id and _no_change(state, decision):
                 return Outcome("stale")
@@ -185,6 +191,7 @@ class Service:
             outbox=tuple(outbox),
             timeline=timeline,
             forget=tuple(str(letter.message.get("message_id")) for letter in decision.dead_letters),
+            expire_in=expires_in(new, now, self.retention),
         )
 
     def _event_entries(self, order_id: str, decision: Decision) -> list[tuple[str, dict[str, Any]]]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from schemas.policy import PolicyError, PolicySet, build_policy, parse_duration
 from worker.redis_urls import verified_tls
 from worker.rules.parking import DEFAULT_HOLD
+from worker.rules.retention import DEFAULT_RETENTION
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -79,6 +80,8 @@ class Settings:
     policy: PolicySet = field(repr=False)
     # How long a message waits for an earlier fact before it is dead-lettered (docs/rules.md).
     hold_for: timedelta = DEFAULT_HOLD
+    # How long a closed order's keys are kept before they expire (docs/rules.md, retention).
+    retention: timedelta = DEFAULT_RETENTION
     # Deadlines due within this horizon become Celery ETA tasks; the rest wait in Redis only.
     deadline_horizon: timedelta = timedelta(seconds=60)
     # Period of the beat tick that arms deadlines, sweeps overdue ones and relays the outbox.
@@ -111,6 +114,7 @@ class Settings:
             policy=load_policy(policy_file),
             # The defaults are the class's own (one source).
             hold_for=_duration("AFTERSALES_HOLD_FOR", cls.hold_for),
+            retention=_duration("AFTERSALES_RETENTION", cls.retention),
             deadline_horizon=_duration("AFTERSALES_DEADLINE_HORIZON", cls.deadline_horizon),
             sweep_interval=_duration("AFTERSALES_SWEEP_INTERVAL", cls.sweep_interval),
             visibility_timeout=_duration("AFTERSALES_VISIBILITY_TIMEOUT", cls.visibility_timeout),

@@ -7,6 +7,7 @@ Marked xfail(strict=True): each documents today's behaviour and turns into a fai
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -153,7 +154,9 @@ def test_a_retry_whose_copy_cannot_be_published_loses_no_message(tmp_path: Path)
         wait_until(lambda: processes.ready(worker), START_TIMEOUT, "worker never answered")
         (flags / "commit").touch()
         (flags / "republish").touch()
-        placed = order_placed("o-finding-6").model_dump(mode="json", exclude_none=True)
+        # Placed now: an order.placed older than AFTERSALES_RETENTION is `order_expired`.
+        now = datetime.now(UTC)
+        placed = order_placed("o-finding-6", at=now).model_dump(mode="json", exclude_none=True)
         client.send("aftersales.order_event", placed)
         wait_until(
             lambda: not any(flags.iterdir()),

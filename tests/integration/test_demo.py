@@ -22,7 +22,7 @@ PROMISES = (
     "✓ ignored cancel request auto-accepted",
     "✓ return.requested",
     "✓ return.auto_approved",
-    "✓ UK respond_by counts business hours past the bank holiday",
+    "✓ UK respond_by counts business hours past the day off",
     "✓ return.label_generated",
     "✓ refund with breakdown: items + shipping fee - return postage",
     "Every promised outcome came",

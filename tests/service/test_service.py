@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 from schemas.policy import build_policy
-from tests.factories import T0, cancel_requested, hours, order_placed, paid, ready_to_ship
+from tests.factories import (
+    T0,
+    cancel_requested,
+    days,
+    delivered,
+    hours,
+    order_placed,
+    paid,
+    ready_to_ship,
+    return_requested,
+    shipped,
+)
 from tests.service.fakes import Clock, FakePublisher, FakeStore
 from worker import rules
 from worker.service import Service
@@ -126,3 +137,31 @@ def test_a_parked_message_that_times_out_is_dead_lettered_and_forgotten():
     assert letter["body"]["reason"] == "held_too_long"
     assert letter["body"]["original"]["message_id"] == early.message_id
     assert not store.is_seen("o-never-placed", early.message_id)  # a replay may apply it
+
+
+def test_a_late_message_for_an_order_without_state_is_expired_and_writes_nothing():
+    store = FakeStore()
+    retention = timedelta(days=60)
+    service = make_service(now=T0 + retention, store=store)
+    service.retention = retention
+
+    late = service.handle_message(order_placed(at=T0))  # exactly the retention ago
+    assert late.status == "expired" and store.commits == [] and store.states == {}
+
+    fresh = service.handle_message(order_placed(at=T0 + timedelta(seconds=1)))
+    assert fresh.status == "applied" and len(store.commits) == 1
+
+
+def test_the_commit_that_closes_an_order_gives_its_keys_a_ttl_and_a_new_request_clears_it():
+    store = FakeStore()
+    service = make_service(now=T0 + days(40), store=store)
+    oid = "o-ttl"
+    service.handle_message(order_placed(oid, T0))
+    assert store.commits[-1].expire_in is None  # unpaid expiry pending: open
+    for message in (paid(oid, T0), shipped(oid, T0 + days(1)), delivered(oid, T0 + days(2))):
+        service.handle_message(message)
+    # Closed: retention from now (the 30-day return window ended on day 32).
+    assert store.commits[-1].expire_in == service.retention
+    request = return_requested(oid, T0 + days(3), method="self_arrange")
+    assert service.handle_message(request).status == "applied"
+    assert store.commits[-1].expire_in is None  # open again: the keys persist

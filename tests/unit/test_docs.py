@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.rules.codes import REJECTION_CODES
+from worker.rules.codes import ORDER_EXPIRED, REJECTION_CODES
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = (ROOT / "docs" / "rules.md").read_text()
@@ -30,6 +30,14 @@ def test_the_rules_give_each_code_its_meaning_from_the_code() -> None:
     section = RULES.split("## `action.rejected` codes", 1)[1].split("\n## ", 1)[0]
     rows = dict(re.findall(r"^\| `([a-z_]+)` \| (.+) \|$", section, flags=re.M))
     assert rows == dict(REJECTION_CODES)
+
+
+def test_the_expired_order_reason_is_a_dead_letter_reason_explained_in_the_rules() -> None:
+    reasons = (ROOT / "docs" / "input-safety.md").read_text().split("## Reason codes", 1)[1]
+    assert re.search(rf"^\| `{ORDER_EXPIRED}` \|", reasons, flags=re.M)
+    retention = RULES.split("## Retention", 1)[1].split("\n## ", 1)[0]
+    assert f"`{ORDER_EXPIRED}`" in retention
+    assert ORDER_EXPIRED not in REJECTION_CODES  # a dead letter, not an action.rejected
 
 
 def _anchor(heading: str) -> str:

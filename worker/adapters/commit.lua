@@ -1,7 +1,7 @@
 -- One atomic commit of an order: state + message id seen + deadlines + outbox + timeline.
 -- KEYS: 1 state hash, 2 seen set, 3 schedule zset, 4 armed zset, 5 outbox pending zset,
 --       6 outbox entries hash, 7 inflight hash, 8 timeline list, 9 holders hash,
---       10 resends hash, 11 lateness list
+--       10 resends hash, 11 lateness list, 12 digests hash
 -- ARGV: 1 expected version, 2 state JSON, 3 message id or "", 4 inflight task id or "",
 --       5 now (epoch seconds), 6 timeline cap, 7 firing lateness in ms or "",
 --       then counted groups:
@@ -10,6 +10,7 @@
 --       n, (id, json) * n        outbox entries
 --       n, line * n              timeline lines
 --       n, message id * n        message ids to forget (dead-lettered: a replay may apply them)
+--       then the order's TTL in ms, or "" while it is open (retention, worker/rules/retention.py)
 local message_id = ARGV[3]
 local task_id = ARGV[4]
 if message_id ~= "" and redis.call("SISMEMBER", KEYS[2], message_id) == 1 then
@@ -63,5 +64,15 @@ n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   redis.call("SREM", KEYS[2], ARGV[i])
   i = i + 1
+end
+-- Retention: every per-order key expires together once the order is closed, and
+-- persists again when it reopens (a new request), in this same atomic step.
+local ttl = ARGV[i]
+for _, key in ipairs({KEYS[1], KEYS[2], KEYS[7], KEYS[8], KEYS[12]}) do
+  if ttl == "" then
+    redis.call("PERSIST", key)
+  else
+    redis.call("PEXPIRE", key, ttl)
+  end
 end
 return {"ok", version}

@@ -96,3 +96,9 @@ def deadline_member(order_id: str, deadline_id: str) -> str:
 def parse_deadline_member(member: str | bytes) -> tuple[str, str]:
     order_id, deadline_id = json.loads(member)
     return str(order_id), str(deadline_id)
+
+
+def policy(digest: str) -> str:
+    """String: a policy document (canonical JSON) named by the hash orders refer to it by
+    (worker/adapters/state_codec.py). Immutable, never expires; global, not per order."""
+    return f"{PREFIX}:policy:{digest}"

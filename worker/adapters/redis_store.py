@@ -7,18 +7,28 @@ message id, the deadlines and the outbox entries are written together or not at 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, cast
 
 import redis
 
 from worker.adapters import keys
+from worker.adapters.state_codec import StateCodec
 from worker.ports import Backlog, Commit, CommitResult, CommitStatus, Loaded
-from worker.rules.state import OrderState
+from worker.rules.retention import DEFAULT_RETENTION
 
 TIMELINE_CAP = 500
 """Lines of timeline kept per order: enough for any real order's life, bounded for abuse."""
+
+
+DIGEST_CHARS = 32
+"""Hex characters of a body's SHA-256 kept per message id: 128 bits, out of reach of a
+forged second body, half the bytes of the whole digest (digests stored whole still match)."""
+
+TIMELINE_DEFAULTS: dict[str, Any] = {"result": "applied", "events": [], "dead_letters": 0}
+"""Timeline values left out of a stored line: most inputs are applied, publish nothing and
+dead-letter nothing (worker/service.py writes every key)."""
 
 
 def _script(name: str) -> str:
@@ -39,17 +49,22 @@ def _text(value: bytes | str) -> str:
 
 
 class RedisStore:
+    timeline_defaults = TIMELINE_DEFAULTS
+    digest_chars = DIGEST_CHARS
+
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self._commit = client.register_script(_script("commit.lua"))
         self._arm = client.register_script(_script("arm.lua"))
         self._sweep = client.register_script(_script("sweep.lua"))
+        self._claim = client.register_script(_script("claim.lua"))
+        self.codec = StateCodec(client)
 
     # --- orders --------------------------------------------------------------------------
 
     def load(self, order_id: str) -> Loaded:
         raw, version = self.client.hmget(keys.order_state(order_id), ["state", "version"])
-        return _loaded(raw, version)
+        return self._loaded(raw, version)
 
     def load_for_firing(self, order_id: str, queue_keys: list[str]) -> tuple[Loaded, Backlog]:
         """A deadline's order and its backlog (see `backlog`), read in one round trip.
@@ -63,15 +78,20 @@ class RedisStore:
         pipe.hgetall(keys.inflight(order_id))
         (raw, version), *depths, inflight = pipe.execute()
         backlog = sum(int(depth) for depth in depths), _inflight_entries(inflight)
-        return _loaded(raw, version), backlog
+        return self._loaded(raw, version), backlog
 
-    def claim_message_id(self, order_id: str, message_id: str, digest: str) -> bool:
-        """True if `message_id` is new, or was first seen with this same body digest."""
-        key = keys.message_digests(order_id)
-        if self.client.hsetnx(key, message_id, digest):
-            return True
-        stored = self.client.hget(key, message_id)
-        return stored is None or _text(stored) == digest
+    def claim_message_id(
+        self, order_id: str, message_id: str, digest: str, retain: timedelta = DEFAULT_RETENTION
+    ) -> bool:
+        """True if `message_id` is new, or was first seen with this same body digest.
+
+        The digests expire with the order's state (claim.lua), or after `retain` when the
+        order has no state (a message refused before any commit)."""
+        claimed = self._claim(
+            keys=[keys.message_digests(order_id), keys.order_state(order_id)],
+            args=[message_id, digest[: self.digest_chars], _ms(retain)],
+        )
+        return bool(claimed)
 
     def is_seen(self, order_id: str, message_id: str) -> bool:
         return bool(self.client.sismember(keys.seen_messages(order_id), message_id))
@@ -80,7 +100,7 @@ class RedisStore:
         oid = commit.order_id
         args: list[Any] = [
             commit.expected_version,
-            commit.state.model_dump_json(),
+            self.codec.encode(commit.state),
             commit.message_id,
             commit.inflight_task_id,
             epoch(now),
@@ -96,9 +116,10 @@ class RedisStore:
         for entry_id, entry in commit.outbox:
             args += [entry_id, json.dumps(entry, separators=(",", ":"))]
         args.append(len(commit.timeline))
-        args += [json.dumps(line, separators=(",", ":"), default=str) for line in commit.timeline]
+        args += [_timeline_line(line, self.timeline_defaults) for line in commit.timeline]
         args.append(len(commit.forget))
         args += list(commit.forget)
+        args.append("" if commit.expire_in is None else _ms(commit.expire_in))
         status, version = self._commit(
             keys=[
                 keys.order_state(oid),
@@ -112,13 +133,22 @@ class RedisStore:
                 keys.HOLDERS,
                 keys.RESENDS,
                 keys.FIRED_LATENESS,
+                keys.message_digests(oid),
             ],
             args=args,
         )
         return CommitResult(cast(CommitStatus, _text(status)), int(version))
 
     def timeline(self, order_id: str) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.client.lrange(keys.timeline(order_id), 0, -1)]
+        return [
+            {**TIMELINE_DEFAULTS, **json.loads(line)}  # older lines have every key
+            for line in self.client.lrange(keys.timeline(order_id), 0, -1)
+        ]
+
+    def _loaded(self, raw: bytes | str | None, version: bytes | str | None) -> Loaded:
+        if raw is None:
+            return Loaded(None, 0)
+        return Loaded(self.codec.decode(raw), int(version or 0))
 
     # --- in-flight inbound messages (backlog safety) ---------------------------------------
 
@@ -247,10 +277,18 @@ class RedisStore:
         return entries
 
 
-def _loaded(raw: bytes | str | None, version: bytes | str | None) -> Loaded:
-    if raw is None:
-        return Loaded(None, 0)
-    return Loaded(OrderState.model_validate_json(raw), int(version or 0))
+def _timeline_line(line: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """A timeline line without the values most lines have (restored when read)."""
+    kept = {k: v for k, v in line.items() if defaults.get(k, _ABSENT) != v}
+    return json.dumps(kept, separators=(",", ":"), default=str)
+
+
+_ABSENT = object()
+
+
+def _ms(span: timedelta) -> int:
+    """A TTL in milliseconds, at least 1 (PEXPIRE 0 would delete the key at once)."""
+    return max(1, round(span.total_seconds() * 1000))
 
 
 def _inflight_entries(raw: dict[Any, Any]) -> dict[str, tuple[datetime, datetime]]:

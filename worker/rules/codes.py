@@ -79,3 +79,7 @@ REJECTION_CODES: dict[RejectionCode, str] = {
     "delivered orders)",
 }
 """Every `action.rejected` code with its one-line meaning (shown in docs/rules.md)."""
+
+ORDER_EXPIRED = "order_expired"
+"""Not an `action.rejected` code but a dead-letter reason (docs/input-safety.md): a message
+for an order whose keys expired (worker/rules/retention.py, docs/rules.md#retention)."""

@@ -1,0 +1,117 @@
+"""Retention with a real worker (docs/rules.md, retention): a closed order's keys get a
+TTL in its commit and are gone after it; a late message for it is dead-lettered
+`order_expired`, never a new order; an order that reopens keeps its keys again."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from tests.integration.wire_messages import (
+    BUYER_ACTION,
+    ORDER_EVENT,
+    ago,
+    message,
+    new_id,
+    placed,
+)
+from tests.support.processes import wait_until
+from worker.adapters import keys
+
+pytestmark = pytest.mark.integration
+
+RETENTION = "PT4S"
+"""Short enough to see keys go within the test, long enough that a loaded machine still
+applies a message sent now within it (a new order's messages must be younger)."""
+
+
+def _order_keys(order: str) -> list[str]:
+    return [
+        keys.order_state(order),
+        keys.seen_messages(order),
+        keys.message_digests(order),
+        keys.timeline(order),
+    ]
+
+
+def _ttls(client: redis.Redis, order: str) -> list[int]:
+    return [int(client.pttl(key)) for key in _order_keys(order)]
+
+
+def test_a_closed_order_expires_and_a_late_message_for_it_is_dead_lettered(
+    start_worker, wire_client, event_listener, redis_client
+):
+    start_worker(env={"AFTERSALES_RETENTION": RETENTION})
+    closing, reopening = new_id("o"), new_id("o")
+    first = placed(closing, ago(seconds=0))
+    wire_client.send(ORDER_EVENT, first)
+    wire_client.send(ORDER_EVENT, placed(reopening, ago(seconds=0)))
+    for kind in ("order.paid", "order.shipped", "order.delivered"):
+        fields = {"tracking_number": "T-1"} if kind == "order.shipped" else {}
+        wire_client.send(ORDER_EVENT, message(kind, reopening, ago(seconds=0), **fields))
+    # Cancelled before payment: at once, no deadline left, nothing open: closed.
+    cancel = message("buyer.cancel_requested", closing, ago(seconds=-1), reason="mistake")
+    wire_client.send(BUYER_ACTION, cancel)
+    event_listener.wait_for(lambda e: e["type"] == "order.cancelled" and e["subject"] == closing)
+
+    ttls = _ttls(redis_client, closing)
+    assert all(0 < ttl <= 4000 for ttl in ttls), ttls  # every key, in the closing commit
+    wait_until(
+        lambda: not any(redis_client.exists(key) for key in _order_keys(closing)),
+        30.0,
+        "the closed order's keys never expired",
+    )
+
+    # The order's own order.placed again (a redelivery, a replay): refused, not re-created.
+    wire_client.send(ORDER_EVENT, first)
+    (letter,) = event_listener.dead_letters(match=lambda d: d["reason"] == "order_expired")
+    assert letter["original"]["order_id"] == closing
+    assert not redis_client.exists(keys.order_state(closing))
+    assert not redis_client.exists(keys.inflight(closing))
+    digests = int(redis_client.pttl(keys.message_digests(closing)))
+    assert digests == -2 or 0 < digests <= 4000  # never a key left without expiry
+
+    # The delivered order is closed too (until its return window ends, plus retention)...
+    wait_until(lambda: _ttls(redis_client, reopening)[0] > 0, 30.0, "delivered order no TTL")
+    assert all(ttl > 4000 for ttl in _ttls(redis_client, reopening))
+    # ...and a return request opens it again: every key persists, in that same commit.
+    request = message(
+        "buyer.return_requested", reopening, ago(seconds=-1),
+        request_id="r-1", kind="return_and_refund", reason="damaged", method="self_arrange",
+    )  # fmt: skip
+    wire_client.send(BUYER_ACTION, request)
+    event_listener.wait_for(lambda e: e["type"] == "return.requested" and e["subject"] == reopening)
+    assert _ttls(redis_client, reopening) == [-1, -1, -1, -1]
+    others = [d for d in event_listener.letters if d["reason"] != "order_expired"]
+    assert others == []
+
+
+def test_claimed_digests_expire_with_the_order_and_whole_old_digests_still_match(redis_client):
+    import hashlib
+    from datetime import timedelta
+
+    from worker.adapters.redis_store import RedisStore
+
+    store = RedisStore(redis_client)
+    body, other = (hashlib.sha256(text).hexdigest() for text in (b"body", b"other"))
+    retain = timedelta(seconds=100)
+
+    unknown = new_id("o")  # no state: the digests expire after the retention
+    assert store.claim_message_id(unknown, "m-1", body, retain)
+    assert 0 < redis_client.pttl(keys.message_digests(unknown)) <= 100_000
+    assert store.claim_message_id(unknown, "m-1", body, retain)  # the same body again
+    assert not store.claim_message_id(unknown, "m-1", other, retain)  # reused id
+
+    stored_whole = new_id("o")  # a digest stored whole, before they were cut
+    redis_client.hset(keys.order_state(stored_whole), "version", 1)  # open: no expiry
+    redis_client.hset(keys.message_digests(stored_whole), "m-1", body)
+    assert store.claim_message_id(stored_whole, "m-1", body, retain)
+    assert not store.claim_message_id(stored_whole, "m-1", other, retain)
+    assert store.claim_message_id(stored_whole, "m-2", other, retain)
+    assert redis_client.pttl(keys.message_digests(stored_whole)) == -1
+
+    closed = new_id("o")  # closed: the digests take the state's own expiry
+    redis_client.hset(keys.order_state(closed), "version", 1)
+    redis_client.pexpire(keys.order_state(closed), 50_000)
+    assert store.claim_message_id(closed, "m-1", body, retain)
+    assert 0 < redis_client.pttl(keys.message_digests(closed)) <= 50_000
