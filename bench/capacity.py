@@ -158,7 +158,8 @@ def inputs_table(results: dict[str, Any]) -> str:
         f"- Redis commands per Redis CPU-second (lifecycle, all types): "
         f"{life['commands_per_cpu_second']:,.0f}",
         f"- idle worker + beat: {results['idle']['ops']:.0f} commands/s, "
-        f"{results['idle']['cpu'] * 100:.1f} % of a Redis core (subtracted from every phase)",
+        f"{results['idle']['cpu'] * 100:.1f} % of a Redis core (mostly fetch polls; not "
+        "subtracted from busy phases, see docs/capacity.md)",
     ]
     return "\n".join(lines)
 
