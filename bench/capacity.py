@@ -8,14 +8,15 @@ Starts its own embedded Redis, a real worker (`celery -A worker worker -c 2`) an
 (bench/deadlines.py's helpers), and measures:
 
 1. idle: 10 s of the worker and beat doing nothing (ticks, beats, fetch polls): a rate
-   per second, subtracted from every phase below for its duration;
+   per second, subtracted only where a phase is known to be idle (before arming);
 2. lifecycle: --orders orders, one message type at a time for all of them (placed, paid,
    ready_to_ship, shipped, delivered, return_requested, return_approved,
    return_tracking_submitted, return_received = refunded and closed), each phase waiting
    until every message is applied. Per message type: INFO commandstats delta (commands
    inside Lua scripts included) / messages, INFO total_reads_processed delta (~ client
-   round trips) / messages, Redis CPU seconds / messages; MONITOR splits the same
-   commands by key (state, broker, liveness) and origin (client or script). After each
+   round trips) / messages, Redis CPU seconds / messages; a second, smaller pass
+   (--split-orders, MONITOR on, which slows Redis) splits the commands by key (state,
+   broker, liveness, other) and origin (client or script). After each
    phase: INFO used_memory delta / orders (less the broker's keys, e.g. events waiting
    in queues nobody consumes here) and MEMORY USAGE per key kind (mean of 50 orders)
    plus the global structures' share;
@@ -23,10 +24,10 @@ Starts its own embedded Redis, a real worker (`celery -A worker worker -c 2`) an
    commits, their unpaid_expiry due a few seconds later; the worker and beat fire them.
    Same counters per firing; bytes per pending deadline (schedule entry, and used_memory
    of an order with one deadline);
-4. rate: messages/s per worker process from bench/results/throughput.json when present
-   (bench/throughput.py), else a drain with `-c 1` (MONITOR off): --rate-orders orders'
-   messages queued first, then one worker process drains them; firings/s with `-c 1` the
-   same way.
+4. rate: a drain with `-c 1` (MONITOR off): --rate-orders orders' messages queued first,
+   then one worker process drains them; firings/s with `-c 1` the same way; both per
+   worker CPU-second (the model's input) and by the wall clock. Messages/s per process
+   come from bench/results/throughput.json instead when bench/throughput.py wrote it.
 
 Writes bench/results/capacity.json and prints the measured inputs and the model table.
 """
