@@ -8,4 +8,18 @@
   `dead_letters`)
 """
 
-pytest_plugins = ["tests.support.fixtures"]
+import pytest
+
+pytest_plugins = ["tests.support.cluster", "tests.support.fixtures"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--redis-cluster",
+        action="store_true",
+        help="State in a Redis Cluster started on loopback (tests/support/cluster.py)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "single_redis(reason): skipped with --redis-cluster")
