@@ -92,6 +92,7 @@ class Node:
 
 @dataclass
 class Cluster:
+    binary: str
     nodes: list[Node] = field(default_factory=list)
 
     @property
@@ -144,7 +145,7 @@ def _binaries() -> tuple[str, str]:
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     server, cli = _binaries()
-    cluster = Cluster()
+    cluster = Cluster(server)
     try:
         for number in range(NODES):
             node = Node(_free_pair(), tmp_path_factory.mktemp(f"cluster-node-{number}"))
