@@ -13,7 +13,8 @@ from typing import Any
 from worker.adapters.label_store import FileLabelStore
 from worker.adapters.publisher import KombuPublisher
 from worker.adapters.queues import BrokerQueues, RedisQueues
-from worker.adapters.redis_store import RedisStore, StateClient
+from worker.adapters.redis_store import RedisStore
+from worker.adapters.shards import StateClient
 from worker.adapters.state_client import connect
 from worker.app import app
 from worker.ports import BacklogReader

@@ -13,11 +13,10 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, cast
 
-import redis
 from redis.cluster import RedisCluster
 
 from worker.adapters import keys
-from worker.adapters.shards import OutboxShards, gone_holders
+from worker.adapters.shards import OutboxShards, StateClient, gone_holders
 from worker.ports import Backlog, Commit, CommitResult, CommitStatus, Loaded
 from worker.rules.state import OrderState
 
@@ -35,10 +34,6 @@ def epoch(moment: datetime) -> float:
 
 def from_epoch(value: float) -> datetime:
     return datetime.fromtimestamp(value, tz=UTC)
-
-
-StateClient = redis.Redis | RedisCluster
-"""One Redis, or a Redis Cluster (worker/adapters/state_client.py builds either)."""
 
 
 def _text(value: bytes | str) -> str:

@@ -9,12 +9,15 @@ it from that shard alone.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, cast
+from typing import cast
+
+import redis
+from redis.cluster import RedisCluster
 
 from worker.adapters import keys
 
-if TYPE_CHECKING:
-    from worker.adapters.redis_store import StateClient
+StateClient = redis.Redis | RedisCluster
+"""One Redis, or a Redis Cluster (worker/adapters/state_client.py builds either)."""
 
 QUEUE_HOLDER = "queue"
 """sweep.lua's holder for a task presumed waiting in the deadlines queue: no alive key."""

@@ -11,7 +11,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
-from worker.adapters.redis_store import StateClient
+from worker.adapters.shards import StateClient
 from worker.settings import Settings
 
 CLUSTER_RETRIES = 12
