@@ -6,20 +6,7 @@
 - `wire_client`: bare Celery producer (`send`, `send_raw`)
 - `event_listener`: bound to `aftersales.events` with `#` (`wait_for`, `collect`,
   `dead_letters`)
+- `--redis-cluster`: the worker's state in a Redis Cluster (tests/support/cluster.py)
 """
 
-import pytest
-
-pytest_plugins = ["tests.support.cluster", "tests.support.fixtures"]
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--redis-cluster",
-        action="store_true",
-        help="State in a Redis Cluster started on loopback (tests/support/cluster.py)",
-    )
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "single_redis(reason): skipped with --redis-cluster")
+pytest_plugins = ["tests.support.cluster", "tests.support.fixtures"]  # cluster: --redis-cluster

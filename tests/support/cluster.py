@@ -172,6 +172,18 @@ def cluster_state_url(redis_cluster: Cluster) -> str:
     return redis_cluster.url
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        OPTION,
+        action="store_true",
+        help="State in a Redis Cluster started on loopback (tests/support/cluster.py)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "single_redis(reason): skipped with --redis-cluster")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """With --redis-cluster, skip the tests that read single-Redis internals (each marked
     `single_redis` with its reason)."""
