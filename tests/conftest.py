@@ -6,6 +6,7 @@
 - `wire_client`: bare Celery producer (`send`, `send_raw`)
 - `event_listener`: bound to `aftersales.events` with `#` (`wait_for`, `collect`,
   `dead_letters`)
+- `--redis-cluster`: the worker's state in a Redis Cluster (tests/support/cluster.py)
 """
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.cluster", "tests.support.fixtures"]  # cluster: --redis-cluster

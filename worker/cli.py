@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING, TextIO
 import click
 
 if TYPE_CHECKING:  # heavy imports stay out of `aftersales --help`
-    import redis
-
     from worker.adapters.redis_store import RedisStore
 
 
@@ -146,14 +144,12 @@ def schemas(out_dir: Path | None, asyncapi_file: Path | None) -> None:
         click.echo(asyncapi_file)
 
 
-def _store() -> tuple[redis.Redis, RedisStore]:
-    import redis
-
+def _store() -> RedisStore:
     from worker.adapters.redis_store import RedisStore
+    from worker.adapters.state_client import connect
     from worker.settings import get_settings
 
-    client = redis.Redis.from_url(get_settings().redis_url)
-    return client, RedisStore(client)
+    return RedisStore(connect(get_settings()))
 
 
 def _echo_json(value: object) -> None:
@@ -176,8 +172,7 @@ def order(order_id: str, as_json: bool) -> None:
     """
     from worker.ops import order_view
 
-    _, store = _store()
-    view = order_view(store, order_id)
+    view = order_view(_store(), order_id)
     if view is None:
         raise click.ClickException(f"no order {order_id!r} in this Redis")
     if as_json:
@@ -202,7 +197,7 @@ def deadlines(count: int, order_id: str | None) -> None:
     """Pending deadlines (the next N overall, or one order's) and firing lateness."""
     from worker.ops import lateness, next_deadlines, order_view
 
-    client, store = _store()
+    store = _store()
     if order_id is not None:
         view = order_view(store, order_id)
         if view is None:
@@ -213,7 +208,7 @@ def deadlines(count: int, order_id: str | None) -> None:
     _echo_json(
         {
             "pending": {"scheduled": scheduled, "armed": armed},
-            "lateness_ms": lateness(client),
+            "lateness_ms": lateness(store),
             "next": next_deadlines(store, count),
         }
     )
@@ -224,10 +219,17 @@ def deadlines(count: int, order_id: str | None) -> None:
 @JSON_OPTION
 def dead_letters(limit: int, as_json: bool) -> None:
     """Show dead letters, oldest first, without taking them off the queue."""
-    from worker.ops import dead_letters as read
+    import redis
 
-    client, _ = _store()
-    letters = read(client, limit)
+    from worker.ops import dead_letters as read
+    from worker.settings import get_settings
+
+    # The dead-letter queue is the broker's (the state's own Redis unless it is elsewhere).
+    broker_url = get_settings().broker_url
+    if not broker_url.startswith("redis"):
+        raise click.ClickException("dead-letters reads a Redis broker's queue only")
+    with redis.Redis.from_url(broker_url) as client:
+        letters = read(client, limit)
     if as_json:
         _echo_json(letters)
         return

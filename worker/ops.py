@@ -15,7 +15,6 @@ from celery import Celery
 from schemas.inbound import INBOUND_TASKS
 from schemas.types import format_timestamp
 from worker import topology
-from worker.adapters import keys
 from worker.adapters.redis_store import RedisStore
 
 
@@ -65,9 +64,9 @@ def next_deadlines(store: RedisStore, count: int) -> list[dict[str, Any]]:
     return rows[:count]
 
 
-def lateness(client: redis.Redis) -> dict[str, float]:
+def lateness(store: RedisStore) -> dict[str, float]:
     """Firing lateness (due to fired) over the most recent firings, in milliseconds."""
-    values = sorted(float(v) for v in client.lrange(keys.FIRED_LATENESS, 0, -1))
+    values = sorted(store.lateness_values())
     if not values:
         return {"count": 0}
     cuts = quantiles(values, n=100, method="inclusive") if len(values) > 1 else values * 99

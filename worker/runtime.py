@@ -10,12 +10,12 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-import redis
-
 from worker.adapters.label_store import FileLabelStore
 from worker.adapters.publisher import KombuPublisher
 from worker.adapters.queues import BrokerQueues, RedisQueues
 from worker.adapters.redis_store import RedisStore
+from worker.adapters.shards import StateClient
+from worker.adapters.state_client import connect
 from worker.app import app
 from worker.ports import BacklogReader
 from worker.scheduler import Scheduler
@@ -37,8 +37,8 @@ __all__ = [
 
 
 @lru_cache(maxsize=1)
-def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(get_settings().redis_url, health_check_interval=30)
+def redis_client() -> StateClient:
+    return connect(get_settings())
 
 
 @lru_cache(maxsize=1)
@@ -66,9 +66,9 @@ def service() -> Service:
 @lru_cache(maxsize=1)
 def queues() -> BacklogReader:
     """Queue depths from the store's Redis when the broker is that same Redis (one round
-    trip with the order), else from the broker itself."""
+    trip with the order), else from the broker itself (always with a Redis Cluster)."""
     settings = get_settings()
-    if settings.broker_url == settings.redis_url:
+    if settings.broker_url == settings.redis_url and not settings.redis_cluster:
         return RedisQueues(store())
     return BrokerQueues(app, store())
 

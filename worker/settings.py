@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from schemas.policy import PolicyError, PolicySet, build_policy, parse_duration
 from worker.redis_urls import verified_tls
@@ -70,6 +71,35 @@ def load_policy(path: str | None) -> PolicySet:
         raise SettingsError(f"AFTERSALES_POLICY_FILE {path}: {exc}") from None
 
 
+def _switch(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise SettingsError(f"{name}: {raw!r} is not 1 or 0")
+
+
+def _check_cluster_broker(redis_url: str, broker_url: str | None) -> None:
+    """With state in a Redis Cluster the broker must be another server: kombu does not
+    speak Redis Cluster, and the reliable-fetch scripts (worker/transport.py) need all
+    their keys on one Redis (docs/cluster.md)."""
+    if not broker_url:
+        raise SettingsError(
+            "AFTERSALES_REDIS_CLUSTER=1 needs AFTERSALES_BROKER_URL: a plain Redis "
+            "(redis://...) or RabbitMQ (amqp://...); kombu cannot use a Redis Cluster"
+        )
+    broker, state = urlsplit(broker_url), urlsplit(redis_url)
+    if broker.scheme.startswith("redis") and (broker.hostname, broker.port) == (
+        state.hostname,
+        state.port,
+    ):
+        raise SettingsError(
+            "AFTERSALES_BROKER_URL points at the state's Redis Cluster node: the broker "
+            "must be a separate plain Redis or RabbitMQ (kombu cannot use a Redis Cluster)"
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     # Out of repr: the URLs may hold a password (print them with redis_urls.redacted).
@@ -78,6 +108,8 @@ class Settings:
     label_dir: Path
     policy_file: str | None
     policy: PolicySet = field(repr=False)
+    # State in a Redis Cluster (AFTERSALES_REDIS_URL is any node of it; docs/cluster.md).
+    redis_cluster: bool = False
     # How long a message waits for an earlier fact before it is dead-lettered (docs/rules.md).
     hold_for: timedelta = DEFAULT_HOLD
     # How long a closed order's keys are kept before they expire (docs/rules.md, retention).
@@ -106,9 +138,14 @@ class Settings:
             os.environ.get("AFTERSALES_REDIS_URL") or _url_file_default() or DEFAULT_REDIS_URL
         )
         policy_file = os.environ.get("AFTERSALES_POLICY_FILE") or None
+        broker_url = os.environ.get("AFTERSALES_BROKER_URL") or None
+        redis_cluster = _switch("AFTERSALES_REDIS_CLUSTER")
+        if redis_cluster:
+            _check_cluster_broker(redis_url, broker_url)
         settings = cls(
             redis_url=verified_tls(redis_url),
-            broker_url=verified_tls(os.environ.get("AFTERSALES_BROKER_URL") or redis_url),
+            broker_url=verified_tls(broker_url or redis_url),
+            redis_cluster=redis_cluster,
             label_dir=Path(os.environ.get("AFTERSALES_LABEL_DIR", "var/labels")).resolve(),
             policy_file=policy_file,
             policy=load_policy(policy_file),

@@ -46,10 +46,12 @@ def arrival_lateness(event: dict, due: datetime) -> float:
 
 
 def wait_armed(redis_client, order: str, timeout: float = 30.0) -> None:
-    from worker.adapters import keys
+    from worker.adapters.redis_store import RedisStore
 
+    space = RedisStore(redis_client).keys
+    armed = space.armed(space.shard_of(order))  # the order's shard (one key on one Redis)
     end = time.monotonic() + timeout
-    while not any(order in m.decode() for m in redis_client.zrange(keys.ARMED, 0, -1)):
+    while not any(order in m.decode() for m in redis_client.zrange(armed, 0, -1)):
         assert time.monotonic() < end, "the deadline was never armed"
         time.sleep(0.05)
 
@@ -91,6 +93,7 @@ def test_kill_9_of_the_worker_holding_the_eta_task_still_fires_once(
     assert len(event_listener.of_type("order.cancelled")) == 1
 
 
+@pytest.mark.single_redis("broker and state in two databases of the session's Redis")
 def test_a_flushed_broker_still_fires_from_the_durable_schedule(
     start_worker, start_beat, redis_url, redis_client
 ):
@@ -167,6 +170,7 @@ def test_a_deadline_does_not_overtake_an_earlier_answer_still_in_the_inbound_que
     backlog_scenario(start_worker, start_beat, wire_client, event_listener, redis_client, SWEEP)
 
 
+@pytest.mark.single_redis("broker and state in two databases of the session's Redis")
 def test_backlog_safety_reads_the_queue_from_the_broker_when_it_is_elsewhere(
     start_worker, start_beat, redis_url, redis_client
 ):
@@ -213,7 +217,7 @@ def backlog_scenario(start_worker, start_beat, producer, listener, state, env) -
 
 
 def test_the_same_deadline_scheduled_twice_fires_once(
-    start_worker, start_beat, wire_client, event_listener, redis_client, redis_url
+    start_worker, start_beat, wire_client, event_listener, redis_client, broker_url
 ):
     from worker.adapters.redis_store import RedisStore
 
@@ -222,7 +226,7 @@ def test_the_same_deadline_scheduled_twice_fires_once(
     order, due = place_unpaid(wire_client, due_in=4)
     wait_armed(redis_client, order)
     (deadline_id,) = RedisStore(redis_client).load(order).state.deadlines
-    sender = WireClient(redis_url)
+    sender = WireClient(broker_url)
     try:  # two more ETA tasks for the same deadline, as a replayed or duplicated arm would
         for _ in range(2):
             sender.celery.send_task(

@@ -1,4 +1,5 @@
-"""The sweep re-sends only lost deadline tasks, backing off, against a real Redis."""
+"""The sweep re-sends only lost deadline tasks, backing off, against a real Redis (or a
+Redis Cluster: the indexes are read in the order's shard)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,15 @@ def store(redis_client):
     return RedisStore(redis_client)
 
 
+def index(store: RedisStore, name: str, order: str) -> str:
+    """The key of a global index (`armed`, `holders` ...) that holds this order's entries."""
+    key: str = getattr(store.keys, name)(store.keys.shard_of(order))
+    return key
+
+
 def overdue(store: RedisStore, order: str, deadline: str = "unpaid_expiry:") -> str:
     member = keys.deadline_member(order, deadline)
-    store.client.zadd(keys.ARMED, {member: epoch(NOW - timedelta(seconds=3))})
+    store.client.zadd(index(store, "armed", order), {member: epoch(NOW - timedelta(seconds=3))})
     return member
 
 
@@ -52,7 +59,7 @@ def test_a_deadline_whose_holder_died_is_sent_again_with_backoff(store):
     assert first == [("o-1", "unpaid_expiry:")]
     assert soon == [] and too_soon == []
     assert second == first and third == first
-    assert store.client.hget(keys.RESENDS, member) == b"3"
+    assert store.client.hget(index(store, "resends", "o-1"), member) == b"3"
 
 
 def test_an_unheld_or_too_long_held_deadline_is_sent_again(store):
@@ -79,7 +86,7 @@ def test_firing_forgets_the_holder_and_the_resend_count(store):
 
     placed = order_placed()
     member = overdue(store, placed.order_id)
-    store.client.hset(keys.RESENDS, member, 2)
+    store.client.hset(index(store, "resends", placed.order_id), member, 2)
     store.hold(placed.order_id, "unpaid_expiry:", "w@h", NOW)
     old = OrderState(order_id=placed.order_id)
 
@@ -95,10 +102,12 @@ def test_firing_forgets_the_holder_and_the_resend_count(store):
     )
 
     assert result.status == "ok"
-    assert store.client.hget(keys.HOLDERS, member) is None
-    assert store.client.hget(keys.RESENDS, member) is None
-    assert store.client.zscore(keys.ARMED, member) is None
-    assert store.client.lrange(keys.FIRED_LATENESS, 0, -1) == [b"12.5"]
+    order = placed.order_id
+    assert store.client.hget(index(store, "holders", order), member) is None
+    assert store.client.hget(index(store, "resends", order), member) is None
+    assert store.client.zscore(index(store, "armed", order), member) is None
+    assert store.client.lrange(index(store, "lateness", order), 0, -1) == [b"12.5"]
+    assert store.lateness_values() == [12.5]
 
 
 def test_an_unheld_deadline_behind_a_busy_deadlines_queue_is_left_queued(store):
@@ -115,9 +124,10 @@ def test_an_unheld_deadline_behind_a_busy_deadlines_queue_is_left_queued(store):
     )
 
     assert waiting == [] and still == []
-    assert store.client.hget(keys.HOLDERS, member) is None  # sent again: nobody holds it
+    holders = index(store, "holders", "o-queued")
+    assert store.client.hget(holders, member) is None  # sent again: nobody holds it
     assert too_long == [("o-queued", "unpaid_expiry:")]
-    assert store.client.hget(keys.RESENDS, member) == b"1"
+    assert store.client.hget(index(store, "resends", "o-queued"), member) == b"1"
 
 
 def test_a_queued_deadline_is_sent_again_once_the_queue_is_empty(store):

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import redis
 
+from tests.support.cluster import cluster_mode
 from tests.support.processes import (
     START_TIMEOUT,
     WORKER_QUEUES,
@@ -76,12 +77,21 @@ def redis_url(redis_server: str) -> str:
 
 
 @pytest.fixture
-def state_url(redis_url: str) -> str:
+def state_url(request: pytest.FixtureRequest, redis_url: str) -> str:
     """Where the worker keeps its state (`AFTERSALES_REDIS_URL`): the session's Redis.
 
     A seam for other deployments: a test mode may override it (another Redis, a cluster)
-    without touching the tests that use `start_worker`."""
+    without touching the tests that use `start_worker`. With `--redis-cluster`: the
+    session's Redis Cluster (tests/support/cluster.py), flushed."""
+    if cluster_mode(request.config):
+        return str(request.getfixturevalue("cluster_state_url"))
     return redis_url
+
+
+@pytest.fixture
+def state_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """What the worker needs besides `state_url` to reach its state (the cluster switch)."""
+    return {"AFTERSALES_REDIS_CLUSTER": "1"} if cluster_mode(request.config) else {}
 
 
 @pytest.fixture
@@ -92,9 +102,13 @@ def broker_url(redis_url: str) -> str:
 
 
 @pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    """A `redis.Redis` (decode_responses=False) on the clean server; closed at teardown."""
-    client = redis.Redis.from_url(redis_url)
+def redis_client(request: pytest.FixtureRequest, redis_url: str) -> Iterator[redis.Redis]:
+    """A `redis.Redis` (decode_responses=False) on the clean server; closed at teardown.
+    With `--redis-cluster`, a `RedisCluster` on the state's cluster (same commands)."""
+    if cluster_mode(request.config):
+        client = redis.RedisCluster.from_url(request.getfixturevalue("state_url"))
+    else:
+        client = redis.Redis.from_url(redis_url)
     try:
         yield client
     finally:
@@ -117,7 +131,11 @@ def _base_env(state_url: str, broker_url: str, extra: Mapping[str, str] | None) 
 
 @pytest.fixture
 def start_worker(
-    request: pytest.FixtureRequest, state_url: str, broker_url: str, tmp_path: Path
+    request: pytest.FixtureRequest,
+    state_url: str,
+    state_env: dict[str, str],
+    broker_url: str,
+    tmp_path: Path,
 ) -> Iterator[StartWorker]:
     """Factory: start a REAL Celery worker process and wait until it answers a ping.
 
@@ -160,7 +178,7 @@ def start_worker(
         full_env = _base_env(
             state_url,
             broker_url,
-            {"AFTERSALES_LABEL_DIR": str(tmp_path / "labels"), **(env or {})},
+            {**state_env, "AFTERSALES_LABEL_DIR": str(tmp_path / "labels"), **(env or {})},
         )
         command = [*worker_args(node_arg, concurrency, pool, loglevel, queues), *args]
         handle = spawn("worker", command, full_env, workdir, workdir / "worker.log", node)
@@ -184,7 +202,11 @@ def start_worker(
 
 @pytest.fixture
 def start_beat(
-    request: pytest.FixtureRequest, state_url: str, broker_url: str, tmp_path: Path
+    request: pytest.FixtureRequest,
+    state_url: str,
+    state_env: dict[str, str],
+    broker_url: str,
+    tmp_path: Path,
 ) -> Iterator[StartBeat]:
     """Factory: start a REAL ``celery -A worker beat`` (schedule file in ``tmp_path``).
 
@@ -211,7 +233,7 @@ def start_beat(
         full_env = _base_env(
             state_url,
             broker_url,
-            {"AFTERSALES_LABEL_DIR": str(tmp_path / "labels"), **(env or {})},
+            {**state_env, "AFTERSALES_LABEL_DIR": str(tmp_path / "labels"), **(env or {})},
         )
         handle = spawn("beat", command, full_env, workdir, workdir / "beat.log")
         started.append(handle)

@@ -1,12 +1,17 @@
 """Every Redis key this worker uses, in one place (as arq does).
 
-Per-order keys share the hash tag `{order_id}` so that one order's state can move to
-Redis Cluster as a unit. The schedule and outbox indexes are global by nature.
+The module-level names are the single-Redis keyspace: per-order keys share the hash tag
+`{order_id}`; the schedule, outbox and lateness indexes are one global key each. A
+`Keyspace` names keys for one deployment: `SINGLE` gives exactly these names (data
+written before Redis Cluster support stays readable), `CLUSTER` splits every global index
+into `CLUSTER_SHARDS` hash-tagged shards and tags an order's keys with its shard, so one
+commit script touches one slot (docs/cluster.md).
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 
 PREFIX = "aftersales"
 
@@ -102,3 +107,74 @@ def policy(digest: str) -> str:
     """String: a policy document (canonical JSON) named by the hash orders refer to it by
     (worker/adapters/state_codec.py). Immutable, never expires; global, not per order."""
     return f"{PREFIX}:policy:{digest}"
+
+
+CLUSTER_SHARDS = 64
+"""Shards of every global index in Redis Cluster mode. Fixed forever: it is part of every
+key name. 64 spreads the indexes evenly over 3 primaries (about 21 shards each) and still
+over up to 64, while a tick walks them in a few ms (3 small calls per shard)."""
+
+
+class Keyspace:
+    """Key names of one deployment: one Redis (`shards == 1`, the module's names) or a
+    Redis Cluster (`shards > 1`, every key carrying the hash tag of its shard)."""
+
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+        self.clustered = shards > 1
+
+    def shard_of(self, order_id: str) -> int:
+        """Stable across processes and versions (CRC-32, not Python's salted `hash`)."""
+        return zlib.crc32(order_id.encode()) % self.shards if self.clustered else 0
+
+    def _order(self, kind: str, order_id: str) -> str:
+        if not self.clustered:
+            return f"{PREFIX}:{kind}:{{{order_id}}}"
+        # The shard's tag comes first, so braces inside the order id are never the tag.
+        return f"{PREFIX}:{kind}:{{s{self.shard_of(order_id):02d}}}:{order_id}"
+
+    def _sharded(self, base: str, shard: int) -> str:
+        return f"{base}:{{s{shard:02d}}}" if self.clustered else base
+
+    def order_state(self, order_id: str) -> str:
+        return self._order("order", order_id)
+
+    def seen_messages(self, order_id: str) -> str:
+        return self._order("seen", order_id)
+
+    def message_digests(self, order_id: str) -> str:
+        return self._order("digests", order_id)
+
+    def inflight(self, order_id: str) -> str:
+        return self._order("inflight", order_id)
+
+    def timeline(self, order_id: str) -> str:
+        return self._order("timeline", order_id)
+
+    def schedule(self, shard: int) -> str:
+        return self._sharded(SCHEDULE, shard)
+
+    def armed(self, shard: int) -> str:
+        return self._sharded(ARMED, shard)
+
+    def holders(self, shard: int) -> str:
+        return self._sharded(HOLDERS, shard)
+
+    def resends(self, shard: int) -> str:
+        return self._sharded(RESENDS, shard)
+
+    def lateness(self, shard: int) -> str:
+        return self._sharded(FIRED_LATENESS, shard)
+
+    def outbox_pending(self, shard: int) -> str:
+        return self._sharded(OUTBOX_PENDING, shard)
+
+    def outbox_entries(self, shard: int) -> str:
+        return self._sharded(OUTBOX_ENTRIES, shard)
+
+
+SINGLE = Keyspace(1)
+"""One Redis: today's key names."""
+
+CLUSTER = Keyspace(CLUSTER_SHARDS)
+"""Redis Cluster: hash-tagged shards."""

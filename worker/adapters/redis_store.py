@@ -2,6 +2,8 @@
 
 Every change to an order goes through one Lua script (commit.lua), so the state, the
 message id, the deadlines and the outbox entries are written together or not at all.
+On one Redis or on a Redis Cluster (docs/cluster.md): the keyspace (keys.py) puts an
+order's keys in its shard's slot, and the methods over global indexes walk the shards.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, cast
 
-import redis
+from redis.cluster import RedisCluster
 
 from worker.adapters import keys
+from worker.adapters.shards import OutboxShards, StateClient, gone_holders
 from worker.adapters.state_codec import StateCodec
 from worker.ports import Backlog, Commit, CommitResult, CommitStatus, Loaded
 from worker.rules.retention import DEFAULT_RETENTION
@@ -52,8 +55,12 @@ class RedisStore:
     timeline_defaults = TIMELINE_DEFAULTS
     digest_chars = DIGEST_CHARS
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: StateClient, keyspace: keys.Keyspace | None = None) -> None:
         self.client = client
+        clustered = isinstance(client, RedisCluster)
+        self.keys = keyspace or (keys.CLUSTER if clustered else keys.SINGLE)
+        self._outbox = OutboxShards(self.keys)
+        self._first_shard = 0  # each walk starts one shard further: no shard always last
         self._commit = client.register_script(_script("commit.lua"))
         self._arm = client.register_script(_script("arm.lua"))
         self._sweep = client.register_script(_script("sweep.lua"))
@@ -63,7 +70,7 @@ class RedisStore:
     # --- orders --------------------------------------------------------------------------
 
     def load(self, order_id: str) -> Loaded:
-        raw, version = self.client.hmget(keys.order_state(order_id), ["state", "version"])
+        raw, version = self.client.hmget(self.keys.order_state(order_id), ["state", "version"])
         return self._loaded(raw, version)
 
     def load_for_firing(self, order_id: str, queue_keys: list[str]) -> tuple[Loaded, Backlog]:
@@ -72,10 +79,10 @@ class RedisStore:
         The backlog is read with the state, not after it: the commit's version check still
         fences anything committed in between, exactly as with two separate reads."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.hmget(keys.order_state(order_id), ["state", "version"])
+        pipe.hmget(self.keys.order_state(order_id), ["state", "version"])
         for key in queue_keys:
             pipe.llen(key)
-        pipe.hgetall(keys.inflight(order_id))
+        pipe.hgetall(self.keys.inflight(order_id))
         (raw, version), *depths, inflight = pipe.execute()
         backlog = sum(int(depth) for depth in depths), _inflight_entries(inflight)
         return self._loaded(raw, version), backlog
@@ -88,13 +95,13 @@ class RedisStore:
         The digests expire with the order's state (claim.lua), or after `retain` when the
         order has no state (a message refused before any commit)."""
         claimed = self._claim(
-            keys=[keys.message_digests(order_id), keys.order_state(order_id)],
+            keys=[self.keys.message_digests(order_id), self.keys.order_state(order_id)],
             args=[message_id, digest[: self.digest_chars], _ms(retain)],
         )
         return bool(claimed)
 
     def is_seen(self, order_id: str, message_id: str) -> bool:
-        return bool(self.client.sismember(keys.seen_messages(order_id), message_id))
+        return bool(self.client.sismember(self.keys.seen_messages(order_id), message_id))
 
     def commit(self, commit: Commit, now: datetime) -> CommitResult:
         oid = commit.order_id
@@ -120,20 +127,22 @@ class RedisStore:
         args.append(len(commit.forget))
         args += list(commit.forget)
         args.append("" if commit.expire_in is None else _ms(commit.expire_in))
+        space, shard = self.keys, self.keys.shard_of(oid)
+        self._outbox.remember([entry_id for entry_id, _ in commit.outbox], shard)
         status, version = self._commit(
             keys=[
-                keys.order_state(oid),
-                keys.seen_messages(oid),
-                keys.SCHEDULE,
-                keys.ARMED,
-                keys.OUTBOX_PENDING,
-                keys.OUTBOX_ENTRIES,
-                keys.inflight(oid),
-                keys.timeline(oid),
-                keys.HOLDERS,
-                keys.RESENDS,
-                keys.FIRED_LATENESS,
-                keys.message_digests(oid),
+                space.order_state(oid),
+                space.seen_messages(oid),
+                space.schedule(shard),
+                space.armed(shard),
+                space.outbox_pending(shard),
+                space.outbox_entries(shard),
+                space.inflight(oid),
+                space.timeline(oid),
+                space.holders(shard),
+                space.resends(shard),
+                space.lateness(shard),
+                space.message_digests(oid),
             ],
             args=args,
         )
@@ -142,7 +151,7 @@ class RedisStore:
     def timeline(self, order_id: str) -> list[dict[str, Any]]:
         return [
             {**TIMELINE_DEFAULTS, **json.loads(line)}  # older lines have every key
-            for line in self.client.lrange(keys.timeline(order_id), 0, -1)
+            for line in self.client.lrange(self.keys.timeline(order_id), 0, -1)
         ]
 
     def _loaded(self, raw: bytes | str | None, version: bytes | str | None) -> Loaded:
@@ -156,13 +165,13 @@ class RedisStore:
         self, order_id: str, task_id: str, occurred_at: datetime, received_at: datetime
     ) -> None:
         value = f"{epoch(occurred_at)} {epoch(received_at)}"
-        self.client.hset(keys.inflight(order_id), task_id, value)
+        self.client.hset(self.keys.inflight(order_id), task_id, value)
 
     def clear_inflight(self, order_id: str, task_id: str) -> None:
-        self.client.hdel(keys.inflight(order_id), task_id)
+        self.client.hdel(self.keys.inflight(order_id), task_id)
 
     def inflight(self, order_id: str) -> dict[str, tuple[datetime, datetime]]:
-        return _inflight_entries(self.client.hgetall(keys.inflight(order_id)))
+        return _inflight_entries(self.client.hgetall(self.keys.inflight(order_id)))
 
     def queue_depth(self, queue_keys: list[str]) -> int:
         """Messages waiting in a queue's lists (kombu's Redis transport, on this Redis)."""
@@ -176,23 +185,36 @@ class RedisStore:
         pipe = self.client.pipeline(transaction=False)
         for key in queue_keys:
             pipe.llen(key)
-        pipe.hgetall(keys.inflight(order_id))
+        pipe.hgetall(self.keys.inflight(order_id))
         *depths, inflight = pipe.execute()
         return sum(int(depth) for depth in depths), _inflight_entries(inflight)
 
-    # --- deadline schedule -----------------------------------------------------------------
+    # --- deadline schedule (global indexes: one key, or one per shard) -------------------
+
+    def _walk(self) -> list[int]:
+        """Every shard once, starting one further each walk, so that a batch limit reached
+        before the last shard does not always leave the same shards for the next tick."""
+        count = self.keys.shards
+        first, self._first_shard = self._first_shard, (self._first_shard + 1) % count
+        return [(first + step) % count for step in range(count)]
 
     def arm_due(
         self, until: datetime, limit: int, recheck_after: float
     ) -> list[tuple[str, str, datetime]]:
         """Move deadlines due before `until` to the armed set; returns (order, id, due)."""
-        flat = self._arm(
-            keys=[keys.SCHEDULE, keys.ARMED], args=[epoch(until), limit, recheck_after]
-        )
-        return [
-            (*keys.parse_deadline_member(flat[i]), from_epoch(float(flat[i + 1])))
-            for i in range(0, len(flat), 2)
-        ]
+        armed: list[tuple[str, str, datetime]] = []
+        for shard in self._walk():
+            if len(armed) >= limit:
+                break
+            flat = self._arm(
+                keys=[self.keys.schedule(shard), self.keys.armed(shard)],
+                args=[epoch(until), limit - len(armed), recheck_after],
+            )
+            armed += [
+                (*keys.parse_deadline_member(flat[i]), from_epoch(float(flat[i + 1])))
+                for i in range(0, len(flat), 2)
+            ]
+        return armed
 
     def lost_armed(
         self,
@@ -206,36 +228,59 @@ class RedisStore:
         """Armed deadlines overdue whose task no live worker incarnation holds and, with
         `queued` messages waiting in the deadlines queue, that have waited there longer
         than `max_holding` (see sweep.lua)."""
-        lost = self._sweep(
-            keys=[keys.ARMED, keys.HOLDERS, keys.RESENDS],
-            args=[epoch(now), grace, limit, backoff_cap, keys.ALIVE_PREFIX, max_holding, queued],
-        )
-        return [keys.parse_deadline_member(member) for member in lost]
+        lost: list[tuple[str, str]] = []
+        alive: dict[str, bool] = {}  # holder -> alive, read once per walk
+        for shard in self._walk():
+            if len(lost) >= limit:
+                break
+            armed, holders = self.keys.armed(shard), self.keys.holders(shard)
+            gone = gone_holders(self.client, armed, holders, epoch(now), limit, alive)
+            if gone is None:
+                continue  # nothing overdue in this shard
+            members = self._sweep(
+                keys=[armed, holders, self.keys.resends(shard)],
+                args=[
+                    epoch(now),
+                    grace,
+                    limit - len(lost),
+                    backoff_cap,
+                    max_holding,
+                    queued,
+                    *gone,
+                ],
+            )
+            lost += [keys.parse_deadline_member(member) for member in members]
+        return lost
 
     def hold(self, order_id: str, deadline_id: str, holder: str, now: datetime) -> None:
         """`holder`, a worker incarnation (node name and boot id), received the deadline's
         task: the sweep leaves it to that process while its alive key lasts."""
         member = keys.deadline_member(order_id, deadline_id)
-        self.client.hset(keys.HOLDERS, member, f"{holder} {epoch(now)}")
+        holders = self.keys.holders(self.keys.shard_of(order_id))
+        self.client.hset(holders, member, f"{holder} {epoch(now)}")
 
     def release(self, order_id: str, deadline_id: str, even_if_armed: bool = False) -> None:
         """Forget the holder of a deadline: no longer armed (a stale task ran), or its task
         failed and the sweep should send it again."""
         member = keys.deadline_member(order_id, deadline_id)
-        if even_if_armed or self.client.zscore(keys.ARMED, member) is None:
-            self.client.hdel(keys.HOLDERS, member)
+        shard = self.keys.shard_of(order_id)
+        if even_if_armed or self.client.zscore(self.keys.armed(shard), member) is None:
+            self.client.hdel(self.keys.holders(shard), member)
 
     def heartbeat(self, holder: str, ttl_ms: int) -> None:
-        """`holder` (a worker incarnation) is alive for the next `ttl_ms`."""
+        """`holder` (a worker incarnation) is alive for the next `ttl_ms` (one key, in
+        whatever slot: the sweep reads it outside its script)."""
         self.client.set(keys.alive(holder), "1", px=ttl_ms)
 
     def next_deadlines(self, count: int) -> list[tuple[str, str, datetime | None, str]]:
-        """The next `count` pending deadlines overall: (order, id, due or None, where)."""
+        """The next `count` pending deadlines overall: (order, id, due or None, where).
+        Up to `count` of each shard; the caller sorts and cuts."""
         rows: list[tuple[str, str, datetime | None, str]] = []
-        for member, score in self._first_scored(keys.SCHEDULE, count):
-            rows.append((*keys.parse_deadline_member(member), from_epoch(score), "scheduled"))
-        for member, _ in self._first_scored(keys.ARMED, count):
-            rows.append((*keys.parse_deadline_member(member), None, "armed"))
+        for shard in range(self.keys.shards):
+            for member, score in self._first_scored(self.keys.schedule(shard), count):
+                rows.append((*keys.parse_deadline_member(member), from_epoch(score), "scheduled"))
+            for member, _ in self._first_scored(self.keys.armed(shard), count):
+                rows.append((*keys.parse_deadline_member(member), None, "armed"))
         return rows
 
     def _first_scored(self, key: str, count: int) -> list[tuple[bytes | str, float]]:
@@ -244,36 +289,53 @@ class RedisStore:
         return cast(list[tuple[bytes | str, float]], scored)
 
     def schedule_size(self) -> tuple[int, int]:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.zcard(keys.SCHEDULE)
-        pipe.zcard(keys.ARMED)
-        scheduled, armed = pipe.execute()
-        return int(scheduled), int(armed)
+        scheduled = armed = 0
+        for shard in range(self.keys.shards):
+            scheduled += int(self.client.zcard(self.keys.schedule(shard)))
+            armed += int(self.client.zcard(self.keys.armed(shard)))
+        return scheduled, armed
+
+    def lateness_values(self) -> list[float]:
+        """Recent firing lateness values (ms): the newest 10 000 over all shards."""
+        per_shard = max(1, 10_000 // self.keys.shards)
+        values: list[float] = []
+        for shard in range(self.keys.shards):
+            raw = self.client.lrange(self.keys.lateness(shard), 0, per_shard - 1)
+            values += [float(value) for value in raw]
+        return values
 
     # --- outbox --------------------------------------------------------------------------
 
     def confirm_published(self, entry_ids: list[str]) -> None:
-        if not entry_ids:
-            return
-        pipe = self.client.pipeline(transaction=True)
-        pipe.zrem(keys.OUTBOX_PENDING, *entry_ids)
-        pipe.hdel(keys.OUTBOX_ENTRIES, *entry_ids)
-        pipe.execute()
+        for shard, ids in self._outbox.by_shard(entry_ids).items():
+            pipe = self.client.pipeline(transaction=True)  # one shard: one slot
+            pipe.zrem(self.keys.outbox_pending(shard), *ids)
+            pipe.hdel(self.keys.outbox_entries(shard), *ids)
+            pipe.execute()
 
     def stale_outbox(self, older_than: datetime, limit: int) -> list[tuple[str, dict[str, Any]]]:
-        # without withscores, members only
-        ids = cast(
-            list[bytes | str],
-            self.client.zrangebyscore(keys.OUTBOX_PENDING, "-inf", epoch(older_than), 0, limit),
-        )
-        if not ids:
-            return []
-        raw = self.client.hmget(keys.OUTBOX_ENTRIES, ids)
-        entries = []
-        for entry_id, body in zip(ids, raw, strict=True):
-            if body is None:  # confirmed between the two reads
+        entries: list[tuple[str, dict[str, Any]]] = []
+        for shard in self._walk():
+            if len(entries) >= limit:
+                break
+            pending = self.keys.outbox_pending(shard)
+            # without withscores, members only
+            ids = cast(
+                list[bytes | str],
+                self.client.zrangebyscore(
+                    pending, "-inf", epoch(older_than), 0, limit - len(entries)
+                ),
+            )
+            if not ids:
                 continue
-            entries.append((_text(entry_id), json.loads(body)))
+            raw = self.client.hmget(self.keys.outbox_entries(shard), ids)
+            found = [
+                (_text(entry_id), json.loads(body))
+                for entry_id, body in zip(ids, raw, strict=True)
+                if body is not None  # None: confirmed between the two reads
+            ]
+            self._outbox.remember([entry_id for entry_id, _ in found], shard)
+            entries += found
         return entries
 
 

@@ -25,10 +25,9 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-import redis
-
 from schemas.policy import MarketplacePolicy
 from worker.adapters import keys
+from worker.adapters.shards import StateClient
 from worker.rules.state import History, OrderState
 
 PolicyRef = Callable[[MarketplacePolicy], str]
@@ -162,7 +161,7 @@ marketplace and policy file version); the bound only stops a leak from a misuse.
 class StateCodec:
     """Encode and decode states against one Redis, where the policy documents live."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: StateClient) -> None:
         self.client = client
         self._by_hash: dict[str, MarketplacePolicy] = {}  # immutable: cached forever
         self._by_object: dict[int, tuple[MarketplacePolicy, str]] = {}

@@ -2,19 +2,24 @@
 -- A holder is a worker incarnation, "<node>#<boot id>" (worker/app.py): a worker restarted
 -- under its own node name beats another alive key, so its predecessor's deadlines are not
 -- taken for live ones.
--- A deadline whose task a live worker received less than ARGV[6] s ago is left to it (its
+-- A deadline whose task a live worker received less than ARGV[5] s ago is left to it (its
 -- re-check moves ARGV[2] s on); so is one nobody holds while the deadlines queue is not
--- empty (ARGV[7] > 0): its task is presumed still queued behind others, not lost, and the
+-- empty (ARGV[6] > 0): its task is presumed still queued behind others, not lost, and the
 -- queue itself is recorded as its holder ("queue", no "@": never a worker's name) for
--- at most ARGV[6] s. A burst of due deadlines is worked off at the workers' pace instead of
--- being sent again and again while it waits. One with no holder and an empty queue, a dead
--- holder (its alive key, ARGV[5] .. holder, expired) or a holding too old is re-sent, and its
--- next re-check backs off exponentially (ARGV[2] s, twice that ... at most ARGV[4] s).
+-- at most ARGV[5] s. A burst of due deadlines is worked off at the workers' pace instead of
+-- being sent again and again while it waits. One with no holder and an empty queue, a gone
+-- holder (listed in ARGV[7..]) or a holding too old is re-sent, and its next re-check backs
+-- off exponentially (ARGV[2] s, twice that ... at most ARGV[4] s).
+-- Which holders are gone (alive key expired) is read by the caller just before (alive keys
+-- live in other hash slots, and a script must name every key it touches): an incarnation
+-- once gone never comes back, and one not listed counts as alive until the next sweep.
 -- KEYS: 1 armed zset, 2 holders hash, 3 resends hash
--- ARGV: 1 now, 2 grace, 3 limit, 4 backoff cap, 5 alive key prefix, 6 max holding age,
---       7 messages waiting in the deadlines queue
+-- ARGV: 1 now, 2 grace, 3 limit, 4 backoff cap, 5 max holding age,
+--       6 messages waiting in the deadlines queue, 7.. holders that are gone
 local now, grace, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
-local max_holding, queued = tonumber(ARGV[6]), tonumber(ARGV[7] or "0") > 0
+local max_holding, queued = tonumber(ARGV[5]), tonumber(ARGV[6] or "0") > 0
+local gone = {}
+for i = 7, #ARGV do gone[ARGV[i]] = true end
 local overdue = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", now, "LIMIT", 0, ARGV[3])
 local lost = {}
 for _, member in ipairs(overdue) do
@@ -26,7 +31,7 @@ for _, member in ipairs(overdue) do
     if held and who == "queue" then
       held = queued
     elseif held then
-      held = redis.call("EXISTS", ARGV[5] .. who) == 1
+      held = not gone[who]
     end
   elseif queued then
     redis.call("HSET", KEYS[2], member, "queue " .. now)
