@@ -6,7 +6,9 @@ message id, the deadlines and the outbox entries are written together or not at 
 
 from __future__ import annotations
 
+import copy
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, cast
@@ -65,6 +67,25 @@ class RedisStore:
         backlog = sum(int(depth) for depth in depths), _inflight_entries(inflight)
         return _loaded(raw, version), backlog
 
+    def load_many_for_firing(
+        self, order_ids: Sequence[str], queue_keys: list[str]
+    ) -> list[tuple[Loaded, Backlog]]:
+        """`load_for_firing` for many orders in one round trip: the queue's depth is read
+        once, in the same pipeline. With no `queue_keys` the depth is 0 (another broker)."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in queue_keys:
+            pipe.llen(key)
+        for order_id in order_ids:
+            pipe.hmget(keys.order_state(order_id), ["state", "version"])
+            pipe.hgetall(keys.inflight(order_id))
+        replies = pipe.execute()
+        depth = sum(int(depth) for depth in replies[: len(queue_keys)])
+        rows = replies[len(queue_keys) :]
+        return [
+            (_loaded(*rows[i]), (depth, _inflight_entries(rows[i + 1])))
+            for i in range(0, len(rows), 2)
+        ]
+
     def claim_message_id(self, order_id: str, message_id: str, digest: str) -> bool:
         """True if `message_id` is new, or was first seen with this same body digest."""
         key = keys.message_digests(order_id)
@@ -116,6 +137,24 @@ class RedisStore:
             args=args,
         )
         return CommitResult(cast(CommitStatus, _text(status)), int(version))
+
+    def commit_many(self, commits: Sequence[Commit], now: datetime) -> list[CommitResult]:
+        """Many `commit`s in one round trip, each still its own atomic, version-checked
+        script: `commit` builds each call as usual, queued on a pipeline instead of sent."""
+        if not commits:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        queued = copy.copy(self)
+        queued._commit = _Queued(self._commit, pipe)  # type: ignore[assignment]
+        for commit in commits:
+            queued.commit(commit, now)
+        replies = pipe.execute()
+        if len(replies) != len(commits):  # commit() no longer calls one script: a bug here
+            raise RuntimeError(f"{len(commits)} commits queued {len(replies)} scripts")
+        return [
+            CommitResult(cast(CommitStatus, _text(status)), int(version))
+            for status, version in replies
+        ]
 
     def timeline(self, order_id: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.client.lrange(keys.timeline(order_id), 0, -1)]
@@ -188,6 +227,15 @@ class RedisStore:
         member = keys.deadline_member(order_id, deadline_id)
         self.client.hset(keys.HOLDERS, member, f"{holder} {epoch(now)}")
 
+    def hold_many(self, deadlines: Sequence[tuple[str, str]], holder: str, now: datetime) -> None:
+        """`hold` for every (order, deadline) of a batch task, in one write."""
+        if deadlines:
+            value = f"{holder} {epoch(now)}"
+            mapping: dict[Any, Any] = {  # redis-py types its keys invariantly
+                keys.deadline_member(o, d): value for o, d in deadlines
+            }
+            self.client.hset(keys.HOLDERS, mapping=mapping)
+
     def release(self, order_id: str, deadline_id: str, even_if_armed: bool = False) -> None:
         """Forget the holder of a deadline: no longer armed (a stale task ran), or its task
         failed and the sweep should send it again."""
@@ -245,6 +293,18 @@ class RedisStore:
                 continue
             entries.append((_text(entry_id), json.loads(body)))
         return entries
+
+
+class _Queued:
+    """The commit script, queued on a pipeline: `commit` sees a placeholder answer and
+    `commit_many` reads the real ones from the pipeline."""
+
+    def __init__(self, script: Any, pipe: Any) -> None:
+        self.script, self.pipe = script, pipe
+
+    def __call__(self, keys: list[Any], args: list[Any]) -> tuple[bytes, int]:
+        self.script(keys=keys, args=args, client=self.pipe)
+        return b"ok", 0
 
 
 def _loaded(raw: bytes | str | None, version: bytes | str | None) -> Loaded:
