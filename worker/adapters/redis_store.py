@@ -147,7 +147,7 @@ class RedisStore:
         queued = copy.copy(self)
         queued._commit = _Queued(self._commit, pipe)  # type: ignore[assignment]
         for commit in commits:
-            queued.commit(commit, now)
+            RedisStore.commit(queued, commit, now)
         replies = pipe.execute()
         if len(replies) != len(commits):  # commit() no longer calls one script: a bug here
             raise RuntimeError(f"{len(commits)} commits queued {len(replies)} scripts")
