@@ -141,10 +141,22 @@ class Service:
             )
             if decision.applied:
                 _log_fired(firing.order_id, deadline, commit.lateness_ms, outcomes[index])
-        left = self.publish_entries(entries) if entries else 0
-        if left:
-            log.warning("batch events left for the outbox relay", unpublished=left)
+        self._publish_batch(entries)
         return outcomes
+
+    def _publish_batch(self, entries: list[tuple[str, dict[str, Any]]]) -> None:
+        """A batch's outbox entries in one go where the publisher can (one producer, one
+        pipeline), else one by one; all confirmed together, or all left to the relay."""
+        publish_many = getattr(self.publisher, "publish_many", None)
+        if not entries or publish_many is None:
+            self.publish_entries(entries)
+            return
+        try:
+            publish_many(entries)
+        except Exception:  # nothing is lost: the relay publishes them again, same ids
+            log.warning("batch publish failed; left for the outbox relay", exc_info=True)
+            return
+        self.store.confirm_published([entry_id for entry_id, _ in entries])
 
     def record_label(self, generated: LabelGenerated) -> Outcome:
         return self._apply(generated.order_id, generated, "", "")
