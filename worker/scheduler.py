@@ -181,7 +181,9 @@ class Scheduler:
         """Arm deadlines entering the horizon, re-send overdue ones, relay the outbox."""
         settings, store, now = self.settings, self.store, self.clock()
         grace = max(2.0, 2 * settings.sweep_interval.total_seconds())
-        armed = store.arm_due(now + settings.deadline_horizon, ARM_BATCH, recheck_after=grace)
+        armed = store.arm_due(
+            now + settings.deadline_horizon, ARM_BATCH, recheck_after=grace, now=now
+        )
         tasks = self.send_armed(armed)
         # Messages waiting in the deadlines queue: while there are, a due deadline no worker
         # has received yet is presumed queued behind them, not lost (see sweep.lua).

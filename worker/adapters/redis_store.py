@@ -192,11 +192,13 @@ class RedisStore:
     # --- deadline schedule -----------------------------------------------------------------
 
     def arm_due(
-        self, until: datetime, limit: int, recheck_after: float
+        self, until: datetime, limit: int, recheck_after: float, now: datetime | None = None
     ) -> list[tuple[str, str, datetime]]:
-        """Move deadlines due before `until` to the armed set; returns (order, id, due)."""
+        """Move deadlines due before `until` to the armed set; returns (order, id, due).
+        The sweep looks at one again `recheck_after` s after its due time or `now`."""
+        floor = epoch(now) if now is not None else 0
         flat = self._arm(
-            keys=[keys.SCHEDULE, keys.ARMED], args=[epoch(until), limit, recheck_after]
+            keys=[keys.SCHEDULE, keys.ARMED], args=[epoch(until), limit, recheck_after, floor]
         )
         return [
             (*keys.parse_deadline_member(flat[i]), from_epoch(float(flat[i + 1])))
