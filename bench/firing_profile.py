@@ -1,6 +1,6 @@
 """Per-deadline cost of the firing path, in-process, step by step.
 
-    .venv/bin/python bench/firing_profile.py [--n 2000] [--rounds 3] [--batch 200]
+    .venv/bin/python bench/firing_profile.py [--n 2000] [--rounds 3] [--batch 100]
                                              [--json PATH]
 
 Starts its own embedded Redis (free port), declares the worker's topology (so
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--batch",
         type=int,
-        default=200,
+        default=100,
         help="members per batch task (aftersales.deadline_batch); 0: one task per deadline",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")

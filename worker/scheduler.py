@@ -46,9 +46,10 @@ RELAY_BATCH = 1_000
 BATCH_WIDTH = 0.2
 """Seconds of due times one batch task covers. It runs at its last member's due time, so
 this is the most a member is held back for the sake of batching (well inside 1 s p99)."""
-BATCH_MAX = 200
-"""Members per batch task at most: large enough that Celery's per-task cost and the round
-trips are shared by many, small enough that a burst spreads over every pool process."""
+BATCH_MAX = 100
+"""Members per batch task at most: enough that Celery's per-task cost and the batch's five
+round trips are shared by many (a few percent), few enough that a batch takes ~0.1 s and
+a burst spreads over every pool process."""
 
 Member = tuple[str, str, str | None]
 """One deadline of a batch task, as sent: (order id, deadline id, due time or None)."""

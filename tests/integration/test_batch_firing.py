@@ -19,7 +19,7 @@ from worker.adapters.redis_store import RedisStore
 pytestmark = pytest.mark.integration
 
 BURST = 800
-"""Deadlines of the burst: several batch tasks (at most 200 members each), and enough
+"""Deadlines of the burst: several batch tasks (at most 100 members each), and enough
 firings that the kill lands while some are done and others not."""
 
 
