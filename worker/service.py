@@ -127,12 +127,11 @@ class Service:
             planned.append((len(outcomes) - 1, commit, decision, deadline))
         results = self.store.commit_many([commit for _, commit, _, _ in planned], now)
         entries: list[tuple[str, dict[str, Any]]] = []
+        raced: list[int] = []
         for (index, commit, decision, deadline), result in zip(planned, results, strict=True):
             firing = firings[index]
-            if result.status != "ok":  # lost a race: decided again on the fresh order
-                outcomes[index] = self.fire_deadline(
-                    firing.order_id, firing.deadline_id, firing.due_at, gate=firing.gate
-                )
+            if result.status != "ok":
+                raced.append(index)
                 continue
             entries += commit.outbox
             events = tuple(e["event"]["type"] for _, e in commit.outbox if e["kind"] == "event")
@@ -141,7 +140,12 @@ class Service:
             )
             if decision.applied:
                 _log_fired(firing.order_id, deadline, commit.lateness_ms, outcomes[index])
-        self._publish_batch(entries)
+        self._publish_batch(entries)  # before the races: a retry may raise (an outage)
+        for index in raced:  # lost a race: decided again on the fresh order, the single way
+            firing = firings[index]
+            outcomes[index] = self.fire_deadline(
+                firing.order_id, firing.deadline_id, firing.due_at, gate=firing.gate
+            )
         return outcomes
 
     def _publish_batch(self, entries: list[tuple[str, dict[str, Any]]]) -> None:
