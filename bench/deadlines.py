@@ -619,6 +619,7 @@ class Bench:
             "sent_before_first_due": sent < lead,
             **_lateness_summary(lateness),
             "all_fired_after_first_due_s": all_ran,
+            "all_fired_after_last_due_s": all_ran - spread,
             "executions": len(rows),
             "duplicates": sum(count - 1 for count in runs.values()),
         }
