@@ -125,10 +125,11 @@ class Scheduler:
     def send_armed(self, armed: Sequence[tuple[str, str, datetime]]) -> int:
         """Send armed deadlines as tasks: those due within the same BATCH_WIDTH together,
         BATCH_MAX at most, as one batch task at the latest member's time; returns tasks."""
-        now = self.clock().timestamp()
+        now, width_ms = self.clock().timestamp(), round(BATCH_WIDTH * 1000)
         buckets: dict[int, list[tuple[str, str, datetime]]] = {}
         for order_id, deadline_id, due in armed:  # already due: one bucket, now
-            bucket = int(max(due.timestamp(), now) // BATCH_WIDTH)
+            # whole milliseconds: a float division by 0.2 puts boundaries a hair off
+            bucket = round(max(due.timestamp(), now) * 1000) // width_ms
             buckets.setdefault(bucket, []).append((order_id, deadline_id, due))
         sent = 0
         for due_together in buckets.values():

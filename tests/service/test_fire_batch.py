@@ -73,3 +73,37 @@ def test_an_early_member_is_reported_not_due_with_its_time():
 
     assert outcome.status == "not_due" and outcome.detail.startswith(due.strftime("%Y-%m-%dT"))
     assert store.load(order_id).version == 1
+
+
+def test_the_tick_sends_deadlines_due_together_as_batches_at_their_latest_time():
+    from schemas.types import format_timestamp
+    from worker.scheduler import BATCH_MAX, BATCH_WIDTH, Scheduler
+    from worker.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK
+
+    sent: list[tuple[str, tuple, dict]] = []
+    now = T0
+    scheduler = Scheduler(
+        store=None,
+        service=None,
+        queues=None,
+        send_task=lambda name, args, **options: sent.append((name, args, options)),
+        settings=None,
+        clock=lambda: now,
+    )
+    start = T0 + timedelta(seconds=10)  # on a bucket boundary: T0 is a whole second
+    together = [(f"o-{i}", "unpaid_expiry:", start + timedelta(seconds=0.15 * i / 250))
+                for i in range(250)]  # fmt: skip
+    alone = [("o-alone", "unpaid_expiry:", start + timedelta(seconds=5))]
+    overdue = [(f"o-late-{i}", "unpaid_expiry:", T0 - timedelta(hours=i + 1)) for i in range(3)]
+
+    tasks = scheduler.send_armed(together + alone + overdue)
+
+    batches = [(args[0], options) for name, args, options in sent if name == DEADLINE_BATCH_TASK]
+    singles = [args for name, args, _ in sent if name == DEADLINE_TASK]
+    assert tasks == len(sent) == 5 and BATCH_WIDTH > 0.15
+    assert [len(members) for members, _ in batches] == [BATCH_MAX, BATCH_MAX, 50, 3]
+    for members, options in batches[:3]:  # each at its latest member's due time
+        assert options["eta"] == max(due for o, _, due in together if o in {m[0] for m in members})
+    assert batches[3][1]["eta"] == max(due for _, _, due in overdue)  # in the past: at once
+    assert singles == [("o-alone", "unpaid_expiry:", format_timestamp(alone[0][2]))]
+    assert len({options["task_id"] for _, options in batches}) == 4
