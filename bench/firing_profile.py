@@ -1,21 +1,25 @@
 """Per-deadline cost of the firing path, in-process, step by step.
 
-    .venv/bin/python bench/firing_profile.py [--n 2000] [--rounds 3] [--json PATH]
+    .venv/bin/python bench/firing_profile.py [--n 2000] [--rounds 3] [--batch 100]
+                                             [--json PATH]
 
 Starts its own embedded Redis (free port), declares the worker's topology (so
 `aftersales.events` has its real bindings: notifications '#', refunds 'refund.#' and
 'order.cancelled'), places N unpaid orders through the real service path with their
-unpaid_expiry already due, then fires every deadline by calling the real task body
-(`tasks.deadlines.fire_deadline`, run eagerly in this process: gate, load, decide,
-commit, publish of `order.cancelled`, confirm) and times each step by wrapping the real
-adapters' methods. Each round uses fresh orders; the first round also warms up
-(connections, script cache, declarations) and is not counted in the medians.
+unpaid_expiry already due, then fires every deadline by calling the real task body, run
+eagerly in this process: `tasks.deadlines.fire_deadlines` with `--batch` members per
+call (the batch task the tick sends), or `fire_deadline` once per deadline with
+`--batch 0` (gate, load, decide, commit, publish of `order.cancelled`, confirm). Each
+step is timed by wrapping the real adapters' methods. Each round uses fresh orders; the
+first round also warms up (connections, script cache, declarations) and is not counted
+in the medians.
 
 What it prints per deadline (median over rounds of each round's mean):
-  task body    the whole `fire_deadline` task function
-  load         RedisStore.load (HMGET + state decode), or load_for_firing if present
+  task body    the whole task function, per deadline
+  load         RedisStore.load (HMGET + state decode), load_for_firing or
+               load_many_for_firing
   gate         the backlog read (queue depth + in-flight), if a separate round trip
-  commit       RedisStore.commit (build ARGV + one Lua commit)
+  commit       RedisStore.commit (build ARGV + one Lua commit), or commit_many
   publish      KombuPublisher.publish (the order.cancelled event)
   confirm      RedisStore.confirm_published
   other        the rest: decide, build the event, task glue
@@ -50,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=2000, help="deadlines fired per round")
     parser.add_argument("--rounds", type=int, default=3, help="counted rounds (plus a warm-up)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=100,
+        help="members per batch task (aftersales.deadline_batch); 0: one task per deadline",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args(argv)
 
@@ -68,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        results = profile(args.n, args.rounds)
+        results = profile(args.n, args.rounds, args.batch)
     finally:
         os.dup2(saved_stderr, 2)
         server.stop()
@@ -78,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def profile(n: int, rounds: int) -> dict[str, Any]:
+def profile(n: int, rounds: int, batch: int) -> dict[str, Any]:
     from deadlines import placed_body  # bench/deadlines.py: the same unpaid order
 
     from schemas.inbound import ANY_MESSAGE
@@ -110,13 +120,17 @@ def profile(n: int, rounds: int) -> dict[str, Any]:
     for step, name in (
         ("load", "load"),
         ("load", "load_for_firing"),
+        ("load", "load_many_for_firing"),
         ("gate", "backlog"),
         ("commit", "commit"),
+        ("commit", "commit_many"),
         ("confirm", "confirm_published"),
     ):
         if hasattr(store, name):
             setattr(store, name, timed(step, getattr(store, name)))
     publisher.publish = timed("publish", publisher.publish)  # type: ignore[method-assign]
+    if hasattr(publisher, "publish_many"):  # a batch's events: one producer, one pipeline
+        publisher.publish_many = timed("publish", publisher.publish_many)  # type: ignore[method-assign]
 
     rows: list[dict[str, float]] = []
     for round_no in range(rounds + 1):
@@ -137,9 +151,17 @@ def profile(n: int, rounds: int) -> dict[str, Any]:
         spent.clear()
         trips0 = round_trips()
         start = time.perf_counter()
-        for order_id, (deadline_id, due_text) in zip(orders, deadline_ids, strict=True):
-            status = deadline_tasks.fire_deadline(order_id, deadline_id, due_text)
-            assert status == "applied", status
+        members = [
+            [order_id, deadline_id, due_text]
+            for order_id, (deadline_id, due_text) in zip(orders, deadline_ids, strict=True)
+        ]
+        for first in range(0, n, batch or 1):
+            if batch:  # one batch task, as the tick sends them
+                counts = deadline_tasks.fire_deadlines(members[first : first + batch])
+                assert set(counts) == {"applied"}, counts
+            else:
+                status = deadline_tasks.fire_deadline(*members[first])
+                assert status == "applied", status
         total = time.perf_counter() - start
         calls = round_trips() - trips0
         fired = client.llen("aftersales.notifications")
@@ -154,6 +176,7 @@ def profile(n: int, rounds: int) -> dict[str, Any]:
     return {
         "n": n,
         "rounds": rounds,
+        "batch": batch,
         "cpus": os.cpu_count(),
         "median": {key: statistics.median(r[key] for r in rows) for key in rows[0]},
         "rounds_detail": rows,
@@ -180,7 +203,8 @@ def render(results: dict[str, Any]) -> str:
     m = results["median"]
     lines = [
         f"firing path, {results['n']:,} deadlines x {results['rounds']} rounds "
-        f"(median of round means), {results['cpus']} CPUs",
+        f"(median of round means), {results['cpus']} CPUs, "
+        + (f"batch tasks of {results['batch']}" if results["batch"] else "one task each"),
         f"  {'step':<12}{'ms/deadline':>12}",
     ]
     for key in ("task_body", *STEPS, "other"):

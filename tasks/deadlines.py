@@ -1,5 +1,6 @@
-"""`aftersales.deadline` fires one deadline, `aftersales.tick` runs the schedule: both are
-entry points to worker/scheduler.py that only choose retry or not."""
+"""`aftersales.deadline` fires one deadline, `aftersales.deadline_batch` the deadlines due
+together, `aftersales.tick` runs the schedule: entry points to worker/scheduler.py that
+only choose retry or not."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from tasks.errors import TRANSIENT, retry_later
 from tasks.typed import task
 from worker import runtime
 from worker.logging import bind
-from worker.topology import DEADLINE_TASK, TICK_TASK
+from worker.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK, TICK_TASK
 
 
 @task(name=DEADLINE_TASK, bind=True, max_retries=None)
@@ -34,10 +35,28 @@ def fire_deadline(
     return outcome.status if not outcome.detail else f"{outcome.status}:{outcome.detail}"
 
 
+@task(name=DEADLINE_BATCH_TASK, bind=True, max_retries=None)
+def fire_deadlines(self: Task, members: list[list[str | None]]) -> dict[str, int]:
+    """Fire the deadlines the tick grouped by due time: [[order, deadline, due], ...].
+
+    An outage retries the whole batch: members fired already are then stale (fenced). A
+    worker killed midway leaves the rest to the redelivered batch and the sweep, which
+    re-sends each member on its own; the version-checked commit fires each once."""
+    scheduler = runtime.scheduler()
+    batch = [(str(order_id), str(deadline_id), due) for order_id, deadline_id, due in members]
+    try:
+        return scheduler.fire_batch(batch)
+    except TRANSIENT as exc:
+        raise retry_later(self, exc) from exc
+    except Exception:
+        scheduler.failed_batch(batch)
+        raise
+
+
 @task(name=TICK_TASK, ignore_result=True)
 def tick() -> dict[str, int]:
     """Arm deadlines entering the horizon, re-send overdue ones, relay the outbox."""
     return runtime.scheduler().tick()
 
 
-__all__ = ["fire_deadline", "tick"]
+__all__ = ["fire_deadline", "fire_deadlines", "tick"]

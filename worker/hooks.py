@@ -20,7 +20,7 @@ from worker import runtime, topology
 from worker.app import app
 from worker.backlog import message_facts
 from worker.logging import get_logger, never_fails
-from worker.topology import DEADLINE_TASK
+from worker.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK
 
 log = get_logger("aftersales.hooks")
 
@@ -110,6 +110,9 @@ def register_received(request: Any = None, **_: Any) -> None:
     if request is not None and request.name == DEADLINE_TASK:
         _register_holder(request)
         return
+    if request is not None and request.name == DEADLINE_BATCH_TASK:
+        _register_batch_holder(request)
+        return
     if request is None or request.name not in INBOUND_TASKS:
         return
     facts = message_facts(request.args)
@@ -126,6 +129,16 @@ def _register_holder(request: Any) -> None:
     if isinstance(args, list | tuple) and len(args) >= 2:
         holder = incarnation(request.hostname)
         runtime.store().hold(str(args[0]), str(args[1]), holder, runtime.utcnow())
+
+
+def _register_batch_holder(request: Any) -> None:
+    """A batch task: this incarnation holds all its members, recorded in one write."""
+    args = request.args
+    members = args[0] if isinstance(args, list | tuple) and args else None
+    if isinstance(members, list):
+        held = [(str(m[0]), str(m[1])) for m in members if isinstance(m, list) and len(m) >= 2]
+        holder = incarnation(request.hostname)
+        runtime.store().hold_many(held, holder, runtime.utcnow())
 
 
 RECEIVERS: tuple[tuple[Any, Any], ...] = (

@@ -7,6 +7,7 @@ the in-memory fakes of `tests/service/fakes.py`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -56,6 +57,7 @@ class Store(Protocol):
     def load(self, order_id: str) -> Loaded: ...
     def is_seen(self, order_id: str, message_id: str) -> bool: ...
     def commit(self, commit: Commit, now: datetime) -> CommitResult: ...
+    def commit_many(self, commits: Sequence[Commit], now: datetime) -> list[CommitResult]: ...
     def confirm_published(self, entry_ids: list[str]) -> None: ...
 
 
@@ -73,6 +75,11 @@ class BacklogReader(Protocol):
     def load_with_backlog(self, order_id: str) -> tuple[Loaded | None, Backlog | None]:
         """The order and its backlog in one round trip when the queues allow it, else
         (None, None): the service loads the order and the gate calls `backlog`."""
+        ...
+
+    def load_many_with_backlog(self, order_ids: Sequence[str]) -> list[tuple[Loaded, Backlog]]:
+        """Many orders, each with its backlog, in as few round trips as the queues allow
+        (a batch of firings)."""
         ...
 
     def backlog(self, order_id: str) -> Backlog:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -51,6 +51,17 @@ class Outcome:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class Firing:
+    """One deadline of a batch (Service.fire_deadlines), as `fire_deadline` takes it."""
+
+    order_id: str
+    deadline_id: str
+    due_at: datetime | None
+    gate: Callable[[Deadline], str | None] | None = None
+    loaded: Loaded | None = None
+
+
 @dataclass
 class Service:
     store: Store
@@ -85,29 +96,73 @@ class Service:
         fences it like a fresh load.
         """
         loaded = loaded or self.store.load(order_id)
-        deadline = loaded.state.deadlines.get(deadline_id) if loaded.state else None
-        if deadline is None or (due_at is not None and deadline.due_at != due_at):
-            return Outcome("stale")
         now = self.clock()
-        if deadline.due_at > now:  # an early timer: the caller re-sends it for its time
-            return Outcome("not_due", detail=format_timestamp(deadline.due_at))
-        reason = gate(deadline) if gate else None
-        if reason:
-            return Outcome("waiting", detail=reason)
+        deadline = _current(loaded, deadline_id, due_at, now, gate)
+        if isinstance(deadline, Outcome):
+            return deadline
         fired = DeadlineFired(order_id=order_id, deadline=deadline)
-        lateness_ms = round((now - deadline.due_at).total_seconds() * 1000, 1)
+        lateness_ms = _lateness_ms(deadline, now)
         outcome = self._apply(order_id, fired, "", "", loaded=loaded, lateness_ms=lateness_ms)
-        if outcome.status != "applied":
-            return outcome
-        log.info(
-            "deadline fired",
-            order_id=order_id,
-            deadline_id=deadline_id,
-            kind=deadline.kind,
-            lateness_ms=lateness_ms,
-            events=list(outcome.events),
-        )
+        if outcome.status == "applied":
+            _log_fired(order_id, deadline, lateness_ms, outcome)
         return outcome
+
+    def fire_deadlines(self, firings: Sequence[Firing]) -> list[Outcome]:
+        """`fire_deadline` for many deadlines, their commits in one round trip: each is
+        still its own version-checked commit, decided on the order as loaded. One that
+        loses a race with another change of its order goes the single way (reload, retry)."""
+        now = self.clock()
+        outcomes: list[Outcome] = []
+        planned: list[tuple[int, Commit, Decision, Deadline]] = []
+        for firing in firings:
+            loaded = firing.loaded or self.store.load(firing.order_id)
+            deadline = _current(loaded, firing.deadline_id, firing.due_at, now, firing.gate)
+            outcomes.append(deadline if isinstance(deadline, Outcome) else Outcome("stale"))
+            if isinstance(deadline, Outcome) or loaded.state is None:
+                continue
+            fired = DeadlineFired(order_id=firing.order_id, deadline=deadline)
+            decision = rules.decide(loaded.state, fired, now, self.policy, self.hold_for)
+            if _no_change(loaded.state, decision):
+                continue
+            commit = self._commit_for(loaded.version, loaded.state, decision, fired, now)
+            commit = replace(commit, lateness_ms=_lateness_ms(deadline, now))
+            planned.append((len(outcomes) - 1, commit, decision, deadline))
+        results = self.store.commit_many([commit for _, commit, _, _ in planned], now)
+        entries: list[tuple[str, dict[str, Any]]] = []
+        raced: list[int] = []
+        for (index, commit, decision, deadline), result in zip(planned, results, strict=True):
+            firing = firings[index]
+            if result.status != "ok":
+                raced.append(index)
+                continue
+            entries += commit.outbox
+            events = tuple(e["event"]["type"] for _, e in commit.outbox if e["kind"] == "event")
+            outcomes[index] = Outcome(
+                "applied" if decision.applied else "parked", events, result.version
+            )
+            if decision.applied:
+                _log_fired(firing.order_id, deadline, commit.lateness_ms, outcomes[index])
+        self._publish_batch(entries)  # before the races: a retry may raise (an outage)
+        for index in raced:  # lost a race: decided again on the fresh order, the single way
+            firing = firings[index]
+            outcomes[index] = self.fire_deadline(
+                firing.order_id, firing.deadline_id, firing.due_at, gate=firing.gate
+            )
+        return outcomes
+
+    def _publish_batch(self, entries: list[tuple[str, dict[str, Any]]]) -> None:
+        """A batch's outbox entries in one go where the publisher can (one producer, one
+        pipeline), else one by one; all confirmed together, or all left to the relay."""
+        publish_many = getattr(self.publisher, "publish_many", None)
+        if not entries or publish_many is None:
+            self.publish_entries(entries)
+            return
+        try:
+            publish_many(entries)
+        except Exception:  # nothing is lost: the relay publishes them again, same ids
+            log.warning("batch publish failed; left for the outbox relay", exc_info=True)
+            return
+        self.store.confirm_published([entry_id for entry_id, _ in entries])
 
     def record_label(self, generated: LabelGenerated) -> Outcome:
         return self._apply(generated.order_id, generated, "", "")
@@ -239,6 +294,41 @@ class Service:
         return len(entries) - len(done)
 
 
+def _current(
+    loaded: Loaded,
+    deadline_id: str,
+    due_at: datetime | None,
+    now: datetime,
+    gate: Callable[[Deadline], str | None] | None,
+) -> Deadline | Outcome:
+    """The deadline if it may fire now, else why not: fencing (gone or moved: stale),
+    early (not_due, with its time), backlog safety (waiting, with the gate's reason)."""
+    deadline = loaded.state.deadlines.get(deadline_id) if loaded.state else None
+    if deadline is None or (due_at is not None and deadline.due_at != due_at):
+        return Outcome("stale")
+    if deadline.due_at > now:  # an early timer: the caller re-sends it for its time
+        return Outcome("not_due", detail=format_timestamp(deadline.due_at))
+    reason = gate(deadline) if gate else None
+    return Outcome("waiting", detail=reason) if reason else deadline
+
+
+def _lateness_ms(deadline: Deadline, now: datetime) -> float:
+    return round((now - deadline.due_at).total_seconds() * 1000, 1)
+
+
+def _log_fired(
+    order_id: str, deadline: Deadline, lateness_ms: float | None, outcome: Outcome
+) -> None:
+    log.info(
+        "deadline fired",
+        order_id=order_id,
+        deadline_id=deadline.id,
+        kind=deadline.kind,
+        lateness_ms=lateness_ms,
+        events=list(outcome.events),
+    )
+
+
 def _no_change(state: OrderState, decision: Decision) -> bool:
     return (
         decision.state == state
@@ -276,4 +366,11 @@ def dead_letter_body(
     }
 
 
-__all__ = ["ConcurrencyExhausted", "Deadline", "Outcome", "Service", "dead_letter_body"]
+__all__ = [
+    "ConcurrencyExhausted",
+    "Deadline",
+    "Firing",
+    "Outcome",
+    "Service",
+    "dead_letter_body",
+]

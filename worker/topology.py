@@ -21,6 +21,7 @@ dead_letter_exchange = Exchange(DEAD_LETTER, type="direct", durable=True)
 
 # The worker's own tasks (the inbound ones are schemas.inbound.INBOUND_TASKS).
 DEADLINE_TASK = "aftersales.deadline"
+DEADLINE_BATCH_TASK = "aftersales.deadline_batch"
 LABEL_TASK = "aftersales.label"
 TICK_TASK = "aftersales.tick"
 

@@ -148,3 +148,16 @@ def test_a_worker_receiving_a_queued_deadline_becomes_its_holder(store):
 
     later = NOW + timedelta(seconds=GRACE)
     assert store.lost_armed(later, GRACE, 100, CAP, MAX_HOLDING, queued=0) == []
+
+
+def test_a_deadline_armed_late_gets_a_grace_period_before_the_sweep_looks_at_it(store):
+    """Armed long after its due time (ticks behind a burst): its task was sent just now and
+    may not be received yet, so the same tick's sweep must not take it for lost."""
+    member = keys.deadline_member("o-late", "unpaid_expiry:")
+    store.client.zadd(keys.SCHEDULE, {member: epoch(NOW - timedelta(seconds=30))})
+
+    armed = store.arm_due(NOW + timedelta(seconds=60), 100, recheck_after=GRACE, now=NOW)
+
+    assert [(order, deadline) for order, deadline, _ in armed] == [("o-late", "unpaid_expiry:")]
+    assert sweep(store) == []
+    assert sweep(store, NOW + timedelta(seconds=GRACE)) == [("o-late", "unpaid_expiry:")]

@@ -53,6 +53,9 @@ class FakeStore:
             self.record_lateness(commit.lateness_ms)
         return CommitResult("ok", current + 1)
 
+    def commit_many(self, commits: list[Commit], now: datetime) -> list[CommitResult]:
+        return [self.commit(commit, now) for commit in commits]
+
     def confirm_published(self, entry_ids: list[str]) -> None:
         for entry_id in entry_ids:
             self.outbox.pop(entry_id, None)

@@ -6,7 +6,8 @@ stays in the outbox and the relay publishes it again (with the same event id).
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from celery import Celery
@@ -35,22 +36,42 @@ class KombuPublisher:
         else:  # pragma: no cover - entries are only written by this package
             raise ValueError(f"unknown outbox entry kind {kind!r}")
 
+    def publish_many(self, entries: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Publish many outbox entries with one producer, their pushes in one pipeline
+        (kombu's publish batch): a batch of firings. Raises if any may not have gone out;
+        the caller then leaves them all to the outbox relay (same ids: no new outcome)."""
+        with (
+            self.app.producer_or_acquire() as producer,
+            _batch(producer),
+            _bindings_read_once(producer),
+        ):
+            declare = True  # the exchange once per batch: kombu's check costs per publish
+            for entry_id, entry in entries:
+                if entry["kind"] == "event":
+                    self._publish_event(producer, entry["event"], declare)
+                    declare = False
+                else:
+                    self.publish(entry_id, entry)
+
     def publish_event(self, event: dict[str, Any]) -> None:
         # One event goes to every queue bound to the topic exchange (notifications and, for
         # refunds and cancellations, refunds): batched, those pushes are one round trip.
         with self.app.producer_or_acquire() as producer, _batch(producer):
-            producer.publish(
-                event,
-                exchange=topology.events_exchange,
-                routing_key=event["type"],
-                serializer="json",
-                delivery_mode=2,
-                message_id=event["id"],
-                headers={"ce_id": event["id"], "ce_type": event["type"]},
-                declare=[topology.events_exchange],
-                retry=True,
-                retry_policy={"max_retries": 3, "interval_start": 0.1, "interval_step": 0.5},
-            )
+            self._publish_event(producer, event)
+
+    def _publish_event(self, producer: Any, event: dict[str, Any], declare: bool = True) -> None:
+        producer.publish(
+            event,
+            exchange=topology.events_exchange,
+            routing_key=event["type"],
+            serializer="json",
+            delivery_mode=2,
+            message_id=event["id"],
+            headers={"ce_id": event["id"], "ce_type": event["type"]},
+            declare=[topology.events_exchange] if declare else [],
+            retry=True,
+            retry_policy={"max_retries": 3, "interval_start": 0.1, "interval_step": 0.5},
+        )
 
     def publish_dead_letter(self, body: dict[str, Any]) -> None:
         with self.app.producer_or_acquire() as producer:
@@ -71,3 +92,27 @@ def _batch(producer: Any) -> AbstractContextManager[Any]:
     flush raises, and the entry stays in the outbox for the relay, like any failed publish."""
     batch = getattr(producer, "batch", None)
     return batch() if batch is not None else nullcontext()
+
+
+@contextmanager
+def _bindings_read_once(producer: Any) -> Iterator[None]:
+    """kombu's Redis transport reads an exchange's bindings (a round trip) on every publish;
+    within one batch they are read once, on its first publish: a queue bound while the
+    batch is being published gets the next batch's events, as if bound just after it."""
+    channel = producer.channel
+    read = getattr(channel, "get_table", None)
+    if read is None or "get_table" in vars(channel):  # not the virtual transport's channel
+        yield
+        return
+    tables: dict[str, Any] = {}
+
+    def read_once(exchange: str) -> Any:
+        if exchange not in tables:
+            tables[exchange] = read(exchange)
+        return tables[exchange]
+
+    channel.get_table = read_once
+    try:
+        yield
+    finally:
+        del channel.get_table  # the class's own method again

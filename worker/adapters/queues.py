@@ -7,6 +7,8 @@ database), asked by a passive declare.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from celery import Celery
 
 from worker import topology
@@ -26,6 +28,9 @@ class RedisQueues:
     def load_with_backlog(self, order_id: str) -> tuple[Loaded | None, Backlog | None]:
         return self.store.load_for_firing(order_id, INBOUND_KEYS)
 
+    def load_many_with_backlog(self, order_ids: Sequence[str]) -> list[tuple[Loaded, Backlog]]:
+        return self.store.load_many_for_firing(order_ids, INBOUND_KEYS)
+
     def backlog(self, order_id: str) -> Backlog:
         return self.store.backlog(order_id, INBOUND_KEYS)
 
@@ -42,6 +47,13 @@ class BrokerQueues:
 
     def load_with_backlog(self, order_id: str) -> tuple[Loaded | None, Backlog | None]:
         return None, None  # the service loads the order; the gate calls `backlog`
+
+    def load_many_with_backlog(self, order_ids: Sequence[str]) -> list[tuple[Loaded, Backlog]]:
+        # The orders and their in-flight entries in one round trip, then the depth once
+        # from the broker: read after the orders, as a single firing's gate does.
+        rows = self.store.load_many_for_firing(order_ids, [])
+        depth = self.queued(topology.INBOUND)
+        return [(loaded, (depth, inflight)) for loaded, (_, inflight) in rows]
 
     def backlog(self, order_id: str) -> Backlog:
         return self.queued(topology.INBOUND), self.store.inflight(order_id)

@@ -8,7 +8,9 @@ order's keys in its shard's slot, and the methods over global indexes walk the s
 
 from __future__ import annotations
 
+import copy
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, cast
@@ -87,6 +89,25 @@ class RedisStore:
         backlog = sum(int(depth) for depth in depths), _inflight_entries(inflight)
         return self._loaded(raw, version), backlog
 
+    def load_many_for_firing(
+        self, order_ids: Sequence[str], queue_keys: list[str]
+    ) -> list[tuple[Loaded, Backlog]]:
+        """`load_for_firing` for many orders in one round trip: the queue's depth is read
+        once, in the same pipeline. With no `queue_keys` the depth is 0 (another broker)."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in queue_keys:
+            pipe.llen(key)
+        for order_id in order_ids:
+            pipe.hmget(self.keys.order_state(order_id), ["state", "version"])
+            pipe.hgetall(self.keys.inflight(order_id))
+        replies = pipe.execute()
+        depth = sum(int(depth) for depth in replies[: len(queue_keys)])
+        rows = replies[len(queue_keys) :]
+        return [
+            (self._loaded(*rows[i]), (depth, _inflight_entries(rows[i + 1])))
+            for i in range(0, len(rows), 2)
+        ]
+
     def claim_message_id(
         self, order_id: str, message_id: str, digest: str, retain: timedelta = DEFAULT_RETENTION
     ) -> bool:
@@ -148,6 +169,26 @@ class RedisStore:
         )
         return CommitResult(cast(CommitStatus, _text(status)), int(version))
 
+    def commit_many(self, commits: Sequence[Commit], now: datetime) -> list[CommitResult]:
+        """Many `commit`s in one round trip, each still its own atomic, version-checked
+        script: `commit` builds each call as usual, queued on a pipeline instead of sent."""
+        if not commits:
+            return []
+        if self.keys.clustered:  # a cluster pipeline has no script cache to lean on
+            return [self.commit(commit, now) for commit in commits]
+        pipe = self.client.pipeline(transaction=False)
+        queued = copy.copy(self)
+        queued._commit = _Queued(self._commit, pipe)  # type: ignore[assignment]
+        for commit in commits:
+            RedisStore.commit(queued, commit, now)
+        replies = pipe.execute()
+        if len(replies) != len(commits):  # commit() no longer calls one script: a bug here
+            raise RuntimeError(f"{len(commits)} commits queued {len(replies)} scripts")
+        return [
+            CommitResult(cast(CommitStatus, _text(status)), int(version))
+            for status, version in replies
+        ]
+
     def timeline(self, order_id: str) -> list[dict[str, Any]]:
         return [
             {**TIMELINE_DEFAULTS, **json.loads(line)}  # older lines have every key
@@ -199,16 +240,18 @@ class RedisStore:
         return [(first + step) % count for step in range(count)]
 
     def arm_due(
-        self, until: datetime, limit: int, recheck_after: float
+        self, until: datetime, limit: int, recheck_after: float, now: datetime | None = None
     ) -> list[tuple[str, str, datetime]]:
-        """Move deadlines due before `until` to the armed set; returns (order, id, due)."""
+        """Move deadlines due before `until` to the armed set; returns (order, id, due).
+        The sweep looks at one again `recheck_after` s after its due time or `now`."""
+        floor = epoch(now) if now is not None else 0
         armed: list[tuple[str, str, datetime]] = []
         for shard in self._walk():
             if len(armed) >= limit:
                 break
             flat = self._arm(
                 keys=[self.keys.schedule(shard), self.keys.armed(shard)],
-                args=[epoch(until), limit - len(armed), recheck_after],
+                args=[epoch(until), limit - len(armed), recheck_after, floor],
             )
             armed += [
                 (*keys.parse_deadline_member(flat[i]), from_epoch(float(flat[i + 1])))
@@ -258,6 +301,17 @@ class RedisStore:
         member = keys.deadline_member(order_id, deadline_id)
         holders = self.keys.holders(self.keys.shard_of(order_id))
         self.client.hset(holders, member, f"{holder} {epoch(now)}")
+
+    def hold_many(self, deadlines: Sequence[tuple[str, str]], holder: str, now: datetime) -> None:
+        """`hold` for every (order, deadline) of a batch task, in one write."""
+        if deadlines:
+            value = f"{holder} {epoch(now)}"
+            by_shard: dict[int, dict[Any, Any]] = {}  # redis-py types its keys invariantly
+            for order_id, deadline_id in deadlines:
+                mapping = by_shard.setdefault(self.keys.shard_of(order_id), {})
+                mapping[keys.deadline_member(order_id, deadline_id)] = value
+            for shard, mapping in by_shard.items():
+                self.client.hset(self.keys.holders(shard), mapping=mapping)
 
     def release(self, order_id: str, deadline_id: str, even_if_armed: bool = False) -> None:
         """Forget the holder of a deadline: no longer armed (a stale task ran), or its task
@@ -351,6 +405,18 @@ _ABSENT = object()
 def _ms(span: timedelta) -> int:
     """A TTL in milliseconds, at least 1 (PEXPIRE 0 would delete the key at once)."""
     return max(1, round(span.total_seconds() * 1000))
+
+
+class _Queued:
+    """The commit script, queued on a pipeline: `commit` sees a placeholder answer and
+    `commit_many` reads the real ones from the pipeline."""
+
+    def __init__(self, script: Any, pipe: Any) -> None:
+        self.script, self.pipe = script, pipe
+
+    def __call__(self, keys: list[Any], args: list[Any]) -> tuple[bytes, int]:
+        self.script(keys=keys, args=args, client=self.pipe)
+        return b"ok", 0
 
 
 def _inflight_entries(raw: dict[Any, Any]) -> dict[str, tuple[datetime, datetime]]:
