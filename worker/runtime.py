@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 
+from worker.adapters.direct_publish import DirectEvents
 from worker.adapters.label_store import FileLabelStore
 from worker.adapters.publisher import KombuPublisher
 from worker.adapters.queues import BrokerQueues, RedisQueues
@@ -43,7 +44,12 @@ def redis_client() -> redis.Redis:
 
 @lru_cache(maxsize=1)
 def store() -> RedisStore:
-    return RedisStore(redis_client())
+    """Events are pushed to their queues by the commit itself when the broker is this same
+    Redis (worker/adapters/direct_publish.py); else the publisher sends them after it."""
+    settings = get_settings()
+    client = redis_client()
+    direct = DirectEvents(client) if settings.broker_url == settings.redis_url else None
+    return RedisStore(client, direct)
 
 
 @lru_cache(maxsize=1)

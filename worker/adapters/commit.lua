@@ -10,6 +10,10 @@
 --       n, (id, json) * n        outbox entries
 --       n, line * n              timeline lines
 --       n, message id * n        message ids to forget (dead-lettered: a replay may apply them)
+-- Events published by the commit itself (adapters/direct_publish.py), when there are any:
+-- KEYS[12] the events exchange's binding set, KEYS[13..] one queue list per message; ARGV
+-- ends with the messages (one per queue list), the binding members they were routed by,
+-- and the count of those members. Bindings changed since: nothing written, "rebind".
 local message_id = ARGV[3]
 local task_id = ARGV[4]
 if message_id ~= "" and redis.call("SISMEMBER", KEYS[2], message_id) == 1 then
@@ -19,6 +23,14 @@ end
 local current = tonumber(redis.call("HGET", KEYS[1], "version") or "0")
 if current ~= tonumber(ARGV[1]) then
   return {"conflict", current}
+end
+local direct = #KEYS > 11
+if direct then
+  local m = tonumber(ARGV[#ARGV])
+  if redis.call("SCARD", KEYS[12]) ~= m then return {"rebind", current} end
+  for j = #ARGV - m, #ARGV - 1 do
+    if redis.call("SISMEMBER", KEYS[12], ARGV[j]) == 0 then return {"rebind", current} end
+  end
 end
 local version = current + 1
 redis.call("HSET", KEYS[1], "state", ARGV[2], "version", version)
@@ -63,5 +75,11 @@ n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   redis.call("SREM", KEYS[2], ARGV[i])
   i = i + 1
+end
+if direct then
+  local first = #ARGV - tonumber(ARGV[#ARGV]) - (#KEYS - 12)
+  for j = 13, #KEYS do
+    redis.call("LPUSH", KEYS[j], ARGV[first + j - 13])
+  end
 end
 return {"ok", version}

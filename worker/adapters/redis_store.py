@@ -7,6 +7,7 @@ message id, the deadlines and the outbox entries are written together or not at 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, cast
@@ -14,7 +15,8 @@ from typing import Any, cast
 import redis
 
 from worker.adapters import keys
-from worker.ports import Backlog, Commit, CommitResult, CommitStatus, Loaded
+from worker.adapters.direct_publish import BINDINGS, DirectEvents
+from worker.ports import Backlog, Begun, BegunStatus, Commit, CommitResult, CommitStatus, Loaded
 from worker.rules.state import OrderState
 
 TIMELINE_CAP = 500
@@ -39,9 +41,12 @@ def _text(value: bytes | str) -> str:
 
 
 class RedisStore:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, direct: DirectEvents | None = None) -> None:
         self.client = client
+        # Set when the broker is this Redis: events are pushed to their queues by the commit.
+        self.direct = direct
         self._commit = client.register_script(_script("commit.lua"))
+        self._begin = client.register_script(_script("begin.lua"))
         self._arm = client.register_script(_script("arm.lua"))
         self._sweep = client.register_script(_script("sweep.lua"))
 
@@ -65,18 +70,48 @@ class RedisStore:
         backlog = sum(int(depth) for depth in depths), _inflight_entries(inflight)
         return _loaded(raw, version), backlog
 
-    def claim_message_id(self, order_id: str, message_id: str, digest: str) -> bool:
-        """True if `message_id` is new, or was first seen with this same body digest."""
-        key = keys.message_digests(order_id)
-        if self.client.hsetnx(key, message_id, digest):
-            return True
-        stored = self.client.hget(key, message_id)
-        return stored is None or _text(stored) == digest
-
     def is_seen(self, order_id: str, message_id: str) -> bool:
         return bool(self.client.sismember(keys.seen_messages(order_id), message_id))
 
+    def begin_message(self, order_id: str, message_id: str, digest: str, task_id: str) -> Begun:
+        """In one round trip (begin.lua): claim the message id for this body digest (none:
+        no claim), answer a duplicate (and end its in-flight entry), else load the order."""
+        status, raw, version = self._begin(
+            keys=[
+                keys.message_digests(order_id),
+                keys.seen_messages(order_id),
+                keys.order_state(order_id),
+                keys.inflight(order_id),
+            ],
+            args=[message_id, digest, task_id],
+        )
+        begun = cast(BegunStatus, _text(status))
+        return Begun(begun, _loaded(raw, version) if begun == "new" else None)
+
     def commit(self, commit: Commit, now: datetime) -> CommitResult:
+        events = [entry["event"] for _, entry in commit.outbox if entry["kind"] == "event"]
+        if self.direct is None or not events:
+            return self._commit_once(commit, now, commit.outbox, [], [])
+        published = tuple(entry_id for entry_id, entry in commit.outbox if entry["kind"] == "event")
+        rest = tuple(item for item in commit.outbox if item[1]["kind"] != "event")
+        while True:
+            pushes = self.direct.pushes(events)
+            members = self.direct.members
+            extra_keys = [BINDINGS, *(queue for queue, _ in pushes)]
+            extra_args = [*(message for _, message in pushes), *members, len(members)]
+            result = self._commit_once(commit, now, rest, extra_keys, extra_args)
+            if result.status != "rebind":
+                return replace(result, published=published if result.status == "ok" else ())
+            self.direct.refresh()  # a queue was bound or unbound since: route again
+
+    def _commit_once(
+        self,
+        commit: Commit,
+        now: datetime,
+        outbox: tuple[tuple[str, dict[str, Any]], ...],
+        extra_keys: list[str],
+        extra_args: list[Any],
+    ) -> CommitResult:
         oid = commit.order_id
         args: list[Any] = [
             commit.expected_version,
@@ -92,8 +127,8 @@ class RedisStore:
             args += [keys.deadline_member(oid, deadline.id), epoch(deadline.due_at)]
         args.append(len(commit.unschedule))
         args += [keys.deadline_member(oid, deadline_id) for deadline_id in commit.unschedule]
-        args.append(len(commit.outbox))
-        for entry_id, entry in commit.outbox:
+        args.append(len(outbox))
+        for entry_id, entry in outbox:
             args += [entry_id, json.dumps(entry, separators=(",", ":"))]
         args.append(len(commit.timeline))
         args += [json.dumps(line, separators=(",", ":"), default=str) for line in commit.timeline]
@@ -112,8 +147,9 @@ class RedisStore:
                 keys.HOLDERS,
                 keys.RESENDS,
                 keys.FIRED_LATENESS,
+                *extra_keys,
             ],
-            args=args,
+            args=args + extra_args,
         )
         return CommitResult(cast(CommitStatus, _text(status)), int(version))
 
