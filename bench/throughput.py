@@ -64,10 +64,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import redis  # noqa: E402
-from deadlines import ROOT, Bench, Proc, percentile, say, wait_for  # noqa: E402
+import redis
+from deadlines import ROOT, Bench, Proc, percentile, say, wait_for
 
-from worker.embedded_redis import start_embedded_redis  # noqa: E402
+from worker.embedded_redis import start_embedded_redis
 
 INBOUND = "aftersales.inbound"
 OURS_IDLE = "aftersales.deadlines,aftersales.control"
@@ -117,7 +117,8 @@ def _returned(order: str, now: datetime) -> list[Step]:
     request = f"r-{uuid.uuid4().hex[:10]}"
     return [
         ("aftersales.order_event", _placed(order, start), None),
-        ("aftersales.order_event", _message("order.paid", order, start + timedelta(minutes=5)), None),
+        ("aftersales.order_event",
+         _message("order.paid", order, start + timedelta(minutes=5)), None),
         ("aftersales.order_event",
          _message("order.ready_to_ship", order, start + timedelta(hours=5)), None),
         ("aftersales.order_event", _message("order.shipped", order, start + timedelta(days=1),
@@ -137,7 +138,8 @@ def _returned(order: str, now: datetime) -> list[Step]:
 def _cancelled(order: str, now: datetime) -> list[Step]:
     return [
         ("aftersales.order_event", _placed(order, now - timedelta(hours=2)), None),
-        ("aftersales.order_event", _message("order.paid", order, now - timedelta(minutes=20)), None),
+        ("aftersales.order_event",
+         _message("order.paid", order, now - timedelta(minutes=20)), None),
         ("aftersales.buyer_action", _message("buyer.cancel_requested", order,
                                              now - timedelta(minutes=1), reason="mistake"),
          "order.cancelled"),
@@ -167,6 +169,8 @@ there shows as a mismatch of published and expected events)."""
 
 def expected_events(steps: list[Step]) -> int:
     return sum(EVENTS[first] for _, _, first in steps if first)
+
+
 # Which task each message type belongs to is checked by the worker itself: a message sent
 # to the wrong task is dead-lettered, and the event count below would show it.
 
@@ -357,16 +361,19 @@ class ThroughputBench(Bench):
             try:
                 wait_for(lambda: all(key in listener.seen for key in sent), 120, "events", 0.05)
             except TimeoutError:
-                say(f"  !! {len(sent) - len(set(sent) & set(listener.seen))} of {len(sent)} "
+                say(
+                    f"  !! {len(sent) - len(set(sent) & set(listener.seen))} of {len(sent)} "
                     f"events not seen; listener error: {listener.error!r}; inbound queue "
                     f"{self.broker.llen(side.queue)}, latency queue "
-                    f"{self.broker.llen(LATENCY_QUEUE)}")
+                    f"{self.broker.llen(LATENCY_QUEUE)}"
+                )
         finally:
             listener.stop()
             control.control.cancel_consumer(side.queue, destination=side.nodes, reply=True)
             control.close()
             client.close()
-        values = [(listener.seen[key] - at) * 1000 for key, at in sent.items() if key in listener.seen]
+        seen = listener.seen
+        values = [(seen[key] - at) * 1000 for key, at in sent.items() if key in seen]
         return {
             "messages": len(steps),
             "rate": rate,
@@ -524,7 +531,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         bench.flush()
         sides = {
-            "bare": bench.start("bare", "noop_app", NOOP_IDLE, bench.noop_env("ours"), args.workers),
+            "bare": bench.start(
+                "bare", "noop_app", NOOP_IDLE, bench.noop_env("ours"), args.workers
+            ),
             "ours": bench.start("ours", "worker", OURS_IDLE, bench.ours_env(), args.workers),
         }
         if args.stock:
@@ -593,7 +602,8 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     )
     if "profile" in results:
         lines.append(f"  profile (share of samples, self time): {results['profile']['file']}")
-        lines += [f"    {share:5.1f} %  {frame}" for frame, share in results["profile"]["top_self"][:12]]
+        top = results["profile"]["top_self"][:12]
+        lines += [f"    {share:5.1f} %  {frame}" for frame, share in top]
     ratio = results["ours"]["rate"] / results["bare"]["rate"]
     results["ratio"] = ratio
     lines.append(f"ratio ours/bare: {ratio:.2f}x (goal >= 0.75x)")

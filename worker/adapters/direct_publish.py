@@ -53,7 +53,8 @@ class DirectEvents:
 
     def refresh(self) -> None:
         """Re-read the bindings (at start, and when a commit saw them change)."""
-        members = sorted(self.client.smembers(BINDINGS))
+        # our clients answer bytes (no decode_responses); str too, for any other client
+        members = sorted(_bytes(member) for member in self.client.smembers(BINDINGS))
         self._members = members
         self._table = [tuple(member.decode().split(SEP)) for member in members]
         self._routes = {}
@@ -102,3 +103,7 @@ class DirectEvents:
             for message in [self.message(event)]
             for queue in self.queues(event["type"])
         ]
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
