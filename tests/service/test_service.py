@@ -126,3 +126,17 @@ def test_a_parked_message_that_times_out_is_dead_lettered_and_forgotten():
     assert letter["body"]["reason"] == "held_too_long"
     assert letter["body"]["original"]["message_id"] == early.message_id
     assert not store.is_seen("o-never-placed", early.message_id)  # a replay may apply it
+
+
+def test_a_message_id_reused_with_another_body_is_refused_and_changes_nothing():
+    store = FakeStore()
+    service = make_service(store=store)
+    placed = order_placed(at=T0)
+    service.handle_message(placed, digest="body-1")
+
+    again = service.handle_message(placed, digest="body-1")
+    other = service.handle_message(placed, digest="body-2")
+
+    assert again.status == "duplicate"
+    assert other.status == "reused" and other.events == ()
+    assert len(store.commits) == 1

@@ -19,6 +19,10 @@ from worker.adapters.direct_publish import BINDINGS, DirectEvents
 from worker.ports import Backlog, Begun, BegunStatus, Commit, CommitResult, CommitStatus, Loaded
 from worker.rules.state import OrderState
 
+REBINDS = 5
+"""Commits re-routed after the events' bindings changed under them, before the events are
+left to the outbox instead: bindings change when consumers start, rarely twice at once."""
+
 TIMELINE_CAP = 500
 """Lines of timeline kept per order: enough for any real order's life, bounded for abuse."""
 
@@ -94,7 +98,7 @@ class RedisStore:
             return self._commit_once(commit, now, commit.outbox, [], [])
         published = tuple(entry_id for entry_id, entry in commit.outbox if entry["kind"] == "event")
         rest = tuple(item for item in commit.outbox if item[1]["kind"] != "event")
-        while True:
+        for _ in range(REBINDS):
             pushes = self.direct.pushes(events)
             members = self.direct.members
             extra_keys = [BINDINGS, *(queue for queue, _ in pushes)]
@@ -103,6 +107,8 @@ class RedisStore:
             if result.status != "rebind":
                 return replace(result, published=published if result.status == "ok" else ())
             self.direct.refresh()  # a queue was bound or unbound since: route again
+        # Bindings that keep changing: the events go through the outbox, as with a broker.
+        return self._commit_once(commit, now, commit.outbox, [], [])
 
     def _commit_once(
         self,
