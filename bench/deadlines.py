@@ -291,6 +291,13 @@ class _PipelinedStore:
     def is_seen(self, order_id: str, message_id: str) -> bool:
         return False
 
+    def begin_message(
+        self, order_id: str, message_id: str, digest: str, task_id: str, retain: Any = None
+    ) -> Any:
+        from worker.ports import Begun
+
+        return Begun("new", self._loaded)
+
     def load(self, order_id: str) -> Any:
         return self._loaded
 

@@ -119,8 +119,7 @@ def handle(store: RedisStore, service: Service, body: dict[str, Any]) -> None:
     message = ANY_MESSAGE.validate_python(body)
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))  # as tasks/inbound.py
     digest = hashlib.sha256(canonical.encode()).hexdigest()
-    store.claim_message_id(message.order_id, message.message_id, digest)
-    service.handle_message(message)
+    service.handle_message(message, digest=digest)
 
 
 def used(client: redis.Redis) -> int:

@@ -16,7 +16,6 @@ from worker import runtime
 from worker.backlog import message_facts
 from worker.logging import bind, get_logger, redact
 from worker.rules.codes import ORDER_EXPIRED
-from worker.settings import get_settings
 
 log = get_logger("aftersales.tasks")
 
@@ -54,15 +53,12 @@ def handle_inbound(
         return _refuse(task_name, body, detail, "invalid_message", facts, task_id,
                        errors=[dict(error) for error in errors])  # fmt: skip
     bind(order_id=message.order_id, message_id=message.message_id, message_type=message.type)
-    retention = get_settings().retention
-    claimed = runtime.store().claim_message_id(
-        message.order_id, message.message_id, _digest(body), retention
-    )
-    if not claimed:
+    # Its in-flight entry ends in the same round trip as the commit (or the duplicate check).
+    outcome = runtime.service().handle_message(message, task_id, _digest(body))
+    if outcome.status == "reused":
         error = f"message_id {message.message_id!r} was already used with a different body"
         log.warning("reused message id dead-lettered")
         return _refuse(task_name, body, error, "message_id_reused", facts, task_id)
-    outcome = runtime.service().handle_message(message, task_id)
     if outcome.status == "expired":
         error = (
             f"order {message.order_id!r} has no state and the message happened before "
@@ -70,10 +66,13 @@ def handle_inbound(
         )
         log.warning("message for an expired order dead-lettered")
         return _refuse(task_name, body, error, ORDER_EXPIRED, facts, task_id)
-    _clear_inflight(facts, task_id)
-    for event_type in outcome.events:
-        log.info("event published", event_type=event_type)
-    log.info("message handled", status=outcome.status, version=outcome.version)
+    # One line per message: what happened and the events it published.
+    log.info(
+        "message handled",
+        status=outcome.status,
+        version=outcome.version,
+        events=list(outcome.events),
+    )
     return outcome.status
 
 

@@ -34,6 +34,7 @@ CELERY_MODULES = {
     # adapters that speak to the broker
     "worker.adapters.publisher",
     "worker.adapters.queues",
+    "worker.adapters.direct_publish",  # kombu's routing and envelope, pushed by the commit
     # producers and command-line tools
     "worker.client",
     "worker.cli",

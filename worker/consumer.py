@@ -198,9 +198,13 @@ def _ignore_inbound_limits(headers: dict[str, Any]) -> None:
     if headers.get("task") not in topology.INBOUND_TASKS:
         return  # the worker's own tasks: an expired tick is meant to be dropped
     for name in IGNORED_INBOUND_HEADERS:
-        if headers.get(name) is not None:
+        value = headers.get(name)
+        if value is None:
+            continue
+        headers[name] = None
+        # Celery's send_task writes timelimit [null, null] on every task: nothing ignored.
+        if not (isinstance(value, list | tuple) and all(part is None for part in value)):
             log.info("header ignored on an inbound task", header=name)
-            headers[name] = None
 
 
 def _text_or_none(value: Any) -> str | None:

@@ -25,14 +25,27 @@ Backlog = tuple[int, dict[str, tuple[datetime, datetime]]]
 """Messages waiting in the inbound queue, and the order's in-flight messages by task id:
 (occurred_at, received_at)."""
 
-CommitStatus = Literal["ok", "conflict", "duplicate"]
-"""What a commit answers: applied, lost the version race, or message already seen."""
+CommitStatus = Literal["ok", "conflict", "duplicate", "rebind"]
+"""What a commit answers: applied, lost the version race, or message already seen
+("rebind": internal to the Redis store, the events' queue bindings changed; retried)."""
 
 
 @dataclass(frozen=True)
 class CommitResult:
     status: CommitStatus
     version: int
+    published: tuple[str, ...] = ()  # outbox entry ids the commit itself published
+
+
+BegunStatus = Literal["new", "duplicate", "reused"]
+"""A message before its decision: to apply, already applied, or its id used before with
+another body."""
+
+
+@dataclass(frozen=True)
+class Begun:
+    status: BegunStatus
+    loaded: Loaded | None = None  # the order, when "new"
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,9 @@ class Commit:
 class Store(Protocol):
     def load(self, order_id: str) -> Loaded: ...
     def is_seen(self, order_id: str, message_id: str) -> bool: ...
+    def begin_message(
+        self, order_id: str, message_id: str, digest: str, task_id: str, retain: timedelta
+    ) -> Begun: ...
     def commit(self, commit: Commit, now: datetime) -> CommitResult: ...
     def commit_many(self, commits: Sequence[Commit], now: datetime) -> list[CommitResult]: ...
     def confirm_published(self, entry_ids: list[str]) -> None: ...

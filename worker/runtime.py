@@ -10,6 +10,9 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+import redis
+
+from worker.adapters.direct_publish import DirectEvents
 from worker.adapters.label_store import FileLabelStore
 from worker.adapters.publisher import KombuPublisher
 from worker.adapters.queues import BrokerQueues, RedisQueues
@@ -43,7 +46,14 @@ def redis_client() -> StateClient:
 
 @lru_cache(maxsize=1)
 def store() -> RedisStore:
-    return RedisStore(redis_client())
+    """Events are pushed to their queues by the commit itself when the broker is this same
+    Redis (worker/adapters/direct_publish.py); else the publisher sends them after it."""
+    settings = get_settings()
+    client = redis_client()
+    direct = None
+    if settings.broker_url == settings.redis_url and isinstance(client, redis.Redis):
+        direct = DirectEvents(client)
+    return RedisStore(client, direct=direct)
 
 
 @lru_cache(maxsize=1)

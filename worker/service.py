@@ -44,7 +44,9 @@ class ConcurrencyExhausted(RuntimeError):
 
 @dataclass(frozen=True)
 class Outcome:
-    status: Literal["applied", "parked", "duplicate", "stale", "not_due", "waiting", "expired"]
+    status: Literal[
+        "applied", "parked", "duplicate", "stale", "not_due", "waiting", "expired", "reused"
+    ]
     events: tuple[str, ...] = ()
     version: int = 0
     unpublished: int = 0  # entries left for the relay
@@ -74,11 +76,17 @@ class Service:
 
     # --- entry points --------------------------------------------------------------------
 
-    def handle_message(self, message: Any, task_id: str = "") -> Outcome:
-        """Apply one validated inbound message (at most once per message_id)."""
-        if self.store.is_seen(message.order_id, message.message_id):
-            return Outcome("duplicate")
-        return self._apply(message.order_id, message, message.message_id, task_id)
+    def handle_message(self, message: Any, task_id: str = "", digest: str = "") -> Outcome:
+        """Apply one validated inbound message (at most once per message_id).
+
+        `digest`: of the message's body; the first body seen under a message id claims it,
+        and another body under that id is "reused" (nothing applied)."""
+        begun = self.store.begin_message(
+            message.order_id, message.message_id, digest, task_id, self.retention
+        )
+        if begun.status != "new":
+            return Outcome(begun.status)
+        return self._apply(message.order_id, message, message.message_id, task_id, begun.loaded)
 
     def fire_deadline(
         self,
@@ -135,7 +143,8 @@ class Service:
             if result.status != "ok":
                 raced.append(index)
                 continue
-            entries += commit.outbox
+            published = set(result.published)  # pushed by the commit itself
+            entries += [entry for entry in commit.outbox if entry[0] not in published]
             events = tuple(e["event"]["type"] for _, e in commit.outbox if e["kind"] == "event")
             outcomes[index] = Outcome(
                 "applied" if decision.applied else "parked", events, result.version
@@ -197,7 +206,10 @@ class Service:
             if result.status == "duplicate":
                 return Outcome("duplicate")
             if result.status == "ok":
-                left = self.publish_entries(commit.outbox)
+                published = set(result.published)  # by the commit itself
+                left = self.publish_entries(
+                    [entry for entry in commit.outbox if entry[0] not in published]
+                )
                 events = tuple(
                     entry["event"]["type"] for _, entry in commit.outbox if entry["kind"] == "event"
                 )

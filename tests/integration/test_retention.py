@@ -86,7 +86,9 @@ def test_a_closed_order_expires_and_a_late_message_for_it_is_dead_lettered(
     assert others == []
 
 
-def test_claimed_digests_expire_with_the_order_and_whole_old_digests_still_match(redis_client):
+def test_digests_claimed_by_begin_expire_with_the_order_and_whole_old_digests_still_match(
+    redis_client,
+):
     import hashlib
     from datetime import timedelta
 
@@ -96,22 +98,25 @@ def test_claimed_digests_expire_with_the_order_and_whole_old_digests_still_match
     body, other = (hashlib.sha256(text).hexdigest() for text in (b"body", b"other"))
     retain = timedelta(seconds=100)
 
+    def claim(order: str, message_id: str, digest: str) -> str:
+        return store.begin_message(order, message_id, digest, "", retain).status
+
     unknown = new_id("o")  # no state: the digests expire after the retention
-    assert store.claim_message_id(unknown, "m-1", body, retain)
+    assert claim(unknown, "m-1", body) == "new"
     assert 0 < redis_client.pttl(keys.message_digests(unknown)) <= 100_000
-    assert store.claim_message_id(unknown, "m-1", body, retain)  # the same body again
-    assert not store.claim_message_id(unknown, "m-1", other, retain)  # reused id
+    assert claim(unknown, "m-1", body) == "new"  # the same body again
+    assert claim(unknown, "m-1", other) == "reused"  # reused id
 
     stored_whole = new_id("o")  # a digest stored whole, before they were cut
     redis_client.hset(keys.order_state(stored_whole), "version", 1)  # open: no expiry
     redis_client.hset(keys.message_digests(stored_whole), "m-1", body)
-    assert store.claim_message_id(stored_whole, "m-1", body, retain)
-    assert not store.claim_message_id(stored_whole, "m-1", other, retain)
-    assert store.claim_message_id(stored_whole, "m-2", other, retain)
+    assert claim(stored_whole, "m-1", body) == "new"
+    assert claim(stored_whole, "m-1", other) == "reused"
+    assert claim(stored_whole, "m-2", other) == "new"
     assert redis_client.pttl(keys.message_digests(stored_whole)) == -1
 
     closed = new_id("o")  # closed: the digests take the state's own expiry
     redis_client.hset(keys.order_state(closed), "version", 1)
     redis_client.pexpire(keys.order_state(closed), 50_000)
-    assert store.claim_message_id(closed, "m-1", body, retain)
+    assert claim(closed, "m-1", body) == "new"
     assert 0 < redis_client.pttl(keys.message_digests(closed)) <= 50_000

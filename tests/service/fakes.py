@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from worker.ports import Commit, CommitResult, Loaded
+from worker.ports import Begun, Commit, CommitResult, Loaded
 from worker.rules.state import OrderState
 
 
@@ -14,6 +14,7 @@ from worker.rules.state import OrderState
 class FakeStore:
     states: dict[str, tuple[OrderState, int]] = field(default_factory=dict)
     seen: set[tuple[str, str]] = field(default_factory=set)
+    digests: dict[tuple[str, str], str] = field(default_factory=dict)
     schedule: dict[tuple[str, str], datetime] = field(default_factory=dict)
     outbox: dict[str, dict[str, Any]] = field(default_factory=dict)
     lateness: list[float] = field(default_factory=list)
@@ -28,6 +29,15 @@ class FakeStore:
 
     def is_seen(self, order_id: str, message_id: str) -> bool:
         return (order_id, message_id) in self.seen
+
+    def begin_message(
+        self, order_id: str, message_id: str, digest: str, task_id: str, retain: Any = None
+    ) -> Begun:
+        if digest and self.digests.setdefault((order_id, message_id), digest) != digest:
+            return Begun("reused")
+        if self.is_seen(order_id, message_id):
+            return Begun("duplicate")
+        return Begun("new", self.load(order_id))
 
     def commit(self, commit: Commit, now: datetime) -> CommitResult:
         oid = commit.order_id

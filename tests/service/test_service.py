@@ -165,3 +165,17 @@ def test_the_commit_that_closes_an_order_gives_its_keys_a_ttl_and_a_new_request_
     request = return_requested(oid, T0 + days(3), method="self_arrange")
     assert service.handle_message(request).status == "applied"
     assert store.commits[-1].expire_in is None  # open again: the keys persist
+
+
+def test_a_message_id_reused_with_another_body_is_refused_and_changes_nothing():
+    store = FakeStore()
+    service = make_service(store=store)
+    placed = order_placed(at=T0)
+    service.handle_message(placed, digest="body-1")
+
+    again = service.handle_message(placed, digest="body-1")
+    other = service.handle_message(placed, digest="body-2")
+
+    assert again.status == "duplicate"
+    assert other.status == "reused" and other.events == ()
+    assert len(store.commits) == 1

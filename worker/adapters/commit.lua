@@ -11,6 +11,11 @@
 --       n, line * n              timeline lines
 --       n, message id * n        message ids to forget (dead-lettered: a replay may apply them)
 --       then the order's TTL in ms, or "" while it is open (retention, worker/rules/retention.py)
+-- Events published by the commit itself (adapters/direct_publish.py), when there are any:
+-- KEYS[13] the events exchange's binding set, KEYS[14..] one queue list per message; ARGV
+-- ends (after the TTL) with the messages (one per queue list), the binding members they
+-- were routed by, and the count of those members. Bindings changed since: nothing
+-- written, "rebind".
 local message_id = ARGV[3]
 local task_id = ARGV[4]
 if message_id ~= "" and redis.call("SISMEMBER", KEYS[2], message_id) == 1 then
@@ -20,6 +25,14 @@ end
 local current = tonumber(redis.call("HGET", KEYS[1], "version") or "0")
 if current ~= tonumber(ARGV[1]) then
   return {"conflict", current}
+end
+local direct = #KEYS > 12
+if direct then
+  local m = tonumber(ARGV[#ARGV])
+  if redis.call("SCARD", KEYS[13]) ~= m then return {"rebind", current} end
+  for j = #ARGV - m, #ARGV - 1 do
+    if redis.call("SISMEMBER", KEYS[13], ARGV[j]) == 0 then return {"rebind", current} end
+  end
 end
 local version = current + 1
 redis.call("HSET", KEYS[1], "state", ARGV[2], "version", version)
@@ -73,6 +86,12 @@ for _, key in ipairs({KEYS[1], KEYS[2], KEYS[7], KEYS[8], KEYS[12]}) do
     redis.call("PERSIST", key)
   else
     redis.call("PEXPIRE", key, ttl)
+  end
+end
+if direct then
+  local first = #ARGV - tonumber(ARGV[#ARGV]) - (#KEYS - 13)
+  for j = 14, #KEYS do
+    redis.call("LPUSH", KEYS[j], ARGV[first + j - 14])
   end
 end
 return {"ok", version}

@@ -1,7 +1,9 @@
 """kombu publisher: outbound CloudEvents, dead letters and follow-up tasks.
 
 Publishing happens after the commit; a failure here loses nothing, because the entry
-stays in the outbox and the relay publishes it again (with the same event id).
+stays in the outbox and the relay publishes it again (with the same event id). Events
+skip this when the broker is the state's Redis: the commit pushes them itself
+(worker/adapters/direct_publish.py, which must keep building what publish_event sends).
 """
 
 from __future__ import annotations

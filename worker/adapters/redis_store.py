@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, cast
@@ -18,10 +19,15 @@ from typing import Any, cast
 from redis.cluster import RedisCluster
 
 from worker.adapters import keys
+from worker.adapters.direct_publish import BINDINGS, DirectEvents
 from worker.adapters.shards import OutboxShards, StateClient, gone_holders
 from worker.adapters.state_codec import StateCodec
-from worker.ports import Backlog, Commit, CommitResult, CommitStatus, Loaded
+from worker.ports import Backlog, Begun, BegunStatus, Commit, CommitResult, CommitStatus, Loaded
 from worker.rules.retention import DEFAULT_RETENTION
+
+REBINDS = 5
+"""Commits re-routed after the events' bindings changed under them, before the events are
+left to the outbox instead: bindings change when consumers start, rarely twice at once."""
 
 TIMELINE_CAP = 500
 """Lines of timeline kept per order: enough for any real order's life, bounded for abuse."""
@@ -57,16 +63,23 @@ class RedisStore:
     timeline_defaults = TIMELINE_DEFAULTS
     digest_chars = DIGEST_CHARS
 
-    def __init__(self, client: StateClient, keyspace: keys.Keyspace | None = None) -> None:
+    def __init__(
+        self,
+        client: StateClient,
+        direct: DirectEvents | None = None,
+        keyspace: keys.Keyspace | None = None,
+    ) -> None:
         self.client = client
+        # Set when the broker is this Redis: events are pushed to their queues by the commit.
+        self.direct = direct
         clustered = isinstance(client, RedisCluster)
         self.keys = keyspace or (keys.CLUSTER if clustered else keys.SINGLE)
         self._outbox = OutboxShards(self.keys)
         self._first_shard = 0  # each walk starts one shard further: no shard always last
         self._commit = client.register_script(_script("commit.lua"))
+        self._begin = client.register_script(_script("begin.lua"))
         self._arm = client.register_script(_script("arm.lua"))
         self._sweep = client.register_script(_script("sweep.lua"))
-        self._claim = client.register_script(_script("claim.lua"))
         self.codec = StateCodec(client)
 
     # --- orders --------------------------------------------------------------------------
@@ -108,23 +121,60 @@ class RedisStore:
             for i in range(0, len(rows), 2)
         ]
 
-    def claim_message_id(
-        self, order_id: str, message_id: str, digest: str, retain: timedelta = DEFAULT_RETENTION
-    ) -> bool:
-        """True if `message_id` is new, or was first seen with this same body digest.
-
-        The digests expire with the order's state (claim.lua), or after `retain` when the
-        order has no state (a message refused before any commit)."""
-        claimed = self._claim(
-            keys=[self.keys.message_digests(order_id), self.keys.order_state(order_id)],
-            args=[message_id, digest[: self.digest_chars], _ms(retain)],
-        )
-        return bool(claimed)
-
     def is_seen(self, order_id: str, message_id: str) -> bool:
         return bool(self.client.sismember(self.keys.seen_messages(order_id), message_id))
 
+    def begin_message(
+        self,
+        order_id: str,
+        message_id: str,
+        digest: str,
+        task_id: str,
+        retain: timedelta = DEFAULT_RETENTION,
+    ) -> Begun:
+        """In one round trip (begin.lua): claim the message id for this body digest (none:
+        no claim), answer a duplicate (and end its in-flight entry), else load the order.
+
+        The digests expire with the order's state, or after `retain` when the order has no
+        state (a message refused before any commit)."""
+        status, raw, version = self._begin(
+            keys=[
+                self.keys.message_digests(order_id),
+                self.keys.seen_messages(order_id),
+                self.keys.order_state(order_id),
+                self.keys.inflight(order_id),
+            ],
+            args=[message_id, digest[: self.digest_chars], task_id, _ms(retain)],
+        )
+        begun = cast(BegunStatus, _text(status))
+        return Begun(begun, self._loaded(raw, version) if begun == "new" else None)
+
     def commit(self, commit: Commit, now: datetime) -> CommitResult:
+        events = [entry["event"] for _, entry in commit.outbox if entry["kind"] == "event"]
+        if self.direct is None or not events:
+            return self._commit_once(commit, now, commit.outbox, [], [])
+        published = tuple(entry_id for entry_id, entry in commit.outbox if entry["kind"] == "event")
+        rest = tuple(item for item in commit.outbox if item[1]["kind"] != "event")
+        for _ in range(REBINDS):
+            pushes = self.direct.pushes(events)
+            members = self.direct.members
+            extra_keys = [BINDINGS, *(queue for queue, _ in pushes)]
+            extra_args = [*(message for _, message in pushes), *members, len(members)]
+            result = self._commit_once(commit, now, rest, extra_keys, extra_args)
+            if result.status != "rebind":
+                return replace(result, published=published if result.status == "ok" else ())
+            self.direct.refresh()  # a queue was bound or unbound since: route again
+        # Bindings that keep changing: the events go through the outbox, as with a broker.
+        return self._commit_once(commit, now, commit.outbox, [], [])
+
+    def _commit_once(
+        self,
+        commit: Commit,
+        now: datetime,
+        outbox: tuple[tuple[str, dict[str, Any]], ...],
+        extra_keys: list[str],
+        extra_args: list[Any],
+    ) -> CommitResult:
         oid = commit.order_id
         args: list[Any] = [
             commit.expected_version,
@@ -140,8 +190,8 @@ class RedisStore:
             args += [keys.deadline_member(oid, deadline.id), epoch(deadline.due_at)]
         args.append(len(commit.unschedule))
         args += [keys.deadline_member(oid, deadline_id) for deadline_id in commit.unschedule]
-        args.append(len(commit.outbox))
-        for entry_id, entry in commit.outbox:
+        args.append(len(outbox))
+        for entry_id, entry in outbox:
             args += [entry_id, json.dumps(entry, separators=(",", ":"))]
         args.append(len(commit.timeline))
         args += [_timeline_line(line, self.timeline_defaults) for line in commit.timeline]
@@ -164,8 +214,9 @@ class RedisStore:
                 space.resends(shard),
                 space.lateness(shard),
                 space.message_digests(oid),
+                *extra_keys,
             ],
-            args=args,
+            args=args + extra_args,
         )
         return CommitResult(cast(CommitStatus, _text(status)), int(version))
 
@@ -179,15 +230,17 @@ class RedisStore:
         pipe = self.client.pipeline(transaction=False)
         queued = copy.copy(self)
         queued._commit = _Queued(self._commit, pipe)  # type: ignore[assignment]
-        for commit in commits:
-            RedisStore.commit(queued, commit, now)
+        # Each placeholder says which events that commit pushes itself, should it succeed.
+        placeholders = [RedisStore.commit(queued, commit, now) for commit in commits]
         replies = pipe.execute()
         if len(replies) != len(commits):  # commit() no longer calls one script: a bug here
             raise RuntimeError(f"{len(commits)} commits queued {len(replies)} scripts")
-        return [
-            CommitResult(cast(CommitStatus, _text(status)), int(version))
-            for status, version in replies
-        ]
+        results = []
+        for (status, version), placeholder in zip(replies, placeholders, strict=True):
+            text = cast(CommitStatus, _text(status))  # "rebind": retried the single way
+            published = placeholder.published if text == "ok" else ()
+            results.append(CommitResult(text, int(version), published))
+        return results
 
     def timeline(self, order_id: str) -> list[dict[str, Any]]:
         return [

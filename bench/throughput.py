@@ -1,0 +1,618 @@
+"""Inbound throughput: a bare Celery no-op task (bare) against the real worker (ours).
+
+    .venv/bin/python bench/throughput.py [--n 6000] [--rounds 2] [--quick] [--concurrency 2]
+                                         [--workers 1] [--stock] [--profile]
+                                         [--state-url URL] [--broker-url URL]
+
+One run, one Redis (embedded, free port; or the servers given), one machine. Both sides
+run real `celery worker -P prefork -c N` processes, started once and left idle on a
+queue of their own, so starting them is never timed. A round, for each side in turn:
+
+1. N task messages are queued while the worker does not consume them (sending is not
+   timed: the producer would otherwise compete with the worker for the CPU);
+2. `add_consumer` tells the worker to take that queue; the clock runs from then until the
+   queue is empty and nothing is unacked (late acks: acked only after the task ran);
+   rate = N / that time, the most the worker drains when it is never starved;
+3. `cancel_consumer`, so the next round's messages wait again.
+
+bare = bench/support/noop_app.py: a no-op task with worker/app.py's own settings and its
+reliable-fetch transport (see there why). `--stock` adds the same no-op on kombu's stock
+Redis transport, for information only. ours = the real worker on a realistic mix, in the
+wire format of tests/integration/wire_messages.py: per three orders, one delivered and
+returned (placed, paid, ready to ship, shipped, delivered, return requested, seller
+approves), one cancelled in its free hour (placed, paid, cancel), one cancelled late and
+accepted by the seller (placed, paid, cancel, seller accepts): 14 messages, 10 events.
+Messages are queued stage by stage over blocks of orders, so two messages of one order
+are never in flight together (as with real traffic, where an order's facts are minutes
+apart). After the drain the events on `aftersales.notifications` are counted against the
+10 expected per three orders.
+
+Latency (ours): a stock kombu consumer (kombu's own Redis transport, not the worker's) on
+a queue bound `#` to `aftersales.events`, while messages are sent at a steady rate (half
+the drained rate unless --latency-rate); latency = time an event is consumed - time its
+message was sent, p50/p99 over the 5 messages of 14 that cause events (the first event
+of each).
+
+CPU per message (from /proc: utime + stime of the worker's process tree, and of the
+embedded redis-server) is printed too: less sensitive than rates to a busy machine.
+`--profile` runs `py-spy record --subprocesses` on ours during the last drain and writes
+bench/results/throughput-profile.txt (collapsed stacks) and a top-of-self-time table.
+The ratio ours/bare is printed last; bench/results/throughput.json has everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import redis
+from deadlines import ROOT, Bench, Proc, percentile, say, wait_for
+
+from worker.embedded_redis import start_embedded_redis
+
+INBOUND = "aftersales.inbound"
+OURS_IDLE = "aftersales.deadlines,aftersales.control"
+NOOP_QUEUE = "bench.noop"
+NOOP_IDLE = "bench.idle"
+EVENTS_QUEUE = "aftersales.notifications"  # bound '#' to aftersales.events (worker/topology.py)
+LATENCY_QUEUE = "bench.latency"
+BLOCK = 60  # orders per block: a block's stages are queued one after another (see above)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+RESULTS = ROOT / "bench" / "results"
+
+
+# --- the message mix ---------------------------------------------------------------------
+
+
+def _ts(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _message(type_: str, order_id: str, at: datetime, **fields: Any) -> dict[str, Any]:
+    return {
+        "message_id": f"m-{uuid.uuid4().hex[:16]}",
+        "type": type_,
+        "order_id": order_id,
+        "occurred_at": _ts(at),
+        **fields,
+    }
+
+
+def _placed(order_id: str, at: datetime) -> dict[str, Any]:
+    item = {"sku": "SKU-1", "quantity": 2, "unit_price": "10.00", "weight_kg": 0.5,
+            "dimensions_cm": [20, 15, 10]}  # fmt: skip
+    other = {"sku": "SKU-2", "quantity": 1, "unit_price": "25.50", "weight_kg": 1.2,
+             "dimensions_cm": [30, 20, 10]}  # fmt: skip
+    return _message(
+        "order.placed", order_id, at, marketplace="US", seller_id="seller-1",
+        buyer_id="buyer-1", payment_method="prepaid", pricing="regular", currency="USD",
+        shipping_fee="4.99", items=[item, other],
+    )  # fmt: skip
+
+
+Step = tuple[str, dict[str, Any], str | None]  # (task, body, first event it causes)
+
+
+def _returned(order: str, now: datetime) -> list[Step]:
+    start = now - timedelta(days=5)
+    request = f"r-{uuid.uuid4().hex[:10]}"
+    return [
+        ("aftersales.order_event", _placed(order, start), None),
+        ("aftersales.order_event",
+         _message("order.paid", order, start + timedelta(minutes=5)), None),
+        ("aftersales.order_event",
+         _message("order.ready_to_ship", order, start + timedelta(hours=5)), None),
+        ("aftersales.order_event", _message("order.shipped", order, start + timedelta(days=1),
+                                            tracking_number="TRK1"), None),
+        ("aftersales.order_event",
+         _message("order.delivered", order, start + timedelta(days=3)), None),
+        ("aftersales.buyer_action", _message(
+            "buyer.return_requested", order, start + timedelta(days=4), request_id=request,
+            kind="refund_only", reason="damaged", items=[{"sku": "SKU-2", "quantity": 1}]),
+         "return.requested"),
+        ("aftersales.seller_action", _message(
+            "seller.return_approved", order, start + timedelta(days=4, hours=1),
+            request_id=request), "return.approved"),
+    ]  # fmt: skip
+
+
+def _cancelled(order: str, now: datetime) -> list[Step]:
+    return [
+        ("aftersales.order_event", _placed(order, now - timedelta(hours=2)), None),
+        ("aftersales.order_event",
+         _message("order.paid", order, now - timedelta(minutes=20)), None),
+        ("aftersales.buyer_action", _message("buyer.cancel_requested", order,
+                                             now - timedelta(minutes=1), reason="mistake"),
+         "order.cancelled"),
+    ]  # fmt: skip
+
+
+def _accepted(order: str, now: datetime) -> list[Step]:
+    return [
+        ("aftersales.order_event", _placed(order, now - timedelta(hours=5)), None),
+        ("aftersales.order_event", _message("order.paid", order, now - timedelta(hours=4)), None),
+        ("aftersales.buyer_action", _message("buyer.cancel_requested", order,
+                                             now - timedelta(hours=1), reason="too slow"),
+         "cancellation.requested"),
+        ("aftersales.seller_action",
+         _message("seller.cancel_accepted", order, now - timedelta(minutes=5)),
+         "cancellation.accepted"),
+    ]  # fmt: skip
+
+
+FLOWS = (_returned, _cancelled, _accepted)
+MESSAGES_PER_FLOWS = 14
+EVENTS = {"return.requested": 1, "return.approved": 2, "order.cancelled": 2,
+          "cancellation.requested": 1, "cancellation.accepted": 3}  # fmt: skip
+"""Events each message causes, by the first of them (checked against the rules: a change
+there shows as a mismatch of published and expected events)."""
+
+
+def expected_events(steps: list[Step]) -> int:
+    return sum(EVENTS[first] for _, _, first in steps if first)
+
+
+# Which task each message type belongs to is checked by the worker itself: a message sent
+# to the wrong task is dead-lettered, and the event count below would show it.
+
+
+def mix(n: int, tag: str) -> Iterator[Step]:
+    """About n messages (whole blocks of orders), queued stage by stage within a block."""
+    now = datetime.now(UTC)
+    orders = max(3, round(n / MESSAGES_PER_FLOWS * 3))
+    for block in range(0, orders, BLOCK):
+        flows = [
+            FLOWS[i % 3](f"{tag}-{i:07d}", now) for i in range(block, min(orders, block + BLOCK))
+        ]
+        for stage in range(max(len(flow) for flow in flows)):
+            yield from (flow[stage] for flow in flows if stage < len(flow))
+
+
+# --- measuring ---------------------------------------------------------------------------
+
+
+def cpu_seconds(pids: list[int], descendants: bool = True) -> float:
+    """utime + stime of the processes and (by default) all their living descendants."""
+    from deadlines import children_map
+
+    tree, total, todo = children_map() if descendants else {}, 0, list(pids)
+    while todo:
+        pid = todo.pop()
+        todo += tree.get(pid, [])
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
+@dataclass
+class Side:
+    name: str
+    procs: list[Proc]
+    queue: str
+    nodes: list[str] = field(default_factory=list)
+
+
+class ThroughputBench(Bench):
+    """bench/deadlines.py's Bench (processes, logs, FLUSHALL), with a state and a broker URL."""
+
+    state_url: str = ""
+    broker_url: str = ""
+    redis_pid: int | None = None
+    loglevel = "INFO"
+
+    @property
+    def broker(self) -> redis.Redis:
+        return redis.Redis.from_url(self.broker_url, socket_timeout=600)
+
+    def ours_env(self) -> dict[str, str]:
+        env = super().ours_env()
+        env["AFTERSALES_REDIS_URL"] = self.state_url
+        if self.broker_url != self.state_url:
+            env["AFTERSALES_BROKER_URL"] = self.broker_url
+        return env
+
+    def noop_env(self, transport: str) -> dict[str, str]:
+        env = self.naive_env()
+        env.update(BENCH_BROKER_URL=self.broker_url, BENCH_NOOP_TRANSPORT=transport)
+        env["AFTERSALES_REDIS_URL"] = self.state_url
+        if self.broker_url != self.state_url:
+            env["AFTERSALES_BROKER_URL"] = self.broker_url
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env["PYTHONPATH"]])
+        return env
+
+    def start(self, name: str, app: str, queues: str, env: dict[str, str], workers: int) -> Side:
+        side = Side(name, [], "")
+        for _ in range(workers):
+            unique = f"bench-{name}-{uuid.uuid4().hex[:6]}"
+            argv = [
+                sys.executable, "-m", "celery", "-A", app, "worker", "-P", "prefork",
+                "-c", str(self.concurrency), "-Q", queues, "--loglevel", self.loglevel,
+                "-n", f"{unique}@%h", "--without-heartbeat", "--without-gossip",
+                "--without-mingle",
+            ]  # fmt: skip
+            proc = self.spawn(f"{name}-{unique}", argv, env)
+            proc.node = f"{unique}@{os.uname().nodename}"
+            side.procs.append(proc)
+        for proc in side.procs:
+            self._wait_ping(proc)
+        side.nodes = [proc.node for proc in side.procs]
+        return side
+
+    def _wait_ping(self, proc: Proc) -> None:
+        from celery import Celery
+
+        client = Celery("bench-ping", broker=self.broker_url, set_as_current=False)
+        try:
+
+            def answers() -> bool:
+                if proc.popen.poll() is not None:
+                    raise RuntimeError(f"{proc.name} exited; log:\n{proc.log_text()[-3000:]}")
+                return bool(client.control.ping(destination=[proc.node], timeout=0.5))
+
+            wait_for(answers, 120, f"{proc.name} to answer ping")
+        finally:
+            client.close()
+
+    def flush(self) -> None:
+        for url in {self.state_url, self.broker_url}:
+            _flush(url)
+
+    # --- one drain --------------------------------------------------------------------
+
+    def fill(self, queue: str, steps: list[Step]) -> float:
+        from celery import Celery
+
+        client = Celery("bench-producer", broker=self.broker_url, set_as_current=False)
+        client.conf.update(task_serializer="json", accept_content=["json"])
+        start = time.perf_counter()
+        with client.producer_or_acquire() as producer:
+            for task, body, _ in steps:
+                client.send_task(task, args=[body], queue=queue, producer=producer)
+        client.close()
+        return time.perf_counter() - start
+
+    def drain(self, side: Side, n: int, profile: Path | None = None) -> dict[str, Any]:
+        from celery import Celery
+
+        control = Celery("bench-control", broker=self.broker_url, set_as_current=False)
+        broker = self.broker
+        pids = [proc.pid for proc in side.procs]
+        spy = _py_spy(pids[0], profile) if profile else None
+        cpu0, redis0 = cpu_seconds(pids), self._redis_cpu()
+        main0 = cpu_seconds(pids, descendants=False)  # Celery's consumer, without the pool
+        start = time.perf_counter()
+        control.control.add_consumer(side.queue, destination=side.nodes, reply=True, timeout=5)
+
+        def drained() -> bool:
+            return broker.llen(side.queue) == 0 and broker.hlen("unacked") == 0
+
+        # Twice in a row: a message between the queue and the unacked hash is never missed.
+        wait_for(lambda: drained() and (time.sleep(0.005) or drained()), 1800, "the drain", 0.01)
+        seconds = time.perf_counter() - start
+        cpu, redis_cpu = cpu_seconds(pids) - cpu0, self._redis_cpu() - redis0
+        main = cpu_seconds(pids, descendants=False) - main0
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
+        control.control.cancel_consumer(side.queue, destination=side.nodes, reply=True, timeout=5)
+        control.close()
+        return {
+            "n": n,
+            "seconds": seconds,
+            "rate": n / seconds,
+            "worker_cpu_ms_per_msg": cpu * 1000 / n,
+            "main_cpu_ms_per_msg": main * 1000 / n,
+            "redis_cpu_ms_per_msg": None if redis_cpu is None else redis_cpu * 1000 / n,
+        }
+
+    def _redis_cpu(self) -> float | None:
+        return cpu_seconds([self.redis_pid]) if self.redis_pid else None
+
+    def round(self, side: Side, steps: list[Step], profile: Path | None = None) -> dict[str, Any]:
+        sent = self.fill(side.queue, steps)
+        result = self.drain(side, len(steps), profile)
+        result["send_seconds"] = sent
+        say(
+            f"  [{side.name}] {len(steps):,} msgs in {result['seconds']:.2f} s = "
+            f"{result['rate']:,.0f} msg/s; worker CPU {result['worker_cpu_ms_per_msg']:.2f} "
+            f"ms/msg (main {result['main_cpu_ms_per_msg']:.2f})" + _redis_note(result)
+        )
+        return result
+
+    # --- latency ----------------------------------------------------------------------
+
+    def latency(self, side: Side, steps: list[Step], rate: float) -> dict[str, Any]:
+        """Send at `rate`/s to a consuming worker; time each message to its first event."""
+        from celery import Celery
+
+        listener = _Listener(self.broker_url)
+        control = Celery("bench-control", broker=self.broker_url, set_as_current=False)
+        control.control.add_consumer(side.queue, destination=side.nodes, reply=True, timeout=5)
+        client = Celery("bench-producer", broker=self.broker_url, set_as_current=False)
+        client.conf.update(task_serializer="json", accept_content=["json"])
+        sent: dict[tuple[str, str], float] = {}
+        start = time.perf_counter()
+        try:
+            with client.producer_or_acquire() as producer:
+                for i, (task, body, first) in enumerate(steps):
+                    time.sleep(max(0.0, start + i / rate - time.perf_counter()))
+                    if first:
+                        sent[(body["order_id"], first)] = time.perf_counter()
+                    client.send_task(task, args=[body], queue=side.queue, producer=producer)
+            try:
+                wait_for(lambda: all(key in listener.seen for key in sent), 120, "events", 0.05)
+            except TimeoutError:
+                say(
+                    f"  !! {len(sent) - len(set(sent) & set(listener.seen))} of {len(sent)} "
+                    f"events not seen; listener error: {listener.error!r}; inbound queue "
+                    f"{self.broker.llen(side.queue)}, latency queue "
+                    f"{self.broker.llen(LATENCY_QUEUE)}"
+                )
+        finally:
+            listener.stop()
+            control.control.cancel_consumer(side.queue, destination=side.nodes, reply=True)
+            control.close()
+            client.close()
+        seen = listener.seen
+        values = [(seen[key] - at) * 1000 for key, at in sent.items() if key in seen]
+        return {
+            "messages": len(steps),
+            "rate": rate,
+            "timed": len(values),
+            "p50_ms": percentile(values, 50),
+            "p99_ms": percentile(values, 99),
+            "max_ms": max(values, default=float("nan")),
+        }
+
+
+class _Listener:
+    """A stock kombu consumer (kombu's own Redis transport) on a queue bound '#'."""
+
+    def __init__(self, url: str) -> None:
+        from kombu import Connection, Consumer, Exchange, Queue
+
+        self.seen: dict[tuple[str, str], float] = {}
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self.connection = Connection(url, transport="redis")
+        exchange = Exchange("aftersales.events", type="topic", durable=True)
+        queue = Queue(LATENCY_QUEUE, exchange, routing_key="#", auto_delete=True)
+        self.consumer = Consumer(
+            self.connection.channel(), [queue], callbacks=[self._on], accept=["json"]
+        )
+        self.consumer.consume()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _on(self, body: dict[str, Any], message: Any) -> None:
+        self.seen.setdefault((body["subject"], body["type"]), time.perf_counter())
+        message.ack()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.connection.drain_events(timeout=0.2)
+            except TimeoutError:
+                continue
+            except Exception as exc:  # reported by the bench: timing without it is void
+                self.error = exc
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(5)
+        self.consumer.cancel()
+        self.connection.close()
+
+
+def _event_type(raw: bytes) -> str:
+    import base64
+
+    envelope = json.loads(raw)
+    return str(json.loads(base64.b64decode(envelope["body"]))["type"])
+
+
+def _flush(url: str) -> None:
+    try:
+        redis.Redis.from_url(url).flushall()
+    except redis.ResponseError:  # a cluster node: flush every primary
+        from redis.cluster import RedisCluster
+
+        RedisCluster.from_url(url).flushall()
+
+
+def _redis_note(result: dict[str, Any]) -> str:
+    value = result.get("redis_cpu_ms_per_msg")
+    return "" if value is None else f", redis CPU {value:.2f} ms/msg"
+
+
+def _py_spy(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        say("  (py-spy not installed: no profile)")
+        return None
+    argv = [spy, "record", "--subprocesses", "--nonblocking", "-r", "200", "-p", str(pid),
+            "-f", "raw", "-o", str(out)]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attach before the clock starts
+    return proc
+
+
+def top_self(collapsed: Path, limit: int = 25) -> list[tuple[str, float]]:
+    """Self time per function (share of samples) from py-spy's collapsed stacks."""
+    counts: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        total += int(count)
+        counts[stack.split(";")[-1]] += int(count)
+    return [(frame, 100 * c / total) for frame, c in counts.most_common(limit)] if total else []
+
+
+def top_inclusive(collapsed: Path, limit: int = 40) -> list[tuple[str, float]]:
+    """Inclusive time per function (share of samples it is on the stack)."""
+    counts: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        total += int(count)
+        for frame in set(stack.split(";")):
+            counts[frame] += int(count)
+    return [(frame, 100 * c / total) for frame, c in counts.most_common(limit)] if total else []
+
+
+# --- the run -----------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=6000, help="messages per drain (default 6000)")
+    parser.add_argument("--rounds", type=int, default=2, help="drains per side, alternating")
+    parser.add_argument("--quick", action="store_true", help="n=1500, one round")
+    parser.add_argument("--concurrency", type=int, default=2, help="worker -c (default 2)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes per side")
+    parser.add_argument("--stock", action="store_true", help="also the no-op on stock kombu")
+    parser.add_argument("--latency-n", type=int, default=1400, help="messages sent paced")
+    parser.add_argument("--latency-rate", type=float, default=0.0, help="msg/s (0: half ours)")
+    parser.add_argument("--state-url", default="", help="state Redis (default: embedded)")
+    parser.add_argument("--broker-url", default="", help="broker Redis (default: state's)")
+    parser.add_argument("--loglevel", default="INFO", help="both workers' (default INFO)")
+    parser.add_argument("--profile", action="store_true", help="py-spy on ours' last drain")
+    parser.add_argument("--json", type=Path, default=RESULTS / "throughput.json")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.n, args.rounds, args.latency_n = 1500, 1, 700
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    workdir = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
+    server = None
+    if not args.state_url:
+        server = start_embedded_redis(data_dir=workdir / "redis", port=0)
+    state_url = args.state_url or server.url  # type: ignore[union-attr]
+    bench = ThroughputBench(workdir, SimpleNamespace(url=state_url), args.concurrency)  # type: ignore[arg-type]
+    bench.state_url, bench.broker_url = state_url, args.broker_url or state_url
+    bench.redis_pid = server.pid if server else None
+    bench.loglevel = args.loglevel
+    os.environ["AFTERSALES_REDIS_URL"] = state_url
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(),
+        "cpus": os.cpu_count(),
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
+    say(f"state {state_url}, broker {bench.broker_url}; {os.cpu_count()} CPUs; "
+        f"{args.workers} worker(s) -c {args.concurrency}")  # fmt: skip
+    try:
+        bench.flush()
+        sides = {
+            "bare": bench.start(
+                "bare", "noop_app", NOOP_IDLE, bench.noop_env("ours"), args.workers
+            ),
+            "ours": bench.start("ours", "worker", OURS_IDLE, bench.ours_env(), args.workers),
+        }
+        if args.stock:
+            sides["stock"] = bench.start(
+                "stock", "noop_app", NOOP_IDLE + "-stock", bench.noop_env("stock"), args.workers
+            )
+            sides["stock"].queue = NOOP_QUEUE + "-stock"
+        sides["bare"].queue, sides["ours"].queue = NOOP_QUEUE, INBOUND
+        time.sleep(2)  # let start-up settle (pool children import, topology declared)
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
+        events_before = bench.broker.llen(EVENTS_QUEUE)
+        for number in range(args.rounds):
+            say(f"round {number + 1}/{args.rounds}")
+            steps = list(mix(args.n, f"r{number}"))
+            for name, side in sides.items():
+                runs[name].append(bench.round(side, steps))
+        expected = expected_events(steps) * args.rounds
+        events = bench.broker.llen(EVENTS_QUEUE) - events_before
+        results["ours_events"] = {"expected": expected, "published": events}
+        if os.environ.get("BENCH_DEBUG"):
+            raw = bench.broker.lrange(EVENTS_QUEUE, 0, -1)
+            say(repr(Counter(_event_type(r) for r in raw)))
+            say(repr(bench.broker.lrange("aftersales.dead_letter", 0, 3)))
+        for name, rows in runs.items():
+            results[name] = {"rounds": rows, "rate": statistics.median(r["rate"] for r in rows)}
+        if args.profile:  # an extra drain: py-spy slows the worker, so it is not timed
+            say("profile: one more drain of ours under py-spy (not counted)")
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            profile = RESULTS / "throughput-profile.txt"
+            bench.round(sides["ours"], list(mix(args.n, "prof")), profile)
+            results["profile"] = {"file": str(profile), "top_self": top_self(profile)}
+        rate = args.latency_rate or results["ours"]["rate"] / 2
+        say(f"latency: {args.latency_n:,} messages at {rate:,.0f} msg/s")
+        results["latency"] = bench.latency(sides["ours"], list(mix(args.latency_n, "lat")), rate)
+    except KeyboardInterrupt:
+        say("interrupted; stopping everything")
+        return 130
+    finally:
+        bench.stop_all()
+        if server:
+            server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    say(report(results, args))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2, default=str))
+    say(f"results written to {args.json}")
+    return 0
+
+
+def report(results: dict[str, Any], args: argparse.Namespace) -> str:
+    lines = ["", f"Inbound throughput, {args.workers} worker(s) -c {args.concurrency}, "
+             f"median of {args.rounds} drain(s) of {args.n:,} messages"]  # fmt: skip
+    for name in ("stock", "bare", "ours"):
+        if name in results:
+            row = results[name]["rounds"][-1]
+            lines.append(
+                f"  {name:<6} {results[name]['rate']:>9,.0f} msg/s   worker CPU "
+                f"{row['worker_cpu_ms_per_msg']:.2f} ms/msg (main process "
+                f"{row['main_cpu_ms_per_msg']:.2f}){_redis_note(row)}"
+            )
+    events = results["ours_events"]
+    lines.append(f"  ours events published {events['published']:,} of {events['expected']:,}")
+    lat = results["latency"]
+    lines.append(
+        f"  ours latency sent -> event consumed at {lat['rate']:,.0f} msg/s: "
+        f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms ({lat['timed']} timed)"
+    )
+    if "profile" in results:
+        lines.append(f"  profile (share of samples, self time): {results['profile']['file']}")
+        top = results["profile"]["top_self"][:12]
+        lines += [f"    {share:5.1f} %  {frame}" for frame, share in top]
+    ratio = results["ours"]["rate"] / results["bare"]["rate"]
+    results["ratio"] = ratio
+    lines.append(f"ratio ours/bare: {ratio:.2f}x (goal >= 0.75x)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

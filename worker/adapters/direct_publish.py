@@ -1,0 +1,109 @@
+# mypy: disallow-untyped-calls=False
+# (kombu, whose topic matching and serializer this reuses, is unannotated)
+"""Outbound events written to their queues by the commit itself (docs/design.md).
+
+Used when the broker is the state's own Redis: commit.lua pushes each event onto the
+lists of the queues bound to `aftersales.events` in the same atomic step that commits the
+state, so an event is published if and only if its state change committed, and there is
+no separate publish and confirm round trip.
+
+Consumers must not see a difference, so everything is kombu's Redis transport's own:
+- routing: the bindings kombu keeps in the set `_kombu.binding.aftersales.events`
+  (members "routing key SEP regex SEP queue"), matched by kombu's own TopicExchange;
+- the message: kombu's JSON serializer, a base64 body, the properties and delivery info
+  `Producer.publish` + `Channel.basic_publish` write, one delivery tag shared by every
+  queue's copy, LPUSH onto the queue's list (priority 0: the plain list name).
+
+The bindings are cached; the commit checks them (SCARD and SISMEMBER of the members used)
+and refuses with "rebind" when they changed, then the store re-reads them and commits
+again: a newly bound queue gets every event committed after its binding, as with kombu.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any
+
+import redis
+from kombu.serialization import dumps as serialize
+from kombu.transport.redis import Channel
+from kombu.transport.virtual.exchange import TopicExchange
+from kombu.utils.json import dumps
+
+from worker import topology
+
+SEP = Channel.sep
+BINDINGS = Channel.keyprefix_queue % topology.EVENTS
+"""The set kombu's Redis transport keeps the exchange's bindings in."""
+
+
+class DirectEvents:
+    """Routes events as kombu would and builds the messages kombu would push."""
+
+    exchange = topology.EVENTS
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._members: list[bytes] = []
+        self._table: list[tuple[str, ...]] = []
+        self._topic = TopicExchange(None)  # its lookup uses no channel
+        self._routes: dict[str, list[str]] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the bindings (at start, and when a commit saw them change)."""
+        # our clients answer bytes (no decode_responses); str too, for any other client
+        members = sorted(_bytes(member) for member in self.client.smembers(BINDINGS))
+        self._members = members
+        self._table = [tuple(member.decode().split(SEP)) for member in members]
+        self._routes = {}
+
+    @property
+    def members(self) -> list[bytes]:
+        """The binding members the current routes were resolved from (checked by the commit)."""
+        return self._members
+
+    def queues(self, routing_key: str) -> list[str]:
+        """The queues kombu's topic exchange delivers `routing_key` to (sorted, cached)."""
+        queues = self._routes.get(routing_key)
+        if queues is None:
+            found = self._topic.lookup(self._table, self.exchange, routing_key, None)
+            queues = self._routes[routing_key] = sorted(q for q in found if q)
+        return queues
+
+    def message(self, event: dict[str, Any]) -> str:
+        """The JSON kombu's Redis transport pushes for KombuPublisher.publish_event."""
+        content_type, content_encoding, body = serialize(event, serializer="json")
+        payload = body.encode(content_encoding) if isinstance(body, str) else body
+        return str(
+            dumps(
+                {
+                    "body": base64.b64encode(payload).decode(),
+                    "content-encoding": content_encoding,
+                    "content-type": content_type,
+                    "headers": {"ce_id": event["id"], "ce_type": event["type"]},
+                    "properties": {
+                        "message_id": event["id"],
+                        "delivery_mode": 2,
+                        "delivery_info": {"exchange": self.exchange, "routing_key": event["type"]},
+                        "priority": 0,
+                        "body_encoding": "base64",
+                        "delivery_tag": str(uuid.uuid4()),
+                    },
+                }
+            )
+        )
+
+    def pushes(self, events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        """(queue list key, message) for every copy of every event, in event order."""
+        return [
+            (queue, message)
+            for event in events
+            for message in [self.message(event)]
+            for queue in self.queues(event["type"])
+        ]
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
