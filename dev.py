@@ -4,6 +4,7 @@
     python3 dev.py run  [aftersales run options]   # worker + beat (+ embedded Redis)
     python3 dev.py demo                            # a scripted story against it
     python3 dev.py test [pytest options]           # the whole test suite
+                                                   # (+ the other deployments, see MODES)
 
 Both create .venv when it is missing and (re)install the project with its test extras
 when pyproject.toml is newer than the last install. Standard library only.
@@ -22,6 +23,21 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".installed"  # touched after a successful install
 PYTEST_NO_TESTS = 5  # pytest's exit code when it collected nothing: a broken selection
+
+MODES: tuple[tuple[str, str], ...] = (
+    # `python3 dev.py test` runs the whole suite against one Redis, then these: the tests
+    # that exercise state, deadlines and the broker, against the other deployments
+    # (docs/cluster.md, docs/operations.md#rabbitmq). Each skips, saying why, where its
+    # servers cannot be started.
+    (
+        "a Redis Cluster for state (3 primaries + 3 replicas)",
+        "--redis-cluster tests/integration/test_store_shards.py tests/integration/test_sweep.py"
+        " tests/integration/test_cluster_failover.py tests/integration/test_deadlines.py"
+        " tests/integration/test_pipeline.py tests/integration/test_outcomes.py"
+        " tests/integration/test_event_time.py tests/integration/test_batch_firing.py"
+        " tests/integration/test_retention.py",
+    ),
+)
 
 
 def ensure_installed() -> None:
@@ -56,6 +72,16 @@ def main(argv: list[str]) -> int:
     if command in ("run", "demo"):
         aftersales = str(BIN / "aftersales")
         os.execv(aftersales, [aftersales, command, *args])
+    if args:  # a selection of one's own: one pytest run, as asked
+        return pytest(args)
+    status = pytest([])
+    for title, mode_args in MODES:
+        print(f"dev.py: the same tests against {title}: pytest {mode_args}", flush=True)
+        status = pytest(mode_args.split()) or status
+    return status
+
+
+def pytest(args: list[str]) -> int:
     try:
         status = subprocess.run([str(BIN / "python"), "-m", "pytest", *args], cwd=ROOT).returncode
     except KeyboardInterrupt:  # pytest got the Ctrl-C too and has reported it

@@ -244,7 +244,8 @@ class Channel(kombu_redis.Channel):
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
-        if self.connection.client is None:
+        transport = self.connection  # None once kombu has closed this channel
+        if transport is not None and transport.client is None:
             # The Connection was dropped (a lost Redis): kombu's restore would build a
             # client from it and raise, stopping the worker. What this channel holds comes
             # back through the restore sweep instead, as after a kill -9.

@@ -48,7 +48,7 @@ def test_a_shipment_that_waits_for_the_payment_does_not_expire_the_order_first()
 
 @pytest.mark.integration
 def test_a_worker_holding_a_message_survives_a_redis_restart(tmp_path: Path) -> None:
-    """A worker holds a task with an ETA (as it holds every armed deadline); Redis
+    """A worker holds a deadline task with an ETA (as it holds every armed one); Redis
     restarts (here gracefully, SIGTERM). The worker should reconnect and go on.
 
     Today Celery's `on_connection_error_after_connected` closes the broken connection,
@@ -61,14 +61,13 @@ def test_a_worker_holding_a_message_survives_a_redis_restart(tmp_path: Path) -> 
     try:
         worker = processes.start_worker()
         wait_until(lambda: processes.ready(worker), START_TIMEOUT, "worker never answered")
-        client.send(
-            "aftersales.order_event",
-            {
-                "message_id": "m-1",
-                "type": "order.paid",
-                "order_id": "o-1",
-                "occurred_at": "2026-01-01T00:00:00Z",
-            },
+        # A deadline task with an ETA, as every armed deadline is: the worker holds it
+        # unacked until then (an inbound fact's eta is ignored: test_poison.py).
+        client.celery.send_task(
+            "aftersales.deadline",
+            args=["o-1", "unpaid_expiry:", None],
+            queue="aftersales.deadlines",
+            serializer="json",
             countdown=300,
         )
         worker.wait_for_log("received", 30)
