@@ -6,6 +6,7 @@
 - `wire_client`: bare Celery producer (`send`, `send_raw`)
 - `event_listener`: bound to `aftersales.events` with `#` (`wait_for`, `collect`,
   `dead_letters`)
+- `--broker=rabbitmq`: `broker_url` is a private RabbitMQ node (tests/support/rabbitmq.py)
 """
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.rabbitmq"]
