@@ -91,6 +91,7 @@ def test_kill_9_of_the_worker_holding_the_eta_task_still_fires_once(
     assert len(event_listener.of_type("order.cancelled")) == 1
 
 
+@pytest.mark.redis_broker("runs its own Redis broker in db 1 and flushes it")
 def test_a_flushed_broker_still_fires_from_the_durable_schedule(
     start_worker, start_beat, redis_url, redis_client
 ):
@@ -167,6 +168,9 @@ def test_a_deadline_does_not_overtake_an_earlier_answer_still_in_the_inbound_que
     backlog_scenario(start_worker, start_beat, wire_client, event_listener, redis_client, SWEEP)
 
 
+@pytest.mark.redis_broker(
+    "runs its own Redis broker in db 1; with RabbitMQ the test before reads the queue there"
+)
 def test_backlog_safety_reads_the_queue_from_the_broker_when_it_is_elsewhere(
     start_worker, start_beat, redis_url, redis_client
 ):
@@ -213,7 +217,7 @@ def backlog_scenario(start_worker, start_beat, producer, listener, state, env) -
 
 
 def test_the_same_deadline_scheduled_twice_fires_once(
-    start_worker, start_beat, wire_client, event_listener, redis_client, redis_url
+    start_worker, start_beat, wire_client, event_listener, redis_client, broker_url
 ):
     from worker.adapters.redis_store import RedisStore
 
@@ -222,7 +226,7 @@ def test_the_same_deadline_scheduled_twice_fires_once(
     order, due = place_unpaid(wire_client, due_in=4)
     wait_armed(redis_client, order)
     (deadline_id,) = RedisStore(redis_client).load(order).state.deadlines
-    sender = WireClient(redis_url)
+    sender = WireClient(broker_url)
     try:  # two more ETA tasks for the same deadline, as a replayed or duplicated arm would
         for _ in range(2):
             sender.celery.send_task(
@@ -230,6 +234,7 @@ def test_the_same_deadline_scheduled_twice_fires_once(
                 args=[order, deadline_id, None],
                 queue="aftersales.deadlines",
                 eta=due,
+                declare=[],  # the worker declared it (a classic queue on RabbitMQ)
             )
     finally:
         sender.close()
