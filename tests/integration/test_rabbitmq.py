@@ -104,3 +104,28 @@ def test_a_worker_killed_with_9_mid_burst_loses_nothing(
                 for event in cancelled}  # fmt: skip
     assert set(by_order) == set(orders)
     assert all(len(ids) == 1 for ids in by_order.values()), "an order was cancelled twice"
+
+
+def test_a_message_that_keeps_coming_back_is_dead_lettered_by_rabbitmq(
+    wire_client, event_listener, broker_url, rabbitmq_node
+):
+    """The inbound policy (docs/operations.md#rabbitmq): a message given back 20 times (a
+    body that kills every worker taking it) goes to the dead-letter queue, not round and
+    round; so does one rejected without requeue. No worker runs: a bare consumer plays the
+    dying one."""
+    if rabbitmq_node is None:
+        pytest.skip("the policy is set on the test's own node")
+    order = new_id("o")
+    wire_client.send(ORDER_EVENT, placed(order, ago(minutes=5)))
+    deliveries = 0
+    with Connection(broker_url) as connection:
+        channel = connection.channel()
+        wait_until(lambda: declare(broker_url, INBOUND, {"x-queue-type": "quorum"}) > 0, 30)
+        while (taken := channel.basic_get(INBOUND)) is not None and deliveries < 50:
+            deliveries += 1
+            channel.basic_reject(taken.delivery_tag, requeue=True)
+        channel.close()
+
+    (letter,) = event_listener.dead_letters(match=lambda body: isinstance(body, list))
+    assert letter[0][0]["order_id"] == order  # the task body as sent: [args, kwargs, embed]
+    assert deliveries == 21, deliveries  # the first delivery and 20 redeliveries

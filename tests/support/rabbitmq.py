@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import shutil
 import signal
@@ -51,6 +52,23 @@ QUEUES = (
     *(f"celery_delayed_{level}" for level in range(28)),
 )
 """Every queue a test or its worker declares that outlives a connection."""
+
+
+INBOUND_POLICY = (
+    "aftersales-inbound",
+    r"^aftersales\.inbound$",
+    json.dumps(
+        {
+            "dead-letter-exchange": "aftersales.dead_letter",
+            "dead-letter-routing-key": "aftersales.dead_letter",
+            "delivery-limit": 20,
+        }
+    ),
+    "--apply-to",
+    "queues",
+)
+"""The policy docs/operations.md#rabbitmq asks operators to set: what RabbitMQ itself drops
+from the inbound queue goes to the dead-letter queue."""
 
 
 @dataclass
@@ -204,6 +222,7 @@ def start_node(base: Path) -> Node:
                 tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
                 pytest.fail(f"RabbitMQ did not start within {BOOT_TIMEOUT:.0f}s:\n{tail}")
             time.sleep(0.25)
+        node.ctl("set_policy", *INBOUND_POLICY)
     except BaseException:  # a failed or interrupted boot leaves no node behind
         node.stop()
         raise
