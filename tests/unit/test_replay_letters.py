@@ -25,4 +25,8 @@ def test_a_task_message_dead_lettered_by_rabbitmq_gives_its_task_and_message() -
 
 def test_a_body_of_another_shape_is_kept_whole_and_names_no_replayable_message() -> None:
     raw = SimpleNamespace(payload=[1, 2, 3], headers=None)
-    assert _letter(raw) == {"task": None, "reason": "dead_lettered_by_broker", "original": [1, 2, 3]}
+    assert _letter(raw) == {
+        "task": None,
+        "reason": "dead_lettered_by_broker",
+        "original": [1, 2, 3],
+    }
