@@ -73,11 +73,13 @@ def test_the_worker_publishes_with_confirms(
 
 
 def test_a_worker_killed_with_9_mid_burst_loses_nothing(
-    start_worker, wire_client, event_listener, broker_url
+    start_worker, start_beat, wire_client, event_listener, broker_url
 ):
     """No reliable-fetch transport with RabbitMQ: the messages the killed worker had taken
-    (acks are late) come back when its connection dies, and the next worker applies them."""
+    (acks are late) come back when its connection dies, and the next worker applies them.
+    What it committed but had not published yet, beat's outbox relay publishes."""
     doomed = start_worker(concurrency=2)
+    start_beat()
     orders = [new_id("o") for _ in range(BURST)]
     for order in orders:
         wire_client.send(ORDER_EVENT, placed(order, ago(minutes=5)))

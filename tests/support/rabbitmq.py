@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import kombu.pools
 import pytest
 from kombu import Connection
 
@@ -258,4 +259,7 @@ def rabbitmq_url(rabbitmq_node: Node | None) -> str:
     """The session's RabbitMQ as an `amqp://` URL, without the queues of earlier tests."""
     url = rabbitmq_node.url if rabbitmq_node is not None else os.environ["AFTERSALES_TEST_AMQP_URL"]
     delete_queues(url)
+    # kombu's global producer pools remember what their connections declared: a client of
+    # an earlier test would not declare the queues again, and publish into nothing.
+    kombu.pools.reset()
     return url
