@@ -221,6 +221,7 @@ class ThroughputBench(Bench):
     broker_url: str = ""
     redis_pid: int | None = None
     loglevel = "INFO"
+    cluster = False  # the state is a Redis Cluster (AFTERSALES_REDIS_CLUSTER=1)
 
     @property
     def broker(self) -> redis.Redis:
@@ -231,6 +232,8 @@ class ThroughputBench(Bench):
         env["AFTERSALES_REDIS_URL"] = self.state_url
         if self.broker_url != self.state_url:
             env["AFTERSALES_BROKER_URL"] = self.broker_url
+        if self.cluster:
+            env["AFTERSALES_REDIS_CLUSTER"] = "1"
         return env
 
     def noop_env(self, transport: str) -> dict[str, str]:
@@ -502,6 +505,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-rate", type=float, default=0.0, help="msg/s (0: half ours)")
     parser.add_argument("--state-url", default="", help="state Redis (default: embedded)")
     parser.add_argument("--broker-url", default="", help="broker Redis (default: state's)")
+    parser.add_argument(
+        "--redis-cluster", action="store_true", help="--state-url names a Redis Cluster node"
+    )
     parser.add_argument("--loglevel", default="INFO", help="both workers' (default INFO)")
     parser.add_argument("--profile", action="store_true", help="py-spy on ours' last drain")
     parser.add_argument("--json", type=Path, default=RESULTS / "throughput.json")
@@ -523,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.state_url, bench.broker_url = state_url, args.broker_url or state_url
     bench.redis_pid = server.pid if server else None
     bench.loglevel = args.loglevel
+    bench.cluster = args.redis_cluster
     os.environ["AFTERSALES_REDIS_URL"] = state_url
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(),

@@ -7,6 +7,7 @@
 - `event_listener`: bound to `aftersales.events` with `#` (`wait_for`, `collect`,
   `dead_letters`)
 - `--redis-cluster`: the worker's state in a Redis Cluster (tests/support/cluster.py)
+- `--broker=rabbitmq`: `broker_url` is a private RabbitMQ node (tests/support/rabbitmq.py)
 """
 
-pytest_plugins = ["tests.support.cluster", "tests.support.fixtures"]  # cluster: --redis-cluster
+pytest_plugins = ["tests.support.cluster", "tests.support.fixtures", "tests.support.rabbitmq"]

@@ -31,6 +31,7 @@ CELERY_MODULES = {
     "worker.transport",
     "worker.redaction",
     "worker.topology",  # the contract's queues and exchanges, as kombu entities
+    "worker.amqp",  # RabbitMQ: its queues, options and app class
     # adapters that speak to the broker
     "worker.adapters.publisher",
     "worker.adapters.queues",

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from celery import Celery
 
-from worker import topology
+from worker import amqp, topology
 from worker.logging import setup_logging
 from worker.settings import SettingsError, get_settings
 
@@ -23,7 +23,11 @@ setup_logging()
 
 # worker.hooks: the signal receivers and consumer steps; Celery imports it in a worker
 # and in beat (before worker_init), and this module needs no import of it.
-app = Celery("aftersales", broker=settings.broker_url, include=["worker.hooks", "tasks"])
+AMQP = amqp.is_amqp(settings.broker_url)
+"""RabbitMQ as the broker: quorum inbound, native delayed delivery (worker/amqp.py)."""
+app = (amqp.AmqpCelery if AMQP else Celery)(
+    "aftersales", broker=settings.broker_url, include=["worker.hooks", "tasks"]
+)
 app.conf.update(
     # JSON only: pickle would let any producer run code in the worker.
     task_serializer="json",
@@ -60,6 +64,7 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     # kombu's Redis transport loses a message popped but not yet recorded as unacked when
     # the worker is killed (kombu#305); this one moves it atomically (worker/transport.py).
+    # Redis only: RabbitMQ itself gives an unacked message back when its channel dies.
     broker_transport=(
         "worker.transport:Transport" if urlsplit(settings.broker_url).scheme == "redis" else None
     ),
@@ -74,6 +79,9 @@ app.conf.update(
         }
     },
 )
+
+if AMQP:  # the queues, confirms and delayed delivery of RabbitMQ (worker/amqp.py)
+    app.conf.update(amqp.celery_options())
 
 # Named, not imported: Celery resolves the classes when the consumer starts.
 app.steps["consumer"].update({"worker.hooks:DeclareTopology", "worker.hooks:Liveness"})

@@ -32,7 +32,7 @@ from pydantic import BaseModel
 
 from schemas.events import EVENT_DATA, CloudEvent, Data
 from schemas.inbound import ANY_MESSAGE, TASK_MESSAGES, InboundMessage, Message, parse_message
-from worker import topology
+from worker import amqp, topology
 from worker.logging import get_logger
 
 M = TypeVar("M", bound=Message)
@@ -94,7 +94,12 @@ class Producer:
 
     def __init__(self, url: str) -> None:
         self._celery = Celery("aftersales-producer", broker=url, set_as_current=False)
-        self._celery.conf.update(task_serializer="json", accept_content=["json"])
+        self._celery.conf.update(
+            task_serializer="json",
+            accept_content=["json"],
+            # RabbitMQ: the inbound queue is a quorum queue, and is declared as one.
+            task_create_missing_queue_type="quorum" if amqp.is_amqp(url) else "classic",
+        )
 
     def send(self, message: Message | Mapping[str, Any]) -> str:
         """Validate, then send; returns the Celery task id. Nothing is sent if invalid."""

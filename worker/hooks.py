@@ -86,7 +86,8 @@ def declare_on_init(**_: Any) -> None:
     # Also declared here so `aftersales run` producers never publish into the void.
     with app.connection_for_write() as connection:
         channel = connection.default_channel
-        for queue in (*topology.DECLARED, *topology.CONSUMED):
+        # The consumed queues as configured: quorum inbound with RabbitMQ (worker/amqp.py).
+        for queue in (*topology.DECLARED, *app.conf.task_queues):
             queue(channel).declare()
 
 

@@ -102,7 +102,7 @@ def replay(app: Celery, limit: int, now: datetime) -> list[dict[str, Any]]:
                     message = queue.get(block=False)
                 except queue.Empty:
                     break
-                letter = message.payload
+                letter = _letter(message)
                 task, original = letter.get("task"), letter.get("original")
                 if task in INBOUND_TASKS and isinstance(original, dict):
                     app.send_task(task, args=[original], queue=topology.INBOUND)
@@ -113,3 +113,16 @@ def replay(app: Celery, limit: int, now: datetime) -> list[dict[str, Any]]:
         finally:
             queue.close()
     return sent
+
+
+def _letter(message: Any) -> dict[str, Any]:
+    """A dead letter as the worker writes it, or made from a task message RabbitMQ
+    dead-lettered itself (its inbound policy: delivery limit, rejection): the task is in
+    its headers and the message is its one argument (body `[args, kwargs, embed]`)."""
+    payload = message.payload
+    if isinstance(payload, dict):
+        return payload
+    args = payload[0] if isinstance(payload, list) and payload else None
+    original = args[0] if isinstance(args, list) and len(args) == 1 else payload
+    task = (message.headers or {}).get("task")
+    return {"task": task, "reason": "dead_lettered_by_broker", "original": original}

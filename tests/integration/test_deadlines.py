@@ -94,6 +94,7 @@ def test_kill_9_of_the_worker_holding_the_eta_task_still_fires_once(
 
 
 @pytest.mark.single_redis("broker and state in two databases of the session's Redis")
+@pytest.mark.redis_broker("runs its own Redis broker in db 1 and flushes it")
 def test_a_flushed_broker_still_fires_from_the_durable_schedule(
     start_worker, start_beat, redis_url, redis_client
 ):
@@ -171,6 +172,9 @@ def test_a_deadline_does_not_overtake_an_earlier_answer_still_in_the_inbound_que
 
 
 @pytest.mark.single_redis("broker and state in two databases of the session's Redis")
+@pytest.mark.redis_broker(
+    "runs its own Redis broker in db 1; with RabbitMQ the test before reads the queue there"
+)
 def test_backlog_safety_reads_the_queue_from_the_broker_when_it_is_elsewhere(
     start_worker, start_beat, redis_url, redis_client
 ):
@@ -234,6 +238,7 @@ def test_the_same_deadline_scheduled_twice_fires_once(
                 args=[order, deadline_id, None],
                 queue="aftersales.deadlines",
                 eta=due,
+                declare=[],  # the worker declared it (a classic queue on RabbitMQ)
             )
     finally:
         sender.close()

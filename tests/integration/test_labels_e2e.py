@@ -225,7 +225,9 @@ def test_a_drop_off_approval_processed_twice_gives_one_label(
     shop.wire.send(SELLER_ACTION, approval)
     event_listener.wait_for("return.approved")
     resent = str(uuid.uuid4())
-    shop.wire.celery.send_task(LABEL_TASK, args=[order, request], queue=LABEL_QUEUE, task_id=resent)
+    shop.wire.celery.send_task(  # the worker declared the queue (classic on RabbitMQ)
+        LABEL_TASK, args=[order, request], queue=LABEL_QUEUE, task_id=resent, declare=[]
+    )
 
     # Then there is exactly one label event, and one set of files for the request
     shop.label_of(request)

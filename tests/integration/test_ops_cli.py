@@ -42,6 +42,7 @@ def test_order_and_deadlines_show_the_timeline_and_the_pending_expiry(
     assert cli("order", "no-such-order").exit_code != 0
 
 
+@pytest.mark.redis_broker("`aftersales dead-letters` lists a Redis broker's queue")
 def test_a_message_held_too_long_is_dead_lettered_listed_and_replayed(
     start_worker, start_beat, wire_client, cli
 ):

@@ -50,7 +50,7 @@ POISON = {
 
 @pytest.mark.parametrize(("body", "reason"), POISON.values(), ids=POISON.keys())
 def test_poison_message_is_dead_lettered_and_the_worker_goes_on(
-    start_worker, wire_client, event_listener, redis_url, body, reason
+    start_worker, wire_client, event_listener, broker_url, body, reason
 ):
     worker = start_worker(concurrency=1)
     wire_client.send_raw(body, headers=task_headers(BUYER_ACTION))
@@ -71,7 +71,7 @@ def test_poison_message_is_dead_lettered_and_the_worker_goes_on(
         BUYER_ACTION, message("buyer.cancel_requested", order, ago(minutes=1), reason="x")
     )
     event_listener.wait_for("order.cancelled", timeout=20.0)
-    assert worker.alive() and ping(redis_url, worker.name)
+    assert worker.alive() and ping(broker_url, worker.name)
     assert "Unrecoverable error" not in worker.log_text()
 
 
@@ -110,6 +110,7 @@ ENVELOPES = {
 }
 
 
+@pytest.mark.redis_broker("writes kombu's Redis envelopes into the queue's list")
 @pytest.mark.parametrize("overrides", ENVELOPES.values(), ids=ENVELOPES.keys())
 def test_envelope_fields_of_the_wrong_type_are_dead_lettered_and_the_worker_goes_on(
     start_worker, wire_client, event_listener, redis_url, redis_client, overrides
@@ -132,7 +133,7 @@ def test_envelope_fields_of_the_wrong_type_are_dead_lettered_and_the_worker_goes
 
 
 def test_a_compressed_body_is_refused_before_it_is_decompressed(
-    start_worker, wire_client, event_listener, redis_url
+    start_worker, wire_client, event_listener, broker_url
 ):
     """kombu decompresses a body whose headers name a compression before any check sees
     it, without bound: a few kilobytes of zlib make gigabytes in the worker (OOM kill, the
@@ -149,7 +150,7 @@ def test_a_compressed_body_is_refused_before_it_is_decompressed(
     (letter,) = event_listener.dead_letters(timeout=20.0)
     assert letter["reason"] == "content_not_allowed", letter["error"]
     assert base64.b64decode(letter["original"]["base64"]) == sent  # the bytes as sent
-    assert worker.alive() and ping(redis_url, worker.name)
+    assert worker.alive() and ping(broker_url, worker.name)
 
 
 def test_an_inbound_message_past_its_expires_header_is_not_dropped_without_a_trace(

@@ -95,9 +95,12 @@ def state_env(request: pytest.FixtureRequest) -> dict[str, str]:
 
 
 @pytest.fixture
-def broker_url(redis_url: str) -> str:
-    """The worker's broker (`AFTERSALES_BROKER_URL`): by default the state's own Redis.
+def broker_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """The worker's broker (`AFTERSALES_BROKER_URL`): by default the state's own Redis;
+    with `--broker=rabbitmq` a private RabbitMQ (tests/support/rabbitmq.py).
     `wire_client`, `event_listener` and the start-up ping use it."""
+    if request.config.getoption("--broker", "redis") == "rabbitmq":
+        return str(request.getfixturevalue("rabbitmq_url"))
     return redis_url
 
 

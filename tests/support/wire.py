@@ -23,6 +23,11 @@ PATIENCE = 30.0
 """Default wait (s) for an event or dead letter: a met wait returns at once, so a long bound
 costs nothing when all is well and keeps a loaded 2-core CI machine from failing a test."""
 
+AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
+# On RabbitMQ the inbound queue is a quorum queue; a producer that declares it says so
+# (docs/operations.md#rabbitmq), or RabbitMQ refuses the declare.
+QUORUM = {"x-queue-type": "quorum"}
+
 Match = str | Iterable[str] | Callable[[dict[str, Any]], bool]
 """An event type, several types, or a predicate over the parsed CloudEvent."""
 
@@ -59,7 +64,12 @@ class WireClient:
     def __init__(self, broker_url: str) -> None:
         self.broker_url = broker_url
         self.celery = Celery("aftersales-test-producer", broker=broker_url, set_as_current=False)
-        self.celery.conf.update(task_serializer="json", accept_content=["json"])
+        self.amqp = broker_url.startswith(AMQP_SCHEMES)
+        self.celery.conf.update(
+            task_serializer="json",
+            accept_content=["json"],
+            task_create_missing_queue_type="quorum" if self.amqp else "classic",
+        )
         self._connection = Connection(broker_url)
 
     def send(self, task_name: str, message: Mapping[str, Any], **options: Any) -> str:
@@ -86,7 +96,12 @@ class WireClient:
         body from `protocol2_body(...)`, or any broken variant of them; for pickle use
         `content_type="application/x-python-serialize", content_encoding="binary"`.
         """
-        queue = Queue(INBOUND, Exchange(INBOUND, type="direct"), routing_key=INBOUND)
+        queue = Queue(
+            INBOUND,
+            Exchange(INBOUND, type="direct"),
+            routing_key=INBOUND,
+            queue_arguments=QUORUM if self.amqp else None,
+        )
         with self._connection.Producer() as producer:
             producer.publish(
                 body,
