@@ -13,6 +13,7 @@ when pyproject.toml is newer than the last install. Standard library only.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import venv
@@ -36,6 +37,14 @@ MODES: tuple[tuple[str, str], ...] = (
         " tests/integration/test_pipeline.py tests/integration/test_outcomes.py"
         " tests/integration/test_event_time.py tests/integration/test_batch_firing.py"
         " tests/integration/test_retention.py",
+    ),
+    (
+        "RabbitMQ as the broker (a private node; state in Redis)",
+        "--broker=rabbitmq tests/integration/test_rabbitmq.py tests/integration/test_deadlines.py"
+        " tests/integration/test_pipeline.py tests/integration/test_poison.py -k"
+        " 'test_rabbitmq or test_deadlines or after_payment or three_times or invalid_message"
+        " or bad_json or pickle or unknown_task or racing or empty or nested or compressed"
+        " or expires'",
     ),
 )
 
@@ -77,7 +86,7 @@ def main(argv: list[str]) -> int:
     status = pytest([])
     for title, mode_args in MODES:
         print(f"dev.py: the same tests against {title}: pytest {mode_args}", flush=True)
-        status = pytest(mode_args.split()) or status
+        status = pytest(shlex.split(mode_args)) or status
     return status
 
 
