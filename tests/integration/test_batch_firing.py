@@ -13,7 +13,6 @@ import pytest
 from tests.integration.test_deadlines import SWEEP, UNPAID_AFTER
 from tests.integration.wire_messages import new_id, placed
 from tests.support.processes import wait_until
-from worker.adapters import keys
 from worker.adapters.redis_store import RedisStore
 
 pytestmark = pytest.mark.integration
@@ -54,7 +53,7 @@ def test_a_burst_fires_in_batch_tasks(start_worker, start_beat, redis_client, ev
 
     assert {event["subject"] for event in cancelled} == set(orders)
     assert "aftersales.deadline_batch" in worker.log_text()
-    assert redis_client.llen(keys.FIRED_LATENESS) == len(orders)
+    assert len(RedisStore(redis_client).lateness_values()) == len(orders)
 
 
 def test_a_worker_killed_during_a_burst_leaves_every_deadline_fired_once(
@@ -64,21 +63,23 @@ def test_a_worker_killed_during_a_burst_leaves_every_deadline_fired_once(
     start_beat(env=SWEEP)
     orders = place_unpaid_burst(redis_client, BURST, due_in=6, spread=1.0)
 
-    wait_until(lambda: redis_client.llen(keys.FIRED_LATENESS) > 0, 60, "the burst never began")
+    wait_until(
+        lambda: len(RedisStore(redis_client).lateness_values()) > 0, 60, "the burst never began"
+    )
     doomed.kill9()
-    fired_at_kill = redis_client.llen(keys.FIRED_LATENESS)
+    fired_at_kill = len(RedisStore(redis_client).lateness_values())
     start_worker(env=SWEEP)
 
     def all_fired() -> bool:
-        pending = redis_client.zcard(keys.SCHEDULE) + redis_client.zcard(keys.ARMED)
-        return pending == 0 and redis_client.llen(keys.FIRED_LATENESS) >= BURST
+        pending = sum(RedisStore(redis_client).schedule_size())
+        return pending == 0 and len(RedisStore(redis_client).lateness_values()) >= BURST
 
     wait_until(all_fired, 120, "every deadline of the burst to fire")
     event_listener.collect(3.0)  # a few more sweeps: a second firing would show now
 
     print(f"{fired_at_kill} of {BURST} fired when the worker was killed")
     assert 0 < fired_at_kill < BURST, "the kill did not land during the burst"
-    assert redis_client.llen(keys.FIRED_LATENESS) == BURST  # one firing commit each
+    assert len(RedisStore(redis_client).lateness_values()) == BURST  # one firing commit each
     ids: dict[str, set[str]] = defaultdict(set)
 
     def every_order_cancelled() -> bool:

@@ -25,17 +25,25 @@ RETENTION = "PT4S"
 applies a message sent now within it (a new order's messages must be younger)."""
 
 
-def _order_keys(order: str) -> list[str]:
+def _space(client: redis.Redis) -> keys.Keyspace:
+    """The key names of the state's deployment (one Redis, or --redis-cluster's)."""
+    from worker.adapters.redis_store import RedisStore
+
+    return RedisStore(client).keys
+
+
+def _order_keys(client: redis.Redis, order: str) -> list[str]:
+    space = _space(client)
     return [
-        keys.order_state(order),
-        keys.seen_messages(order),
-        keys.message_digests(order),
-        keys.timeline(order),
+        space.order_state(order),
+        space.seen_messages(order),
+        space.message_digests(order),
+        space.timeline(order),
     ]
 
 
 def _ttls(client: redis.Redis, order: str) -> list[int]:
-    return [int(client.pttl(key)) for key in _order_keys(order)]
+    return [int(client.pttl(key)) for key in _order_keys(client, order)]
 
 
 def test_a_closed_order_expires_and_a_late_message_for_it_is_dead_lettered(
@@ -57,7 +65,7 @@ def test_a_closed_order_expires_and_a_late_message_for_it_is_dead_lettered(
     ttls = _ttls(redis_client, closing)
     assert all(0 < ttl <= 4000 for ttl in ttls), ttls  # every key, in the closing commit
     wait_until(
-        lambda: not any(redis_client.exists(key) for key in _order_keys(closing)),
+        lambda: not any(redis_client.exists(key) for key in _order_keys(redis_client, closing)),
         30.0,
         "the closed order's keys never expired",
     )
@@ -66,9 +74,9 @@ def test_a_closed_order_expires_and_a_late_message_for_it_is_dead_lettered(
     wire_client.send(ORDER_EVENT, first)
     (letter,) = event_listener.dead_letters(match=lambda d: d["reason"] == "order_expired")
     assert letter["original"]["order_id"] == closing
-    assert not redis_client.exists(keys.order_state(closing))
-    assert not redis_client.exists(keys.inflight(closing))
-    digests = int(redis_client.pttl(keys.message_digests(closing)))
+    assert not redis_client.exists(_space(redis_client).order_state(closing))
+    assert not redis_client.exists(_space(redis_client).inflight(closing))
+    digests = int(redis_client.pttl(_space(redis_client).message_digests(closing)))
     assert digests == -2 or 0 < digests <= 4000  # never a key left without expiry
 
     # The delivered order is closed too (until its return window ends, plus retention)...
@@ -103,20 +111,22 @@ def test_digests_claimed_by_begin_expire_with_the_order_and_whole_old_digests_st
 
     unknown = new_id("o")  # no state: the digests expire after the retention
     assert claim(unknown, "m-1", body) == "new"
-    assert 0 < redis_client.pttl(keys.message_digests(unknown)) <= 100_000
+    assert 0 < redis_client.pttl(_space(redis_client).message_digests(unknown)) <= 100_000
     assert claim(unknown, "m-1", body) == "new"  # the same body again
     assert claim(unknown, "m-1", other) == "reused"  # reused id
 
     stored_whole = new_id("o")  # a digest stored whole, before they were cut
-    redis_client.hset(keys.order_state(stored_whole), "version", 1)  # open: no expiry
-    redis_client.hset(keys.message_digests(stored_whole), "m-1", body)
+    redis_client.hset(
+        _space(redis_client).order_state(stored_whole), "version", 1
+    )  # open: no expiry
+    redis_client.hset(_space(redis_client).message_digests(stored_whole), "m-1", body)
     assert claim(stored_whole, "m-1", body) == "new"
     assert claim(stored_whole, "m-1", other) == "reused"
     assert claim(stored_whole, "m-2", other) == "new"
-    assert redis_client.pttl(keys.message_digests(stored_whole)) == -1
+    assert redis_client.pttl(_space(redis_client).message_digests(stored_whole)) == -1
 
     closed = new_id("o")  # closed: the digests take the state's own expiry
-    redis_client.hset(keys.order_state(closed), "version", 1)
-    redis_client.pexpire(keys.order_state(closed), 50_000)
+    redis_client.hset(_space(redis_client).order_state(closed), "version", 1)
+    redis_client.pexpire(_space(redis_client).order_state(closed), 50_000)
     assert claim(closed, "m-1", body) == "new"
-    assert 0 < redis_client.pttl(keys.message_digests(closed)) <= 50_000
+    assert 0 < redis_client.pttl(_space(redis_client).message_digests(closed)) <= 50_000

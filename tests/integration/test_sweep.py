@@ -154,7 +154,9 @@ def test_a_deadline_armed_late_gets_a_grace_period_before_the_sweep_looks_at_it(
     """Armed long after its due time (ticks behind a burst): its task was sent just now and
     may not be received yet, so the same tick's sweep must not take it for lost."""
     member = keys.deadline_member("o-late", "unpaid_expiry:")
-    store.client.zadd(keys.SCHEDULE, {member: epoch(NOW - timedelta(seconds=30))})
+    store.client.zadd(
+        index(store, "schedule", "o-late"), {member: epoch(NOW - timedelta(seconds=30))}
+    )
 
     armed = store.arm_due(NOW + timedelta(seconds=60), 100, recheck_after=GRACE, now=NOW)
 
