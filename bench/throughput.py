@@ -314,7 +314,8 @@ class ThroughputBench(Bench):
         # Twice in a row: a message between the queue and the unacked hash is never missed.
         wait_for(lambda: drained() and (time.sleep(0.005) or drained()), 1800, "the drain", 0.01)
         seconds = time.perf_counter() - start
-        cpu, redis_cpu = cpu_seconds(pids) - cpu0, self._redis_cpu() - redis0
+        cpu, redis1 = cpu_seconds(pids) - cpu0, self._redis_cpu()
+        redis_cpu = None if redis0 is None or redis1 is None else redis1 - redis0
         main = cpu_seconds(pids, descendants=False) - main0
         if spy is not None:
             spy.send_signal(signal.SIGINT)
