@@ -477,20 +477,6 @@ def top_self(collapsed: Path, limit: int = 25) -> list[tuple[str, float]]:
     return [(frame, 100 * c / total) for frame, c in counts.most_common(limit)] if total else []
 
 
-def top_inclusive(collapsed: Path, limit: int = 40) -> list[tuple[str, float]]:
-    """Inclusive time per function (share of samples it is on the stack)."""
-    counts: Counter[str] = Counter()
-    total = 0
-    for line in collapsed.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
-        total += int(count)
-        for frame in set(stack.split(";")):
-            counts[frame] += int(count)
-    return [(frame, 100 * c / total) for frame, c in counts.most_common(limit)] if total else []
-
-
 # --- the run -----------------------------------------------------------------------------
 
 

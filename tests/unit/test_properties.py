@@ -324,8 +324,8 @@ class Shell:
                 return
 
 
-def run(actions: list[tuple[Any, ...]]) -> Shell:
-    shell = Shell()
+def run(actions: list[tuple[Any, ...]], shell: Shell | None = None) -> Shell:
+    shell = shell or Shell()
     for action in actions:
         if action[0] == "send":
             shell.send(action[1], action[2])

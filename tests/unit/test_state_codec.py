@@ -54,16 +54,7 @@ class StoredShell(props.Shell):
 def _run(actions: list[tuple[Any, ...]], inline: bool) -> StoredShell:
     shell = StoredShell()
     shell.inline = inline
-    for action in actions:
-        if action[0] == "send":
-            shell.send(action[1], action[2])
-        elif action[0] == "again" and shell.sent:
-            shell.apply(shell.sent[action[1] % len(shell.sent)])
-        elif action[0] == "fire":
-            shell.fire(action[1])
-        elif action[0] == "label":
-            shell.label(action[1])
-    shell.drain()
+    props.run(actions, shell)  # the property tests' driver, over a shell that stores
     return shell
 
 
