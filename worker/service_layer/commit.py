@@ -11,10 +11,10 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from schemas.channels import LABEL_TASK
 from schemas.dead_letters import dead_letter_body
 from schemas.events import build_event
 from schemas.types import format_timestamp
-from worker.adapters.topology import LABEL_TASK
 from worker.rules.retention import expires_in
 from worker.rules.state import DeadlineFired, Decision, OrderState
 from worker.service_layer.ports import Commit
