@@ -10,6 +10,7 @@ from celery import Task
 from pydantic import ValidationError
 
 from schemas.inbound import INBOUND_TASKS, TASK_OF_TYPE, parse_message
+from schemas.types import format_timestamp
 from tasks.errors import TRANSIENT, retry_later
 from tasks.typed import task
 from worker import runtime
@@ -62,7 +63,8 @@ def handle_inbound(
     if outcome.status == "expired":
         error = (
             f"order {message.order_id!r} has no state and the message happened before "
-            f"{outcome.detail}: the order's keys expired (AFTERSALES_RETENTION)"
+            f"{format_timestamp(outcome.expired_before or runtime.utcnow())}: the order's keys "
+            "expired (AFTERSALES_RETENTION)"
         )
         log.warning("message for an expired order dead-lettered")
         return _refuse(task_name, body, error, ORDER_EXPIRED, facts, task_id)

@@ -86,7 +86,15 @@ def queues() -> BacklogReader:
 
 @lru_cache(maxsize=1)
 def scheduler() -> Scheduler:
-    return Scheduler(store(), service(), queues(), app.send_task, get_settings(), utcnow)
+    return Scheduler(
+        schedule=store(),
+        outbox=store(),
+        service=service(),
+        queues=queues(),
+        send_task=app.send_task,
+        settings=get_settings(),
+        clock=utcnow,
+    )
 
 
 @lru_cache(maxsize=1)

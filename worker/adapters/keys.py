@@ -49,21 +49,22 @@ SCHEDULE = f"{PREFIX}:deadlines"
 ARMED = f"{PREFIX}:deadlines:armed"
 """Sorted set of deadlines whose ETA task was sent, score due epoch; swept when overdue."""
 
-HOLDERS = f"{PREFIX}:deadlines:held"
-"""Hash member -> "node epoch": which worker received the deadline's task, and when. The
-sweep re-sends only deadlines whose holder is gone, so a busy cluster is not flooded."""
+CLAIMS = f"{PREFIX}:deadlines:held"
+"""Hash member -> "claimant epoch": which worker incarnation received the deadline's task
+(claimed it), and when. The sweep re-sends only deadlines whose claimant is gone, so a
+busy cluster is not flooded. (The key keeps its first name, ":held": it is stored data.)"""
 
 RESENDS = f"{PREFIX}:deadlines:resends"
 """Hash member -> how often the sweep re-sent it: each re-send waits twice as long."""
 
 ALIVE_PREFIX = f"{PREFIX}:alive:"
-"""`ALIVE_PREFIX + holder`: set with a short expiry, every second, by every worker
+"""`ALIVE_PREFIX + claimant`: set with a short expiry, every second, by every worker
 incarnation (node name and boot id, worker/celery.py) and every reliable-fetch consumer
 (worker/shell/transport.py): its absence means that process is gone."""
 
 
-def alive(holder: str) -> str:
-    return f"{ALIVE_PREFIX}{holder}"
+def alive(claimant: str) -> str:
+    return f"{ALIVE_PREFIX}{claimant}"
 
 
 FETCH_CONSUMERS = f"{PREFIX}:fetch:consumers"
@@ -157,8 +158,8 @@ class Keyspace:
     def armed(self, shard: int) -> str:
         return self._sharded(ARMED, shard)
 
-    def holders(self, shard: int) -> str:
-        return self._sharded(HOLDERS, shard)
+    def claims(self, shard: int) -> str:
+        return self._sharded(CLAIMS, shard)
 
     def resends(self, shard: int) -> str:
         return self._sharded(RESENDS, shard)
