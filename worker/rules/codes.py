@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from schemas.dead_letters import DeadLetterReason
+
 RejectionCode = Literal[
     "order_already_placed",
     "already_paid",
@@ -80,6 +82,6 @@ REJECTION_CODES: dict[RejectionCode, str] = {
 }
 """Every `action.rejected` code with its one-line meaning (shown in docs/rules.md)."""
 
-ORDER_EXPIRED = "order_expired"
+ORDER_EXPIRED: DeadLetterReason = "order_expired"
 """Not an `action.rejected` code but a dead-letter reason (docs/input-safety.md): a message
 for an order whose keys expired (worker/rules/retention.py, docs/rules.md#retention)."""
