@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.integration.wire_messages import ORDER_EVENT, new_id, placed
 from tests.support.cluster import START_TIMEOUT, Cluster, cluster_mode
+from tests.support.messages import ORDER_EVENT, new_id, placed
 from tests.support.processes import wait_until
 from tests.support.state import wait_applied
 from worker.adapters.redis_store import RedisStore

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from tests.integration.wire_messages import (
+from tests.support.messages import (
     BUYER_ACTION,
     ORDER_EVENT,
     SELLER_ACTION,

@@ -1,5 +1,5 @@
 """Event time all the way (docs/design.md), end to end through a real worker: both arrival
-orders of the same facts give the same outcomes (issue 8, items 2 and 11).
+orders of the same facts give the same outcomes.
 
 A test that sends two facts in a given arrival order waits until the first is committed
 (`wait_applied`) before it sends the second, so the order is the one it names.
@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.integration.wire_messages import (
+from tests.support.messages import (
     BUYER_ACTION,
     ORDER_EVENT,
     SELLER_ACTION,

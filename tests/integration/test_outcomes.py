@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.integration.wire_messages import (
+from tests.support.messages import (
     BUYER_ACTION,
     ORDER_EVENT,
     PLATFORM_ACTION,

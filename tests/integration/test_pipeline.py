@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.integration.wire_messages import (
+from tests.support.messages import (
     BUYER_ACTION,
     ORDER_EVENT,
     SELLER_ACTION,

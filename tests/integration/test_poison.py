@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.wire_messages import (
+from tests.support.messages import (
     BUYER_ACTION,
     ORDER_EVENT,
     ago,

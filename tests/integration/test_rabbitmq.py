@@ -10,7 +10,7 @@ import pytest
 from amqp.exceptions import PreconditionFailed
 from kombu import Connection
 
-from tests.integration.wire_messages import BUYER_ACTION, ORDER_EVENT, ago, message, new_id, placed
+from tests.support.messages import BUYER_ACTION, ORDER_EVENT, ago, message, new_id, placed
 from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq]

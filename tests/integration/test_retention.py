@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from tests.integration.wire_messages import (
+from tests.support.messages import (
     BUYER_ACTION,
     ORDER_EVENT,
     ago,
