@@ -16,7 +16,7 @@ from tests.support.processes import wait_until
 from tests.support.state import wait_applied
 from worker.adapters.redis_store import RedisStore
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 SWEEP = {"AFTERSALES_SWEEP_INTERVAL": "PT0.5S"}
 ORDERS = 60

@@ -117,7 +117,14 @@ def return_request(order: str, request_id: str, at: datetime, sku: str) -> dict:
     )
 
 
-@pytest.mark.parametrize("held", ["nothing", "until-its-request", "until-its-hold-ends"])
+@pytest.mark.parametrize(
+    "held",
+    [
+        pytest.param("nothing", marks=pytest.mark.cluster),
+        "until-its-request",
+        "until-its-hold-ends",
+    ],
+)
 def test_a_late_answer_never_overtakes_a_deadline_held_back_for_another_request(
     start_worker, start_beat, wire_client, event_listener, redis_client, held
 ):
@@ -173,6 +180,7 @@ def test_a_late_answer_never_overtakes_a_deadline_held_back_for_another_request(
     event_listener.assert_none("return.rejected", within=0.5)
 
 
+@pytest.mark.cluster
 def test_an_answer_that_happened_before_a_fired_deadline_is_refused_as_already_published(
     start_worker, start_beat, wire_client, event_listener, redis_client
 ):

@@ -10,7 +10,7 @@ import pytest
 from worker.adapters import keys
 from worker.adapters.redis_store import RedisStore, epoch
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 GRACE, CAP, MAX_HOLDING = 2.0, 60.0, 300.0
