@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from tests.chaos.harness import ChaosConfig, Processes
-from tests.integration.wire_messages import (
+from tests.support.messages import (
     BUYER_ACTION,
     ORDER_EVENT,
     SELLER_ACTION,

@@ -13,7 +13,7 @@ from worker.adapters.memory_schedule import InMemorySchedule
 from worker.adapters.redis_store import RedisStore
 from worker.adapters.store_base import epoch
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]  # the Redis side also on a cluster
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 GRACE, CAP, MAX_CLAIM_AGE = 2.0, 60.0, 300.0

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from schemas.types import format_timestamp
-from tests.factories import T0, order_placed
 from tests.service.fakes import FakePublisher, FakeQueues, FakeStore
 from tests.service.scheduling import make_scheduler
 from tests.service.test_service import make_service
+from tests.support.factories import T0, order_placed
 from worker.service_layer.scheduler import tally
 
 

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from schemas.channels import DEADLINE_BATCH_TASK, DEADLINE_TASK, DEADLINES, INBOUND
 from schemas.types import format_timestamp
-from tests.factories import T0, order_placed
 from tests.service.fakes import FakePublisher, FakeQueues, FakeStore
 from tests.service.scheduling import make_scheduler
 from tests.service.test_service import make_service
+from tests.support.factories import T0, order_placed
 from worker.adapters.memory_schedule import InMemorySchedule
 from worker.service_layer.scheduler import BATCH_MAX, BATCH_WIDTH, WAIT_RETRY
 

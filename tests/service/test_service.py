@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from schemas.policy import build_policy
-from tests.factories import (
+from tests.service.fakes import Clock, FakePublisher, FakeStore
+from tests.support.factories import (
     T0,
     cancel_requested,
     days,
@@ -17,7 +18,6 @@ from tests.factories import (
     return_requested,
     shipped,
 )
-from tests.service.fakes import Clock, FakePublisher, FakeStore
 from worker import rules
 from worker.service_layer.service import Service
 
