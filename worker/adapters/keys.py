@@ -68,20 +68,22 @@ def alive(claimant: str) -> str:
 
 
 FETCH_CONSUMERS = f"{PREFIX}:fetch:consumers"
-"""Set of reliable-fetch consumer ids that may hold messages (worker/shell/transport.py)."""
+"""Set of reliable-fetch consumer ids that may have taken messages (worker/shell/transport.py)."""
 
-FETCH_HELD_PREFIX = f"{PREFIX}:fetch:held:"
-"""`FETCH_HELD_PREFIX + consumer`: hash delivery tag -> "<payload bytes> <source list>" of
+FETCH_TAKEN_PREFIX = f"{PREFIX}:fetch:held:"
+"""`FETCH_TAKEN_PREFIX + consumer`: hash delivery tag -> "<payload bytes> <source list>" of
 the messages that consumer took and has not acked ("<size>:<bytes><source list>" for bytes
-that are not a kombu message); restored when it is no longer alive."""
+that are not a kombu message); restored when it is no longer alive. The key keeps its
+first name, ":held:": it is stored data."""
 
-FETCH_SWEEP = f"{PREFIX}:fetch:sweep"
-"""Hash: `last` (Redis time of the last restore sweep), `quiet_until` (no consumer is
-declared dead before this time: set after a gap in the sweeps, e.g. a Redis restart)."""
+FETCH_RESTORE = f"{PREFIX}:fetch:sweep"
+"""Hash (the key keeps its first name: stored data): `last` (Redis time of the last
+restore pass), `quiet_until` (no consumer is declared dead before this time: set after a
+gap in the restore passes, e.g. a Redis restart)."""
 
 
-def fetch_held(consumer: str) -> str:
-    return f"{FETCH_HELD_PREFIX}{consumer}"
+def fetch_taken(consumer: str) -> str:
+    return f"{FETCH_TAKEN_PREFIX}{consumer}"
 
 
 FIRED_LATENESS = f"{PREFIX}:deadlines:lateness"

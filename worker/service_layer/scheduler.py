@@ -38,7 +38,7 @@ ARM_BATCH = 20_000
 """Deadlines armed per tick at most; the rest wait for the next tick (one second)."""
 SWEEP_BATCH = 1_000
 """Lost deadlines re-sent per tick at most: re-sends are rare (a worker died), so this only
-bounds a tick after a crash of a worker that held many."""
+bounds a tick after a crash of a worker that claimed many."""
 RESEND_BACKOFF_CAP = 60.0
 """Longest wait (s) between two re-sends of one lost deadline: nobody consumes it yet."""
 OUTBOX_RELAY_AFTER = timedelta(seconds=5)
@@ -48,7 +48,7 @@ RELAY_BATCH = 1_000
 
 BATCH_WIDTH = 0.2
 """Seconds of due times one batch task covers. It runs at its last member's due time, so
-this is the most a member is held back for the sake of batching (well inside 1 s p99)."""
+this is the most a member is delayed for the sake of batching (well inside 1 s p99)."""
 BATCH_MAX = 100
 """Members per batch task at most: enough that Celery's per-task cost and the batch's five
 round trips are shared by many (a few percent), few enough that a batch takes ~0.1 s and
@@ -135,7 +135,7 @@ class Scheduler:
         return Outcome("waiting", wait=wait) if wait else deadline
 
     def _after(self, order_id: str, deadline_id: str, due_at: str | None, outcome: Outcome) -> None:
-        """After a firing: held back, through the tail of the inbound queue first (barrier)
+        """After a firing: waiting, through the tail of the inbound queue first (barrier)
         or re-checked from the deadlines queue shortly; early, at its time; stale, no longer
         claimed by anyone."""
         if outcome.status == "waiting":

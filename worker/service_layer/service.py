@@ -47,7 +47,7 @@ already applied, its id used before with another body, or its order's keys expir
 
 FiringStatus = Literal["applied", "parked", "stale", "not_due", "waiting"]
 """What became of a deadline's firing (or a label's record): applied, deferred by the
-rules, no longer current (fenced off, or nothing to change), early, or held back."""
+rules, no longer current (fenced off, or nothing to change), early, or waiting (backlog)."""
 
 
 @dataclass(frozen=True)
