@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from worker.rules.state import Deadline, OrderState
 
@@ -78,6 +78,14 @@ class Store(Protocol):
 
 class Publisher(Protocol):
     def publish(self, entry_id: str, entry: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class BatchPublisher(Publisher, Protocol):
+    """A publisher that also sends many entries in one go (one producer, one pipeline:
+    worker/adapters/publisher.py); a batch of firings uses it when there is one."""
+
+    def publish_many(self, entries: Sequence[tuple[str, dict[str, Any]]]) -> None: ...
 
 
 class Schedule(Protocol):
