@@ -40,7 +40,7 @@ RejectionCode = Literal[
 REJECTION_CODES: dict[RejectionCode, str] = {
     "order_already_placed": "a second order.placed for an order already placed",
     "already_paid": "order.paid for an order whose payment is already recorded",
-    "order_cancelled": "the order is cancelled (ready-to-ship, shipment, delivery, "
+    "order_cancelled": "the order is cancelled (ready-to-ship, shipment, prepaid delivery, "
     "cancellation or return of a cancelled order)",
     "already_shipped": "the buyer asked to cancel an order that has shipped",
     "outcome_already_published": "the message happened before an outcome that was already "
