@@ -10,8 +10,16 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.test_rules_v11 import shipped_order
-from tests.integration.wire_messages import ORDER_EVENT, PLATFORM_ACTION, ago, message
+from tests.integration.test_rules_v11 import for_request, return_request, shipped_order
+from tests.integration.wire_messages import (
+    BUYER_ACTION,
+    ORDER_EVENT,
+    PLATFORM_ACTION,
+    SELLER_ACTION,
+    ago,
+    message,
+)
+from tests.support.state import wait_applied
 
 pytestmark = pytest.mark.integration
 
@@ -40,3 +48,32 @@ def test_cash_collected_for_a_cancelled_cod_order_goes_back(
         "return_shipping_refund": "0.00",
     }
     event_listener.assert_none(lambda e: e["type"] == "action.rejected", within=1.0)
+
+
+def test_rejections_are_counted_per_unit(start_worker, wire_client, event_listener, redis_client):
+    """The issue's order: A x2 rejected; A x2 + B x1 rejected; B alone is then B's
+    resubmission (rejected once), not `resubmission_used`; A alone is."""
+    start_worker()
+    order = shipped_order(wire_client, redis_client, ago(days=5), ago(days=4))
+    a2, b1 = {"sku": "SKU-1", "quantity": 2}, {"sku": "SKU-2", "quantity": 1}
+    sent = 4  # placed, paid, shipped, delivered
+    for items, hours_ago in (([a2], 30), ([a2, b1], 20)):
+        request = return_request(order, ago(hours=hours_ago), reason="changed_mind", items=items)
+        rid = request["request_id"]
+        wire_client.send(BUYER_ACTION, request)
+        rejected = message(
+            "seller.return_rejected", order, ago(hours=hours_ago - 1), request_id=rid, reason="used"
+        )
+        wire_client.send(SELLER_ACTION, rejected)
+        sent += 2
+        wait_applied(redis_client, order, sent)
+    b_again = return_request(order, ago(hours=2), reason="changed_mind", items=[b1])
+    wire_client.send(BUYER_ACTION, b_again)
+    event_listener.wait_for(for_request("return.requested", b_again["request_id"]))
+    a_again = return_request(order, ago(hours=1), reason="changed_mind", items=[a2])
+    wire_client.send(BUYER_ACTION, a_again)
+    (refused,) = event_listener.wait_for("action.rejected")
+    assert refused["data"]["message_id"] == a_again["message_id"]
+    assert refused["data"]["code"] == "resubmission_used"
+    rejections = event_listener.wait_for("return.rejected", count=2)
+    assert [e["data"]["can_resubmit"] for e in rejections] == [True, True]

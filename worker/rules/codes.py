@@ -65,7 +65,7 @@ REJECTION_CODES: dict[RejectionCode, str] = {
     "unknown weight or size (rule 9)",
     "already_refunded": "items that have already been refunded",
     "items_in_open_request": "items that are already in another open return request",
-    "resubmission_used": "a new request for items rejected twice: only an appeal remains",
+    "resubmission_used": "a new request for units rejected twice: only an appeal remains",
     "appeal_pending": "a new request for items whose rejection is under appeal",
     "return_refused": "a new request for items whose return was finally refused "
     "(rejected_final or arbitration_rejected)",
@@ -73,8 +73,8 @@ REJECTION_CODES: dict[RejectionCode, str] = {
     "or refund_only request",
     "already_shipped_back": "tracking or a drop-off scan already recorded for the request",
     "no_label": "a label e-mail for a request that has no drop-off label",
-    "resubmission_adds_items": "a resubmission after the return window asks for units its "
-    "rejected request did not (it may ask for those units or fewer)",
+    "resubmission_adds_items": "a request after the return window asks for units not "
+    "rejected once (after the window only units rejected once may be asked again)",
     "already_delivered": "platform.order_cancelled for a delivered order (arbitration covers "
     "delivered orders)",
 }

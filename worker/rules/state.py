@@ -121,8 +121,11 @@ class ReturnRequest(Value):
     method: Literal["drop_off", "self_arrange"] | None
     items: tuple[ItemSelection, ...]
     parcel: Parcel | None
-    attempt: int = 1  # 1 for the first request, 2 for the resubmission
-    previous_request_id: str | None = None
+    attempt: int = 1  # 1 for the first request, 2 when it asks for any unit again
+    previous_request_id: str | None = None  # the (first) rejected request it took units from
+    # 1.2, rejections per unit: its units asked for the second time (None: stored before
+    # 1.2, derived by worker/rules/units.py:second_tries).
+    second_tries: tuple[ItemSelection, ...] | None = None
     requested_at: datetime
     respond_by: datetime
     approved_at: datetime | None = None

@@ -1,0 +1,73 @@
+"""An order stored by the code before contract 1.2 (tests/unit/data/order_state_1_1.json,
+made by make_state_1_1.py beside it at commit 5f7953f) loads, and the 1.2 rules carry on
+from it: its rejections are counted per unit."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from schemas.policy import MarketplacePolicy
+from tests import factories as f
+from tests.unit.harness import Timeline
+from worker.adapters import state_codec
+
+DATA = Path(__file__).parent / "data"
+
+
+def load_1_1() -> Timeline:
+    stored = json.loads((DATA / "order_state_1_1.json").read_text())
+    policies = {
+        digest: MarketplacePolicy.model_validate(doc) for digest, doc in stored["policies"].items()
+    }
+    state = state_codec.decode(stored["state"], policies.__getitem__)
+    timeline = Timeline(state.order_id)
+    timeline.state = state
+    return timeline
+
+
+def test_a_state_stored_before_1_2_loads_with_its_requests_and_history() -> None:
+    timeline = load_1_1()
+    state = timeline.state
+    assert {r: state.returns[r].status for r in state.returns} == {
+        "r1": "superseded",
+        "r2": "rejected",
+        "r3": "refunded",
+    }
+    assert state.returns["r2"].attempt == 2
+    assert state.history is not None and state.history.inputs
+    assert str(state.refunded_total) == "10.00"
+    # Written back in the current form, it loads to the same state.
+    digest = state_codec.policy_hash(state.policy) if state.policy else ""
+    assert state.policy is not None
+    again = state_codec.decode(
+        state_codec.encode(state, lambda _: digest),
+        lambda _: state.policy,  # type: ignore[arg-type,return-value]
+    )
+    assert again == state
+
+
+def test_a_state_stored_before_1_2_counts_its_rejections_per_unit() -> None:
+    """The issue's scenario, stored by the old code: A x2 rejected, then A x2 + B x1
+    rejected. B was rejected once: asking for B alone is its resubmission."""
+    timeline = load_1_1()
+    oid = timeline.order_id
+    r2 = timeline.state.returns["r2"]
+    at = r2.requested_at + timedelta(hours=2)
+    timeline.send(
+        f.return_requested(
+            oid, at, request_id="r4", kind="refund_only", reason="changed_mind",
+            items=[{"sku": "B", "quantity": 1}],
+        )
+    )  # fmt: skip
+    assert timeline.codes() == []
+    assert timeline.one("return.requested").request_id == "r4"
+    # The two A units were rejected twice: only an appeal remains for them.
+    timeline.send(
+        f.return_requested(
+            oid, at + timedelta(minutes=1), request_id="r5", kind="refund_only",
+            reason="changed_mind", items=[{"sku": "A", "quantity": 1}],
+        )
+    )  # fmt: skip
+    assert timeline.codes() == ["resubmission_used"]
