@@ -169,7 +169,8 @@ def day_off_to_ask_before(today: date, retention: timedelta) -> tuple[date, str]
 
 RETENTION_MARGIN_DAYS = 10
 """The scene's order is placed up to 9 days before its day off (Easter: four days off and
-five days of delivery): older than the retention, it would be refused `order_expired`."""
+five days of delivery). The day off is kept within the retention so that the scene's
+order expires like any other (an older one would be taken too: 1.2, a never-seen order)."""
 
 
 def business_day_before(day: date) -> date:

@@ -70,6 +70,7 @@ def service() -> Service:
         settings.policy,
         hold_for=settings.hold_for,
         retention=settings.retention,
+        tombstone=settings.tombstone_retention,
     )
 
 

@@ -21,7 +21,13 @@ from worker import rules
 from worker.logging import get_logger
 from worker.ports import Commit, Loaded, Publisher, Store
 from worker.rules.parking import DEFAULT_HOLD
-from worker.rules.retention import DEFAULT_RETENTION, expires_in, is_expired
+from worker.rules.retention import (
+    DEFAULT_RETENTION,
+    DEFAULT_TOMBSTONE_RETENTION,
+    expires_in,
+    is_expired,
+    tombstone_in,
+)
 from worker.rules.state import Deadline, DeadlineFired, Decision, LabelGenerated, OrderState
 from worker.topology import LABEL_TASK
 
@@ -71,6 +77,7 @@ class Service:
     policy: PolicySet
     hold_for: timedelta = DEFAULT_HOLD
     retention: timedelta = DEFAULT_RETENTION
+    tombstone: timedelta = DEFAULT_TOMBSTONE_RETENTION
     clock: Callable[[], datetime] = utcnow
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
@@ -190,10 +197,10 @@ class Service:
         for attempt in range(MAX_ATTEMPTS):
             loaded = loaded or self.store.load(order_id)
             now = self.clock()
-            if message_id and is_expired(loaded.state, item.occurred_at, now, self.retention):
-                # Its order's keys expired (docs/rules.md, retention): the task dead-letters
-                # it, and nothing is written, so it can never start the order afresh.
-                return Outcome("expired", detail=format_timestamp(now - self.retention))
+            if message_id and is_expired(loaded.state, loaded.expired):
+                # Its order closed and its keys expired (docs/rules.md, retention): the task
+                # dead-letters it, and nothing is written, so it never starts the order afresh.
+                return Outcome("expired")
             state = loaded.state or rules.new_state(order_id)
             decision = rules.decide(state, item, now, self.policy, self.hold_for)
             if not message_id and _no_change(state, decision):
@@ -259,6 +266,7 @@ class Service:
             timeline=timeline,
             forget=tuple(str(letter.message.get("message_id")) for letter in decision.dead_letters),
             expire_in=expires_in(new, now, self.retention),
+            tombstone_in=tombstone_in(new, now, self.retention, self.tombstone),
         )
 
     def _event_entries(self, order_id: str, decision: Decision) -> list[tuple[str, dict[str, Any]]]:
