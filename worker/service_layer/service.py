@@ -14,12 +14,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from schemas.channels import LABEL_TASK
 from schemas.events import build_event
 from schemas.policy import PolicySet
 from schemas.types import format_timestamp
 from worker import rules
 from worker.logging import get_logger
-from worker.ports import Commit, Loaded, Publisher, Store
 from worker.rules.parking import DEFAULT_HOLD
 from worker.rules.retention import (
     DEFAULT_RETENTION,
@@ -29,7 +29,7 @@ from worker.rules.retention import (
     tombstone_in,
 )
 from worker.rules.state import Deadline, DeadlineFired, Decision, LabelGenerated, OrderState
-from worker.topology import LABEL_TASK
+from worker.service_layer.ports import Commit, Loaded, Publisher, Store
 
 log = get_logger("aftersales.service")
 
