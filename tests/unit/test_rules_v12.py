@@ -232,3 +232,341 @@ def test_units_left_in_a_rejected_request_close_rejected_final_or_can_be_appeale
     timeline.send(f.arbitration_decided(oid, "r1", "refund", DELIVERED + hours(5)))
     refund = timeline.one("refund.initiated")
     assert (refund.request_id, str(refund.amount)) == ("r1", "20.00")  # the A units only
+
+
+# --- 1.2: reshipment and exchange requests -------------------------------------------
+
+US = {"marketplace": "US", "currency": "USD"}
+US_DELIVERED = T0 + days(3)  # calendar time, 14-day window, no caps (built-in default)
+
+
+def us_order(**overrides: object) -> tuple[Timeline, str]:
+    """A delivered US order: 20.00 + 2 x 15.00, fee 4.99 (factories' default items)."""
+    msg = f.order_placed(**US, **overrides)
+    oid = msg.order_id
+    timeline = Timeline(oid)
+    timeline.send(msg, f.paid(oid, T0 + hours(1)), f.shipped(oid, SHIPPED))
+    timeline.send(f.delivered(oid, US_DELIVERED))
+    return timeline, oid
+
+
+def request(
+    timeline: Timeline, kind: str, at: datetime, reason: str = "damaged", **fields: object
+) -> str:
+    """A request of `kind` for the whole order (or `items`); a method where the kind has
+    a return leg (self_arrange unless given)."""
+    if kind in ("return_and_refund", "exchange"):
+        fields.setdefault("method", "self_arrange")
+    rid = f.new_id("r")
+    timeline.send(
+        f.message(
+            "buyer.return_requested", timeline.order_id, at, request_id=rid, kind=kind,
+            reason=reason, **fields,
+        )
+    )  # fmt: skip
+    return rid
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason", "outcome"),
+    [
+        ("reshipment", "damaged", "return.requested"),
+        ("reshipment", "missing_items", "return.requested"),
+        ("exchange", "wrong_item", "return.requested"),
+        ("reshipment", "changed_mind", "kind_not_allowed"),
+        ("exchange", "no_longer_needed", "kind_not_allowed"),
+        ("exchange", "ordered_by_mistake", "kind_not_allowed"),
+        ("return_and_refund", "changed_mind", "return.requested"),
+    ],
+)
+def test_reshipment_and_exchange_are_for_seller_fault_reasons_only(
+    kind: str, reason: str, outcome: str
+) -> None:
+    timeline, _ = us_order()
+    request(timeline, kind, US_DELIVERED + hours(1), reason=reason)
+    assert (timeline.codes() or [timeline.types()[-1]]) == [outcome]
+
+
+def test_an_exchange_needs_a_method_and_a_reshipment_takes_none() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="method is required when kind is 'exchange'"):
+        f.message(
+            "buyer.return_requested", "o-1", request_id="r", kind="exchange", reason="damaged"
+        )
+    with pytest.raises(ValidationError, match="method applies only"):
+        f.message(
+            "buyer.return_requested", "o-1", request_id="r", kind="reshipment",
+            reason="damaged", method="drop_off",
+        )  # fmt: skip
+
+
+def test_a_reshipment_before_delivery_waits_for_it_and_is_refused_if_it_happened_before() -> None:
+    msg = f.order_placed(**US)
+    oid = msg.order_id
+    timeline = Timeline(oid)
+    timeline.send(msg, f.paid(oid, T0 + hours(1)), f.shipped(oid, SHIPPED))
+    request(timeline, "reshipment", US_DELIVERED - SECOND)
+    assert timeline.types() == []  # held for the delivery
+    timeline.send(f.delivered(oid, US_DELIVERED))
+    assert timeline.codes() == ["not_delivered"]
+
+
+@pytest.mark.parametrize(
+    ("shipped_after", "outcome"),
+    [(days(2) - SECOND, "replacement.shipped"), (days(2), "refund.initiated")],
+    ids=["a second before the window ends", "at its end: refunded first"],
+)
+def test_an_approved_reshipment_waits_for_the_replacement_then_refunds(
+    shipped_after: object, outcome: str
+) -> None:
+    timeline, oid = us_order()
+    asked = US_DELIVERED + hours(1)
+    rid = request(
+        timeline,
+        "reshipment",
+        asked,
+        items=[{"sku": timeline.state.order.items[0].sku, "quantity": 1}],
+    )  # type: ignore[union-attr]
+    approved = asked + hours(2)
+    timeline.send(f.return_approved(oid, rid, approved))
+    assert timeline.state.returns[rid].status == "replacing"
+    assert timeline.deadline("replacement_ship", rid).due_at == approved + days(2)  # type: ignore[union-attr]
+    shipped = f.message(
+        "seller.replacement_shipped", oid, approved + shipped_after,  # type: ignore[operator]
+        request_id=rid, tracking_number="RS-1", carrier="DHL",
+    )  # fmt: skip
+    timeline.send(shipped)
+    assert outcome in timeline.types()
+    if outcome == "replacement.shipped":
+        data = timeline.one("replacement.shipped")
+        assert (data.kind, data.carrier, data.tracking_number) == ("reshipment", "DHL", "RS-1")
+        assert timeline.state.returns[rid].status == "replaced" and not timeline.state.deadlines
+        assert timeline.refunded() == []
+    else:  # as a refund_only of the units: 20.00, no fee (not every unit), nothing deducted
+        assert timeline.refunded() == ["20.00"]
+        assert timeline.codes() == ["request_not_open"]
+
+
+def test_uk_replacement_window_counts_business_days_like_the_answer_window() -> None:
+    msg = f.order_placed()  # UK
+    oid = msg.order_id
+    timeline = Timeline(oid)
+    timeline.send(msg, f.paid(oid, T0 + hours(1)), f.shipped(oid, SHIPPED))
+    timeline.send(f.delivered(oid, T0 + days(3)))  # Thursday
+    rid = request(timeline, "reshipment", T0 + days(3) + hours(1))
+    friday = T0 + days(4)  # Friday 6 March 2026, 10:00 UTC (10:00 London)
+    timeline.send(f.return_approved(oid, rid, friday))
+    assert timeline.deadline("replacement_ship", rid).due_at == friday + days(4)  # type: ignore[union-attr]  # Tuesday 10:00
+
+
+@pytest.mark.parametrize("receipt", ["seller", "timer"])
+def test_an_exchange_returns_the_units_then_waits_for_the_replacement_from_the_receipt(
+    receipt: str,
+) -> None:
+    timeline, oid = us_order()
+    asked = US_DELIVERED + hours(1)
+    rid = request(timeline, "exchange", asked, reason="defective")
+    timeline.send(f.return_approved(oid, rid, asked + hours(1)))
+    sent = asked + hours(2)
+    timeline.send(f.tracking_submitted(oid, rid, sent, postage="3.10"))
+    if receipt == "seller":
+        received = sent + days(1)
+        timeline.send(f.return_received(oid, rid, received))
+    else:
+        received = sent + days(8)
+        timeline.advance(received)
+    assert timeline.refunded() == [] and timeline.state.returns[rid].status == "replacing"
+    assert timeline.deadline("replacement_ship", rid).due_at == received + days(2)  # type: ignore[union-attr]
+    timeline.advance(received + days(2))
+    # No replacement: refunded as the return_and_refund it was (the seller pays the
+    # postage of a seller-fault return back; every unit, so the fee too).
+    refund = timeline.one("refund.initiated")
+    assert (str(refund.amount), str(refund.breakdown.return_shipping_refund)) == ("58.09", "3.10")
+
+
+def test_an_exchanges_replacement_may_go_before_the_parcel_is_in() -> None:
+    timeline, oid = us_order()
+    rid = request(timeline, "exchange", US_DELIVERED + hours(1), method="drop_off")
+    timeline.send(f.return_approved(oid, rid, US_DELIVERED + hours(2)))
+    timeline.send(f.message("seller.replacement_shipped", oid, US_DELIVERED + hours(3),
+                            request_id=rid, tracking_number="EX-1"))  # fmt: skip
+    assert timeline.one("replacement.shipped").kind == "exchange"
+    assert timeline.state.returns[rid].status == "replaced" and not timeline.state.deadlines
+    timeline.send(f.return_received(oid, rid, US_DELIVERED + hours(4)))
+    assert timeline.codes() == ["request_not_open"] and timeline.refunded() == []
+
+
+def test_a_replacement_for_a_refund_request_is_refused_and_units_replaced_are_settled() -> None:
+    timeline, oid = us_order()
+    rid = request(timeline, "refund_only", US_DELIVERED + hours(1))
+    timeline.send(f.return_approved(oid, rid, US_DELIVERED + hours(1.5)))
+    timeline.send(f.message("seller.replacement_shipped", oid, US_DELIVERED + hours(2),
+                            request_id=rid, tracking_number="X"))  # fmt: skip
+    assert timeline.codes() == ["not_a_replacement"]
+    other, oid2 = us_order()
+    rid2 = request(other, "reshipment", US_DELIVERED + hours(1))
+    other.send(f.return_approved(oid2, rid2, US_DELIVERED + hours(2)))
+    other.send(f.message("seller.replacement_shipped", oid2, US_DELIVERED + hours(3),
+                         request_id=rid2, tracking_number="Y"))  # fmt: skip
+    request(other, "refund_only", US_DELIVERED + hours(4))
+    assert other.codes() == ["already_replaced"]
+
+
+# --- 1.2: the seller's offer -----------------------------------------------------------
+
+
+def offered(
+    offer: str = "partial_refund", amount: str | None = "12.00", kind: str = "return_and_refund"
+) -> tuple[Timeline, str, str, datetime]:
+    timeline, oid = us_order()
+    asked = US_DELIVERED + hours(1)
+    rid = request(timeline, kind, asked)
+    made = asked + hours(5)
+    fields: dict[str, object] = {"request_id": rid, "offer": offer}
+    if amount is not None:
+        fields["amount"] = amount
+    timeline.send(f.message("seller.offer_made", oid, made, **fields))
+    return timeline, oid, rid, made
+
+
+def answer(timeline: Timeline, rid: str, at: datetime, accepted: bool = True) -> None:
+    kind = "buyer.offer_accepted" if accepted else "buyer.offer_declined"
+    timeline.send(f.message(kind, timeline.order_id, at, request_id=rid))
+
+
+def test_an_offer_stops_the_sellers_answer_window_and_gives_the_buyer_a_day() -> None:
+    timeline, _, rid, made = offered()
+    data = timeline.one("offer.made")
+    assert (data.offer, str(data.amount.amount), data.respond_by) == (
+        "partial_refund",
+        "12.00",
+        made + days(1),
+    )
+    assert timeline.deadline("return_response", rid) is None
+    assert timeline.deadline("offer_response", rid).due_at == made + days(1)  # type: ignore[union-attr]
+    # The seller's old answer window passes: nothing is approved while the offer is open.
+    timeline.advance(made + hours(23))
+    assert "return.auto_approved" not in timeline.types()
+
+
+@pytest.mark.parametrize(
+    ("after", "outcome"),
+    [(days(1) - SECOND, "accepted"), (days(1), "lapsed")],
+    ids=["accepted a second before respond_by", "at respond_by: lapsed first"],
+)
+def test_a_partial_refund_accepted_in_time_is_paid_and_closes_the_request(
+    after: object, outcome: str
+) -> None:
+    timeline, _, rid, made = offered()
+    answer(timeline, rid, made + after)  # type: ignore[operator]
+    if outcome == "accepted":
+        refund = timeline.one("refund.initiated")
+        assert (refund.request_id, str(refund.amount), str(refund.breakdown.items)) == (
+            rid,
+            "12.00",
+            "12.00",
+        )
+        closed = timeline.one("return.closed")
+        assert closed.reason == "offer_accepted"
+        assert timeline.types()[-2:] == ["refund.initiated", "return.closed"]
+        assert not timeline.state.deadlines
+    else:
+        lapsed = timeline.one("offer.lapsed")
+        assert (lapsed.deadline, lapsed.respond_by) == (made + days(1), made + days(3))
+        assert timeline.codes() == ["request_not_open"] and timeline.refunded() == []
+        assert timeline.deadline("return_response", rid).due_at == made + days(3)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("amount", "code"),
+    [("54.99", None), ("55.00", "offer_too_high"), ("0.01", None)],
+    ids=["exactly what the request would refund", "a cent more", "a cent"],
+)
+def test_a_partial_refund_is_never_more_than_the_request_would_refund(
+    amount: str, code: str | None
+) -> None:
+    timeline, _, rid, _ = offered(amount=amount)  # the whole order: 50.00 + fee 4.99
+    assert timeline.codes() == ([code] if code else [])
+    assert (timeline.state.returns[rid].status == "offered") is (code is None)
+
+
+def test_a_buyer_paid_return_caps_the_partial_refund_at_the_refund_less_the_deduction() -> None:
+    timeline, oid = us_order()
+    rid = request(timeline, "return_and_refund", US_DELIVERED + hours(1), reason="changed_mind")
+    # Self-arranged: nothing deducted; the cap is the whole order.
+    timeline.send(f.message("seller.offer_made", oid, US_DELIVERED + hours(2), request_id=rid,
+                            offer="partial_refund", amount="54.99"))  # fmt: skip
+    assert timeline.codes() == []
+
+
+def test_a_declined_offer_puts_the_request_back_with_the_seller_for_a_full_window() -> None:
+    timeline, oid, rid, made = offered()
+    declined_at = made + hours(3)
+    answer(timeline, rid, declined_at, accepted=False)
+    data = timeline.one("offer.declined")
+    assert data.respond_by == declined_at + hours(48)
+    assert timeline.state.returns[rid].status == "requested"
+    # One offer per request; then the seller answers (or the window approves).
+    timeline.send(f.message("seller.offer_made", oid, declined_at + hours(1), request_id=rid,
+                            offer="reshipment"))  # fmt: skip
+    assert timeline.codes() == ["offer_already_made"]
+    timeline.advance(declined_at + hours(48))
+    assert timeline.one("return.auto_approved").deadline == declined_at + hours(48)
+
+
+def test_the_seller_cannot_answer_while_its_offer_is_open() -> None:
+    timeline, oid, rid, made = offered()
+    timeline.send(f.return_approved(oid, rid, made + hours(1)))
+    timeline.send(f.return_rejected(oid, rid, made + hours(1)))
+    assert timeline.codes() == ["offer_open", "offer_open"]
+
+
+@pytest.mark.parametrize("offer", ["reshipment", "exchange"])
+def test_an_accepted_reshipment_or_exchange_offer_continues_as_that_kind_approved(
+    offer: str,
+) -> None:
+    timeline, _oid, rid, made = offered(offer=offer, amount=None)
+    answer(timeline, rid, made + hours(2))
+    request_ = timeline.state.returns[rid]
+    assert (request_.kind, request_.payer, request_.approved_by) == (offer, "seller", "seller")
+    assert timeline.one("return.approved").by == "seller"
+    if offer == "reshipment":
+        assert request_.status == "replacing"
+        assert timeline.deadline("replacement_ship", rid).due_at == made + hours(2) + days(2)  # type: ignore[union-attr]
+    else:  # the units go back first, as the return was to
+        assert request_.status == "approved" and timeline.deadline("tracking", rid) is not None
+
+
+@pytest.mark.parametrize(
+    ("kind", "offer", "code"),
+    [
+        ("refund_only", "exchange", "offer_not_allowed"),  # nothing would go back
+        ("reshipment", "reshipment", "offer_not_allowed"),  # its own kind: approve it
+        ("refund_only", "reshipment", None),
+        ("reshipment", "partial_refund", None),
+    ],
+)
+def test_which_offers_a_request_takes(kind: str, offer: str, code: str | None) -> None:
+    timeline, _, _, _ = offered(
+        offer=offer, amount="5.00" if offer == "partial_refund" else None, kind=kind
+    )
+    assert timeline.codes() == ([code] if code else [])
+
+
+def test_units_settled_by_a_partial_refund_are_not_refunded_again() -> None:
+    timeline, _oid, rid, made = offered(amount="10.00")
+    answer(timeline, rid, made + hours(1))
+    request(timeline, "refund_only", made + hours(2))
+    assert timeline.codes() == ["already_refunded"]
+    assert str(timeline.state.refunded_total) == "10.00"
+
+
+def test_an_answer_before_the_offer_waits_for_it() -> None:
+    timeline, oid = us_order()
+    rid = request(timeline, "refund_only", US_DELIVERED + hours(1))
+    answer(timeline, rid, US_DELIVERED + hours(3))
+    assert timeline.state.parked  # held for seller.offer_made
+    timeline.send(f.message("seller.offer_made", oid, US_DELIVERED + hours(2), request_id=rid,
+                            offer="partial_refund", amount="7.50"))  # fmt: skip
+    assert timeline.refunded() == ["7.50"] and not timeline.state.parked

@@ -35,6 +35,13 @@ RejectionCode = Literal[
     "no_label",
     "resubmission_adds_items",
     "already_delivered",
+    "kind_not_allowed",
+    "offer_open",
+    "offer_already_made",
+    "offer_not_allowed",
+    "offer_too_high",
+    "not_a_replacement",
+    "already_replaced",
 ]
 
 REJECTION_CODES: dict[RejectionCode, str] = {
@@ -77,6 +84,17 @@ REJECTION_CODES: dict[RejectionCode, str] = {
     "rejected once (after the window only units rejected once may be asked again)",
     "already_delivered": "platform.order_cancelled for a delivered order (arbitration covers "
     "delivered orders)",
+    "kind_not_allowed": "a reshipment or exchange request for a reason that is not the "
+    "seller's fault (the seller pays every shipment of those kinds)",
+    "offer_open": "a seller's approval or rejection while the seller's offer on the request "
+    "waits for the buyer's answer",
+    "offer_already_made": "a second seller.offer_made for a request (one offer per request)",
+    "offer_not_allowed": "an offer of the request's own kind (approve it instead), or an "
+    "exchange offer for a request whose units do not go back (no method)",
+    "offer_too_high": "a partial refund of more than the request would refund",
+    "not_a_replacement": "seller.replacement_shipped for a request that is neither a "
+    "reshipment nor an exchange",
+    "already_replaced": "a new request for units already replaced (replacement.shipped)",
 }
 """Every `action.rejected` code with its one-line meaning (shown in docs/rules.md)."""
 

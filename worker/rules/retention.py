@@ -24,7 +24,7 @@ DEFAULT_TOMBSTONE_RETENTION = timedelta(days=180)
 refused `order_expired` rather than starting the order again. About 134 bytes an order
 (docs/operations.md#retention)."""
 
-_OPEN_RETURN = frozenset({"requested", "approved", "rejected", "appealed"})
+_OPEN_RETURN = frozenset({"requested", "approved", "rejected", "appealed", "offered", "replacing"})
 """Return statuses still waiting for someone (an appeal has no deadline of its own)."""
 
 

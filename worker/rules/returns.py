@@ -37,6 +37,7 @@ def respond_by(policy: MarketplacePolicy, at: datetime) -> datetime:
 
 
 BEFORE_DELIVERY = "before delivery only refund_only is possible"
+REPLACEMENT_KINDS = ("reshipment", "exchange")
 COD_BEFORE_DELIVERY = "a cash-on-delivery order is paid on delivery: nothing to refund before it"
 NOT_SHIPPED = "the order had not shipped when this was asked: cancel it instead"
 
@@ -44,6 +45,9 @@ NOT_SHIPPED = "the order had not shipped when this was asked: cancel it instead"
 def return_requested(state: OrderState, msg: ReturnRequested) -> Step | Park:
     if msg.request_id in state.returns:
         return reject(state, msg, "duplicate_request", "this request_id is already used")
+    if msg.kind in REPLACEMENT_KINDS and not msg.reason.seller_fault:
+        detail = f"{msg.kind} is for seller-fault reasons only (the seller pays every shipment)"
+        return reject(state, msg, "kind_not_allowed", detail)
     if _before_shipping(state, msg):
         return reject(state, msg, "not_shipped", NOT_SHIPPED)
     if state.cancellation is not None:
@@ -110,11 +114,11 @@ def _check_window(
 ) -> Step | Park:
     policy = terms(state)
     delivered_at = state.delivered_at
-    if msg.kind == "return_and_refund" and delivered_at is None:
+    if msg.kind != "refund_only" and delivered_at is None:
         # Most likely early rather than wrong: the app offers returns after delivery, so
         # wait for order.delivered; refuse only if it never comes.
         return Park("order.delivered", refuse=("not_delivered", BEFORE_DELIVERY))
-    if msg.kind == "return_and_refund" and delivered_at and msg.occurred_at < delivered_at:
+    if msg.kind != "refund_only" and delivered_at and msg.occurred_at < delivered_at:
         return reject(state, msg, "not_delivered", BEFORE_DELIVERY)
     # A resubmission has its own 48 h (rule 8), even when it runs past the return window.
     if not taken.by_request and _late(state, msg):
@@ -195,6 +199,9 @@ def seller_answer(
     request = state.returns.get(msg.request_id)
     if request is None:
         return Park(f"buyer.return_requested {msg.request_id}")
+    if request.status == "offered":
+        detail = f"the seller's offer on request {request.request_id} waits for the buyer"
+        return reject(state, msg, "offer_open", detail)
     if request.status != "requested":
         return reject(state, msg, "request_not_open", _status(request))
     at, cause = msg.occurred_at, msg.message_id
@@ -221,7 +228,7 @@ def appeal(state: OrderState, msg: AppealSubmitted) -> Step | Park:
     request = state.returns.get(msg.request_id)
     if request is None:
         return Park(f"buyer.return_requested {msg.request_id}")
-    if request.status == "requested":
+    if request.status in ("requested", "offered"):
         return Park(f"the seller's answer to return request {msg.request_id}")
     if request.status != "rejected":
         return reject(state, msg, "request_not_open", _status(request))
@@ -233,7 +240,7 @@ def arbitration(state: OrderState, msg: ArbitrationDecided) -> Step | Park:
     request = state.returns.get(msg.request_id)
     if request is None:
         return Park(f"buyer.return_requested {msg.request_id}")
-    if request.status in ("requested", "rejected"):
+    if request.status in ("requested", "rejected", "offered"):
         return Park(f"buyer.appeal_submitted {msg.request_id}")
     if request.status != "appealed":
         return reject(state, msg, "request_not_open", _status(request))

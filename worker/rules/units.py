@@ -20,6 +20,7 @@ from worker.rules.state import OrderState, ReturnRequest
 from worker.rules.step import facts
 
 FINAL_CLOSINGS = ("rejected_final", "arbitration_rejected")
+SETTLED = "offer_accepted"  # 1.2: the buyer took a partial refund and keeps the units
 MAX_ATTEMPTS = 2  # rule 8: a rejected unit may be asked for once more
 
 Units = dict[str, int]
@@ -121,6 +122,12 @@ def _why_not_free(state: OrderState, asked: Units, free: Units) -> tuple[Rejecti
     for r in holders:
         if r.status == "closed" and r.closed_reason in FINAL_CLOSINGS:
             return "return_refused", f"sku {sku}: request {r.request_id} was finally refused"
+    for r in holders:
+        if r.status == "replaced":
+            return "already_replaced", f"sku {sku}: request {r.request_id} replaced them"
+        if r.status == "closed" and r.closed_reason == SETTLED:
+            detail = f"sku {sku}: request {r.request_id} settled them with a partial refund"
+            return "already_refunded", detail
     sold = next(i.quantity for i in facts(state).items if i.sku == sku)
     if _quantities(state, ("refunded",)).get(sku, 0) + asked[sku] > sold:
         return "already_refunded", f"sku {sku}: {asked[sku]} asked, some are already refunded"
@@ -133,7 +140,7 @@ def _holds(request: ReturnRequest) -> bool:
     if request.status == "superseded":
         return False
     if request.status == "closed":
-        return request.closed_reason in FINAL_CLOSINGS
+        return request.closed_reason in (*FINAL_CLOSINGS, SETTLED)
     return True
 
 
