@@ -77,3 +77,51 @@ def test_rejections_are_counted_per_unit(start_worker, wire_client, event_listen
     assert refused["data"]["code"] == "resubmission_used"
     rejections = event_listener.wait_for("return.rejected", count=2)
     assert [e["data"]["can_resubmit"] for e in rejections] == [True, True]
+
+
+def test_a_partial_refund_offer_accepted_through_the_wire(
+    start_worker, wire_client, event_listener, redis_client
+):
+    start_worker()
+    order = shipped_order(wire_client, redis_client, ago(days=5), ago(days=4))
+    request = return_request(order, ago(hours=6), kind="return_and_refund", method="self_arrange")
+    rid = request["request_id"]
+    wire_client.send(BUYER_ACTION, request)
+    offer = message(
+        "seller.offer_made", order, ago(hours=5), request_id=rid, offer="partial_refund",
+        amount="12.5",
+    )  # fmt: skip
+    wire_client.send(SELLER_ACTION, offer)
+    (made,) = event_listener.wait_for(for_request("offer.made", rid))
+    assert made["data"]["amount"] == {"amount": "12.50", "currency": "USD"}
+    wire_client.send(
+        BUYER_ACTION, message("buyer.offer_accepted", order, ago(hours=4), request_id=rid)
+    )
+    (refund,) = event_listener.wait_for(for_request("refund.initiated", rid))
+    (closed,) = event_listener.wait_for(for_request("return.closed", rid))
+    assert refund["data"]["amount"] == "12.50" and closed["data"]["reason"] == "offer_accepted"
+    event_listener.assert_none(lambda e: e["type"] == "action.rejected", within=1.0)
+
+
+def test_a_reshipment_is_sent_again_through_the_wire(
+    start_worker, wire_client, event_listener, redis_client
+):
+    start_worker()
+    order = shipped_order(wire_client, redis_client, ago(days=5), ago(days=4))
+    request = return_request(order, ago(hours=6), kind="reshipment", reason="missing_items")
+    rid = request["request_id"]
+    wire_client.send(BUYER_ACTION, request)
+    wire_client.send(
+        SELLER_ACTION, message("seller.return_approved", order, ago(hours=5), request_id=rid)
+    )
+    shipped = message(
+        "seller.replacement_shipped", order, ago(hours=4), request_id=rid, tracking_number="RS-9"
+    )
+    wire_client.send(SELLER_ACTION, shipped)
+    (event,) = event_listener.wait_for(for_request("replacement.shipped", rid))
+    assert event["data"] == {
+        "request_id": rid, "kind": "reshipment", "carrier": None, "tracking_number": "RS-9",
+    }  # fmt: skip
+    event_listener.assert_none(
+        lambda e: e["type"] in ("refund.initiated", "action.rejected"), within=1.0
+    )

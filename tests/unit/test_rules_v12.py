@@ -570,3 +570,41 @@ def test_an_answer_before_the_offer_waits_for_it() -> None:
     timeline.send(f.message("seller.offer_made", oid, US_DELIVERED + hours(2), request_id=rid,
                             offer="partial_refund", amount="7.50"))  # fmt: skip
     assert timeline.refunded() == ["7.50"] and not timeline.state.parked
+
+
+# --- 1.2 in the typed client ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "fields", "task"),
+    [
+        ("OfferMade", {"offer": "partial_refund", "amount": "5.00"}, "aftersales.seller_action"),
+        ("ReplacementShipped", {"tracking_number": "RS-1"}, "aftersales.seller_action"),
+        ("OfferAccepted", {}, "aftersales.buyer_action"),
+        ("OfferDeclined", {}, "aftersales.buyer_action"),
+    ],
+)
+def test_the_typed_client_builds_and_routes_the_new_messages(
+    model: str, fields: dict[str, object], task: str
+) -> None:
+    from schemas import inbound
+    from worker.contract.client import build, task_for_type, validate
+
+    message = build(getattr(inbound, model), order_id="o-1", request_id="r-1", **fields)
+    assert validate(message) == message
+    assert task_for_type()[message.type] == task
+
+
+def test_the_typed_client_parses_the_new_events() -> None:
+    from schemas.events import OfferMadeData
+    from worker.contract.client import parse_event
+
+    event = parse_event({
+        "specversion": "1.0", "id": "e-1", "source": "aftersales", "subject": "o-1",
+        "type": "offer.made", "time": "2026-03-02T10:15:00Z",
+        "datacontenttype": "application/json",
+        "data": {"request_id": "r-1", "offer": "partial_refund",
+                 "amount": {"amount": "5.00", "currency": "GBP"},
+                 "respond_by": "2026-03-03T10:15:00Z"},
+    })  # fmt: skip
+    assert isinstance(event.data, OfferMadeData) and str(event.data.amount.amount) == "5.00"  # type: ignore[union-attr]
