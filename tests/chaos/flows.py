@@ -402,12 +402,21 @@ def exchange(b: Builder, now: datetime, due: datetime) -> None:
     method = b.rng.choice(("drop_off", "self_arrange"))
     b.return_request("r1", received - 3 * DAY, "exchange", method, b.some_items(), b.reason(True))
     b.msg("seller.return_approved", received - 3 * DAY + HOUR, request_id="r1")
-    if method == "drop_off":
-        b.msg("carrier.return_dropped_off", received - 2 * DAY, request_id="r1",
-              tracking_number="EV-1")  # fmt: skip
-    else:
-        b.msg("buyer.return_tracking_submitted", received - 2 * DAY, request_id="r1",
-              carrier="Royal Mail", tracking_number="RM-1")  # fmt: skip
+    # The receipt must come after the parcel is on its way (a receipt first would end the
+    # return leg): the scan or tracking is sent twice, and the second's refusal
+    # (`already_shipped_back`) opens the next stage, as in self_arranged_postage.
+    sent = []
+    for second in (0, 1):
+        at = received - 2 * DAY + timedelta(seconds=second)
+        if method == "drop_off":
+            sent.append(b.msg("carrier.return_dropped_off", at, request_id="r1",
+                              tracking_number="EV-1"))  # fmt: skip
+        else:
+            sent.append(b.msg("buyer.return_tracking_submitted", at, request_id="r1",
+                              carrier="Royal Mail", tracking_number="RM-1"))  # fmt: skip
+    ref = f"probe:{sent[0]['message_id']}"
+    b.script.aliases.update({m["message_id"]: ref for m in sent})
+    b.stage(("action.rejected", ref))
     b.msg("seller.return_received", received, request_id="r1")
     if b.rng.random() < 0.5:
         b.msg("seller.replacement_shipped", received + HOUR, request_id="r1",

@@ -367,7 +367,7 @@ class ReturnRules:
     # --- 1.2: replacements and the seller's offer -----------------------------------------
 
     def on_seller_replacement_shipped(self, m: dict[str, Any], at: datetime) -> None:
-        if (request := self.request(m, "replacing", "approved")) is None:
+        if (request := self.request(m, "replacing")) is None:
             return
         if request.kind not in REPLACED_BY:
             raise NotImplementedError("a replacement for a refund request")

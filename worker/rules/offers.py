@@ -6,7 +6,8 @@ exchange. While it is open the seller's answer window stops; the buyer has
 and closes the request (`offer_accepted`); a reshipment or exchange continues as that
 kind, approved. Declined or lapsed, the request is back with the seller, whose answer
 window starts again in full. A reshipment (from approval) or exchange (from receipt)
-waits `replacement_ship_window` for `seller.replacement_shipped`, else refunds the units.
+waits `replacement_ship_window` for `seller.replacement_shipped`, else refunds the units;
+an exchange's replacement that comes before its receipt waits for it (held).
 """
 
 from __future__ import annotations
@@ -145,8 +146,9 @@ def replacement_shipped(state: OrderState, msg: ReplacementShipped) -> Step | Pa
     if request.kind not in ("reshipment", "exchange"):
         detail = f"request {msg.request_id} is a {request.kind}: nothing is sent again"
         return reject(state, msg, "not_a_replacement", detail)
-    # An exchange's replacement may go before its parcel is in: it ends the request too.
-    if request.status not in ("replacing", "approved"):
+    if request.status == "approved":  # an exchange whose parcel is not in yet
+        return Park(f"the receipt of return request {msg.request_id}")
+    if request.status != "replacing":
         detail = f"request {msg.request_id} is {request.closed_reason or request.status}"
         return reject(state, msg, "request_not_open", detail)
     step = Step(state).stop_timers(*request_timers(msg.request_id))
