@@ -167,3 +167,61 @@ def test_chaos_run_loses_nothing(tmp_path: Path) -> None:
     assert not run.comparison.missing, report
     assert not run.comparison.duplicated, report
     assert not run.comparison.wrong, report
+
+
+def _msg(order: str, n: int, type_: str, at: datetime, **fields: object) -> dict:
+    return {"message_id": f"m{n}", "type": type_, "order_id": order,
+            "occurred_at": at.isoformat(), **fields}  # fmt: skip
+
+
+def _delivered(order: str, at: datetime) -> list[dict]:
+    items = [{"sku": "A", "quantity": 2, "unit_price": "10.00"},
+             {"sku": "B", "quantity": 1, "unit_price": "25.00"}]  # fmt: skip
+    return [
+        _msg(order, 1, "order.placed", at - timedelta(days=3), marketplace="US",
+             payment_method="prepaid", pricing="regular", currency="USD",
+             shipping_fee="5.00", items=items),
+        _msg(order, 2, "order.paid", at - timedelta(days=3)),
+        _msg(order, 3, "order.shipped", at - timedelta(days=2)),
+        _msg(order, 4, "order.delivered", at),
+    ]  # fmt: skip
+
+
+def test_oracle_counts_rejections_per_unit() -> None:
+    order, d = "o-units", NOW - timedelta(days=2)
+    a2, b1 = {"sku": "A", "quantity": 2}, {"sku": "B", "quantity": 1}
+
+    def ask(n: int, rid: str, hours: int, items: list) -> dict:
+        at = d + timedelta(hours=hours)
+        return _msg(order, n, "buyer.return_requested", at, request_id=rid,
+                    kind="refund_only", reason="changed_mind", items=items)  # fmt: skip
+
+    def no(n: int, rid: str, hours: int) -> dict:
+        return _msg(order, n, "seller.return_rejected", d + timedelta(hours=hours),
+                    request_id=rid, reason="used")  # fmt: skip
+
+    messages = [*_delivered(order, d), ask(5, "r1", 1, [a2]), no(6, "r1", 2),
+                ask(7, "r2", 3, [a2, b1]), no(8, "r2", 4), ask(9, "r3", 5, [b1]),
+                ask(10, "r4", 6, [a2])]  # fmt: skip
+    outcomes = expected_outcomes(order, messages, NOW)
+    assert [(o.type, o.ref) for o in outcomes if o.ref in ("r3", "m10")] == [
+        ("return.requested", "r3"),
+        ("action.rejected", "m10"),
+    ]
+    assert next(o for o in outcomes if o.ref == "m10").data["code"] == "resubmission_used"
+
+
+def test_oracle_offer_lapses_and_the_answer_window_restarts_in_full() -> None:
+    order, d = "o-offer", NOW - timedelta(days=3)
+    messages = [
+        *_delivered(order, d),
+        _msg(order, 5, "buyer.return_requested", d + timedelta(hours=1), request_id="r1",
+             kind="refund_only", reason="damaged"),
+        _msg(order, 6, "seller.offer_made", d + timedelta(hours=2), request_id="r1",
+             offer="partial_refund", amount="5.00"),
+    ]  # fmt: skip
+    outcomes = {o.type: o for o in expected_outcomes(order, messages, NOW)}
+    lapsed_at = d + timedelta(hours=26)
+    assert outcomes["offer.lapsed"].data["respond_by"] == lapsed_at + timedelta(hours=48)
+    assert outcomes["offer.lapsed"].due == lapsed_at
+    assert "return.auto_approved" not in outcomes  # due after NOW

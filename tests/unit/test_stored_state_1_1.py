@@ -71,3 +71,30 @@ def test_a_state_stored_before_1_2_counts_its_rejections_per_unit() -> None:
         )
     )  # fmt: skip
     assert timeline.codes() == ["resubmission_used"]
+
+
+def test_a_state_with_the_1_2_fields_is_stored_and_loaded_exactly() -> None:
+    """Offers, replacements and per-unit second tries: the stored form keeps them (and
+    leaves them out at their defaults, so older states stay as they were)."""
+    from tests.unit.test_rules_v12 import offered, the_issues_scenario, us_order
+
+    timeline, _, _, _ = offered()
+    scenario, _ = the_issues_scenario()
+    replaced, oid = us_order()
+    replaced.send(
+        f.message("buyer.return_requested", oid, request_id="rs", kind="reshipment",
+                  reason="damaged", occurred_at=replaced.state.delivered_at + timedelta(hours=1)),  # type: ignore[operator]
+    )  # fmt: skip
+    policies: dict[str, MarketplacePolicy] = {}
+
+    def ref(policy: MarketplacePolicy) -> str:
+        policies[state_codec.policy_hash(policy)] = policy
+        return state_codec.policy_hash(policy)
+
+    for state in (timeline.state, scenario.state, replaced.state):
+        raw = state_codec.encode(state, ref)
+        assert state_codec.decode(raw, policies.__getitem__) == state
+    assert '"offer":{' in state_codec.encode(timeline.state, ref)
+    assert '"second_tries":' in state_codec.encode(scenario.state, ref)
+    # A request without the new fields writes none of them.
+    assert "second_tries" not in json.dumps(json.loads(state_codec.encode(replaced.state, ref)))
