@@ -614,3 +614,24 @@ def test_the_typed_client_parses_the_new_events() -> None:
                  "respond_by": "2026-03-03T10:15:00Z"},
     })  # fmt: skip
     assert isinstance(event.data, OfferMadeData) and str(event.data.amount.amount) == "5.00"  # type: ignore[union-attr]
+
+
+def test_a_sellers_answer_that_happened_before_its_published_offer_says_so() -> None:
+    """Event time's exception: the offer was published; an approval that happened
+    before it but arrives after it is refused `outcome_already_published`."""
+    timeline, oid, rid, made = offered()
+    timeline.send(f.return_approved(oid, rid, made - hours(1)))
+    assert timeline.codes() == ["outcome_already_published"]
+
+
+def test_the_order_view_lists_an_offered_request_with_the_offers_respond_by() -> None:
+    from worker.cli.views import open_requests
+
+    timeline, _, rid, made = offered()
+    state = timeline.state.model_dump(mode="json")
+    (row,) = open_requests(state)
+    assert (row["status"], row["respond_by"]) == (
+        "offered",
+        state["returns"][rid]["offer"]["respond_by"],
+    )
+    assert row["respond_by"].startswith((made + days(1)).strftime("%Y-%m-%dT%H:%M"))
