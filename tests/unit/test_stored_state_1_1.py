@@ -9,8 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from schemas.policy import MarketplacePolicy
-from tests import factories as f
-from tests.unit.harness import Timeline
+from tests.support import factories as f
+from tests.support.timeline import Timeline
 from worker.adapters import state_codec
 
 DATA = Path(__file__).parent / "data"
@@ -76,7 +76,11 @@ def test_a_state_stored_before_1_2_counts_its_rejections_per_unit() -> None:
 def test_a_state_with_the_1_2_fields_is_stored_and_loaded_exactly() -> None:
     """Offers, replacements and per-unit second tries: the stored form keeps them (and
     leaves them out at their defaults, so older states stay as they were)."""
-    from tests.unit.test_rules_v12 import offered, the_issues_scenario, us_order
+    from tests.unit.test_offers_replacements_and_rejections import (
+        offered,
+        the_issues_scenario,
+        us_order,
+    )
 
     timeline, _, _, _ = offered()
     scenario, _ = the_issues_scenario()

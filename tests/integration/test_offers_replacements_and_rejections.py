@@ -1,6 +1,6 @@
-"""Contract 1.2 end to end through a real worker (issue 20): cash collected for a
-cancelled order, rejections counted per unit, retention that never refuses a live order,
-reshipment and exchange requests and the seller's offer.
+"""End to end through a real worker: cash collected for a cancelled order, rejections
+counted per unit, reshipment requests and the seller's offer (the retention of live
+orders: test_retention.py).
 
 Given (facts sent), When (the action), Then (events on a queue bound to `#`, or dead
 letters). Event times lie in the past; the worker computes everything from them.
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.test_rules_v11 import for_request, return_request, shipped_order
-from tests.integration.wire_messages import (
+from tests.integration.test_cod_units_and_postage import for_request, return_request, shipped_order
+from tests.support.messages import (
     BUYER_ACTION,
     ORDER_EVENT,
     PLATFORM_ACTION,

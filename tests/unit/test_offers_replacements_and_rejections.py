@@ -1,4 +1,4 @@
-"""Contract 1.2 rules at their edges (issue 20): cash collected for a cancelled order,
+"""Rules at their edges: cash collected for a cancelled order,
 rejections counted per unit, reshipment and exchange requests, the seller's offer."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from datetime import datetime
 
 import pytest
 
-from tests import factories as f
-from tests.factories import T0, days, hours
-from tests.unit.harness import Timeline
-from tests.unit.orders_v11 import SECOND, SHIPPED
+from tests.support import factories as f
+from tests.support.factories import T0, days, hours
+from tests.support.orders import SECOND, SHIPPED
+from tests.support.timeline import Timeline
 
 # --- 1.2 a: a cancelled cash-on-delivery parcel delivered anyway -----------------------
 
