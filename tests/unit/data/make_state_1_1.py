@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+from tests.unit.harness import Timeline
+
 from schemas.policy import MarketplacePolicy
 from tests import factories as f
-from tests.unit.harness import Timeline
 from worker.adapters import state_codec
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
