@@ -19,7 +19,7 @@ from schemas.types import format_timestamp
 from worker import rules
 from worker.logging import get_logger
 from worker.rules.parking import DEFAULT_HOLD
-from worker.rules.retention import DEFAULT_RETENTION, is_expired
+from worker.rules.retention import DEFAULT_RETENTION, DEFAULT_TOMBSTONE_RETENTION, is_expired
 from worker.rules.state import Deadline, DeadlineFired, Decision, LabelGenerated
 from worker.service_layer.backlog import WaitReason
 from worker.service_layer.commit import commit_for, no_change
@@ -58,7 +58,6 @@ class Outcome:
     unpublished: int = 0  # entries left for the relay
     retry_at: datetime | None = None  # "not_due": the deadline's time, to fire it then
     wait: WaitReason | None = None  # "waiting": what the firing waits behind (backlog.py)
-    expired_before: datetime | None = None  # "expired": messages before this are too old
 
     def summary(self) -> str:
         """The status, with the time or the reason after a colon (a deadline task's result)."""
@@ -66,8 +65,6 @@ class Outcome:
             return f"{self.status}:{format_timestamp(self.retry_at)}"
         if self.wait is not None:
             return f"{self.status}:{self.wait}"
-        if self.expired_before is not None:
-            return f"{self.status}:{format_timestamp(self.expired_before)}"
         return self.status
 
 
@@ -97,6 +94,7 @@ class Service:
     policy: PolicySet
     hold_for: timedelta = DEFAULT_HOLD
     retention: timedelta = DEFAULT_RETENTION
+    tombstone: timedelta = DEFAULT_TOMBSTONE_RETENTION
     clock: Callable[[], datetime] = utcnow
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
@@ -145,7 +143,9 @@ class Service:
             decision = rules.decide(loaded.state, fired, now, self.policy, self.hold_for)
             if no_change(loaded.state, decision):
                 continue
-            commit = commit_for(loaded.version, loaded.state, decision, fired, now, self.retention)
+            commit = commit_for(
+                loaded.version, loaded.state, decision, fired, now, self.retention, self.tombstone
+            )
             commit = replace(commit, lateness_ms=_lateness_ms(deadline, now))
             planned.append((len(outcomes) - 1, commit, decision, deadline))
         results = self.store.commit_many([commit for _, commit, _, _ in planned], now)
@@ -190,15 +190,17 @@ class Service:
         for attempt in range(MAX_ATTEMPTS):
             loaded = loaded or self.store.load(order_id)
             now = self.clock()
-            if inbound and is_expired(loaded.state, item.occurred_at, now, self.retention):
-                # Its order's keys expired (docs/rules.md, retention): the task dead-letters
-                # it, and nothing is written, so it can never start the order afresh.
-                return Outcome("expired", expired_before=now - self.retention)
+            if inbound and is_expired(loaded.state, loaded.expired):
+                # Its order closed and its keys expired (docs/rules.md, retention): the task
+                # dead-letters it, and nothing is written, so it never starts the order afresh.
+                return Outcome("expired")
             state = loaded.state or rules.new_state(order_id)
             decision = rules.decide(state, item, now, self.policy, self.hold_for)
             if inbound is None and no_change(state, decision):
                 return Outcome("stale")
-            commit = commit_for(loaded.version, state, decision, item, now, self.retention)
+            commit = commit_for(
+                loaded.version, state, decision, item, now, self.retention, self.tombstone
+            )
             commit = replace(
                 commit,
                 message_id=inbound.message_id if inbound else None,
