@@ -497,13 +497,31 @@ def test_a_partial_refund_is_never_more_than_the_request_would_refund(
     assert (timeline.state.returns[rid].status == "offered") is (code is None)
 
 
-def test_a_buyer_paid_return_caps_the_partial_refund_at_the_refund_less_the_deduction() -> None:
-    timeline, oid = us_order()
-    rid = request(timeline, "return_and_refund", US_DELIVERED + hours(1), reason="changed_mind")
-    # Self-arranged: nothing deducted; the cap is the whole order.
-    timeline.send(f.message("seller.offer_made", oid, US_DELIVERED + hours(2), request_id=rid,
-                            offer="partial_refund", amount="54.99"))  # fmt: skip
-    assert timeline.codes() == []
+@pytest.mark.parametrize(
+    ("amount", "code"),
+    [("52.00", None), ("52.01", "offer_too_high")],
+    ids=["the refund less the label", "a cent more"],
+)
+def test_a_buyer_paid_return_caps_the_partial_refund_at_the_refund_less_the_deduction(
+    amount: str, code: str | None
+) -> None:
+    """A buyer's-choice drop-off return (UK): the request would refund 54.99 less the
+    2.99 label the buyer pays, so 52.00 is the most a partial refund may be."""
+    msg = f.order_placed()
+    oid = msg.order_id
+    timeline = Timeline(oid)
+    timeline.send(msg, f.paid(oid, T0 + hours(1)), f.shipped(oid, SHIPPED))
+    timeline.send(f.delivered(oid, DELIVERED))
+    timeline.send(f.return_requested(oid, DELIVERED + hours(1), request_id="r1",
+                                     reason="changed_mind", method="drop_off"))  # fmt: skip
+    assert str(timeline.state.returns["r1"].return_cost) == "2.99"
+    assert timeline.state.returns["r1"].payer == "buyer"
+    timeline.send(f.message("seller.offer_made", oid, DELIVERED + hours(2), request_id="r1",
+                            offer="partial_refund", amount=amount))  # fmt: skip
+    assert timeline.codes() == ([code] if code else [])
+    if code is None:
+        answer(timeline, "r1", DELIVERED + hours(3))
+        assert timeline.refunded() == [amount]
 
 
 def test_a_declined_offer_puts_the_request_back_with_the_seller_for_a_full_window() -> None:
