@@ -653,3 +653,39 @@ def test_the_order_view_lists_an_offered_request_with_the_offers_respond_by() ->
         state["returns"][rid]["offer"]["respond_by"],
     )
     assert row["respond_by"].startswith((made + days(1)).strftime("%Y-%m-%dT%H:%M"))
+
+
+@pytest.mark.parametrize(
+    ("currency", "amount", "code"),
+    [
+        ("USD", "0.01", None),
+        ("USD", "0.004", "offer_not_allowed"),  # would round to 0.00: nothing offered
+        ("USD", "12.005", "offer_not_allowed"),  # would round up: more than offered
+        ("JPY", "12", None),
+        ("JPY", "12.5", "offer_not_allowed"),
+    ],
+)
+def test_a_partial_refund_the_currency_cannot_pay_exactly_is_refused(
+    currency: str, amount: str, code: str | None
+) -> None:
+    """The amount is paid as offered, never rounded: a sub-minor-unit amount would pay
+    nothing (0.004 USD) or more than the seller offered (12.5 JPY as 13)."""
+    msg = f.order_placed(marketplace="US", currency=currency, shipping_fee="5",
+                         items=[f.item("A", 1, "100")])  # fmt: skip
+    oid = msg.order_id
+    timeline = Timeline(oid)
+    timeline.send(msg, f.paid(oid, T0 + hours(1)), f.shipped(oid, SHIPPED))
+    timeline.send(f.delivered(oid, US_DELIVERED))
+    rid = request(timeline, "refund_only", US_DELIVERED + hours(1))
+    timeline.send(f.message("seller.offer_made", oid, US_DELIVERED + hours(2), request_id=rid,
+                            offer="partial_refund", amount=amount))  # fmt: skip
+    assert timeline.codes() == ([code] if code else [])
+    if code is None:
+        answer(timeline, rid, US_DELIVERED + hours(3))
+        assert timeline.refunded() == [amount if currency == "JPY" else "0.01"]
+    else:
+        assert (
+            timeline.state.returns[rid].status == "requested"
+            and "offer.made" not in timeline.types()
+        )
+        assert "minor unit" in timeline.of("action.rejected")[0].detail

@@ -58,6 +58,12 @@ def offer_made(state: OrderState, msg: OfferMade) -> Step | Park:
     offered = None
     if msg.amount is not None:
         offered = round_money(msg.amount, currency)
+        if offered != msg.amount:  # paid as offered: never rounded to nothing, or up
+            detail = (
+                f"{msg.amount} {currency} is finer than the currency's minor unit: "
+                f"offer an amount such as {offered} {currency}"
+            )
+            return reject(state, msg, "offer_not_allowed", detail)
         most = most_refundable(state, request).amount
         if offered > most:
             detail = f"{offered} offered; the request would refund {round_money(most, currency)}"
