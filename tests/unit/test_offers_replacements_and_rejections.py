@@ -689,3 +689,45 @@ def test_a_partial_refund_the_currency_cannot_pay_exactly_is_refused(
             and "offer.made" not in timeline.types()
         )
         assert "minor unit" in timeline.of("action.rejected")[0].detail
+
+
+@pytest.mark.parametrize(
+    ("items", "offered_amount", "refund", "breakdown"),
+    [
+        (None, "10.00", "44.99", ("40.00", "4.99")),
+        (None, "54.99", None, None),  # everything paid is back already: nothing twice
+        ("first", "5.00", "49.99", ("45.00", "4.99")),
+    ],
+    ids=["the whole order settled for 10.00", "settled for all it cost", "one unit for 5.00"],
+)
+def test_a_platform_cancellation_refunds_what_a_partial_refund_left_of_what_was_paid(
+    items: str | None, offered_amount: str, refund: str | None, breakdown: tuple[str, str] | None
+) -> None:
+    """A refund_only before delivery settled by a partial refund, then the order is
+    cancelled before it arrives: the buyer keeps nothing, so everything paid and not yet
+    refunded goes back (contract 1.1, platform cancellation), not only unsettled units."""
+    msg = f.order_placed(**US)
+    oid = msg.order_id
+    timeline = Timeline(oid)
+    timeline.send(msg, f.paid(oid, T0 + hours(1)), f.shipped(oid, SHIPPED))
+    first = msg.items[0]
+    chosen = [{"sku": first.sku, "quantity": 1}] if items == "first" else None
+    fields = {"items": chosen} if chosen else {}
+    rid = request(timeline, "refund_only", SHIPPED + days(1), reason="not_received", **fields)
+    offer = f.message("seller.offer_made", oid, SHIPPED + days(1) + hours(1), request_id=rid,
+                      offer="partial_refund", amount=offered_amount)  # fmt: skip
+    timeline.send(offer)
+    answer(timeline, rid, SHIPPED + days(1) + hours(2))
+    assert timeline.refunded() == [offered_amount]
+    cancel = f.message("platform.order_cancelled", oid, SHIPPED + days(2), reason="parcel lost")
+    timeline.send(cancel)
+    cancelled = timeline.one("order.cancelled")
+    assert str(cancelled.refund.amount) == (refund or "0.00")
+    refunds = timeline.of("refund.initiated")
+    if refund is None:
+        assert len(refunds) == 1
+    else:
+        late = refunds[-1]
+        assert (late.request_id, str(late.amount)) == (None, refund)
+        assert (str(late.breakdown.items), str(late.breakdown.shipping_fee)) == breakdown
+    assert str(timeline.state.refunded_total) == "54.99"
