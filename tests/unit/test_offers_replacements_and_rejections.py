@@ -731,3 +731,15 @@ def test_a_platform_cancellation_refunds_what_a_partial_refund_left_of_what_was_
         assert (late.request_id, str(late.amount)) == (None, refund)
         assert (str(late.breakdown.items), str(late.breakdown.shipping_fee)) == breakdown
     assert str(timeline.state.refunded_total) == "54.99"
+
+
+def test_an_answer_to_a_request_that_never_had_an_offer_says_so() -> None:
+    """The seller approved (no offer): the buyer's answer is refused with a detail that
+    names the request and says it had no offer, not "the offer is refunded"."""
+    timeline, oid = us_order()
+    rid = request(timeline, "refund_only", US_DELIVERED + hours(1))
+    timeline.send(f.return_approved(oid, rid, US_DELIVERED + hours(2)))
+    answer(timeline, rid, US_DELIVERED + hours(3))
+    (refused,) = timeline.of("action.rejected")
+    assert refused.code == "request_not_open"
+    assert refused.detail == f"request {rid} is refunded and had no offer"

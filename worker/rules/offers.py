@@ -89,9 +89,12 @@ def offer_answered(state: OrderState, msg: OfferAccepted | OfferDeclined) -> Ste
         return Park(f"buyer.return_requested {msg.request_id}")
     if request.status == "requested" and request.offer is None:
         return Park(f"seller.offer_made {msg.request_id}")
-    if request.status != "offered" or request.offer is None:
-        status = request.offer.status if request.offer is not None else request.status
-        return reject(state, msg, "request_not_open", f"the offer is {status}")
+    if request.offer is None:
+        status = request.closed_reason or request.status
+        detail = f"request {msg.request_id} is {status} and had no offer"
+        return reject(state, msg, "request_not_open", detail)
+    if request.status != "offered":
+        return reject(state, msg, "request_not_open", f"the offer is {request.offer.status}")
     at, cause = msg.occurred_at, msg.message_id
     if isinstance(msg, OfferDeclined):
         step = _back_to_seller(Step(state), request, "declined", at)
