@@ -743,3 +743,20 @@ def test_an_answer_to_a_request_that_never_had_an_offer_says_so() -> None:
     (refused,) = timeline.of("action.rejected")
     assert refused.code == "request_not_open"
     assert refused.detail == f"request {rid} is refunded and had no offer"
+
+
+@pytest.mark.parametrize(
+    ("before_respond_by", "outcome"),
+    [(SECOND, "offer.made"), (SECOND * 0, "return.auto_approved")],
+    ids=["a second before the seller's respond_by", "at it: approved on silence first"],
+)
+def test_an_offer_is_made_only_while_the_sellers_answer_window_is_open(
+    before_respond_by: object, outcome: str
+) -> None:
+    timeline, oid = us_order()
+    rid = request(timeline, "return_and_refund", US_DELIVERED + hours(1))
+    respond_by = timeline.state.returns[rid].respond_by
+    timeline.send(f.message("seller.offer_made", oid, respond_by - before_respond_by,  # type: ignore[operator]
+                            request_id=rid, offer="partial_refund", amount="5.00"))  # fmt: skip
+    assert outcome in timeline.types()
+    assert timeline.codes() == ([] if outcome == "offer.made" else ["request_not_open"])
