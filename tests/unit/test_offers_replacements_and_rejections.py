@@ -760,3 +760,33 @@ def test_an_offer_is_made_only_while_the_sellers_answer_window_is_open(
                             request_id=rid, offer="partial_refund", amount="5.00"))  # fmt: skip
     assert outcome in timeline.types()
     assert timeline.codes() == ([] if outcome == "offer.made" else ["request_not_open"])
+
+
+@pytest.mark.parametrize("kind", ["reshipment", "exchange", "return_and_refund", "refund_only"])
+@pytest.mark.parametrize(
+    ("after_window", "code"),
+    [(-SECOND, None), (SECOND, "outside_return_window")],
+    ids=["a second inside the return window", "a second after it"],
+)
+def test_every_kind_uses_the_return_window(
+    kind: str, after_window: object, code: str | None
+) -> None:
+    timeline, _ = us_order()
+    end = US_DELIVERED + days(14)  # the built-in default's 14 days
+    request(timeline, kind, end + after_window)  # type: ignore[operator]
+    assert timeline.codes() == ([code] if code else [])
+
+
+def test_a_declined_offer_in_the_uk_restarts_48_business_hours() -> None:
+    msg = f.order_placed()  # UK: the answer window counts business hours
+    oid = msg.order_id
+    timeline = Timeline(oid)
+    timeline.send(msg, f.paid(oid, T0 + hours(1)), f.shipped(oid, SHIPPED))
+    timeline.send(f.delivered(oid, T0 + days(3)))  # Thursday
+    rid = request(timeline, "return_and_refund", T0 + days(3) + hours(1))
+    timeline.send(f.message("seller.offer_made", oid, T0 + days(3) + hours(2), request_id=rid,
+                            offer="partial_refund", amount="5.00"))  # fmt: skip
+    friday = T0 + days(4)  # Friday 6 March 2026, 10:00 UTC (10:00 London)
+    answer(timeline, rid, friday, accepted=False)
+    assert timeline.one("offer.declined").respond_by == friday + days(4)  # Tuesday 10:00
+    assert timeline.deadline("return_response", rid).due_at == friday + days(4)  # type: ignore[union-attr]
