@@ -790,3 +790,32 @@ def test_a_declined_offer_in_the_uk_restarts_48_business_hours() -> None:
     answer(timeline, rid, friday, accepted=False)
     assert timeline.one("offer.declined").respond_by == friday + days(4)  # Tuesday 10:00
     assert timeline.deadline("return_response", rid).due_at == friday + days(4)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("settled_first", [True, False], ids=["settled first", "refunded first"])
+def test_units_kept_with_a_partial_refund_keep_the_shipping_fee_whatever_the_order(
+    settled_first: bool,
+) -> None:
+    """Rule 13: the fee comes back when every item is refunded. Units settled by a
+    partial refund were kept, so the order is never wholly refunded: the fee stays with
+    the seller, whichever request came first (was: back with the later refund only when
+    the partial refund came first)."""
+    timeline, oid = us_order()
+    a, b = (item.sku for item in timeline.state.order.items)  # type: ignore[union-attr]
+    at = US_DELIVERED + hours(1)
+
+    def settle() -> None:
+        rid = request(timeline, "refund_only", at, items=[{"sku": a, "quantity": 1}])
+        timeline.send(f.message("seller.offer_made", oid, at + hours(1), request_id=rid,
+                                offer="partial_refund", amount="5.00"))  # fmt: skip
+        answer(timeline, rid, at + hours(2))
+
+    def refund() -> None:
+        rid = request(timeline, "refund_only", at, items=[{"sku": b, "quantity": 2}])
+        timeline.send(f.return_approved(oid, rid, at + hours(1)))
+
+    for step in (settle, refund) if settled_first else (refund, settle):
+        step()
+        at += hours(3)
+    assert sorted(timeline.refunded()) == ["30.00", "5.00"]
+    assert str(timeline.state.refunded_total) == "35.00"

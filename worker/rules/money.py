@@ -145,7 +145,10 @@ def refund_for(
     currency = order.currency
     before = _refunded_quantities(state.returns.values(), request)
     items = _items_refund(order, before, request.items)
-    after = _add(before, request.items)
+    # Rule 13: every item refunded; units kept with a partial refund (1.2) never are.
+    after = _add(
+        _refunded_quantities(state.returns.values(), request, settled=False), request.items
+    )
     everything = all(after.get(i.sku, 0) >= i.quantity for i in order.items)
     fee = round_money(order.shipping_fee, currency) if everything else ZERO
     buyer_pays = request.payer == "buyer" and request.kind == "return_and_refund"
