@@ -92,7 +92,8 @@ REJECTION_CODES: dict[RejectionCode, str] = {
     "waits for the buyer's answer",
     "offer_already_made": "a second seller.offer_made for a request (one offer per request)",
     "offer_not_allowed": "an offer of the request's own kind (approve it instead), or an "
-    "exchange offer for a request whose units do not go back (no method)",
+    "exchange offer for a request whose units do not go back (no method), or a partial refund "
+    "finer than the currency's minor unit (0.004 USD, 12.5 JPY: it is paid as offered)",
     "offer_too_high": "a partial refund of more than the request would refund",
     "not_a_replacement": "seller.replacement_shipped for a request that is neither a "
     "reshipment nor an exchange",
