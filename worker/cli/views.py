@@ -16,7 +16,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from schemas.types import parse_timestamp
+from schemas.types import format_timestamp, parse_timestamp
+from worker.rules.timers import REQUEST_STATUS
 
 ERROR_WIDTH = 160
 """Characters of a dead letter's error shown in the table; `--json` has all of it."""
@@ -89,7 +90,10 @@ def _timeline(entries: Iterable[Mapping[str, Any]]) -> Table:
 
 
 def open_requests(state: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The cancel request and return requests still waiting, with their answer deadline."""
+    """The cancel request and return requests still waiting, with the deadline each waits
+    for: the cancellation's answer deadline; a return request's first pending timer of its
+    status (the seller's answer, the buyer's resubmission, the parcel or the replacement),
+    the same the pending deadlines list; None when nothing is timed (an appeal)."""
     rows = []
     cancel = state.get("cancel_request")
     if cancel and cancel.get("status") == "open":
@@ -101,13 +105,28 @@ def open_requests(state: Mapping[str, Any]) -> list[dict[str, Any]]:
                 {
                     "request": f"return {request_id} ({request.get('kind')})",
                     "status": request["status"],
-                    # 1.2: an offer waits for the buyer, by the offer's own respond_by.
-                    "respond_by": (request.get("offer") or {}).get("respond_by")
-                    if request["status"] == "offered"
-                    else request.get("respond_by"),
+                    "respond_by": _pending_by(state, request_id, request),
                 }
             )
     return rows
+
+
+def _pending_by(state: Mapping[str, Any], request_id: str, request: Mapping[str, Any]) -> Any:
+    """When a return request's pending deadline is due. Its `respond_by` is the seller's
+    answer deadline, long past once the request is approved or replacing."""
+    status = request["status"]
+    due = sorted(
+        parse_timestamp(deadline["due_at"])
+        for deadline in (state.get("deadlines") or {}).values()
+        if deadline.get("ref") == request_id and REQUEST_STATUS.get(deadline["kind"]) == status
+    )
+    if due:
+        return format_timestamp(due[0])
+    if status == "requested":  # state saved without its timer: the answer window still runs
+        return request.get("respond_by")
+    if status == "offered":  # 1.2: an offer waits for the buyer, by the offer's own respond_by
+        return (request.get("offer") or {}).get("respond_by")
+    return None
 
 
 def _requests(state: Mapping[str, Any], zone: str) -> Table:
@@ -116,7 +135,8 @@ def _requests(state: Mapping[str, Any], zone: str) -> Table:
         table.add_column(column)
     for row in open_requests(state):
         respond_by = row["respond_by"]
-        local = local_text(respond_by, zone) if respond_by else "until ready to ship"
+        untimed = "until ready to ship" if row["request"] == "cancellation" else "-"
+        local = local_text(respond_by, zone) if respond_by else untimed
         table.add_row(row["request"], row["status"], local, utc_text(respond_by))
     return table
 

@@ -18,8 +18,7 @@ from worker.rules.returns import auto_approve, close_rejected
 from worker.rules.state import Deadline, OrderState
 from worker.rules.step import Step, deadline_cause
 
-# The status a request must be in for each of its timers to mean anything.
-_REQUEST_STATUS = {
+REQUEST_STATUS = {
     "return_response": "requested",
     "resubmit": "rejected",
     "tracking": "approved",
@@ -28,6 +27,8 @@ _REQUEST_STATUS = {
     "replacement_ship": "replacing",
     "offer_response": "offered",
 }
+"""The status a request must be in for each of its timers to mean anything (also what the
+order view shows as a request's pending deadline, worker/cli/views.py)."""
 
 
 BEHIND = "the deadline"
@@ -103,7 +104,7 @@ def fire(step: Step, deadline: Deadline) -> Step:
 
 def _still_meaningful(state: OrderState, deadline: Deadline) -> bool:
     # Timers are stopped with every transition, so this only guards against corrupt state.
-    wanted = _REQUEST_STATUS.get(deadline.kind)
+    wanted = REQUEST_STATUS.get(deadline.kind)
     if wanted is None:
         return True
     request = state.returns.get(deadline.ref)
