@@ -199,6 +199,53 @@ def test_a_channel_closed_after_its_connection_was_dropped_stops_no_worker(redis
     assert body == "held when the connection dropped"
 
 
+@pytest.mark.parametrize("ending", ["ack", "reject", "requeue"])
+def test_a_message_ending_after_its_channel_closed_with_the_connection_stops_no_worker(
+    redis_url, redis_client, ending
+):
+    """Finding 8 (docs/chaos.md): Redis goes away while a task runs; Celery drops the
+    Connection and closes its channels (finding 7: without kombu's restore), then the task
+    ends and Celery acks, rejects or requeues its message on that closed channel. kombu's
+    QoS built a client from the channel's connection, None, and raised AttributeError
+    'client': "Unrecoverable error", the worker exited. Now it is a connection error,
+    which Celery logs (`*_log_error`) and goes on; the message stays taken and the
+    restore gives it back."""
+    import logging
+
+    from worker.shell import transport
+
+    publish(redis_url, ["ended after the connection dropped"])
+    with Connection(redis_url, transport=RELIABLE) as holder, \
+            Connection(redis_url, transport=RELIABLE) as other:  # fmt: skip
+        taken: list = []
+        channel = holder.channel()
+        consumer = holder.Consumer([Queue(QUEUE, routing_key=QUEUE)], channel=channel,
+                                   callbacks=[lambda body, message: taken.append(message)],
+                                   accept=["json"])  # fmt: skip
+        consumer.consume()
+        wait_until(lambda: _drain(holder) or bool(taken), 15, "nothing fetched")
+        channel.connection.client = None  # what Connection._do_close_transport does
+        channel.close()
+        errors, log = holder.connection_errors, logging.getLogger("test")
+        with pytest.raises(errors):  # AttributeError before
+            {"ack": taken[0].ack, "reject": taken[0].reject,
+             "requeue": lambda: taken[0].reject(requeue=True)}[ending]()  # fmt: skip
+        if ending == "ack":
+            taken[0].ack_log_error(log, errors)  # as Celery does: logged, not raised
+        else:
+            taken[0].reject_log_error(log, errors, requeue=ending == "requeue")
+        assert redis_client.hlen("unacked") == 1  # still taken, not lost
+        restorer = transport.Heartbeat(other.default_channel)
+        try:
+            wait_until(lambda: restorer.beat() == 1, RESTORE_BOUND, "the message stayed taken")
+        finally:
+            restorer.client.close()
+    (restored,) = redis_client.lrange(QUEUE, 0, -1)
+    body = json.loads(base64.b64decode(json.loads(restored)["body"]))
+    assert body == "ended after the connection dropped"
+    assert redis_client.hlen("unacked") == 0
+
+
 def test_after_redis_was_down_the_living_beat_again_before_anyone_is_declared_dead(
     redis_url, redis_client
 ):

@@ -83,6 +83,29 @@ class QoS(kombu_redis.QoS):
         else:
             virtual.QoS.append(self, message, delivery_tag)
 
+    def ack(self, delivery_tag: Any) -> None:
+        self._check_connection(delivery_tag, "ack")
+        super().ack(delivery_tag)
+
+    def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        self._check_connection(delivery_tag, "requeue" if requeue else "reject")
+        super().reject(delivery_tag, requeue)
+
+    def _check_connection(self, delivery_tag: Any, what: str) -> None:
+        """A message ends (acked, rejected, requeued) after its channel was closed with its
+        dropped connection (Redis lost; Celery reconnects on new channels). kombu would
+        build a client from that connection, None: AttributeError, "Unrecoverable error",
+        the worker exits (docs/chaos.md, finding 8). Say so as a connection error instead,
+        which Celery logs and goes on; the message stays taken by this channel's consumer,
+        whose beat stopped with the close, so the restore gives it back to its queue."""
+        transport = self.channel.connection
+        if self.channel._pool is None and (transport is None or transport.client is None):
+            log.warning("message ended after its connection was dropped; it comes back",
+                        action=what, delivery_tag=str(delivery_tag))  # fmt: skip
+            raise redis.exceptions.ConnectionError(
+                f"cannot {what} {delivery_tag}: its channel's connection was dropped"
+            )
+
     def _remove_from_indices(self, delivery_tag: Any, pipe: Any = None) -> Any:
         pipe = super()._remove_from_indices(delivery_tag, pipe)
         owner = owner_of(delivery_tag)
