@@ -157,7 +157,8 @@ def start_worker(
     The handle: ``.pid``, ``.name`` (node name), ``.alive()``, ``.kill9(whole_group=True)``
     (crash), ``.stop()`` (SIGTERM = warm shutdown, SIGKILL after 5 s), ``.log_text()``,
     ``.wait_for_log(text, timeout)``. Call it several times for several workers. Every
-    worker is stopped at teardown; the logs of all of them are shown if the test fails.
+    worker is killed (SIGKILL, whole group) at teardown; the logs of all of them are shown
+    if the test fails.
     """
     started: list[CeleryProcess] = []
     request.node.stash.setdefault(_PROCESSES, [])
@@ -200,7 +201,7 @@ def start_worker(
 
     yield start
     for handle in reversed(started):
-        handle.stop()
+        handle.discard()
 
 
 @pytest.fixture
@@ -215,7 +216,7 @@ def start_beat(
 
     ``start_beat(env=None, *, loglevel="INFO", args=(), timeout=START_TIMEOUT)
     -> CeleryProcess``; returns once beat logs that it is starting. Same environment
-    rules and handle as `start_worker` (``.name`` is None). Stopped at teardown.
+    rules and handle as `start_worker` (``.name`` is None). Killed at teardown.
     """
     started: list[CeleryProcess] = []
     request.node.stash.setdefault(_PROCESSES, [])
@@ -246,7 +247,7 @@ def start_beat(
 
     yield start
     for handle in reversed(started):
-        handle.stop()
+        handle.discard()
 
 
 @pytest.fixture
