@@ -95,9 +95,12 @@ def whole_suite() -> int:
         log = logs / f"mode-{number}.log"
         with open(log, "wb") as out:
             child = subprocess.Popen(
-                [*PYTEST, *shlex.split(mode_args)], cwd=ROOT, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [*PYTEST, *shlex.split(mode_args)],
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         phases.append(Phase(f"the same tests against {title}: pytest {mode_args}", child, log))
     whole = ["-n", str(processes()), "--dist", "worksteal"]
     print(f"dev.py: the whole suite: pytest {' '.join(whole)}", flush=True)

@@ -33,11 +33,21 @@ def message(type_: str, order_id: str, at: datetime, **fields: Any) -> dict[str,
 
 
 US_ITEMS: list[dict[str, Any]] = [
-    {"sku": "SKU-1", "quantity": 2, "unit_price": "10.00", "weight_kg": 0.5,
-     "dimensions_cm": [20, 15, 10]},
-    {"sku": "SKU-2", "quantity": 1, "unit_price": "25.50", "weight_kg": 1.2,
-     "dimensions_cm": [30, 20, 10]},
-]  # fmt: skip
+    {
+        "sku": "SKU-1",
+        "quantity": 2,
+        "unit_price": "10.00",
+        "weight_kg": 0.5,
+        "dimensions_cm": [20, 15, 10],
+    },
+    {
+        "sku": "SKU-2",
+        "quantity": 1,
+        "unit_price": "25.50",
+        "weight_kg": 1.2,
+        "dimensions_cm": [30, 20, 10],
+    },
+]
 ORDER_TOTAL = Decimal("50.49")
 """What `placed()` costs by default: 2 x 10.00 + 25.50 + 4.99 shipping."""
 
@@ -45,12 +55,22 @@ UK_ORDER: dict[str, Any] = {
     "marketplace": "UK",
     "currency": "GBP",
     "items": [
-        {"sku": "sku-a", "quantity": 1, "unit_price": "20.00", "weight_kg": 1,
-         "dimensions_cm": [30, 20, 10]},
-        {"sku": "sku-b", "quantity": 2, "unit_price": "15.00", "weight_kg": 0.5,
-         "dimensions_cm": [20, 10, 5]},
+        {
+            "sku": "sku-a",
+            "quantity": 1,
+            "unit_price": "20.00",
+            "weight_kg": 1,
+            "dimensions_cm": [30, 20, 10],
+        },
+        {
+            "sku": "sku-b",
+            "quantity": 2,
+            "unit_price": "15.00",
+            "weight_kg": 0.5,
+            "dimensions_cm": [20, 10, 5],
+        },
     ],
-}  # fmt: skip
+}
 """`placed(order, at, **UK_ORDER)`: the benchmarks' UK order of two lines (bench/)."""
 
 

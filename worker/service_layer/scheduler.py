@@ -82,10 +82,15 @@ class Scheduler:
         wait or is early is handed back as a single firing (`after_firing`)."""
         rows = self.queues.load_many_with_backlog([order_id for order_id, _, _ in members])
         firings = [
-            Firing(order_id, deadline_id, parse_timestamp(due) if due else None,
-                   self._gate(order_id, False, backlog), loaded)
+            Firing(
+                order_id,
+                deadline_id,
+                parse_timestamp(due) if due else None,
+                self._gate(order_id, False, backlog),
+                loaded,
+            )
             for (order_id, deadline_id, due), (loaded, backlog) in zip(members, rows, strict=True)
-        ]  # fmt: skip
+        ]
         outcomes = self.service.fire_deadlines(firings)
         counts: dict[str, int] = {}
         for (order_id, deadline_id, due), outcome in zip(members, outcomes, strict=True):

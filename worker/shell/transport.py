@@ -126,8 +126,11 @@ class Channel(kombu_redis.Channel):
         if not queues:
             return
         self._ensure_heartbeat()
-        lists = [(queue, self._q_for_pri(queue, pri), queue in self._noack_queues)
-                 for pri in self.priority_steps for queue in queues]  # fmt: skip
+        lists = [
+            (queue, self._q_for_pri(queue, pri), queue in self._noack_queues)
+            for pri in self.priority_steps
+            for queue in queues
+        ]
         tag = f"{self.consumer_id}{TAG_SEPARATOR}{uuid.uuid4().hex}"
         script_keys, argv = fetch_arguments(
             self.unacked_key, self.unacked_index_key, self.consumer_id, tag, lists
@@ -267,8 +270,11 @@ class Heartbeat(threading.Thread):
         self.client = redis.Redis(connection_pool=pool)
         self.restore = self.client.register_script(RESTORE)
         self.restore_keys = [
-            keys.FETCH_CONSUMERS, channel.unacked_key, channel.unacked_index_key, keys.FETCH_SWEEP,
-        ]  # fmt: skip
+            keys.FETCH_CONSUMERS,
+            channel.unacked_key,
+            channel.unacked_index_key,
+            keys.FETCH_SWEEP,
+        ]
         self.stopped = threading.Event()
 
     def stop(self) -> None:
@@ -284,11 +290,18 @@ class Heartbeat(threading.Thread):
 
     def beat(self) -> int:
         self.client.set(keys.alive(self.consumer_id), "1", px=ALIVE_TTL_MS)
-        restored = int(self.restore(
-            keys=self.restore_keys,
-            args=[keys.ALIVE_PREFIX, keys.FETCH_HELD_PREFIX, self.consumer_id, SWEEP_GAP,
-                  SWEEP_QUIET],
-        ))  # fmt: skip
+        restored = int(
+            self.restore(
+                keys=self.restore_keys,
+                args=[
+                    keys.ALIVE_PREFIX,
+                    keys.FETCH_HELD_PREFIX,
+                    self.consumer_id,
+                    SWEEP_GAP,
+                    SWEEP_QUIET,
+                ],
+            )
+        )
         if restored:
             log.warning("restored messages of dead consumers", count=restored)
         return restored
@@ -335,9 +348,13 @@ def fetch_arguments(
     for queue, _, no_ack in lists:
         argv += [f',"",{json.dumps(queue)}]', "1" if no_ack else "0"]
     script_keys = [
-        unacked_key, index_key, keys.fetch_held(consumer_id), keys.FETCH_CONSUMERS,
-        keys.alive(consumer_id), *(key for _, key, _ in lists),
-    ]  # fmt: skip
+        unacked_key,
+        index_key,
+        keys.fetch_held(consumer_id),
+        keys.FETCH_CONSUMERS,
+        keys.alive(consumer_id),
+        *(key for _, key, _ in lists),
+    ]
     return script_keys, argv
 
 
