@@ -29,6 +29,7 @@ STAMP = VENV / ".installed"  # touched after a successful install
 PYTEST = [str(BIN / "python"), "-m", "pytest"]
 PYTEST_NO_TESTS = 5  # pytest's exit code when it collected nothing: a broken selection
 PROCESSES_ENV = "AFTERSALES_TEST_PROCESSES"
+SLOWEST = ["--durations=15"]  # CI must stay under 15 minutes: show where the time goes
 
 MODES: tuple[tuple[str, str], ...] = (
     # `python3 dev.py test` runs the whole suite against one Redis, and these: the tests
@@ -95,14 +96,14 @@ def whole_suite() -> int:
         log = logs / f"mode-{number}.log"
         with open(log, "wb") as out:
             child = subprocess.Popen(
-                [*PYTEST, *shlex.split(mode_args)],
+                [*PYTEST, *shlex.split(mode_args), *SLOWEST],
                 cwd=ROOT,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
         phases.append(Phase(f"the same tests against {title}: pytest {mode_args}", child, log))
-    whole = ["-n", str(processes()), "--dist", "worksteal"]
+    whole = ["-n", str(processes()), "--dist", "worksteal", *SLOWEST]
     print(f"dev.py: the whole suite: pytest {' '.join(whole)}", flush=True)
     print(f"dev.py: meanwhile {len(MODES)} other deployments, output in {logs}", flush=True)
     main = Phase("the whole suite", subprocess.Popen([*PYTEST, *whole], cwd=ROOT), None)
