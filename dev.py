@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,7 @@ import threading
 import time
 import venv
 from pathlib import Path
+from xml.etree import ElementTree
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
@@ -96,7 +98,13 @@ def whole_suite() -> int:
         log = logs / f"mode-{number}.log"
         with open(log, "wb") as out:
             child = subprocess.Popen(
-                [*PYTEST, *shlex.split(mode_args), *SLOWEST],
+                [
+                    *PYTEST,
+                    *shlex.split(mode_args),
+                    *SLOWEST,
+                    "--junitxml",
+                    str(log.with_suffix(".xml")),
+                ],
                 cwd=ROOT,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -106,7 +114,8 @@ def whole_suite() -> int:
     whole = ["-n", str(processes()), "--dist", "worksteal", *SLOWEST]
     print(f"dev.py: the whole suite: pytest {' '.join(whole)}", flush=True)
     print(f"dev.py: meanwhile {len(MODES)} other deployments, output in {logs}", flush=True)
-    main = Phase("the whole suite", subprocess.Popen([*PYTEST, *whole], cwd=ROOT), None)
+    report = ["--junitxml", str(logs / "mode-0.xml")]
+    main = Phase("the whole suite", subprocess.Popen([*PYTEST, *whole, *report], cwd=ROOT), None)
     try:
         statuses = [main.wait()]
         for phase in phases:
@@ -120,8 +129,27 @@ def whole_suite() -> int:
         title = phase.title.split(": pytest")[0]
         print(f"dev.py: {title}: exit {status} in {phase.seconds:.0f}s", flush=True)
     print(f"dev.py: all in {time.monotonic() - started:.0f}s", flush=True)
-    failed = [status for status in statuses if status]
-    return failed[0] if failed else 0
+    counts = [counted(logs / f"mode-{number}.xml") for number in range(len(MODES) + 1)]
+    if all(counts):  # every run wrote its report: the totals of all of them
+        passed, failed, skipped = (sum(each[i] for each in counts if each) for i in range(3))
+        print(f"dev.py: {passed} passed, {failed} failed, {skipped} skipped", flush=True)
+    shutil.rmtree(logs, ignore_errors=True)
+    failures = [status for status in statuses if status]
+    return failures[0] if failures else 0
+
+
+def counted(report: Path) -> tuple[int, int, int] | None:
+    """(passed, failed, skipped) from a pytest --junitxml report; None if there is none."""
+    try:
+        root = ElementTree.parse(report).getroot()
+    except (OSError, ElementTree.ParseError):
+        return None
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    if suite is None:
+        return None
+    total, skipped = int(suite.get("tests", 0)), int(suite.get("skipped", 0))
+    failed = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+    return total - failed - skipped, failed, skipped
 
 
 class Phase:
