@@ -111,7 +111,7 @@ def whole_suite() -> int:
                 stderr=subprocess.STDOUT,
             )
         phases.append(Phase(f"the same tests against {title}: pytest {mode_args}", child, log))
-    whole = ["-n", str(processes()), "--dist", "worksteal", *SLOWEST]
+    whole = ["-n", str(processes()), "--dist", "load", *SLOWEST]
     print(f"dev.py: the whole suite: pytest {' '.join(whole)}", flush=True)
     print(f"dev.py: meanwhile {len(MODES)} other deployments, output in {logs}", flush=True)
     report = ["--junitxml", str(logs / "mode-0.xml")]

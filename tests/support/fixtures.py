@@ -297,8 +297,29 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark tests under tests/integration with `integration` (for `-m "not integration"`)."""
+SLOW_FIXTURES = frozenset({"start_worker", "start_beat", "redis_cluster", "rabbitmq_node"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests under tests/integration with `integration` (for `-m "not integration"`).
+
+    On several processes (pytest-xdist `-n`), the tests that start processes go first and
+    the quick ones last: they fill the gaps at the end, instead of one process still
+    running a minute-long test while the others are idle. Otherwise the order is as
+    written."""
     for item in items:
         if "integration" in Path(str(item.path)).parts:
             item.add_marker(pytest.mark.integration)
+    if _parallel(config):
+        items.sort(key=lambda item: not _starts_processes(item))  # stable: order kept
+
+
+def _parallel(config: pytest.Config) -> bool:
+    """In a pytest-xdist worker process (they collect, and must agree on the order)."""
+    return hasattr(config, "workerinput")
+
+
+def _starts_processes(item: pytest.Item) -> bool:
+    parts = Path(str(item.path)).parts
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return "integration" in parts or "chaos" in parts or bool(fixtures & SLOW_FIXTURES)
