@@ -303,15 +303,15 @@ SLOW_FIXTURES = frozenset({"start_worker", "start_beat", "redis_cluster", "rabbi
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark tests under tests/integration with `integration` (for `-m "not integration"`).
 
-    On several processes (pytest-xdist `-n`), the tests that start processes go first and
-    the quick ones last: they fill the gaps at the end, instead of one process still
-    running a minute-long test while the others are idle. Otherwise the order is as
-    written."""
+    On several processes (pytest-xdist `-n`), the CPU-heavy tests and those that start
+    processes go first and the quick ones last: they fill the gaps at the end, instead of
+    one process still running a minute-long test while the others are idle. Otherwise
+    the order is as written."""
     for item in items:
         if "integration" in Path(str(item.path)).parts:
             item.add_marker(pytest.mark.integration)
     if _parallel(config):
-        items.sort(key=lambda item: not _starts_processes(item))  # stable: order kept
+        items.sort(key=_cost_class)  # stable: the order within a class is kept
 
 
 def _parallel(config: pytest.Config) -> bool:
@@ -319,7 +319,10 @@ def _parallel(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
-def _starts_processes(item: pytest.Item) -> bool:
+def _cost_class(item: pytest.Item) -> int:
+    """0: marked `cpu_heavy`; 1: starts processes (integration, chaos, a worker); 2: quick."""
+    if item.get_closest_marker("cpu_heavy") is not None:
+        return 0
     parts = Path(str(item.path)).parts
     fixtures = set(getattr(item, "fixturenames", ()))
-    return "integration" in parts or "chaos" in parts or bool(fixtures & SLOW_FIXTURES)
+    return 1 if "integration" in parts or "chaos" in parts or fixtures & SLOW_FIXTURES else 2

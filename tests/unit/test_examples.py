@@ -35,6 +35,8 @@ def load_example(name: str) -> ModuleType:
     return module
 
 
+@pytest.mark.cpu_heavy
+@pytest.mark.timeout(600)
 def test_the_examples_type_check_strictly() -> None:
     assert {p.name for p in EXAMPLES} >= {"walkthrough.py", "s3_label_store.py"}
     result = subprocess.run(

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 from unittest import mock
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from schemas.policy import MarketplacePolicy
@@ -58,6 +59,7 @@ def _run(actions: list[tuple[Any, ...]], inline: bool) -> StoredShell:
     return shell
 
 
+@pytest.mark.cpu_heavy
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(props.histories())
 def test_every_state_of_random_histories_loads_exactly(actions: list[tuple[Any, ...]]) -> None:
