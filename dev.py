@@ -111,7 +111,9 @@ def whole_suite() -> int:
                 stderr=subprocess.STDOUT,
             )
         phases.append(Phase(f"the same tests against {title}: pytest {mode_args}", child, log))
-    whole = ["-n", str(processes()), "--dist", "load", *SLOWEST]
+    # Tests are handed out one or two at a time, slow ones first (tests/support/fixtures.py):
+    # no process sits on a queue of long tests while the others are idle.
+    whole = ["-n", str(processes()), "--dist", "load", "--maxschedchunk", "1", *SLOWEST]
     print(f"dev.py: the whole suite: pytest {' '.join(whole)}", flush=True)
     print(f"dev.py: meanwhile {len(MODES)} other deployments, output in {logs}", flush=True)
     report = ["--junitxml", str(logs / "mode-0.xml")]
