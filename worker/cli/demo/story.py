@@ -321,18 +321,33 @@ def offer_lapses(story: Story) -> None:
     story.console.rule("6. The seller offers a partial refund; the buyer never answers")
     order, now = _new("offer"), datetime.now(UTC)
     asked = now - timedelta(days=4)
-    story.send(_order(order, now - timedelta(days=8)),
-               build(OrderPaid, order_id=order, occurred_at=now - timedelta(days=8, hours=-1)),
-               build(OrderShipped, order_id=order, occurred_at=now - timedelta(days=7)),
-               build(OrderDelivered, order_id=order, occurred_at=now - timedelta(days=5)),
-               build(ReturnRequested, order_id=order, occurred_at=asked, request_id="r-1",
-                     kind="refund_only", reason="damaged"),
-               build(OfferMade, order_id=order, request_id="r-1", offer="partial_refund",
-                     amount="15.00", occurred_at=asked + timedelta(hours=6)))  # fmt: skip
+    story.send(
+        _order(order, now - timedelta(days=8)),
+        build(OrderPaid, order_id=order, occurred_at=now - timedelta(days=8, hours=-1)),
+        build(OrderShipped, order_id=order, occurred_at=now - timedelta(days=7)),
+        build(OrderDelivered, order_id=order, occurred_at=now - timedelta(days=5)),
+        build(
+            ReturnRequested,
+            order_id=order,
+            occurred_at=asked,
+            request_id="r-1",
+            kind="refund_only",
+            reason="damaged",
+        ),
+        build(
+            OfferMade,
+            order_id=order,
+            request_id="r-1",
+            offer="partial_refund",
+            amount="15.00",
+            occurred_at=asked + timedelta(hours=6),
+        ),
+    )
     # The offer stops the seller's 48 h; a day without an answer lapses it, and the
     # seller's 48 h start again in full, then pass: the request is approved as asked.
-    got = story.expect(order, "offer.made", "offer.lapsed", "return.auto_approved",
-                       "refund.initiated")  # fmt: skip
+    got = story.expect(
+        order, "offer.made", "offer.lapsed", "return.auto_approved", "refund.initiated"
+    )
     if "offer.lapsed" in got and "return.auto_approved" in got:
         lapsed = got["offer.lapsed"].data
         approved = got["return.auto_approved"].data
