@@ -59,6 +59,7 @@ sys.path[:0] = [str(ROOT), str(SUPPORT)]
 
 import redis  # noqa: E402
 
+from tests.support.messages import UK_ORDER, placed  # noqa: E402
 from worker.cli.embedded_redis import EmbeddedRedis, child_dies_with_parent, start_embedded_redis  # noqa: E402
 
 OURS_QUEUES = "aftersales.inbound,aftersales.deadlines,aftersales.control"
@@ -246,35 +247,7 @@ def sequential_commit_rate(url: str, n: int) -> float:
 
 def placed_body(order_id: str, occurred_at: datetime) -> dict[str, Any]:
     """An unpaid prepaid regular UK order.placed: its unpaid_expiry is occurred_at + 48 h."""
-    return {
-        "message_id": f"m-{uuid.uuid4().hex[:16]}",
-        "type": "order.placed",
-        "order_id": order_id,
-        "occurred_at": occurred_at.isoformat().replace("+00:00", "Z"),
-        "marketplace": "UK",
-        "seller_id": "seller-1",
-        "buyer_id": f"buyer-{uuid.uuid4().hex[:12]}",
-        "payment_method": "prepaid",
-        "pricing": "regular",
-        "currency": "GBP",
-        "shipping_fee": "4.99",
-        "items": [
-            {
-                "sku": "sku-a",
-                "quantity": 1,
-                "unit_price": "20.00",
-                "weight_kg": 1,
-                "dimensions_cm": [30, 20, 10],
-            },
-            {
-                "sku": "sku-b",
-                "quantity": 2,
-                "unit_price": "15.00",
-                "weight_kg": 0.5,
-                "dimensions_cm": [20, 10, 5],
-            },
-        ],
-    }
+    return placed(order_id, occurred_at, **UK_ORDER, buyer_id=f"buyer-{uuid.uuid4().hex[:12]}")
 
 
 class _PipelinedStore:

@@ -11,15 +11,21 @@ round trip (the service decodes and encodes it once per message). Best of 7 repe
 
 from __future__ import annotations
 
+import sys
 import timeit
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from schemas.inbound import ANY_MESSAGE
-from schemas.policy import build_policy
-from worker.rules import decide, new_state
-from worker.rules.state import OrderState
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT)]
+
+from schemas.inbound import ANY_MESSAGE  # noqa: E402
+from schemas.policy import build_policy  # noqa: E402
+from tests.support.messages import UK_ORDER, placed  # noqa: E402
+from worker.rules import decide, new_state  # noqa: E402
+from worker.rules.state import OrderState  # noqa: E402
 
 POLICY = build_policy()
 ORDER = "order-bench"
@@ -40,34 +46,9 @@ def msg(type_: str, hours: float, **fields: Any) -> Any:
     )
 
 
-ITEMS = [
-    {
-        "sku": "a",
-        "quantity": 1,
-        "unit_price": "20.00",
-        "weight_kg": 1,
-        "dimensions_cm": [30, 20, 10],
-    },
-    {
-        "sku": "b",
-        "quantity": 2,
-        "unit_price": "15.00",
-        "weight_kg": 0.5,
-        "dimensions_cm": [20, 10, 5],
-    },
-]
 FACTS = [
-    msg(
-        "order.placed",
-        0,
-        marketplace="UK",
-        seller_id="s",
-        buyer_id="b",
-        payment_method="prepaid",
-        pricing="regular",
-        currency="GBP",
-        shipping_fee="4.99",
-        items=ITEMS,
+    ANY_MESSAGE.validate_python(
+        placed(ORDER, T0, **UK_ORDER, seller_id="s", buyer_id="b", message_id="m-placed")
     ),
     msg("order.paid", 0.1),
     msg("order.ready_to_ship", 5),

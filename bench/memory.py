@@ -40,6 +40,8 @@ import redis  # noqa: E402
 
 from schemas.inbound import ANY_MESSAGE  # noqa: E402
 from schemas.policy import build_policy  # noqa: E402
+from tests.support.messages import UK_ORDER, new_id, placed  # noqa: E402
+from tests.support.messages import message as msg  # noqa: E402
 from worker.adapters import keys  # noqa: E402
 from worker.adapters.redis_store import RedisStore  # noqa: E402
 from worker.cli.embedded_redis import start_embedded_redis  # noqa: E402
@@ -67,27 +69,6 @@ class InlineStore(RedisStore):
 
     def commit(self, commit: Commit, now: datetime) -> CommitResult:
         return super().commit(replace(commit, expire_in=None), now)
-
-
-def msg(type_: str, order: str, at: datetime, **fields: Any) -> dict[str, Any]:
-    return {
-        "message_id": f"m-{uuid.uuid4().hex[:16]}",
-        "type": type_,
-        "order_id": order,
-        "occurred_at": at.isoformat().replace("+00:00", "Z"),
-        **fields,
-    }
-
-
-def placed(order: str, at: datetime) -> dict[str, Any]:
-    """A paid-later prepaid UK order of two lines, as bench/deadlines.py places."""
-    item = {"quantity": 1, "unit_price": "20.00", "weight_kg": 1, "dimensions_cm": [30, 20, 10]}
-    return msg(
-        "order.placed", order, at, marketplace="UK", seller_id="seller-1",
-        buyer_id=f"buyer-{uuid.uuid4().hex[:12]}", payment_method="prepaid",
-        pricing="regular", currency="GBP", shipping_fee="4.99",
-        items=[{**item, "sku": "sku-a"}, {**item, "sku": "sku-b", "quantity": 2}],
-    )  # fmt: skip
 
 
 STAGES: list[tuple[str, list[tuple[str, timedelta, dict[str, Any]]]]] = [
@@ -161,7 +142,7 @@ def lifecycle(
             clock["now"] = T0 + offset + timedelta(seconds=1)
             for order in orders:
                 body = (
-                    placed(order, T0)
+                    placed(order, T0, **UK_ORDER, buyer_id=new_id("buyer"))
                     if type_ == "order.placed"
                     else msg(type_, order, T0 + offset, **fields)
                 )
@@ -199,7 +180,11 @@ def long_run(client: redis.Redis, seconds: float, retention: timedelta | None) -
     while (elapsed := time.monotonic() - start) < seconds:
         now = datetime.now(UTC)
         order = f"o-{uuid.uuid4().hex[:12]}"
-        handle(store, service, placed(order, now))
+        handle(
+            store,
+            service,
+            placed(order, now, **UK_ORDER, buyer_id=new_id("buyer")),
+        )
         handle(store, service, msg("buyer.cancel_requested", order, now, reason="mistake"))
         if elapsed >= next_sample:
             samples.append(used(client))

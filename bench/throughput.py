@@ -67,6 +67,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import redis
 from deadlines import ROOT, Bench, Proc, percentile, say, wait_for
 
+from tests.support.messages import message as _message
+from tests.support.messages import placed
 from worker.cli.embedded_redis import start_embedded_redis
 
 INBOUND = "aftersales.inbound"
@@ -84,33 +86,6 @@ RESULTS = ROOT / "bench" / "results"
 
 # --- the message mix ---------------------------------------------------------------------
 
-
-def _ts(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def _message(type_: str, order_id: str, at: datetime, **fields: Any) -> dict[str, Any]:
-    return {
-        "message_id": f"m-{uuid.uuid4().hex[:16]}",
-        "type": type_,
-        "order_id": order_id,
-        "occurred_at": _ts(at),
-        **fields,
-    }
-
-
-def _placed(order_id: str, at: datetime) -> dict[str, Any]:
-    item = {"sku": "SKU-1", "quantity": 2, "unit_price": "10.00", "weight_kg": 0.5,
-            "dimensions_cm": [20, 15, 10]}  # fmt: skip
-    other = {"sku": "SKU-2", "quantity": 1, "unit_price": "25.50", "weight_kg": 1.2,
-             "dimensions_cm": [30, 20, 10]}  # fmt: skip
-    return _message(
-        "order.placed", order_id, at, marketplace="US", seller_id="seller-1",
-        buyer_id="buyer-1", payment_method="prepaid", pricing="regular", currency="USD",
-        shipping_fee="4.99", items=[item, other],
-    )  # fmt: skip
-
-
 Step = tuple[str, dict[str, Any], str | None]  # (task, body, first event it causes)
 
 
@@ -118,7 +93,7 @@ def _returned(order: str, now: datetime) -> list[Step]:
     start = now - timedelta(days=5)
     request = f"r-{uuid.uuid4().hex[:10]}"
     return [
-        ("aftersales.order_event", _placed(order, start), None),
+        ("aftersales.order_event", placed(order, start), None),
         ("aftersales.order_event",
          _message("order.paid", order, start + timedelta(minutes=5)), None),
         ("aftersales.order_event",
@@ -139,7 +114,7 @@ def _returned(order: str, now: datetime) -> list[Step]:
 
 def _cancelled(order: str, now: datetime) -> list[Step]:
     return [
-        ("aftersales.order_event", _placed(order, now - timedelta(hours=2)), None),
+        ("aftersales.order_event", placed(order, now - timedelta(hours=2)), None),
         ("aftersales.order_event",
          _message("order.paid", order, now - timedelta(minutes=20)), None),
         ("aftersales.buyer_action", _message("buyer.cancel_requested", order,
@@ -150,7 +125,7 @@ def _cancelled(order: str, now: datetime) -> list[Step]:
 
 def _accepted(order: str, now: datetime) -> list[Step]:
     return [
-        ("aftersales.order_event", _placed(order, now - timedelta(hours=5)), None),
+        ("aftersales.order_event", placed(order, now - timedelta(hours=5)), None),
         ("aftersales.order_event", _message("order.paid", order, now - timedelta(hours=4)), None),
         ("aftersales.buyer_action", _message("buyer.cancel_requested", order,
                                              now - timedelta(hours=1), reason="too slow"),

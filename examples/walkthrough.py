@@ -52,23 +52,51 @@ def story(order_id: str, now: datetime) -> list[Message]:
         return now - timedelta(minutes=minutes)
 
     return [
-        build(OrderPlaced, order_id=order_id, occurred_at=ago(4000), marketplace="UK",
-              seller_id="s-1", buyer_id="b-1", payment_method="prepaid", pricing="regular",
-              currency="GBP", shipping_fee="3.99",
-              items=[{"sku": "MUG", "quantity": 2, "unit_price": "12.50",
-                      "weight_kg": 0.6, "dimensions_cm": [12, 10, 10]}]),
+        build(
+            OrderPlaced,
+            order_id=order_id,
+            occurred_at=ago(4000),
+            marketplace="UK",
+            seller_id="s-1",
+            buyer_id="b-1",
+            payment_method="prepaid",
+            pricing="regular",
+            currency="GBP",
+            shipping_fee="3.99",
+            items=[
+                {
+                    "sku": "MUG",
+                    "quantity": 2,
+                    "unit_price": "12.50",
+                    "weight_kg": 0.6,
+                    "dimensions_cm": [12, 10, 10],
+                }
+            ],
+        ),
         build(OrderPaid, order_id=order_id, occurred_at=ago(3990)),
         build(OrderShipped, order_id=order_id, occurred_at=ago(3000), tracking_number="OUT-1"),
         build(OrderDelivered, order_id=order_id, occurred_at=ago(1500)),
         # The worker takes messages in parallel: a return request that overtakes the
         # delivery waits for it, so the script need not wait between messages.
-        build(ReturnRequested, order_id=order_id, occurred_at=ago(60), request_id="ret-1",
-              kind="return_and_refund", reason="changed_mind", method="drop_off"),
+        build(
+            ReturnRequested,
+            order_id=order_id,
+            occurred_at=ago(60),
+            request_id="ret-1",
+            kind="return_and_refund",
+            reason="changed_mind",
+            method="drop_off",
+        ),
         build(SellerReturnApproved, order_id=order_id, occurred_at=ago(30), request_id="ret-1"),
         # Any time after the approval: it waits for the label if it is not made yet.
-        build(LabelEmailRequested, order_id=order_id, occurred_at=ago(1), request_id="ret-1",
-              email="buyer@example.com"),
-    ]  # fmt: skip
+        build(
+            LabelEmailRequested,
+            order_id=order_id,
+            occurred_at=ago(1),
+            request_id="ret-1",
+            email="buyer@example.com",
+        ),
+    ]
 
 
 def label_files(event: Event) -> list[Path]:

@@ -51,8 +51,15 @@ def handle_inbound(
         errors = exc.errors(include_url=False, include_context=False, include_input=False)
         detail = _validation_detail(task_name, body, errors)
         log.warning("invalid message dead-lettered", error_count=len(errors))
-        return _refuse(task_name, body, detail, "invalid_message", facts, task_id,
-                       errors=[dict(error) for error in errors])  # fmt: skip
+        return _refuse(
+            task_name,
+            body,
+            detail,
+            "invalid_message",
+            facts,
+            task_id,
+            errors=[dict(error) for error in errors],
+        )
     bind(order_id=message.order_id, message_id=message.message_id, message_type=message.type)
     # Its in-flight entry ends in the same round trip as the commit (or the duplicate check).
     outcome = runtime.service().handle_message(message, task_id, _digest(body))

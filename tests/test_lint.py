@@ -19,6 +19,7 @@ CHECKS = {
 }
 
 
+@pytest.mark.cpu_heavy
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("command", CHECKS.values(), ids=CHECKS.keys())
 def test_the_tree_passes(command: list[str]) -> None:

@@ -35,10 +35,13 @@ def test_other_urls_are_left_alone(url: str) -> None:
     ("url", "shown"),
     [
         ("redis://:s3cret@h:6379/0", "redis://:***@h:6379/0"),
-        ("rediss://aftersales:p%40ss@h/0?ssl_ca_certs=/ca", "rediss://aftersales:***@h/0?ssl_ca_certs=/ca"),
+        (
+            "rediss://aftersales:p%40ss@h/0?ssl_ca_certs=/ca",
+            "rediss://aftersales:***@h/0?ssl_ca_certs=/ca",
+        ),
         ("redis://h:6379/0", "redis://h:6379/0"),
     ],
-)  # fmt: skip
+)
 def test_redacted_hides_the_password(url: str, shown: str) -> None:
     assert redacted(url) == shown
 

@@ -21,10 +21,18 @@ pytestmark = pytest.mark.integration
 
 def _placed(order_id: str, at: datetime) -> OrderPlaced:
     return build(
-        OrderPlaced, order_id=order_id, occurred_at=at, marketplace="US", seller_id="s-1",
-        buyer_id="b-1", payment_method="prepaid", pricing="regular", currency="USD",
-        shipping_fee="4.99", items=[{"sku": "SKU-1", "quantity": 2, "unit_price": "10.00"}],
-    )  # fmt: skip
+        OrderPlaced,
+        order_id=order_id,
+        occurred_at=at,
+        marketplace="US",
+        seller_id="s-1",
+        buyer_id="b-1",
+        payment_method="prepaid",
+        pricing="regular",
+        currency="USD",
+        shipping_fee="4.99",
+        items=[{"sku": "SKU-1", "quantity": 2, "unit_price": "10.00"}],
+    )
 
 
 def test_sdk_round_trip_through_a_real_worker(redis_url, start_worker):

@@ -16,6 +16,7 @@ import pytest
 from tests.support.messages import (
     BUYER_ACTION,
     ORDER_EVENT,
+    ORDER_TOTAL,
     PLATFORM_ACTION,
     SELLER_ACTION,
     ago,
@@ -26,8 +27,6 @@ from tests.support.messages import (
 from tests.support.state import wait_applied
 
 pytestmark = pytest.mark.integration
-
-ORDER_TOTAL = Decimal("50.49")  # placed(): 2 x 10.00 + 25.50 + 4.99 shipping
 
 
 def shipped_order(

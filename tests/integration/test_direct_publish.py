@@ -72,10 +72,14 @@ def test_messages_and_routes_are_kombus_own(broker_url: str) -> None:
             event = _event(routing_key)
             target = queues["#"].name
             Producer(channel).publish(
-                event, exchange=_exchange(), routing_key=routing_key, serializer="json",
-                delivery_mode=2, message_id=event["id"],
+                event,
+                exchange=_exchange(),
+                routing_key=routing_key,
+                serializer="json",
+                delivery_mode=2,
+                message_id=event["id"],
                 headers={"ce_id": event["id"], "ce_type": event["type"]},
-            )  # fmt: skip
+            )
             kombus = client.lpop(target)
             for queue in ours - {target}:
                 client.delete(queue)
@@ -89,8 +93,9 @@ def test_a_stock_kombu_consumer_reads_the_events(
     received: list[tuple[dict[str, Any], Any]] = []
     with Connection(broker_url, transport="redis") as connection:
         # Bound after the worker started: its cached bindings must be refreshed.
-        queue = Queue(f"test.direct.{uuid.uuid4().hex[:10]}", _exchange(), routing_key="#",
-                      auto_delete=True)  # fmt: skip
+        queue = Queue(
+            f"test.direct.{uuid.uuid4().hex[:10]}", _exchange(), routing_key="#", auto_delete=True
+        )
         consumer = Consumer(
             connection.default_channel,
             [queue],

@@ -15,6 +15,7 @@ import pytest
 from tests.support.messages import (
     BUYER_ACTION,
     ORDER_EVENT,
+    ORDER_TOTAL,
     SELLER_ACTION,
     ago,
     message,
@@ -26,7 +27,6 @@ from worker.adapters.redis_store import RedisStore
 
 pytestmark = pytest.mark.integration
 
-ORDER_TOTAL = Decimal("50.49")  # placed(): 2 x 10.00 + 25.50 + 4.99 shipping
 SWEEP = {"AFTERSALES_SWEEP_INTERVAL": "PT0.5S"}
 
 

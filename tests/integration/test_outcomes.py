@@ -14,6 +14,7 @@ import pytest
 from tests.support.messages import (
     BUYER_ACTION,
     ORDER_EVENT,
+    ORDER_TOTAL,
     PLATFORM_ACTION,
     SELLER_ACTION,
     ago,
@@ -24,8 +25,6 @@ from tests.support.messages import (
 from tests.support.state import paid_order
 
 pytestmark = pytest.mark.integration
-
-ORDER_TOTAL = Decimal("50.49")  # placed(): 2 x 10.00 + 25.50 + 4.99 shipping
 
 
 def delivered_order(wire_client, delivered_at: datetime, **placed_fields) -> str:

@@ -99,12 +99,16 @@ def _envelope(body: bytes, **overrides: Any) -> bytes:
         "content-encoding": "utf-8",
         "headers": task_headers(BUYER_ACTION),
         "properties": {
-            "body_encoding": "base64", "delivery_tag": "t", "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": "t",
+            "priority": 0,
             "delivery_mode": 2,
-            "delivery_info": {"exchange": "aftersales.inbound",
-                              "routing_key": "aftersales.inbound"},
+            "delivery_info": {
+                "exchange": "aftersales.inbound",
+                "routing_key": "aftersales.inbound",
+            },
         },
-    }  # fmt: skip
+    }
     for key, value in overrides.items():
         if key in envelope["properties"]:
             envelope["properties"][key] = value

@@ -22,14 +22,15 @@ def test_publish_applies_the_good_lines_and_names_the_bad_ones(
     start_worker()
     order = new_id("o")
     lines = [
-        json.dumps(placed(order, ago(minutes=10))),                        # 1 good
-        "{this is not json",                                               # 2
-        json.dumps(message("order.teleported", order, ago(minutes=9))),    # 3 unknown type
-        "",                                                                # (blank)
+        json.dumps(placed(order, ago(minutes=10))),  # 1 good
+        "{this is not json",  # 2
+        json.dumps(message("order.teleported", order, ago(minutes=9))),  # 3 unknown type
+        "",  # (blank)
         json.dumps(message("buyer.cancel_requested", order, ago(minutes=8))),  # 5 no reason
-        json.dumps(message("buyer.cancel_requested", order, ago(minutes=7),
-                           reason="changed my mind")),                     # 6 good
-    ]  # fmt: skip
+        json.dumps(
+            message("buyer.cancel_requested", order, ago(minutes=7), reason="changed my mind")
+        ),  # 6 good
+    ]
     path = tmp_path / "messages.jsonl"
     path.write_text("\n".join(lines) + "\n")
 
@@ -51,9 +52,13 @@ def test_publish_reads_an_array_from_stdin_at_the_given_rate(redis_url, start_wo
 
     started = time.monotonic()
     result = subprocess.run(
-        [AFTERSALES, "publish", "-", "--rate", "10"], input=body, capture_output=True,
-        text=True, timeout=60, env=cli_env(redis_url),
-    )  # fmt: skip
+        [AFTERSALES, "publish", "-", "--rate", "10"],
+        input=body,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=cli_env(redis_url),
+    )
     elapsed = time.monotonic() - started
 
     assert result.returncode == 0, result.stderr

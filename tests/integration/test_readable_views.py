@@ -1,5 +1,6 @@
-"""`aftersales order` and `aftersales dead-letters` read as tables by default, JSON with
-`--json`; run as subprocesses against a real Redis and worker."""
+"""`aftersales order` and `aftersales dead-letters` in a pipe: one record per line,
+tab-separated (tables only on a terminal: tests/unit/test_views.py); JSON with `--json`.
+Run as subprocesses, output piped, against a real Redis and worker."""
 
 from __future__ import annotations
 
@@ -29,9 +30,10 @@ AFTERSALES = str(Path(sys.executable).parent / "aftersales")
 
 
 def cli_env(redis_url: str) -> dict[str, str]:
-    """This process's environment, pointed at the test Redis; wide, so tables do not wrap."""
+    """This process's environment, pointed at the test Redis, 80 columns wide: a pipe's
+    output does not depend on the width."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AFTERSALES_")}
-    env.update(AFTERSALES_REDIS_URL=redis_url, COLUMNS="220")
+    env.update(AFTERSALES_REDIS_URL=redis_url, COLUMNS="80")
     return env
 
 
@@ -50,9 +52,17 @@ def test_order_shows_a_timeline_and_open_requests_in_local_and_utc_time(
     wire_client.send(ORDER_EVENT, placed(order, ago(days=6), marketplace="UK", currency="GBP"))
     for step, days in (("order.paid", 5.9), ("order.shipped", 5), ("order.delivered", 3)):
         wire_client.send(ORDER_EVENT, message(step, order, ago(days=days)))
-    wire_client.send(BUYER_ACTION, message(
-        "buyer.return_requested", order, ago(hours=1), request_id="r-1", kind="refund_only",
-        reason="damaged"))  # fmt: skip
+    wire_client.send(
+        BUYER_ACTION,
+        message(
+            "buyer.return_requested",
+            order,
+            ago(hours=1),
+            request_id="r-1",
+            kind="refund_only",
+            reason="damaged",
+        ),
+    )
     (requested,) = event_listener.wait_for("return.requested", timeout=20)
 
     shown = aftersales(redis_url, "order", order)
@@ -61,6 +71,13 @@ def test_order_shows_a_timeline_and_open_requests_in_local_and_utc_time(
     respond_by = datetime.fromisoformat(requested["data"]["respond_by"])
     london = respond_by.astimezone(ZoneInfo("Europe/London"))
     text = shown.stdout
+    lines = text.splitlines()
+    (row,) = [line for line in lines if line.startswith("return r-1 (refund_only)\t")]
+    assert row.split("\t")[1:] == [
+        "requested",
+        f"{london:%a %Y-%m-%d %H:%M} {london.tzname()}",
+        f"{respond_by:%Y-%m-%d %H:%M:%S} UTC",
+    ]
     for expected in (
         "Timeline",
         "order.placed",
@@ -84,7 +101,9 @@ def test_order_shows_a_timeline_and_open_requests_in_local_and_utc_time(
     assert "buyer.return_requested" in [entry["input"] for entry in as_json["timeline"]]
 
 
-def test_dead_letters_are_a_table_and_json_on_request(redis_url, start_worker, wire_client):
+def test_dead_letters_in_a_pipe_are_one_line_each_that_grep_finds(
+    redis_url, start_worker, wire_client
+):
     start_worker()
     bad = message("order.paid", new_id("o"), ago(minutes=1), unexpected="field")
     wire_client.send(ORDER_EVENT, bad)
@@ -94,18 +113,19 @@ def test_dead_letters_are_a_table_and_json_on_request(redis_url, start_worker, w
         "the bad message was never dead-lettered",
     )
 
-    table = aftersales(redis_url, "dead-letters").stdout
+    shown = aftersales(redis_url, "dead-letters").stdout
     (letter,) = json.loads(aftersales(redis_url, "dead-letters", "--json").stdout)
 
     assert letter["original"] == bad
-    for expected in (
-        "Dead letters",
-        ORDER_EVENT,
-        letter["reason"],
-        bad["message_id"],
-        "unexpected",
-    ):
-        assert expected in table, f"{expected!r} missing from:\n{table}"
+    title, header, *rows = shown.splitlines()
+    assert title == "Dead letters (oldest first, 1 shown)"
+    assert header.split("\t")[:5] == ["#", "dead-lettered (UTC)", "task", "reason", "message"]
+    (found,) = [row for row in rows if bad["message_id"] in row]  # `| grep <message id>`
+    number, _, task, reason, shown_message, error = found.split("\t")
+    assert (number, task, reason) == ("1", ORDER_EVENT, letter["reason"])
+    assert shown_message == f"order.paid {bad['order_id']} {bad['message_id']}"
+    assert "unexpected" in error
+    assert rows == [found]
 
 
 def test_an_unknown_order_is_an_error(redis_url):

@@ -45,11 +45,21 @@ class Consumers:
     def start(self, transport: str, freeze: Path | None = None) -> subprocess.Popen[bytes]:
         log = open(self.tmp_path / f"consumer-{len(self.started)}.log", "ab")  # noqa: SIM115
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.fetch_consumer", self.redis_url, transport,
-             QUEUE, str(freeze) if freeze else "-"],
-            cwd=Path(__file__).resolve().parents[2], stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=child_dies_with_parent(),
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "tests.support.fetch_consumer",
+                self.redis_url,
+                transport,
+                QUEUE,
+                str(freeze) if freeze else "-",
+            ],
+            cwd=Path(__file__).resolve().parents[2],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=child_dies_with_parent(),
+        )
         log.close()
         self.started.append(process)
         return process
@@ -80,11 +90,19 @@ def publish(redis_url: str, bodies: list[str], priority: int = 0, queue: str = Q
             producer.publish(body, serializer="json", priority=priority)
 
 
-@pytest.mark.parametrize("transport", [
-    pytest.param(RELIABLE, id="reliable-fetch"),
-    pytest.param("redis", id="kombu-redis", marks=pytest.mark.xfail(
-        strict=True, reason="kombu#305: the message popped by BRPOP is in no Redis key")),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "transport",
+    [
+        pytest.param(RELIABLE, id="reliable-fetch"),
+        pytest.param(
+            "redis",
+            id="kombu-redis",
+            marks=pytest.mark.xfail(
+                strict=True, reason="kombu#305: the message popped by BRPOP is in no Redis key"
+            ),
+        ),
+    ],
+)
 def test_a_consumer_killed_between_fetch_and_bookkeeping_loses_nothing(
     transport, consumers, redis_url, redis_client, tmp_path
 ):
@@ -150,12 +168,16 @@ def test_a_living_consumers_messages_are_left_to_it(redis_url, redis_client):
     from worker.shell import transport
 
     publish(redis_url, ["mine"])
-    with Connection(redis_url, transport=RELIABLE) as holder, \
-            Connection(redis_url, transport=RELIABLE) as other:  # fmt: skip
+    with (
+        Connection(redis_url, transport=RELIABLE) as holder,
+        Connection(redis_url, transport=RELIABLE) as other,
+    ):
         taken: list = []
-        with holder.Consumer([Queue(QUEUE, routing_key=QUEUE)],
-                             callbacks=[lambda body, message: taken.append(message)],
-                             accept=["json"]):  # fmt: skip
+        with holder.Consumer(
+            [Queue(QUEUE, routing_key=QUEUE)],
+            callbacks=[lambda body, message: taken.append(message)],
+            accept=["json"],
+        ):
             wait_until(lambda: _drain(holder) or bool(taken), 15, "nothing fetched")
             restorer = transport.Heartbeat(other.default_channel)
             try:
@@ -177,13 +199,18 @@ def test_a_channel_closed_after_its_connection_was_dropped_stops_no_worker(redis
     from worker.shell import transport
 
     publish(redis_url, ["held when the connection dropped"])
-    with Connection(redis_url, transport=RELIABLE) as holder, \
-            Connection(redis_url, transport=RELIABLE) as other:  # fmt: skip
+    with (
+        Connection(redis_url, transport=RELIABLE) as holder,
+        Connection(redis_url, transport=RELIABLE) as other,
+    ):
         taken: list = []
         channel = holder.channel()
-        consumer = holder.Consumer([Queue(QUEUE, routing_key=QUEUE)], channel=channel,
-                                   callbacks=[lambda body, message: taken.append(message)],
-                                   accept=["json"])  # fmt: skip
+        consumer = holder.Consumer(
+            [Queue(QUEUE, routing_key=QUEUE)],
+            channel=channel,
+            callbacks=[lambda body, message: taken.append(message)],
+            accept=["json"],
+        )
         consumer.consume()
         wait_until(lambda: _drain(holder) or bool(taken), 15, "nothing fetched")
         channel.connection.client = None  # what Connection._do_close_transport does
@@ -287,9 +314,11 @@ def test_a_rejected_message_goes_back_to_its_queue_through_kombus_own_path(redis
     publish(redis_url, ["again"])
     with Connection(redis_url, transport=RELIABLE) as connection:
         taken: list = []
-        with connection.Consumer([Queue(QUEUE, routing_key=QUEUE)],
-                                 callbacks=[lambda body, message: taken.append(message)],
-                                 accept=["json"]):  # fmt: skip
+        with connection.Consumer(
+            [Queue(QUEUE, routing_key=QUEUE)],
+            callbacks=[lambda body, message: taken.append(message)],
+            accept=["json"],
+        ):
             wait_until(lambda: _drain(connection) or bool(taken), 15, "nothing fetched")
             taken[0].reject(requeue=True)
 
@@ -312,13 +341,21 @@ def test_fetching_goes_on_after_redis_forgets_its_scripts(redis_url, redis_clien
 UNDELIVERABLE = {
     "not-json": b"\xff not json",
     "no-properties": b'{"body": "e30="}',
-    "bad-base64-body": json.dumps({
-        "body": "%%% not base64", "content-type": "application/json", "headers": {},
-        "content-encoding": "utf-8", "properties": {
-            "body_encoding": "base64", "delivery_tag": "t", "priority": 0,
-            "delivery_info": {"exchange": QUEUE, "routing_key": QUEUE}},
-    }).encode(),
-}  # fmt: skip
+    "bad-base64-body": json.dumps(
+        {
+            "body": "%%% not base64",
+            "content-type": "application/json",
+            "headers": {},
+            "content-encoding": "utf-8",
+            "properties": {
+                "body_encoding": "base64",
+                "delivery_tag": "t",
+                "priority": 0,
+                "delivery_info": {"exchange": QUEUE, "routing_key": QUEUE},
+            },
+        }
+    ).encode(),
+}
 
 
 @pytest.mark.parametrize("junk", UNDELIVERABLE.values(), ids=UNDELIVERABLE.keys())

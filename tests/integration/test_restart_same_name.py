@@ -55,8 +55,9 @@ def test_deadlines_held_by_a_worker_restarted_under_its_own_name_fire_once_soon(
         assert again.name == first.name
 
         cancelled = listener.wait_for("order.cancelled", timeout=30, count=DEADLINES)
-        late = {event["subject"]: arrival_lateness(event, due[event["subject"]])
-                for event in cancelled}  # fmt: skip
+        late = {
+            event["subject"]: arrival_lateness(event, due[event["subject"]]) for event in cancelled
+        }
         assert set(late) == set(due)
         assert max(late.values()) < LATENESS_BOUND, f"fired late: {late}"
         print(f"latest of {DEADLINES} fired {max(late.values()):.1f} s after its due time")

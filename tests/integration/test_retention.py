@@ -87,9 +87,14 @@ def test_a_closed_order_expires_and_a_late_message_for_it_is_dead_lettered(
     assert all(ttl > 4000 for ttl in _ttls(redis_client, reopening))
     # ...and a return request opens it again: every key persists, in that same commit.
     request = message(
-        "buyer.return_requested", reopening, ago(seconds=-1),
-        request_id="r-1", kind="return_and_refund", reason="damaged", method="self_arrange",
-    )  # fmt: skip
+        "buyer.return_requested",
+        reopening,
+        ago(seconds=-1),
+        request_id="r-1",
+        kind="return_and_refund",
+        reason="damaged",
+        method="self_arrange",
+    )
     wire_client.send(BUYER_ACTION, request)
     event_listener.wait_for(lambda e: e["type"] == "return.requested" and e["subject"] == reopening)
     assert _ttls(redis_client, reopening) == [-1, -1, -1, -1]

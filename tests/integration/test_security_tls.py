@@ -47,9 +47,13 @@ def test_worker_beat_producer_and_cli_work_over_tls(start_worker, start_beat, tl
 
         (cancelled,) = listener.wait_for("order.cancelled", timeout=30)
         shown = subprocess.run(
-            [CLI, "order", order, "--json"], env=_base_env(url, url, None), capture_output=True,
-            text=True, timeout=60, check=False,
-        )  # fmt: skip
+            [CLI, "order", order, "--json"],
+            env=_base_env(url, url, None),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     finally:
         listener.close()
         producer.close()

@@ -253,10 +253,23 @@ def test_concurrent_make_label_yields_one_set_of_files(tmp_path: Path) -> None:
 # RTL overrides, a line break, shell-looking names, and ids of the longest length the
 # schema allows (128; it refuses lone surrogates, so they never reach a label).
 HOSTILE_IDS = [
-    "../../etc/x", "/etc/passwd", "..", ".", "a/../../b", "\0", "a\0/../b", "..\\..\\win.ini",
-    "%2e%2e%2fetc%2fpasswd", "\u202e../\u202d", "line\nbreak", "~root", "-rf", " ",
-    "x" * 128, "../" * 42 + "..",
-]  # fmt: skip
+    "../../etc/x",
+    "/etc/passwd",
+    "..",
+    ".",
+    "a/../../b",
+    "\0",
+    "a\0/../b",
+    "..\\..\\win.ini",
+    "%2e%2e%2fetc%2fpasswd",
+    "\u202e../\u202d",
+    "line\nbreak",
+    "~root",
+    "-rf",
+    " ",
+    "x" * 128,
+    "../" * 42 + "..",
+]
 
 
 @pytest.mark.parametrize("hostile", HOSTILE_IDS)

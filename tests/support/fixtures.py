@@ -157,7 +157,8 @@ def start_worker(
     The handle: ``.pid``, ``.name`` (node name), ``.alive()``, ``.kill9(whole_group=True)``
     (crash), ``.stop()`` (SIGTERM = warm shutdown, SIGKILL after 5 s), ``.log_text()``,
     ``.wait_for_log(text, timeout)``. Call it several times for several workers. Every
-    worker is stopped at teardown; the logs of all of them are shown if the test fails.
+    worker is killed (SIGKILL, whole group) at teardown; the logs of all of them are shown
+    if the test fails.
     """
     started: list[CeleryProcess] = []
     request.node.stash.setdefault(_PROCESSES, [])
@@ -200,7 +201,7 @@ def start_worker(
 
     yield start
     for handle in reversed(started):
-        handle.stop()
+        handle.discard()
 
 
 @pytest.fixture
@@ -215,7 +216,7 @@ def start_beat(
 
     ``start_beat(env=None, *, loglevel="INFO", args=(), timeout=START_TIMEOUT)
     -> CeleryProcess``; returns once beat logs that it is starting. Same environment
-    rules and handle as `start_worker` (``.name`` is None). Stopped at teardown.
+    rules and handle as `start_worker` (``.name`` is None). Killed at teardown.
     """
     started: list[CeleryProcess] = []
     request.node.stash.setdefault(_PROCESSES, [])
@@ -246,7 +247,7 @@ def start_beat(
 
     yield start
     for handle in reversed(started):
-        handle.stop()
+        handle.discard()
 
 
 @pytest.fixture
@@ -296,8 +297,32 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark tests under tests/integration with `integration` (for `-m "not integration"`)."""
+SLOW_FIXTURES = frozenset({"start_worker", "start_beat", "redis_cluster", "rabbitmq_node"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests under tests/integration with `integration` (for `-m "not integration"`).
+
+    On several processes (pytest-xdist `-n`), the CPU-heavy tests and those that start
+    processes go first and the quick ones last: they fill the gaps at the end, instead of
+    one process still running a minute-long test while the others are idle. Otherwise
+    the order is as written."""
     for item in items:
         if "integration" in Path(str(item.path)).parts:
             item.add_marker(pytest.mark.integration)
+    if _parallel(config):
+        items.sort(key=_cost_class)  # stable: the order within a class is kept
+
+
+def _parallel(config: pytest.Config) -> bool:
+    """In a pytest-xdist worker process (they collect, and must agree on the order)."""
+    return hasattr(config, "workerinput")
+
+
+def _cost_class(item: pytest.Item) -> int:
+    """0: marked `cpu_heavy`; 1: starts processes (integration, chaos, a worker); 2: quick."""
+    if item.get_closest_marker("cpu_heavy") is not None:
+        return 0
+    parts = Path(str(item.path)).parts
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return 1 if "integration" in parts or "chaos" in parts or fixtures & SLOW_FIXTURES else 2

@@ -1,10 +1,12 @@
 """Inbound messages as plain JSON-able dicts, exactly as a producer in any language sends
-them. Integration tests build their wire messages here (no project imports)."""
+them. Integration tests and the benchmarks (bench/) build their wire messages here (no
+project imports)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 
@@ -30,8 +32,52 @@ def message(type_: str, order_id: str, at: datetime, **fields: Any) -> dict[str,
     }
 
 
+US_ITEMS: list[dict[str, Any]] = [
+    {
+        "sku": "SKU-1",
+        "quantity": 2,
+        "unit_price": "10.00",
+        "weight_kg": 0.5,
+        "dimensions_cm": [20, 15, 10],
+    },
+    {
+        "sku": "SKU-2",
+        "quantity": 1,
+        "unit_price": "25.50",
+        "weight_kg": 1.2,
+        "dimensions_cm": [30, 20, 10],
+    },
+]
+ORDER_TOTAL = Decimal("50.49")
+"""What `placed()` costs by default: 2 x 10.00 + 25.50 + 4.99 shipping."""
+
+UK_ORDER: dict[str, Any] = {
+    "marketplace": "UK",
+    "currency": "GBP",
+    "items": [
+        {
+            "sku": "sku-a",
+            "quantity": 1,
+            "unit_price": "20.00",
+            "weight_kg": 1,
+            "dimensions_cm": [30, 20, 10],
+        },
+        {
+            "sku": "sku-b",
+            "quantity": 2,
+            "unit_price": "15.00",
+            "weight_kg": 0.5,
+            "dimensions_cm": [20, 10, 5],
+        },
+    ],
+}
+"""`placed(order, at, **UK_ORDER)`: the benchmarks' UK order of two lines (bench/)."""
+
+
 def placed(order_id: str, at: datetime, **fields: Any) -> dict[str, Any]:
-    body = {
+    """An `order.placed`: prepaid, regular price, US, two lines (`ORDER_TOTAL`) unless
+    `fields` say otherwise (any field, `message_id` included)."""
+    body: dict[str, Any] = {
         "marketplace": "US",
         "seller_id": "seller-1",
         "buyer_id": "buyer-1",
@@ -39,22 +85,7 @@ def placed(order_id: str, at: datetime, **fields: Any) -> dict[str, Any]:
         "pricing": "regular",
         "currency": "USD",
         "shipping_fee": "4.99",
-        "items": [
-            {
-                "sku": "SKU-1",
-                "quantity": 2,
-                "unit_price": "10.00",
-                "weight_kg": 0.5,
-                "dimensions_cm": [20, 15, 10],
-            },
-            {
-                "sku": "SKU-2",
-                "quantity": 1,
-                "unit_price": "25.50",
-                "weight_kg": 1.2,
-                "dimensions_cm": [30, 20, 10],
-            },
-        ],
+        "items": US_ITEMS,
     }
     body.update(fields)
     return message("order.placed", order_id, at, **body)

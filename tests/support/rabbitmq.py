@@ -12,8 +12,10 @@ that needs the broker is skipped, saying why.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -24,6 +26,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import kombu.pools
 import pytest
@@ -37,6 +40,9 @@ BOOT_TIMEOUT = 100.0
 """A node boots in about 10 s on an idle 2-core machine; CI may be loaded and slow (the
 first test's 120 s pytest-timeout includes the boot)."""
 STOP_TIMEOUT = 60.0
+CTL_TIMEOUT = 180.0
+"""`rabbitmqctl` boots an Erlang VM of its own: seconds when idle, a minute or more on a
+loaded machine."""
 # Debian's /usr/sbin wrappers switch to the `rabbitmq` user when run as root; the scripts
 # behind them run as whoever starts them, which a private node needs.
 SCRIPT_DIRS = ("/usr/lib/rabbitmq/bin", "/usr/local/sbin", "/usr/sbin", "/opt/rabbitmq/sbin")
@@ -55,21 +61,43 @@ QUEUES = (
 """Every queue a test or its worker declares that outlives a connection."""
 
 
-INBOUND_POLICY = (
-    "aftersales-inbound",
-    r"^aftersales\.inbound$",
-    json.dumps(
-        {
-            "dead-letter-exchange": "aftersales.dead_letter",
-            "dead-letter-routing-key": "aftersales.dead_letter",
-            "delivery-limit": 20,
-        }
-    ),
-    "--apply-to",
-    "queues",
-)
+INBOUND_POLICY = {
+    "vhost": "/",
+    "name": "aftersales-inbound",
+    "pattern": r"^aftersales\.inbound$",
+    "apply-to": "queues",
+    "priority": 0,
+    "definition": {
+        "dead-letter-exchange": "aftersales.dead_letter",
+        "dead-letter-routing-key": "aftersales.dead_letter",
+        "delivery-limit": 20,
+    },
+}
 """The policy docs/operations.md#rabbitmq asks operators to set: what RabbitMQ itself drops
-from the inbound queue goes to the dead-letter queue."""
+from the inbound queue goes to the dead-letter queue. Loaded with the node's definitions at
+boot (no `rabbitmqctl`, an Erlang VM of its own, on a busy machine)."""
+
+
+def definitions() -> dict[str, Any]:
+    """What the node imports at boot: the guest user and `/` (a node given definitions
+    creates neither itself) and the inbound policy."""
+    salt = os.urandom(4)
+    password_hash = base64.b64encode(salt + hashlib.sha256(salt + b"guest").digest()).decode()
+    return {
+        "users": [
+            {
+                "name": "guest",
+                "password_hash": password_hash,
+                "hashing_algorithm": "rabbit_password_hashing_sha256",
+                "tags": ["administrator"],
+            }
+        ],
+        "vhosts": [{"name": "/"}],
+        "permissions": [
+            {"user": "guest", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}
+        ],
+        "policies": [INBOUND_POLICY],
+    }
 
 
 @dataclass
@@ -81,7 +109,7 @@ class Node:
     epmd: subprocess.Popen[bytes]
     log: Path
 
-    def ctl(self, *args: str, timeout: float = 60.0) -> str:
+    def ctl(self, *args: str, timeout: float = CTL_TIMEOUT) -> str:
         """`rabbitmqctl -q <args>` against this node; its output."""
         done = subprocess.run(
             [str(self.scripts / "rabbitmqctl"), "-q", *args],
@@ -150,8 +178,11 @@ def _epmd() -> str | None:
 
 def _node_env(base: Path, port: int, epmd_port: int) -> dict[str, str]:
     node = f"aftersales-test-{uuid.uuid4().hex[:8]}@localhost"
+    (base / "definitions.json").write_text(json.dumps(definitions()))
     (base / "rabbitmq.conf").write_text(
         f"listeners.tcp.1 = 127.0.0.1:{port}\n"
+        "definitions.import_backend = local_filesystem\n"
+        f"definitions.local.path = {base / 'definitions.json'}\n"
         # One node on a shared machine: no alarm for the CI box's small disk.
         "disk_free_limit.absolute = 1MB\n"
         "log.file.level = info\n"
@@ -223,7 +254,6 @@ def start_node(base: Path) -> Node:
                 tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
                 pytest.fail(f"RabbitMQ did not start within {BOOT_TIMEOUT:.0f}s:\n{tail}")
             time.sleep(0.25)
-        node.ctl("set_policy", *INBOUND_POLICY)
     except BaseException:  # a failed or interrupted boot leaves no node behind
         node.stop()
         raise

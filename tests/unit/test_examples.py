@@ -35,12 +35,17 @@ def load_example(name: str) -> ModuleType:
     return module
 
 
+@pytest.mark.cpu_heavy
+@pytest.mark.timeout(600)
 def test_the_examples_type_check_strictly() -> None:
     assert {p.name for p in EXAMPLES} >= {"walkthrough.py", "s3_label_store.py"}
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--no-incremental", *map(str, EXAMPLES)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -56,26 +61,40 @@ def test_the_walkthrough_story_is_valid_in_the_past_and_in_event_order() -> None
     times = [m.occurred_at for m in messages]
     assert times == sorted(times) and times[-1] < now
     assert [m.type for m in messages][-3:] == [
-        "buyer.return_requested", "seller.return_approved", "buyer.label_email_requested",
-    ]  # fmt: skip
+        "buyer.return_requested",
+        "seller.return_approved",
+        "buyer.label_email_requested",
+    ]
 
 
 def test_the_walkthrough_finds_the_label_files_of_the_event() -> None:
     walkthrough = load_example("walkthrough")
-    event = parse_event({
-        "specversion": "1.0", "id": "e-1", "source": "aftersales", "subject": "ord-42",
-        "type": "return.label_generated", "time": "2026-03-02T10:15:00Z",
-        "datacontenttype": "application/json",
-        "data": {"request_id": "ret-1", "carrier": "Evri", "tracking_number": "EV1",
-                 "qr_content": "RET1|Evri|EV1|ord-42|ret-1",
-                 "qr_png_uri": "file:///srv/var/labels/return-ret-1-ab.qr.png",
-                 "pdf_uri": "file:///srv/var/labels/return-ret-1-ab.pdf",
-                 "cost": {"amount": "2.99", "currency": "GBP"}, "payer": "buyer",
-                 "valid_until": "2026-03-16T10:15:00Z"},
-    })  # fmt: skip
+    event = parse_event(
+        {
+            "specversion": "1.0",
+            "id": "e-1",
+            "source": "aftersales",
+            "subject": "ord-42",
+            "type": "return.label_generated",
+            "time": "2026-03-02T10:15:00Z",
+            "datacontenttype": "application/json",
+            "data": {
+                "request_id": "ret-1",
+                "carrier": "Evri",
+                "tracking_number": "EV1",
+                "qr_content": "RET1|Evri|EV1|ord-42|ret-1",
+                "qr_png_uri": "file:///srv/var/labels/return-ret-1-ab.qr.png",
+                "pdf_uri": "file:///srv/var/labels/return-ret-1-ab.pdf",
+                "cost": {"amount": "2.99", "currency": "GBP"},
+                "payer": "buyer",
+                "valid_until": "2026-03-16T10:15:00Z",
+            },
+        }
+    )
     assert walkthrough.label_files(event) == [
-        Path("/srv/var/labels/return-ret-1-ab.qr.png"), Path("/srv/var/labels/return-ret-1-ab.pdf"),
-    ]  # fmt: skip
+        Path("/srv/var/labels/return-ret-1-ab.qr.png"),
+        Path("/srv/var/labels/return-ret-1-ab.pdf"),
+    ]
 
 
 # --- the S3 label store, on an in-memory client ---------------------------------------------

@@ -13,6 +13,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -346,6 +347,7 @@ def paid_total(shell: Shell) -> Decimal:
     return sum((i.unit_price * i.quantity for i in order.items), order.shipping_fee)
 
 
+@pytest.mark.cpu_heavy
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories())
 def test_histories_keep_the_invariants(actions: list[tuple[Any, ...]]) -> None:

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 from unittest import mock
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from schemas.policy import MarketplacePolicy
@@ -58,6 +59,7 @@ def _run(actions: list[tuple[Any, ...]], inline: bool) -> StoredShell:
     return shell
 
 
+@pytest.mark.cpu_heavy
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(props.histories())
 def test_every_state_of_random_histories_loads_exactly(actions: list[tuple[Any, ...]]) -> None:
@@ -74,12 +76,20 @@ def test_every_state_of_random_histories_loads_exactly(actions: list[tuple[Any, 
 def _delivered_with_history() -> OrderState:
     shell = props.run(
         [
-            ("send", {"type": "order.placed", "payment_method": "prepaid",
-                      "pricing": "regular", "marketplace": "UK"}, 0),
+            (
+                "send",
+                {
+                    "type": "order.placed",
+                    "payment_method": "prepaid",
+                    "pricing": "regular",
+                    "marketplace": "UK",
+                },
+                0,
+            ),
             ("send", {"type": "order.paid"}, 1),
             ("send", {"type": "order.shipped", "tracking_number": "T1"}, 30),
         ]
-    )  # fmt: skip
+    )
     return shell.state
 
 
@@ -111,11 +121,19 @@ def test_decimal_defaults_written_with_another_exponent_are_kept() -> None:
     state = _delivered_with_history()
     zero = Decimal("0.00")
     request = ReturnRequest.model_validate(
-        {"request_id": "r1", "status": "requested", "kind": "refund_only",
-         "reason": "damaged", "method": None, "items": [], "parcel": None,
-         "requested_at": "2026-01-01T00:00:00Z", "respond_by": "2026-01-03T00:00:00Z",
-         "return_cost": zero}
-    )  # fmt: skip
+        {
+            "request_id": "r1",
+            "status": "requested",
+            "kind": "refund_only",
+            "reason": "damaged",
+            "method": None,
+            "items": [],
+            "parcel": None,
+            "requested_at": "2026-01-01T00:00:00Z",
+            "respond_by": "2026-01-03T00:00:00Z",
+            "return_cost": zero,
+        }
+    )
     changed = state.model_copy(update={"refunded_total": zero, "returns": {"r1": request}})
     loaded = round_trip(changed)
     assert str(loaded.refunded_total) == "0.00"

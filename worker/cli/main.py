@@ -9,6 +9,7 @@ A command parses its options and delegates to a module that does the work (`runn
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -162,6 +163,11 @@ def _echo_json(value: object) -> None:
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="JSON, for scripts.")
 
 
+def _on_terminal() -> bool:
+    """Tables for a person at a terminal; off one, one record per line (worker/cli/views.py)."""
+    return sys.stdout.isatty()
+
+
 @main.command()
 @click.argument("order_id")
 @JSON_OPTION
@@ -169,7 +175,8 @@ def order(order_id: str, as_json: bool) -> None:
     """One order: its timeline, open requests, pending deadlines, parked messages.
 
     Times are shown in UTC and in the marketplace's local time; `--json` prints
-    everything, the whole state included.
+    everything, the whole state included. Tables on a terminal; in a pipe, one record per
+    line, tab-separated.
     """
     from worker.cli.ops import order_view
 
@@ -179,9 +186,12 @@ def order(order_id: str, as_json: bool) -> None:
     if as_json:
         _echo_json(view)
         return
-    from worker.cli.views import order_renderable, print_renderable
+    from worker.cli.views import order_lines, order_renderable, print_renderable
 
-    print_renderable(order_renderable(view))
+    if _on_terminal():
+        print_renderable(order_renderable(view))
+    else:
+        click.echo("\n".join(order_lines(view)))
 
 
 @main.command()
@@ -219,7 +229,11 @@ def deadlines(count: int, order_id: str | None) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @JSON_OPTION
 def dead_letters(limit: int, as_json: bool) -> None:
-    """Show dead letters, oldest first, without taking them off the queue."""
+    """Show dead letters, oldest first, without taking them off the queue.
+
+    A table on a terminal; in a pipe, one letter per line, tab-separated, ids whole
+    (`aftersales dead-letters | grep MESSAGE_ID`).
+    """
     import redis
 
     from worker.cli.ops import dead_letters as read
@@ -234,9 +248,12 @@ def dead_letters(limit: int, as_json: bool) -> None:
     if as_json:
         _echo_json(letters)
         return
-    from worker.cli.views import dead_letters_renderable, print_renderable
+    from worker.cli.views import dead_letters_lines, dead_letters_renderable, print_renderable
 
-    print_renderable(dead_letters_renderable(letters))
+    if _on_terminal():
+        print_renderable(dead_letters_renderable(letters))
+    else:
+        click.echo("\n".join(dead_letters_lines(letters)))
 
 
 @main.command()

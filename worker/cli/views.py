@@ -1,14 +1,16 @@
 """Readable renderings of the operator views (`aftersales order`, `aftersales dead-letters`).
 
-They take the JSON-able dicts of `worker.cli.ops` (what `--json` prints), so the two outputs
-never disagree, and render them with rich: tables on a terminal, plain text in a pipe.
-Times are shown in UTC and, where an order has a marketplace, in its local time, since
-answer windows and business hours are counted there.
+They take the JSON-able dicts of `worker.cli.ops` (what `--json` prints), so the outputs
+never disagree. On a terminal they are rich tables; off one (a pipe, a file) every record
+is one line of tab-separated fields, ids whole, so `aftersales dead-letters | grep <id>`
+finds its letter. Times are shown in UTC and, where an order has a marketplace, in its
+local time, since answer windows and business hours are counted there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,6 +28,39 @@ OPEN_RETURN_STATUSES = frozenset(
     {"requested", "approved", "rejected", "appealed", "offered", "replacing"}  # 1.2: +2
 )
 """Return requests still waiting for someone (see worker/rules/state.py)."""
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A titled table of text: a rich Table on a terminal, tab-separated lines off one."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: Sequence[Sequence[str]] = ()
+    styles: Mapping[int, Callable[[str], str]] = field(default_factory=dict)
+    """Column index -> the rich style of a cell's text (terminal only)."""
+
+    def table(self, **options: Any) -> Table:
+        table = Table(title=self.title, title_justify="left", **options)
+        for column in self.columns:
+            table.add_column(column, overflow="fold")
+        for row in self.rows:
+            table.add_row(
+                *(
+                    Text(cell, style=self.styles[index](cell)) if index in self.styles else cell
+                    for index, cell in enumerate(row)
+                )
+            )
+        return table
+
+    def lines(self) -> list[str]:
+        """The title, the column names, then one line per row; fields are tab-separated,
+        with any tab or line break inside a field made a space."""
+        return [self.title, _tab_separated(self.columns), *map(_tab_separated, self.rows)]
+
+
+def _tab_separated(fields: Iterable[str]) -> str:
+    return "\t".join(" ".join(str(value).split()) or "-" for value in fields)
 
 
 def utc_text(value: str | None) -> str:
@@ -55,8 +90,13 @@ def _summary(view: Mapping[str, Any]) -> Text:
         text.append(f"  {order.get('marketplace', '?')} {order.get('currency', '')}")
         text.append(f"  {order.get('payment_method', '')}")
     text.append(f"  times: UTC and {_zone(state)}\n")
-    for label, key in (("placed", None), ("paid", "paid_at"), ("ready to ship", "ready_to_ship_at"),
-                       ("shipped", "shipped_at"), ("delivered", "delivered_at")):  # fmt: skip
+    for label, key in (
+        ("placed", None),
+        ("paid", "paid_at"),
+        ("ready to ship", "ready_to_ship_at"),
+        ("shipped", "shipped_at"),
+        ("delivered", "delivered_at"),
+    ):
         when = order.get("placed_at") if key is None else state.get(key)
         if when:
             text.append(f"  {label}: {utc_text(when)}\n")
@@ -71,22 +111,24 @@ def _summary(view: Mapping[str, Any]) -> Text:
     return text
 
 
-def _timeline(entries: Iterable[Mapping[str, Any]]) -> Table:
-    table = Table(title="Timeline", title_justify="left", expand=False)
-    for column in ("processed (UTC)", "occurred (UTC)", "input", "result", "events"):
-        table.add_column(column)
+def _timeline(entries: Iterable[Mapping[str, Any]]) -> Listing:
+    columns = ("processed (UTC)", "occurred (UTC)", "input", "result", "events")
+    rows = []
     for entry in entries:
         result = str(entry.get("result", ""))
         if entry.get("dead_letters"):
             result += f", {entry['dead_letters']} dead-lettered"
-        table.add_row(
-            utc_text(entry.get("at")),
-            utc_text(entry.get("occurred_at")),
-            str(entry.get("input", "")),
-            Text(result, style="green" if result == "applied" else "yellow"),
-            ", ".join(entry.get("events") or []) or "-",
+        rows.append(
+            (
+                utc_text(entry.get("at")),
+                utc_text(entry.get("occurred_at")),
+                str(entry.get("input", "")),
+                result,
+                ", ".join(entry.get("events") or []) or "-",
+            )
         )
-    return table
+    styles = {3: lambda result: "green" if result == "applied" else "yellow"}
+    return Listing("Timeline", columns, rows, styles)
 
 
 def open_requests(state: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -97,8 +139,9 @@ def open_requests(state: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
     cancel = state.get("cancel_request")
     if cancel and cancel.get("status") == "open":
-        rows.append({"request": "cancellation", "status": "open",
-                     "respond_by": cancel.get("respond_by")})  # fmt: skip
+        rows.append(
+            {"request": "cancellation", "status": "open", "respond_by": cancel.get("respond_by")}
+        )
     for request_id, request in sorted((state.get("returns") or {}).items()):
         if request.get("status") in OPEN_RETURN_STATUSES:
             rows.append(
@@ -129,36 +172,34 @@ def _pending_by(state: Mapping[str, Any], request_id: str, request: Mapping[str,
     return None
 
 
-def _requests(state: Mapping[str, Any], zone: str) -> Table:
-    table = Table(title="Open requests", title_justify="left")
-    for column in ("request", "status", f"respond by ({zone})", "respond by (UTC)"):
-        table.add_column(column)
+def _requests(state: Mapping[str, Any], zone: str) -> Listing:
+    rows = []
     for row in open_requests(state):
         respond_by = row["respond_by"]
         untimed = "until ready to ship" if row["request"] == "cancellation" else "-"
         local = local_text(respond_by, zone) if respond_by else untimed
-        table.add_row(row["request"], row["status"], local, utc_text(respond_by))
-    return table
+        rows.append((row["request"], row["status"], local, utc_text(respond_by)))
+    columns = ("request", "status", f"respond by ({zone})", "respond by (UTC)")
+    return Listing("Open requests", columns, rows)
 
 
-def _deadlines(deadlines: Iterable[Mapping[str, Any]], zone: str) -> Table:
-    table = Table(title="Pending deadlines", title_justify="left")
-    for column in ("deadline", "for", f"due ({zone})", "due (UTC)"):
-        table.add_column(column)
-    for deadline in deadlines:
-        table.add_row(
+def _deadlines(deadlines: Iterable[Mapping[str, Any]], zone: str) -> Listing:
+    rows = [
+        (
             str(deadline["kind"]),
             str(deadline.get("ref") or "-"),
             local_text(deadline["due_at"], zone),
             utc_text(deadline["due_at"]),
         )
-    return table
+        for deadline in deadlines
+    ]
+    return Listing("Pending deadlines", ("deadline", "for", f"due ({zone})", "due (UTC)"), rows)
 
 
-def order_renderable(view: Mapping[str, Any]) -> RenderableType:
+def _order_parts(view: Mapping[str, Any]) -> list[Text | Listing]:
     state = view["state"]
     zone = _zone(state)
-    parts: list[RenderableType] = [_summary(view), _timeline(view["timeline"])]
+    parts: list[Text | Listing] = [_summary(view), _timeline(view["timeline"])]
     parts.append(_requests(state, zone) if open_requests(state) else Text("No open requests."))
     if view["deadlines"]:
         parts.append(_deadlines(view["deadlines"], zone))
@@ -174,31 +215,58 @@ def order_renderable(view: Mapping[str, Any]) -> RenderableType:
         )
     if view["in_flight"]:
         parts.append(Text(f"in flight: {len(view['in_flight'])} message(s)"))
-    return Group(*parts)
+    return parts
 
 
-def dead_letters_renderable(letters: Sequence[Mapping[str, Any]]) -> RenderableType:
-    if not letters:
-        return Text("No dead letters.")
-    table = Table(title=f"Dead letters (oldest first, {len(letters)} shown)", title_justify="left")
-    for column in ("#", "dead-lettered (UTC)", "task", "reason", "message", "error"):
-        table.add_column(column, overflow="fold")
+def order_renderable(view: Mapping[str, Any]) -> RenderableType:
+    """`aftersales order` on a terminal."""
+    parts = _order_parts(view)
+    return Group(*(part.table() if isinstance(part, Listing) else part for part in parts))
+
+
+def order_lines(view: Mapping[str, Any]) -> list[str]:
+    """`aftersales order` off a terminal: the summary, then each table as lines."""
+    lines: list[str] = []
+    for part in _order_parts(view):
+        if isinstance(part, Listing):
+            lines.extend(part.lines())
+        else:
+            lines.extend(line.strip() for line in part.plain.splitlines() if line.strip())
+    return lines
+
+
+def _dead_letters(letters: Sequence[Mapping[str, Any]]) -> Listing:
+    rows = []
     for number, letter in enumerate(letters, 1):
         original = letter.get("original")
         message = "-"
         if isinstance(original, Mapping):
-            message = " ".join(str(original.get(key) or "?") for key in
-                               ("type", "order_id", "message_id"))  # fmt: skip
+            keys = ("type", "order_id", "message_id")
+            message = " ".join(str(original.get(key) or "?") for key in keys)
         error = str(letter.get("error") or "")
-        table.add_row(
-            str(number),
-            utc_text(letter.get("dead_lettered_at")),
-            str(letter.get("task") or "-"),
-            str(letter.get("reason") or "-"),
-            message,
-            error[:ERROR_WIDTH] + ("…" if len(error) > ERROR_WIDTH else ""),
+        rows.append(
+            (
+                str(number),
+                utc_text(letter.get("dead_lettered_at")),
+                str(letter.get("task") or "-"),
+                str(letter.get("reason") or "-"),
+                message,
+                error[:ERROR_WIDTH] + ("…" if len(error) > ERROR_WIDTH else ""),
+            )
         )
-    return table
+    title = f"Dead letters (oldest first, {len(letters)} shown)"
+    columns = ("#", "dead-lettered (UTC)", "task", "reason", "message", "error")
+    return Listing(title, columns, rows)
+
+
+def dead_letters_renderable(letters: Sequence[Mapping[str, Any]]) -> RenderableType:
+    """`aftersales dead-letters` on a terminal."""
+    return _dead_letters(letters).table() if letters else Text("No dead letters.")
+
+
+def dead_letters_lines(letters: Sequence[Mapping[str, Any]]) -> list[str]:
+    """`aftersales dead-letters` off a terminal: one letter per line."""
+    return _dead_letters(letters).lines() if letters else ["No dead letters."]
 
 
 def print_renderable(renderable: RenderableType, console: Console | None = None) -> None:

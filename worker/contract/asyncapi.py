@@ -47,11 +47,13 @@ def _component_schemas() -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """(a $ref per inbound type and event data type, every schema under components)."""
     inbound = message_models()
     keys, defs = models_json_schema(
-        [*((model, "validation") for model in inbound.values()),
-         *((model, "serialization") for model in EVENT_DATA.values()),
-         (CloudEvent, "serialization")],
+        [
+            *((model, "validation") for model in inbound.values()),
+            *((model, "serialization") for model in EVENT_DATA.values()),
+            (CloudEvent, "serialization"),
+        ],
         ref_template=REF,
-    )  # fmt: skip
+    )
     refs = {name: keys[(model, "validation")] for name, model in inbound.items()}
     refs |= {name: keys[(model, "serialization")] for name, model in EVENT_DATA.items()}
     refs["CloudEvent"] = keys[(CloudEvent, "serialization")]
@@ -81,11 +83,10 @@ def _event_message(event_type: str, data_ref: dict[str, Any]) -> dict[str, Any]:
         "payload": {
             "allOf": [
                 {"$ref": REF.format(model="CloudEvent")},
-                {"type": "object", "properties": {"type": {"const": event_type},
-                                                  "data": data_ref}},
+                {"type": "object", "properties": {"type": {"const": event_type}, "data": data_ref}},
             ]
         },
-    }  # fmt: skip
+    }
 
 
 def document() -> dict[str, Any]:
@@ -143,13 +144,17 @@ def document() -> dict[str, Any]:
                 "title": "Outbound events",
                 "description": "Durable topic exchange; bind your own queue (`#`, `refund.#`).",
                 "messages": {t: {"$ref": f"#/components/messages/{t}"} for t in EVENT_DATA},
-                "bindings": {"amqp": {"is": "routingKey", "exchange": {
-                    "name": topology.EVENTS, "type": "topic", "durable": True}}},
+                "bindings": {
+                    "amqp": {
+                        "is": "routingKey",
+                        "exchange": {"name": topology.EVENTS, "type": "topic", "durable": True},
+                    }
+                },
             },
         },
         "operations": operations,
         "components": {"schemas": schemas, "messages": messages},
-    }  # fmt: skip
+    }
 
 
 def document_yaml() -> str:

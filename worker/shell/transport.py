@@ -100,8 +100,11 @@ class QoS(kombu_redis.QoS):
         whose beat stopped with the close, so the restore gives it back to its queue."""
         transport = self.channel.connection
         if self.channel._pool is None and (transport is None or transport.client is None):
-            log.warning("message ended after its connection was dropped; it comes back",
-                        action=what, delivery_tag=str(delivery_tag))  # fmt: skip
+            log.warning(
+                "message ended after its connection was dropped; it comes back",
+                action=what,
+                delivery_tag=str(delivery_tag),
+            )
             raise redis.exceptions.ConnectionError(
                 f"cannot {what} {delivery_tag}: its channel's connection was dropped"
             )
@@ -149,8 +152,11 @@ class Channel(kombu_redis.Channel):
         if not queues:
             return
         self._ensure_heartbeat()
-        lists = [(queue, self._q_for_pri(queue, pri), queue in self._noack_queues)
-                 for pri in self.priority_steps for queue in queues]  # fmt: skip
+        lists = [
+            (queue, self._q_for_pri(queue, pri), queue in self._noack_queues)
+            for pri in self.priority_steps
+            for queue in queues
+        ]
         tag = f"{self.consumer_id}{TAG_SEPARATOR}{uuid.uuid4().hex}"
         script_keys, argv = fetch_arguments(
             self.unacked_key, self.unacked_index_key, self.consumer_id, tag, lists
@@ -310,11 +316,18 @@ class Heartbeat(threading.Thread):
 
     def beat(self) -> int:
         self.client.set(keys.alive(self.consumer_id), "1", px=ALIVE_TTL_MS)
-        restored = int(self.restore(
-            keys=self.restore_keys,
-            args=[keys.ALIVE_PREFIX, keys.FETCH_TAKEN_PREFIX, self.consumer_id, RESTORE_GAP,
-                  RESTORE_QUIET],
-        ))  # fmt: skip
+        restored = int(
+            self.restore(
+                keys=self.restore_keys,
+                args=[
+                    keys.ALIVE_PREFIX,
+                    keys.FETCH_TAKEN_PREFIX,
+                    self.consumer_id,
+                    RESTORE_GAP,
+                    RESTORE_QUIET,
+                ],
+            )
+        )
         if restored:
             log.warning("restored messages of dead consumers", count=restored)
         return restored
@@ -361,9 +374,13 @@ def fetch_arguments(
     for queue, _, no_ack in lists:
         argv += [f',"",{json.dumps(queue)}]', "1" if no_ack else "0"]
     script_keys = [
-        unacked_key, index_key, keys.fetch_taken(consumer_id), keys.FETCH_CONSUMERS,
-        keys.alive(consumer_id), *(key for _, key, _ in lists),
-    ]  # fmt: skip
+        unacked_key,
+        index_key,
+        keys.fetch_taken(consumer_id),
+        keys.FETCH_CONSUMERS,
+        keys.alive(consumer_id),
+        *(key for _, key, _ in lists),
+    ]
     return script_keys, argv
 
 

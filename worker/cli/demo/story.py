@@ -57,18 +57,29 @@ class Story:
         """Send each message once the one before it is committed, as facts reach a real
         worker over time: sent at once, two worker processes may take a cancel before the
         payment it follows, and an outcome published on the earlier state stands (event
-        time's one exception, docs/rules.md)."""
-        for message in messages:
+        time's one exception, docs/rules.md).
+
+        An order.placed and the payment right after it go together: the scenes' orders
+        are placed days ago, so the unpaid expiry is already due when the order is
+        committed, and a tick between the two would fire it before the payment was sent.
+        Queued behind it, the payment holds the deadline back (service_layer/backlog.py)."""
+        for number, message in enumerate(messages):
             self.orders.add(message.order_id)
             self.producer.send(message)
             self.console.print(f"  [dim]→ {message.type} ({_ago(message.occurred_at)})[/dim]")
+            paid_next = number + 1 < len(messages) and messages[number + 1].type == "order.paid"
+            if message.type == "order.placed" and paid_next:
+                self.inputs[message.order_id] = self.inputs.get(message.order_id, 0) + 1
+                continue
             self._committed(message.order_id)
 
     def _committed(self, order_id: str) -> None:
         self.inputs[order_id] = self.inputs.get(order_id, 0) + 1
         deadline = min(self.ends_at, time.monotonic() + SCENE_TIMEOUT)
-        while (self.store.load(order_id).version < self.inputs[order_id]
-               and time.monotonic() < deadline):  # fmt: skip
+        while (
+            self.store.load(order_id).version < self.inputs[order_id]
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.02)
 
     def expect(self, order_id: str, *types: str) -> dict[str, Event]:
@@ -106,12 +117,26 @@ def _ago(moment: datetime) -> str:
 
 def _order(order_id: str, at: datetime, marketplace: str = "US", currency: str = "USD") -> Any:
     return build(
-        OrderPlaced, order_id=order_id, occurred_at=at, marketplace=marketplace,
-        seller_id="demo-seller", buyer_id="demo-buyer", payment_method="prepaid",
-        pricing="regular", currency=currency, shipping_fee="3.99",
-        items=[{"sku": "MUG-1", "quantity": 2, "unit_price": "20.00", "weight_kg": 0.8,
-                "dimensions_cm": [30, 20, 10]}],
-    )  # fmt: skip
+        OrderPlaced,
+        order_id=order_id,
+        occurred_at=at,
+        marketplace=marketplace,
+        seller_id="demo-seller",
+        buyer_id="demo-buyer",
+        payment_method="prepaid",
+        pricing="regular",
+        currency=currency,
+        shipping_fee="3.99",
+        items=[
+            {
+                "sku": "MUG-1",
+                "quantity": 2,
+                "unit_price": "20.00",
+                "weight_kg": 0.8,
+                "dimensions_cm": [30, 20, 10],
+            }
+        ],
+    )
 
 
 def _new(prefix: str) -> str:
@@ -121,10 +146,16 @@ def _new(prefix: str) -> str:
 def instant_cancel(story: Story) -> None:
     story.console.rule("1. The buyer cancels within the free-cancel hour: at once, full refund")
     order, now = _new("instant"), datetime.now(UTC)
-    story.send(_order(order, now - timedelta(minutes=20)),
-               build(OrderPaid, order_id=order, occurred_at=now - timedelta(minutes=15)),
-               build(CancelRequested, order_id=order, occurred_at=now - timedelta(minutes=1),
-                     reason="ordered the wrong colour"))  # fmt: skip
+    story.send(
+        _order(order, now - timedelta(minutes=20)),
+        build(OrderPaid, order_id=order, occurred_at=now - timedelta(minutes=15)),
+        build(
+            CancelRequested,
+            order_id=order,
+            occurred_at=now - timedelta(minutes=1),
+            reason="ordered the wrong colour",
+        ),
+    )
     got = story.expect(order, "order.cancelled", "refund.initiated")
     if "order.cancelled" in got:
         story.check(
@@ -137,12 +168,23 @@ def ignored_cancel_request(story: Story) -> None:
     story.console.rule("2. A cancel request the seller ignores: accepted when 48 h pass")
     order, now = _new("ignored"), datetime.now(UTC)
     placed = now - timedelta(days=4)
-    story.send(_order(order, placed),
-               build(OrderPaid, order_id=order, occurred_at=placed + timedelta(minutes=10)),
-               build(CancelRequested, order_id=order, occurred_at=now - timedelta(days=3),
-                     reason="found it cheaper"))  # fmt: skip
-    got = story.expect(order, "cancellation.requested", "cancellation.auto_accepted",
-                       "order.cancelled", "refund.initiated")  # fmt: skip
+    story.send(
+        _order(order, placed),
+        build(OrderPaid, order_id=order, occurred_at=placed + timedelta(minutes=10)),
+        build(
+            CancelRequested,
+            order_id=order,
+            occurred_at=now - timedelta(days=3),
+            reason="found it cheaper",
+        ),
+    )
+    got = story.expect(
+        order,
+        "cancellation.requested",
+        "cancellation.auto_accepted",
+        "order.cancelled",
+        "refund.initiated",
+    )
     story.check("ignored cancel request auto-accepted", "cancellation.auto_accepted" in got)
 
 
@@ -189,12 +231,20 @@ def bank_holiday_return(story: Story) -> None:
     asked = datetime.combine(business_day_before(holiday), datetime.min.time(), LONDON)
     asked = (asked + timedelta(hours=10)).astimezone(UTC)
     delivered, placed = asked - timedelta(days=1), asked - timedelta(days=5)
-    story.send(_order(order, placed, "UK", "GBP"),
-               build(OrderPaid, order_id=order, occurred_at=placed + timedelta(hours=1)),
-               build(OrderShipped, order_id=order, occurred_at=delivered - timedelta(days=2)),
-               build(OrderDelivered, order_id=order, occurred_at=delivered),
-               build(ReturnRequested, order_id=order, occurred_at=asked, request_id="r-1",
-                     kind="refund_only", reason="damaged"))  # fmt: skip
+    story.send(
+        _order(order, placed, "UK", "GBP"),
+        build(OrderPaid, order_id=order, occurred_at=placed + timedelta(hours=1)),
+        build(OrderShipped, order_id=order, occurred_at=delivered - timedelta(days=2)),
+        build(OrderDelivered, order_id=order, occurred_at=delivered),
+        build(
+            ReturnRequested,
+            order_id=order,
+            occurred_at=asked,
+            request_id="r-1",
+            kind="refund_only",
+            reason="damaged",
+        ),
+    )
     got = story.expect(order, "return.requested", "return.auto_approved", "refund.initiated")
     if "return.requested" in got:
         respond_by = getattr(got["return.requested"].data, "respond_by", asked)
@@ -213,25 +263,48 @@ def bank_holiday_return(story: Story) -> None:
 def drop_off_and_refund(story: Story) -> None:
     story.console.rule("4-5. A drop-off return: approved, QR label, dropped off, refunded")
     order, now = _new("drop-off"), datetime.now(UTC)
-    story.send(_order(order, now - timedelta(days=5), "UK", "GBP"),
-               build(OrderPaid, order_id=order, occurred_at=now - timedelta(days=5, hours=-1)),
-               build(OrderShipped, order_id=order, occurred_at=now - timedelta(days=4)),
-               build(OrderDelivered, order_id=order, occurred_at=now - timedelta(days=2)),
-               build(ReturnRequested, order_id=order, occurred_at=now - timedelta(days=1),
-                     request_id="r-1", kind="return_and_refund", method="drop_off",
-                     reason="changed_mind"),
-               build(SellerReturnApproved, order_id=order, request_id="r-1",
-                     occurred_at=now - timedelta(hours=3)))  # fmt: skip
+    story.send(
+        _order(order, now - timedelta(days=5), "UK", "GBP"),
+        build(OrderPaid, order_id=order, occurred_at=now - timedelta(days=5, hours=-1)),
+        build(OrderShipped, order_id=order, occurred_at=now - timedelta(days=4)),
+        build(OrderDelivered, order_id=order, occurred_at=now - timedelta(days=2)),
+        build(
+            ReturnRequested,
+            order_id=order,
+            occurred_at=now - timedelta(days=1),
+            request_id="r-1",
+            kind="return_and_refund",
+            method="drop_off",
+            reason="changed_mind",
+        ),
+        build(
+            SellerReturnApproved,
+            order_id=order,
+            request_id="r-1",
+            occurred_at=now - timedelta(hours=3),
+        ),
+    )
     got = story.expect(order, "return.approved", "return.label_generated")
     label = got.get("return.label_generated")
     if label is None:
         return
     show_label(label, story.console)
     tracking = str(getattr(label.data, "tracking_number", ""))
-    story.send(build(ReturnDroppedOff, order_id=order, request_id="r-1",
-                     tracking_number=tracking, occurred_at=now - timedelta(hours=2)),
-               build(SellerReturnReceived, order_id=order, request_id="r-1",
-                     occurred_at=now - timedelta(minutes=5)))  # fmt: skip
+    story.send(
+        build(
+            ReturnDroppedOff,
+            order_id=order,
+            request_id="r-1",
+            tracking_number=tracking,
+            occurred_at=now - timedelta(hours=2),
+        ),
+        build(
+            SellerReturnReceived,
+            order_id=order,
+            request_id="r-1",
+            occurred_at=now - timedelta(minutes=5),
+        ),
+    )
     got = story.expect(order, "refund.initiated")
     if "refund.initiated" in got:
         story.check(
@@ -244,8 +317,12 @@ def _adds_up(refund: Event) -> bool:
     """The parts add up to the amount, and the buyer's return postage was deducted."""
     data = refund.data.model_dump()
     parts = data["breakdown"]
-    total = (parts["items"] + parts["shipping_fee"] - parts["return_shipping_deduction"]
-             + parts.get("return_shipping_refund", Decimal("0")))  # fmt: skip
+    total = (
+        parts["items"]
+        + parts["shipping_fee"]
+        - parts["return_shipping_deduction"]
+        + parts.get("return_shipping_refund", Decimal("0"))
+    )
     return bool(total == data["amount"] and parts["return_shipping_deduction"] > 0)
 
 
@@ -253,18 +330,33 @@ def offer_lapses(story: Story) -> None:
     story.console.rule("6. The seller offers a partial refund; the buyer never answers")
     order, now = _new("offer"), datetime.now(UTC)
     asked = now - timedelta(days=4)
-    story.send(_order(order, now - timedelta(days=8)),
-               build(OrderPaid, order_id=order, occurred_at=now - timedelta(days=8, hours=-1)),
-               build(OrderShipped, order_id=order, occurred_at=now - timedelta(days=7)),
-               build(OrderDelivered, order_id=order, occurred_at=now - timedelta(days=5)),
-               build(ReturnRequested, order_id=order, occurred_at=asked, request_id="r-1",
-                     kind="refund_only", reason="damaged"),
-               build(OfferMade, order_id=order, request_id="r-1", offer="partial_refund",
-                     amount="15.00", occurred_at=asked + timedelta(hours=6)))  # fmt: skip
+    story.send(
+        _order(order, now - timedelta(days=8)),
+        build(OrderPaid, order_id=order, occurred_at=now - timedelta(days=8, hours=-1)),
+        build(OrderShipped, order_id=order, occurred_at=now - timedelta(days=7)),
+        build(OrderDelivered, order_id=order, occurred_at=now - timedelta(days=5)),
+        build(
+            ReturnRequested,
+            order_id=order,
+            occurred_at=asked,
+            request_id="r-1",
+            kind="refund_only",
+            reason="damaged",
+        ),
+        build(
+            OfferMade,
+            order_id=order,
+            request_id="r-1",
+            offer="partial_refund",
+            amount="15.00",
+            occurred_at=asked + timedelta(hours=6),
+        ),
+    )
     # The offer stops the seller's 48 h; a day without an answer lapses it, and the
     # seller's 48 h start again in full, then pass: the request is approved as asked.
-    got = story.expect(order, "offer.made", "offer.lapsed", "return.auto_approved",
-                       "refund.initiated")  # fmt: skip
+    got = story.expect(
+        order, "offer.made", "offer.lapsed", "return.auto_approved", "refund.initiated"
+    )
     if "offer.lapsed" in got and "return.auto_approved" in got:
         lapsed = got["offer.lapsed"].data
         approved = got["return.auto_approved"].data
@@ -289,11 +381,12 @@ def play(url: str, console: Console, budget: float, state_url: str | None = None
     (default: the same Redis); 0 if every promise was kept."""
     started = time.monotonic()
     with (
-        EventConsumer(url, f"demo.events.{uuid.uuid4().hex[:8]}", ["#"], durable=False,
-                      auto_delete=True) as events,
+        EventConsumer(
+            url, f"demo.events.{uuid.uuid4().hex[:8]}", ["#"], durable=False, auto_delete=True
+        ) as events,
         Producer(url) as producer,
         redis.Redis.from_url(state_url or url) as redis_client,
-    ):  # fmt: skip
+    ):
         story = Story(producer, events, RedisStore(redis_client), console, ends_at=started + budget)
         for scene in SCENES:
             scene(story)

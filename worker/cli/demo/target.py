@@ -58,11 +58,17 @@ def own_worker(var_dir: Path, timeout: float) -> Iterator[Target]:
     var_dir.mkdir(parents=True, exist_ok=True)
     url_file, log_path = var_dir / "redis.url", var_dir / "run.log"
     url_file.unlink(missing_ok=True)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("AFTERSALES_REDIS_URL", "AFTERSALES_BROKER_URL")}  # fmt: skip
-    env.update(AFTERSALES_VAR_DIR=str(var_dir), AFTERSALES_SWEEP_INTERVAL=DEMO_TICK,
-               AFTERSALES_LABEL_DIR=str((var_dir / "labels").resolve()),
-               AFTERSALES_LOG_FORMAT="json")  # fmt: skip
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("AFTERSALES_REDIS_URL", "AFTERSALES_BROKER_URL")
+    }
+    env.update(
+        AFTERSALES_VAR_DIR=str(var_dir),
+        AFTERSALES_SWEEP_INTERVAL=DEMO_TICK,
+        AFTERSALES_LABEL_DIR=str((var_dir / "labels").resolve()),
+        AFTERSALES_LOG_FORMAT="json",
+    )
     command = [
         sys.executable,
         "-c",
@@ -77,9 +83,14 @@ def own_worker(var_dir: Path, timeout: float) -> Iterator[Target]:
     ]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=child_dies_with_parent(),
-        )  # fmt: skip
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=child_dies_with_parent(),
+        )
     try:
         url = _wait_for_url(url_file, process, timeout)
         deadline = time.monotonic() + timeout
