@@ -13,11 +13,11 @@ from typing import Any, ClassVar
 
 import structlog
 from celery import bootsteps
-from celery.signals import task_postrun, task_prerun, task_received, worker_init
+from celery.signals import beat_init, task_postrun, task_prerun, task_received, worker_init
 
 from schemas.inbound import INBOUND_TASKS
-from worker import runtime, topology
-from worker.app import app
+from worker import amqp, runtime, topology
+from worker.app import AMQP, app
 from worker.backlog import message_facts
 from worker.logging import get_logger, never_fails
 from worker.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK
@@ -85,6 +85,8 @@ class Liveness(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is unty
 def declare_on_init(**_: Any) -> None:
     # Also declared here so `aftersales run` producers never publish into the void.
     with app.connection_for_write() as connection:
+        if AMQP:  # an existing classic inbound is kept
+            amqp.adopt_existing_inbound(app, connection)
         channel = connection.default_channel
         # The consumed queues as configured: quorum inbound with RabbitMQ (worker/amqp.py).
         for queue in (*topology.DECLARED, *app.conf.task_queues):
@@ -142,8 +144,16 @@ def _register_batch_holder(request: Any) -> None:
         runtime.store().hold_many(held, holder, runtime.utcnow())
 
 
+def adopt_on_beat_init(**_: Any) -> None:
+    """Beat publishes barriers through `aftersales.inbound`: the queue as it exists."""
+    if AMQP:
+        with app.connection_for_write() as connection:
+            amqp.adopt_existing_inbound(app, connection)
+
+
 RECEIVERS: tuple[tuple[Any, Any], ...] = (
     (worker_init, declare_on_init),
+    (beat_init, adopt_on_beat_init),
     (task_prerun, bind_task),
     (task_postrun, unbind_task),
     (task_received, register_received),
