@@ -53,7 +53,7 @@ from capacity_model import Assumptions, Inputs, messages_per_order, model, table
 from capacity_phases import CapacityBench, Phases  # noqa: E402
 from deadlines import say  # noqa: E402
 
-from worker.embedded_redis import start_embedded_redis  # noqa: E402
+from worker.cli.embedded_redis import start_embedded_redis  # noqa: E402
 
 HAPPY = ("order.placed", "order.paid", "order.ready_to_ship", "order.shipped", "order.delivered")
 RETURN = (

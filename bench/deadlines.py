@@ -59,13 +59,15 @@ sys.path[:0] = [str(ROOT), str(SUPPORT)]
 
 import redis  # noqa: E402
 
-from worker.embedded_redis import EmbeddedRedis, child_dies_with_parent, start_embedded_redis  # noqa: E402
+from worker.cli.embedded_redis import EmbeddedRedis, child_dies_with_parent, start_embedded_redis  # noqa: E402
 
 OURS_QUEUES = "aftersales.inbound,aftersales.deadlines,aftersales.control"
 SCHEDULE_KEY = "aftersales:deadlines"
 ARMED_KEY = "aftersales:deadlines:armed"
 LATENESS_KEY = "aftersales:deadlines:lateness"
-EVENTS_QUEUE = "aftersales.notifications"  # bound '#' to aftersales.events (worker/topology.py)
+EVENTS_QUEUE = (
+    "aftersales.notifications"  # bound '#' to aftersales.events (worker/adapters/topology.py)
+)
 NAIVE_LATENESS = "naive:lateness"
 FAR = timedelta(hours=48)
 MB = 1024 * 1024
@@ -167,8 +169,8 @@ class _Capture:
 
 def _write_range(url: str, start: int, stop: int, due_base: float, batch: int) -> None:
     from worker.adapters.redis_store import RedisStore, from_epoch
-    from worker.ports import Commit
     from worker.rules.state import Deadline, OrderState
+    from worker.service_layer.ports import Commit
 
     client = redis.Redis.from_url(url)
     store = RedisStore(client)
@@ -222,8 +224,8 @@ def write_pending(url: str, n: int, processes: int = 2, batch: int = 1000) -> fl
 def sequential_commit_rate(url: str, n: int) -> float:
     """Commits per second of one client doing one RedisStore.commit per round trip."""
     from worker.adapters.redis_store import RedisStore, from_epoch
-    from worker.ports import Commit
     from worker.rules.state import Deadline, OrderState
+    from worker.service_layer.ports import Commit
 
     store = RedisStore(redis.Redis.from_url(url))
     due_base = time.time() + FAR.total_seconds()
@@ -278,7 +280,7 @@ class _PipelinedStore:
     nothing stored): the commit is RedisStore.commit's own KEYS/ARGV, sent on a pipeline."""
 
     def __init__(self, store: Any, batch: int = 1000) -> None:
-        from worker.ports import CommitResult, Loaded
+        from worker.service_layer.ports import CommitResult, Loaded
 
         self.store, self.batch = store, batch
         self.script = store._commit
@@ -294,7 +296,7 @@ class _PipelinedStore:
     def begin_message(
         self, order_id: str, message_id: str, digest: str, task_id: str, retain: Any = None
     ) -> Any:
-        from worker.ports import Begun
+        from worker.service_layer.ports import Begun
 
         return Begun("new", self._loaded)
 
@@ -639,7 +641,7 @@ class Bench:
         self.fresh()
         from schemas.inbound import ANY_MESSAGE
         from worker.adapters.redis_store import RedisStore
-        from worker.service import Service
+        from worker.service_layer.service import Service
         from worker.settings import load_policy
 
         for _ in range(workers):

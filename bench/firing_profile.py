@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args(argv)
 
-    from worker.embedded_redis import start_embedded_redis
+    from worker.cli.embedded_redis import start_embedded_redis
 
     workdir = Path(tempfile.mkdtemp(prefix="firing-profile-"))
     server = start_embedded_redis(data_dir=workdir / "redis", port=0)
@@ -94,8 +94,9 @@ def profile(n: int, rounds: int, batch: int) -> dict[str, Any]:
     from schemas.inbound import ANY_MESSAGE
     from schemas.types import format_timestamp
     from tasks import deadlines as deadline_tasks
-    from worker import runtime, topology
-    from worker.app import app
+    from worker import runtime
+    from worker.adapters import topology
+    from worker.celery import app
 
     with app.connection_for_write() as connection:  # what the worker does at start-up
         channel = connection.default_channel

@@ -3,7 +3,7 @@ and memory over a long run with retention.
 
     .venv/bin/python bench/memory.py [--orders 2000] [--long-run SECONDS]
 
-Starts its own embedded Redis (worker/embedded_redis.py, free port, FLUSHALL between the
+Starts its own embedded Redis (worker/cli/embedded_redis.py, free port, FLUSHALL between the
 two forms) and drives N orders through the production write path in-process: the real
 Service and RedisStore (claim, load, decide, commit.lua), with a publisher that drops
 events (the outbox is confirmed and emptied, as after a publish). After each lifecycle
@@ -42,9 +42,9 @@ from schemas.inbound import ANY_MESSAGE  # noqa: E402
 from schemas.policy import build_policy  # noqa: E402
 from worker.adapters import keys  # noqa: E402
 from worker.adapters.redis_store import RedisStore  # noqa: E402
-from worker.embedded_redis import start_embedded_redis  # noqa: E402
-from worker.ports import Commit, CommitResult  # noqa: E402
-from worker.service import Service  # noqa: E402
+from worker.cli.embedded_redis import start_embedded_redis  # noqa: E402
+from worker.service_layer.ports import Commit, CommitResult  # noqa: E402
+from worker.service_layer.service import Service  # noqa: E402
 
 SAMPLE = 200  # orders whose keys MEMORY USAGE reads: the keys of one order are alike
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)

@@ -15,7 +15,7 @@ queue of their own, so starting them is never timed. A round, for each side in t
    rate = N / that time, the most the worker drains when it is never starved;
 3. `cancel_consumer`, so the next round's messages wait again.
 
-bare = bench/support/noop_app.py: a no-op task with worker/app.py's own settings and its
+bare = bench/support/noop_app.py: a no-op task with worker/celery.py's own settings and its
 reliable-fetch transport (see there why). `--stock` adds the same no-op on kombu's stock
 Redis transport, for information only. ours = the real worker on a realistic mix, in the
 wire format of tests/integration/wire_messages.py: per three orders, one delivered and
@@ -67,13 +67,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import redis
 from deadlines import ROOT, Bench, Proc, percentile, say, wait_for
 
-from worker.embedded_redis import start_embedded_redis
+from worker.cli.embedded_redis import start_embedded_redis
 
 INBOUND = "aftersales.inbound"
 OURS_IDLE = "aftersales.deadlines,aftersales.control"
 NOOP_QUEUE = "bench.noop"
 NOOP_IDLE = "bench.idle"
-EVENTS_QUEUE = "aftersales.notifications"  # bound '#' to aftersales.events (worker/topology.py)
+EVENTS_QUEUE = (
+    "aftersales.notifications"  # bound '#' to aftersales.events (worker/adapters/topology.py)
+)
 LATENCY_QUEUE = "bench.latency"
 BLOCK = 60  # orders per block: a block's stages are queued one after another (see above)
 CLK_TCK = os.sysconf("SC_CLK_TCK")

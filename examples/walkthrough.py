@@ -7,7 +7,7 @@ The order is placed, paid, shipped and delivered (event times in the past, as a
 marketplace replaying its day would send them); the buyer asks to return it by drop-off,
 the seller approves, and the buyer asks for the label by e-mail. The script prints the
 return's events as they arrive and the label files, then exits 0 (1 if an event is missing
-after 60 s). Messages go through the typed client in `worker/client.py`, which validates
+after 60 s). Messages go through the typed client in `worker/contract/client.py`, which validates
 each one before sending; a bare Celery client would send the same JSON.
 """
 
@@ -31,7 +31,7 @@ from schemas.inbound import (
     ReturnRequested,
     SellerReturnApproved,
 )
-from worker.client import Event, EventConsumer, Producer, build
+from worker.contract.client import Event, EventConsumer, Producer, build
 
 EXPECTED = (
     "return.requested",

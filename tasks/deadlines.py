@@ -1,6 +1,6 @@
 """`aftersales.deadline` fires one deadline, `aftersales.deadline_batch` the deadlines due
-together, `aftersales.tick` runs the schedule: entry points to worker/scheduler.py that
-only choose retry or not."""
+together, `aftersales.tick` runs the schedule: entry points to
+worker/service_layer/scheduler.py that only choose retry or not."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from celery import Task
 from tasks.errors import TRANSIENT, retry_later
 from tasks.typed import task
 from worker import runtime
+from worker.adapters.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK, TICK_TASK
 from worker.logging import bind
-from worker.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK, TICK_TASK
 
 
 @task(name=DEADLINE_TASK, bind=True, max_retries=None)

@@ -11,7 +11,7 @@ from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
 from worker.logging import get_logger
-from worker.service import ConcurrencyExhausted
+from worker.service_layer.service import ConcurrencyExhausted
 
 log = get_logger("aftersales.tasks")
 

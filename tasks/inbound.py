@@ -13,9 +13,9 @@ from schemas.inbound import INBOUND_TASKS, TASK_OF_TYPE, parse_message
 from tasks.errors import TRANSIENT, retry_later
 from tasks.typed import task
 from worker import runtime
-from worker.backlog import message_facts
 from worker.logging import bind, get_logger, redact
 from worker.rules.codes import ORDER_EXPIRED
+from worker.service_layer.backlog import message_facts
 
 log = get_logger("aftersales.tasks")
 
@@ -139,7 +139,7 @@ def _make_task(task_name: str) -> Task:
         name=task_name,
         bind=True,
         max_retries=None,  # transient failures only: never give up on a valid message
-        Request="worker.redaction:RedactedRequest",
+        Request="worker.shell.redaction:RedactedRequest",
     )(run)
 
 

@@ -15,11 +15,11 @@ from tasks.errors import backoff
 from tasks.typed import task
 from worker import runtime
 from worker.adapters.labels import LabelSpec, make_label
+from worker.adapters.topology import LABEL_TASK
 from worker.logging import bind, get_logger
 from worker.rules.fulfilment import label_needed, label_valid_until
 from worker.rules.state import LabelGenerated, OrderState
 from worker.settings import get_settings
-from worker.topology import LABEL_TASK
 
 log = get_logger("aftersales.labels")
 

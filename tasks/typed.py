@@ -12,7 +12,7 @@ from typing import Any
 
 from celery import Task
 
-from worker.app import app
+from worker.celery import app
 
 
 def task(**options: Any) -> Callable[[Callable[..., Any]], Task]:

@@ -12,9 +12,9 @@ import yaml
 from click.testing import CliRunner
 
 from schemas.events import EVENT_DATA
-from worker.asyncapi import document
-from worker.cli import main
-from worker.client import message_models, task_for_type
+from worker.cli.main import main
+from worker.contract.asyncapi import document
+from worker.contract.client import message_models, task_for_type
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKED_IN = ROOT / "docs" / "asyncapi.yaml"

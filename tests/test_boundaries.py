@@ -25,25 +25,25 @@ CELERY_MODULES = {
     "tasks.typed",
     "tasks.errors",  # kombu's OperationalError is a transient failure
     # the shell: configuration, hooks, consumer, transport, task request
-    "worker.app",
-    "worker.hooks",
-    "worker.consumer",
-    "worker.transport",
-    "worker.redaction",
-    "worker.topology",  # the contract's queues and exchanges, as kombu entities
-    "worker.amqp",  # RabbitMQ: its queues, options and app class
+    "worker.celery",
+    "worker.shell.hooks",
+    "worker.shell.consumer",
+    "worker.shell.transport",
+    "worker.shell.redaction",
+    "worker.adapters.topology",  # the contract's queues and exchanges, as kombu entities
+    "worker.adapters.amqp",  # RabbitMQ: its queues, options and app class
     # adapters that speak to the broker
     "worker.adapters.publisher",
     "worker.adapters.queues",
     "worker.adapters.direct_publish",  # kombu's routing and envelope, pushed by the commit
     # producers and command-line tools
-    "worker.client",
-    "worker.cli",
-    "worker.ops",
-    "worker.demo_env",
+    "worker.contract.client",
+    "worker.cli.main",
+    "worker.cli.ops",
+    "worker.cli.demo.target",
 }
 """Every module of ours that imports celery or kombu, and why. worker/runtime.py (the
-wiring) may too; today it reaches Celery only through worker.app."""
+wiring) may too; today it reaches Celery only through worker.celery."""
 
 WIRING = {"worker.runtime"}
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from schemas.events import EVENT_DATA
 from schemas.inbound import TASK_MESSAGES, TYPES_BY_TASK
-from worker.cli import main
+from worker.cli.main import main
 
 
 def test_schemas_writes_one_file_per_task_message_event_and_the_policy(tmp_path: Path) -> None:

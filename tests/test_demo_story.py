@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from worker.demo import business_day_before, day_off_to_ask_before, last_bank_holiday
+from worker.cli.demo.story import business_day_before, day_off_to_ask_before, last_bank_holiday
 
 
 @pytest.mark.parametrize(

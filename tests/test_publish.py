@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from worker.publish import Entry, publish, read_entries
+from worker.cli.publish import Entry, publish, read_entries
 
 PAID = {
     "message_id": "m-1",

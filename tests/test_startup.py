@@ -43,7 +43,7 @@ def test_the_worker_refuses_to_start_with_a_bad_policy_file(tmp_path, policy, ex
 def test_a_missing_policy_file_is_named(tmp_path):
     env = {**os.environ, "AFTERSALES_POLICY_FILE": str(tmp_path / "nope.toml")}
     result = subprocess.run(
-        [sys.executable, "-c", "import worker.app"],
+        [sys.executable, "-c", "import worker.celery"],
         env=env,
         capture_output=True,
         text=True,

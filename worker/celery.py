@@ -1,7 +1,89 @@
-"""Lets `celery -A worker` find the app: Celery looks for `worker.app` as an *attribute*
-of the package (absent: `worker/__init__.py` imports nothing) and then for a module
-`worker.celery`, which is this one."""
+"""The Celery app: `celery -A worker worker|beat|flower` finds `app` here.
 
-from worker.app import app
+JSON only, late acks with rejection on worker loss, task events on for Flower, the
+contract's queues and exchanges declared at start-up, and the beat tick that drives the
+durable deadline schedule and the outbox relay.
+"""
 
-__all__ = ["app"]
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from celery import Celery
+
+from worker.adapters import amqp, topology
+from worker.logging import setup_logging
+from worker.settings import SettingsError, get_settings
+
+try:
+    settings = get_settings()
+except SettingsError as exc:  # a bad policy file or setting stops start-up, readably
+    raise SystemExit(f"aftersales: cannot start: {exc}") from None
+setup_logging()
+
+# worker.shell.hooks: the signal receivers and consumer steps; Celery imports it in a worker
+# and in beat (before worker_init), and this module needs no import of it.
+AMQP = amqp.is_amqp(settings.broker_url)
+"""RabbitMQ as the broker: quorum inbound, native delayed delivery (worker/adapters/amqp.py)."""
+app = (amqp.AmqpCelery if AMQP else Celery)(
+    "aftersales", broker=settings.broker_url, include=["worker.shell.hooks", "tasks"]
+)
+app.conf.update(
+    # JSON only: pickle would let any producer run code in the worker.
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    event_serializer="json",
+    result_accept_content=["json"],
+    result_backend=None,
+    task_ignore_result=True,
+    # At-least-once: ack after the task has run, give the message back if the process
+    # dies. Effects are made exactly-once by the commit, not by the broker.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    # One message per process at a time: a crash strands at most that one.
+    worker_prefetch_multiplier=1,
+    worker_send_task_events=True,
+    task_send_sent_event=True,
+    task_track_started=True,
+    enable_utc=True,
+    timezone="UTC",
+    task_queues=topology.CONSUMED,
+    task_default_queue=topology.INBOUND,
+    task_create_missing_queues=False,
+    task_routes={
+        topology.DEADLINE_TASK: {"queue": topology.DEADLINES},
+        topology.LABEL_TASK: {"queue": topology.DEADLINES},
+        topology.TICK_TASK: {"queue": topology.CONTROL},
+    },
+    broker_transport_options={
+        # Must exceed the deadline horizon: an ETA task older than this is redelivered
+        # (celery#4766). Deadlines further out wait in Redis, not in the broker.
+        "visibility_timeout": int(settings.visibility_timeout.total_seconds()),
+    },
+    broker_connection_retry_on_startup=True,
+    # kombu's Redis transport loses a message popped but not yet recorded as unacked when
+    # the worker is killed (kombu#305); this one moves it atomically (worker/shell/transport.py).
+    # Redis only: RabbitMQ itself gives an unacked message back when its channel dies.
+    broker_transport=(
+        "worker.shell.transport:Transport"
+        if urlsplit(settings.broker_url).scheme == "redis"
+        else None
+    ),
+    worker_consumer="worker.shell.consumer:DeadLetteringConsumer",
+    worker_hijack_root_logger=False,
+    beat_schedule={
+        "aftersales-tick": {
+            "task": topology.TICK_TASK,
+            "schedule": settings.sweep_interval.total_seconds(),
+            # A tick nobody ran in time is worthless: the next one does the same work.
+            "options": {"expires": max(5.0, settings.sweep_interval.total_seconds() * 5)},
+        }
+    },
+)
+
+if AMQP:  # the queues, confirms and delayed delivery of RabbitMQ (worker/adapters/amqp.py)
+    app.conf.update(amqp.celery_options())
+
+# Named, not imported: Celery resolves the classes when the consumer starts.
+app.steps["consumer"].update({"worker.shell.hooks:DeclareTopology", "worker.shell.hooks:Liveness"})

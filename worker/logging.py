@@ -1,4 +1,4 @@
-"""structlog logs; worker/hooks.py binds each task's id and name on every line.
+"""structlog logs; worker/shell/hooks.py binds each task's id and name on every line.
 
 Lines are JSON when stderr is not a terminal (files, containers, log shippers) and
 rendered for people on a terminal; `AFTERSALES_LOG_FORMAT=json|console|auto` decides
@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from worker.topology import TICK_TASK
+from worker.adapters.topology import TICK_TASK
 
 EMAIL_RE = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]*\.[^\s@'\"<>(),;:]*")
 """What looks like an e-mail address, even one cut short by Celery's 1024-character repr

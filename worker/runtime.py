@@ -19,10 +19,10 @@ from worker.adapters.queues import BrokerQueues, RedisQueues
 from worker.adapters.redis_store import RedisStore
 from worker.adapters.shards import StateClient
 from worker.adapters.state_client import connect
-from worker.app import app
-from worker.ports import BacklogReader
-from worker.scheduler import Scheduler
-from worker.service import Service, dead_letter_body, utcnow
+from worker.celery import app
+from worker.service_layer.ports import BacklogReader
+from worker.service_layer.scheduler import Scheduler
+from worker.service_layer.service import Service, dead_letter_body, utcnow
 from worker.settings import get_settings
 
 __all__ = [

@@ -82,7 +82,7 @@ def _switch(name: str) -> bool:
 
 def _check_cluster_broker(redis_url: str, broker_url: str | None) -> None:
     """With state in a Redis Cluster the broker must be another server: kombu does not
-    speak Redis Cluster, and the reliable-fetch scripts (worker/transport.py) need all
+    speak Redis Cluster, and the reliable-fetch scripts (worker/shell/transport.py) need all
     their keys on one Redis (docs/cluster.md)."""
     if not broker_url:
         raise SettingsError(

@@ -94,7 +94,7 @@ class Phases:
         self.idle_rates: dict[str, Any] = {}
         from celery import Celery
 
-        from worker.client import task_for_type
+        from worker.contract.client import task_for_type
 
         self.client = Celery("capacity-producer", broker=bench.url, set_as_current=False)
         self.routes = task_for_type()
@@ -304,7 +304,7 @@ class Phases:
         unpaid_expiry is due `lead` seconds from now. Returns the due epoch."""
         from schemas.inbound import ANY_MESSAGE
         from worker.adapters.redis_store import RedisStore
-        from worker.service import Service
+        from worker.service_layer.service import Service
         from worker.settings import load_policy
 
         store = _PipelinedStore(RedisStore(redis.Redis.from_url(self.bench.url)))

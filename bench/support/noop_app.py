@@ -1,12 +1,12 @@
 """The bare baseline for bench/throughput.py: one Celery no-op task, the real worker's settings.
 
-The settings are read from worker/app.py's `app.conf` itself (serializers, late acks,
+The settings are read from worker/celery.py's `app.conf` itself (serializers, late acks,
 reject on worker lost, prefetch multiplier 1, task events on, sent and started events,
 the visibility timeout), so the baseline cannot drift from the worker it is compared with.
-The transport is the worker's own reliable fetch (worker.transport:Transport), because
+The transport is the worker's own reliable fetch (worker.shell.transport:Transport), because
 every deployment of the worker on Redis pays for it; BENCH_NOOP_TRANSPORT=stock uses
 kombu's stock Redis transport instead (reported for information). The consumer class is
-Celery's stock one: screening inbound messages (worker/consumer.py) is the worker's own
+Celery's stock one: screening inbound messages (worker/shell/consumer.py) is the worker's own
 per-message work, so it is counted against the worker, not hidden in the baseline.
 
     BENCH_BROKER_URL=redis://... PYTHONPATH=bench/support python -m celery -A noop_app worker
@@ -47,7 +47,7 @@ SHARED = (
 
 def _worker_conf() -> dict[str, Any]:
     os.environ.setdefault("AFTERSALES_REDIS_URL", BROKER_URL)
-    from worker.app import app as worker_app  # reads AFTERSALES_* like the worker
+    from worker.celery import app as worker_app  # reads AFTERSALES_* like the worker
 
     conf = {key: worker_app.conf[key] for key in SHARED}
     if os.environ.get("BENCH_NOOP_TRANSPORT", "ours") == "ours":

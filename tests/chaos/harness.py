@@ -26,7 +26,7 @@ from tests.chaos.oracle import Outcome
 from tests.chaos.parts import INBOUND, ChaosConfig, Consumer, Processes, Producer, Sender
 from tests.chaos.workload import Script, expected, generate
 from tests.support.redis_restart import restart_embedded_redis
-from worker.embedded_redis import EmbeddedRedis, free_port, start_embedded_redis
+from worker.cli.embedded_redis import EmbeddedRedis, free_port, start_embedded_redis
 
 __all__ = ["ChaosConfig", "Processes", "Run", "run_chaos"]
 

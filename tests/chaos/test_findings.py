@@ -20,7 +20,7 @@ from tests.support.redis_restart import restart_embedded_redis
 from tests.support.wire import WireClient
 from tests.unit.harness import Timeline
 from worker.adapters import keys
-from worker.embedded_redis import free_port, start_embedded_redis
+from worker.cli.embedded_redis import free_port, start_embedded_redis
 
 
 def test_a_shipment_that_waits_for_the_payment_does_not_expire_the_order_first() -> None:
@@ -96,7 +96,7 @@ import redis
 from celery.canvas import Signature
 from kombu.exceptions import OperationalError
 
-from worker.service import Service
+from worker.service_layer.service import Service
 
 FLAGS = Path(os.environ["CHAOS_FAULTS"])
 

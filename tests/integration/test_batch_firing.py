@@ -1,5 +1,5 @@
-"""Batch firing (worker/scheduler.py `send_armed`, `fire_batch`) against a real Redis and
-real worker and beat processes: a burst of deadlines due together goes out as a few
+"""Batch firing (worker/service_layer/scheduler.py `send_armed`, `fire_batch`) against a real
+Redis and real worker and beat processes: a burst of deadlines due together goes out as a few
 batch tasks, and a worker killed in the middle of one leaves every deadline fired once."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def place_unpaid_burst(client: Any, count: int, due_in: float, spread: float) ->
     """`count` unpaid orders committed straight through the service (as a worker would),
     their expiries due `due_in` .. `due_in + spread` s from now."""
     from schemas.inbound import ANY_MESSAGE
-    from worker.service import Service
+    from worker.service_layer.service import Service
     from worker.settings import load_policy
 
     service = Service(RedisStore(client), _NoPublisher(), load_policy(None))

@@ -10,8 +10,8 @@ import redis
 from tests.integration.wire_messages import new_id
 from worker.adapters import keys
 from worker.adapters.redis_store import RedisStore
-from worker.ports import Commit
 from worker.rules.state import OrderState
+from worker.service_layer.ports import Commit
 
 pytestmark = pytest.mark.integration
 

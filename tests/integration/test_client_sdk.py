@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from schemas.events import OrderCancelledData
 from schemas.inbound import CancelRequested, OrderPaid, OrderPlaced
 from tests.integration.wire_messages import new_id
-from worker import topology
-from worker.client import EventConsumer, Producer, build, build_type
+from worker.adapters import topology
+from worker.contract.client import EventConsumer, Producer, build, build_type
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ from kombu import Connection, Consumer, Exchange, Producer, Queue
 from tests.integration.wire_messages import BUYER_ACTION, ORDER_EVENT, ago, message, new_id, placed
 from worker.adapters.direct_publish import DirectEvents
 from worker.adapters.redis_store import RedisStore
-from worker.ports import Commit
 from worker.rules.state import OrderState
+from worker.service_layer.ports import Commit
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 from tests.integration.wire_messages import BUYER_ACTION, ORDER_EVENT, ago, message, new_id, placed
 from tests.support.fixtures import _base_env
 from tests.support.processes import spawn
-from worker.embedded_redis import free_port
+from worker.cli.embedded_redis import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.integration.wire_messages import ORDER_EVENT, ago, message, new_id, placed
-from worker.cli import main
+from worker.cli.main import main
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ import redis
 from tests.support.fixtures import StartBeat, StartWorker
 from tests.support.processes import wait_until
 from tests.support.wire import EventListener, WireClient, protocol2_body, task_headers
-from worker.embedded_redis import start_embedded_redis
+from worker.cli.embedded_redis import start_embedded_redis
 
 AFTERSALES = str(Path(sys.executable).with_name("aftersales"))
 # `aftersales run` imports Celery three times over on 2 cores: allow for a slow CI.
@@ -71,7 +71,7 @@ def test_embedded_redis_dies_with_its_parent(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import os, time
-        from worker.embedded_redis import start_embedded_redis
+        from worker.cli.embedded_redis import start_embedded_redis
         server = start_embedded_redis({str(tmp_path / "redis")!r}, port=0)
         print(server.pid, flush=True)
         time.sleep(60)

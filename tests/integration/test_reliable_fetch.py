@@ -1,4 +1,4 @@
-"""Nothing inbound is lost at kill -9 (worker/transport.py, docs/reliable-fetch.md).
+"""Nothing inbound is lost at kill -9 (worker/shell/transport.py, docs/reliable-fetch.md).
 
 kombu's Redis transport pops a message (BRPOP) and records it as unacked in a second step;
 a consumer killed in between loses it (kombu#305, celery#7950). These tests kill consumers
@@ -25,11 +25,11 @@ from kombu import Connection, Exchange, Producer, Queue
 
 from tests.integration.wire_messages import ORDER_EVENT, ago, new_id, placed
 from tests.support.processes import wait_until
-from worker.embedded_redis import child_dies_with_parent
+from worker.cli.embedded_redis import child_dies_with_parent
 
 pytestmark = pytest.mark.integration
 
-RELIABLE = "worker.transport:Transport"
+RELIABLE = "worker.shell.transport:Transport"
 QUEUE = "fetch-test"
 DEAD_LETTER = "aftersales.dead_letter"
 RESTORE_BOUND = 15.0  # alive expiry (5 s) + a beat (1 s), generously, on a loaded CI box
@@ -147,7 +147,7 @@ def _consume(redis_url: str, transport: str, count: int) -> list[str]:
 
 def test_a_living_consumers_messages_are_left_to_it(redis_url, redis_client):
     """A consumer holding a message unacked is not robbed by another one's restore sweep."""
-    from worker import transport
+    from worker.shell import transport
 
     publish(redis_url, ["mine"])
     with Connection(redis_url, transport=RELIABLE) as holder, \
@@ -174,7 +174,7 @@ def test_a_channel_closed_after_its_connection_was_dropped_stops_no_worker(redis
     AttributeError 'hostname': the worker exited ("Unrecoverable error", docs/chaos.md,
     finding 7). The close must not raise; what the channel held comes back through the
     restore sweep once its alive key has expired, as after a kill -9."""
-    from worker import transport
+    from worker.shell import transport
 
     publish(redis_url, ["held when the connection dropped"])
     with Connection(redis_url, transport=RELIABLE) as holder, \
@@ -206,8 +206,8 @@ def test_after_redis_was_down_the_living_beat_again_before_anyone_is_declared_de
     those of living consumers too: the first consumer to sweep after the restart must not
     take a living one's messages for a dead one's (they would run twice). A sweep after
     a gap in the sweeps declares nobody dead for a few beats; then the dead are restored."""
-    from worker import transport
     from worker.adapters import keys
+    from worker.shell import transport
 
     publish(redis_url, ["held by the living", "held by the dead"])
     living, dead = "host:2:living", "host:3:dead"
@@ -404,7 +404,7 @@ def test_junk_held_by_a_consumer_dead_longer_than_the_visibility_timeout_stops_n
     timeout, kombu's own restore (`restore_visible`, which every kombu client on this Redis
     runs, a worker first as it starts) reads kombu's `unacked` hash as JSON. What the
     fetch left there must not stop anyone, and the bytes must still be dead-lettered."""
-    from worker import transport
+    from worker.shell import transport
 
     junk, dead = b"\xff not json", "host:1:dead"
     redis_client.rpush("aftersales.inbound", junk)

@@ -1,6 +1,6 @@
 """A worker killed and restarted under its own node name (systemd, Kubernetes) is a new
 holder of deadlines: its predecessor's are re-sent within the sweep bound, not after the
-300 s holding limit (worker/app.py `incarnation`, adapters/sweep.lua)."""
+300 s holding limit (worker/celery.py `incarnation`, adapters/sweep.lua)."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def test_deadlines_held_by_a_worker_restarted_under_its_own_name_fire_once_soon(
 def test_the_sweep_tells_a_restarted_incarnation_from_its_predecessor(redis_client):
     from worker.adapters import keys
     from worker.adapters.redis_store import RedisStore, epoch
-    from worker.hooks import BOOT_ID, incarnation
+    from worker.shell.hooks import BOOT_ID, incarnation
 
     store, now, node = RedisStore(redis_client), datetime.now(UTC), "celery@host"
     member = keys.deadline_member("o-1", "unpaid_expiry:")

@@ -22,7 +22,7 @@ from tests.support.fixtures import _base_env
 from tests.support.processes import CeleryProcess, spawn, unique_node, wait_until, worker_args
 from tests.support.secure_redis import SecureRedis, new_password, start_secure_redis
 from tests.support.wire import EventListener, WireClient
-from worker.embedded_redis import free_port
+from worker.cli.embedded_redis import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from worker.adapters.redis_store import RedisStore
-from worker.ports import Commit
 from worker.rules.state import Deadline, OrderState
+from worker.service_layer.ports import Commit
 
 pytestmark = pytest.mark.integration
 

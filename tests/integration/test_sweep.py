@@ -81,8 +81,8 @@ def test_an_unheld_or_too_long_held_deadline_is_sent_again(store):
 
 def test_firing_forgets_the_holder_and_the_resend_count(store):
     from tests.factories import order_placed
-    from worker.ports import Commit
     from worker.rules.state import OrderState
+    from worker.service_layer.ports import Commit
 
     placed = order_placed()
     member = overdue(store, placed.order_id)

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from worker.ports import Begun, Commit, CommitResult, Loaded
 from worker.rules.state import OrderState
+from worker.service_layer.ports import Begun, Commit, CommitResult, Loaded
 
 
 @dataclass

@@ -7,7 +7,7 @@ from datetime import timedelta
 from tests.factories import T0, order_placed
 from tests.service.fakes import FakePublisher, FakeStore
 from tests.service.test_service import make_service
-from worker.service import Firing
+from worker.service_layer.service import Firing
 
 
 def unpaid_orders(store: FakeStore, count: int) -> list[tuple[str, str, object]]:
@@ -77,8 +77,8 @@ def test_an_early_member_is_reported_not_due_with_its_time():
 
 def test_the_tick_sends_deadlines_due_together_as_batches_at_their_latest_time():
     from schemas.types import format_timestamp
-    from worker.scheduler import BATCH_MAX, BATCH_WIDTH, Scheduler
-    from worker.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK
+    from worker.adapters.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK
+    from worker.service_layer.scheduler import BATCH_MAX, BATCH_WIDTH, Scheduler
 
     sent: list[tuple[str, tuple, dict]] = []
     now = T0

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 
 from tests.factories import T0
-from worker.backlog import BARRIER, INFLIGHT, Gate
 from worker.rules.state import Deadline
+from worker.service_layer.backlog import BARRIER, INFLIGHT, Gate
 
 DUE = T0
 NOW = T0 + timedelta(seconds=1)

@@ -19,7 +19,7 @@ from tests.factories import (
 )
 from tests.service.fakes import Clock, FakePublisher, FakeStore
 from worker import rules
-from worker.service import Service
+from worker.service_layer.service import Service
 
 AN_HOUR_IN = T0 + hours(1)
 """make_service's default clock (a module constant: ruff B008 bans calls in defaults)."""

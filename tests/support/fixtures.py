@@ -38,7 +38,7 @@ from tests.support.processes import (
     worker_args,
 )
 from tests.support.wire import EventListener, WireClient
-from worker.embedded_redis import free_port, start_embedded_redis
+from worker.cli.embedded_redis import free_port, start_embedded_redis
 
 _PROCESSES = pytest.StashKey[list[CeleryProcess]]()
 
@@ -52,7 +52,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     `AFTERSALES_TEST_REDIS_URL` if set (CI service container; it is FLUSHALLed before
     every test, so never point it at data you keep). Otherwise an embedded redis-server
-    (worker/embedded_redis.py) on a free loopback port with a temporary data dir,
+    (worker/cli/embedded_redis.py) on a free loopback port with a temporary data dir,
     stopped at the end of the session. `AFTERSALES_REDIS_URL` is deliberately ignored:
     it is where a developer's `aftersales run` keeps its data.
     """

@@ -17,9 +17,9 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from worker.embedded_redis import child_dies_with_parent
+from worker.cli.embedded_redis import child_dies_with_parent
 
-# The queues a worker consumes (worker/topology.py CONSUMED), spelled out: tests check
+# The queues a worker consumes (worker/adapters/topology.py CONSUMED), spelled out: tests check
 # the contract, not the module.
 WORKER_QUEUES = ("aftersales.inbound", "aftersales.deadlines", "aftersales.control")
 # Importing Celery and the app on 2 slow cores takes a few seconds; allow for a loaded CI.

@@ -29,7 +29,7 @@ import kombu.pools
 import pytest
 from kombu import Connection
 
-from worker.embedded_redis import child_dies_with_parent, free_port
+from worker.cli.embedded_redis import child_dies_with_parent, free_port
 
 OPTION = "--broker"
 RABBITMQ = "rabbitmq"
@@ -48,7 +48,7 @@ QUEUES = (
     "aftersales.dead_letter",
     "aftersales.notifications",
     "aftersales.refunds",
-    # Celery's native delayed delivery (worker/amqp.py): a test's armed deadline must not
+    # Celery's native delayed delivery (worker/adapters/amqp.py): a test's armed deadline must not
     # arrive in the next test.
     *(f"celery_delayed_{level}" for level in range(28)),
 )

@@ -6,7 +6,7 @@ import contextlib
 import os
 import signal
 
-from worker.embedded_redis import EmbeddedRedis, start_embedded_redis
+from worker.cli.embedded_redis import EmbeddedRedis, start_embedded_redis
 
 
 def restart_embedded_redis(server: EmbeddedRedis, hard: bool = True) -> EmbeddedRedis:

@@ -21,7 +21,7 @@ from urllib.parse import quote
 import pytest
 import redis
 
-from worker.embedded_redis import (
+from worker.cli.embedded_redis import (
     EmbeddedRedisError,
     child_dies_with_parent,
     free_port,

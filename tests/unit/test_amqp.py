@@ -1,10 +1,11 @@
-"""worker/amqp.py: what changes when the broker is RabbitMQ (docs/operations.md#rabbitmq)."""
+"""worker/adapters/amqp.py: what changes when the broker is RabbitMQ
+(docs/operations.md#rabbitmq)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from worker import amqp
+from worker.adapters import amqp
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 

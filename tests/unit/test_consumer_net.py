@@ -11,7 +11,7 @@ import pytest
 from celery.worker.consumer import Consumer
 from kombu.message import Message
 
-from worker.consumer import DeadLetteringConsumer
+from worker.shell.consumer import DeadLetteringConsumer
 
 BODY = json.dumps([[{"message_id": "m"}], {}, {"callbacks": None}]).encode()
 
@@ -67,7 +67,7 @@ def test_a_refused_message_never_reaches_celerys_handler(monkeypatch):
 def test_a_check_that_raises_is_a_refusal_not_a_crash(monkeypatch):
     """The screen itself sees every input first: if one of its checks did not foresee
     some value and raises, the message is refused, not the worker stopped."""
-    from worker import screen
+    from worker.shell import screen
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise AttributeError("'int' object has no attribute 'lower'")

@@ -18,7 +18,7 @@ import pytest
 from pydantic import ValidationError
 
 from worker.adapters.label_store import UnsafeLabelName
-from worker.client import parse_event, validate
+from worker.contract.client import parse_event, validate
 from worker.rules.state import OrderState
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from worker.ops import _letter
+from worker.cli.ops import _letter
 
 
 def test_a_worker_dead_letter_is_read_as_it_is() -> None:

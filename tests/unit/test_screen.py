@@ -1,4 +1,4 @@
-"""The consumer's screen (worker/screen.py) and the timestamp range, without a broker."""
+"""The consumer's screen (worker/shell/screen.py) and the timestamp range, without a broker."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from schemas.types import parse_timestamp
-from worker.screen import Limits, depth_exceeds, refuse_decoded, refuse_raw
+from worker.shell.screen import Limits, depth_exceeds, refuse_decoded, refuse_raw
 
 LIMITS = Limits(max_bytes=1024, max_depth=8)
 HEADERS = {
@@ -222,7 +222,7 @@ def test_a_bad_limit_stops_start_up(monkeypatch, name):
 @pytest.mark.parametrize("occurred", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+01:00"])
 def test_the_received_hook_reads_no_facts_from_an_out_of_range_time(occurred):
     # It raised OverflowError in the task_received hook before.
-    from worker.backlog import message_facts
+    from worker.service_layer.backlog import message_facts
 
     assert message_facts([{"order_id": "o", "occurred_at": occurred}]) is None
     assert message_facts([{"order_id": "o", "occurred_at": "2026-01-01T00:00:00Z"}]) is not None

@@ -31,7 +31,7 @@ from kombu.transport.redis import Channel
 from kombu.transport.virtual.exchange import TopicExchange
 from kombu.utils.json import dumps
 
-from worker import topology
+from worker.adapters import topology
 
 SEP = Channel.sep
 BINDINGS = Channel.keyprefix_queue % topology.EVENTS

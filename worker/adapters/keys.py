@@ -58,8 +58,8 @@ RESENDS = f"{PREFIX}:deadlines:resends"
 
 ALIVE_PREFIX = f"{PREFIX}:alive:"
 """`ALIVE_PREFIX + holder`: set with a short expiry, every second, by every worker
-incarnation (node name and boot id, worker/app.py) and every reliable-fetch consumer
-(worker/transport.py): its absence means that process is gone."""
+incarnation (node name and boot id, worker/celery.py) and every reliable-fetch consumer
+(worker/shell/transport.py): its absence means that process is gone."""
 
 
 def alive(holder: str) -> str:
@@ -67,7 +67,7 @@ def alive(holder: str) -> str:
 
 
 FETCH_CONSUMERS = f"{PREFIX}:fetch:consumers"
-"""Set of reliable-fetch consumer ids that may hold messages (worker/transport.py)."""
+"""Set of reliable-fetch consumer ids that may hold messages (worker/shell/transport.py)."""
 
 FETCH_HELD_PREFIX = f"{PREFIX}:fetch:held:"
 """`FETCH_HELD_PREFIX + consumer`: hash delivery tag -> "<payload bytes> <source list>" of

@@ -14,7 +14,7 @@ from typing import Any
 
 from celery import Celery
 
-from worker import topology
+from worker.adapters import topology
 
 
 class KombuPublisher:

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 
 from celery import Celery
 
-from worker import topology
+from worker.adapters import topology
 from worker.adapters.redis_store import RedisStore
-from worker.backlog import queue_keys
-from worker.ports import Backlog, Loaded
+from worker.service_layer.backlog import queue_keys
+from worker.service_layer.ports import Backlog, Loaded
 
 INBOUND_KEYS = queue_keys(topology.INBOUND)
 

@@ -22,8 +22,16 @@ from worker.adapters import keys
 from worker.adapters.direct_publish import BINDINGS, DirectEvents
 from worker.adapters.shards import OutboxShards, StateClient, gone_holders
 from worker.adapters.state_codec import StateCodec
-from worker.ports import Backlog, Begun, BegunStatus, Commit, CommitResult, CommitStatus, Loaded
 from worker.rules.retention import DEFAULT_RETENTION
+from worker.service_layer.ports import (
+    Backlog,
+    Begun,
+    BegunStatus,
+    Commit,
+    CommitResult,
+    CommitStatus,
+    Loaded,
+)
 
 REBINDS = 5
 """Commits re-routed after the events' bindings changed under them, before the events are
@@ -39,7 +47,7 @@ forged second body, half the bytes of the whole digest (digests stored whole sti
 
 TIMELINE_DEFAULTS: dict[str, Any] = {"result": "applied", "events": [], "dead_letters": 0}
 """Timeline values left out of a stored line: most inputs are applied, publish nothing and
-dead-letter nothing (worker/service.py writes every key)."""
+dead-letter nothing (worker/service_layer/service.py writes every key)."""
 
 
 def _script(name: str) -> str:

@@ -1,5 +1,5 @@
 -- Armed deadlines whose re-check time is past: re-send only those whose task is lost.
--- A holder is a worker incarnation, "<node>#<boot id>" (worker/app.py): a worker restarted
+-- A holder is a worker incarnation, "<node>#<boot id>" (worker/celery.py): a worker restarted
 -- under its own node name beats another alive key, so its predecessor's deadlines are not
 -- taken for live ones.
 -- A deadline whose task a live worker received less than ARGV[5] s ago is left to it (its

@@ -14,7 +14,7 @@ from celery import Celery
 
 from schemas.inbound import INBOUND_TASKS
 from schemas.types import format_timestamp
-from worker import topology
+from worker.adapters import topology
 from worker.adapters.redis_store import RedisStore
 
 

@@ -4,7 +4,7 @@
 
 kombu pops a message with BRPOP and records it in its `unacked` hash in a second step, so a
 worker killed in between loses it (celery/celery#7950, kombu#305). Here one Lua script
-(adapters/fetch.lua) pops the message and records it as unacked and as held by this
+(shell/fetch.lua) pops the message and records it as unacked and as held by this
 consumer, atomically. Every consuming channel is a consumer with its own id and alive key,
 beaten every second by a thread; every second it also gives back (adapters/
 fetch_restore.lua) the messages of consumers whose alive key expired. After a kill -9 the
@@ -14,7 +14,7 @@ one beat, not the visibility timeout, which stays as kombu's last resort.
 A script cannot block, so an idle consumer looks again every `fetch_poll_interval` (a
 transport option, 50 ms) instead of waiting in BRPOP. Queues, priority steps, fair rotation,
 fanout (pidbox), no-ack queues and the visibility timeout are kombu's own. Selected in
-worker/app.py for redis:// brokers.
+worker/celery.py for redis:// brokers.
 """
 
 from __future__ import annotations
@@ -37,11 +37,10 @@ from kombu.transport import virtual
 from kombu.utils.json import dumps, loads
 from redis.exceptions import NoScriptError, ResponseError
 
-from worker import topology
-from worker.adapters import keys
+from worker.adapters import keys, topology
 from worker.logging import get_logger
-from worker.screen import raw_original
-from worker.service import dead_letter_body
+from worker.service_layer.service import dead_letter_body
+from worker.shell.screen import raw_original
 
 log = get_logger("aftersales.transport")
 
@@ -56,7 +55,7 @@ TAG_SEPARATOR = "|"  # delivery tag = consumer id | random: ack finds the owner 
 
 
 def _script(name: str) -> str:
-    return resources.files("worker.adapters").joinpath(name).read_text()
+    return resources.files("worker.shell").joinpath(name).read_text()
 
 
 FETCH = _script("fetch.lua")

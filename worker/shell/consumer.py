@@ -3,7 +3,7 @@
 Celery's default is to log and ack (or reject) undecodable messages, pickled bodies and
 unknown task names: the message is gone; and a body of the wrong shape or nesting raises
 inside the consumer, which stops the worker. The contract says bad input is never
-dropped, so every task message is screened (worker/screen.py) before Celery's strategy
+dropped, so every task message is screened (worker/shell/screen.py) before Celery's strategy
 sees it, and whatever is refused, or still fails in the strategy, lands in
 `aftersales.dead_letter` with the original body and the reason (docs/input-safety.md).
 """
@@ -17,9 +17,10 @@ from celery.worker.consumer import Consumer
 from kombu import compression
 from kombu.message import Message
 
-from worker import screen, topology
+from worker.adapters import topology
 from worker.logging import get_logger
 from worker.settings import get_settings
+from worker.shell import screen
 
 log = get_logger("aftersales.consumer")
 

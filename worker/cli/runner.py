@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from worker import topology
-from worker.embedded_redis import EmbeddedRedis, child_dies_with_parent, start_embedded_redis
+from worker.adapters import topology
+from worker.cli.embedded_redis import EmbeddedRedis, child_dies_with_parent, start_embedded_redis
 from worker.redis_urls import redacted
 
 # A warm shutdown waits for running tasks; ours take milliseconds, a slow label at most

@@ -1,4 +1,4 @@
--- Reliable fetch (worker/transport.py): take the first message waiting in the consumer's
+-- Reliable fetch (worker/shell/transport.py): take the first message waiting in the consumer's
 -- lists, in the order given (priority steps first, then the queues in rotation order, as
 -- kombu's BRPOP), and in the same step record it as unacked (kombu's hash and index) and
 -- as held by this consumer. Nothing can fall between the pop and the record, so a consumer

@@ -6,7 +6,7 @@ Three places a message can be while a deadline comes due:
    before it has been taken by a worker;
 2. taken by a worker but not yet committed: the consumer records it in the order's
    in-flight hash the moment it is received (signal `task_received`, before the
-   prefetch buffer: worker/hooks.py), and the commit removes it; the deadline waits
+   prefetch buffer: worker/shell/hooks.py), and the commit removes it; the deadline waits
    while one is there;
 3. parked in the order's state waiting for an earlier fact: the rules defer the deadline.
 """
@@ -20,8 +20,8 @@ from typing import Any
 
 from schemas.types import parse_timestamp
 from worker.logging import get_logger
-from worker.ports import Backlog
 from worker.rules.state import Deadline
+from worker.service_layer.ports import Backlog
 
 log = get_logger("aftersales.backlog")
 

@@ -14,8 +14,8 @@ import yaml
 from pydantic.json_schema import models_json_schema
 
 from schemas.events import EVENT_DATA, CloudEvent
-from worker import topology
-from worker.client import message_models, task_for_type
+from worker.adapters import topology
+from worker.contract.client import message_models, task_for_type
 
 CONTRACT_VERSION = "1.1.0"
 """Version of the wire contract the document describes (README: "Sending a message")."""

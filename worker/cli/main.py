@@ -51,8 +51,8 @@ def run(concurrency: int, redis_port: int | None, loglevel: str) -> None:
 
     Ctrl-C stops everything it started: worker, then beat, then Redis.
     """
-    from worker.embedded_redis import EmbeddedRedisError
-    from worker.runner import Runner
+    from worker.cli.embedded_redis import EmbeddedRedisError
+    from worker.cli.runner import Runner
 
     var_dir = Path(os.environ.get("AFTERSALES_VAR_DIR", "var"))
     runner = Runner(var_dir, concurrency, loglevel.upper(), redis_port)
@@ -88,9 +88,9 @@ def demo(own_worker: bool, timeout: float) -> None:
 
     from rich.console import Console
 
-    from worker.demo import play
-    from worker.demo_env import STOP_GRACE, workers_answering
-    from worker.demo_env import own_worker as start_own
+    from worker.cli.demo.story import play
+    from worker.cli.demo.target import STOP_GRACE, workers_answering
+    from worker.cli.demo.target import own_worker as start_own
     from worker.redis_urls import redacted
     from worker.settings import get_settings
 
@@ -132,12 +132,12 @@ def schemas(out_dir: Path | None, asyncapi_file: Path | None) -> None:
     if out_dir is None and asyncapi_file is None:
         raise click.UsageError("give OUT_DIR, --asyncapi FILE, or both")
     if out_dir is not None:
-        from worker.schema_export import write_schemas
+        from worker.contract.json_schemas import write_schemas
 
         for path in write_schemas(out_dir):
             click.echo(path)
     if asyncapi_file is not None:
-        from worker.asyncapi import document_yaml
+        from worker.contract.asyncapi import document_yaml
 
         asyncapi_file.parent.mkdir(parents=True, exist_ok=True)
         asyncapi_file.write_text(document_yaml())
@@ -170,7 +170,7 @@ def order(order_id: str, as_json: bool) -> None:
     Times are shown in UTC and in the marketplace's local time; `--json` prints
     everything, the whole state included.
     """
-    from worker.ops import order_view
+    from worker.cli.ops import order_view
 
     view = order_view(_store(), order_id)
     if view is None:
@@ -178,7 +178,7 @@ def order(order_id: str, as_json: bool) -> None:
     if as_json:
         _echo_json(view)
         return
-    from worker.views import order_renderable, print_renderable
+    from worker.cli.views import order_renderable, print_renderable
 
     print_renderable(order_renderable(view))
 
@@ -195,7 +195,7 @@ def order(order_id: str, as_json: bool) -> None:
 @click.option("--order", "order_id", default=None, help="Only this order's deadlines.")
 def deadlines(count: int, order_id: str | None) -> None:
     """Pending deadlines (the next N overall, or one order's) and firing lateness."""
-    from worker.ops import lateness, next_deadlines, order_view
+    from worker.cli.ops import lateness, next_deadlines, order_view
 
     store = _store()
     if order_id is not None:
@@ -221,7 +221,7 @@ def dead_letters(limit: int, as_json: bool) -> None:
     """Show dead letters, oldest first, without taking them off the queue."""
     import redis
 
-    from worker.ops import dead_letters as read
+    from worker.cli.ops import dead_letters as read
     from worker.settings import get_settings
 
     # The dead-letter queue is the broker's (the state's own Redis unless it is elsewhere).
@@ -233,7 +233,7 @@ def dead_letters(limit: int, as_json: bool) -> None:
     if as_json:
         _echo_json(letters)
         return
-    from worker.views import dead_letters_renderable, print_renderable
+    from worker.cli.views import dead_letters_renderable, print_renderable
 
     print_renderable(dead_letters_renderable(letters))
 
@@ -256,9 +256,9 @@ def publish(file: TextIO, rate: float | None, dry_run: bool) -> None:
     from rich.console import Console
     from rich.progress import Progress
 
-    from worker.client import Producer
-    from worker.publish import publish as run
-    from worker.publish import read_entries
+    from worker.cli.publish import publish as run
+    from worker.cli.publish import read_entries
+    from worker.contract.client import Producer
     from worker.settings import get_settings
 
     entries = list(read_entries(file.read()))
@@ -290,8 +290,8 @@ def replay(limit: int) -> None:
     """Send dead-lettered inbound messages to their task again (after a fix)."""
     from celery import Celery
 
-    from worker.ops import replay as send_again
-    from worker.service import utcnow
+    from worker.cli.ops import replay as send_again
+    from worker.service_layer.service import utcnow
     from worker.settings import get_settings
 
     # A bare producer on the current settings: the CLI need not load the worker app.

@@ -1,6 +1,6 @@
 """A typed client of the wire contract, for Python producers and downstream consumers.
 
-    from worker.client import EventConsumer, Producer, build
+    from worker.contract.client import EventConsumer, Producer, build
     from schemas.inbound import OrderPaid
 
     with Producer("redis://127.0.0.1:6379/0") as producer:
@@ -32,7 +32,7 @@ from pydantic import BaseModel
 
 from schemas.events import EVENT_DATA, CloudEvent, Data
 from schemas.inbound import ANY_MESSAGE, TASK_MESSAGES, InboundMessage, Message, parse_message
-from worker import amqp, topology
+from worker.adapters import amqp, topology
 from worker.logging import get_logger
 
 M = TypeVar("M", bound=Message)

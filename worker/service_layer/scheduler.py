@@ -14,15 +14,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from schemas.types import format_timestamp, parse_timestamp
-from worker import topology
+from worker.adapters import topology
 from worker.adapters.redis_store import RedisStore
-from worker.backlog import BARRIER, Gate
+from worker.adapters.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK
 from worker.logging import get_logger
-from worker.ports import Backlog, BacklogReader
 from worker.rules.state import Deadline
-from worker.service import Firing, Outcome, Service
+from worker.service_layer.backlog import BARRIER, Gate
+from worker.service_layer.ports import Backlog, BacklogReader
+from worker.service_layer.service import Firing, Outcome, Service
 from worker.settings import Settings
-from worker.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK
 
 log = get_logger("aftersales.deadlines")
 

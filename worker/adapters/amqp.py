@@ -20,7 +20,7 @@ options that differ from the Redis broker (docs/operations.md#rabbitmq).
   in memory; they are rare (an outage) and short (backoff capped at 60 s).
 - Publisher confirms: a publish returns once RabbitMQ has the message, so an outbox entry
   is removed only for an event the broker really holds.
-- Acks stay late. Reliable fetch (worker/transport.py) is not used: RabbitMQ gives an
+- Acks stay late. Reliable fetch (worker/shell/transport.py) is not used: RabbitMQ gives an
   unacked message back when the consumer's channel dies, which is the same guarantee.
 """
 
@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from celery import Celery
 from kombu.entity import Exchange, Queue
 
-from worker import topology
+from worker.adapters import topology
 from worker.logging import get_logger
 
 log = get_logger("aftersales.amqp")
@@ -67,7 +67,7 @@ def is_amqp(url: str) -> bool:
 
 
 def celery_options() -> dict[str, Any]:
-    """What worker/app.py adds to its configuration for an AMQP broker."""
+    """What worker/celery.py adds to its configuration for an AMQP broker."""
     return {
         "task_queues": CONSUMED,
         # Producers of ours (the scheduler's barrier, replay) declare inbound as it is.

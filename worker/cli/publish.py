@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from worker.client import validate
+from worker.contract.client import validate
 
 
 @dataclass(frozen=True)

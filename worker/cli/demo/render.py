@@ -12,7 +12,7 @@ import segno
 from rich.console import Console
 from rich.markup import escape
 
-from worker.client import Event
+from worker.contract.client import Event
 
 
 def _when(value: Any, zone: ZoneInfo) -> str:

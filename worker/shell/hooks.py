@@ -1,8 +1,8 @@
 """Every Celery signal receiver and bootstep of the worker, in one place.
 
-`worker.app` stays configuration: it names this module in `include` (Celery imports it
+`worker.celery` stays configuration: it names this module in `include` (Celery imports it
 when a worker or beat starts, before `worker_init`) and its consumer steps as
-"worker.hooks:Class" strings, so the app never imports this module and no import cycle
+"worker.shell.hooks:Class" strings, so the app never imports this module and no import cycle
 runs through `worker/`. The receivers are connected by `RECEIVERS` at the bottom.
 """
 
@@ -16,11 +16,12 @@ from celery import bootsteps
 from celery.signals import beat_init, task_postrun, task_prerun, task_received, worker_init
 
 from schemas.inbound import INBOUND_TASKS
-from worker import amqp, runtime, topology
-from worker.app import AMQP, app
-from worker.backlog import message_facts
+from worker import runtime
+from worker.adapters import amqp, topology
+from worker.adapters.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK
+from worker.celery import AMQP, app
 from worker.logging import get_logger, never_fails
-from worker.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK
+from worker.service_layer.backlog import message_facts
 
 log = get_logger("aftersales.hooks")
 
@@ -35,7 +36,7 @@ def incarnation(node: str) -> str:
     return f"{node}#{BOOT_ID}"
 
 
-# --- consumer steps (named in worker/app.py) -----------------------------------------------
+# --- consumer steps (named in worker/celery.py) -----------------------------------------------
 
 
 class DeclareTopology(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is untyped
@@ -88,7 +89,7 @@ def declare_on_init(**_: Any) -> None:
         if AMQP:  # an existing classic inbound is kept
             amqp.adopt_existing_inbound(app, connection)
         channel = connection.default_channel
-        # The consumed queues as configured: quorum inbound with RabbitMQ (worker/amqp.py).
+        # The consumed queues as configured: quorum inbound with RabbitMQ (worker/adapters/amqp.py).
         for queue in (*topology.DECLARED, *app.conf.task_queues):
             queue(channel).declare()
 
@@ -107,9 +108,9 @@ def unbind_task(**_: Any) -> None:
 
 @never_fails
 def register_received(request: Any = None, **_: Any) -> None:
-    """Backlog safety (worker/backlog.py): an inbound message is in flight from the moment
-    a worker receives it, before the prefetch buffer, until its commit; a deadline task is
-    held by this worker incarnation."""
+    """Backlog safety (worker/service_layer/backlog.py): an inbound message is in flight from
+    the moment a worker receives it, before the prefetch buffer, until its commit; a deadline
+    task is held by this worker incarnation."""
     if request is not None and request.name == DEADLINE_TASK:
         _register_holder(request)
         return

@@ -20,7 +20,7 @@ from pathlib import Path
 import redis
 from celery import Celery
 
-from worker.embedded_redis import child_dies_with_parent
+from worker.cli.embedded_redis import child_dies_with_parent
 
 PING_TIMEOUT = 1.0
 """Seconds to wait for a worker's ping reply: a live worker answers in milliseconds."""
@@ -66,7 +66,7 @@ def own_worker(var_dir: Path, timeout: float) -> Iterator[Target]:
     command = [
         sys.executable,
         "-c",
-        "from worker.cli import main; main()",
+        "from worker.cli.main import main; main()",
         "run",
         "--concurrency",
         "2",

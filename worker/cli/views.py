@@ -1,6 +1,6 @@
 """Readable renderings of the operator views (`aftersales order`, `aftersales dead-letters`).
 
-They take the JSON-able dicts of `worker.ops` (what `--json` prints), so the two outputs
+They take the JSON-able dicts of `worker.cli.ops` (what `--json` prints), so the two outputs
 never disagree, and render them with rich: tables on a terminal, plain text in a pipe.
 Times are shown in UTC and, where an order has a marketplace, in its local time, since
 answer windows and business hours are counted there.

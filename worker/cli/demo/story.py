@@ -30,8 +30,8 @@ from schemas.inbound import (
     SellerReturnReceived,
 )
 from worker.adapters.redis_store import RedisStore
-from worker.client import Event, EventConsumer, Producer, build
-from worker.demo_render import describe, show_label
+from worker.cli.demo.render import describe, show_label
+from worker.contract.client import Event, EventConsumer, Producer, build
 from worker.settings import get_settings
 
 LONDON = ZoneInfo("Europe/London")

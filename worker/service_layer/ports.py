@@ -1,8 +1,8 @@
 """The ports of the service: what it needs from storage, publishing and the queues.
 
-`worker.service` and the scheduler are written against these; `worker.adapters` holds the
-Redis and kombu implementations, `worker.runtime` picks them, and the service tests use
-the in-memory fakes of `tests/service/fakes.py`.
+`worker.service_layer.service` and the scheduler are written against these;
+`worker.adapters` holds the Redis and kombu implementations, `worker.runtime` picks them,
+and the service tests use the in-memory fakes of `tests/service/fakes.py`.
 """
 
 from __future__ import annotations

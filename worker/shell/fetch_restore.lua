@@ -1,4 +1,4 @@
--- Give back what dead consumers held (worker/transport.py). For every consumer in the set
+-- Give back what dead consumers held (worker/shell/transport.py). For every consumer in the set
 -- whose alive key has expired, other than the caller: each message it held that is still
 -- unacked goes back to the head of the very list it was taken from (so it is the next one
 -- out, priority step included), its unacked records go, and the consumer is forgotten.

@@ -18,12 +18,12 @@ from schemas.events import build_event
 from schemas.policy import PolicySet
 from schemas.types import format_timestamp
 from worker import rules
+from worker.adapters.topology import LABEL_TASK
 from worker.logging import get_logger
-from worker.ports import Commit, Loaded, Publisher, Store
 from worker.rules.parking import DEFAULT_HOLD
 from worker.rules.retention import DEFAULT_RETENTION, expires_in, is_expired
 from worker.rules.state import Deadline, DeadlineFired, Decision, LabelGenerated, OrderState
-from worker.topology import LABEL_TASK
+from worker.service_layer.ports import Commit, Loaded, Publisher, Store
 
 log = get_logger("aftersales.service")
 
