@@ -180,6 +180,8 @@ class Channel(kombu_redis.Channel):
             self._drop(queue, raw, exc, tag)
         if tag is not None:
             properties["delivery_tag"] = tag  # producers' tags may repeat; the hash key may not
+            if queue not in self.connection._callbacks:
+                self._give_back(queue, tag)
         try:
             self.connection._deliver(payload, queue)
         except Exception as exc:
@@ -187,6 +189,16 @@ class Channel(kombu_redis.Channel):
                 raise  # the consumer's own failure, once kombu's QoS has it: kombu's way
             self._drop(queue, raw, exc, tag)  # kombu could not even make a Message
         return True
+
+    def _give_back(self, queue: str, tag: str) -> NoReturn:
+        """A fetch answered after the consumer of `queue` was cancelled (a warm shutdown
+        sent it just before SIGTERM): the message goes back to the head of its list, where
+        it was taken from. kombu would requeue it at the tail ("No consumers"), behind any
+        barrier a deadline sent while the message was ahead of it (docs/design.md,
+        'Backlog safety'): the barrier would come out first and the deadline fire."""
+        log.warning("message fetched after its consumer stopped: back at the head", queue=queue)
+        self.qos.restore_by_tag(tag, leftmost=False)
+        raise Empty()
 
     def _drop(self, queue: str, raw: bytes, error: Exception, tag: str | None) -> NoReturn:
         """A message no consumer could ever take (not a kombu envelope, a body its encoding
