@@ -7,6 +7,9 @@ commit). Loading is exact: decode(encode(s)) == s, with every value written back
   canonical JSON; the document itself lives once in Redis under `keys.policy(hash)`,
   immutable and without expiry, and is cached in-process by hash. An order of the 1.0 /
   1.1 form, with the policy inline, loads as before.
+- **Versioned.** Every form any release wrote loads (worker/adapters/formats.py): 1.0's
+  (format 1) is upgraded on load (worker/adapters/state_upgrade.py), a newer release's
+  raises `formats.NewerFormat` and is left as it is.
 - **No defaults.** Fields at their default value are left out (pydantic's
   `exclude_defaults`), except a Decimal default written with another exponent (`0.00`).
 - **History as a difference.** The event-time history's base (the state after the last
@@ -26,8 +29,9 @@ from decimal import Decimal
 from typing import Any
 
 from schemas.policy import MarketplacePolicy
-from worker.adapters import keys
+from worker.adapters import formats, keys
 from worker.adapters.shards import StateClient
+from worker.adapters.state_upgrade import upgrade_format_1
 from worker.rules.state import History, OrderState
 
 PolicyRef = Callable[[MarketplacePolicy], str]
@@ -59,11 +63,18 @@ def canonical_policy(policy: MarketplacePolicy) -> str:
 
 
 def encode(state: OrderState, ref: PolicyRef) -> str:
-    return json.dumps(_compact(state, ref), separators=(",", ":"))
+    data = formats.stamp(formats.ORDER_STATE, _compact(state, ref))
+    return json.dumps(data, separators=(",", ":"))
 
 
 def decode(raw: bytes | str, resolve: PolicyResolve) -> OrderState:
-    return OrderState.model_validate(_expand(json.loads(raw), resolve))
+    """Any stored form any release wrote (formats.py): format 1 (1.0) is upgraded here, on
+    load; a format newer than this release reads raises formats.NewerFormat."""
+    data = json.loads(raw)
+    formats.version_of(formats.ORDER_STATE, data)
+    data.pop(formats.FORMAT_KEY, None)
+    upgrade_format_1(data)
+    return OrderState.model_validate(_expand(data, resolve))
 
 
 def _compact(state: OrderState, ref: PolicyRef) -> dict[str, Any]:

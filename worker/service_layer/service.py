@@ -19,6 +19,7 @@ from schemas.events import build_event
 from schemas.policy import PolicySet
 from schemas.types import format_timestamp
 from worker import rules
+from worker.adapters import formats  # pure: the stored forms' versions
 from worker.logging import get_logger
 from worker.rules.parking import DEFAULT_HOLD
 from worker.rules.retention import DEFAULT_RETENTION, expires_in, is_expired
@@ -265,7 +266,8 @@ class Service:
         entries = []
         for out in decision.events:
             event = build_event(out.type, order_id, out.time, out.data, f"{order_id}|{out.cause}")
-            entries.append((event.id, {"kind": "event", "event": event.model_dump(mode="json")}))
+            entry = {"kind": "event", "event": event.model_dump(mode="json")}
+            entries.append((event.id, formats.marked(formats.OUTBOX_ENTRY, entry)))
         return entries
 
     def _other_entries(
@@ -276,17 +278,17 @@ class Service:
             message_id = str(letter.message.get("message_id", ""))
             entry_id = str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"{order_id}|{message_id}"))
             body = dead_letter_body(letter.task, letter.message, letter.reason, letter.kind, now)
-            entries.append((entry_id, {"kind": "dead_letter", "body": body}))
+            entry = {"kind": "dead_letter", "body": body}
+            entries.append((entry_id, formats.marked(formats.OUTBOX_ENTRY, entry)))
         for job in decision.label_jobs:
             entry_id = str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"label|{order_id}|{job.request_id}"))
             entries.append(
                 (
                     entry_id,
-                    {
-                        "kind": "task",
-                        "name": LABEL_TASK,
-                        "args": [order_id, job.request_id],
-                    },
+                    formats.marked(
+                        formats.OUTBOX_ENTRY,
+                        {"kind": "task", "name": LABEL_TASK, "args": [order_id, job.request_id]},
+                    ),
                 )
             )
         return entries
@@ -296,7 +298,13 @@ class Service:
         done: list[str] = []
         try:
             for entry_id, entry in entries:
-                self.publisher.publish(entry_id, entry)
+                try:
+                    self.publisher.publish(entry_id, entry)
+                except formats.NewerFormat as exc:  # a newer release's worker relays it
+                    log.warning(
+                        "outbox entry left for a newer worker", entry=entry_id, error=str(exc)
+                    )
+                    continue
                 done.append(entry_id)
         except Exception:
             # Nothing is lost: the entry stays in the outbox and the relay retries it.
@@ -368,6 +376,7 @@ def dead_letter_body(
 ) -> dict[str, Any]:
     """The body of a dead-letter message: the original body, and why it was refused."""
     return {
+        formats.FORMAT_KEY: formats.WRITTEN[formats.DEAD_LETTER],
         "task": task,
         "reason": reason,
         "error": error,

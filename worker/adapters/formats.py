@@ -1,0 +1,86 @@
+"""Format versions of everything this worker stores, and the rule for one it cannot read.
+
+Stored data outlives releases (docs/operations.md, "Upgrades"): this release reads every
+format any release wrote, and leaves alone what a newer release wrote.
+
+- **order state**, the `state` field of `aftersales:order:{id}` (held messages are in
+  it). 1: release 1.0 (policy inline, windows in elapsed days, no `published`); 2: 1.1
+  and 1.2 (compact, policy by reference; the inline form of unreleased 1.1 commits reads
+  as 2 too).
+- **outbox entry**, the values of `aftersales:outbox:entries`: 1.
+- **dead-letter body**, the messages the worker writes to `aftersales.dead_letter`: 1.
+- **schedule entry**, the members `[order, deadline]` of `aftersales:deadlines*`: 1, by
+  shape.
+
+A version is written as `"format": N` in the JSON object itself, so it always travels
+with the data it describes. Versions 1 and 2 of the order state carry none: release 1.1
+refuses any key it does not know (its models forbid extras), so writing one would stop
+1.1 workers still running during a rolling upgrade; their shapes tell them apart. The
+outbox entry and the dead-letter body carry `"format": 1` from 1.2 on (1.1 reads them by
+key and ignores it). A schedule member is a JSON array read by position: a new form would
+be a new key.
+
+**Newer than known.** A form whose version is above `KNOWN` was written by a newer
+release: this one raises `NewerFormat`, and the caller leaves the data as it is and lets
+it come back (an inbound message is retried, a firing waits, an outbox entry stays for the
+next relay), never dead-letters it or rewrites it. During a rolling upgrade the newer
+workers take it. Hence expand, then contract: a release first learns to read a new form
+(and keeps writing the old one, `WRITTEN`), and only a later release, once no older
+worker runs, writes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+FORMAT_KEY = "format"
+
+ORDER_STATE = "order_state"
+OUTBOX_ENTRY = "outbox_entry"
+DEAD_LETTER = "dead_letter"
+SCHEDULE_ENTRY = "schedule_entry"
+
+KNOWN: Mapping[str, int] = {ORDER_STATE: 2, OUTBOX_ENTRY: 1, DEAD_LETTER: 1, SCHEDULE_ENTRY: 1}
+"""The newest version of each form this release reads."""
+
+WRITTEN: Mapping[str, int] = {ORDER_STATE: 2, OUTBOX_ENTRY: 1, DEAD_LETTER: 1, SCHEDULE_ENTRY: 1}
+"""The version of each form this release writes: one the previous release reads."""
+
+UNMARKED: Mapping[str, int] = {ORDER_STATE: 2, OUTBOX_ENTRY: 1, DEAD_LETTER: 1, SCHEDULE_ENTRY: 1}
+"""Versions written without a `format` key (order state 1 is told apart by its shape)."""
+
+
+class NewerFormat(Exception):
+    """Stored data in a format a newer release wrote: leave it, let it come back."""
+
+    def __init__(self, form: str, version: Any) -> None:
+        super().__init__(
+            f"{form} in format {version!r}, newer than this release reads ({KNOWN[form]}):"
+            " left for a newer worker"
+        )
+        self.form = form
+        self.version = version
+
+
+def version_of(form: str, data: Mapping[str, Any]) -> int:
+    """The format version of a stored object; NewerFormat if this release cannot read it."""
+    version = data.get(FORMAT_KEY, UNMARKED[form])
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise NewerFormat(form, version)  # not a version this release ever wrote
+    if version > KNOWN[form]:
+        raise NewerFormat(form, version)
+    return version
+
+
+def stamp(form: str, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with the version this release writes, unless that version is unmarked."""
+    if WRITTEN[form] != UNMARKED[form]:
+        data[FORMAT_KEY] = WRITTEN[form]
+    return data
+
+
+def marked(form: str, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with its version always written (forms every reader ignores it in)."""
+    data[FORMAT_KEY] = WRITTEN[form]
+    return data
