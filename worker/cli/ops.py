@@ -13,19 +13,48 @@ import redis
 from celery import Celery
 
 from schemas.inbound import INBOUND_TASKS
+from schemas.policy import MarketplacePolicy, PolicySet
 from schemas.types import format_timestamp
 from worker.adapters import topology
 from worker.adapters.redis_store import RedisStore
+from worker.adapters.state_codec import policy_hash
+
+TERMS = (
+    "free_cancel_window", "cancel_response_window", "unpaid_cancel_after", "return_window",
+    "return_response_window", "return_response_calendar",
+)  # fmt: skip
+"""The windows `aftersales order` shows of the terms an order is under."""
 
 
-def order_view(store: RedisStore, order_id: str) -> dict[str, Any] | None:
+def order_terms(
+    policy: MarketplacePolicy | None, marketplace: str | None, current: PolicySet | None
+) -> dict[str, Any] | None:
+    """The terms an order is under: the policy snapshot taken at `order.placed` (by its
+    content hash, as stored), whether the workers' policy file gives a new order of that
+    marketplace the same terms today, and its main windows."""
+    if policy is None:
+        return None
+    digest = policy_hash(policy)
+    today = current.for_marketplace(marketplace) if current and marketplace else None
+    return {
+        "policy": digest,
+        "same_as_current": None if today is None else policy_hash(today) == digest,
+        "windows": {name: str(getattr(policy, name)) for name in TERMS if hasattr(policy, name)},
+    }
+
+
+def order_view(
+    store: RedisStore, order_id: str, current: PolicySet | None = None
+) -> dict[str, Any] | None:
     loaded = store.load(order_id)
     if loaded.state is None:
         return None
     state = loaded.state
+    marketplace = state.order.marketplace if state.order is not None else None
     return {
         "order_id": order_id,
         "version": loaded.version,
+        "terms": order_terms(state.policy, marketplace, current),
         "timeline": store.timeline(order_id),
         "deadlines": [
             {"id": d.id, "kind": d.kind, "ref": d.ref, "due_at": format_timestamp(d.due_at)}

@@ -9,6 +9,7 @@ runs through `worker/`. The receivers are connected by `RECEIVERS` at the bottom
 from __future__ import annotations
 
 import uuid
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar
 
 import structlog
@@ -17,7 +18,7 @@ from celery.signals import beat_init, task_postrun, task_prerun, task_received, 
 
 from schemas.inbound import INBOUND_TASKS
 from worker import runtime
-from worker.adapters import amqp, topology
+from worker.adapters import amqp, formats, topology
 from worker.adapters.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK
 from worker.celery import AMQP, app
 from worker.logging import get_logger, never_fails
@@ -81,6 +82,24 @@ class Liveness(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is unty
 
 
 # --- signal receivers --------------------------------------------------------------------
+
+
+def announce_release(**_: Any) -> None:
+    """The first line of every worker and beat log: which release, which stored formats it
+    reads and writes (docs/operations.md, "Upgrades"): a mixed fleet shows who is who."""
+    log.info(
+        "aftersales release",
+        version=_installed_version(),
+        reads=dict(formats.KNOWN),
+        writes=dict(formats.WRITTEN),
+    )
+
+
+def _installed_version() -> str:
+    try:
+        return version("aftersales")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def declare_on_init(**_: Any) -> None:
@@ -153,7 +172,9 @@ def adopt_on_beat_init(**_: Any) -> None:
 
 
 RECEIVERS: tuple[tuple[Any, Any], ...] = (
+    (worker_init, announce_release),
     (worker_init, declare_on_init),
+    (beat_init, announce_release),
     (beat_init, adopt_on_beat_init),
     (task_prerun, bind_task),
     (task_postrun, unbind_task),
