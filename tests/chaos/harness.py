@@ -65,10 +65,17 @@ class Run:
         return lines + self.comparison.details() + self.evidence
 
 
-def run_chaos(config: ChaosConfig, workdir: Path) -> Run:
+def run_chaos(
+    config: ChaosConfig,
+    workdir: Path,
+    processes_class: type[Processes] | None = None,
+    schedule: Callable[[Run, Processes, EmbeddedRedis], Any] | None = None,
+) -> Run:
+    """The run; `processes_class` and `schedule` replace the processes and the chaos
+    schedule (the rolling upgrade, tests/upgrade/rolling.py, brings its own of both)."""
     run = Run(config)
     server = start_embedded_redis(workdir / "redis", port=free_port())
-    processes = Processes(workdir, server.url, config)
+    processes = (processes_class or Processes)(workdir, server.url, config)
     consumer = producer = None
     try:
         consumer = Consumer(server.url)  # bound before anything is published
@@ -77,7 +84,7 @@ def run_chaos(config: ChaosConfig, workdir: Path) -> Run:
             processes.start_worker()
         processes.start_beat()
         _wait(lambda: all(processes.ready(w) for w in processes.workers), 120, "workers up")
-        server = _drive(run, config, processes, producer, consumer, server)
+        server = _drive(run, config, processes, producer, consumer, server, schedule or Chaos)
         run.dead_letters = _count_dead_letters(server.url)
         if run.comparison is not None and run.comparison.failed:
             c = run.comparison
@@ -145,6 +152,7 @@ def _drive(
     producer: Producer,
     consumer: Consumer,
     server: EmbeddedRedis,
+    schedule: Callable[[Run, Processes, EmbeddedRedis], Any],
 ) -> EmbeddedRedis:
     start = time.time()
     now = datetime.fromtimestamp(start, UTC).replace(microsecond=0)
@@ -156,7 +164,7 @@ def _drive(
     required = {o.key for o in outcomes if not o.optional}
     aliases = {m: ref for s in run.scripts for m, ref in s.aliases.items()}
     sender = Sender(run.scripts, random.Random(c.seed))
-    chaos = Chaos(run, processes, server)
+    chaos = schedule(run, processes, server)
     seen: dict[Key, Seen] = {}
     last_change, complete_at = time.monotonic(), None
     c.log(
