@@ -73,3 +73,29 @@ def test_a_message_and_a_deadline_of_an_order_in_a_newer_format_wait_for_a_reade
             lambda e, o=order: e["type"] == "order.cancelled" and e["subject"] == o, timeout=60
         )
     assert event_listener.dead_letters(timeout=0, count=0) == []
+
+
+def test_replay_leaves_a_dead_letter_of_a_newer_release_in_the_queue(redis_url, monkeypatch):
+    from click.testing import CliRunner
+    from kombu import Connection
+
+    from worker.adapters import topology
+    from worker.cli.main import main
+    from worker.settings import get_settings
+
+    newer = {"format": formats.KNOWN[formats.DEAD_LETTER] + 1, "task": ORDER_EVENT,
+             "original": message("order.paid", new_id("o"), datetime.now(UTC)),
+             "reason": "something_new"}  # fmt: skip
+    with Connection(redis_url) as connection:
+        queue = connection.SimpleQueue(topology.dead_letter_queue)
+        queue.put(newer)
+        queue.close()
+    monkeypatch.setenv("AFTERSALES_REDIS_URL", redis_url)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(main, ["replay"], catch_exceptions=False)
+        listed = CliRunner().invoke(main, ["dead-letters", "--json"], catch_exceptions=False)
+    finally:
+        get_settings.cache_clear()
+    assert json.loads(result.output)["replayed"] == 0
+    assert json.loads(listed.output) == [newer]  # kept as it was, for a newer release

@@ -15,7 +15,7 @@ from celery import Celery
 from schemas.inbound import INBOUND_TASKS
 from schemas.policy import MarketplacePolicy, PolicySet
 from schemas.types import format_timestamp
-from worker.adapters import topology
+from worker.adapters import formats, topology
 from worker.adapters.redis_store import RedisStore
 from worker.adapters.state_codec import policy_hash
 
@@ -120,7 +120,8 @@ def replay(app: Celery, limit: int, now: datetime) -> list[dict[str, Any]]:
     """Send dead-lettered messages again to their task, oldest first; returns what was sent.
 
     Only letters that carry a task name and a decoded original message can be replayed;
-    others are put back at the end of the dead-letter queue untouched.
+    others are put back at the end of the dead-letter queue untouched, and so are letters
+    in a format newer than this release reads (worker/adapters/formats.py).
     """
     sent = []
     with app.connection_for_write() as connection:
@@ -133,7 +134,9 @@ def replay(app: Celery, limit: int, now: datetime) -> list[dict[str, Any]]:
                     break
                 letter = _letter(message)
                 task, original = letter.get("task"), letter.get("original")
-                if task in INBOUND_TASKS and isinstance(original, dict):
+                if _newer(letter):  # written by a newer release: its replay reads it
+                    queue.put(letter)
+                elif task in INBOUND_TASKS and isinstance(original, dict):
                     app.send_task(task, args=[original], queue=topology.INBOUND)
                     sent.append({"task": task, "message_id": original.get("message_id")})
                 else:
@@ -142,6 +145,14 @@ def replay(app: Celery, limit: int, now: datetime) -> list[dict[str, Any]]:
         finally:
             queue.close()
     return sent
+
+
+def _newer(letter: dict[str, Any]) -> bool:
+    try:
+        formats.version_of(formats.DEAD_LETTER, letter)
+    except formats.NewerFormat:
+        return True
+    return False
 
 
 def _letter(message: Any) -> dict[str, Any]:
