@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.wire_messages import new_id
+from tests.support.messages import new_id
 from tests.unit.test_examples import load_example
 
 pytestmark = pytest.mark.integration

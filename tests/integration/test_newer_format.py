@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.integration.wire_messages import BUYER_ACTION, ORDER_EVENT, message, new_id, placed
+from tests.support.messages import BUYER_ACTION, ORDER_EVENT, message, new_id, placed
 from tests.support.processes import wait_until
 from tests.support.state import wait_applied
 from worker.adapters import formats

@@ -25,7 +25,7 @@ import pytest
 import redis
 from kombu import Connection
 
-from tests.integration.wire_messages import ORDER_EVENT, message, new_id, placed
+from tests.support.messages import ORDER_EVENT, message, new_id, placed
 from tests.support.processes import wait_until
 from tests.support.state import wait_applied
 from tests.support.wire import protocol2_body, task_headers

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from schemas.dead_letters import dead_letter_body
 from tests.unit.test_state_codec import _delivered_with_history
 from worker.adapters import formats, state_codec
 from worker.adapters.state_upgrade import in_hours, upgrade_format_1
-from worker.service_layer.service import dead_letter_body
 
 DATA = Path(__file__).parent / "data"
 
@@ -115,6 +115,6 @@ def test_the_relay_leaves_an_outbox_entry_of_a_newer_release_and_publishes_the_r
     store.outbox.update({"new": {"kind": "event", "format": 2}, "old": {"kind": "event"}})
     service = make_service(store=store)
     entries = [("new", store.outbox["new"]), ("old", store.outbox["old"])]
-    assert service.publish_entries(entries) == 1  # one left
+    assert service.outbox.publish(entries) == 1  # one left
     assert [entry_id for entry_id, _ in service.publisher.published] == ["old"]  # type: ignore[attr-defined]
     assert list(store.outbox) == ["new"]  # still there for a newer worker's relay

@@ -34,6 +34,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from schemas import dead_letters
+
 FORMAT_KEY = "format"
 
 ORDER_STATE = "order_state"
@@ -44,7 +46,12 @@ SCHEDULE_ENTRY = "schedule_entry"
 KNOWN: Mapping[str, int] = {ORDER_STATE: 2, OUTBOX_ENTRY: 1, DEAD_LETTER: 1, SCHEDULE_ENTRY: 1}
 """The newest version of each form this release reads."""
 
-WRITTEN: Mapping[str, int] = {ORDER_STATE: 2, OUTBOX_ENTRY: 1, DEAD_LETTER: 1, SCHEDULE_ENTRY: 1}
+WRITTEN: Mapping[str, int] = {
+    ORDER_STATE: 2,
+    OUTBOX_ENTRY: 1,
+    DEAD_LETTER: dead_letters.FORMAT,  # schemas/ builds the body and may not import worker/
+    SCHEDULE_ENTRY: 1,
+}
 """The version of each form this release writes: one the previous release reads."""
 
 UNMARKED: Mapping[str, int] = {ORDER_STATE: 2, OUTBOX_ENTRY: 1, DEAD_LETTER: 1, SCHEDULE_ENTRY: 1}
