@@ -118,3 +118,18 @@ def test_the_relay_leaves_an_outbox_entry_of_a_newer_release_and_publishes_the_r
     assert service.outbox.publish(entries) == 1  # one left
     assert [entry_id for entry_id, _ in service.publisher.published] == ["old"]  # type: ignore[attr-defined]
     assert list(store.outbox) == ["new"]  # still there for a newer worker's relay
+
+
+def test_a_new_optional_state_field_marks_only_the_states_that_use_it(monkeypatch) -> None:
+    """How a release adds state fields (issue 20's offers, say): listed under the next
+    format, a state without them stays format 2 (unmarked, what 1.1 reads); one with
+    them is stamped, and a release that does not know that format leaves it."""
+    monkeypatch.setattr(formats, "ORDER_STATE_FIELDS_SINCE", {3: frozenset({"offers"})})
+    plain = formats.stamp(formats.ORDER_STATE, {"order_id": "o-1"})
+    assert formats.FORMAT_KEY not in plain
+    using = formats.stamp(formats.ORDER_STATE, {"order_id": "o-1", "offers": {"x": 1}})
+    assert using[formats.FORMAT_KEY] == 3
+    with pytest.raises(formats.NewerFormat):  # KNOWN is still 2 here: a 1.2 worker
+        formats.version_of(formats.ORDER_STATE, using)
+    monkeypatch.setattr(formats, "KNOWN", {**formats.KNOWN, formats.ORDER_STATE: 3})
+    assert formats.version_of(formats.ORDER_STATE, using) == 3

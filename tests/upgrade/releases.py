@@ -66,7 +66,11 @@ def ensure_venv(version: str) -> Path:
         tar.extractall(source, filter="data")
     pip = [str(python_of(version)), "-m", "pip", "--disable-pip-version-check", "--quiet"]
     env = {**os.environ, "PIP_NO_INPUT": "1"}
-    subprocess.run([*pip, "install", str(source)], check=True, env=env, cwd=target)
+    done = subprocess.run(
+        [*pip, "install", str(source)], env=env, cwd=target, capture_output=True, text=True
+    )
+    if done.returncode != 0:  # say why, once: pip's output is noise otherwise
+        raise RuntimeError(f"pip install of {version} failed:\n{done.stdout}{done.stderr}")
     stamp.write_text(commit + "\n")
     return python_of(version)
 

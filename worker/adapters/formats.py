@@ -57,6 +57,19 @@ WRITTEN: Mapping[str, int] = {
 UNMARKED: Mapping[str, int] = {ORDER_STATE: 2, OUTBOX_ENTRY: 1, DEAD_LETTER: 1, SCHEDULE_ENTRY: 1}
 """Versions written without a `format` key (order state 1 is told apart by its shape)."""
 
+ORDER_STATE_FIELDS_SINCE: Mapping[int, frozenset[str]] = {}
+"""Top-level order-state fields that only format N and later have, by N. A new optional
+field of the order state goes here under the next version (and KNOWN is raised to it):
+the compact form leaves a field at its default out, so a state that does not use the
+field is still written as format 2, which older releases read; one that uses it is
+written with `"format": N`, which they leave for a newer worker."""
+
+
+def state_version(data: Mapping[str, Any]) -> int:
+    """The oldest order-state format that can carry `data` (its compact JSON object)."""
+    needed = [v for v, names in ORDER_STATE_FIELDS_SINCE.items() if names & data.keys()]
+    return max([UNMARKED[ORDER_STATE], *needed])
+
 
 class NewerFormat(Exception):
     """Stored data in a format a newer release wrote: leave it, let it come back."""
@@ -81,9 +94,13 @@ def version_of(form: str, data: Mapping[str, Any]) -> int:
 
 
 def stamp(form: str, data: dict[str, Any]) -> dict[str, Any]:
-    """`data` with the version this release writes, unless that version is unmarked."""
-    if WRITTEN[form] != UNMARKED[form]:
-        data[FORMAT_KEY] = WRITTEN[form]
+    """`data` with the version this release writes, unless that version is unmarked. An
+    order state gets the oldest version that carries its fields (`state_version`)."""
+    version = WRITTEN[form]
+    if form == ORDER_STATE:
+        version = max(version, state_version(data))
+    if version != UNMARKED[form]:
+        data[FORMAT_KEY] = version
     return data
 
 
