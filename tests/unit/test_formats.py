@@ -121,15 +121,36 @@ def test_the_relay_leaves_an_outbox_entry_of_a_newer_release_and_publishes_the_r
 
 
 def test_a_new_optional_state_field_marks_only_the_states_that_use_it(monkeypatch) -> None:
-    """How a release adds state fields (issue 20's offers, say): listed under the next
-    format, a state without them stays format 2 (unmarked, what 1.1 reads); one with
-    them is stamped, and a release that does not know that format leaves it."""
-    monkeypatch.setattr(formats, "ORDER_STATE_FIELDS_SINCE", {3: frozenset({"offers"})})
+    """How a release adds state fields: listed under the next format, a state without
+    them keeps the older format; one with them is stamped, and a release that does not
+    know that format yet leaves it."""
+    monkeypatch.setattr(
+        formats,
+        "ORDER_STATE_FIELDS_SINCE",
+        {**formats.ORDER_STATE_FIELDS_SINCE, 4: frozenset({"x_new"})},
+    )
     plain = formats.stamp(formats.ORDER_STATE, {"order_id": "o-1"})
-    assert formats.FORMAT_KEY not in plain
-    using = formats.stamp(formats.ORDER_STATE, {"order_id": "o-1", "offers": {"x": 1}})
-    assert using[formats.FORMAT_KEY] == 3
-    with pytest.raises(formats.NewerFormat):  # KNOWN is still 2 here: a 1.2 worker
+    assert formats.FORMAT_KEY not in plain  # format 2: what 1.1 reads
+    using = formats.stamp(formats.ORDER_STATE, {"order_id": "o-1", "returns": {"r": {"x_new": 1}}})
+    assert using[formats.FORMAT_KEY] == 4
+    with pytest.raises(formats.NewerFormat):  # KNOWN is 3: this release leaves it
         formats.version_of(formats.ORDER_STATE, using)
-    monkeypatch.setattr(formats, "KNOWN", {**formats.KNOWN, formats.ORDER_STATE: 3})
-    assert formats.version_of(formats.ORDER_STATE, using) == 3
+
+
+@pytest.mark.parametrize(
+    ("compact", "version"),
+    [
+        ({"order_id": "o"}, 2),
+        ({"returns": {"r1": {"status": "requested", "kind": "refund_only"}}}, 2),
+        ({"returns": {"r1": {"second_tries": [{"sku": "A", "quantity": 1}]}}}, 3),
+        ({"returns": {"r1": {"offer": {"kind": "partial_refund"}}}}, 3),
+        ({"returns": {"r1": {"kind": "reshipment"}}}, 3),
+        ({"returns": {"r1": {"status": "replacing"}}}, 3),
+        ({"deadlines": {"d": {"kind": "offer_response"}}}, 3),
+        ({"history": {"base": {"returns": {"r1": {"replacement_tracking": "T"}}}}}, 3),
+    ],
+)
+def test_a_state_is_written_in_the_oldest_format_that_carries_it(compact, version) -> None:
+    """1.2's fields and values (contract 1.2) make a state format 3, wherever they sit;
+    a state without them stays format 2, which release 1.1 reads."""
+    assert formats.state_version(compact) == version

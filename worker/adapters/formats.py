@@ -6,7 +6,8 @@ format any release wrote, and leaves alone what a newer release wrote.
 - **order state**, the `state` field of `aftersales:order:{id}` (held messages are in
   it). 1: release 1.0 (policy inline, windows in elapsed days, no `published`); 2: 1.1
   and 1.2 (compact, policy by reference; the inline form of unreleased 1.1 commits reads
-  as 2 too).
+  as 2 too); 3: 1.2, a state that uses a field or value of contract 1.2 (an offer, a
+  replacement, units asked a second time), stamped `"format": 3`.
 - **outbox entry**, the values of `aftersales:outbox:entries`: 1.
 - **dead-letter body**, the messages the worker writes to `aftersales.dead_letter`: 1.
 - **schedule entry**, the members `[order, deadline]` of `aftersales:deadlines*`: 1, by
@@ -43,7 +44,7 @@ OUTBOX_ENTRY = "outbox_entry"
 DEAD_LETTER = "dead_letter"
 SCHEDULE_ENTRY = "schedule_entry"
 
-KNOWN: Mapping[str, int] = {ORDER_STATE: 2, OUTBOX_ENTRY: 1, DEAD_LETTER: 1, SCHEDULE_ENTRY: 1}
+KNOWN: Mapping[str, int] = {ORDER_STATE: 3, OUTBOX_ENTRY: 1, DEAD_LETTER: 1, SCHEDULE_ENTRY: 1}
 """The newest version of each form this release reads."""
 
 WRITTEN: Mapping[str, int] = {
@@ -57,18 +58,42 @@ WRITTEN: Mapping[str, int] = {
 UNMARKED: Mapping[str, int] = {ORDER_STATE: 2, OUTBOX_ENTRY: 1, DEAD_LETTER: 1, SCHEDULE_ENTRY: 1}
 """Versions written without a `format` key (order state 1 is told apart by its shape)."""
 
-ORDER_STATE_FIELDS_SINCE: Mapping[int, frozenset[str]] = {}
-"""Top-level order-state fields that only format N and later have, by N. A new optional
-field of the order state goes here under the next version (and KNOWN is raised to it):
-the compact form leaves a field at its default out, so a state that does not use the
-field is still written as format 2, which older releases read; one that uses it is
-written with `"format": N`, which they leave for a newer worker."""
+ORDER_STATE_FIELDS_SINCE: Mapping[int, frozenset[str]] = {
+    3: frozenset({"second_tries", "offer", "replacement_tracking"}),
+}
+"""Order-state keys (at any depth: a request's) that only format N and later have, by N.
+A new optional field goes here under the next version (and KNOWN is raised to it): the
+compact form leaves a field at its default out, so a state that does not use the field is
+still written in the older format, which older releases read; one that uses it is written
+with `"format": N`, which they leave for a newer worker. Format 3 is contract 1.2's
+(offers, replacements, per-unit rejections)."""
+
+ORDER_STATE_VALUES_SINCE: Mapping[int, frozenset[str]] = {
+    3: frozenset({"reshipment", "exchange", "offered", "replacing", "replaced",
+                  "replacement_ship", "offer_response"}),
+}  # fmt: skip
+"""`kind` and `status` values that only format N and later have (new request kinds and
+statuses, new deadline kinds), by N."""
 
 
-def state_version(data: Mapping[str, Any]) -> int:
+def state_version(data: Any) -> int:
     """The oldest order-state format that can carry `data` (its compact JSON object)."""
-    needed = [v for v, names in ORDER_STATE_FIELDS_SINCE.items() if names & data.keys()]
-    return max([UNMARKED[ORDER_STATE], *needed])
+    version = UNMARKED[ORDER_STATE]
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for since, names in ORDER_STATE_FIELDS_SINCE.items():
+                if since > version and names & item.keys():
+                    version = since
+            for since, values in ORDER_STATE_VALUES_SINCE.items():
+                found = {item.get("kind"), item.get("status")} & values
+                if since > version and found:
+                    version = since
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return version
 
 
 class NewerFormat(Exception):
