@@ -157,7 +157,7 @@ def _drive(
     start = time.time()
     now = datetime.fromtimestamp(start, UTC).replace(microsecond=0)
     run.scripts = generate(
-        c.orders, c.seed, now, timedelta(seconds=c.spread), timedelta(seconds=c.lead)
+        c.orders, c.seed, now, timedelta(seconds=c.spread), timedelta(seconds=c.lead), c.flows
     )
     horizon = now + timedelta(seconds=c.lead + c.spread + 1)
     outcomes: list[Outcome] = [o for s in run.scripts for o in expected(s, horizon)]

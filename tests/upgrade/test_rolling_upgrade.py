@@ -27,7 +27,7 @@ def test_a_rolling_upgrade_under_load_loses_nothing(tmp_path):
         pytest.skip(f"cannot install release {previous['version']}: {exc}")
     lines: list[str] = []
     config = rolling_config(
-        ORDERS, seed=3, old_python=old_python, log=lines.append, timeout=300.0, quiet=40.0
+        ORDERS, 3, old_python, previous["version"], log=lines.append, timeout=300.0, quiet=40.0
     )
     run = run_rolling(config, tmp_path)
     report = "\n".join([*lines, *run.report()])
