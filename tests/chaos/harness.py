@@ -86,10 +86,12 @@ def run_chaos(
         _wait(lambda: all(processes.ready(w) for w in processes.workers), 120, "workers up")
         server = _drive(run, config, processes, producer, consumer, server, schedule or Chaos)
         run.dead_letters = _count_dead_letters(server.url)
+        if run.dead_letters > 0:
+            run.evidence.append(_dead_letter_reasons(server.url))
         if run.comparison is not None and run.comparison.failed:
             c = run.comparison
             orders = [o.order_id for o in c.missing] + [k[0] for k, _ in c.wrong + c.duplicated]
-            run.evidence = [_broker_state(server.url), *_evidence(server.url, orders)]
+            run.evidence += [_broker_state(server.url), *_evidence(server.url, orders)]
     finally:
         if producer is not None:
             producer.close()
@@ -223,6 +225,24 @@ def _count_dead_letters(url: str) -> int:
     with contextlib.suppress(Exception), redis.Redis.from_url(url) as client:
         return int(client.llen(DEAD_LETTER))
     return -1
+
+
+def _dead_letter_reasons(url: str, examples: int = 3) -> str:
+    """How many dead letters of each reason and task, and the error of a few."""
+    import base64
+
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    errors: list[str] = []
+    with redis.Redis.from_url(url) as client:
+        for raw in client.lrange(DEAD_LETTER, 0, -1):
+            with contextlib.suppress(Exception):
+                envelope = json.loads(raw)
+                body = json.loads(base64.b64decode(envelope["body"]))
+                counts[(str(body.get("reason")), str(body.get("task")))] += 1
+                if len(errors) < examples:
+                    errors.append(f"  {body.get('reason')}: {str(body.get('error'))[:300]}")
+    lines = [f"dead letters by (reason, task): {dict(counts)}", *errors]
+    return "\n".join(lines)
 
 
 def _broker_state(url: str) -> str:

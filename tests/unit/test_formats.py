@@ -5,7 +5,7 @@ and what this release writes is what the previous release (1.1) reads."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +154,20 @@ def test_a_state_is_written_in_the_oldest_format_that_carries_it(compact, versio
     """1.2's fields and values (contract 1.2) make a state format 3, wherever they sit;
     a state without them stays format 2, which release 1.1 reads."""
     assert formats.state_version(compact) == version
+
+
+def test_a_policy_document_is_written_as_release_1_1_wrote_it() -> None:
+    """The policy documents 1.1 stored (its golden fixture) come out of today's code byte
+    for byte: same content hash, and what today's workers store a 1.1 worker reads
+    during a rolling upgrade (1.2's new windows at their default are left out)."""
+    from schemas.policy import MarketplacePolicy
+
+    fixture = json.loads((Path(__file__).parents[1] / "upgrade/fixtures/1.1.0.json").read_text())
+    documents = [row for row in fixture["keys"] if row["key"].startswith("aftersales:policy:")]
+    assert documents
+    for row in documents:
+        policy = MarketplacePolicy.model_validate_json(row["value"])
+        assert state_codec.canonical_policy(policy) == row["value"]
+        assert row["key"].endswith(state_codec.policy_hash(policy))
+    longer = policy.model_copy(update={"offer_response_window": timedelta(hours=48)})
+    assert "offer_response_window" in state_codec.canonical_policy(longer)  # 1.2 only

@@ -58,8 +58,21 @@ def policy_hash(policy: MarketplacePolicy) -> str:
     return hashlib.sha256(canonical_policy(policy).encode()).hexdigest()[:32]
 
 
+POLICY_FIELDS_SINCE_1_2 = ("replacement_ship_window", "offer_response_window")
+"""Policy fields release 1.1 does not know (its model refuses them). At their default
+they are left out of the stored document, which 1.1 workers then read during a rolling
+upgrade (a 1.2 worker reads the same defaults back); a policy file that sets one makes a
+document only 1.2 reads (docs/operations.md, "Upgrades": set them once no 1.1 worker
+runs). The same policy thus has the same content hash in both releases."""
+
+
 def canonical_policy(policy: MarketplacePolicy) -> str:
-    return json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    data = policy.model_dump(mode="json")
+    defaults = MarketplacePolicy.model_fields
+    for name in POLICY_FIELDS_SINCE_1_2:
+        if getattr(policy, name) == defaults[name].default:
+            data.pop(name, None)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 def encode(state: OrderState, ref: PolicyRef) -> str:
