@@ -5,8 +5,8 @@ Today's worker applies the previous release's flows (the chaos workload's genera
 flows that release handles: tests/upgrade/rolling.py); then the previous release's own
 `RedisStore`, in its own virtualenv, loads every order state not marked as a newer
 format (policy documents resolved) and reads every outbox entry; a state marked newer is
-one the previous release must leave (worker/adapters/formats.py). A deterministic check of what the rolling run
-can only catch when an old worker happens to touch such an order."""
+one the previous release must leave (worker/adapters/formats.py). A deterministic check
+of what the rolling run only catches when an old worker happens to touch such an order."""
 
 from __future__ import annotations
 
