@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.upgrade import releases
-from tests.upgrade.rolling import rolling_config, run_rolling
+from tests.upgrade.rolling import NOT_YET_ROLLING, rolling_config, run_rolling
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +27,9 @@ def test_a_rolling_upgrade_under_load_loses_nothing(tmp_path):
         pytest.skip(f"cannot install release {previous['version']}: {exc}")
     lines: list[str] = []
     config = rolling_config(
-        ORDERS, 3, old_python, previous["version"], log=lines.append, timeout=300.0, quiet=40.0
-    )
+        ORDERS, 3, old_python, previous["version"], NOT_YET_ROLLING,
+        log=lines.append, timeout=300.0, quiet=40.0,
+    )  # fmt: skip
     run = run_rolling(config, tmp_path)
     report = "\n".join([*lines, *run.report()])
     print(report, file=sys.stderr)
