@@ -35,6 +35,10 @@ DeadLetterReason = Literal[
 
 DEAD_LETTER_REASONS: tuple[DeadLetterReason, ...] = get_args(DeadLetterReason)
 
+FORMAT = 1
+"""The body's format version, written as `"format"` (schemas/formats.py, which
+reads it from here; readers of release 1.1 ignore the key)."""
+
 
 def dead_letter_body(
     task: str | None,
@@ -49,6 +53,7 @@ def dead_letter_body(
     through worker/runtime.py, the transport, a commit's outbox): the original body, and
     why it was refused (`reason`, one of DeadLetterReason; `error`, in words)."""
     return {
+        "format": FORMAT,
         "task": task,
         "reason": reason,
         "error": error,
@@ -59,4 +64,4 @@ def dead_letter_body(
     }
 
 
-__all__ = ["DEAD_LETTER_REASONS", "DeadLetterReason", "dead_letter_body"]
+__all__ = ["DEAD_LETTER_REASONS", "FORMAT", "DeadLetterReason", "dead_letter_body"]

@@ -10,6 +10,7 @@ from celery import Task
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
+from schemas.formats import NewerFormat
 from worker.logging import get_logger
 from worker.service_layer.service import ConcurrencyExhausted
 
@@ -23,8 +24,12 @@ TRANSIENT = (
     ConcurrencyExhausted,
     ConnectionError,
     TimeoutError,
+    # Stored data a newer release wrote (an order state in a newer format): left as it is
+    # and tried again, by then perhaps on a newer worker (schemas/formats.py).
+    NewerFormat,
 )
-"""Failures of the infrastructure, not of the message: retried, never dead-lettered."""
+"""Failures of the infrastructure, or data for a newer release, not of the message:
+retried, never dead-lettered."""
 
 BACKOFF_CAP = 60.0
 """Longest wait between retries (s): a Redis restart takes seconds, not minutes."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any
 
 from celery import Task
 from pydantic import ValidationError
 
 from schemas.dead_letters import DeadLetterReason
+from schemas.formats import NewerFormat
 from schemas.inbound import INBOUND_TASKS, TASK_OF_TYPE, parse_message
 from tasks.errors import TRANSIENT, retry_later
 from tasks.typed import task
@@ -19,6 +21,11 @@ from worker.rules.codes import ORDER_EXPIRED
 from worker.service_layer.backlog import message_facts
 
 log = get_logger("aftersales.tasks")
+
+NEWER_FORMAT_PAUSE = 0.5
+"""Seconds a message for an order in a newer format waits before it goes back to the
+queue: a retry of an inbound task is not delayed (its eta is ignored), and without a pause
+an older worker would spin on it until a newer one takes it."""
 
 
 def _validation_detail(task_name: str, body: Any, errors: list[Any]) -> str:
@@ -133,6 +140,13 @@ def _make_task(task_name: str) -> Task:
     def run(self: Task, *args: Any, **kwargs: Any) -> str:
         try:
             return handle_inbound(self, task_name, args, kwargs)
+        except NewerFormat as exc:
+            # The order's state was written by a newer release (a rolling upgrade): leave
+            # it and let the message come back, by then perhaps to a newer worker. An
+            # inbound retry runs at once (its eta is ignored), hence the pause.
+            log.warning("order stored by a newer release; message left for later", error=str(exc))
+            time.sleep(NEWER_FORMAT_PAUSE)
+            raise retry_later(self, exc) from exc
         except TRANSIENT as exc:
             # Redis or the broker is away: the message waits and comes back; not lost.
             log.warning("transient failure, will retry", error=str(exc))

@@ -65,10 +65,17 @@ class Run:
         return lines + self.comparison.details() + self.evidence
 
 
-def run_chaos(config: ChaosConfig, workdir: Path) -> Run:
+def run_chaos(
+    config: ChaosConfig,
+    workdir: Path,
+    processes_class: type[Processes] | None = None,
+    schedule: Callable[[Run, Processes, EmbeddedRedis], Any] | None = None,
+) -> Run:
+    """The run; `processes_class` and `schedule` replace the processes and the chaos
+    schedule (the rolling upgrade, tests/upgrade/rolling.py, brings its own of both)."""
     run = Run(config)
     server = start_embedded_redis(workdir / "redis", port=free_port())
-    processes = Processes(workdir, server.url, config)
+    processes = (processes_class or Processes)(workdir, server.url, config)
     consumer = producer = None
     try:
         consumer = Consumer(server.url)  # bound before anything is published
@@ -77,12 +84,14 @@ def run_chaos(config: ChaosConfig, workdir: Path) -> Run:
             processes.start_worker()
         processes.start_beat()
         _wait(lambda: all(processes.ready(w) for w in processes.workers), 120, "workers up")
-        server = _drive(run, config, processes, producer, consumer, server)
+        server = _drive(run, config, processes, producer, consumer, server, schedule or Chaos)
         run.dead_letters = _count_dead_letters(server.url)
+        if run.dead_letters > 0:
+            run.evidence.append(_dead_letter_reasons(server.url))
         if run.comparison is not None and run.comparison.failed:
             c = run.comparison
             orders = [o.order_id for o in c.missing] + [k[0] for k, _ in c.wrong + c.duplicated]
-            run.evidence = [_broker_state(server.url), *_evidence(server.url, orders)]
+            run.evidence += [_broker_state(server.url), *_evidence(server.url, orders)]
     finally:
         if producer is not None:
             producer.close()
@@ -145,18 +154,19 @@ def _drive(
     producer: Producer,
     consumer: Consumer,
     server: EmbeddedRedis,
+    schedule: Callable[[Run, Processes, EmbeddedRedis], Any],
 ) -> EmbeddedRedis:
     start = time.time()
     now = datetime.fromtimestamp(start, UTC).replace(microsecond=0)
     run.scripts = generate(
-        c.orders, c.seed, now, timedelta(seconds=c.spread), timedelta(seconds=c.lead)
+        c.orders, c.seed, now, timedelta(seconds=c.spread), timedelta(seconds=c.lead), c.flows
     )
     horizon = now + timedelta(seconds=c.lead + c.spread + 1)
     outcomes: list[Outcome] = [o for s in run.scripts for o in expected(s, horizon)]
     required = {o.key for o in outcomes if not o.optional}
     aliases = {m: ref for s in run.scripts for m, ref in s.aliases.items()}
     sender = Sender(run.scripts, random.Random(c.seed))
-    chaos = Chaos(run, processes, server)
+    chaos = schedule(run, processes, server)
     seen: dict[Key, Seen] = {}
     last_change, complete_at = time.monotonic(), None
     c.log(
@@ -215,6 +225,24 @@ def _count_dead_letters(url: str) -> int:
     with contextlib.suppress(Exception), redis.Redis.from_url(url) as client:
         return int(client.llen(DEAD_LETTER))
     return -1
+
+
+def _dead_letter_reasons(url: str, examples: int = 3) -> str:
+    """How many dead letters of each reason and task, and the error of a few."""
+    import base64
+
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    errors: list[str] = []
+    with redis.Redis.from_url(url) as client:
+        for raw in client.lrange(DEAD_LETTER, 0, -1):
+            with contextlib.suppress(Exception):
+                envelope = json.loads(raw)
+                body = json.loads(base64.b64decode(envelope["body"]))
+                counts[(str(body.get("reason")), str(body.get("task")))] += 1
+                if len(errors) < examples:
+                    errors.append(f"  {body.get('reason')}: {str(body.get('error'))[:300]}")
+    lines = [f"dead letters by (reason, task): {dict(counts)}", *errors]
+    return "\n".join(lines)
 
 
 def _broker_state(url: str) -> str:

@@ -55,6 +55,7 @@ class ChaosConfig:
     visibility: str = "PT30S"
     horizon: str = "PT10S"
     log: Callable[[str], None] = print
+    flows: tuple[str, ...] | None = None  # None: every flow (tests/chaos/flows.py)
 
 
 class Processes:

@@ -6,6 +6,7 @@ outcomes for one. Like the oracle, imports nothing from `worker/` or `schemas/`.
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from tests.chaos.flows import FLOWS
@@ -35,11 +36,13 @@ def generate(
     now: datetime,
     spread: timedelta,
     lead: timedelta = MIN_LEAD,
+    only: Collection[str] | None = None,
 ) -> list[Script]:
-    """`orders` scripts of every flow (1.1 and 1.2 included); deadlines meant to fire
-    during the run are due in [now + lead, now + lead + spread]."""
+    """`orders` scripts of every flow (1.1 and 1.2 included), or of the flows named in
+    `only` (a rolling upgrade sends what the previous release handles: tests/upgrade/);
+    deadlines meant to fire during the run are due in [now + lead, now + lead + spread]."""
     rng = random.Random(seed)
-    flows = FLOWS
+    flows = FLOWS if only is None else {name: FLOWS[name] for name in only}
     names = sorted(flows)
     weights = [flows[name][1] for name in names]
     scripts = []

@@ -57,6 +57,7 @@ def test_a_message_held_too_long_is_dead_lettered_listed_and_replayed(
     (letter,) = json.loads(cli("dead-letters", "--json").output)
     assert letter["original"] == paid and letter["reason"] == "held_too_long"
     assert letter["task"] == ORDER_EVENT
+    assert letter["format"] == 1  # the dead-letter body's format (schemas/formats.py)
 
     wire_client.send(ORDER_EVENT, placed(order, ago(minutes=10)))  # the missing fact
     _wait_for_order(cli, order)

@@ -12,6 +12,7 @@ from kombu import Connection
 
 from tests.support.messages import BUYER_ACTION, ORDER_EVENT, ago, message, new_id, placed
 from tests.support.processes import wait_until
+from tests.support.wire import WireClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq_only, pytest.mark.rabbitmq]
 
@@ -52,6 +53,40 @@ def test_the_inbound_queue_is_a_quorum_queue_and_the_timer_queues_are_classic(
         assert listed[INBOUND] == "quorum", listed
         assert listed["aftersales.deadlines"] == "classic", listed
         assert listed["aftersales.control"] == "classic", listed
+
+
+def test_an_inbound_queue_that_exists_as_classic_is_consumed_with_a_warning(
+    start_worker, start_beat, event_listener, broker_url, rabbitmq_node
+):
+    """`aftersales.inbound` was declared first as a classic durable queue (a deployment
+    older than the quorum change), and a stock Celery producer (its defaults: classic)
+    sends before any worker runs: the worker and beat start anyway, consume the queue as
+    it is and say so; an instant cancel and a timer (the unpaid expiry, which goes
+    through the inbound queue as a barrier) both come out."""
+    assert declare(broker_url, INBOUND, {}) == 0  # classic, durable: Celery's default
+    stock = WireClient(broker_url)
+    stock.celery.conf.task_create_missing_queue_type = "classic"  # Celery's default
+    order, unpaid = new_id("o"), new_id("o")
+    stock.send(ORDER_EVENT, placed(order, ago(minutes=5)))
+    stock.send(BUYER_ACTION, message("buyer.cancel_requested", order, ago(minutes=1), reason="x"))
+    # A prepaid order never paid: its 48 h expiry is a few seconds after the worker starts.
+    stock.send(ORDER_EVENT, placed(unpaid, ago(hours=48, seconds=-20)))
+
+    worker = start_worker(concurrency=1)
+    beat = start_beat()
+    worker.wait_for_log("exists as a classic queue", 60)
+    for subject in (order, unpaid):
+        event_listener.wait_for(
+            lambda e, s=subject: e["type"] == "order.cancelled" and e["subject"] == s,
+            timeout=90,
+        )
+    stock.send(ORDER_EVENT, placed(new_id("o"), ago(minutes=1)))  # still accepted
+    assert worker.alive() and beat.alive()
+    assert "PreconditionFailed" not in worker.log_text() + beat.log_text()
+    if rabbitmq_node is not None:
+        lines = rabbitmq_node.ctl("list_queues", "name", "type").splitlines()
+        listed = dict(line.split("\t") for line in lines if "\t" in line)
+        assert listed[INBOUND] == "classic", listed  # used as it was, not re-created
 
 
 def test_the_worker_publishes_with_confirms(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from schemas import formats
 from worker.adapters.memory_schedule import InMemorySchedule
 from worker.rules.state import OrderState
 from worker.service_layer.ports import Backlog, Begun, Commit, CommitResult, Loaded
@@ -125,6 +126,7 @@ class FakePublisher:
         if self.fail_next:
             self.fail_next -= 1
             raise ConnectionError("broker unavailable")
+        formats.version_of(formats.OUTBOX_ENTRY, entry)  # as KombuPublisher: newer is left
         self.published.append((entry_id, entry))
 
     def event_types(self) -> list[str]:

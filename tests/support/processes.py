@@ -125,9 +125,11 @@ def spawn(
     cwd: Path,
     log_path: Path,
     name: str | None = None,
+    python: str | Path | None = None,
 ) -> CeleryProcess:
-    """`python -m celery -A worker <args>` in `cwd`, output to `log_path`."""
-    command = [sys.executable, "-m", "celery", "-A", "worker", *args]
+    """`python -m celery -A worker <args>` in `cwd`, output to `log_path`; `python` is
+    this interpreter unless given (another release's virtualenv: tests/upgrade/)."""
+    command = [str(python or sys.executable), "-m", "celery", "-A", "worker", *args]
     with open(log_path, "ab") as log:
         log.write(f"$ {' '.join(command)}\n".encode())
         log.flush()

@@ -40,6 +40,7 @@ def test_the_body_keeps_the_original_and_why(now, errors, content_type, stamped,
         "original": {"message_id": "m-1"},
         "content_type": typed,
         "dead_lettered_at": stamped,
+        "format": 1,
     }
 
 

@@ -6,7 +6,6 @@ Their Redis parts run against a real worker in tests/integration/test_examples.p
 from __future__ import annotations
 
 import importlib.util
-import json
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -15,15 +14,12 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
 from worker.adapters.label_store import UnsafeLabelName
 from worker.contract.client import parse_event, validate
-from worker.rules.state import OrderState
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
-STATE_1_0 = Path(__file__).parent / "data" / "order_state_1_0.json"
 
 
 def load_example(name: str) -> ModuleType:
@@ -155,30 +151,3 @@ def test_the_s3_store_raises_other_errors_and_refuses_unsafe_names() -> None:
         store.get("return-ret-1-ab.pdf")
     with pytest.raises(UnsafeLabelName):
         store.put("../escape.pdf", b"")
-
-
-# --- the 1.0 state upgrade ------------------------------------------------------------------
-
-
-def test_a_state_stored_before_1_1_does_not_load_until_upgraded() -> None:
-    upgrade = load_example("upgrade_1_0_states")
-    state = json.loads(STATE_1_0.read_text())  # written by the rules as of commit 442fa2f
-    with pytest.raises(ValidationError, match="currency is required"):
-        OrderState.model_validate(state)
-
-    assert upgrade.upgrade_state(state) is True
-    loaded = OrderState.model_validate(state)
-    assert loaded.policy is not None and loaded.policy.currency == "GBP"
-    assert str(loaded.policy.return_response_window) == "PT48H"  # was P2D: elapsed, as in 1.0
-    assert str(loaded.policy.return_window) == "PT720H"
-    assert upgrade.upgrade_state(state) is False  # once only
-
-
-def test_the_upgrade_keeps_the_window_lengths_and_leaves_1_1_states_alone() -> None:
-    upgrade = load_example("upgrade_1_0_states")
-    assert upgrade.in_hours("P2D") == "PT48H"
-    assert upgrade.in_hours("P1DT1H30M") == "PT25H30M"
-    assert upgrade.in_hours("PT1H") == "PT1H"
-    current = OrderState(order_id="o-1").model_dump(mode="json")
-    before = json.dumps(current)
-    assert upgrade.upgrade_state(current) is False and json.dumps(current) == before

@@ -5,6 +5,10 @@ options that differ from the Redis broker (docs/operations.md#rabbitmq).
   node restart. Its exchange and routing key stay those of the contract (direct, named
   after the queue), so producers are unchanged, except that one which declares the queue
   must declare it with `x-queue-type: quorum` (RabbitMQ refuses an inequivalent declare).
+  A queue that already exists as a classic queue (declared first by a producer with
+  Celery's defaults, or before the quorum change) is consumed as it is, with a warning
+  (`adopt_existing_inbound`): the worker never refuses to start over a queue's type.
+  docs/operations.md#rabbitmq says how to move it to quorum.
 - `aftersales.deadlines` and `aftersales.control` stay classic queues: everything in them
   is derived from Redis (an armed deadline lost with its queue is re-sent by the sweep, a
   tick is worthless after 5 s), so replication would buy nothing.
@@ -30,6 +34,9 @@ from celery import Celery
 from kombu.entity import Exchange, Queue
 
 from worker.adapters import topology
+from worker.logging import get_logger
+
+log = get_logger("aftersales.amqp")
 
 SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
 
@@ -103,3 +110,43 @@ def _delay(countdown: float | None, eta: datetime | str | None, now: datetime) -
     if eta.tzinfo is None:  # Celery reads a naive ETA as UTC (enable_utc)
         eta = eta.replace(tzinfo=UTC)
     return (eta - now).total_seconds()
+
+
+PRECONDITION_FAILED = 406
+"""AMQP's reply code for a declare inequivalent to the existing queue."""
+
+CLASSIC_INBOUND_WARNING = (
+    "aftersales.inbound exists as a classic queue (declared before the worker, e.g. by a"
+    " producer with Celery's defaults); consuming it as it is, not replicated. To move it"
+    " to a quorum queue see docs/operations.md#rabbitmq"
+)
+
+
+def adopt_existing_inbound(app: Celery, connection: Any) -> bool:
+    """Make this process use `aftersales.inbound` as it exists on the broker: a quorum
+    declare is tried on a channel of its own; if RabbitMQ refuses it as inequivalent (the
+    queue is classic), every inbound Queue this app declares or publishes through loses
+    its quorum argument, so the consumer and the producers (the scheduler's barrier)
+    declare it as it is. True when the existing queue was adopted as classic."""
+    channel = connection.channel()
+    try:
+        channel.queue_declare(
+            topology.INBOUND, durable=True, auto_delete=False, arguments=dict(QUORUM)
+        )
+    except connection.channel_errors as exc:  # the broker closed that channel only
+        if getattr(exc, "reply_code", None) != PRECONDITION_FAILED:
+            raise
+        _drop_quorum(app)
+        log.warning(CLASSIC_INBOUND_WARNING, queue=topology.INBOUND)
+        return True
+    else:
+        channel.close()
+    return False
+
+
+def _drop_quorum(app: Celery) -> None:
+    queues = [*app.conf.task_queues, *app.amqp.queues.values()]
+    for queue in queues:
+        if queue.name == topology.INBOUND:
+            queue.queue_arguments = None
+    app.conf.task_create_missing_queue_type = "classic"

@@ -7,6 +7,9 @@ commit). Loading is exact: decode(encode(s)) == s, with every value written back
   canonical JSON; the document itself lives once in Redis under `keys.policy(hash)`,
   immutable and without expiry, and is cached in-process by hash. An order of the 1.0 /
   1.1 form, with the policy inline, loads as before.
+- **Versioned.** Every form any release wrote loads (schemas/formats.py): 1.0's
+  (format 1) is upgraded on load (worker/adapters/state_upgrade.py), a newer release's
+  raises `formats.NewerFormat` and is left as it is.
 - **No defaults.** Fields at their default value are left out (pydantic's
   `exclude_defaults`), except a Decimal default written with another exponent (`0.00`).
 - **History as a difference.** The event-time history's base (the state after the last
@@ -25,9 +28,11 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from schemas import formats
 from schemas.policy import MarketplacePolicy
 from worker.adapters import keys
 from worker.adapters.shards import StateClient
+from worker.adapters.state_upgrade import upgrade_format_1
 from worker.rules.state import History, OrderState
 
 PolicyRef = Callable[[MarketplacePolicy], str]
@@ -54,16 +59,36 @@ def policy_hash(policy: MarketplacePolicy) -> str:
     return hashlib.sha256(canonical_policy(policy).encode()).hexdigest()[:32]
 
 
+POLICY_FIELDS_SINCE_1_2 = ("replacement_ship_window", "offer_response_window")
+"""Policy fields release 1.1 does not know (its model refuses them). At their default
+they are left out of the stored document, which 1.1 workers then read during a rolling
+upgrade (a 1.2 worker reads the same defaults back); a policy file that sets one makes a
+document only 1.2 reads (docs/operations.md, "Upgrades": set them once no 1.1 worker
+runs). The same policy thus has the same content hash in both releases."""
+
+
 def canonical_policy(policy: MarketplacePolicy) -> str:
-    return json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    data = policy.model_dump(mode="json")
+    defaults = MarketplacePolicy.model_fields
+    for name in POLICY_FIELDS_SINCE_1_2:
+        if getattr(policy, name) == defaults[name].default:
+            data.pop(name, None)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 def encode(state: OrderState, ref: PolicyRef) -> str:
-    return json.dumps(_compact(state, ref), separators=(",", ":"))
+    data = formats.stamp(formats.ORDER_STATE, _compact(state, ref))
+    return json.dumps(data, separators=(",", ":"))
 
 
 def decode(raw: bytes | str, resolve: PolicyResolve) -> OrderState:
-    return OrderState.model_validate(_expand(json.loads(raw), resolve))
+    """Any stored form any release wrote (formats.py): format 1 (1.0) is upgraded here, on
+    load; a format newer than this release reads raises formats.NewerFormat."""
+    data = json.loads(raw)
+    formats.version_of(formats.ORDER_STATE, data)
+    data.pop(formats.FORMAT_KEY, None)
+    upgrade_format_1(data)
+    return OrderState.model_validate(_expand(data, resolve))
 
 
 def _compact(state: OrderState, ref: PolicyRef) -> dict[str, Any]:

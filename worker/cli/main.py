@@ -179,8 +179,9 @@ def order(order_id: str, as_json: bool) -> None:
     line, tab-separated.
     """
     from worker.cli.ops import order_view
+    from worker.settings import get_settings
 
-    view = order_view(_store(), order_id)
+    view = order_view(_store(), order_id, get_settings().policy)
     if view is None:
         raise click.ClickException(f"no order {order_id!r} in this Redis")
     if as_json:

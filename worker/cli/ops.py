@@ -12,20 +12,50 @@ from typing import Any
 import redis
 from celery import Celery
 
+from schemas import formats
 from schemas.inbound import INBOUND_TASKS
+from schemas.policy import MarketplacePolicy, PolicySet
 from schemas.types import format_timestamp
 from worker.adapters import topology
 from worker.adapters.redis_store import RedisStore
+from worker.adapters.state_codec import policy_hash
+
+TERMS = (
+    "free_cancel_window", "cancel_response_window", "unpaid_cancel_after", "return_window",
+    "return_response_window", "return_response_calendar",
+)  # fmt: skip
+"""The windows `aftersales order` shows of the terms an order is under."""
 
 
-def order_view(store: RedisStore, order_id: str) -> dict[str, Any] | None:
+def order_terms(
+    policy: MarketplacePolicy | None, marketplace: str | None, current: PolicySet | None
+) -> dict[str, Any] | None:
+    """The terms an order is under: the policy snapshot taken at `order.placed` (by its
+    content hash, as stored), whether the workers' policy file gives a new order of that
+    marketplace the same terms today, and its main windows."""
+    if policy is None:
+        return None
+    digest = policy_hash(policy)
+    today = current.for_marketplace(marketplace) if current and marketplace else None
+    return {
+        "policy": digest,
+        "same_as_current": None if today is None else policy_hash(today) == digest,
+        "windows": {name: str(getattr(policy, name)) for name in TERMS if hasattr(policy, name)},
+    }
+
+
+def order_view(
+    store: RedisStore, order_id: str, current: PolicySet | None = None
+) -> dict[str, Any] | None:
     loaded = store.load(order_id)
     if loaded.state is None:
         return None
     state = loaded.state
+    marketplace = state.order.marketplace if state.order is not None else None
     return {
         "order_id": order_id,
         "version": loaded.version,
+        "terms": order_terms(state.policy, marketplace, current),
         "timeline": store.timeline(order_id),
         "deadlines": [
             {"id": d.id, "kind": d.kind, "ref": d.ref, "due_at": format_timestamp(d.due_at)}
@@ -91,7 +121,8 @@ def replay(app: Celery, limit: int, now: datetime) -> list[dict[str, Any]]:
     """Send dead-lettered messages again to their task, oldest first; returns what was sent.
 
     Only letters that carry a task name and a decoded original message can be replayed;
-    others are put back at the end of the dead-letter queue untouched.
+    others are put back at the end of the dead-letter queue untouched, and so are letters
+    in a format newer than this release reads (schemas/formats.py).
     """
     sent = []
     with app.connection_for_write() as connection:
@@ -104,7 +135,9 @@ def replay(app: Celery, limit: int, now: datetime) -> list[dict[str, Any]]:
                     break
                 letter = _letter(message)
                 task, original = letter.get("task"), letter.get("original")
-                if task in INBOUND_TASKS and isinstance(original, dict):
+                if _newer(letter):  # written by a newer release: its replay reads it
+                    queue.put(letter)
+                elif task in INBOUND_TASKS and isinstance(original, dict):
                     app.send_task(task, args=[original], queue=topology.INBOUND)
                     sent.append({"task": task, "message_id": original.get("message_id")})
                 else:
@@ -113,6 +146,14 @@ def replay(app: Celery, limit: int, now: datetime) -> list[dict[str, Any]]:
         finally:
             queue.close()
     return sent
+
+
+def _newer(letter: dict[str, Any]) -> bool:
+    try:
+        formats.version_of(formats.DEAD_LETTER, letter)
+    except formats.NewerFormat:
+        return True
+    return False
 
 
 def _letter(message: Any) -> dict[str, Any]:

@@ -90,6 +90,14 @@ def _summary(view: Mapping[str, Any]) -> Text:
         text.append(f"  {order.get('marketplace', '?')} {order.get('currency', '')}")
         text.append(f"  {order.get('payment_method', '')}")
     text.append(f"  times: UTC and {_zone(state)}\n")
+    terms = view.get("terms")
+    if terms:
+        same = terms.get("same_as_current")
+        note = {True: "as new orders today", False: "placed under an earlier policy"}.get(
+            same, "policy file not compared"
+        )
+        windows = ", ".join(f"{k} {v}" for k, v in terms["windows"].items())
+        text.append(f"  terms: policy {terms['policy'][:12]} ({note}): {windows}\n")
     for label, key in (
         ("placed", None),
         ("paid", "paid_at"),

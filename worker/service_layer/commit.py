@@ -11,6 +11,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from schemas import formats
 from schemas.channels import LABEL_TASK
 from schemas.dead_letters import dead_letter_body
 from schemas.events import build_event
@@ -84,7 +85,8 @@ def _event_entries(order_id: str, decision: Decision) -> list[Entry]:
     entries = []
     for out in decision.events:
         event = build_event(out.type, order_id, out.time, out.data, f"{order_id}|{out.cause}")
-        entries.append((event.id, {"kind": "event", "event": event.model_dump(mode="json")}))
+        entry = {"kind": "event", "event": event.model_dump(mode="json")}
+        entries.append((event.id, formats.marked(formats.OUTBOX_ENTRY, entry)))
     return entries
 
 
@@ -94,17 +96,17 @@ def _other_entries(order_id: str, decision: Decision, now: datetime) -> list[Ent
         message_id = str(letter.message.get("message_id", ""))
         entry_id = str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"{order_id}|{message_id}"))
         body = dead_letter_body(letter.task, letter.message, letter.reason, letter.kind, now)
-        entries.append((entry_id, {"kind": "dead_letter", "body": body}))
+        entry = {"kind": "dead_letter", "body": body}
+        entries.append((entry_id, formats.marked(formats.OUTBOX_ENTRY, entry)))
     for job in decision.label_jobs:
         entry_id = str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"label|{order_id}|{job.request_id}"))
         entries.append(
             (
                 entry_id,
-                {
-                    "kind": "task",
-                    "name": LABEL_TASK,
-                    "args": [order_id, job.request_id],
-                },
+                formats.marked(
+                    formats.OUTBOX_ENTRY,
+                    {"kind": "task", "name": LABEL_TASK, "args": [order_id, job.request_id]},
+                ),
             )
         )
     return entries

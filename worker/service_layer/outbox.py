@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from schemas import formats
 from worker.logging import get_logger
 from worker.service_layer.ports import BatchPublisher, Publisher
 
@@ -33,7 +34,13 @@ class Outbox:
         done: list[str] = []
         try:
             for entry_id, entry in entries:
-                self.publisher.publish(entry_id, entry)
+                try:
+                    self.publisher.publish(entry_id, entry)
+                except formats.NewerFormat as exc:  # a newer release's worker relays it
+                    log.warning(
+                        "outbox entry left for a newer worker", entry=entry_id, error=str(exc)
+                    )
+                    continue
                 done.append(entry_id)
         except Exception:
             # Nothing is lost: the entry stays in the outbox and the relay retries it.

@@ -9,17 +9,19 @@ runs through `worker/`. The receivers are connected by `RECEIVERS` at the bottom
 from __future__ import annotations
 
 import uuid
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar
 
 import structlog
 from celery import bootsteps
-from celery.signals import task_postrun, task_prerun, task_received, worker_init
+from celery.signals import beat_init, task_postrun, task_prerun, task_received, worker_init
 
+from schemas import formats
 from schemas.inbound import INBOUND_TASKS
 from worker import runtime
-from worker.adapters import topology
+from worker.adapters import amqp, topology
 from worker.adapters.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK
-from worker.celery import app
+from worker.celery import AMQP, app
 from worker.logging import get_logger, never_fails
 from worker.service_layer.backlog import message_facts
 
@@ -83,9 +85,29 @@ class Liveness(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is unty
 # --- signal receivers --------------------------------------------------------------------
 
 
+def announce_release(**_: Any) -> None:
+    """The first line of every worker and beat log: which release, which stored formats it
+    reads and writes (docs/operations.md, "Upgrades"): a mixed fleet shows who is who."""
+    log.info(
+        "aftersales release",
+        version=_installed_version(),
+        reads=dict(formats.KNOWN),
+        writes=dict(formats.WRITTEN),
+    )
+
+
+def _installed_version() -> str:
+    try:
+        return version("aftersales")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def declare_on_init(**_: Any) -> None:
     # Also declared here so `aftersales run` producers never publish into the void.
     with app.connection_for_write() as connection:
+        if AMQP:  # an existing classic inbound is kept
+            amqp.adopt_existing_inbound(app, connection)
         channel = connection.default_channel
         # The consumed queues as configured: quorum inbound with RabbitMQ (worker/adapters/amqp.py).
         for queue in (*topology.DECLARED, *app.conf.task_queues):
@@ -143,8 +165,18 @@ def _claim_batch(request: Any) -> None:
         runtime.store().claim_many(claimed, claimant, runtime.utcnow())
 
 
+def adopt_on_beat_init(**_: Any) -> None:
+    """Beat publishes barriers through `aftersales.inbound`: the queue as it exists."""
+    if AMQP:
+        with app.connection_for_write() as connection:
+            amqp.adopt_existing_inbound(app, connection)
+
+
 RECEIVERS: tuple[tuple[Any, Any], ...] = (
+    (worker_init, announce_release),
     (worker_init, declare_on_init),
+    (beat_init, announce_release),
+    (beat_init, adopt_on_beat_init),
     (task_prerun, bind_task),
     (task_postrun, unbind_task),
     (task_received, register_received),

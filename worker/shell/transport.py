@@ -169,6 +169,8 @@ class Channel(kombu_redis.Channel):
         )
 
     def _brpop_read(self, **options: Any) -> bool:
+        if not self._in_poll:  # its reply was read already (given back): nothing to wait for
+            raise Empty()
         try:
             reply = self._read_fetch_reply(**options)
             if not reply or self._pending is None:
@@ -209,6 +211,8 @@ class Channel(kombu_redis.Channel):
             self._drop(queue, raw, exc, tag)
         if tag is not None:
             properties["delivery_tag"] = tag  # producers' tags may repeat; the hash key may not
+            if queue not in self.connection._callbacks:
+                self._give_back(queue, tag)
         try:
             self.connection._deliver(payload, queue)
         except Exception as exc:
@@ -216,6 +220,56 @@ class Channel(kombu_redis.Channel):
                 raise  # the consumer's own failure, once kombu's QoS has it: kombu's way
             self._drop(queue, raw, exc, tag)  # kombu could not even make a Message
         return True
+
+    def _basic_cancel(self, consumer_tag: Any) -> Any:
+        """kombu's cancel (run once no read is in progress), then the fetch this channel
+        sent and has not read is read now and given back: Celery cancels its consumers
+        at the start of a warm shutdown and closes the channel only once running tasks
+        are done, seconds later; meanwhile that message would be in no queue and in no
+        order's in-flight hash, unseen by the backlog gate."""
+        result = super()._basic_cancel(consumer_tag)
+        self.give_back_pending()
+        return result
+
+    def give_back_pending(self) -> bool:
+        """Read the reply of a fetch in flight, if any, and put what it took back at the
+        head of its list (a message nobody can take now must not wait unseen in this
+        process). True when no fetch is in flight any more."""
+        if not self._in_poll or self._pending is None:
+            return not self._in_poll
+        tag, lists = self._pending
+        try:
+            reply = self._read_fetch_reply()
+        except Exception:  # the close or the restore sweep gives it back, as before
+            log.warning("could not read a pending fetch to give it back", exc_info=True)
+            return False
+        finally:
+            self._in_poll = None  # type: ignore[assignment]  # kombu's own reset
+            self._pending = None
+        if not reply:
+            return True
+        queue, no_ack = lists[int(reply[0]) - 1]
+        try:
+            if int(reply[2]):
+                self._drop(queue, reply[1], ValueError("not a JSON object with properties"), tag)
+            if no_ack:  # popped bare (a reply queue): nothing to restore, deliver it
+                self._deliver_fetched(queue, reply[1], None)
+            else:
+                log.info("fetched message given back to the head", queue=queue)
+                self.qos.restore_by_tag(tag, leftmost=False)
+        except Empty:
+            pass
+        return True
+
+    def _give_back(self, queue: str, tag: str) -> NoReturn:
+        """A fetch answered after the consumer of `queue` was cancelled (a warm shutdown
+        sent it just before SIGTERM): the message goes back to the head of its list, where
+        it was taken from. kombu would requeue it at the tail ("No consumers"), behind any
+        barrier a deadline sent while the message was ahead of it (docs/design.md,
+        'Backlog safety'): the barrier would come out first and the deadline fire."""
+        log.warning("message fetched after its consumer stopped: back at the head", queue=queue)
+        self.qos.restore_by_tag(tag, leftmost=False)
+        raise Empty()
 
     def _drop(self, queue: str, raw: bytes, error: Exception, tag: str | None) -> NoReturn:
         """A message no consumer could ever take (not a kombu envelope, a body its encoding
@@ -334,6 +388,14 @@ class Heartbeat(threading.Thread):
 
 
 class MultiChannelPoller(kombu_redis.MultiChannelPoller):
+    def _pause_brpop(self, channel: Any, fileno: Any) -> None:
+        """kombu keeps a fetch reply unread while the channel has no prefetch credit (a
+        task finishing frees it). The message in it is then in no queue and no in-flight
+        hash, for as long as the running tasks take: give it back to the head instead."""
+        if isinstance(channel, Channel) and channel.give_back_pending():
+            return
+        super()._pause_brpop(channel, fileno)
+
     def get(self, callback: Any, timeout: float | None = None) -> Any:
         """Without an event loop (drain_events): wait no longer than the next fetch."""
         pending = [ch._next_fetch_at for ch in self._channels if ch.active_queues]
