@@ -30,6 +30,7 @@ from worker.service_layer.ports import (
     Commit,
     CommitResult,
     CommitStatus,
+    Lateness,
     Loaded,
 )
 
@@ -191,7 +192,7 @@ class RedisStore:
             commit.inflight_task_id,
             epoch(now),
             TIMELINE_CAP,
-            "" if commit.lateness_ms is None else commit.lateness_ms,
+            "" if commit.lateness is None else commit.lateness.stored(),
             len(commit.schedule),
         ]
         for deadline in commit.schedule:
@@ -411,12 +412,16 @@ class RedisStore:
         return scheduled, armed
 
     def lateness_values(self) -> list[float]:
-        """Recent firing lateness values (ms): the newest 10 000 over all shards."""
+        """Recent firing lateness (ms, what the worker answers for): the newest 10 000."""
+        return [late.ms for late in self.lateness_records()]
+
+    def lateness_records(self) -> list[Lateness]:
+        """Recent firings' lateness, both figures: the newest 10 000 over all shards."""
         per_shard = max(1, 10_000 // self.keys.shards)
-        values: list[float] = []
+        values: list[Lateness] = []
         for shard in range(self.keys.shards):
             raw = self.client.lrange(self.keys.lateness(shard), 0, per_shard - 1)
-            values += [float(value) for value in raw]
+            values += [Lateness.parse(value) for value in raw]
         return values
 
     # --- outbox --------------------------------------------------------------------------

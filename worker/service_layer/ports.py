@@ -49,6 +49,41 @@ class Begun:
 
 
 @dataclass(frozen=True)
+class Lateness:
+    """How late a deadline fired, in milliseconds, two ways.
+
+    `ms`: what the worker answers for, from the later of the due time and the moment the
+    worker first knew the deadline (`Deadline.known_at`); `since_due_ms`: from the due
+    time alone. They differ only for a deadline already past due when the worker learned
+    of it (a message with a backdated `occurred_at`): that is the producer's delay, not
+    the worker's, and alerting on it would page for nothing.
+    """
+
+    ms: float
+    since_due_ms: float
+
+    @classmethod
+    def of(cls, deadline: Deadline, now: datetime) -> Lateness:
+        since_due = (now - deadline.due_at).total_seconds() * 1000
+        start = max(deadline.due_at, deadline.known_at or deadline.due_at)
+        return cls(round((now - start).total_seconds() * 1000, 1), round(since_due, 1))
+
+    def stored(self) -> str:
+        """The form kept in Redis (commit.lua's lateness list): one number when both
+        agree (the form before 1.3, which held the figure since the due time), else
+        `ms|since_due_ms`."""
+        if self.ms == self.since_due_ms:
+            return repr(self.ms)
+        return f"{self.ms!r}|{self.since_due_ms!r}"
+
+    @classmethod
+    def parse(cls, raw: bytes | str) -> Lateness:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        ms, _, since_due = text.partition("|")
+        return cls(float(ms), float(since_due or ms))
+
+
+@dataclass(frozen=True)
 class Commit:
     """Everything one decision writes, besides the state itself."""
 
@@ -62,7 +97,7 @@ class Commit:
     outbox: tuple[tuple[str, dict[str, Any]], ...] = ()  # (entry id, entry)
     timeline: tuple[dict[str, Any], ...] = ()
     forget: tuple[str, ...] = ()  # message ids dead-lettered: no longer "seen"
-    lateness_ms: float | None = None  # a deadline firing: how late it is (the metric)
+    lateness: Lateness | None = None  # a deadline firing: how late it is (the metric)
     expire_in: timedelta | None = None  # closed order: its keys' TTL; None: they persist
 
 

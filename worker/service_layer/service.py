@@ -23,7 +23,7 @@ from worker.logging import get_logger
 from worker.rules.parking import DEFAULT_HOLD
 from worker.rules.retention import DEFAULT_RETENTION, expires_in, is_expired
 from worker.rules.state import Deadline, DeadlineFired, Decision, LabelGenerated, OrderState
-from worker.service_layer.ports import Commit, Loaded, Publisher, Store
+from worker.service_layer.ports import Commit, Lateness, Loaded, Publisher, Store
 
 log = get_logger("aftersales.service")
 
@@ -109,10 +109,10 @@ class Service:
         if isinstance(deadline, Outcome):
             return deadline
         fired = DeadlineFired(order_id=order_id, deadline=deadline)
-        lateness_ms = _lateness_ms(deadline, now)
-        outcome = self._apply(order_id, fired, "", "", loaded=loaded, lateness_ms=lateness_ms)
+        late = Lateness.of(deadline, now)
+        outcome = self._apply(order_id, fired, "", "", loaded=loaded, lateness=late)
         if outcome.status == "applied":
-            _log_fired(order_id, deadline, lateness_ms, outcome)
+            _log_fired(order_id, deadline, late, outcome)
         return outcome
 
     def fire_deadlines(self, firings: Sequence[Firing]) -> list[Outcome]:
@@ -133,7 +133,7 @@ class Service:
             if _no_change(loaded.state, decision):
                 continue
             commit = self._commit_for(loaded.version, loaded.state, decision, fired, now)
-            commit = replace(commit, lateness_ms=_lateness_ms(deadline, now))
+            commit = replace(commit, lateness=Lateness.of(deadline, now))
             planned.append((len(outcomes) - 1, commit, decision, deadline))
         results = self.store.commit_many([commit for _, commit, _, _ in planned], now)
         entries: list[tuple[str, dict[str, Any]]] = []
@@ -150,7 +150,7 @@ class Service:
                 "applied" if decision.applied else "parked", events, result.version
             )
             if decision.applied:
-                _log_fired(firing.order_id, deadline, commit.lateness_ms, outcomes[index])
+                _log_fired(firing.order_id, deadline, commit.lateness, outcomes[index])
         self._publish_batch(entries)  # before the races: a retry may raise (an outage)
         for index in raced:  # lost a race: decided again on the fresh order, the single way
             firing = firings[index]
@@ -185,7 +185,7 @@ class Service:
         message_id: str,
         task_id: str,
         loaded: Loaded | None = None,
-        lateness_ms: float | None = None,
+        lateness: Lateness | None = None,
     ) -> Outcome:
         for attempt in range(MAX_ATTEMPTS):
             loaded = loaded or self.store.load(order_id)
@@ -200,7 +200,7 @@ class Service:
                 return Outcome("stale")
             commit = self._commit_for(loaded.version, state, decision, item, now)
             commit = replace(
-                commit, message_id=message_id, inflight_task_id=task_id, lateness_ms=lateness_ms
+                commit, message_id=message_id, inflight_task_id=task_id, lateness=lateness
             )
             result = self.store.commit(commit, now)
             if result.status == "duplicate":
@@ -324,19 +324,14 @@ def _current(
     return Outcome("waiting", detail=reason) if reason else deadline
 
 
-def _lateness_ms(deadline: Deadline, now: datetime) -> float:
-    return round((now - deadline.due_at).total_seconds() * 1000, 1)
-
-
-def _log_fired(
-    order_id: str, deadline: Deadline, lateness_ms: float | None, outcome: Outcome
-) -> None:
+def _log_fired(order_id: str, deadline: Deadline, late: Lateness | None, outcome: Outcome) -> None:
     log.info(
         "deadline fired",
         order_id=order_id,
         deadline_id=deadline.id,
         kind=deadline.kind,
-        lateness_ms=lateness_ms,
+        lateness_ms=None if late is None else late.ms,
+        since_due_ms=None if late is None else late.since_due_ms,
         events=list(outcome.events),
     )
 
