@@ -73,6 +73,8 @@ def handle_inbound(
         version=outcome.version,
         events=list(outcome.events),
     )
+    if outcome.status == "applied" and "action.rejected" in outcome.events:
+        return "rejected"  # applied, and its answer is a refusal (metrics, Flower)
     return outcome.status
 
 

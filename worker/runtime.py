@@ -20,6 +20,8 @@ from worker.adapters.redis_store import RedisStore
 from worker.adapters.shards import StateClient
 from worker.adapters.state_client import connect
 from worker.celery import app
+from worker.observability import record
+from worker.observability.record import Recorder
 from worker.service_layer.ports import BacklogReader
 from worker.service_layer.scheduler import Scheduler
 from worker.service_layer.service import Service, dead_letter_body, utcnow
@@ -29,6 +31,7 @@ __all__ = [
     "app",
     "dead_letter",
     "label_store",
+    "metrics_sources",
     "publisher",
     "queues",
     "redis_client",
@@ -70,6 +73,7 @@ def service() -> Service:
         settings.policy,
         hold_for=settings.hold_for,
         retention=settings.retention,
+        observer=Recorder(),
     )
 
 
@@ -94,6 +98,16 @@ def label_store() -> FileLabelStore:
     return FileLabelStore(get_settings().label_dir)
 
 
+def metrics_sources() -> tuple[RedisStore, BacklogReader]:
+    """A store and a queue reader of their own for /metrics scrapes (not the cached ones:
+    the scrape runs in the main process's server thread, before and after the pool forks)."""
+    settings = get_settings()
+    own = RedisStore(connect(settings))
+    if settings.broker_url == settings.redis_url and not settings.redis_cluster:
+        return own, RedisQueues(own)
+    return own, BrokerQueues(app, own)
+
+
 def dead_letter(
     task: str | None,
     original: Any,
@@ -105,3 +119,4 @@ def dead_letter(
     """Publish straight to the dead-letter queue (nothing was committed for this input)."""
     body = dead_letter_body(task, original, error, reason, utcnow(), errors, content_type)
     publisher().publish_dead_letter(body)
+    record.dead_lettered(reason)

@@ -46,6 +46,24 @@ def _positive_int(name: str, default: int) -> int:
     return value
 
 
+DEFAULT_METRICS_PORT = 9808
+"""A port of Prometheus's default-port allocation range (9100-9999) taken by no exporter on
+its wiki page; beat serves on the next one (docs/observability.md)."""
+
+
+def _metrics_port(name: str, default: int) -> int | None:
+    raw = os.environ.get(name, str(default)).strip().lower()
+    if raw in ("off", "none", ""):
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: {raw!r} is not a port number or 'off'") from None
+    if not 1 <= value <= 65534:  # beat takes the next port
+        raise SettingsError(f"{name}: {value} is not a port from 1 to 65534")
+    return value
+
+
 def _url_file_default() -> str | None:
     # `aftersales run` writes the embedded server's URL here for producers and CLIs.
     path = Path(os.environ.get("AFTERSALES_VAR_DIR", "var")) / "redis.url"
@@ -131,6 +149,10 @@ class Settings:
     # the deepest one (body > args > message > items > item > dimensions).
     max_message_bytes: int = 256 * 1024
     max_message_depth: int = 32
+    # Prometheus /metrics: a worker serves on this port, beat on the next (None: off).
+    metrics_port: int | None = DEFAULT_METRICS_PORT
+    # Where /metrics listens: every interface, for a Prometheus on another host or pod.
+    metrics_address: str = "0.0.0.0"  # metrics carry no order data
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -160,6 +182,8 @@ class Settings:
             ),
             max_message_bytes=_positive_int("AFTERSALES_MAX_MESSAGE_BYTES", cls.max_message_bytes),
             max_message_depth=_positive_int("AFTERSALES_MAX_MESSAGE_DEPTH", cls.max_message_depth),
+            metrics_port=_metrics_port("AFTERSALES_METRICS_PORT", DEFAULT_METRICS_PORT),
+            metrics_address=os.environ.get("AFTERSALES_METRICS_ADDRESS") or cls.metrics_address,
         )
         if settings.visibility_timeout <= settings.deadline_horizon * 2:
             raise SettingsError(

@@ -83,6 +83,9 @@ def fetch_held(consumer: str) -> str:
     return f"{FETCH_HELD_PREFIX}{consumer}"
 
 
+BEAT_TICKED = f"{PREFIX}:beat:ticked"
+"""Epoch seconds of the last beat tick a worker ran (health probes, docs/observability.md)."""
+
 FIRED_LATENESS = f"{PREFIX}:deadlines:lateness"
 """List of recent firing lateness values in milliseconds (capped), for the metric."""
 

@@ -101,6 +101,22 @@ class Commit:
     expire_in: timedelta | None = None  # closed order: its keys' TTL; None: they persist
 
 
+class Observer(Protocol):
+    """What the service tells the metrics (worker/observability/record.py): in-process
+    counters only, never a round trip; an observer that fails must not fail the service."""
+
+    def deadline_fired(self, kind: str, result: str, lateness: Lateness | None) -> None: ...
+    def committed(self, event_types: Sequence[str], dead_letter_reasons: Sequence[str]) -> None: ...
+
+
+class NoObserver:
+    def deadline_fired(self, kind: str, result: str, lateness: Lateness | None) -> None:
+        pass
+
+    def committed(self, event_types: Sequence[str], dead_letter_reasons: Sequence[str]) -> None:
+        pass
+
+
 class Store(Protocol):
     def load(self, order_id: str) -> Loaded: ...
     def begin_message(

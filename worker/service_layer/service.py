@@ -23,7 +23,15 @@ from worker.logging import get_logger
 from worker.rules.parking import DEFAULT_HOLD
 from worker.rules.retention import DEFAULT_RETENTION, expires_in, is_expired
 from worker.rules.state import Deadline, DeadlineFired, Decision, LabelGenerated, OrderState
-from worker.service_layer.ports import Commit, Lateness, Loaded, Publisher, Store
+from worker.service_layer.ports import (
+    Commit,
+    Lateness,
+    Loaded,
+    NoObserver,
+    Observer,
+    Publisher,
+    Store,
+)
 
 log = get_logger("aftersales.service")
 
@@ -73,6 +81,7 @@ class Service:
     retention: timedelta = DEFAULT_RETENTION
     clock: Callable[[], datetime] = utcnow
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    observer: Observer = field(default_factory=NoObserver, repr=False)
 
     # --- entry points --------------------------------------------------------------------
 
@@ -107,12 +116,14 @@ class Service:
         now = self.clock()
         deadline = _current(loaded, deadline_id, due_at, now, gate)
         if isinstance(deadline, Outcome):
+            self.observer.deadline_fired(_kind(deadline_id), deadline.status, None)
             return deadline
         fired = DeadlineFired(order_id=order_id, deadline=deadline)
         late = Lateness.of(deadline, now)
         outcome = self._apply(order_id, fired, "", "", loaded=loaded, lateness=late)
         if outcome.status == "applied":
             _log_fired(order_id, deadline, late, outcome)
+        self.observer.deadline_fired(deadline.kind, outcome.status, late)
         return outcome
 
     def fire_deadlines(self, firings: Sequence[Firing]) -> list[Outcome]:
@@ -127,6 +138,7 @@ class Service:
             deadline = _current(loaded, firing.deadline_id, firing.due_at, now, firing.gate)
             outcomes.append(deadline if isinstance(deadline, Outcome) else Outcome("stale"))
             if isinstance(deadline, Outcome) or loaded.state is None:
+                self.observer.deadline_fired(_kind(firing.deadline_id), outcomes[-1].status, None)
                 continue
             fired = DeadlineFired(order_id=firing.order_id, deadline=deadline)
             decision = rules.decide(loaded.state, fired, now, self.policy, self.hold_for)
@@ -151,6 +163,8 @@ class Service:
             )
             if decision.applied:
                 _log_fired(firing.order_id, deadline, commit.lateness, outcomes[index])
+            self._committed(commit, decision)
+            self.observer.deadline_fired(deadline.kind, outcomes[index].status, commit.lateness)
         self._publish_batch(entries)  # before the races: a retry may raise (an outage)
         for index in raced:  # lost a race: decided again on the fresh order, the single way
             firing = firings[index]
@@ -206,6 +220,7 @@ class Service:
             if result.status == "duplicate":
                 return Outcome("duplicate")
             if result.status == "ok":
+                self._committed(commit, decision)
                 published = set(result.published)  # by the commit itself
                 left = self.publish_entries(
                     [entry for entry in commit.outbox if entry[0] not in published]
@@ -221,6 +236,12 @@ class Service:
             # Lost the race to another process: back off a little, with jitter, and retry.
             self.sleep(min(0.2, 0.005 * 2**attempt) * random.random())
         raise ConcurrencyExhausted(f"order {order_id} changed {MAX_ATTEMPTS} times under us")
+
+    def _committed(self, commit: Commit, decision: Decision) -> None:
+        self.observer.committed(
+            [entry["event"]["type"] for _, entry in commit.outbox if entry["kind"] == "event"],
+            [letter.kind for letter in decision.dead_letters],
+        )
 
     def _commit_for(
         self,
@@ -322,6 +343,11 @@ def _current(
         return Outcome("not_due", detail=format_timestamp(deadline.due_at))
     reason = gate(deadline) if gate else None
     return Outcome("waiting", detail=reason) if reason else deadline
+
+
+def _kind(deadline_id: str) -> str:
+    """A deadline's kind from its id (`kind:ref`), for one that is gone from the state."""
+    return deadline_id.partition(":")[0]
 
 
 def _log_fired(order_id: str, deadline: Deadline, late: Lateness | None, outcome: Outcome) -> None:

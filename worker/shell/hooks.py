@@ -13,7 +13,16 @@ from typing import Any, ClassVar
 
 import structlog
 from celery import bootsteps
-from celery.signals import task_postrun, task_prerun, task_received, worker_init
+from celery.signals import (
+    after_task_publish,
+    beat_init,
+    task_failure,
+    task_postrun,
+    task_prerun,
+    task_received,
+    task_retry,
+    worker_init,
+)
 
 from schemas.inbound import INBOUND_TASKS
 from worker import runtime
@@ -21,6 +30,7 @@ from worker.adapters import topology
 from worker.adapters.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK
 from worker.celery import app
 from worker.logging import get_logger, never_fails
+from worker.observability import hooks as metrics
 from worker.service_layer.backlog import message_facts
 
 log = get_logger("aftersales.hooks")
@@ -148,6 +158,15 @@ RECEIVERS: tuple[tuple[Any, Any], ...] = (
     (task_prerun, bind_task),
     (task_postrun, unbind_task),
     (task_received, register_received),
+    # Metrics (worker/observability/hooks.py): the endpoint, then one fact per signal.
+    (worker_init, metrics.on_worker_init),
+    (beat_init, metrics.on_beat_init),
+    (task_received, metrics.on_received),
+    (task_prerun, metrics.on_prerun),
+    (task_postrun, metrics.on_postrun),
+    (task_retry, metrics.on_retry),
+    (task_failure, metrics.on_failure),
+    (after_task_publish, metrics.on_published),
 )
 """(signal, receiver): every receiver of the worker. Module functions live as long as the
 process, so Celery's weak references to them never die."""

@@ -39,6 +39,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from worker.adapters import keys, topology
 from worker.logging import get_logger
+from worker.observability import record
 from worker.service_layer.service import dead_letter_body
 from worker.shell.screen import raw_original
 
@@ -291,6 +292,7 @@ class Heartbeat(threading.Thread):
         ))  # fmt: skip
         if restored:
             log.warning("restored messages of dead consumers", count=restored)
+            record.restored(restored)
         return restored
 
 
