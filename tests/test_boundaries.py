@@ -40,6 +40,7 @@ CELERY_MODULES = {
     "worker.contract.client",
     "worker.cli.main",
     "worker.cli.ops",
+    "worker.cli.health",  # the broker probe: a kombu connection
     "worker.cli.demo.target",
 }
 """Every module of ours that imports celery or kombu, and why. worker/runtime.py (the

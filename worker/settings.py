@@ -35,6 +35,12 @@ def _duration(name: str, default: timedelta) -> timedelta:
         raise SettingsError(f"{name}: {exc}") from None
 
 
+def _duration_or_off(name: str, default: timedelta) -> timedelta | None:
+    if os.environ.get(name, "").strip().lower() == "off":
+        return None
+    return _duration(name, default)
+
+
 def _positive_int(name: str, default: int) -> int:
     raw = os.environ.get(name, str(default))
     try:
@@ -45,6 +51,9 @@ def _positive_int(name: str, default: int) -> int:
         raise SettingsError(f"{name}: must be at least 1, not {value}")
     return value
 
+
+STALL_AFTER = timedelta(seconds=20)
+"""Default of AFTERSALES_STALL_AFTER (Settings.stall_after)."""
 
 DEFAULT_METRICS_PORT = 9808
 """A port of Prometheus's default-port allocation range (9100-9999) taken by no exporter on
@@ -149,6 +158,11 @@ class Settings:
     # the deepest one (body > args > message > items > item > dimensions).
     max_message_bytes: int = 256 * 1024
     max_message_depth: int = 32
+    # Stalled-consumer watchdog: a worker that fetched nothing for this long while inbound
+    # messages waited and it had a free process exits (75) to be restarted. Twenty seconds
+    # is 20 polls of the Redis transport; a healthy worker takes a waiting message at once.
+    # `off`: no watchdog (the health probe still uses the default).
+    stall_after: timedelta | None = STALL_AFTER
     # Prometheus /metrics: a worker serves on this port, beat on the next (None: off).
     metrics_port: int | None = DEFAULT_METRICS_PORT
     # Where /metrics listens: every interface, for a Prometheus on another host or pod.
@@ -182,6 +196,7 @@ class Settings:
             ),
             max_message_bytes=_positive_int("AFTERSALES_MAX_MESSAGE_BYTES", cls.max_message_bytes),
             max_message_depth=_positive_int("AFTERSALES_MAX_MESSAGE_DEPTH", cls.max_message_depth),
+            stall_after=_duration_or_off("AFTERSALES_STALL_AFTER", STALL_AFTER),
             metrics_port=_metrics_port("AFTERSALES_METRICS_PORT", DEFAULT_METRICS_PORT),
             metrics_address=os.environ.get("AFTERSALES_METRICS_ADDRESS") or cls.metrics_address,
         )

@@ -54,11 +54,18 @@ def serve(port: int, address: str, path: str, collectors: list[Any]) -> Any | No
     """Serve /metrics on `address:port` from a thread of this process: the sum of every
     process's files in `path`, and `collectors` (figures read at scrape time). A port in
     use is logged, not fatal: the worker still does its work."""
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import (
+        CollectorRegistry,
+        PlatformCollector,
+        ProcessCollector,
+        start_http_server,
+    )
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    ProcessCollector(registry=registry)  # this (main) process: process_start_time_seconds …
+    PlatformCollector(registry=registry)
     for collector in collectors:
         registry.register(collector)
     try:
