@@ -14,11 +14,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from schemas.channels import LABEL_TASK
 from schemas.events import build_event
 from schemas.policy import PolicySet
 from schemas.types import format_timestamp
 from worker import rules
-from worker.adapters.topology import LABEL_TASK
 from worker.logging import get_logger
 from worker.rules.parking import DEFAULT_HOLD
 from worker.rules.retention import DEFAULT_RETENTION, expires_in, is_expired
