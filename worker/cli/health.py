@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from kombu.connection import Connection
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.adapters import topology
+from schemas import channels
 from worker.adapters.figures import read_figures
 from worker.adapters.redis_store import RedisStore
 from worker.adapters.state_client import connect
@@ -71,7 +71,7 @@ def consuming(settings: Settings) -> Check:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
-    waiting = samples.get("aftersales_queue_messages" + str([("queue", topology.INBOUND)]), 0.0)
+    waiting = samples.get("aftersales_queue_messages" + str([("queue", channels.INBOUND)]), 0.0)
     last = samples.get("aftersales_worker_last_fetch_timestamp_seconds[]") or samples.get(
         "process_start_time_seconds[]", 0.0
     )

@@ -8,10 +8,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from schemas.channels import LABEL_TASK, TICK_TASK
 from schemas.inbound import INBOUND_TASKS
 from worker import runtime
 from worker.adapters.figures import record_tick
-from worker.adapters.topology import LABEL_TASK, TICK_TASK
 from worker.logging import get_logger, never_fails
 from worker.observability import record, server
 from worker.settings import get_settings

@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from worker.adapters import topology
+from schemas import channels
 from worker.adapters.figures import Figures, read_figures
 from worker.adapters.redis_store import RedisStore
 from worker.logging import get_logger
@@ -24,7 +24,7 @@ from worker.service_layer.ports import BacklogReader
 
 log = get_logger("aftersales.metrics")
 
-QUEUES = (topology.INBOUND, topology.DEADLINES, topology.DEAD_LETTER)
+QUEUES = (channels.INBOUND, channels.DEADLINES, channels.DEAD_LETTER)
 
 OVERDUE_GRACE = timedelta(seconds=5)
 """A deadline due this long ago and not fired is overdue (or five tick periods, when
