@@ -101,14 +101,24 @@ class Producer:
             task_create_missing_queue_type="quorum" if amqp.is_amqp(url) else "classic",
         )
 
-    def send(self, message: Message | Mapping[str, Any]) -> str:
-        """Validate, then send; returns the Celery task id. Nothing is sent if invalid."""
+    def send(
+        self,
+        message: Message | Mapping[str, Any],
+        traceparent: str | None = None,
+        tracestate: str | None = None,
+    ) -> str:
+        """Validate, then send; returns the Celery task id. Nothing is sent if invalid.
+
+        `traceparent` (and `tracestate`): a W3C trace context, sent as task headers; every
+        event the message causes carries it (docs/observability.md)."""
         checked = validate(message)
+        headers = {"traceparent": traceparent, "tracestate": tracestate}
         result = self._celery.send_task(
             task_for_type()[checked.type],
             args=[checked.model_dump(mode="json")],
             queue=topology.INBOUND,
             serializer="json",
+            headers={name: value for name, value in headers.items() if value is not None},
         )
         return str(result.id)
 

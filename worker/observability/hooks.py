@@ -13,7 +13,7 @@ from schemas.inbound import INBOUND_TASKS
 from worker import runtime
 from worker.adapters.figures import record_tick
 from worker.logging import get_logger, never_fails
-from worker.observability import record, server
+from worker.observability import record, server, tracing
 from worker.settings import get_settings
 
 log = get_logger("aftersales.metrics")
@@ -44,6 +44,12 @@ def on_worker_init(**_: Any) -> None:
 @never_fails
 def on_beat_init(**_: Any) -> None:
     start("beat")
+
+
+@never_fails
+def on_process_init(**_: Any) -> None:
+    """Each pool process (and a solo worker) sets up its own tracer provider, if asked."""
+    tracing.setup()
 
 
 @never_fails

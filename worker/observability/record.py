@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from functools import wraps
 from types import ModuleType
 from typing import Any, ParamSpec, get_args
 
 from worker.logging import get_logger
+from worker.observability import tracing
 from worker.rules.state import DeadlineKind
 from worker.service_layer.ports import Lateness
 
@@ -131,6 +133,9 @@ def beat_sent() -> None:
 
 class Recorder:
     """The service's observer (worker/service_layer/ports.py), wired by worker/runtime.py."""
+
+    def span(self, name: str) -> AbstractContextManager[Any]:
+        return tracing.span(name)
 
     def deadline_fired(self, kind: str, result: str, lateness: Lateness | None) -> None:
         deadline_fired(kind, result, lateness)

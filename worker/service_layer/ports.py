@@ -8,6 +8,7 @@ and the service tests use the in-memory fakes of `tests/service/fakes.py`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -107,9 +108,16 @@ class Observer(Protocol):
 
     def deadline_fired(self, kind: str, result: str, lateness: Lateness | None) -> None: ...
     def committed(self, event_types: Sequence[str], dead_letter_reasons: Sequence[str]) -> None: ...
+    def span(self, name: str) -> AbstractContextManager[object]:
+        """A tracing span around one step (decide, commit, publish); a no-op without
+        OpenTelemetry."""
+        ...
 
 
 class NoObserver:
+    def span(self, name: str) -> AbstractContextManager[object]:
+        return nullcontext()
+
     def deadline_fired(self, kind: str, result: str, lateness: Lateness | None) -> None:
         pass
 

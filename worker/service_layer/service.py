@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -85,17 +85,26 @@ class Service:
 
     # --- entry points --------------------------------------------------------------------
 
-    def handle_message(self, message: Any, task_id: str = "", digest: str = "") -> Outcome:
+    def handle_message(
+        self,
+        message: Any,
+        task_id: str = "",
+        digest: str = "",
+        trace: Mapping[str, str] | None = None,
+    ) -> Outcome:
         """Apply one validated inbound message (at most once per message_id).
 
         `digest`: of the message's body; the first body seen under a message id claims it,
-        and another body under that id is "reused" (nothing applied)."""
+        and another body under that id is "reused" (nothing applied). `trace`: the W3C
+        trace context the producer sent (schemas/trace.py), carried by every event."""
         begun = self.store.begin_message(
             message.order_id, message.message_id, digest, task_id, self.retention
         )
         if begun.status != "new":
             return Outcome(begun.status)
-        return self._apply(message.order_id, message, message.message_id, task_id, begun.loaded)
+        return self._apply(
+            message.order_id, message, message.message_id, task_id, begun.loaded, trace=trace
+        )
 
     def fire_deadline(
         self,
@@ -200,6 +209,7 @@ class Service:
         task_id: str,
         loaded: Loaded | None = None,
         lateness: Lateness | None = None,
+        trace: Mapping[str, str] | None = None,
     ) -> Outcome:
         for attempt in range(MAX_ATTEMPTS):
             loaded = loaded or self.store.load(order_id)
@@ -209,22 +219,25 @@ class Service:
                 # it, and nothing is written, so it can never start the order afresh.
                 return Outcome("expired", detail=format_timestamp(now - self.retention))
             state = loaded.state or rules.new_state(order_id)
-            decision = rules.decide(state, item, now, self.policy, self.hold_for)
+            with self.observer.span("decide"):
+                decision = rules.decide(state, item, now, self.policy, self.hold_for)
             if not message_id and _no_change(state, decision):
                 return Outcome("stale")
-            commit = self._commit_for(loaded.version, state, decision, item, now)
+            commit = self._commit_for(loaded.version, state, decision, item, now, trace)
             commit = replace(
                 commit, message_id=message_id, inflight_task_id=task_id, lateness=lateness
             )
-            result = self.store.commit(commit, now)
+            with self.observer.span("commit"):
+                result = self.store.commit(commit, now)
             if result.status == "duplicate":
                 return Outcome("duplicate")
             if result.status == "ok":
                 self._committed(commit, decision)
                 published = set(result.published)  # by the commit itself
-                left = self.publish_entries(
-                    [entry for entry in commit.outbox if entry[0] not in published]
-                )
+                with self.observer.span("publish"):
+                    left = self.publish_entries(
+                        [entry for entry in commit.outbox if entry[0] not in published]
+                    )
                 events = tuple(
                     entry["event"]["type"] for _, entry in commit.outbox if entry["kind"] == "event"
                 )
@@ -250,13 +263,14 @@ class Service:
         decision: Decision,
         item: Any,
         now: datetime,
+        trace: Mapping[str, str] | None = None,
     ) -> Commit:
         new = decision.state
         order_id = new.order_id
         schedule = tuple(d for i, d in new.deadlines.items() if old.deadlines.get(i) != d)
         unschedule = tuple(i for i in old.deadlines if i not in new.deadlines)
         outbox = [
-            *self._event_entries(order_id, decision),
+            *self._event_entries(order_id, decision, trace),
             *self._other_entries(order_id, decision, now),
         ]
         timeline = (
@@ -282,11 +296,14 @@ class Service:
             expire_in=expires_in(new, now, self.retention),
         )
 
-    def _event_entries(self, order_id: str, decision: Decision) -> list[tuple[str, dict[str, Any]]]:
+    def _event_entries(
+        self, order_id: str, decision: Decision, trace: Mapping[str, str] | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
         entries = []
         for out in decision.events:
-            event = build_event(out.type, order_id, out.time, out.data, f"{order_id}|{out.cause}")
-            entries.append((event.id, {"kind": "event", "event": event.model_dump(mode="json")}))
+            cause = f"{order_id}|{out.cause}"
+            event = build_event(out.type, order_id, out.time, out.data, cause, trace)
+            entries.append((event.id, {"kind": "event", "event": event.body()}))
         return entries
 
     def _other_entries(

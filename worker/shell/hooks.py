@@ -22,6 +22,7 @@ from celery.signals import (
     task_received,
     task_retry,
     worker_init,
+    worker_process_init,
 )
 from celery.worker import state as worker_state
 
@@ -209,6 +210,8 @@ RECEIVERS: tuple[tuple[Any, Any], ...] = (
     # Metrics (worker/observability/hooks.py): the endpoint, then one fact per signal.
     (worker_init, metrics.on_worker_init),
     (beat_init, metrics.on_beat_init),
+    (worker_process_init, metrics.on_process_init),
+    (worker_init, metrics.on_process_init),
     (task_received, metrics.on_received),
     (task_prerun, metrics.on_prerun),
     (task_postrun, metrics.on_postrun),
