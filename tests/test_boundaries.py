@@ -36,6 +36,7 @@ CELERY_MODULES = {
     "worker.adapters.publisher",
     "worker.adapters.queues",
     "worker.adapters.direct_publish",  # kombu's routing and envelope, pushed by the commit
+    "worker.adapters.cloudevents_json",  # the structured-mode content type, for kombu
     # producers and command-line tools
     "worker.contract.client",
     "worker.cli.main",

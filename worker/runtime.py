@@ -55,13 +55,13 @@ def store() -> RedisStore:
     client = redis_client()
     direct = None
     if settings.broker_url == settings.redis_url and isinstance(client, redis.Redis):
-        direct = DirectEvents(client)
+        direct = DirectEvents(client, settings.event_content_type)
     return RedisStore(client, direct=direct)
 
 
 @lru_cache(maxsize=1)
 def publisher() -> KombuPublisher:
-    return KombuPublisher(app)
+    return KombuPublisher(app, get_settings().event_content_type)
 
 
 @lru_cache(maxsize=1)

@@ -73,6 +73,18 @@ def _metrics_port(name: str, default: int) -> int | None:
     return value
 
 
+EVENT_CONTENT_TYPES = ("application/json", "application/cloudevents+json")
+
+
+def _event_content_type() -> str:
+    raw = os.environ.get("AFTERSALES_EVENT_CONTENT_TYPE", "application/json").strip().lower()
+    if raw not in EVENT_CONTENT_TYPES:
+        raise SettingsError(
+            f"AFTERSALES_EVENT_CONTENT_TYPE: {raw!r} is not one of {', '.join(EVENT_CONTENT_TYPES)}"
+        )
+    return raw
+
+
 def _url_file_default() -> str | None:
     # `aftersales run` writes the embedded server's URL here for producers and CLIs.
     path = Path(os.environ.get("AFTERSALES_VAR_DIR", "var")) / "redis.url"
@@ -163,6 +175,9 @@ class Settings:
     # is 20 polls of the Redis transport; a healthy worker takes a waiting message at once.
     # `off`: no watchdog (the health probe still uses the default).
     stall_after: timedelta | None = STALL_AFTER
+    # Content type of outbound events: application/json, or the CloudEvents AMQP binding's
+    # structured mode, application/cloudevents+json (docs/observability.md).
+    event_content_type: str = "application/json"
     # Prometheus /metrics: a worker serves on this port, beat on the next (None: off).
     metrics_port: int | None = DEFAULT_METRICS_PORT
     # Where /metrics listens: every interface, for a Prometheus on another host or pod.
@@ -197,6 +212,7 @@ class Settings:
             max_message_bytes=_positive_int("AFTERSALES_MAX_MESSAGE_BYTES", cls.max_message_bytes),
             max_message_depth=_positive_int("AFTERSALES_MAX_MESSAGE_DEPTH", cls.max_message_depth),
             stall_after=_duration_or_off("AFTERSALES_STALL_AFTER", STALL_AFTER),
+            event_content_type=_event_content_type(),
             metrics_port=_metrics_port("AFTERSALES_METRICS_PORT", DEFAULT_METRICS_PORT),
             metrics_address=os.environ.get("AFTERSALES_METRICS_ADDRESS") or cls.metrics_address,
         )

@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from schemas.events import EVENT_DATA, CloudEvent, Data
 from schemas.inbound import ANY_MESSAGE, TASK_MESSAGES, InboundMessage, Message, parse_message
 from worker.adapters import amqp, topology
+from worker.adapters import cloudevents_json as _structured_mode  # noqa: F401  # registers it
 from worker.logging import get_logger
 
 M = TypeVar("M", bound=Message)
