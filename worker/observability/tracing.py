@@ -28,25 +28,35 @@ except ImportError:  # the extra is not installed
 TRACER = "aftersales"
 
 
-def available() -> bool:
-    return otel_trace is not None
+_tracer: Any = None
+
+
+def tracer() -> Any:
+    """The tracer, once a tracer provider is installed; None before (and without the
+    extra): spans nobody receives would still cost about 50 us a message."""
+    global _tracer
+    if _tracer is None and otel_trace is not None:
+        provider = otel_trace.get_tracer_provider()
+        if not isinstance(provider, otel_trace.ProxyTracerProvider):
+            _tracer = provider.get_tracer(TRACER)
+    return _tracer
 
 
 def span(name: str) -> AbstractContextManager[Any]:
-    if otel_trace is None:
-        return nullcontext()
-    return otel_trace.get_tracer(TRACER).start_as_current_span(name)
+    active = tracer()
+    return nullcontext() if active is None else active.start_as_current_span(name)
 
 
 @contextmanager
 def inbound(trace: Mapping[str, str], task_name: str) -> Iterator[None]:
     """Around one inbound task: a consumer span whose parent is the producer's context."""
-    if otel_trace is None:
+    active = tracer()
+    if active is None or otel_trace is None:
         yield
         return
     parent = extract(dict(trace))  # the global propagator: W3C trace context by default
-    tracer = otel_trace.get_tracer(TRACER)
-    with tracer.start_as_current_span(task_name, context=parent, kind=otel_trace.SpanKind.CONSUMER):
+    kind = otel_trace.SpanKind.CONSUMER
+    with active.start_as_current_span(task_name, context=parent, kind=kind):
         yield
 
 
