@@ -39,7 +39,8 @@ embedded redis-server) is printed too: less sensitive than rates to a busy machi
 bench/results/throughput-profile.txt (collapsed stacks) and a top-of-self-time table.
 `--metrics-cost` also drains, in turn with the others, the same worker with
 AFTERSALES_METRICS_PORT=off, while ours' /metrics is scraped every `--scrape-every` seconds
-(5; Prometheus scrapes every 15 s by default), and prints ours/ours-without-metrics (issue 18: >= 0.97).
+(5; Prometheus scrapes every 15 s by default), and prints ours/ours-without-metrics
+(issue 18: >= 0.97).
 The ratio ours/bare is printed last; bench/results/throughput.json has everything.
 """
 
