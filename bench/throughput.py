@@ -18,7 +18,7 @@ queue of their own, so starting them is never timed. A round, for each side in t
 bare = bench/support/noop_app.py: a no-op task with worker/celery.py's own settings and its
 reliable-fetch transport (see there why). `--stock` adds the same no-op on kombu's stock
 Redis transport, for information only. ours = the real worker on a realistic mix, in the
-wire format of tests/integration/wire_messages.py: per three orders, one delivered and
+wire format of tests/support/messages.py: per three orders, one delivered and
 returned (placed, paid, ready to ship, shipped, delivered, return requested, seller
 approves), one cancelled in its free hour (placed, paid, cancel), one cancelled late and
 accepted by the seller (placed, paid, cancel, seller accepts): 14 messages, 10 events.

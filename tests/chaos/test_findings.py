@@ -14,11 +14,11 @@ import pytest
 import redis
 
 from tests.chaos.harness import ChaosConfig, Processes
-from tests.factories import T0, days, hours, order_placed, paid, shipped
+from tests.support.factories import T0, days, hours, order_placed, paid, shipped
 from tests.support.processes import START_TIMEOUT, tail, wait_until
 from tests.support.redis_restart import restart_embedded_redis
+from tests.support.timeline import Timeline
 from tests.support.wire import WireClient
-from tests.unit.harness import Timeline
 from worker.adapters import keys
 from worker.cli.embedded_redis import free_port, start_embedded_redis
 

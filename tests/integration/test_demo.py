@@ -1,4 +1,4 @@
-"""`aftersales demo` finishes within a minute and shows every promised outcome (issue 12)."""
+"""`aftersales demo` finishes within a minute and shows every promised outcome."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from tests.integration.wire_messages import (
+from tests.support.messages import (
     BUYER_ACTION,
     ORDER_EVENT,
     ago,
@@ -18,7 +18,7 @@ from tests.integration.wire_messages import (
 from tests.support.processes import wait_until
 from worker.adapters import keys
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 RETENTION = "PT4S"
 """Short enough to see keys go within the test, long enough that a loaded machine still

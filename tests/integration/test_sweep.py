@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from worker.adapters import keys
-from worker.adapters.redis_store import RedisStore, epoch
+from worker.adapters.redis_store import RedisStore
+from worker.adapters.store_base import epoch
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 GRACE, CAP, MAX_HOLDING = 2.0, 60.0, 300.0
@@ -80,7 +81,7 @@ def test_an_unheld_or_too_long_held_deadline_is_sent_again(store):
 
 
 def test_firing_forgets_the_holder_and_the_resend_count(store):
-    from tests.factories import order_placed
+    from tests.support.factories import order_placed
     from worker.rules.state import OrderState
     from worker.service_layer.ports import Commit, Lateness
 
@@ -114,7 +115,7 @@ def test_lateness_list_keeps_the_backdated_figure_apart_and_reads_the_earlier_fo
     """Given a firing of a deadline learned after its due time and one value of the
     earlier stored form (a plain number: the figure since the due time), the store reads
     each with both figures."""
-    from tests.factories import order_placed
+    from tests.support.factories import order_placed
     from worker.rules.state import OrderState
     from worker.service_layer.ports import Commit, Lateness
 

@@ -72,7 +72,7 @@ def test_liveness_fails_for_a_worker_that_stopped_fetching_while_messages_wait(
 ):
     from celery import Celery
 
-    from tests.integration.wire_messages import ORDER_EVENT, ago, new_id, placed
+    from tests.support.messages import ORDER_EVENT, ago, new_id, placed
 
     port = free_port_pair()
     # the watchdog off, so the stall stays for the probe to see

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.wire_messages import ORDER_EVENT, ago, message, new_id, placed
 from tests.observability.scraping import free_port_pair, reachable, scrape, value
+from tests.support.messages import ORDER_EVENT, ago, message, new_id, placed
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.integration

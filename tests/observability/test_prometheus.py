@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from tests.integration.wire_messages import ORDER_EVENT, ago, new_id, placed
 from tests.observability.prometheus_server import BINARY, prometheus
 from tests.observability.scraping import free_port_pair, reachable
+from tests.support.messages import ORDER_EVENT, ago, new_id, placed
 from tests.support.processes import wait_until
 
 pytestmark = [

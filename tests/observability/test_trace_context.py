@@ -7,9 +7,9 @@ import pytest
 
 from schemas.events import CloudEvent
 from schemas.trace import trace_context, trace_id
-from tests.factories import T0, cancel_requested, hours, order_placed, paid
 from tests.service.fakes import FakeStore
 from tests.service.test_service import make_service
+from tests.support.factories import T0, cancel_requested, hours, order_placed, paid
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = f"00-{TRACE}-00f067aa0ba902b7-01"
@@ -110,7 +110,7 @@ def test_spans_parse_decide_commit_publish_are_children_of_the_producers_trace()
 
 @pytest.mark.integration
 def test_one_trace_id_in_the_same_on_every_event_out(start_worker, wire_client, event_listener):
-    from tests.integration.wire_messages import ORDER_EVENT, ago, message, new_id, placed
+    from tests.support.messages import ORDER_EVENT, ago, message, new_id, placed
 
     start_worker(concurrency=1)  # in order: the cancel is applied, not parked behind the payment
     order = new_id("o")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.integration.wire_messages import ORDER_EVENT, ago, new_id, placed
+from tests.support.messages import ORDER_EVENT, ago, new_id, placed
 from tests.support.processes import wait_until
 from worker.observability.watchdog import EXIT_STALLED, Watchdog
 

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from tests.factories import T0, hours, order_placed, paid
 from tests.service.fakes import FakeStore
 from tests.service.test_service import make_service
+from tests.support.factories import T0, hours, order_placed, paid
 from worker.rules.state import Deadline
 from worker.service_layer.ports import Lateness
 

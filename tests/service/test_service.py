@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from schemas.policy import build_policy
-from tests.factories import (
+from tests.service.fakes import Clock, FakePublisher, FakeStore
+from tests.support.factories import (
     T0,
     cancel_requested,
     days,
@@ -17,7 +18,6 @@ from tests.factories import (
     return_requested,
     shipped,
 )
-from tests.service.fakes import Clock, FakePublisher, FakeStore
 from worker import rules
 from worker.service_layer.service import Service
 
@@ -82,7 +82,7 @@ def test_events_left_unpublished_stay_in_the_outbox_and_go_out_later_with_the_sa
 
     assert outcome.unpublished == 1 and len(store.outbox) == 1
     pending = list(store.outbox.items())
-    assert service.publish_entries(pending) == 0
+    assert service.outbox.publish(pending) == 0
     assert store.outbox == {}
     ((entry_id, entry),) = publisher.published
     assert entry["event"]["id"] == entry_id == pending[0][0]

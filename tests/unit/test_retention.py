@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from tests import factories as f
-from tests.factories import T0, days, hours
-from tests.unit.harness import Timeline
+from tests.support import factories as f
+from tests.support.factories import T0, days, hours
+from tests.support.timeline import Timeline
 from worker.rules import new_state
 from worker.rules.retention import expires_in, is_expired, retention_start
 

@@ -200,7 +200,7 @@ class Scheduler:
         for order_id, deadline_id in overdue:
             self.send(order_id, deadline_id, None)
         stale = store.stale_outbox(now - OUTBOX_RELAY_AFTER, limit=RELAY_BATCH)
-        left = self.service.publish_entries(stale) if stale else 0
+        left = self.service.outbox.publish(stale) if stale else 0
         if armed or overdue or stale:  # an idle tick is silent: one runs every second
             log.info(
                 "sweep",
