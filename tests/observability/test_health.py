@@ -17,9 +17,11 @@ pytestmark = pytest.mark.integration
 def health(redis_url, broker_url, monkeypatch):
     from worker.settings import get_settings
 
-    def run(*args: str, port: int, redis: str = redis_url) -> tuple[int, str]:
+    def run(
+        *args: str, port: int, redis: str = redis_url, metrics: str | None = None
+    ) -> tuple[int, str]:
         monkeypatch.setenv("AFTERSALES_REDIS_URL", redis)
-        monkeypatch.setenv("AFTERSALES_METRICS_PORT", str(port))
+        monkeypatch.setenv("AFTERSALES_METRICS_PORT", metrics or str(port))
         if broker_url != redis_url:
             monkeypatch.setenv("AFTERSALES_BROKER_URL", broker_url)
         get_settings.cache_clear()
@@ -89,3 +91,20 @@ def test_liveness_fails_for_a_worker_that_stopped_fetching_while_messages_wait(
 
     wait_until(lambda: health("--probe", "liveness", port=port)[0] == 1, 30, "never stalled")
     assert "FAIL worker: stalled: 1 waiting" in health("--probe", "liveness", port=port)[1]
+
+
+def test_with_metrics_off_the_probe_still_sees_redis_the_broker_and_beat(
+    start_worker, start_beat, health
+):
+    env = {"AFTERSALES_METRICS_PORT": "off", "AFTERSALES_SWEEP_INTERVAL": "PT0.5S"}
+    start_worker(concurrency=1, env=env)
+    start_beat(env=env)
+    off = free_port_pair()  # nothing listens there: the probe is told metrics are off
+
+    def passes() -> bool:
+        return health(port=off, metrics="off")[0] == 0
+
+    wait_until(passes, 30, lambda: health(port=off, metrics="off")[1])
+    output = health(port=off, metrics="off")[1]
+    assert "ok   worker: AFTERSALES_METRICS_PORT is off: not checked" in output
+    assert "ok   beat: last tick" in output

@@ -67,8 +67,10 @@ def on_prerun(task_id: str | None = None, **_: Any) -> None:
 def on_postrun(
     task_id: str | None = None, task: Any = None, retval: Any = None, state: str = "", **_: Any
 ) -> None:
-    began = _started.pop(task_id or "", None)
     name = getattr(task, "name", None)
+    if name == TICK_TASK and state == "SUCCESS":  # for the health probe, metrics on or off
+        record_tick(runtime.store(), runtime.utcnow())
+    began = _started.pop(task_id or "", None)
     if began is None or not isinstance(name, str):
         return
     seconds = time.perf_counter() - began
@@ -77,7 +79,6 @@ def on_postrun(
         record.message(name, retval)
     elif name == TICK_TASK and state == "SUCCESS":
         record.tick_ran()
-        record_tick(runtime.store(), runtime.utcnow())
     elif name == LABEL_TASK and state == "SUCCESS":
         record.label_ran(seconds)
         if retval == "dead_lettered":
