@@ -45,6 +45,12 @@ def test_the_rules_are_valid_and_their_unit_tests_pass():
 
 
 @needs_promtool
+def test_the_example_scrape_configuration_is_valid():
+    checked = promtool("check", "config", "prometheus.example.yml")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@needs_promtool
 def test_the_unit_tests_fail_when_a_rule_is_wrong(tmp_path):
     """The harness can fail: with the overdue alert's threshold moved, its test fails."""
     rule = "max(aftersales_deadlines_overdue) > "
