@@ -26,13 +26,18 @@ def free_port_pair() -> int:
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
+def text(port: int) -> str:
+    """The endpoint's page, as Prometheus reads it."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return str(response.read().decode())
+
+
 def scrape(port: int) -> Samples:
     """Every sample of the endpoint: (name, labels) -> value."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
+    page = text(port)
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
+        for family in text_string_to_metric_families(page)
         for sample in family.samples
     }
 

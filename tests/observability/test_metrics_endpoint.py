@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.observability.scraping import free_port_pair, reachable, scrape, value
+from tests.observability.scraping import free_port_pair, reachable, scrape, text, value
 from tests.support.messages import ORDER_EVENT, ago, message, new_id, placed
 from tests.support.processes import wait_until
 
@@ -68,6 +68,11 @@ def test_worker_and_beat_serve_what_happened(start_worker, start_beat, wire_clie
         30,
         "beat never recorded its tick",
     )
+    # no order id, message id or connection URL on either page
+    pages = text(port) + text(port + 1)
+    assert not [order for order in [*orders, late] if order in pages]
+    assert not [body["message_id"] for body in bodies if body["message_id"] in pages]
+    assert "redis://" not in pages and "amqp://" not in pages
     beat = scrape(port + 1)
     assert value(beat, "aftersales_deadlines_pending") == 5
     assert value(beat, "aftersales_beat_last_tick_timestamp_seconds") > 0
