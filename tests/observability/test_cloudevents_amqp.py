@@ -14,7 +14,7 @@ from kombu import Connection, Exchange, Queue
 from tests.support.messages import BUYER_ACTION, ORDER_EVENT, ago, message, new_id, placed
 from tests.support.processes import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq]
 
 TRACE = f"00-{'ab' * 16}-{'cd' * 8}-01"
 
