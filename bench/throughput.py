@@ -575,7 +575,12 @@ def main(argv: list[str] | None = None) -> int:
         for number in range(args.rounds):
             say(f"round {number + 1}/{args.rounds}")
             steps = list(mix(args.n, f"r{number}"))
-            for name, side in sides.items():
+            names = list(sides)
+            if number % 2 and "ours-nometrics" in sides:  # every other round, without first
+                first, second = names.index("ours"), names.index("ours-nometrics")
+                names[first], names[second] = names[second], names[first]
+            for name in names:
+                side = sides[name]
                 # the worker without metrics gets orders of its own: the same ones again
                 # would all be duplicates (one Redis), and cheap
                 mine = list(mix(args.n, f"r{number}-nm")) if name == "ours-nometrics" else steps
@@ -605,7 +610,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if scraper is not None:
             scraper.stop()
-            results["scrapes"] = {"ok": scraper.ok, "failed": scraper.failed}
+            took = sorted(scraper.seconds) or [0.0]
+            results["scrapes"] = {
+                "ok": scraper.ok,
+                "failed": scraper.failed,
+                "median_ms": 1000 * statistics.median(took),
+                "max_ms": 1000 * took[-1],
+            }
         bench.stop_all()
         if server:
             server.stop()
@@ -651,7 +662,8 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         lines.append(
             f"metrics on/off: {cost:.3f}x (goal >= 0.97x; ours' /metrics scraped "
             f"{scrapes.get('ok', 0)} times every {args.scrape_every:g} s, "
-            f"{scrapes.get('failed', 0)} failed)"
+            f"{scrapes.get('failed', 0)} failed, median {scrapes.get('median_ms', 0):.0f} ms, "
+            f"max {scrapes.get('max_ms', 0):.0f} ms)"
         )
     ratio = results["ours"]["rate"] / results["bare"]["rate"]
     results["ratio"] = ratio
@@ -666,6 +678,7 @@ class Scraper:
         self.url = f"http://127.0.0.1:{port}/metrics"
         self.every = every
         self.ok = self.failed = 0
+        self.seconds: list[float] = []  # how long each scrape took
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -680,10 +693,12 @@ class Scraper:
         import urllib.request
 
         while not self._stop.wait(self.every):
+            began = time.monotonic()
             try:
                 with urllib.request.urlopen(self.url, timeout=5) as response:
                     response.read()
                 self.ok += 1
+                self.seconds.append(time.monotonic() - began)
             except OSError:
                 self.failed += 1
 

@@ -9,7 +9,7 @@ from tests.observability.scraping import free_port_pair, reachable, scrape, text
 from tests.support.messages import ORDER_EVENT, ago, message, new_id, placed
 from tests.support.processes import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq]
 
 FAST = {"AFTERSALES_SWEEP_INTERVAL": "PT0.5S"}
 
