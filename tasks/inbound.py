@@ -9,6 +9,7 @@ from typing import Any
 from celery import Task
 from pydantic import ValidationError
 
+from schemas.dead_letters import DeadLetterReason
 from schemas.inbound import INBOUND_TASKS, TASK_OF_TYPE, parse_message
 from schemas.trace import trace_context
 from tasks.errors import TRANSIENT, retry_later
@@ -65,8 +66,9 @@ def handle_inbound(
         return _refuse(task_name, body, error, "message_id_reused", facts, task_id)
     if outcome.status == "expired":
         error = (
-            f"order {message.order_id!r} has no state and the message happened before "
-            f"{outcome.detail}: the order's keys expired (AFTERSALES_RETENTION)"
+            f"order {message.order_id!r} closed and its keys expired (AFTERSALES_RETENTION); "
+            "its tombstone says so (AFTERSALES_TOMBSTONE_RETENTION): a message for it must "
+            "not start the order afresh"
         )
         log.warning("message for an expired order dead-lettered")
         return _refuse(task_name, body, error, ORDER_EXPIRED, facts, task_id)
@@ -92,7 +94,7 @@ def _refuse(
     task_name: str,
     original: Any,
     error: str,
-    reason: str,
+    reason: DeadLetterReason,
     facts: tuple[str, Any] | None,
     task_id: str,
     errors: list[dict[str, Any]] | None = None,

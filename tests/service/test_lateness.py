@@ -50,9 +50,7 @@ def test_a_backdated_deadline_is_late_only_from_when_its_message_arrived():
     (deadline,) = store.load(placed.order_id).state.deadlines.values()
     assert deadline.known_at == arrived
 
-    fired = make_service(now=arrived + 2 * S, store=store).fire_deadline(
-        placed.order_id, deadline.id, deadline.due_at
-    )
+    fired = make_service(now=arrived + 2 * S, store=store).fire(placed.order_id, deadline)
 
     assert fired.status == "applied"
     assert store.lateness == [2000.0]

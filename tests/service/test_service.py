@@ -100,29 +100,6 @@ def test_event_ids_are_a_function_of_their_cause():
     assert ids[0] == ids[1] and len(set(ids[0])) == len(ids[0])
 
 
-def test_a_deadline_fires_only_if_current_due_and_not_held_back():
-    store = FakeStore()
-    placed = order_placed(at=T0)  # unpaid: expires 48 h after placement
-    make_service(store=store).handle_message(placed)
-    (deadline,) = store.load(placed.order_id).state.deadlines.values()
-    oid, did = placed.order_id, deadline.id
-
-    early = make_service(now=deadline.due_at - timedelta(seconds=1), store=store)
-    assert early.fire_deadline(oid, did, deadline.due_at).status == "not_due"
-    due = make_service(now=deadline.due_at, store=store)
-    assert due.fire_deadline(oid, did, deadline.due_at + timedelta(seconds=1)).status == "stale"
-    assert due.fire_deadline(oid, did, None, gate=lambda d: "inflight").status == "waiting"
-    assert store.load(oid).version == 1  # nothing committed so far
-
-    fired = due.fire_deadline(oid, did, deadline.due_at)
-    again = due.fire_deadline(oid, did, deadline.due_at)
-
-    assert fired.status == "applied" and "order.cancelled" in fired.events
-    assert again.status == "stale"
-    assert (oid, did) not in store.schedule
-    assert store.lateness == [0.0]
-
-
 def test_a_parked_message_that_times_out_is_dead_lettered_and_forgotten():
     store = FakeStore()
     service = make_service(store=store)
@@ -131,7 +108,7 @@ def test_a_parked_message_that_times_out_is_dead_lettered_and_forgotten():
     assert service.handle_message(early).status == "parked"
     (hold,) = store.load("o-never-placed").state.deadlines.values()
     later = make_service(now=hold.due_at, store=store, publisher=service.publisher)
-    later.fire_deadline("o-never-placed", hold.id, hold.due_at)
+    later.fire("o-never-placed", hold)
 
     (letter,) = [e for _, e in service.publisher.published if e["kind"] == "dead_letter"]
     assert letter["body"]["reason"] == "held_too_long"
@@ -139,17 +116,27 @@ def test_a_parked_message_that_times_out_is_dead_lettered_and_forgotten():
     assert not store.is_seen("o-never-placed", early.message_id)  # a replay may apply it
 
 
-def test_a_late_message_for_an_order_without_state_is_expired_and_writes_nothing():
+def test_a_message_for_an_expired_order_is_refused_and_writes_nothing():
+    """1.2: refused only with the order's tombstone (it closed and its keys expired); an
+    order never seen before is new however old its order.placed."""
     store = FakeStore()
     retention = timedelta(days=60)
-    service = make_service(now=T0 + retention, store=store)
+    service = make_service(now=T0 + days(400), store=store)
     service.retention = retention
 
-    late = service.handle_message(order_placed(at=T0))  # exactly the retention ago
-    assert late.status == "expired" and store.commits == [] and store.states == {}
+    old = service.handle_message(order_placed("o-never-seen", at=T0))  # 400 days old
+    assert old.status == "applied" and len(store.commits) == 1
 
-    fresh = service.handle_message(order_placed(at=T0 + timedelta(seconds=1)))
-    assert fresh.status == "applied" and len(store.commits) == 1
+    closed = "o-closed"
+    service.handle_message(order_placed(closed, at=T0 + days(399)))
+    service.handle_message(cancel_requested(closed, T0 + days(399)))  # unpaid: at once
+    assert store.commits[-1].expire_in == retention
+    assert store.commits[-1].tombstone_in == retention + service.tombstone
+    store.expire(closed)
+    commits = len(store.commits)
+    late = service.handle_message(order_placed(closed, at=T0 + days(399)))
+    assert late.status == "expired" and len(store.commits) == commits
+    assert closed not in store.states
 
 
 def test_the_commit_that_closes_an_order_gives_its_keys_a_ttl_and_a_new_request_clears_it():

@@ -78,7 +78,8 @@ def run(concurrency: int, redis_port: int | None, loglevel: str) -> None:
 )
 def demo(own_worker: bool, timeout: float) -> None:
     """Play a scripted story and print each event as it comes: an instant cancel, an
-    ignored cancel request, a UK return over a bank holiday, a drop-off label, a refund.
+    ignored cancel request, a UK return over a bank holiday, a drop-off label, a refund,
+    a seller's offer that lapses.
 
     Event times lie in the past, so 48-hour timers fire within seconds. Uses the running
     worker (AFTERSALES_REDIS_URL or var/redis.url) when one answers, else starts its own.
@@ -284,8 +285,7 @@ def publish(file: TextIO, rate: float | None, dry_run: bool) -> None:
     from rich.console import Console
     from rich.progress import Progress
 
-    from worker.cli.publish import publish as run
-    from worker.cli.publish import read_entries
+    from worker.cli.send import read_entries, send_entries
     from worker.contract.client import Producer
     from worker.settings import get_settings
 
@@ -298,7 +298,7 @@ def publish(file: TextIO, rate: float | None, dry_run: bool) -> None:
         ) as progress,
     ):
         task = progress.add_task("publishing", total=len(entries))
-        summary = run(
+        summary = send_entries(
             entries,
             (lambda _: None) if dry_run else producer.send,
             rate,

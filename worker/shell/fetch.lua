@@ -1,14 +1,14 @@
 -- Reliable fetch (worker/shell/transport.py): take the first message waiting in the consumer's
 -- lists, in the order given (priority steps first, then the queues in rotation order, as
 -- kombu's BRPOP), and in the same step record it as unacked (kombu's hash and index) and
--- as held by this consumer. Nothing can fall between the pop and the record, so a consumer
+-- as taken by this consumer. Nothing can fall between the pop and the record, so a consumer
 -- killed at any moment after this leaves the message where fetch_restore.lua finds it.
 -- No-ack queues (replies, events) are popped bare, as kombu does.
 -- Bytes that are not a kombu message (not a JSON object with `properties`) never enter
 -- kombu's unacked hash: kombu's own restore (restore_visible, in every kombu client on
--- this Redis) would read them as JSON and raise. They are held here alone, inline
+-- this Redis) would read them as JSON and raise. They are kept here alone, inline
 -- ("<size>:<bytes><list>"), and the reply says so: the consumer dead-letters them.
--- KEYS: 1 unacked hash, 2 unacked index, 3 this consumer's held hash, 4 consumers set,
+-- KEYS: 1 unacked hash, 2 unacked index, 3 this consumer's taken hash, 4 consumers set,
 --       5 this consumer's alive key, 6.. the lists, in order
 -- ARGV: 1 now (epoch s), 2 delivery tag, 3 consumer id, 4 alive expiry (ms), then for the
 --       n-th list: ARGV[3 + 2n] the unacked entry's tail `,"",<queue as JSON>]` and

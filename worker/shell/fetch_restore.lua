@@ -1,17 +1,17 @@
--- Give back what dead consumers held (worker/shell/transport.py). For every consumer in the set
--- whose alive key has expired, other than the caller: each message it held that is still
+-- Give back what dead consumers had taken (worker/shell/transport.py). For every consumer in
+-- the set whose alive key has expired, other than the caller: each message it took that is still
 -- unacked goes back to the head of the very list it was taken from (so it is the next one
 -- out, priority step included), its unacked records go, and the consumer is forgotten.
 -- A message acked or restored meanwhile has no unacked entry and is skipped: two living
 -- consumers restoring at once cannot put one message back twice.
--- Held records (fetch.lua): "<size> <list>" for a message whose bytes are the unacked
--- entry's, "<size>:<bytes><list>" for bytes that are not a kombu message (held inline).
--- After a gap in the sweeps (every living consumer sweeps every second), nobody is declared
--- dead for a while: the gap means Redis was down (restarted: alive keys expire during the
+-- Taken records (fetch.lua): "<size> <list>" for a message whose bytes are the unacked
+-- entry's, "<size>:<bytes><list>" for bytes that are not a kombu message (kept inline).
+-- After a gap in the restores (every living consumer restores every second), nobody is
+-- declared dead for a while: the gap means Redis was down (restarted: alive keys expire during the
 -- outage, the living consumers' too) or no consumer lived; the living beat again first.
--- KEYS: 1 consumers set, 2 unacked hash, 3 unacked index, 4 sweep state hash
--- ARGV: 1 alive key prefix, 2 held hash prefix, 3 the caller's consumer id,
---       4 longest normal gap between sweeps (s), 5 quiet time after a longer one (s)
+-- KEYS: 1 consumers set, 2 unacked hash, 3 unacked index, 4 restore state hash
+-- ARGV: 1 alive key prefix, 2 taken hash prefix, 3 the caller's consumer id,
+--       4 longest normal gap between restores (s), 5 quiet time after a longer one (s)
 -- Returns how many messages went back.
 redis.replicate_commands()  -- TIME before writes (Redis < 7; always so since 7)
 local clock = redis.call("TIME")
@@ -30,8 +30,8 @@ end
 local restored = 0
 for _, consumer in ipairs(redis.call("SMEMBERS", KEYS[1])) do
   if consumer ~= ARGV[3] and redis.call("EXISTS", ARGV[1] .. consumer) == 0 then
-    local held = ARGV[2] .. consumer
-    local entries = redis.call("HGETALL", held)
+    local taken = ARGV[2] .. consumer
+    local entries = redis.call("HGETALL", taken)
     for i = 1, #entries, 2 do
       local tag, record = entries[i], entries[i + 1]
       local digits, kind = string.match(record, "^(%d+)([ :])")
@@ -52,7 +52,7 @@ for _, consumer in ipairs(redis.call("SMEMBERS", KEYS[1])) do
       redis.call("HDEL", KEYS[2], tag)
       redis.call("ZREM", KEYS[3], tag)
     end
-    redis.call("DEL", held)
+    redis.call("DEL", taken)
     redis.call("SREM", KEYS[1], consumer)
   end
 end
