@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/throughput.py [--n 6000] [--rounds 2] [--quick] [--concurrency 2]
                                          [--workers 1] [--stock] [--profile]
-                                         [--state-url URL] [--broker-url URL]
+                                         [--state-url URL] [--broker-url URL] [--metrics-cost]
 
 One run, one Redis (embedded, free port; or the servers given), one machine. Both sides
 run real `celery worker -P prefork -c N` processes, started once and left idle on a
@@ -37,6 +37,10 @@ CPU per message (from /proc: utime + stime of the worker's process tree, and of 
 embedded redis-server) is printed too: less sensitive than rates to a busy machine.
 `--profile` runs `py-spy record --subprocesses` on ours during the last drain and writes
 bench/results/throughput-profile.txt (collapsed stacks) and a top-of-self-time table.
+`--metrics-cost` also drains, in turn with the others, the same worker with
+AFTERSALES_METRICS_PORT=off, while ours' /metrics is scraped every `--scrape-every` seconds
+(5; Prometheus scrapes every 15 s by default), and prints ours/ours-without-metrics
+(issue 18: >= 0.97).
 The ratio ours/bare is printed last; bench/results/throughput.json has everything.
 """
 
@@ -69,7 +73,7 @@ from deadlines import ROOT, Bench, Proc, percentile, say, wait_for
 
 from tests.support.messages import message as _message
 from tests.support.messages import placed
-from worker.cli.embedded_redis import start_embedded_redis
+from worker.cli.embedded_redis import free_port, start_embedded_redis
 
 INBOUND = "aftersales.inbound"
 OURS_IDLE = "aftersales.deadlines,aftersales.control"
@@ -474,6 +478,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--loglevel", default="INFO", help="both workers' (default INFO)")
     parser.add_argument("--profile", action="store_true", help="py-spy on ours' last drain")
+    parser.add_argument(
+        "--metrics-cost",
+        action="store_true",
+        help="also ours with AFTERSALES_METRICS_PORT=off, ours' /metrics scraped meanwhile",
+    )
+    parser.add_argument(
+        "--scrape-every", type=float, default=5.0, help="seconds between scrapes (default 5)"
+    )
     parser.add_argument("--json", type=Path, default=RESULTS / "throughput.json")
     args = parser.parse_args(argv)
     if args.quick:
@@ -502,14 +514,30 @@ def main(argv: list[str] | None = None) -> int:
     }
     say(f"state {state_url}, broker {bench.broker_url}; {os.cpu_count()} CPUs; "
         f"{args.workers} worker(s) -c {args.concurrency}")  # fmt: skip
+    # ours serves /metrics (the default is on); a free port, so nothing else answers there
+    metrics_port = free_port()
+    ours_env = {
+        **bench.ours_env(),
+        "AFTERSALES_METRICS_PORT": str(metrics_port),
+        "AFTERSALES_METRICS_ADDRESS": "127.0.0.1",
+    }
+    scraper = None
     try:
         bench.flush()
         sides = {
             "bare": bench.start(
                 "bare", "noop_app", NOOP_IDLE, bench.noop_env("ours"), args.workers
             ),
-            "ours": bench.start("ours", "worker", OURS_IDLE, bench.ours_env(), args.workers),
+            "ours": bench.start("ours", "worker", OURS_IDLE, ours_env, args.workers),
         }
+        if args.metrics_cost:  # the same worker without metrics, drained in turn
+            off = {**bench.ours_env(), "AFTERSALES_METRICS_PORT": "off"}
+            sides["ours-nometrics"] = bench.start(
+                "ours-nometrics", "worker", OURS_IDLE, off, args.workers
+            )
+            sides["ours-nometrics"].queue = INBOUND
+            scraper = Scraper(metrics_port, args.scrape_every)
+            scraper.start()
         if args.stock:
             sides["stock"] = bench.start(
                 "stock", "noop_app", NOOP_IDLE + "-stock", bench.noop_env("stock"), args.workers
@@ -522,9 +550,18 @@ def main(argv: list[str] | None = None) -> int:
         for number in range(args.rounds):
             say(f"round {number + 1}/{args.rounds}")
             steps = list(mix(args.n, f"r{number}"))
-            for name, side in sides.items():
-                runs[name].append(bench.round(side, steps))
-        expected = expected_events(steps) * args.rounds
+            names = list(sides)
+            if number % 2 and "ours-nometrics" in sides:  # every other round, without first
+                first, second = names.index("ours"), names.index("ours-nometrics")
+                names[first], names[second] = names[second], names[first]
+            for name in names:
+                side = sides[name]
+                # the worker without metrics gets orders of its own: the same ones again
+                # would all be duplicates (one Redis), and cheap
+                mine = list(mix(args.n, f"r{number}-nm")) if name == "ours-nometrics" else steps
+                runs[name].append(bench.round(side, mine))
+        ours_sides = 2 if "ours-nometrics" in sides else 1
+        expected = expected_events(steps) * args.rounds * ours_sides
         events = bench.broker.llen(EVENTS_QUEUE) - events_before
         results["ours_events"] = {"expected": expected, "published": events}
         if os.environ.get("BENCH_DEBUG"):
@@ -546,6 +583,15 @@ def main(argv: list[str] | None = None) -> int:
         say("interrupted; stopping everything")
         return 130
     finally:
+        if scraper is not None:
+            scraper.stop()
+            took = sorted(scraper.seconds) or [0.0]
+            results["scrapes"] = {
+                "ok": scraper.ok,
+                "failed": scraper.failed,
+                "median_ms": 1000 * statistics.median(took),
+                "max_ms": 1000 * took[-1],
+            }
         bench.stop_all()
         if server:
             server.stop()
@@ -579,10 +625,57 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         lines.append(f"  profile (share of samples, self time): {results['profile']['file']}")
         top = results["profile"]["top_self"][:12]
         lines += [f"    {share:5.1f} %  {frame}" for frame, share in top]
+    if "ours-nometrics" in results:
+        row = results["ours-nometrics"]["rounds"][-1]
+        lines.append(
+            f"  ours without metrics {results['ours-nometrics']['rate']:>9,.0f} msg/s   worker "
+            f"CPU {row['worker_cpu_ms_per_msg']:.2f} ms/msg"
+        )
+        cost = results["ours"]["rate"] / results["ours-nometrics"]["rate"]
+        results["metrics_ratio"] = cost
+        scrapes = results.get("scrapes", {})
+        lines.append(
+            f"metrics on/off: {cost:.3f}x (goal >= 0.97x; ours' /metrics scraped "
+            f"{scrapes.get('ok', 0)} times every {args.scrape_every:g} s, "
+            f"{scrapes.get('failed', 0)} failed, median {scrapes.get('median_ms', 0):.0f} ms, "
+            f"max {scrapes.get('max_ms', 0):.0f} ms)"
+        )
     ratio = results["ours"]["rate"] / results["bare"]["rate"]
     results["ratio"] = ratio
     lines.append(f"ratio ours/bare: {ratio:.2f}x (goal >= 0.75x)")
     return "\n".join(lines)
+
+
+class Scraper:
+    """Prometheus's part: GET /metrics every `every` seconds (Prometheus: 15 s by default)."""
+
+    def __init__(self, port: int, every: float) -> None:
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.every = every
+        self.ok = self.failed = 0
+        self.seconds: list[float] = []  # how long each scrape took
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        import urllib.request
+
+        while not self._stop.wait(self.every):
+            began = time.monotonic()
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as response:
+                    response.read()
+                self.ok += 1
+                self.seconds.append(time.monotonic() - began)
+            except OSError:
+                self.failed += 1
 
 
 if __name__ == "__main__":

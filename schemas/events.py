@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.inbound import ReturnReason
+from schemas.trace import TraceParent, TraceState
 from schemas.types import CurrencyCode, Identifier, Money, Timestamp
 
 EVENT_SOURCE: Final = "aftersales"
@@ -213,6 +215,10 @@ EventType = Literal[
 ]
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
 class CloudEvent(BaseModel):
     """A CloudEvents 1.0 structured-mode JSON body."""
 
@@ -226,6 +232,16 @@ class CloudEvent(BaseModel):
     time: Timestamp
     datacontenttype: Literal["application/json"] = "application/json"
     data: dict[str, Any]
+    # The CloudEvents distributed-tracing extension: the W3C trace context of the message
+    # that caused the event, when its producer sent one (schemas/trace.py). Absent, not
+    # null, otherwise (CloudEvents extension attributes have no null), so an untraced
+    # event is exactly as before.
+    traceparent: TraceParent | None = Field(default=None, exclude_if=_absent)
+    tracestate: TraceState | None = Field(default=None, exclude_if=_absent)
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body as published."""
+        return self.model_dump(mode="json")
 
 
 def event_id(cause: str, event_type: str) -> str:
@@ -234,7 +250,12 @@ def event_id(cause: str, event_type: str) -> str:
 
 
 def build_event(
-    event_type: str, subject: str, time: datetime, data: Data, cause: str
+    event_type: str,
+    subject: str,
+    time: datetime,
+    data: Data,
+    cause: str,
+    trace: Mapping[str, str] | None = None,
 ) -> CloudEvent:
     """Wrap validated `data` in its envelope; `cause` is what makes the outcome unique."""
     expected = EVENT_DATA[event_type]
@@ -246,4 +267,6 @@ def build_event(
         subject=subject,
         time=time,
         data=data.model_dump(mode="json"),
+        traceparent=(trace or {}).get("traceparent"),
+        tracestate=(trace or {}).get("tracestate"),
     )

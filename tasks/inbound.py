@@ -13,10 +13,12 @@ from pydantic import ValidationError
 from schemas.dead_letters import DeadLetterReason
 from schemas.formats import NewerFormat
 from schemas.inbound import INBOUND_TASKS, TASK_OF_TYPE, parse_message
+from schemas.trace import trace_context
 from tasks.errors import TRANSIENT, retry_later
 from tasks.typed import task
 from worker import runtime
 from worker.logging import bind, get_logger, redact
+from worker.observability import tracing
 from worker.rules.codes import ORDER_EXPIRED
 from worker.service_layer.backlog import message_facts
 
@@ -53,7 +55,8 @@ def handle_inbound(
         return _refuse(task_name, original, error, "invalid_message", facts, task_id)
     body = args[0]
     try:
-        message = parse_message(task_name, body, now=runtime.utcnow())
+        with tracing.span("parse"):
+            message = parse_message(task_name, body, now=runtime.utcnow())
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_context=False, include_input=False)
         detail = _validation_detail(task_name, body, errors)
@@ -69,7 +72,8 @@ def handle_inbound(
         )
     bind(order_id=message.order_id, message_id=message.message_id, message_type=message.type)
     # Its in-flight entry ends in the same round trip as the commit (or the duplicate check).
-    outcome = runtime.service().handle_message(message, task_id, _digest(body))
+    trace = trace_context(_headers(task))
+    outcome = runtime.service().handle_message(message, task_id, _digest(body), trace)
     if outcome.status == "reused":
         error = f"message_id {message.message_id!r} was already used with a different body"
         log.warning("reused message id dead-lettered")
@@ -89,7 +93,15 @@ def handle_inbound(
         version=outcome.version,
         events=list(outcome.events),
     )
+    if outcome.status == "applied" and "action.rejected" in outcome.events:
+        return "rejected"  # applied, and its answer is a refusal (metrics, Flower)
     return outcome.status
+
+
+def _headers(task: Task) -> dict[str, Any]:
+    """The trace-context headers of the task message (Celery puts every header of a
+    protocol 2 message on the request)."""
+    return {name: getattr(task.request, name, None) for name in ("traceparent", "tracestate")}
 
 
 def _refuse(
@@ -139,7 +151,8 @@ def _dead_letter_failure(
 def _make_task(task_name: str) -> Task:
     def run(self: Task, *args: Any, **kwargs: Any) -> str:
         try:
-            return handle_inbound(self, task_name, args, kwargs)
+            with tracing.inbound(trace_context(_headers(self)), task_name):
+                return handle_inbound(self, task_name, args, kwargs)
         except NewerFormat as exc:
             # The order's state was written by a newer release (a rolling upgrade): leave
             # it and let the message come back, by then perhaps to a newer worker. An

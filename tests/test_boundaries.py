@@ -48,6 +48,16 @@ ROOMS: dict[str, tuple[str, ...]] = {
         "worker.adapters",
         "worker.service_layer",
         "worker.celery",
+        "worker.observability",
+    ),
+    # metrics, their signal hooks, the watchdog, tracing: read through the adapters and the
+    # wiring, told facts by the service's observer port
+    "worker.observability": (
+        *CORE,
+        *CROSS_CUTTING,
+        "worker.adapters",
+        "worker.service_layer",
+        "worker.runtime",
     ),
     "worker.shell": (
         *CORE,
@@ -56,6 +66,7 @@ ROOMS: dict[str, tuple[str, ...]] = {
         "worker.service_layer",
         "worker.celery",
         "worker.runtime",
+        "worker.observability",
     ),
     "tasks": (
         *CORE,
@@ -65,6 +76,7 @@ ROOMS: dict[str, tuple[str, ...]] = {
         "worker.celery",
         "worker.runtime",
         "worker.shell",
+        "worker.observability",  # trace context and spans around a task
     ),
     "worker.cli": (
         *CORE,

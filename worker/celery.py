@@ -86,4 +86,10 @@ if AMQP:  # the queues, confirms and delayed delivery of RabbitMQ (worker/adapte
     app.conf.update(amqp.celery_options())
 
 # Named, not imported: Celery resolves the classes when the consumer starts.
-app.steps["consumer"].update({"worker.shell.hooks:DeclareTopology", "worker.shell.hooks:Liveness"})
+app.steps["consumer"].update(
+    {
+        "worker.shell.hooks:DeclareTopology",
+        "worker.shell.hooks:Liveness",
+        "worker.shell.hooks:StallWatchdog",
+    }
+)

@@ -21,6 +21,8 @@ from worker.adapters.redis_store import RedisStore
 from worker.adapters.shards import StateClient
 from worker.adapters.state_client import connect
 from worker.celery import app
+from worker.observability import record
+from worker.observability.record import Recorder
 from worker.service_layer.ports import BacklogReader
 from worker.service_layer.scheduler import Scheduler
 from worker.service_layer.service import Service, utcnow
@@ -30,6 +32,7 @@ __all__ = [
     "app",
     "dead_letter",
     "label_store",
+    "metrics_sources",
     "publisher",
     "queues",
     "redis_client",
@@ -53,13 +56,13 @@ def store() -> RedisStore:
     client = redis_client()
     direct = None
     if settings.broker_url == settings.redis_url and isinstance(client, redis.Redis):
-        direct = DirectEvents(client)
+        direct = DirectEvents(client, settings.event_content_type)
     return RedisStore(client, direct=direct)
 
 
 @lru_cache(maxsize=1)
 def publisher() -> KombuPublisher:
-    return KombuPublisher(app)
+    return KombuPublisher(app, get_settings().event_content_type)
 
 
 @lru_cache(maxsize=1)
@@ -72,6 +75,7 @@ def service() -> Service:
         hold_for=settings.hold_for,
         retention=settings.retention,
         tombstone=settings.tombstone_retention,
+        observer=Recorder(),
     )
 
 
@@ -104,6 +108,16 @@ def label_store() -> FileLabelStore:
     return FileLabelStore(get_settings().label_dir)
 
 
+def metrics_sources() -> tuple[RedisStore, BacklogReader]:
+    """A store and a queue reader of their own for /metrics scrapes (not the cached ones:
+    the scrape runs in the main process's server thread, before and after the pool forks)."""
+    settings = get_settings()
+    own = RedisStore(connect(settings))
+    if settings.broker_url == settings.redis_url and not settings.redis_cluster:
+        return own, RedisQueues(own)
+    return own, BrokerQueues(app, own)
+
+
 def dead_letter(
     task: str | None,
     original: Any,
@@ -115,3 +129,4 @@ def dead_letter(
     """Publish straight to the dead-letter queue (nothing was committed for this input)."""
     body = dead_letter_body(task, original, error, reason, utcnow(), errors, content_type)
     publisher().publish_dead_letter(body)
+    record.dead_lettered(reason)

@@ -35,6 +35,12 @@ def _duration(name: str, default: timedelta) -> timedelta:
         raise SettingsError(f"{name}: {exc}") from None
 
 
+def _duration_or_off(name: str, default: timedelta) -> timedelta | None:
+    if os.environ.get(name, "").strip().lower() == "off":
+        return None
+    return _duration(name, default)
+
+
 def _positive_int(name: str, default: int) -> int:
     raw = os.environ.get(name, str(default))
     try:
@@ -44,6 +50,39 @@ def _positive_int(name: str, default: int) -> int:
     if value < 1:
         raise SettingsError(f"{name}: must be at least 1, not {value}")
     return value
+
+
+STALL_AFTER = timedelta(seconds=20)
+"""Default of AFTERSALES_STALL_AFTER (Settings.stall_after)."""
+
+DEFAULT_METRICS_PORT = 9808
+"""A port of Prometheus's default-port allocation range (9100-9999) taken by no exporter on
+its wiki page; beat serves on the next one (docs/observability.md)."""
+
+
+def _metrics_port(name: str, default: int) -> int | None:
+    raw = os.environ.get(name, str(default)).strip().lower()
+    if raw in ("off", "none", ""):
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: {raw!r} is not a port number or 'off'") from None
+    if not 1 <= value <= 65534:  # beat takes the next port
+        raise SettingsError(f"{name}: {value} is not a port from 1 to 65534")
+    return value
+
+
+EVENT_CONTENT_TYPES = ("application/json", "application/cloudevents+json")
+
+
+def _event_content_type() -> str:
+    raw = os.environ.get("AFTERSALES_EVENT_CONTENT_TYPE", "application/json").strip().lower()
+    if raw not in EVENT_CONTENT_TYPES:
+        raise SettingsError(
+            f"AFTERSALES_EVENT_CONTENT_TYPE: {raw!r} is not one of {', '.join(EVENT_CONTENT_TYPES)}"
+        )
+    return raw
 
 
 def _url_file_default() -> str | None:
@@ -133,6 +172,18 @@ class Settings:
     # the deepest one (body > args > message > items > item > dimensions).
     max_message_bytes: int = 256 * 1024
     max_message_depth: int = 32
+    # Stalled-consumer watchdog: a worker that fetched nothing for this long while inbound
+    # messages waited and it had a free process exits (75) to be restarted. Twenty seconds
+    # is 20 polls of the Redis transport; a healthy worker takes a waiting message at once.
+    # `off`: no watchdog (the health probe still uses the default).
+    stall_after: timedelta | None = STALL_AFTER
+    # Content type of outbound events: application/json, or the CloudEvents AMQP binding's
+    # structured mode, application/cloudevents+json (docs/observability.md).
+    event_content_type: str = "application/json"
+    # Prometheus /metrics: a worker serves on this port, beat on the next (None: off).
+    metrics_port: int | None = DEFAULT_METRICS_PORT
+    # Where /metrics listens: every interface, for a Prometheus on another host or pod.
+    metrics_address: str = "0.0.0.0"  # metrics carry no order data
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -165,6 +216,10 @@ class Settings:
             ),
             max_message_bytes=_positive_int("AFTERSALES_MAX_MESSAGE_BYTES", cls.max_message_bytes),
             max_message_depth=_positive_int("AFTERSALES_MAX_MESSAGE_DEPTH", cls.max_message_depth),
+            stall_after=_duration_or_off("AFTERSALES_STALL_AFTER", STALL_AFTER),
+            event_content_type=_event_content_type(),
+            metrics_port=_metrics_port("AFTERSALES_METRICS_PORT", DEFAULT_METRICS_PORT),
+            metrics_address=os.environ.get("AFTERSALES_METRICS_ADDRESS") or cls.metrics_address,
         )
         if settings.visibility_timeout <= settings.deadline_horizon * 2:
             raise SettingsError(

@@ -42,6 +42,24 @@ def test_order_and_deadlines_show_the_timeline_and_the_pending_expiry(
     assert cli("order", "no-such-order").exit_code != 0
 
 
+def test_deadlines_prints_lateness_apart_from_the_backdated_figure(redis_client, cli):
+    """Given three firings kept in Redis (one of a deadline learned a day after its due
+    time, one of the stored form before the split), `aftersales deadlines` counts the
+    lateness the worker answers for and shows the backdated one apart."""
+    from worker.adapters.redis_store import RedisStore
+
+    store = RedisStore(redis_client)
+    key = store.keys.lateness(0)
+    redis_client.lpush(key, b"5.0", b"20.0", b"1000.0|86401000.0")
+
+    listing = json.loads(cli("deadlines").output)
+
+    late = listing["lateness_ms"]
+    assert (late["count"], late["max_ms"]) == (3, 1000.0)
+    assert late["backdated"]["count"] == 1
+    assert late["backdated"]["max_ms"] == 86_401_000.0
+
+
 @pytest.mark.redis_broker("`aftersales dead-letters` lists a Redis broker's queue")
 def test_a_message_held_too_long_is_dead_lettered_listed_and_replayed(
     start_worker, start_beat, wire_client, cli

@@ -83,7 +83,7 @@ def test_an_unheld_or_too_long_held_deadline_is_sent_again(store):
 def test_firing_forgets_the_holder_and_the_resend_count(store):
     from tests.support.factories import order_placed
     from worker.rules.state import OrderState
-    from worker.service_layer.ports import Commit
+    from worker.service_layer.ports import Commit, Lateness
 
     placed = order_placed()
     member = overdue(store, placed.order_id)
@@ -97,7 +97,7 @@ def test_firing_forgets_the_holder_and_the_resend_count(store):
             expected_version=0,
             state=old,
             unschedule=("unpaid_expiry:",),
-            lateness_ms=12.5,
+            lateness=Lateness(12.5, 12.5),
         ),
         NOW,
     )
@@ -109,6 +109,28 @@ def test_firing_forgets_the_holder_and_the_resend_count(store):
     assert store.client.zscore(index(store, "armed", order), member) is None
     assert store.client.lrange(index(store, "lateness", order), 0, -1) == [b"12.5"]
     assert store.lateness_values() == [12.5]
+
+
+def test_lateness_list_keeps_the_backdated_figure_apart_and_reads_the_earlier_form(store):
+    """Given a firing of a deadline learned after its due time and one value of the
+    earlier stored form (a plain number: the figure since the due time), the store reads
+    each with both figures."""
+    from tests.support.factories import order_placed
+    from worker.rules.state import OrderState
+    from worker.service_layer.ports import Commit, Lateness
+
+    placed = order_placed()
+    old = OrderState(order_id=placed.order_id)
+    backdated = Lateness(40.0, 86_400_040.0)
+    store.commit(Commit(placed.order_id, 0, old, lateness=backdated), NOW)
+    store.client.lpush(index(store, "lateness", placed.order_id), b"7.5")  # before 1.3
+
+    assert store.client.lrange(index(store, "lateness", placed.order_id), 0, -1) == [
+        b"7.5",
+        b"40.0|86400040.0",
+    ]
+    assert store.lateness_records() == [Lateness(7.5, 7.5), backdated]
+    assert store.lateness_values() == [7.5, 40.0]
 
 
 def test_an_unheld_deadline_behind_a_busy_deadlines_queue_is_left_queued(store):

@@ -24,6 +24,7 @@ class FakeStore:
     schedule: InMemorySchedule = field(default_factory=InMemorySchedule)
     outbox: dict[str, dict[str, Any]] = field(default_factory=dict)
     lateness: list[float] = field(default_factory=list)
+    since_due: list[float] = field(default_factory=list)
     commits: list[Commit] = field(default_factory=list)
     interfere: list[OrderState] = field(default_factory=list)  # commits "another process" makes
     tombstones: set[str] = field(default_factory=set)  # closed orders (expired, once gone)
@@ -75,8 +76,9 @@ class FakeStore:
         self.outbox.update(dict(commit.outbox))
         self.seen -= {(oid, message_id) for message_id in commit.forget}
         self.commits.append(commit)
-        if commit.lateness_ms is not None:
-            self.record_lateness(commit.lateness_ms)
+        if commit.lateness is not None:
+            self.record_lateness(commit.lateness.ms)
+            self.since_due.append(commit.lateness.since_due_ms)
         return CommitResult("ok", current + 1)
 
     def commit_many(self, commits: list[Commit], now: datetime) -> list[CommitResult]:

@@ -124,8 +124,10 @@ def _base_env(state_url: str, broker_url: str, extra: Mapping[str, str] | None) 
         for key, value in os.environ.items()
         if not key.startswith("AFTERSALES_") and key != "PYTHONWARNINGS"
     }
-    # Unbuffered, so that log_text() shows what the process has done so far.
-    env.update(AFTERSALES_REDIS_URL=state_url, PYTHONUNBUFFERED="1")
+    # Unbuffered, so that log_text() shows what the process has done so far. Metrics off
+    # unless a test asks (`AFTERSALES_METRICS_PORT` in `env`): many workers on one host
+    # would all want the default port.
+    env.update(AFTERSALES_REDIS_URL=state_url, PYTHONUNBUFFERED="1", AFTERSALES_METRICS_PORT="off")
     if broker_url != state_url:
         env.update(AFTERSALES_BROKER_URL=broker_url)
     env.update(extra or {})
@@ -151,7 +153,8 @@ def start_worker(
     with ``AFTERSALES_REDIS_URL=state_url`` (and ``AFTERSALES_BROKER_URL=broker_url``
     when they differ) plus ``env`` (for example
     ``{"AFTERSALES_SWEEP_INTERVAL": "PT0.2S"}``); other ``AFTERSALES_*`` variables of the
-    test process are not passed on. ``AFTERSALES_LABEL_DIR`` defaults to
+    test process are not passed on; ``AFTERSALES_METRICS_PORT`` is ``off`` unless ``env``
+    sets it. ``AFTERSALES_LABEL_DIR`` defaults to
     ``tmp_path/"labels"``. The working directory is a fresh directory under ``tmp_path``.
 
     The handle: ``.pid``, ``.name`` (node name), ``.alive()``, ``.kill9(whole_group=True)``

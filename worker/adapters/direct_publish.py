@@ -32,6 +32,7 @@ from kombu.transport.virtual.exchange import TopicExchange
 from kombu.utils.json import dumps
 
 from worker.adapters import topology
+from worker.adapters.cloudevents_json import JSON, serializer_for
 
 SEP = Channel.sep
 BINDINGS = Channel.keyprefix_queue % topology.EVENTS
@@ -43,8 +44,9 @@ class DirectEvents:
 
     exchange = topology.EVENTS
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, content_type: str = JSON) -> None:
         self.client = client
+        self.serializer = serializer_for(content_type)
         self._members: list[bytes] = []
         self._table: list[tuple[str, ...]] = []
         self._topic = TopicExchange(None)  # its lookup uses no channel
@@ -74,7 +76,7 @@ class DirectEvents:
 
     def message(self, event: dict[str, Any]) -> str:
         """The JSON kombu's Redis transport pushes for KombuPublisher.publish_event."""
-        content_type, content_encoding, body = serialize(event, serializer="json")
+        content_type, content_encoding, body = serialize(event, serializer=self.serializer)
         payload = body.encode(content_encoding) if isinstance(body, str) else body
         return str(
             dumps(

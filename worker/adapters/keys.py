@@ -93,6 +93,9 @@ def fetch_taken(consumer: str) -> str:
     return f"{FETCH_TAKEN_PREFIX}{consumer}"
 
 
+BEAT_TICKED = f"{PREFIX}:beat:ticked"
+"""Epoch seconds of the last beat tick a worker ran (health probes, docs/observability.md)."""
+
 FIRED_LATENESS = f"{PREFIX}:deadlines:lateness"
 """List of recent firing lateness values in milliseconds (capped), for the metric."""
 

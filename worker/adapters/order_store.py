@@ -166,7 +166,7 @@ class OrderStore(StoreBase):
             commit.inflight_task_id or "",
             epoch(now),
             TIMELINE_CAP,
-            "" if commit.lateness_ms is None else commit.lateness_ms,
+            "" if commit.lateness is None else commit.lateness.stored(),
             len(commit.schedule),
         ]
         for deadline in commit.schedule:

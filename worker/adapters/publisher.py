@@ -16,11 +16,13 @@ from celery import Celery
 
 from schemas import formats
 from worker.adapters import topology
+from worker.adapters.cloudevents_json import JSON, serializer_for
 
 
 class KombuPublisher:
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, event_content_type: str = JSON) -> None:
         self.app = app
+        self.event_serializer = serializer_for(event_content_type)
 
     def publish(self, entry_id: str, entry: dict[str, Any]) -> None:
         formats.version_of(formats.OUTBOX_ENTRY, entry)  # a newer release's: left in place
@@ -69,7 +71,7 @@ class KombuPublisher:
             event,
             exchange=topology.events_exchange,
             routing_key=event["type"],
-            serializer="json",
+            serializer=self.event_serializer,
             delivery_mode=2,
             message_id=event["id"],
             headers={"ce_id": event["id"], "ce_type": event["type"]},

@@ -17,6 +17,7 @@ from worker.adapters import keys
 from worker.adapters.direct_publish import DirectEvents
 from worker.adapters.shards import StateClient, gone_claimants
 from worker.adapters.store_base import StoreBase, epoch, from_epoch, script
+from worker.service_layer.ports import Lateness
 
 
 class ScheduleStore(StoreBase):
@@ -143,10 +144,14 @@ class ScheduleStore(StoreBase):
         return scheduled, armed
 
     def lateness_values(self) -> list[float]:
-        """Recent firing lateness values (ms): the newest 10 000 over all shards."""
+        """Recent firing lateness (ms, what the worker answers for): the newest 10 000."""
+        return [late.ms for late in self.lateness_records()]
+
+    def lateness_records(self) -> list[Lateness]:
+        """Recent firings' lateness, both figures: the newest 10 000 over all shards."""
         per_shard = max(1, 10_000 // self.keys.shards)
-        values: list[float] = []
+        values: list[Lateness] = []
         for shard in range(self.keys.shards):
             raw = self.client.lrange(self.keys.lateness(shard), 0, per_shard - 1)
-            values += [float(value) for value in raw]
+            values += [Lateness.parse(value) for value in raw]
         return values

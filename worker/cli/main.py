@@ -226,6 +226,34 @@ def deadlines(count: int, order_id: str | None) -> None:
     )
 
 
+@main.command()
+@click.option(
+    "--probe",
+    type=click.Choice(["liveness", "readiness", "all"]),
+    default="all",
+    show_default=True,
+    help="liveness: this worker consumes; readiness: and Redis and the broker answer; "
+    "all: and beat ticks.",
+)
+@click.option(
+    "--beat-within",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds since beat's last tick beyond which it is not ticking.",
+)
+def health(probe: str, beat_within: float) -> None:
+    """Health of this host's worker and of what it needs; exit status 0 if all is well."""
+    from worker.cli.health import run_checks
+    from worker.settings import get_settings
+
+    checks = run_checks(get_settings(), probe, beat_within)
+    for check in checks:
+        click.echo(check.line())
+    if not all(check.ok for check in checks):
+        raise SystemExit(1)
+
+
 @main.command("dead-letters")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @JSON_OPTION

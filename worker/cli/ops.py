@@ -94,9 +94,19 @@ def next_deadlines(store: RedisStore, count: int) -> list[dict[str, Any]]:
     return rows[:count]
 
 
-def lateness(store: RedisStore) -> dict[str, float]:
-    """Firing lateness (due to fired) over the most recent firings, in milliseconds."""
-    values = sorted(store.lateness_values())
+def lateness(store: RedisStore) -> dict[str, Any]:
+    """Firing lateness over the most recent firings, in milliseconds: what the worker
+    answers for (from the later of the due time and when it learned of the deadline), and
+    apart from it the figure since the due time with the count of deadlines that were
+    already past due when their message arrived (backdated)."""
+    records = store.lateness_records()
+    answerable = _summary([record.ms for record in records])
+    backdated = [record.since_due_ms for record in records if record.since_due_ms != record.ms]
+    return {**answerable, "backdated": {**_summary(backdated), "measured": "since_due"}}
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    values = sorted(values)
     if not values:
         return {"count": 0}
     cuts = quantiles(values, n=100, method="inclusive") if len(values) > 1 else values * 99

@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from schemas.events import EVENT_DATA, CloudEvent, Data
 from schemas.inbound import ANY_MESSAGE, TASK_MESSAGES, InboundMessage, Message, parse_message
 from worker.adapters import amqp, topology
+from worker.adapters import cloudevents_json as _structured_mode  # noqa: F401  # registers it
 from worker.logging import get_logger
 
 M = TypeVar("M", bound=Message)
@@ -101,14 +102,24 @@ class Producer:
             task_create_missing_queue_type="quorum" if amqp.is_amqp(url) else "classic",
         )
 
-    def send(self, message: Message | Mapping[str, Any]) -> str:
-        """Validate, then send; returns the Celery task id. Nothing is sent if invalid."""
+    def send(
+        self,
+        message: Message | Mapping[str, Any],
+        traceparent: str | None = None,
+        tracestate: str | None = None,
+    ) -> str:
+        """Validate, then send; returns the Celery task id. Nothing is sent if invalid.
+
+        `traceparent` (and `tracestate`): a W3C trace context, sent as task headers; every
+        event the message causes carries it (docs/observability.md)."""
         checked = validate(message)
+        headers = {"traceparent": traceparent, "tracestate": tracestate}
         result = self._celery.send_task(
             task_for_type()[checked.type],
             args=[checked.model_dump(mode="json")],
             queue=topology.INBOUND,
             serializer="json",
+            headers={name: value for name, value in headers.items() if value is not None},
         )
         return str(result.id)
 

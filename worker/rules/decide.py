@@ -73,9 +73,8 @@ def decide(
     is put in its place among them (event time, see eventtime.py).
     """
     if isinstance(input, DeadlineFired | LabelGenerated):
-        return eventtime.remember(
-            state, input, now, _decide_one(state, input, now, policy, hold_for)
-        )
+        decided = _decide_one(state, input, now, policy, hold_for)
+        return timers.stamp_known(state, eventtime.remember(state, input, now, decided), now)
     if parking.is_parked(state, input.message_id):
         return Decision(state=state, applied=False)
 
@@ -87,7 +86,9 @@ def decide(
     else:
         replayed = eventtime.Replayed(one(state, input, now), kept=None)
     decision = eventtime.published_first(state, input, replayed.decision)
-    return eventtime.remember(state, input, now, decision, replayed.kept)
+    return timers.stamp_known(
+        state, eventtime.remember(state, input, now, decision, replayed.kept), now
+    )
 
 
 def _decide_one(

@@ -37,6 +37,10 @@ class Deadline(Value):
     kind: DeadlineKind
     ref: str = ""  # request id, parked message id, or "" for order-level deadlines
     due_at: datetime
+    # When the worker first knew this deadline at this due time (the commit that created
+    # or moved it). None in states stored before 1.3 of the stored form: unknown, so
+    # lateness is counted from the due time, as it was then.
+    known_at: datetime | None = None
 
     @property
     def id(self) -> str:

@@ -15,7 +15,7 @@ from worker.rules.cancellation import auto_accept, expire_unpaid
 from worker.rules.fulfilment import close, parcel_received, refund
 from worker.rules.offers import offer_lapsed
 from worker.rules.returns import auto_approve, close_rejected
-from worker.rules.state import Deadline, OrderState
+from worker.rules.state import Deadline, Decision, OrderState
 from worker.rules.step import Step, deadline_cause
 
 REQUEST_STATUS = {
@@ -109,3 +109,27 @@ def _still_meaningful(state: OrderState, deadline: Deadline) -> bool:
         return True
     request = state.returns.get(deadline.ref)
     return request is not None and request.status == wanted
+
+
+def stamp_known(before: OrderState, decision: Decision, now: datetime) -> Decision:
+    """Mark each deadline new at its due time in `decision` as known `now`.
+
+    A deadline kept at the due time it had keeps what it had (None for one stored before
+    `known_at` existed). Lateness the worker answers for is counted from the later of the
+    due time and this instant (worker/service_layer/service.py): a deadline already past
+    due when its message arrived (a backdated `occurred_at`) is not late by the backdating.
+    """
+    deadlines = decision.state.deadlines
+    stamped: dict[str, Deadline] = {}
+    for deadline_id, deadline in deadlines.items():
+        prior = before.deadlines.get(deadline_id)
+        if prior is not None and prior.due_at == deadline.due_at:
+            known = prior.known_at
+        else:
+            known = deadline.known_at or now
+        if known != deadline.known_at:
+            stamped[deadline_id] = deadline.model_copy(update={"known_at": known})
+    if not stamped:
+        return decision
+    state = decision.state.model_copy(update={"deadlines": {**deadlines, **stamped}})
+    return decision.model_copy(update={"state": state})

@@ -8,6 +8,7 @@ clock: the service passes the order as loaded, the decision and the time.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,15 +36,17 @@ def commit_for(
     now: datetime,
     retention: timedelta,
     tombstone: timedelta = DEFAULT_TOMBSTONE_RETENTION,
+    trace: Mapping[str, str] | None = None,
 ) -> Commit:
     """The commit of `decision`, made on `old` as loaded at `version`; `tombstone`: how
-    long a closed order's tombstone outlives its keys (1.2)."""
+    long a closed order's tombstone outlives its keys (1.2); `trace`: the W3C trace
+    context of the message decided, carried by every event (schemas/trace.py)."""
     new = decision.state
     order_id = new.order_id
     schedule = tuple(d for i, d in new.deadlines.items() if old.deadlines.get(i) != d)
     unschedule = tuple(i for i in old.deadlines if i not in new.deadlines)
     outbox = [
-        *_event_entries(order_id, decision),
+        *_event_entries(order_id, decision, trace),
         *_other_entries(order_id, decision, now),
     ]
     timeline = (
@@ -81,11 +84,14 @@ def no_change(state: OrderState, decision: Decision) -> bool:
     )
 
 
-def _event_entries(order_id: str, decision: Decision) -> list[Entry]:
+def _event_entries(
+    order_id: str, decision: Decision, trace: Mapping[str, str] | None = None
+) -> list[Entry]:
     entries = []
     for out in decision.events:
-        event = build_event(out.type, order_id, out.time, out.data, f"{order_id}|{out.cause}")
-        entry = {"kind": "event", "event": event.model_dump(mode="json")}
+        cause = f"{order_id}|{out.cause}"
+        event = build_event(out.type, order_id, out.time, out.data, cause, trace)
+        entry = {"kind": "event", "event": event.body()}
         entries.append((event.id, formats.marked(formats.OUTBOX_ENTRY, entry)))
     return entries
 

@@ -8,6 +8,7 @@ and the service tests use the in-memory fakes of `tests/service/fakes.py`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -50,6 +51,41 @@ class Begun:
 
 
 @dataclass(frozen=True)
+class Lateness:
+    """How late a deadline fired, in milliseconds, two ways.
+
+    `ms`: what the worker answers for, from the later of the due time and the moment the
+    worker first knew the deadline (`Deadline.known_at`); `since_due_ms`: from the due
+    time alone. They differ only for a deadline already past due when the worker learned
+    of it (a message with a backdated `occurred_at`): that is the producer's delay, not
+    the worker's, and alerting on it would page for nothing.
+    """
+
+    ms: float
+    since_due_ms: float
+
+    @classmethod
+    def of(cls, deadline: Deadline, now: datetime) -> Lateness:
+        since_due = (now - deadline.due_at).total_seconds() * 1000
+        start = max(deadline.due_at, deadline.known_at or deadline.due_at)
+        return cls(round((now - start).total_seconds() * 1000, 1), round(since_due, 1))
+
+    def stored(self) -> str:
+        """The form kept in Redis (commit.lua's lateness list): one number when both
+        agree (the form before 1.3, which held the figure since the due time), else
+        `ms|since_due_ms`."""
+        if self.ms == self.since_due_ms:
+            return repr(self.ms)
+        return f"{self.ms!r}|{self.since_due_ms!r}"
+
+    @classmethod
+    def parse(cls, raw: bytes | str) -> Lateness:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        ms, _, since_due = text.partition("|")
+        return cls(float(ms), float(since_due or ms))
+
+
+@dataclass(frozen=True)
 class Commit:
     """Everything one decision writes, besides the state itself."""
 
@@ -63,9 +99,32 @@ class Commit:
     outbox: tuple[tuple[str, dict[str, Any]], ...] = ()  # (entry id, entry)
     timeline: tuple[dict[str, Any], ...] = ()
     forget: tuple[str, ...] = ()  # message ids dead-lettered: no longer "seen"
-    lateness_ms: float | None = None  # a deadline firing: how late it is (the metric)
+    lateness: Lateness | None = None  # a deadline firing: how late it is (the metric)
     expire_in: timedelta | None = None  # closed order: its keys' TTL; None: they persist
     tombstone_in: timedelta | None = None  # closed order: its tombstone's TTL (longer)
+
+
+class Observer(Protocol):
+    """What the service tells the metrics (worker/observability/record.py): in-process
+    counters only, never a round trip; an observer that fails must not fail the service."""
+
+    def deadline_fired(self, kind: str, result: str, lateness: Lateness | None) -> None: ...
+    def committed(self, event_types: Sequence[str], dead_letter_reasons: Sequence[str]) -> None: ...
+    def span(self, name: str) -> AbstractContextManager[object]:
+        """A tracing span around one step (decide, commit, publish); a no-op without
+        OpenTelemetry."""
+        ...
+
+
+class NoObserver:
+    def span(self, name: str) -> AbstractContextManager[object]:
+        return nullcontext()
+
+    def deadline_fired(self, kind: str, result: str, lateness: Lateness | None) -> None:
+        pass
+
+    def committed(self, event_types: Sequence[str], dead_letter_reasons: Sequence[str]) -> None:
+        pass
 
 
 class Store(Protocol):

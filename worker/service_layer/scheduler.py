@@ -80,7 +80,7 @@ class Scheduler:
         loaded, backlog = self.queues.load_with_backlog(order_id)
         checked = self._check(order_id, deadline_id, due, loaded, backlog, barrier)
         outcome = (
-            checked
+            self._held(deadline_id, checked)
             if isinstance(checked, Outcome)
             else self.service.fire(order_id, checked, loaded)
         )
@@ -100,6 +100,8 @@ class Scheduler:
             if not isinstance(checked, Outcome):
                 firings.append((len(outcomes), Firing(order_id, checked, loaded)))
                 checked = Outcome("stale")  # replaced by the firing's outcome below
+            else:
+                self._held(deadline_id, checked)
             outcomes.append(checked)
         fired = self.service.fire_many([firing for _, firing in firings])
         for (index, _), outcome in zip(firings, fired, strict=True):
@@ -107,6 +109,12 @@ class Scheduler:
         for (order_id, deadline_id, due), outcome in zip(members, outcomes, strict=True):
             self._after(order_id, deadline_id, due, outcome)
         return outcomes
+
+    def _held(self, deadline_id: str, outcome: Outcome) -> Outcome:
+        """A firing fenced or gated here (stale, not_due, waiting), told to the metrics."""
+        kind = deadline_id.partition(":")[0]  # ids are `kind:ref`
+        self.service.observer.deadline_fired(kind, outcome.status, None)
+        return outcome
 
     def _check(
         self,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -24,7 +24,15 @@ from worker.rules.state import Deadline, DeadlineFired, Decision, LabelGenerated
 from worker.service_layer.backlog import WaitReason
 from worker.service_layer.commit import commit_for, no_change
 from worker.service_layer.outbox import Outbox
-from worker.service_layer.ports import Commit, Loaded, Publisher, Store
+from worker.service_layer.ports import (
+    Commit,
+    Lateness,
+    Loaded,
+    NoObserver,
+    Observer,
+    Publisher,
+    Store,
+)
 
 log = get_logger("aftersales.service")
 
@@ -97,21 +105,29 @@ class Service:
     tombstone: timedelta = DEFAULT_TOMBSTONE_RETENTION
     clock: Callable[[], datetime] = utcnow
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    observer: Observer = field(default_factory=NoObserver, repr=False)
 
     # --- entry points --------------------------------------------------------------------
 
-    def handle_message(self, message: Any, task_id: str = "", digest: str = "") -> Outcome:
+    def handle_message(
+        self,
+        message: Any,
+        task_id: str = "",
+        digest: str = "",
+        trace: Mapping[str, str] | None = None,
+    ) -> Outcome:
         """Apply one validated inbound message (at most once per message_id).
 
         `digest`: of the message's body; the first body seen under a message id claims it,
-        and another body under that id is "reused" (nothing applied)."""
+        and another body under that id is "reused" (nothing applied). `trace`: the W3C
+        trace context the producer sent (schemas/trace.py), carried by every event."""
         begun = self.store.begin_message(
             message.order_id, message.message_id, digest, task_id, self.retention
         )
         if begun.status != "new":
             return Outcome(begun.status)
         inbound = Inbound(message.message_id, task_id)
-        return self._apply(message.order_id, message, inbound, begun.loaded)
+        return self._apply(message.order_id, message, inbound, begun.loaded, trace=trace)
 
     def fire(self, order_id: str, deadline: Deadline, loaded: Loaded | None = None) -> Outcome:
         """Fire a deadline the scheduler found current, due and free to fire (fencing and
@@ -121,10 +137,11 @@ class Service:
         is gone or moved ("stale")."""
         now = self.clock()
         fired = DeadlineFired(order_id=order_id, deadline=deadline)
-        lateness_ms = _lateness_ms(deadline, now)
-        outcome = self._apply(order_id, fired, None, loaded=loaded, lateness_ms=lateness_ms)
+        late = Lateness.of(deadline, now)
+        outcome = self._apply(order_id, fired, None, loaded=loaded, lateness=late)
         if outcome.status == "applied":
-            _log_fired(order_id, deadline, lateness_ms, outcome)
+            _log_fired(order_id, deadline, late, outcome)
+        self.observer.deadline_fired(deadline.kind, outcome.status, late)
         return outcome
 
     def fire_many(self, firings: Sequence[Firing]) -> list[Outcome]:
@@ -138,15 +155,17 @@ class Service:
             loaded, deadline = firing.loaded, firing.deadline
             outcomes.append(Outcome("stale"))
             if loaded.state is None:
+                self.observer.deadline_fired(deadline.kind, "stale", None)
                 continue
             fired = DeadlineFired(order_id=firing.order_id, deadline=deadline)
             decision = rules.decide(loaded.state, fired, now, self.policy, self.hold_for)
             if no_change(loaded.state, decision):
+                self.observer.deadline_fired(deadline.kind, "stale", None)
                 continue
             commit = commit_for(
                 loaded.version, loaded.state, decision, fired, now, self.retention, self.tombstone
             )
-            commit = replace(commit, lateness_ms=_lateness_ms(deadline, now))
+            commit = replace(commit, lateness=Lateness.of(deadline, now))
             planned.append((len(outcomes) - 1, commit, decision, deadline))
         results = self.store.commit_many([commit for _, commit, _, _ in planned], now)
         entries: list[tuple[str, dict[str, Any]]] = []
@@ -163,7 +182,9 @@ class Service:
                 "applied" if decision.applied else "parked", events, result.version
             )
             if decision.applied:
-                _log_fired(firing.order_id, deadline, commit.lateness_ms, outcomes[index])
+                _log_fired(firing.order_id, deadline, commit.lateness, outcomes[index])
+            self._committed(commit, decision)
+            self.observer.deadline_fired(deadline.kind, outcomes[index].status, commit.lateness)
         self.outbox.publish_batch(entries)  # before the races: a retry may raise (an outage)
         for index in raced:  # lost a race: decided again on the fresh order, the single way
             outcomes[index] = self.fire(firings[index].order_id, firings[index].deadline)
@@ -177,6 +198,12 @@ class Service:
     def record_label(self, generated: LabelGenerated) -> Outcome:
         return self._apply(generated.order_id, generated, None)
 
+    def _committed(self, commit: Commit, decision: Decision) -> None:
+        self.observer.committed(
+            [entry["event"]["type"] for _, entry in commit.outbox if entry["kind"] == "event"],
+            [letter.kind for letter in decision.dead_letters],
+        )
+
     # --- the pipeline ----------------------------------------------------------------------
 
     def _apply(
@@ -185,7 +212,8 @@ class Service:
         item: Any,
         inbound: Inbound | None,
         loaded: Loaded | None = None,
-        lateness_ms: float | None = None,
+        lateness: Lateness | None = None,
+        trace: Mapping[str, str] | None = None,
     ) -> Outcome:
         for attempt in range(MAX_ATTEMPTS):
             loaded = loaded or self.store.load(order_id)
@@ -195,26 +223,30 @@ class Service:
                 # dead-letters it, and nothing is written, so it never starts the order afresh.
                 return Outcome("expired")
             state = loaded.state or rules.new_state(order_id)
-            decision = rules.decide(state, item, now, self.policy, self.hold_for)
+            with self.observer.span("decide"):
+                decision = rules.decide(state, item, now, self.policy, self.hold_for)
             if inbound is None and no_change(state, decision):
                 return Outcome("stale")
             commit = commit_for(
-                loaded.version, state, decision, item, now, self.retention, self.tombstone
+                loaded.version, state, decision, item, now, self.retention, self.tombstone, trace
             )
             commit = replace(
                 commit,
                 message_id=inbound.message_id if inbound else None,
                 inflight_task_id=inbound.task_id if inbound else None,
-                lateness_ms=lateness_ms,
+                lateness=lateness,
             )
-            result = self.store.commit(commit, now)
+            with self.observer.span("commit"):
+                result = self.store.commit(commit, now)
             if result.status == "duplicate":
                 return Outcome("duplicate")
             if result.status == "ok":
+                self._committed(commit, decision)
                 published = set(result.published)  # by the commit itself
-                left = self.outbox.publish(
-                    [entry for entry in commit.outbox if entry[0] not in published]
-                )
+                with self.observer.span("publish"):
+                    left = self.outbox.publish(
+                        [entry for entry in commit.outbox if entry[0] not in published]
+                    )
                 events = tuple(
                     entry["event"]["type"] for _, entry in commit.outbox if entry["kind"] == "event"
                 )
@@ -228,19 +260,14 @@ class Service:
         raise ConcurrencyExhausted(f"order {order_id} changed {MAX_ATTEMPTS} times under us")
 
 
-def _lateness_ms(deadline: Deadline, now: datetime) -> float:
-    return round((now - deadline.due_at).total_seconds() * 1000, 1)
-
-
-def _log_fired(
-    order_id: str, deadline: Deadline, lateness_ms: float | None, outcome: Outcome
-) -> None:
+def _log_fired(order_id: str, deadline: Deadline, late: Lateness | None, outcome: Outcome) -> None:
     log.info(
         "deadline fired",
         order_id=order_id,
         deadline_id=deadline.id,
         kind=deadline.kind,
-        lateness_ms=lateness_ms,
+        lateness_ms=None if late is None else late.ms,
+        since_due_ms=None if late is None else late.since_due_ms,
         events=list(outcome.events),
     )
 

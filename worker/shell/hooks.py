@@ -14,7 +14,18 @@ from typing import Any, ClassVar
 
 import structlog
 from celery import bootsteps
-from celery.signals import beat_init, task_postrun, task_prerun, task_received, worker_init
+from celery.signals import (
+    after_task_publish,
+    beat_init,
+    task_failure,
+    task_postrun,
+    task_prerun,
+    task_received,
+    task_retry,
+    worker_init,
+    worker_process_init,
+)
+from celery.worker import state as worker_state
 
 from schemas import formats
 from schemas.inbound import INBOUND_TASKS
@@ -23,7 +34,10 @@ from worker.adapters import amqp, topology
 from worker.adapters.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK
 from worker.celery import AMQP, app
 from worker.logging import get_logger, never_fails
+from worker.observability import hooks as metrics
+from worker.observability import watchdog
 from worker.service_layer.backlog import message_facts
+from worker.settings import get_settings
 
 log = get_logger("aftersales.hooks")
 
@@ -82,6 +96,44 @@ class Liveness(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is unty
             log.warning("liveness beat failed", exc_info=True)
 
 
+class StallWatchdog(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is untyped
+    """Exit (75) for a restart when the consumer stops fetching while inbound messages wait
+    (worker/observability/watchdog.py). Only in a worker that consumes the inbound queue;
+    AFTERSALES_STALL_AFTER=off turns it off."""
+
+    requires: ClassVar[set[str]] = {"celery.worker.consumer.tasks:Tasks"}
+
+    def start(self, parent: Any) -> None:
+        global _watchdog
+        after = get_settings().stall_after
+        queues = {queue.name for queue in parent.task_consumer.queues}
+        if _watchdog is not None or after is None or topology.INBOUND not in queues:
+            return
+        stall_after = after.total_seconds()
+        reader: list[Any] = []
+
+        def waiting() -> int:
+            if not reader:  # a connection of the watchdog's own thread
+                reader.append(runtime.metrics_sources()[1])
+            return int(reader[0].queued(topology.INBOUND))
+
+        concurrency = int(parent.controller.concurrency or 1)
+        _watchdog = watchdog.Watchdog(
+            stall_after,
+            waiting=waiting,
+            busy=lambda: len(worker_state.reserved_requests) >= concurrency,
+        )
+        watchdog.run(_watchdog, _stop_worker)
+
+
+_watchdog: watchdog.Watchdog | None = None
+"""This worker's watchdog (the main process's), told of every fetch."""
+
+
+def _stop_worker(code: int) -> None:
+    worker_state.should_stop = code  # the event loop raises WorkerShutdown(code)
+
+
 # --- signal receivers --------------------------------------------------------------------
 
 
@@ -124,6 +176,12 @@ def bind_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:
 @never_fails
 def unbind_task(**_: Any) -> None:
     structlog.contextvars.clear_contextvars()
+
+
+@never_fails
+def tell_watchdog(**_: Any) -> None:
+    if _watchdog is not None:
+        _watchdog.fetched()
 
 
 @never_fails
@@ -180,6 +238,18 @@ RECEIVERS: tuple[tuple[Any, Any], ...] = (
     (task_prerun, bind_task),
     (task_postrun, unbind_task),
     (task_received, register_received),
+    (task_received, tell_watchdog),
+    # Metrics (worker/observability/hooks.py): the endpoint, then one fact per signal.
+    (worker_init, metrics.on_worker_init),
+    (beat_init, metrics.on_beat_init),
+    (worker_process_init, metrics.on_process_init),
+    (worker_init, metrics.on_process_init),
+    (task_received, metrics.on_received),
+    (task_prerun, metrics.on_prerun),
+    (task_postrun, metrics.on_postrun),
+    (task_retry, metrics.on_retry),
+    (task_failure, metrics.on_failure),
+    (after_task_publish, metrics.on_published),
 )
 """(signal, receiver): every receiver of the worker. Module functions live as long as the
 process, so Celery's weak references to them never die."""

@@ -40,6 +40,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from schemas.dead_letters import dead_letter_body
 from worker.adapters import keys, topology
 from worker.logging import get_logger
+from worker.observability import record
 from worker.shell.screen import raw_original
 
 log = get_logger("aftersales.transport")
@@ -384,6 +385,7 @@ class Heartbeat(threading.Thread):
         )
         if restored:
             log.warning("restored messages of dead consumers", count=restored)
+            record.restored(restored)
         return restored
 
 

@@ -1,0 +1,77 @@
+"""The /metrics endpoint of a worker or of beat, and the prefork-safe way values are kept.
+
+Choice: prometheus_client's multiprocess mode, with a directory of this run's own. Tasks
+run in prefork children, which the pool replaces (a crash, `--max-tasks-per-child`); each
+child writes its counters to memory-mapped files in the directory and the main process
+sums them when scraped. A recording is a write to shared memory: no pipe, no round trip,
+and a child that dies keeps its counts (its file stays). Aggregating in the main process
+instead would need a message per fact over the pool's pipes and lose what a killed child
+had not sent yet.
+
+The directory is made under PROMETHEUS_MULTIPROC_DIR (or the system's temporary
+directory) when the worker or beat starts, before the pool forks, and removed when that
+process exits: a restart begins at zero (Prometheus's rate() expects counter resets), and
+a worker and beat, or two workers, never read each other's files.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from worker.logging import get_logger
+from worker.observability import record
+
+log = get_logger("aftersales.metrics")
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare() -> str:
+    """Make this run's directory and point prometheus_client at it; then create the
+    metric families. Called once, in the main process, before any child is forked."""
+    path = tempfile.mkdtemp(prefix="aftersales-metrics-", dir=os.environ.get(MULTIPROC_ENV))
+    os.environ[MULTIPROC_ENV] = path
+    from prometheus_client import values
+
+    # In case prometheus_client was imported before the directory was set:
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    owner = os.getpid()
+    atexit.register(_remove, path, owner)
+    record.enable()
+    return path
+
+
+def _remove(path: str, owner: int) -> None:
+    if os.getpid() == owner:  # not in a forked child that happens to run atexit
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def serve(port: int, address: str, path: str, collectors: list[Any]) -> Any | None:
+    """Serve /metrics on `address:port` from a thread of this process: the sum of every
+    process's files in `path`, and `collectors` (figures read at scrape time). A port in
+    use is logged, not fatal: the worker still does its work."""
+    from prometheus_client import (
+        CollectorRegistry,
+        PlatformCollector,
+        ProcessCollector,
+        start_http_server,
+    )
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    ProcessCollector(registry=registry)  # this (main) process: process_start_time_seconds …
+    PlatformCollector(registry=registry)
+    for collector in collectors:
+        registry.register(collector)
+    try:
+        server, _ = start_http_server(port, addr=address, registry=registry)
+    except OSError as exc:
+        log.error("metrics endpoint not started", port=port, error=str(exc))
+        return None
+    log.info("metrics endpoint started", address=address, port=port)
+    return server
