@@ -1,8 +1,8 @@
 """The Celery app: `celery -A worker worker|beat|flower` finds `app` here.
 
-JSON only, late acks with rejection on worker loss, task events on for Flower, the
-contract's queues and exchanges declared at start-up, and the beat tick that drives the
-durable deadline schedule and the outbox relay.
+JSON only, late acks with rejection on worker loss, task events only when a monitor asks
+for them (Flower does), the contract's queues and exchanges declared at start-up, and the
+beat tick that drives the durable deadline schedule and the outbox relay.
 """
 
 from __future__ import annotations
@@ -41,10 +41,17 @@ app.conf.update(
     # dies. Effects are made exactly-once by the commit, not by the broker.
     task_acks_late=True,
     task_reject_on_worker_lost=True,
-    # One message per process at a time: a crash strands at most that one.
-    worker_prefetch_multiplier=1,
-    worker_send_task_events=True,
-    task_send_sent_event=True,
+    # Four messages per pool process fetched ahead (Celery's default): a worker killed
+    # with them loses none (the reliable fetch gives them back), and each inbound one is
+    # in its order's in-flight hash from the moment it is received, before it waits in
+    # the buffer (docs/design.md, backlog safety).
+    worker_prefetch_multiplier=4,
+    # Task events cost the consumer a publish per task state and are read only by a
+    # monitor: Flower turns them on itself (the `enable_events` control command, which
+    # it repeats), `celery -A worker control enable_events` does it by hand, `-E` keeps
+    # them on from the start (docs/operations.md).
+    worker_send_task_events=False,
+    task_send_sent_event=False,
     task_track_started=True,
     enable_utc=True,
     timezone="UTC",

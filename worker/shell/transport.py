@@ -6,15 +6,17 @@ kombu pops a message with BRPOP and records it in its `unacked` hash in a second
 worker killed in between loses it (celery/celery#7950, kombu#305). Here one Lua script
 (shell/fetch.lua) pops the message and records it as unacked and as held by this
 consumer, atomically. Every consuming channel is a consumer with its own id and alive key,
-beaten every second by a thread; every second it also gives back (adapters/
+beaten every second by a thread; every second it also gives back (shell/
 fetch_restore.lua) the messages of consumers whose alive key expired. After a kill -9 the
 dead consumer's messages are back at the head of their queues within the alive expiry plus
 one beat, not the visibility timeout, which stays as kombu's last resort.
 
-A script cannot block, so an idle consumer looks again every `fetch_poll_interval` (a
-transport option, 50 ms) instead of waiting in BRPOP. Queues, priority steps, fair rotation,
-fanout (pidbox), no-ack queues and the visibility timeout are kombu's own. Selected in
-worker/celery.py for redis:// brokers.
+A script cannot block, so when it finds every list empty an idle consumer waits in
+`BLMOVE <its first queue> <its moving list>` (at most `fetch_block_timeout`, a transport
+option, 0.5 s; then the script looks at every list again): the message is in the queue or
+in the consumer's moving list at every moment, and the next script takes it from there.
+Queues, priority steps, fair rotation, fanout (pidbox), no-ack queues and the visibility
+timeout are kombu's own. Selected in worker/celery.py for redis:// brokers.
 """
 
 from __future__ import annotations
@@ -44,8 +46,11 @@ from worker.shell.screen import raw_original
 
 log = get_logger("aftersales.transport")
 
-POLL_INTERVAL = 0.05  # idle consumers look again this often: at most 50 ms of added latency
-"""Default of the transport option `fetch_poll_interval` (seconds)."""
+BLOCK_TIMEOUT = 0.5  # an idle consumer waits on its first queue at most this long (seconds)
+"""Default of the transport option `fetch_block_timeout`: a message arriving in the first
+queue wakes the consumer at once; one in another queue (or another priority step) waits
+for the end of the block at most. Below kombu's `brpop_timeout` (1 s): its health check
+takes a blocking read that lasts longer for a dead connection."""
 BEAT_PERIOD = 1.0  # a consumer's alive beat and restore sweep, like the worker's Liveness
 ALIVE_TTL_MS = 5_000  # five missed beats: a paused process is not declared dead
 SWEEP_GAP = 3 * BEAT_PERIOD  # longer without any sweep: Redis was down, or no consumer lived
@@ -93,16 +98,18 @@ class QoS(kombu_redis.QoS):
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
-    fetch_poll_interval = POLL_INTERVAL
+    fetch_block_timeout = BLOCK_TIMEOUT
     from_transport_options = (  # type: ignore[assignment]  # one option more than kombu
         *kombu_redis.Channel.from_transport_options,
-        "fetch_poll_interval",
+        "fetch_block_timeout",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._noack_queues: set[str] = set()
         self._next_fetch_at = 0.0
         self._pending: tuple[str, list[tuple[str, bool]]] | None = None
+        self._wait: tuple[str, str, bool] | None = None  # (queue, list, no-ack) of the wait key
+        self._blocking = False  # the BLMOVE is out, not the script
         self._heartbeat: Heartbeat | None = None
         self._pid = os.getpid()
         self.consumer_id = _new_consumer_id()
@@ -118,35 +125,58 @@ class Channel(kombu_redis.Channel):
         return super().basic_consume(queue, no_ack, *args, **kwargs)
 
     def _brpop_start(self, timeout: float | None = None) -> None:
-        """Send the fetch script (kombu sends BRPOP here); the reply comes back through the
-        same poller. After an empty answer, wait the poll interval before asking again."""
+        """Send the fetch script (kombu sends BRPOP here), or, after the script found
+        nothing, the blocking BLMOVE it prepared; the reply comes back through the same
+        poller."""
         if monotonic() < self._next_fetch_at:
             return
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return
         self._ensure_heartbeat()
-        lists = [(queue, self._q_for_pri(queue, pri), queue in self._noack_queues)
-                 for pri in self.priority_steps for queue in queues]  # fmt: skip
-        tag = f"{self.consumer_id}{TAG_SEPARATOR}{uuid.uuid4().hex}"
-        script_keys, argv = fetch_arguments(
-            self.unacked_key, self.unacked_index_key, self.consumer_id, tag, lists
-        )
-        self._pending = tag, [(queue, no_ack) for queue, _, no_ack in lists]
         self._in_poll = self.client.connection
         self._brpop_sent_at = monotonic()  # type: ignore[assignment]  # kombu: None at first
+        if self._blocking and self._wait is not None:
+            self.client.connection.send_command(
+                "BLMOVE", self._wait[1], keys.fetch_moving(self.consumer_id), "RIGHT", "LEFT",
+                float(self.fetch_block_timeout),
+            )  # fmt: skip
+            return
+        lists = [(queue, self._q_for_pri(queue, pri), queue in self._noack_queues)
+                 for pri in self.priority_steps for queue in queues]  # fmt: skip
+        # The wait goes to the first queue as the consumer named them (Celery: -Q's order,
+        # the inbound queue first), not the rotation's: its messages must not wait.
+        first = next((q for q in self._active_queues if q in queues), queues[0])
+        block = (first, self._q_for_pri(first, 0), first in self._noack_queues)
+        tag = f"{self.consumer_id}{TAG_SEPARATOR}{uuid.uuid4().hex}"
+        script_keys, argv = fetch_arguments(
+            self.unacked_key, self.unacked_index_key, self.consumer_id, tag, lists,
+            moved=self._wait, block=block[1],
+        )  # fmt: skip
+        self._pending = tag, [(queue, no_ack) for queue, _, no_ack in lists]
+        self._wait_next = block
         self.client.connection.send_command(
             "EVALSHA", FETCH_SHA, len(script_keys), *script_keys, *argv
         )
 
     def _brpop_read(self, **options: Any) -> bool:
         try:
-            reply = self._read_fetch_reply(**options)
+            if self._blocking:  # the BLMOVE's reply: the next script takes what it moved
+                self._blocking = False
+                self._read_reply("BLMOVE", **options)
+                raise Empty()
+            reply = self._read_reply("EVALSHA", **options)
             if not reply or self._pending is None:
-                self._next_fetch_at = monotonic() + float(self.fetch_poll_interval)
+                if reply is None and self._pending is not None:  # all empty: block next
+                    self._wait, self._blocking = self._wait_next, True
                 raise Empty()
             tag, lists = self._pending
-            queue, no_ack = lists[int(reply[0]) - 1]
+            number = int(reply[0])
+            if number == 0:  # the moving list: what the BLMOVE moved from the wait list
+                assert self._wait is not None
+                queue, no_ack = self._wait[0], self._wait[2]
+            else:
+                queue, no_ack = lists[number - 1]
             self._queue_cycle.rotate(queue)
             if int(reply[2]):  # held as bytes only, not in kombu's unacked hash
                 self._drop(queue, reply[1], ValueError("not a JSON object with properties"), tag)
@@ -155,20 +185,20 @@ class Channel(kombu_redis.Channel):
             self._in_poll = None  # type: ignore[assignment]  # kombu's own reset
             self._flush_brpop_reauth()
 
-    def _read_fetch_reply(self, **options: Any) -> Any:
+    def _read_reply(self, command: str, **options: Any) -> Any:
         connection = self.client.connection
         try:
-            return self.client.parse_response(connection, "EVALSHA", **options)
+            return self.client.parse_response(connection, command, **options)
         except NoScriptError:  # first use on this server, or Redis restarted: load it
             self.client.script_load(FETCH)
-            return None
+            return False
         except self.connection_errors:
             connection.disconnect()  # reconnected on the next round, as kombu does
             raise
         except ResponseError:  # e.g. out of memory: nothing was taken; try again later
             log.warning("reliable fetch refused by Redis", exc_info=True)
             self._next_fetch_at = monotonic() + ERROR_BACKOFF
-            return None
+            return False
 
     def _deliver_fetched(self, queue: str, raw: bytes, tag: str | None) -> bool:
         try:
@@ -233,6 +263,7 @@ class Channel(kombu_redis.Channel):
     def _ensure_heartbeat(self) -> None:
         if self._pid != os.getpid():  # a forked child is another consumer
             self._pid, self.consumer_id, self._heartbeat = os.getpid(), _new_consumer_id(), None
+            self._wait, self._blocking = None, False
         if self._heartbeat is None:
             self._heartbeat = Heartbeat(self)
             self._heartbeat.start()
@@ -287,7 +318,7 @@ class Heartbeat(threading.Thread):
         restored = int(self.restore(
             keys=self.restore_keys,
             args=[keys.ALIVE_PREFIX, keys.FETCH_HELD_PREFIX, self.consumer_id, SWEEP_GAP,
-                  SWEEP_QUIET],
+                  SWEEP_QUIET, keys.FETCH_MOVING_PREFIX, keys.FETCH_WAIT_PREFIX],
         ))  # fmt: skip
         if restored:
             log.warning("restored messages of dead consumers", count=restored)
@@ -296,10 +327,12 @@ class Heartbeat(threading.Thread):
 
 class MultiChannelPoller(kombu_redis.MultiChannelPoller):
     def get(self, callback: Any, timeout: float | None = None) -> Any:
-        """Without an event loop (drain_events): wait no longer than the next fetch."""
-        pending = [ch._next_fetch_at for ch in self._channels if ch.active_queues]
+        """Without an event loop (drain_events): a channel backing off after an error
+        fetches again no later than its time."""
+        now = monotonic()
+        pending = [ch._next_fetch_at for ch in self._channels if ch._next_fetch_at > now]
         if pending:
-            wait = max(0.0, min(pending) - monotonic())
+            wait = min(pending) - now
             timeout = wait if timeout is None else min(timeout, wait)
         return super().get(callback, timeout)
 
@@ -310,16 +343,6 @@ class Transport(kombu_redis.Transport):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.cycle = MultiChannelPoller()  # type: ignore[assignment]  # kombu's, extended
-        self._fetch_tick: Any = None
-
-    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
-        """kombu's registration, plus a tick every poll interval: the event loop sends the
-        next fetch on its tick, and an idle loop would otherwise sleep up to a second."""
-        super().register_with_event_loop(connection, loop)
-        if self._fetch_tick is not None:  # a reconnection registers again
-            self._fetch_tick.cancel()
-        interval = connection.client.transport_options.get("fetch_poll_interval", POLL_INTERVAL)
-        self._fetch_tick = loop.call_repeatedly(float(interval), _tick)
 
 
 def fetch_arguments(
@@ -328,21 +351,30 @@ def fetch_arguments(
     consumer_id: str,
     tag: str,
     lists: list[tuple[str, str, bool]],
+    moved: tuple[str, str, bool] | None = None,
+    block: str = "",
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of fetch.lua for a consumer taking from `lists` (queue, Redis list,
-    no-ack), in that order, under delivery tag `tag`."""
-    argv: list[Any] = [time(), tag, consumer_id, ALIVE_TTL_MS]
+    no-ack), in that order, under delivery tag `tag`. `moved`: the (queue, list, no-ack)
+    its wait key names (what a BLMOVE may have moved to its moving list); `block`: the list
+    to name in the wait key if every list is empty."""
+    first = moved or lists[0]
+    argv: list[Any] = [
+        time(), tag, consumer_id, ALIVE_TTL_MS, _tail(first[0]), "1" if first[2] else "0", block,
+    ]  # fmt: skip
     for queue, _, no_ack in lists:
-        argv += [f',"",{json.dumps(queue)}]', "1" if no_ack else "0"]
+        argv += [_tail(queue), "1" if no_ack else "0"]
     script_keys = [
         unacked_key, index_key, keys.fetch_held(consumer_id), keys.FETCH_CONSUMERS,
-        keys.alive(consumer_id), *(key for _, key, _ in lists),
+        keys.alive(consumer_id), keys.fetch_moving(consumer_id), keys.fetch_wait(consumer_id),
+        *(key for _, key, _ in lists),
     ]  # fmt: skip
     return script_keys, argv
 
 
-def _tick() -> None:
-    """Nothing to do: the timer only wakes the event loop, whose tick sends the fetch."""
+def _tail(queue: str) -> str:
+    """The end of kombu's unacked entry for a message of `queue`: `,"",<queue>]`."""
+    return f',"",{json.dumps(queue)}]'
 
 
 def _new_consumer_id() -> str:
