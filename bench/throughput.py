@@ -36,9 +36,10 @@ p50/p99 over the 5 messages of 14 that cause events (the first event of each). I
 baseline, same run, same messages and rate: the stock worker runs `bench.relay`, a task
 that publishes its message to a queue, read by the same kind of consumer (sent -> read).
 
-Idle: the worker consuming all its queues as deployed, and `celery beat`, doing nothing for
---idle-seconds: CPU of the worker's process tree and of beat, as % of one core (and the
-stock worker's and Redis's, for comparison).
+Idle: fresh workers started as deployed (Celery's worker heartbeat, gossip and mingle on;
+ours on all its queues, with `celery beat`), doing nothing for --idle-seconds: CPU of the
+worker's process tree and of beat, as % of one core (and the stock and same-settings
+no-op workers' and Redis's, for comparison).
 
 CPU per message (from /proc: utime + stime of the worker's process tree, and of the
 embedded redis-server) is printed too: less sensitive than rates to a busy machine.
@@ -255,15 +256,25 @@ class ThroughputBench(Bench):
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env["PYTHONPATH"]])
         return env
 
-    def start(self, name: str, app: str, queues: str, env: dict[str, str], workers: int) -> Side:
+    def start(
+        self,
+        name: str,
+        app: str,
+        queues: str,
+        env: dict[str, str],
+        workers: int,
+        deployed: bool = False,
+    ) -> Side:
+        """`deployed`: as a deployment runs it, with Celery's worker heartbeat, gossip and
+        mingle (which the rate rounds leave out on both sides)."""
         side = Side(name, [], "")
+        quiet = [] if deployed else ["--without-heartbeat", "--without-gossip", "--without-mingle"]
         for _ in range(workers):
             unique = f"bench-{name}-{uuid.uuid4().hex[:6]}"
             argv = [
                 sys.executable, "-m", "celery", "-A", app, "worker", "-P", "prefork",
                 "-c", str(self.concurrency), "-Q", queues, "--loglevel", self.loglevel,
-                "-n", f"{unique}@%h", "--without-heartbeat", "--without-gossip",
-                "--without-mingle",
+                "-n", f"{unique}@%h", *quiet,
             ]  # fmt: skip
             proc = self.spawn(f"{name}-{unique}", argv, env)
             proc.node = f"{unique}@{os.uname().nodename}"
@@ -407,14 +418,18 @@ class ThroughputBench(Bench):
 
     # --- idle ---------------------------------------------------------------------------
 
-    def idle(self, sides: dict[str, Side], seconds: float) -> dict[str, Any]:
-        """CPU over `seconds` with nothing to do: ours consuming all its queues (as deployed)
-        with a beat running, and the stock worker, as % of one core."""
-        from celery import Celery
-
-        control = Celery("bench-control", broker=self.broker_url, set_as_current=False)
-        ours = sides["ours"]
-        control.control.add_consumer(INBOUND, destination=ours.nodes, reply=True, timeout=5)
+    def idle(self, seconds: float) -> dict[str, Any]:
+        """CPU over `seconds` with nothing to do, of workers started as deployed (heartbeat,
+        gossip, mingle): ours on all its queues with a beat, the stock and same-settings
+        no-ops, as % of one core."""
+        sides = {
+            "stock": self.start("idle-stock", "noop_app", NOOP_QUEUE + "-stock",
+                                self.noop_env("stock"), 1, deployed=True),
+            "bare": self.start("idle-bare", "noop_app", NOOP_QUEUE, self.noop_env("same"), 1,
+                               deployed=True),
+            "ours": self.start("idle-ours", "worker", f"{INBOUND},{OURS_IDLE}", self.ours_env(),
+                               1, deployed=True),
+        }  # fmt: skip
         beat = self.start_beat()
         time.sleep(5)  # start-up settles: beat's first ticks, the pool children idle
         pids = {name: [p.pid for p in side.procs] for name, side in sides.items()}
@@ -431,10 +446,9 @@ class ThroughputBench(Bench):
         if redis0 is not None and redis1 is not None:
             result["redis_pct"] = 100 * (redis1 - redis0) / elapsed
         result["ours_and_beat_pct"] = result["ours_pct"] + result["beat_pct"]
-        control.control.cancel_consumer(INBOUND, destination=ours.nodes, reply=True, timeout=5)
-        control.close()
-        beat.kill()
-        self.procs.remove(beat)
+        for proc in [beat, *(p for side in sides.values() for p in side.procs)]:
+            proc.kill()
+            self.procs.remove(proc)
         return result
 
 
@@ -622,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
         results["latency"] = bench.latency(sides["ours"], list(mix(args.latency_n, "lat")), rate)
         if args.idle_seconds:
             say(f"idle: {args.idle_seconds:g} s with nothing to do (ours with a beat)")
-            results["idle"] = bench.idle(sides, args.idle_seconds)
+            results["idle"] = bench.idle(args.idle_seconds)
     except KeyboardInterrupt:
         say("interrupted; stopping everything")
         return 130

@@ -30,6 +30,7 @@ CELERY_MODULES = {
     "worker.shell.consumer",
     "worker.shell.transport",
     "worker.shell.redaction",
+    "worker.shell.beat",  # the tick's schedule: Celery's interval, skipping idle ticks
     "worker.adapters.topology",  # the contract's queues and exchanges, as kombu entities
     "worker.adapters.amqp",  # RabbitMQ: its queues, options and app class
     # adapters that speak to the broker

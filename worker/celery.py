@@ -14,6 +14,7 @@ from celery import Celery
 from worker.adapters import amqp, topology
 from worker.logging import setup_logging
 from worker.settings import SettingsError, get_settings
+from worker.shell.beat import TickSchedule
 
 try:
     settings = get_settings()
@@ -67,6 +68,10 @@ app.conf.update(
         # Must exceed the deadline horizon: an ETA task older than this is redelivered
         # (celery#4766). Deadlines further out wait in Redis, not in the broker.
         "visibility_timeout": int(settings.visibility_timeout.total_seconds()),
+        # An idle worker waits in Redis on the inbound queue: a message there wakes it at
+        # once; the deadlines and control queues are looked at every second
+        # (worker/shell/transport.py).
+        "fetch_wait_queue": topology.INBOUND,
     },
     broker_connection_retry_on_startup=True,
     # kombu's Redis transport loses a message popped but not yet recorded as unacked when
@@ -82,7 +87,11 @@ app.conf.update(
     beat_schedule={
         "aftersales-tick": {
             "task": topology.TICK_TASK,
-            "schedule": settings.sweep_interval.total_seconds(),
+            # Every interval while it has work; idle, every AFTERSALES_IDLE_TICK_EVERY.
+            "schedule": TickSchedule(
+                settings.sweep_interval.total_seconds(),
+                idle_every=settings.idle_tick_every.total_seconds(),
+            ),
             # A tick nobody ran in time is worthless: the next one does the same work.
             "options": {"expires": max(5.0, settings.sweep_interval.total_seconds() * 5)},
         }

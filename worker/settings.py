@@ -118,6 +118,9 @@ class Settings:
     deadline_horizon: timedelta = timedelta(seconds=60)
     # Period of the beat tick that arms deadlines, sweeps overdue ones and relays the outbox.
     sweep_interval: timedelta = timedelta(seconds=1)
+    # With nothing to arm, re-send or relay, beat sends the tick only this often (it checks
+    # every sweep interval, one read; 0: a tick every interval, idle or not).
+    idle_tick_every: timedelta = timedelta(seconds=30)
     # Redis transport: unacked messages come back after this long. Must exceed the horizon
     # so an ETA task is never redelivered while it still waits (celery#4766).
     visibility_timeout: timedelta = timedelta(seconds=300)
@@ -154,6 +157,7 @@ class Settings:
             retention=_duration("AFTERSALES_RETENTION", cls.retention),
             deadline_horizon=_duration("AFTERSALES_DEADLINE_HORIZON", cls.deadline_horizon),
             sweep_interval=_duration("AFTERSALES_SWEEP_INTERVAL", cls.sweep_interval),
+            idle_tick_every=_duration("AFTERSALES_IDLE_TICK_EVERY", cls.idle_tick_every),
             visibility_timeout=_duration("AFTERSALES_VISIBILITY_TIMEOUT", cls.visibility_timeout),
             label_max_attempts=_positive_int(
                 "AFTERSALES_LABEL_MAX_ATTEMPTS", cls.label_max_attempts

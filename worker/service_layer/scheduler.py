@@ -179,6 +179,14 @@ class Scheduler:
 
     # --- the tick --------------------------------------------------------------------------
 
+    def tick_has_work(self) -> bool:
+        """Whether `tick` would arm, re-send or relay anything now (one read): beat sends
+        no tick while it would not (worker/shell/beat.py)."""
+        now = self.clock()
+        return self.store.tick_has_work(
+            now + self.settings.deadline_horizon, now, now - OUTBOX_RELAY_AFTER
+        )
+
     def tick(self) -> dict[str, int]:
         """Arm deadlines entering the horizon, re-send overdue ones, relay the outbox."""
         settings, store, now = self.settings, self.store, self.clock()

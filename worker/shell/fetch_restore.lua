@@ -14,10 +14,14 @@
 -- KEYS: 1 consumers set, 2 unacked hash, 3 unacked index, 4 sweep state hash
 -- ARGV: 1 alive key prefix, 2 held hash prefix, 3 the caller's consumer id,
 --       4 longest normal gap between sweeps (s), 5 quiet time after a longer one (s),
---       6 moving list prefix, 7 wait key prefix (both optional: callers before them)
+--       6 moving list prefix, 7 wait key prefix, 8 the caller's alive expiry (ms): its
+--       alive key is set first (6 to 8 optional: callers before them)
 -- Returns how many messages went back.
 redis.replicate_commands()  -- TIME before writes (Redis < 7; always so since 7)
 local clock = redis.call("TIME")
+if ARGV[8] then
+  redis.call("SET", ARGV[1] .. ARGV[3], "1", "PX", ARGV[8])
+end
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local last = tonumber(redis.call("HGET", KEYS[4], "last") or "")
 local quiet_until = tonumber(redis.call("HGET", KEYS[4], "quiet_until") or "") or 0

@@ -22,6 +22,7 @@ from worker.adapters.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK
 from worker.celery import app
 from worker.logging import get_logger, never_fails
 from worker.service_layer.backlog import message_facts
+from worker.shell import beat
 
 log = get_logger("aftersales.hooks")
 
@@ -142,6 +143,13 @@ def _register_batch_holder(request: Any) -> None:
         holder = incarnation(request.hostname)
         runtime.store().hold_many(held, holder, runtime.utcnow())
 
+
+def tick_has_work() -> bool:
+    """For beat's tick schedule (worker/shell/beat.py): one read, the tick's conditions."""
+    return runtime.scheduler().tick_has_work()
+
+
+beat.work_probe = tick_has_work
 
 RECEIVERS: tuple[tuple[Any, Any], ...] = (
     (worker_init, declare_on_init),

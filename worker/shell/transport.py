@@ -12,9 +12,10 @@ dead consumer's messages are back at the head of their queues within the alive e
 one beat, not the visibility timeout, which stays as kombu's last resort.
 
 A script cannot block, so when it finds every list empty an idle consumer waits in
-`BLMOVE <its first queue> <its moving list>` (at most `fetch_block_timeout`, a transport
-option, 0.5 s; then the script looks at every list again): the message is in the queue or
-in the consumer's moving list at every moment, and the next script takes it from there.
+`BLMOVE <its wait queue> <its moving list>` (the transport option `fetch_wait_queue` if it
+consumes that queue, else its first; at most `fetch_block_timeout`, 1 s, then the script
+looks at every list again): the message is in the queue or in the consumer's moving list
+at every moment, and the next script takes it from there.
 Queues, priority steps, fair rotation, fanout (pidbox), no-ack queues and the visibility
 timeout are kombu's own. Selected in worker/celery.py for redis:// brokers.
 """
@@ -46,11 +47,11 @@ from worker.shell.screen import raw_original
 
 log = get_logger("aftersales.transport")
 
-BLOCK_TIMEOUT = 0.5  # an idle consumer waits on its first queue at most this long (seconds)
-"""Default of the transport option `fetch_block_timeout`: a message arriving in the first
+BLOCK_TIMEOUT = 1.0  # an idle consumer waits on its wait queue at most this long (seconds)
+"""Default of the transport option `fetch_block_timeout`: a message arriving in the wait
 queue wakes the consumer at once; one in another queue (or another priority step) waits
-for the end of the block at most. Below kombu's `brpop_timeout` (1 s): its health check
-takes a blocking read that lasts longer for a dead connection."""
+for the end of the block at most. Not above kombu's `brpop_timeout` (1 s), by which its
+health check expects a reply."""
 BEAT_PERIOD = 1.0  # a consumer's alive beat and restore sweep, like the worker's Liveness
 ALIVE_TTL_MS = 5_000  # five missed beats: a paused process is not declared dead
 SWEEP_GAP = 3 * BEAT_PERIOD  # longer without any sweep: Redis was down, or no consumer lived
@@ -99,9 +100,11 @@ class QoS(kombu_redis.QoS):
 class Channel(kombu_redis.Channel):
     QoS = QoS
     fetch_block_timeout = BLOCK_TIMEOUT
-    from_transport_options = (  # type: ignore[assignment]  # one option more than kombu
+    fetch_wait_queue = ""
+    from_transport_options = (  # type: ignore[assignment]  # two options more than kombu
         *kombu_redis.Channel.from_transport_options,
         "fetch_block_timeout",
+        "fetch_wait_queue",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -144,9 +147,10 @@ class Channel(kombu_redis.Channel):
             return
         lists = [(queue, self._q_for_pri(queue, pri), queue in self._noack_queues)
                  for pri in self.priority_steps for queue in queues]  # fmt: skip
-        # The wait goes to the first queue as the consumer named them (Celery: -Q's order,
-        # the inbound queue first), not the rotation's: its messages must not wait.
-        first = next((q for q in self._active_queues if q in queues), queues[0])
+        # The wait goes to the queue whose messages must not wait (the worker's inbound
+        # queue), else the first the consumer named, not the rotation's.
+        first = self.fetch_wait_queue if self.fetch_wait_queue in queues else None
+        first = first or next((q for q in self._active_queues if q in queues), queues[0])
         block = (first, self._q_for_pri(first, 0), first in self._noack_queues)
         tag = f"{self.consumer_id}{TAG_SEPARATOR}{uuid.uuid4().hex}"
         script_keys, argv = fetch_arguments(
@@ -314,11 +318,12 @@ class Heartbeat(threading.Thread):
         self.client.close()
 
     def beat(self) -> int:
-        self.client.set(keys.alive(self.consumer_id), "1", px=ALIVE_TTL_MS)
+        """One round trip: this consumer's alive key, then the restore sweep."""
         restored = int(self.restore(
             keys=self.restore_keys,
             args=[keys.ALIVE_PREFIX, keys.FETCH_HELD_PREFIX, self.consumer_id, SWEEP_GAP,
-                  SWEEP_QUIET, keys.FETCH_MOVING_PREFIX, keys.FETCH_WAIT_PREFIX],
+                  SWEEP_QUIET, keys.FETCH_MOVING_PREFIX, keys.FETCH_WAIT_PREFIX,
+                  ALIVE_TTL_MS],
         ))  # fmt: skip
         if restored:
             log.warning("restored messages of dead consumers", count=restored)
