@@ -35,6 +35,13 @@ def _duration(name: str, default: timedelta) -> timedelta:
         raise SettingsError(f"{name}: {exc}") from None
 
 
+def _duration_or_zero(name: str, default: timedelta) -> timedelta:
+    """A duration, or zero written as `PT0S` or `0`."""
+    if os.environ.get(name, "").strip().upper() in ("0", "PT0S"):
+        return timedelta(0)
+    return _duration(name, default)
+
+
 def _positive_int(name: str, default: int) -> int:
     raw = os.environ.get(name, str(default))
     try:
@@ -157,7 +164,7 @@ class Settings:
             retention=_duration("AFTERSALES_RETENTION", cls.retention),
             deadline_horizon=_duration("AFTERSALES_DEADLINE_HORIZON", cls.deadline_horizon),
             sweep_interval=_duration("AFTERSALES_SWEEP_INTERVAL", cls.sweep_interval),
-            idle_tick_every=_duration("AFTERSALES_IDLE_TICK_EVERY", cls.idle_tick_every),
+            idle_tick_every=_duration_or_zero("AFTERSALES_IDLE_TICK_EVERY", cls.idle_tick_every),
             visibility_timeout=_duration("AFTERSALES_VISIBILITY_TIMEOUT", cls.visibility_timeout),
             label_max_attempts=_positive_int(
                 "AFTERSALES_LABEL_MAX_ATTEMPTS", cls.label_max_attempts

@@ -289,6 +289,45 @@ def test_a_message_moved_by_a_dead_consumers_blocking_wait_goes_back_to_its_queu
     assert redis_client.hlen(keys.fetch_held(living)) == 1  # the living keep theirs
 
 
+def test_one_fetch_takes_up_to_the_free_prefetch_each_recorded_and_restored_in_order(
+    redis_url, redis_client
+):
+    """A consumer with room for several messages takes them in one script, in kombu's
+    order (a list drained before the next), each under its own delivery tag and recorded
+    before the reply; killed then, all of them go back."""
+    from worker.adapters import keys
+    from worker.shell import transport
+
+    publish(redis_url, ["a-1", "a-2"])
+    publish(redis_url, ["b-1", "b-2"], queue="fetch-other")
+    dead = "host:6:dead"
+    lists = [(QUEUE, QUEUE, False), ("fetch-other", "fetch-other", False)]
+    script_keys, argv = transport.fetch_arguments(
+        "unacked", "unacked_index", dead, f"{dead}|x", lists, count=3
+    )
+    reply = redis_client.eval(transport.FETCH, len(script_keys), *script_keys, *argv)
+    bodies = [json.loads(base64.b64decode(json.loads(raw)["body"])) for raw in reply[1::3]]
+    assert bodies == ["a-1", "a-2", "b-1"] and reply[0::3] == [1, 1, 2]
+    tags = [f"{dead}|x", f"{dead}|x.2", f"{dead}|x.3"]
+    assert sorted(redis_client.hkeys("unacked")) == [t.encode() for t in tags]
+    assert sorted(redis_client.hkeys(keys.fetch_held(dead))) == [t.encode() for t in tags]
+    assert redis_client.llen("fetch-other") == 1
+
+    redis_client.delete(keys.alive(dead))
+    with Connection(redis_url, transport=RELIABLE) as other:
+        sweeper = transport.Heartbeat(other.default_channel)
+        try:
+            wait_until(lambda: sweeper.beat() == 3, RESTORE_BOUND, "the batch stayed held")
+        finally:
+            sweeper.client.close()
+    assert redis_client.hlen("unacked") == 0
+    # back at the head of their lists (in no particular order among themselves: the
+    # rules put late messages in their place), served before what was behind them
+    served = _consume(redis_url, RELIABLE, 4)
+    assert served.index("b-1") < served.index("b-2")
+    assert sorted(served) == ["a-1", "a-2", "b-1", "b-2"]
+
+
 def test_an_idle_consumer_waits_in_redis_instead_of_polling(redis_url, redis_client):
     """Idle, a consumer sends the fetch script about twice a second (the end of each
     blocking wait), not every 50 ms; a message arriving wakes it at once."""

@@ -57,6 +57,7 @@ ALIVE_TTL_MS = 5_000  # five missed beats: a paused process is not declared dead
 SWEEP_GAP = 3 * BEAT_PERIOD  # longer without any sweep: Redis was down, or no consumer lived
 SWEEP_QUIET = 3 * BEAT_PERIOD  # then nobody is declared dead until the living beat again
 ERROR_BACKOFF = 1.0  # after a Redis error answering the fetch, wait before trying again
+FETCH_BATCH = 16  # messages one fetch takes at most (bounded by the free prefetch)
 TAG_SEPARATOR = "|"  # delivery tag = consumer id | random: ack finds the owner in the tag
 
 
@@ -155,13 +156,21 @@ class Channel(kombu_redis.Channel):
         tag = f"{self.consumer_id}{TAG_SEPARATOR}{uuid.uuid4().hex}"
         script_keys, argv = fetch_arguments(
             self.unacked_key, self.unacked_index_key, self.consumer_id, tag, lists,
-            moved=self._wait, block=block[1],
+            moved=self._wait, block=block[1], count=self._free_prefetch(),
         )  # fmt: skip
         self._pending = tag, [(queue, no_ack) for queue, _, no_ack in lists]
         self._wait_next = block
         self.client.connection.send_command(
             "EVALSHA", FETCH_SHA, len(script_keys), *script_keys, *argv
         )
+
+    def _free_prefetch(self) -> int:
+        """How many messages one fetch takes: what the prefetch limit leaves room for (at
+        most FETCH_BATCH; one without a limit, as kombu's BRPOP)."""
+        qos = self.qos
+        if not qos.prefetch_count:
+            return 1
+        return max(1, min(FETCH_BATCH, int(qos.prefetch_count) - len(qos._delivered)))
 
     def _brpop_read(self, **options: Any) -> bool:
         try:
@@ -174,20 +183,41 @@ class Channel(kombu_redis.Channel):
                 if reply is None and self._pending is not None:  # all empty: block next
                     self._wait, self._blocking = self._wait_next, True
                 raise Empty()
-            tag, lists = self._pending
-            number = int(reply[0])
+            return self._deliver_batch(reply)
+        finally:
+            self._in_poll = None  # type: ignore[assignment]  # kombu's own reset
+            self._flush_brpop_reauth()
+
+    def _deliver_batch(self, reply: list[Any]) -> bool:
+        """Hand each message of the script's reply to kombu, every one of them even if one
+        fails (they are all recorded as taken: none may be left behind); then raise the
+        first failure, as kombu would have for it."""
+        assert self._pending is not None
+        first_tag, lists = self._pending
+        failure: Exception | None = None
+        for k in range(len(reply) // 3):
+            number, raw, junk = int(reply[3 * k]), reply[3 * k + 1], int(reply[3 * k + 2])
+            tag = first_tag if k == 0 else f"{first_tag}.{k + 1}"
             if number == 0:  # the moving list: what the BLMOVE moved from the wait list
                 assert self._wait is not None
                 queue, no_ack = self._wait[0], self._wait[2]
             else:
                 queue, no_ack = lists[number - 1]
             self._queue_cycle.rotate(queue)
-            if int(reply[2]):  # held as bytes only, not in kombu's unacked hash
-                self._drop(queue, reply[1], ValueError("not a JSON object with properties"), tag)
-            return self._deliver_fetched(queue, reply[1], None if no_ack else tag)
-        finally:
-            self._in_poll = None  # type: ignore[assignment]  # kombu's own reset
-            self._flush_brpop_reauth()
+            try:
+                self._deliver_one(queue, raw, junk, None if no_ack else tag)
+            except Empty:
+                continue  # dead-lettered
+            except Exception as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        return True
+
+    def _deliver_one(self, queue: str, raw: bytes, junk: int, tag: str | None) -> bool:
+        if junk:  # held as bytes only, not in kombu's unacked hash
+            self._drop(queue, raw, ValueError("not a JSON object with properties"), tag)
+        return self._deliver_fetched(queue, raw, tag)
 
     def _read_reply(self, command: str, **options: Any) -> Any:
         connection = self.client.connection
@@ -358,14 +388,17 @@ def fetch_arguments(
     lists: list[tuple[str, str, bool]],
     moved: tuple[str, str, bool] | None = None,
     block: str = "",
+    count: int = 1,
 ) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of fetch.lua for a consumer taking from `lists` (queue, Redis list,
-    no-ack), in that order, under delivery tag `tag`. `moved`: the (queue, list, no-ack)
-    its wait key names (what a BLMOVE may have moved to its moving list); `block`: the list
-    to name in the wait key if every list is empty."""
+    """KEYS and ARGV of fetch.lua for a consumer taking up to `count` messages from `lists`
+    (queue, Redis list, no-ack), in that order, the first under delivery tag `tag` (the
+    k-th under `tag.k`). `moved`: the (queue, list, no-ack) its wait key names (what a
+    BLMOVE may have moved to its moving list); `block`: the list to name in the wait key
+    if every list is empty."""
     first = moved or lists[0]
     argv: list[Any] = [
         time(), tag, consumer_id, ALIVE_TTL_MS, _tail(first[0]), "1" if first[2] else "0", block,
+        count,
     ]  # fmt: skip
     for queue, _, no_ack in lists:
         argv += [_tail(queue), "1" if no_ack else "0"]
