@@ -168,7 +168,8 @@ class _Capture:
 
 
 def _write_range(url: str, start: int, stop: int, due_base: float, batch: int) -> None:
-    from worker.adapters.redis_store import RedisStore, from_epoch
+    from worker.adapters.redis_store import RedisStore
+    from worker.adapters.store_base import from_epoch
     from worker.rules.state import Deadline, OrderState
     from worker.service_layer.ports import Commit
 
@@ -223,7 +224,8 @@ def write_pending(url: str, n: int, processes: int = 2, batch: int = 1000) -> fl
 
 def sequential_commit_rate(url: str, n: int) -> float:
     """Commits per second of one client doing one RedisStore.commit per round trip."""
-    from worker.adapters.redis_store import RedisStore, from_epoch
+    from worker.adapters.redis_store import RedisStore
+    from worker.adapters.store_base import from_epoch
     from worker.rules.state import Deadline, OrderState
     from worker.service_layer.ports import Commit
 
@@ -289,9 +291,6 @@ class _PipelinedStore:
         store._commit = self.capture
         self.pipe = store.client.pipeline(transaction=False)
         self._loaded, self._ok = Loaded(None, 0), CommitResult("ok", 1)
-
-    def is_seen(self, order_id: str, message_id: str) -> bool:
-        return False
 
     def begin_message(
         self, order_id: str, message_id: str, digest: str, task_id: str, retain: Any = None

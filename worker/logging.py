@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from worker.adapters.topology import TICK_TASK
+from schemas.channels import TICK_TASK
 
 EMAIL_RE = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]*\.[^\s@'\"<>(),;:]*")
 """What looks like an e-mail address, even one cut short by Celery's 1024-character repr

@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 
+from schemas.dead_letters import dead_letter_body
 from worker.adapters.direct_publish import DirectEvents
 from worker.adapters.label_store import FileLabelStore
 from worker.adapters.publisher import KombuPublisher
@@ -22,7 +23,7 @@ from worker.adapters.state_client import connect
 from worker.celery import app
 from worker.service_layer.ports import BacklogReader
 from worker.service_layer.scheduler import Scheduler
-from worker.service_layer.service import Service, dead_letter_body, utcnow
+from worker.service_layer.service import Service, utcnow
 from worker.settings import get_settings
 
 __all__ = [

@@ -246,7 +246,7 @@ def _applied(store: RedisStore, msg: dict[str, Any]) -> bool:
     if not isinstance(order, str) or not isinstance(message_id, str) or not order:
         return False
     try:
-        if not store.is_seen(order, message_id):
+        if not store.client.sismember(store.keys.seen_messages(order), message_id):
             return False
         state = store.load(order).state
     except (redis.RedisError, UnicodeError):

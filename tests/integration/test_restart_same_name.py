@@ -70,7 +70,8 @@ def test_deadlines_held_by_a_worker_restarted_under_its_own_name_fire_once_soon(
 
 def test_the_sweep_tells_a_restarted_incarnation_from_its_predecessor(redis_client):
     from worker.adapters import keys
-    from worker.adapters.redis_store import RedisStore, epoch
+    from worker.adapters.redis_store import RedisStore
+    from worker.adapters.store_base import epoch
     from worker.shell.hooks import BOOT_ID, incarnation
 
     store, now, node = RedisStore(redis_client), datetime.now(UTC), "celery@host"

@@ -82,7 +82,7 @@ def test_events_left_unpublished_stay_in_the_outbox_and_go_out_later_with_the_sa
 
     assert outcome.unpublished == 1 and len(store.outbox) == 1
     pending = list(store.outbox.items())
-    assert service.publish_entries(pending) == 0
+    assert service.outbox.publish(pending) == 0
     assert store.outbox == {}
     ((entry_id, entry),) = publisher.published
     assert entry["event"]["id"] == entry_id == pending[0][0]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from schemas.dead_letters import DEAD_LETTER_REASONS
 from worker.rules.codes import ORDER_EXPIRED, REJECTION_CODES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +39,13 @@ def test_the_expired_order_reason_is_a_dead_letter_reason_explained_in_the_rules
     retention = RULES.split("## Retention", 1)[1].split("\n## ", 1)[0]
     assert f"`{ORDER_EXPIRED}`" in retention
     assert ORDER_EXPIRED not in REJECTION_CODES  # a dead letter, not an action.rejected
+
+
+def test_input_safety_lists_every_dead_letter_reason_and_no_other() -> None:
+    reasons = (ROOT / "docs" / "input-safety.md").read_text().split("## Reason codes", 1)[1]
+    listed = re.findall(r"^\| `([a-z_]+)` \|", reasons.split("\n## ", 1)[0], flags=re.M)
+    assert listed == list(DEAD_LETTER_REASONS)
+    assert ORDER_EXPIRED in DEAD_LETTER_REASONS
 
 
 def _anchor(heading: str) -> str:

@@ -1,29 +1,29 @@
-"""Queues and exchanges of the contract (docs/asyncapi.yaml), declared by the worker at start-up,
-and the names of the worker's own tasks."""
+"""Queues and exchanges of the contract (docs/asyncapi.yaml) as kombu entities, declared by the
+worker at start-up. Their names (and the task names) are plain strings in schemas/channels.py,
+re-exported here for the shell."""
 
 from __future__ import annotations
 
 from kombu.entity import Exchange, Queue, binding  # `kombu` re-exports them lazily, unseen by mypy
 
-# The inbound task names, derived from the message unions there (re-exported).
-from schemas.inbound import INBOUND_TASKS as INBOUND_TASKS
-
-INBOUND = "aftersales.inbound"
-DEADLINES = "aftersales.deadlines"
-CONTROL = "aftersales.control"
-DEAD_LETTER = "aftersales.dead_letter"
-EVENTS = "aftersales.events"
-NOTIFICATIONS = "aftersales.notifications"
-REFUNDS = "aftersales.refunds"
+from schemas.channels import (
+    CONTROL,
+    DEAD_LETTER,
+    DEADLINE_BATCH_TASK,
+    DEADLINE_TASK,
+    DEADLINES,
+    EVENTS,
+    INBOUND,
+    INBOUND_TASKS,
+    LABEL_TASK,
+    NOTIFICATIONS,
+    REFUNDS,
+    TICK_TASK,
+)
 
 events_exchange = Exchange(EVENTS, type="topic", durable=True)
 dead_letter_exchange = Exchange(DEAD_LETTER, type="direct", durable=True)
 
-# The worker's own tasks (the inbound ones are schemas.inbound.INBOUND_TASKS).
-DEADLINE_TASK = "aftersales.deadline"
-DEADLINE_BATCH_TASK = "aftersales.deadline_batch"
-LABEL_TASK = "aftersales.label"
-TICK_TASK = "aftersales.tick"
 
 # Celery's default routing for a named queue: a direct exchange and routing key of the
 # same name. Producers in any language rely on exactly this.
@@ -49,3 +49,28 @@ CONSUMED = (inbound_queue, deadlines_queue, control_queue)
 
 DECLARED = (dead_letter_queue, notifications_queue, refunds_queue)
 """Declared at start-up so that nothing published before a consumer binds is lost."""
+
+__all__ = [
+    "CONSUMED",
+    "CONTROL",
+    "DEADLINES",
+    "DEADLINE_BATCH_TASK",
+    "DEADLINE_TASK",
+    "DEAD_LETTER",
+    "DECLARED",
+    "EVENTS",
+    "INBOUND",
+    "INBOUND_TASKS",
+    "LABEL_TASK",
+    "NOTIFICATIONS",
+    "REFUNDS",
+    "TICK_TASK",
+    "control_queue",
+    "dead_letter_exchange",
+    "dead_letter_queue",
+    "deadlines_queue",
+    "events_exchange",
+    "inbound_queue",
+    "notifications_queue",
+    "refunds_queue",
+]

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from schemas import channels
+from schemas.channels import DEADLINE_BATCH_TASK, DEADLINE_TASK
 from schemas.types import format_timestamp, parse_timestamp
-from worker.adapters import topology
 from worker.adapters.redis_store import RedisStore
-from worker.adapters.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK
 from worker.logging import get_logger
 from worker.rules.state import Deadline
 from worker.service_layer.backlog import BARRIER, Gate
@@ -103,7 +103,7 @@ class Scheduler:
             self.send_task(
                 DEADLINE_TASK,
                 (order_id, deadline_id, due_at, True),
-                queue=topology.INBOUND if barrier else topology.DEADLINES,
+                queue=channels.INBOUND if barrier else channels.DEADLINES,
                 countdown=None if barrier else WAIT_RETRY,
             )
         elif outcome.status == "not_due":  # early (a clock ahead, a moved deadline): at its time
@@ -150,7 +150,7 @@ class Scheduler:
             (members,),
             eta=max(due for _, _, due in chunk),
             task_id=str(uuid.uuid5(TASK_ID_NAMESPACE, name)),
-            queue=topology.DEADLINES,
+            queue=channels.DEADLINES,
         )
 
     def send(self, order_id: str, deadline_id: str, due: datetime | None) -> None:
@@ -161,7 +161,7 @@ class Scheduler:
             (order_id, deadline_id, due_text),
             eta=due,
             task_id=task_id,
-            queue=topology.DEADLINES,
+            queue=channels.DEADLINES,
         )
 
     def _gate(
@@ -203,12 +203,12 @@ class Scheduler:
             SWEEP_BATCH,
             RESEND_BACKOFF_CAP,
             settings.visibility_timeout.total_seconds(),
-            queued=self.queues.queued(topology.DEADLINES),
+            queued=self.queues.queued(channels.DEADLINES),
         )
         for order_id, deadline_id in overdue:
             self.send(order_id, deadline_id, None)
         stale = store.stale_outbox(now - OUTBOX_RELAY_AFTER, limit=RELAY_BATCH)
-        left = self.service.publish_entries(stale) if stale else 0
+        left = self.service.outbox.publish(stale) if stale else 0
         if armed or overdue or stale:  # an idle tick is silent: one runs every second
             log.info(
                 "sweep",

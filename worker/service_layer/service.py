@@ -1,28 +1,28 @@
 """The service layer: dedupe -> load -> decide -> commit -> publish.
 
-Nothing else decides. The rules are pure; this module owns the clock, the retries on a
-lost optimistic-concurrency race, and turning a decision into one atomic commit.
+Nothing else decides. The rules are pure; this module owns the clock and the retries on a
+lost optimistic-concurrency race. commit.py turns a decision into its one atomic commit,
+outbox.py publishes what the commit left in the outbox.
 """
 
 from __future__ import annotations
 
 import random
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from schemas.events import build_event
 from schemas.policy import PolicySet
 from schemas.types import format_timestamp
 from worker import rules
-from worker.adapters.topology import LABEL_TASK
 from worker.logging import get_logger
 from worker.rules.parking import DEFAULT_HOLD
-from worker.rules.retention import DEFAULT_RETENTION, expires_in, is_expired
-from worker.rules.state import Deadline, DeadlineFired, Decision, LabelGenerated, OrderState
+from worker.rules.retention import DEFAULT_RETENTION, is_expired
+from worker.rules.state import Deadline, DeadlineFired, Decision, LabelGenerated
+from worker.service_layer.commit import commit_for, no_change
+from worker.service_layer.outbox import Outbox
 from worker.service_layer.ports import Commit, Loaded, Publisher, Store
 
 log = get_logger("aftersales.service")
@@ -30,8 +30,6 @@ log = get_logger("aftersales.service")
 MAX_ATTEMPTS = 20
 """Optimistic-commit attempts before the task is retried by Celery: two racing messages of
 one order settle in two, so twenty means something is badly wrong (a hot order)."""
-
-DEAD_LETTER_NAMESPACE = uuid.UUID("0b8f2f7e-31a4-5bb6-9d3a-6d6f3c1e5a20")
 
 
 def utcnow() -> datetime:
@@ -130,9 +128,9 @@ class Service:
                 continue
             fired = DeadlineFired(order_id=firing.order_id, deadline=deadline)
             decision = rules.decide(loaded.state, fired, now, self.policy, self.hold_for)
-            if _no_change(loaded.state, decision):
+            if no_change(loaded.state, decision):
                 continue
-            commit = self._commit_for(loaded.version, loaded.state, decision, fired, now)
+            commit = commit_for(loaded.version, loaded.state, decision, fired, now, self.retention)
             commit = replace(commit, lateness_ms=_lateness_ms(deadline, now))
             planned.append((len(outcomes) - 1, commit, decision, deadline))
         results = self.store.commit_many([commit for _, commit, _, _ in planned], now)
@@ -151,7 +149,7 @@ class Service:
             )
             if decision.applied:
                 _log_fired(firing.order_id, deadline, commit.lateness_ms, outcomes[index])
-        self._publish_batch(entries)  # before the races: a retry may raise (an outage)
+        self.outbox.publish_batch(entries)  # before the races: a retry may raise (an outage)
         for index in raced:  # lost a race: decided again on the fresh order, the single way
             firing = firings[index]
             outcomes[index] = self.fire_deadline(
@@ -159,19 +157,10 @@ class Service:
             )
         return outcomes
 
-    def _publish_batch(self, entries: list[tuple[str, dict[str, Any]]]) -> None:
-        """A batch's outbox entries in one go where the publisher can (one producer, one
-        pipeline), else one by one; all confirmed together, or all left to the relay."""
-        publish_many = getattr(self.publisher, "publish_many", None)
-        if not entries or publish_many is None:
-            self.publish_entries(entries)
-            return
-        try:
-            publish_many(entries)
-        except Exception:  # nothing is lost: the relay publishes them again, same ids
-            log.warning("batch publish failed; left for the outbox relay", exc_info=True)
-            return
-        self.store.confirm_published([entry_id for entry_id, _ in entries])
+    @property
+    def outbox(self) -> Outbox:
+        """Publishing and confirming outbox entries (outbox.py), with this service's parts."""
+        return Outbox(self.store, self.publisher)
 
     def record_label(self, generated: LabelGenerated) -> Outcome:
         return self._apply(generated.order_id, generated, "", "")
@@ -196,9 +185,9 @@ class Service:
                 return Outcome("expired", detail=format_timestamp(now - self.retention))
             state = loaded.state or rules.new_state(order_id)
             decision = rules.decide(state, item, now, self.policy, self.hold_for)
-            if not message_id and _no_change(state, decision):
+            if not message_id and no_change(state, decision):
                 return Outcome("stale")
-            commit = self._commit_for(loaded.version, state, decision, item, now)
+            commit = commit_for(loaded.version, state, decision, item, now, self.retention)
             commit = replace(
                 commit, message_id=message_id, inflight_task_id=task_id, lateness_ms=lateness_ms
             )
@@ -207,7 +196,7 @@ class Service:
                 return Outcome("duplicate")
             if result.status == "ok":
                 published = set(result.published)  # by the commit itself
-                left = self.publish_entries(
+                left = self.outbox.publish(
                     [entry for entry in commit.outbox if entry[0] not in published]
                 )
                 events = tuple(
@@ -221,89 +210,6 @@ class Service:
             # Lost the race to another process: back off a little, with jitter, and retry.
             self.sleep(min(0.2, 0.005 * 2**attempt) * random.random())
         raise ConcurrencyExhausted(f"order {order_id} changed {MAX_ATTEMPTS} times under us")
-
-    def _commit_for(
-        self,
-        version: int,
-        old: OrderState,
-        decision: Decision,
-        item: Any,
-        now: datetime,
-    ) -> Commit:
-        new = decision.state
-        order_id = new.order_id
-        schedule = tuple(d for i, d in new.deadlines.items() if old.deadlines.get(i) != d)
-        unschedule = tuple(i for i in old.deadlines if i not in new.deadlines)
-        outbox = [
-            *self._event_entries(order_id, decision),
-            *self._other_entries(order_id, decision, now),
-        ]
-        timeline = (
-            {
-                "at": format_timestamp(now),
-                "input": item.type,
-                "message_id": getattr(item, "message_id", None),
-                "occurred_at": _occurred(item),
-                "result": "applied" if decision.applied else "parked",
-                "events": [event.type for event in decision.events],
-                "dead_letters": len(decision.dead_letters),
-            },
-        )
-        return Commit(
-            order_id=order_id,
-            expected_version=version,
-            state=new,
-            schedule=schedule,
-            unschedule=unschedule,
-            outbox=tuple(outbox),
-            timeline=timeline,
-            forget=tuple(str(letter.message.get("message_id")) for letter in decision.dead_letters),
-            expire_in=expires_in(new, now, self.retention),
-        )
-
-    def _event_entries(self, order_id: str, decision: Decision) -> list[tuple[str, dict[str, Any]]]:
-        entries = []
-        for out in decision.events:
-            event = build_event(out.type, order_id, out.time, out.data, f"{order_id}|{out.cause}")
-            entries.append((event.id, {"kind": "event", "event": event.model_dump(mode="json")}))
-        return entries
-
-    def _other_entries(
-        self, order_id: str, decision: Decision, now: datetime
-    ) -> list[tuple[str, dict[str, Any]]]:
-        entries: list[tuple[str, dict[str, Any]]] = []
-        for letter in decision.dead_letters:
-            message_id = str(letter.message.get("message_id", ""))
-            entry_id = str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"{order_id}|{message_id}"))
-            body = dead_letter_body(letter.task, letter.message, letter.reason, letter.kind, now)
-            entries.append((entry_id, {"kind": "dead_letter", "body": body}))
-        for job in decision.label_jobs:
-            entry_id = str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"label|{order_id}|{job.request_id}"))
-            entries.append(
-                (
-                    entry_id,
-                    {
-                        "kind": "task",
-                        "name": LABEL_TASK,
-                        "args": [order_id, job.request_id],
-                    },
-                )
-            )
-        return entries
-
-    def publish_entries(self, entries: tuple[tuple[str, dict[str, Any]], ...] | list[Any]) -> int:
-        """Publish outbox entries; confirm those that went out. Returns how many did not."""
-        done: list[str] = []
-        try:
-            for entry_id, entry in entries:
-                self.publisher.publish(entry_id, entry)
-                done.append(entry_id)
-        except Exception:
-            # Nothing is lost: the entry stays in the outbox and the relay retries it.
-            log.warning("publish failed; left for the outbox relay", exc_info=True)
-        finally:
-            self.store.confirm_published(done)
-        return len(entries) - len(done)
 
 
 def _current(
@@ -341,48 +247,10 @@ def _log_fired(
     )
 
 
-def _no_change(state: OrderState, decision: Decision) -> bool:
-    return (
-        decision.state == state
-        and not decision.events
-        and not decision.dead_letters
-        and not decision.label_jobs
-    )
-
-
-def _occurred(item: Any) -> str | None:
-    if isinstance(item, DeadlineFired):
-        return format_timestamp(item.deadline.due_at)
-    occurred = getattr(item, "occurred_at", None)
-    return format_timestamp(occurred) if occurred else None
-
-
-def dead_letter_body(
-    task: str | None,
-    original: Any,
-    error: str,
-    reason: str,
-    now: datetime,
-    errors: list[dict[str, Any]] | None = None,
-    content_type: str | None = None,
-) -> dict[str, Any]:
-    """The body of a dead-letter message: the original body, and why it was refused."""
-    return {
-        "task": task,
-        "reason": reason,
-        "error": error,
-        "errors": errors or [],
-        "original": original,
-        "content_type": content_type,
-        "dead_lettered_at": format_timestamp(now),
-    }
-
-
 __all__ = [
     "ConcurrencyExhausted",
     "Deadline",
     "Firing",
     "Outcome",
     "Service",
-    "dead_letter_body",
 ]

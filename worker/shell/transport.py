@@ -40,9 +40,9 @@ from kombu.transport import virtual
 from kombu.utils.json import dumps, loads
 from redis.exceptions import NoScriptError, ResponseError
 
+from schemas.dead_letters import dead_letter_body
 from worker.adapters import keys, topology
 from worker.logging import get_logger
-from worker.service_layer.service import dead_letter_body
 from worker.shell.screen import raw_original
 
 log = get_logger("aftersales.transport")

@@ -1,0 +1,251 @@
+"""Redis store, orders: an order's state, its messages' ids and digests, its timeline,
+and the one atomic commit of a decision (docs/design.md).
+
+Every change to an order goes through one Lua script (commit.lua), so the state, the
+message id, the deadlines and the outbox entries are written together or not at all.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from worker.adapters import keys
+from worker.adapters.direct_publish import BINDINGS, DirectEvents
+from worker.adapters.inflight_store import inflight_entries
+from worker.adapters.shards import StateClient
+from worker.adapters.state_codec import StateCodec
+from worker.adapters.store_base import StoreBase, epoch, ms, script, text
+from worker.rules.retention import DEFAULT_RETENTION
+from worker.service_layer.ports import (
+    Backlog,
+    Begun,
+    BegunStatus,
+    Commit,
+    CommitResult,
+    CommitStatus,
+    Loaded,
+)
+
+REBINDS = 5
+"""Commits re-routed after the events' bindings changed under them, before the events are
+left to the outbox instead: bindings change when consumers start, rarely twice at once."""
+
+TIMELINE_CAP = 500
+"""Lines of timeline kept per order: enough for any real order's life, bounded for abuse."""
+
+
+DIGEST_CHARS = 32
+"""Hex characters of a body's SHA-256 kept per message id: 128 bits, out of reach of a
+forged second body, half the bytes of the whole digest (digests stored whole still match)."""
+
+TIMELINE_DEFAULTS: dict[str, Any] = {"result": "applied", "events": [], "dead_letters": 0}
+"""Timeline values left out of a stored line: most inputs are applied, publish nothing and
+dead-letter nothing (worker/service_layer/service.py writes every key)."""
+
+
+class OrderStore(StoreBase):
+    timeline_defaults = TIMELINE_DEFAULTS
+    digest_chars = DIGEST_CHARS
+
+    def __init__(
+        self,
+        client: StateClient,
+        direct: DirectEvents | None = None,
+        keyspace: keys.Keyspace | None = None,
+    ) -> None:
+        super().__init__(client, direct, keyspace)
+        self._commit = client.register_script(script("commit.lua"))
+        self._begin = client.register_script(script("begin.lua"))
+        self.codec = StateCodec(client)
+
+    def load(self, order_id: str) -> Loaded:
+        raw, version = self.client.hmget(self.keys.order_state(order_id), ["state", "version"])
+        return self._loaded(raw, version)
+
+    def load_for_firing(self, order_id: str, queue_keys: list[str]) -> tuple[Loaded, Backlog]:
+        """A deadline's order and its backlog (see `backlog`), read in one round trip.
+
+        The backlog is read with the state, not after it: the commit's version check still
+        fences anything committed in between, exactly as with two separate reads."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(self.keys.order_state(order_id), ["state", "version"])
+        for key in queue_keys:
+            pipe.llen(key)
+        pipe.hgetall(self.keys.inflight(order_id))
+        (raw, version), *depths, inflight = pipe.execute()
+        backlog = sum(int(depth) for depth in depths), inflight_entries(inflight)
+        return self._loaded(raw, version), backlog
+
+    def load_many_for_firing(
+        self, order_ids: Sequence[str], queue_keys: list[str]
+    ) -> list[tuple[Loaded, Backlog]]:
+        """`load_for_firing` for many orders in one round trip: the queue's depth is read
+        once, in the same pipeline. With no `queue_keys` the depth is 0 (another broker)."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in queue_keys:
+            pipe.llen(key)
+        for order_id in order_ids:
+            pipe.hmget(self.keys.order_state(order_id), ["state", "version"])
+            pipe.hgetall(self.keys.inflight(order_id))
+        replies = pipe.execute()
+        depth = sum(int(depth) for depth in replies[: len(queue_keys)])
+        rows = replies[len(queue_keys) :]
+        return [
+            (self._loaded(*rows[i]), (depth, inflight_entries(rows[i + 1])))
+            for i in range(0, len(rows), 2)
+        ]
+
+    def begin_message(
+        self,
+        order_id: str,
+        message_id: str,
+        digest: str,
+        task_id: str,
+        retain: timedelta = DEFAULT_RETENTION,
+    ) -> Begun:
+        """In one round trip (begin.lua): claim the message id for this body digest (none:
+        no claim), answer a duplicate (and end its in-flight entry), else load the order.
+
+        The digests expire with the order's state, or after `retain` when the order has no
+        state (a message refused before any commit)."""
+        status, raw, version = self._begin(
+            keys=[
+                self.keys.message_digests(order_id),
+                self.keys.seen_messages(order_id),
+                self.keys.order_state(order_id),
+                self.keys.inflight(order_id),
+            ],
+            args=[message_id, digest[: self.digest_chars], task_id, ms(retain)],
+        )
+        begun = cast(BegunStatus, text(status))
+        return Begun(begun, self._loaded(raw, version) if begun == "new" else None)
+
+    def commit(self, commit: Commit, now: datetime) -> CommitResult:
+        events = [entry["event"] for _, entry in commit.outbox if entry["kind"] == "event"]
+        if self.direct is None or not events:
+            return self._commit_once(commit, now, commit.outbox, [], [])
+        published = tuple(entry_id for entry_id, entry in commit.outbox if entry["kind"] == "event")
+        rest = tuple(item for item in commit.outbox if item[1]["kind"] != "event")
+        for _ in range(REBINDS):
+            pushes = self.direct.pushes(events)
+            members = self.direct.members
+            extra_keys = [BINDINGS, *(queue for queue, _ in pushes)]
+            extra_args = [*(message for _, message in pushes), *members, len(members)]
+            result = self._commit_once(commit, now, rest, extra_keys, extra_args)
+            if result.status != "rebind":
+                return replace(result, published=published if result.status == "ok" else ())
+            self.direct.refresh()  # a queue was bound or unbound since: route again
+        # Bindings that keep changing: the events go through the outbox, as with a broker.
+        return self._commit_once(commit, now, commit.outbox, [], [])
+
+    def _commit_once(
+        self,
+        commit: Commit,
+        now: datetime,
+        outbox: tuple[tuple[str, dict[str, Any]], ...],
+        extra_keys: list[str],
+        extra_args: list[Any],
+    ) -> CommitResult:
+        oid = commit.order_id
+        args: list[Any] = [
+            commit.expected_version,
+            self.codec.encode(commit.state),
+            commit.message_id,
+            commit.inflight_task_id,
+            epoch(now),
+            TIMELINE_CAP,
+            "" if commit.lateness_ms is None else commit.lateness_ms,
+            len(commit.schedule),
+        ]
+        for deadline in commit.schedule:
+            args += [keys.deadline_member(oid, deadline.id), epoch(deadline.due_at)]
+        args.append(len(commit.unschedule))
+        args += [keys.deadline_member(oid, deadline_id) for deadline_id in commit.unschedule]
+        args.append(len(outbox))
+        for entry_id, entry in outbox:
+            args += [entry_id, json.dumps(entry, separators=(",", ":"))]
+        args.append(len(commit.timeline))
+        args += [_timeline_line(line, self.timeline_defaults) for line in commit.timeline]
+        args.append(len(commit.forget))
+        args += list(commit.forget)
+        args.append("" if commit.expire_in is None else ms(commit.expire_in))
+        space, shard = self.keys, self.keys.shard_of(oid)
+        self._outbox.remember([entry_id for entry_id, _ in commit.outbox], shard)
+        status, version = self._commit(
+            keys=[
+                space.order_state(oid),
+                space.seen_messages(oid),
+                space.schedule(shard),
+                space.armed(shard),
+                space.outbox_pending(shard),
+                space.outbox_entries(shard),
+                space.inflight(oid),
+                space.timeline(oid),
+                space.holders(shard),
+                space.resends(shard),
+                space.lateness(shard),
+                space.message_digests(oid),
+                *extra_keys,
+            ],
+            args=args + extra_args,
+        )
+        return CommitResult(cast(CommitStatus, text(status)), int(version))
+
+    def commit_many(self, commits: Sequence[Commit], now: datetime) -> list[CommitResult]:
+        """Many `commit`s in one round trip, each still its own atomic, version-checked
+        script: `commit` builds each call as usual, queued on a pipeline instead of sent."""
+        if not commits:
+            return []
+        if self.keys.clustered:  # a cluster pipeline has no script cache to lean on
+            return [self.commit(commit, now) for commit in commits]
+        pipe = self.client.pipeline(transaction=False)
+        queued = copy.copy(self)
+        queued._commit = _Queued(self._commit, pipe)  # type: ignore[assignment]
+        # Each placeholder says which events that commit pushes itself, should it succeed.
+        placeholders = [OrderStore.commit(queued, commit, now) for commit in commits]
+        replies = pipe.execute()
+        if len(replies) != len(commits):  # commit() no longer calls one script: a bug here
+            raise RuntimeError(f"{len(commits)} commits queued {len(replies)} scripts")
+        results = []
+        for (status, version), placeholder in zip(replies, placeholders, strict=True):
+            answer = cast(CommitStatus, text(status))  # "rebind": retried the single way
+            published = placeholder.published if answer == "ok" else ()
+            results.append(CommitResult(answer, int(version), published))
+        return results
+
+    def timeline(self, order_id: str) -> list[dict[str, Any]]:
+        return [
+            {**TIMELINE_DEFAULTS, **json.loads(line)}  # older lines have every key
+            for line in self.client.lrange(self.keys.timeline(order_id), 0, -1)
+        ]
+
+    def _loaded(self, raw: bytes | str | None, version: bytes | str | None) -> Loaded:
+        if raw is None:
+            return Loaded(None, 0)
+        return Loaded(self.codec.decode(raw), int(version or 0))
+
+
+def _timeline_line(line: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """A timeline line without the values most lines have (restored when read)."""
+    kept = {k: v for k, v in line.items() if defaults.get(k, _ABSENT) != v}
+    return json.dumps(kept, separators=(",", ":"), default=str)
+
+
+_ABSENT = object()
+
+
+class _Queued:
+    """The commit script, queued on a pipeline: `commit` sees a placeholder answer and
+    `commit_many` reads the real ones from the pipeline."""
+
+    def __init__(self, script: Any, pipe: Any) -> None:
+        self.script, self.pipe = script, pipe
+
+    def __call__(self, keys: list[Any], args: list[Any]) -> tuple[bytes, int]:
+        self.script(keys=keys, args=args, client=self.pipe)
+        return b"ok", 0

@@ -1,0 +1,114 @@
+"""From a decision to the one atomic commit that writes it (ports.Commit): pure.
+
+What changed in the order's deadlines, the outbox entries (events, dead letters, label
+tasks) with their stable ids, the timeline line and the keys' expiry. No store, no
+clock: the service passes the order as loaded, the decision and the time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from schemas.channels import LABEL_TASK
+from schemas.dead_letters import dead_letter_body
+from schemas.events import build_event
+from schemas.types import format_timestamp
+from worker.rules.retention import expires_in
+from worker.rules.state import DeadlineFired, Decision, OrderState
+from worker.service_layer.ports import Commit
+
+DEAD_LETTER_NAMESPACE = uuid.UUID("0b8f2f7e-31a4-5bb6-9d3a-6d6f3c1e5a20")
+"""Namespace of the uuid5 ids of dead-letter and label-task outbox entries: fixed forever."""
+
+Entry = tuple[str, dict[str, Any]]
+"""One outbox entry: (entry id, entry)."""
+
+
+def commit_for(
+    version: int,
+    old: OrderState,
+    decision: Decision,
+    item: Any,
+    now: datetime,
+    retention: timedelta,
+) -> Commit:
+    """The commit of `decision`, made on `old` as loaded at `version`."""
+    new = decision.state
+    order_id = new.order_id
+    schedule = tuple(d for i, d in new.deadlines.items() if old.deadlines.get(i) != d)
+    unschedule = tuple(i for i in old.deadlines if i not in new.deadlines)
+    outbox = [
+        *_event_entries(order_id, decision),
+        *_other_entries(order_id, decision, now),
+    ]
+    timeline = (
+        {
+            "at": format_timestamp(now),
+            "input": item.type,
+            "message_id": getattr(item, "message_id", None),
+            "occurred_at": _occurred(item),
+            "result": "applied" if decision.applied else "parked",
+            "events": [event.type for event in decision.events],
+            "dead_letters": len(decision.dead_letters),
+        },
+    )
+    return Commit(
+        order_id=order_id,
+        expected_version=version,
+        state=new,
+        schedule=schedule,
+        unschedule=unschedule,
+        outbox=tuple(outbox),
+        timeline=timeline,
+        forget=tuple(str(letter.message.get("message_id")) for letter in decision.dead_letters),
+        expire_in=expires_in(new, now, retention),
+    )
+
+
+def no_change(state: OrderState, decision: Decision) -> bool:
+    """The decision writes nothing: same state, nothing to publish or dead-letter."""
+    return (
+        decision.state == state
+        and not decision.events
+        and not decision.dead_letters
+        and not decision.label_jobs
+    )
+
+
+def _event_entries(order_id: str, decision: Decision) -> list[Entry]:
+    entries = []
+    for out in decision.events:
+        event = build_event(out.type, order_id, out.time, out.data, f"{order_id}|{out.cause}")
+        entries.append((event.id, {"kind": "event", "event": event.model_dump(mode="json")}))
+    return entries
+
+
+def _other_entries(order_id: str, decision: Decision, now: datetime) -> list[Entry]:
+    entries: list[Entry] = []
+    for letter in decision.dead_letters:
+        message_id = str(letter.message.get("message_id", ""))
+        entry_id = str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"{order_id}|{message_id}"))
+        body = dead_letter_body(letter.task, letter.message, letter.reason, letter.kind, now)
+        entries.append((entry_id, {"kind": "dead_letter", "body": body}))
+    for job in decision.label_jobs:
+        entry_id = str(uuid.uuid5(DEAD_LETTER_NAMESPACE, f"label|{order_id}|{job.request_id}"))
+        entries.append(
+            (
+                entry_id,
+                {
+                    "kind": "task",
+                    "name": LABEL_TASK,
+                    "args": [order_id, job.request_id],
+                },
+            )
+        )
+    return entries
+
+
+def _occurred(item: Any) -> str | None:
+    if isinstance(item, DeadlineFired):
+        return format_timestamp(item.deadline.due_at)
+    occurred = getattr(item, "occurred_at", None)
+    return format_timestamp(occurred) if occurred else None
