@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from worker.adapters import keys
-from worker.adapters.redis_store import RedisStore, epoch
+from worker.adapters.redis_store import RedisStore
+from worker.adapters.store_base import epoch
 from worker.shell import beat
 
 pytestmark = pytest.mark.integration
