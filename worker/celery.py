@@ -7,11 +7,12 @@ beat tick that drives the durable deadline schedule and the outbox relay.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from celery import Celery
 
-from worker.adapters import amqp, topology
+from worker.adapters import amqp, keys, topology
 from worker.logging import setup_logging
 from worker.settings import SettingsError, get_settings
 from worker.shell.beat import TickSchedule
@@ -24,6 +25,15 @@ setup_logging()
 
 # worker.shell.hooks: the signal receivers and consumer steps; Celery imports it in a worker
 # and in beat (before worker_init), and this module needs no import of it.
+
+
+def _fetch_inflight() -> dict[str, Any] | None:
+    if settings.broker_url != settings.redis_url or settings.redis_cluster:
+        return None
+    prefix, suffix = keys.inflight("\0").split("\0")
+    return {"prefix": prefix, "suffix": suffix, "tasks": sorted(topology.INBOUND_TASKS)}
+
+
 AMQP = amqp.is_amqp(settings.broker_url)
 """RabbitMQ as the broker: quorum inbound, native delayed delivery (worker/adapters/amqp.py)."""
 app = (amqp.AmqpCelery if AMQP else Celery)(
@@ -72,6 +82,10 @@ app.conf.update(
         # once; the deadlines and control queues are looked at every second
         # (worker/shell/transport.py).
         "fetch_wait_queue": topology.INBOUND,
+        # The fetch records an inbound message in its order's in-flight hash in the same
+        # step as it takes it, when the state is in the broker's Redis (docs/design.md,
+        # backlog safety); else the worker does as Celery receives it (worker/shell/hooks.py).
+        "fetch_inflight": _fetch_inflight(),
     },
     broker_connection_retry_on_startup=True,
     # kombu's Redis transport loses a message popped but not yet recorded as unacked when

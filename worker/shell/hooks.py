@@ -23,6 +23,7 @@ from worker.celery import app
 from worker.logging import get_logger, never_fails
 from worker.service_layer.backlog import message_facts
 from worker.shell import beat
+from worker.shell.transport import INFLIGHT_PROPERTY
 
 log = get_logger("aftersales.hooks")
 
@@ -108,8 +109,9 @@ def unbind_task(**_: Any) -> None:
 @never_fails
 def register_received(request: Any = None, **_: Any) -> None:
     """Backlog safety (worker/service_layer/backlog.py): an inbound message is in flight from
-    the moment a worker receives it, before the prefetch buffer, until its commit; a deadline
-    task is held by this worker incarnation."""
+    the moment a worker takes it, before the prefetch buffer, until its commit (recorded by
+    the fetch itself when the broker is the state's Redis, else here); a deadline task is
+    held by this worker incarnation."""
     if request is not None and request.name == DEADLINE_TASK:
         _register_holder(request)
         return
@@ -118,11 +120,20 @@ def register_received(request: Any = None, **_: Any) -> None:
         return
     if request is None or request.name not in INBOUND_TASKS:
         return
+    if recorded_by_fetch(request):
+        return
     facts = message_facts(request.args)
     if facts is None:
         return  # it will be dead-lettered; nothing to wait for
     order_id, occurred = facts
     runtime.store().mark_inflight(order_id, request.id, occurred, runtime.utcnow())
+
+
+def recorded_by_fetch(request: Any) -> bool:
+    """The reliable fetch recorded this message in flight as it took it (fetch.lua)."""
+    message = getattr(request, "message", None)
+    properties = getattr(message, "properties", None)
+    return isinstance(properties, dict) and bool(properties.get(INFLIGHT_PROPERTY))
 
 
 def _register_holder(request: Any) -> None:

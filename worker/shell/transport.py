@@ -57,6 +57,8 @@ ALIVE_TTL_MS = 5_000  # five missed beats: a paused process is not declared dead
 SWEEP_GAP = 3 * BEAT_PERIOD  # longer without any sweep: Redis was down, or no consumer lived
 SWEEP_QUIET = 3 * BEAT_PERIOD  # then nobody is declared dead until the living beat again
 ERROR_BACKOFF = 1.0  # after a Redis error answering the fetch, wait before trying again
+INFLIGHT_PROPERTY = "aftersales_inflight"
+"""Message property: the order id whose in-flight hash the fetch recorded the message in."""
 FETCH_BATCH = 16  # messages one fetch takes at most (bounded by the free prefetch)
 TAG_SEPARATOR = "|"  # delivery tag = consumer id | random: ack finds the owner in the tag
 
@@ -102,10 +104,12 @@ class Channel(kombu_redis.Channel):
     QoS = QoS
     fetch_block_timeout = BLOCK_TIMEOUT
     fetch_wait_queue = ""
+    fetch_inflight: dict[str, Any] | None = None
     from_transport_options = (  # type: ignore[assignment]  # two options more than kombu
         *kombu_redis.Channel.from_transport_options,
         "fetch_block_timeout",
         "fetch_wait_queue",
+        "fetch_inflight",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -157,6 +161,7 @@ class Channel(kombu_redis.Channel):
         script_keys, argv = fetch_arguments(
             self.unacked_key, self.unacked_index_key, self.consumer_id, tag, lists,
             moved=self._wait, block=block[1], count=self._free_prefetch(),
+            inflight=self.fetch_inflight,
         )  # fmt: skip
         self._pending = tag, [(queue, no_ack) for queue, _, no_ack in lists]
         self._wait_next = block
@@ -195,8 +200,9 @@ class Channel(kombu_redis.Channel):
         assert self._pending is not None
         first_tag, lists = self._pending
         failure: Exception | None = None
-        for k in range(len(reply) // 3):
-            number, raw, junk = int(reply[3 * k]), reply[3 * k + 1], int(reply[3 * k + 2])
+        for k in range(len(reply) // 4):
+            number, raw, junk, order = reply[4 * k : 4 * k + 4]
+            number, junk = int(number), int(junk)
             tag = first_tag if k == 0 else f"{first_tag}.{k + 1}"
             if number == 0:  # the moving list: what the BLMOVE moved from the wait list
                 assert self._wait is not None
@@ -205,7 +211,7 @@ class Channel(kombu_redis.Channel):
                 queue, no_ack = lists[number - 1]
             self._queue_cycle.rotate(queue)
             try:
-                self._deliver_one(queue, raw, junk, None if no_ack else tag)
+                self._deliver_one(queue, raw, junk, None if no_ack else tag, _text(order))
             except Empty:
                 continue  # dead-lettered
             except Exception as exc:
@@ -214,10 +220,12 @@ class Channel(kombu_redis.Channel):
             raise failure
         return True
 
-    def _deliver_one(self, queue: str, raw: bytes, junk: int, tag: str | None) -> bool:
+    def _deliver_one(
+        self, queue: str, raw: bytes, junk: int, tag: str | None, inflight: str = ""
+    ) -> bool:
         if junk:  # held as bytes only, not in kombu's unacked hash
             self._drop(queue, raw, ValueError("not a JSON object with properties"), tag)
-        return self._deliver_fetched(queue, raw, tag)
+        return self._deliver_fetched(queue, raw, tag, inflight)
 
     def _read_reply(self, command: str, **options: Any) -> Any:
         connection = self.client.connection
@@ -234,7 +242,7 @@ class Channel(kombu_redis.Channel):
             self._next_fetch_at = monotonic() + ERROR_BACKOFF
             return False
 
-    def _deliver_fetched(self, queue: str, raw: bytes, tag: str | None) -> bool:
+    def _deliver_fetched(self, queue: str, raw: bytes, tag: str | None, inflight: str = "") -> bool:
         try:
             payload = loads(raw)
             properties = payload["properties"]
@@ -244,6 +252,11 @@ class Channel(kombu_redis.Channel):
             self._drop(queue, raw, exc, tag)
         if tag is not None:
             properties["delivery_tag"] = tag  # producers' tags may repeat; the hash key may not
+        # Set here alone (a producer's own value is dropped): the order recorded in flight
+        # by the fetch, so the worker does not record it again (worker/shell/hooks.py).
+        properties.pop(INFLIGHT_PROPERTY, None)
+        if inflight:
+            properties[INFLIGHT_PROPERTY] = inflight
         try:
             self.connection._deliver(payload, queue)
         except Exception as exc:
@@ -389,16 +402,21 @@ def fetch_arguments(
     moved: tuple[str, str, bool] | None = None,
     block: str = "",
     count: int = 1,
+    inflight: dict[str, Any] | None = None,
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of fetch.lua for a consumer taking up to `count` messages from `lists`
     (queue, Redis list, no-ack), in that order, the first under delivery tag `tag` (the
     k-th under `tag.k`). `moved`: the (queue, list, no-ack) its wait key names (what a
     BLMOVE may have moved to its moving list); `block`: the list to name in the wait key
-    if every list is empty."""
+    if every list is empty. `inflight`: {"prefix", "suffix", "tasks"}, the in-flight hash
+    key around an order id and the inbound task names (transport option `fetch_inflight`:
+    the worker sets it when the broker is the state's Redis)."""
     first = moved or lists[0]
     argv: list[Any] = [
         time(), tag, consumer_id, ALIVE_TTL_MS, _tail(first[0]), "1" if first[2] else "0", block,
         count,
+        *((inflight["prefix"], inflight["suffix"], "|" + "|".join(inflight["tasks"]) + "|")
+          if inflight else ("", "", "")),
     ]  # fmt: skip
     for queue, _, no_ack in lists:
         argv += [_tail(queue), "1" if no_ack else "0"]
@@ -413,6 +431,10 @@ def fetch_arguments(
 def _tail(queue: str) -> str:
     """The end of kombu's unacked entry for a message of `queue`: `,"",<queue>]`."""
     return f',"",{json.dumps(queue)}]'
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _new_consumer_id() -> str:
