@@ -1,8 +1,9 @@
 """Redis store, in-flight messages and queue depth: what a deadline firing's backlog gate
 reads (docs/design.md, backlog safety).
 
-The consumer marks an inbound message in flight when a worker takes it; the commit (or
-the duplicate check) ends the entry in its own round trip.
+The reliable fetch (worker/shell/fetch.lua), or with a separate broker the consumer, marks
+an inbound message in flight when a worker takes it; the commit (or the duplicate check)
+ends the entry in its own round trip.
 """
 
 from __future__ import annotations
