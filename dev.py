@@ -26,31 +26,12 @@ STAMP = VENV / ".installed"  # touched after a successful install
 PYTEST_NO_TESTS = 5  # pytest's exit code when it collected nothing: a broken selection
 
 MODES: tuple[tuple[str, str], ...] = (
-    # `python3 dev.py test` runs the whole suite against one Redis, then these: the tests
+    # `python3 dev.py test` runs the whole suite against one Redis, and these: the tests
     # that exercise state, deadlines and the broker, against the other deployments
-    # (docs/cluster.md, docs/operations.md#rabbitmq). Each skips, saying why, where its
-    # servers cannot be started.
-    (
-        "a Redis Cluster for state (3 primaries + 3 replicas)",
-        "--redis-cluster tests/integration/test_store_shards.py tests/integration/test_sweep.py"
-        " tests/integration/test_cluster_failover.py tests/integration/test_batch_firing.py"
-        " tests/integration/test_retention.py tests/integration/test_deadlines.py"
-        " tests/integration/test_event_time.py tests/integration/test_outcomes.py"
-        " tests/integration/test_pipeline.py -k 'test_store_shards or test_sweep"
-        " or test_cluster_failover or test_batch_firing or test_retention"
-        " or fires_once_at_its_time or holding_the_eta_task or earlier_answer_still_in_the_inbound"
-        " or happened_before_a_fired_deadline or (held_back_for_another_request and nothing)"
-        " or late_cancellation_goes_to_the_seller or appealed_and_arbitration"
-        " or racing_through_two_workers or sent_three_times or after_payment_in_free_window'",
-    ),
-    (
-        "RabbitMQ as the broker (a private node; state in Redis)",
-        "--broker=rabbitmq tests/integration/test_rabbitmq.py tests/integration/test_deadlines.py"
-        " tests/integration/test_pipeline.py tests/integration/test_poison.py -k"
-        " 'test_rabbitmq or test_deadlines or after_payment or three_times or invalid_message"
-        " or bad_json or pickle or unknown_task or racing or empty or nested or compressed"
-        " or expires'",
-    ),
+    # (docs/cluster.md, docs/operations.md#rabbitmq), picked by their markers (pyproject.toml).
+    # Each skips, saying why, where its servers cannot be started.
+    ("a Redis Cluster for state (3 primaries + 3 replicas)", "-m cluster --redis-cluster"),
+    ("RabbitMQ as the broker (a private node; state in Redis)", "-m rabbitmq --broker=rabbitmq"),
 )
 
 

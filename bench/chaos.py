@@ -1,7 +1,7 @@
 """Chaos run: a seeded random workload against real workers that are killed meanwhile,
 checked against an independent oracle (docs/chaos.md).
 
-    .venv/bin/python bench/chaos.py [--orders 5000] [--seed 1] [--with-1.1]
+    .venv/bin/python bench/chaos.py [--orders 5000] [--seed 1]
                                     [--kill-every 5] [--redis-stop term]
 
 Starts its own embedded Redis (AOF on), two workers (prefork, concurrency 2) and beat;
@@ -34,9 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         "--with-1.1",
         dest="with_1_1",
         action="store_true",
-        help="add the 1.1 rules' flows (cod returns, platform cancellation, "
-        "late refund_only judged in event time, "
-        "self-arranged postage)",
+        help="accepted for old command lines: every flow (1.1 and 1.2 included) is in "
+        "the default set since contract 1.2",
     )
     parser.add_argument(
         "--kill-every",
@@ -87,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
         settle=10.0,
         visibility=args.visibility,
         horizon=args.horizon,
-        with_1_1=args.with_1_1,
     )
     with tempfile.TemporaryDirectory(prefix="chaos-") as workdir:
         run = run_chaos(config, Path(workdir))

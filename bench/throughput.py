@@ -19,7 +19,7 @@ Two baselines, both bench/support/noop_app.py's no-op task: stock = what a user 
 otherwise run, Celery's defaults plus task_acks_late and task_reject_on_worker_lost on
 kombu's own Redis transport (default prefetch, no task events); bare = the same no-op with
 worker/celery.py's own settings and its reliable-fetch transport. ours = the real worker on
-a realistic mix, in the wire format of tests/integration/wire_messages.py: per three
+a realistic mix, in the wire format of tests/support/messages.py: per three
 orders, one delivered and returned (placed, paid, ready to ship, shipped, delivered,
 return requested, seller approves), one cancelled in its free hour (placed, paid,
 cancel), one cancelled late and accepted by the seller (placed, paid, cancel, seller

@@ -60,7 +60,7 @@ class CancellationRejectedData(Data):
 
 class ReturnRequestedData(Data):
     request_id: Identifier
-    kind: Literal["refund_only", "return_and_refund"]
+    kind: Literal["refund_only", "return_and_refund", "reshipment", "exchange"]  # 1.2: +2
     method: Literal["drop_off", "self_arrange"] | None
     reason: ReturnReason
     respond_by: Timestamp
@@ -109,7 +109,42 @@ class ReturnClosedData(Data):
         "rejected_final",
         "arbitration_rejected",
         "order_cancelled",  # 1.1: the platform cancelled the order before delivery
+        "offer_accepted",  # 1.2: the buyer took the seller's partial refund
     ]
+
+
+class ReplacementShippedData(Data):
+    """1.2: the seller sent the replacement of a reshipment or exchange request in time."""
+
+    request_id: Identifier
+    kind: Literal["reshipment", "exchange"]
+    carrier: str | None
+    tracking_number: str
+
+
+class OfferMadeData(Data):
+    """1.2: the seller's offer; the buyer answers by `respond_by`."""
+
+    request_id: Identifier
+    offer: Literal["partial_refund", "reshipment", "exchange"]
+    amount: Amount | None  # the partial refund; null for reshipment and exchange
+    respond_by: Timestamp
+
+
+class OfferDeclinedData(Data):
+    """1.2: the buyer said no; the seller's answer window starts again, to `respond_by`."""
+
+    request_id: Identifier
+    respond_by: Timestamp
+
+
+class OfferLapsedData(Data):
+    """1.2: no answer from the buyer by `deadline`; the seller's answer window starts
+    again, to `respond_by`."""
+
+    request_id: Identifier
+    deadline: Timestamp
+    respond_by: Timestamp
 
 
 class RefundBreakdown(Data):
@@ -149,6 +184,10 @@ EVENT_DATA: dict[str, type[Data]] = {
     "return.closed": ReturnClosedData,
     "refund.initiated": RefundInitiatedData,
     "action.rejected": ActionRejectedData,
+    "replacement.shipped": ReplacementShippedData,
+    "offer.made": OfferMadeData,
+    "offer.declined": OfferDeclinedData,
+    "offer.lapsed": OfferLapsedData,
 }
 """Every outbound event type of the contract and the model of its `data`."""
 
@@ -167,6 +206,10 @@ EventType = Literal[
     "return.closed",
     "refund.initiated",
     "action.rejected",
+    "replacement.shipped",
+    "offer.made",
+    "offer.declined",
+    "offer.lapsed",
 ]
 
 

@@ -170,7 +170,9 @@ class CancelRequested(Message):
 class ReturnRequested(Message):
     type: Literal["buyer.return_requested"]
     request_id: Identifier
-    kind: Literal["refund_only", "return_and_refund"]
+    # 1.2: reshipment (the units are sent again, nothing goes back) and exchange (the units
+    # go back as for return_and_refund, the same SKU comes instead of the money).
+    kind: Literal["refund_only", "return_and_refund", "reshipment", "exchange"]
     reason: ReturnReason
     method: Literal["drop_off", "self_arrange"] | None = None
     items: Annotated[list[ItemSelection], Field(min_length=1, max_length=500)] | None = None
@@ -180,11 +182,29 @@ class ReturnRequested(Message):
 
     @model_validator(mode="after")
     def _method_matches_kind(self) -> ReturnRequested:
-        if self.kind == "return_and_refund" and self.method is None:
-            raise ValueError("method is required when kind is 'return_and_refund'")
-        if self.kind == "refund_only" and self.method is not None:
-            raise ValueError("method applies only when kind is 'return_and_refund'")
+        if self.kind in RETURN_LEG_KINDS and self.method is None:
+            raise ValueError(f"method is required when kind is {self.kind!r}")
+        if self.kind not in RETURN_LEG_KINDS and self.method is not None:
+            raise ValueError("method applies only when kind is 'return_and_refund' or 'exchange'")
         return self
+
+
+RETURN_LEG_KINDS = frozenset({"return_and_refund", "exchange"})
+"""Request kinds whose units go back (a method, a label or tracking, a receipt)."""
+
+
+class OfferAccepted(Message):
+    """1.2: the buyer takes the seller's offer on a request."""
+
+    type: Literal["buyer.offer_accepted"]
+    request_id: Identifier
+
+
+class OfferDeclined(Message):
+    """1.2: the buyer turns the seller's offer down: the request is back with the seller."""
+
+    type: Literal["buyer.offer_declined"]
+    request_id: Identifier
 
 
 class ReturnTrackingSubmitted(Message):
@@ -243,6 +263,37 @@ class SellerReturnReceived(Message):
     request_id: Identifier
 
 
+class ReplacementShipped(Message):
+    """1.2: the seller sent the replacement of a reshipment or exchange request."""
+
+    type: Literal["seller.replacement_shipped"]
+    request_id: Identifier
+    tracking_number: Identifier
+    # Optional (not in the contract's list): carried to replacement.shipped's `carrier?`.
+    carrier: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+
+class OfferMade(Message):
+    """1.2: instead of approving or rejecting an open request, one offer: a partial
+    refund of `amount` (in the order's currency), or sending the units again
+    (reshipment) or the same SKU for the returned units (exchange)."""
+
+    type: Literal["seller.offer_made"]
+    request_id: Identifier
+    offer: Literal["partial_refund", "reshipment", "exchange"]
+    amount: Money | None = None
+
+    @model_validator(mode="after")
+    def _amount_for_partial_refund(self) -> OfferMade:
+        if self.offer == "partial_refund" and self.amount is None:
+            raise ValueError("amount is required when offer is 'partial_refund'")
+        if self.offer != "partial_refund" and self.amount is not None:
+            raise ValueError("amount applies only when offer is 'partial_refund'")
+        if self.amount is not None and self.amount <= 0:
+            raise ValueError("amount must be more than 0")
+        return self
+
+
 # --- carrier and platform ---------------------------------------------------------------
 
 
@@ -272,7 +323,9 @@ BuyerAction = Annotated[
     | ReturnRequested
     | ReturnTrackingSubmitted
     | LabelEmailRequested
-    | AppealSubmitted,
+    | AppealSubmitted
+    | OfferAccepted
+    | OfferDeclined,
     Field(discriminator="type"),
 ]
 SellerAction = Annotated[
@@ -281,7 +334,9 @@ SellerAction = Annotated[
     | SellerOrderCancelled
     | SellerReturnApproved
     | SellerReturnRejected
-    | SellerReturnReceived,
+    | SellerReturnReceived
+    | ReplacementShipped
+    | OfferMade,
     Field(discriminator="type"),
 ]
 CarrierEvent = Annotated[ReturnDroppedOff, Field(discriminator="type")]
@@ -304,6 +359,10 @@ InboundMessage = Annotated[
     | SellerReturnApproved
     | SellerReturnRejected
     | SellerReturnReceived
+    | ReplacementShipped
+    | OfferMade
+    | OfferAccepted
+    | OfferDeclined
     | ReturnDroppedOff
     | ArbitrationDecided
     | PlatformOrderCancelled,

@@ -104,6 +104,12 @@ class MarketplacePolicy(Strict):
     self_arrange_tracking_window: Duration = parse_window("P5D")
     label_validity: Duration = parse_window("P14D")
     receipt_confirm_window: Duration = parse_window("P8D")
+    # 1.2 (docs/rules.md cites the sources): the seller's time to send the replacement of
+    # an approved reshipment (from approval) or exchange (from receipt), counted like the
+    # answer window (business time where `return_response_calendar` says so); and the
+    # buyer's time to answer the seller's offer (calendar time).
+    replacement_ship_window: Duration = parse_window("P2D")
+    offer_response_window: Duration = parse_window("PT24H")
     # None: the buyer's postage of a seller-fault return is paid back in full (rule 11).
     self_arrange_postage_cap: Money | None = None
     drop_off: DropOffPolicy = Field(default_factory=DropOffPolicy)

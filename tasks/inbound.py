@@ -61,8 +61,9 @@ def handle_inbound(
         return _refuse(task_name, body, error, "message_id_reused", facts, task_id)
     if outcome.status == "expired":
         error = (
-            f"order {message.order_id!r} has no state and the message happened before "
-            f"{outcome.detail}: the order's keys expired (AFTERSALES_RETENTION)"
+            f"order {message.order_id!r} closed and its keys expired (AFTERSALES_RETENTION); "
+            "its tombstone says so (AFTERSALES_TOMBSTONE_RETENTION): a message for it must "
+            "not start the order afresh"
         )
         log.warning("message for an expired order dead-lettered")
         return _refuse(task_name, body, error, ORDER_EXPIRED, facts, task_id)

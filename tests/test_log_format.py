@@ -1,4 +1,4 @@
-"""Log lines are JSON off a terminal, rendered for people on one, or as asked (issue 12)."""
+"""Log lines are JSON off a terminal, rendered for people on one, or as asked."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reading a publish file: JSON lines or a JSON array, each message with its line (issue 12)."""
+"""Reading a publish file: JSON lines or a JSON array, each message with its line."""
 
 from __future__ import annotations
 

@@ -71,6 +71,7 @@ def service() -> Service:
         settings.policy,
         hold_for=settings.hold_for,
         retention=settings.retention,
+        tombstone=settings.tombstone_retention,
     )
 
 

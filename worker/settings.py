@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from schemas.policy import PolicyError, PolicySet, build_policy, parse_duration
 from worker.redis_urls import verified_tls
 from worker.rules.parking import DEFAULT_HOLD
-from worker.rules.retention import DEFAULT_RETENTION
+from worker.rules.retention import DEFAULT_RETENTION, DEFAULT_TOMBSTONE_RETENTION
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -121,6 +121,8 @@ class Settings:
     hold_for: timedelta = DEFAULT_HOLD
     # How long a closed order's keys are kept before they expire (docs/rules.md, retention).
     retention: timedelta = DEFAULT_RETENTION
+    # How long an expired order's tombstone outlives its keys (docs/rules.md, retention).
+    tombstone_retention: timedelta = DEFAULT_TOMBSTONE_RETENTION
     # Deadlines due within this horizon become Celery ETA tasks; the rest wait in Redis only.
     deadline_horizon: timedelta = timedelta(seconds=60)
     # Period of the beat tick that arms deadlines, sweeps overdue ones and relays the outbox.
@@ -162,6 +164,9 @@ class Settings:
             # The defaults are the class's own (one source).
             hold_for=_duration("AFTERSALES_HOLD_FOR", cls.hold_for),
             retention=_duration("AFTERSALES_RETENTION", cls.retention),
+            tombstone_retention=_duration(
+                "AFTERSALES_TOMBSTONE_RETENTION", cls.tombstone_retention
+            ),
             deadline_horizon=_duration("AFTERSALES_DEADLINE_HORIZON", cls.deadline_horizon),
             sweep_interval=_duration("AFTERSALES_SWEEP_INTERVAL", cls.sweep_interval),
             idle_tick_every=_duration_or_zero("AFTERSALES_IDLE_TICK_EVERY", cls.idle_tick_every),

@@ -26,7 +26,7 @@ from deadlines import (
 )
 from redis_meter import Monitor, Snapshot, broker_bytes, client_address, delta, memory_usage
 
-from tests.integration import wire_messages as wire
+from tests.support import messages as wire
 
 HORIZON = "PT5S"  # arm firing-phase deadlines 5 s ahead, so placing them ends before arming
 ARM_LEAD = 6.0  # seconds before due when arming may start: the horizon plus one tick

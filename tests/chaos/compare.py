@@ -18,7 +18,7 @@ from typing import Any
 from tests.chaos.oracle import Outcome, parse_time
 
 Key = tuple[str, str, str]
-REQUEST_EVENTS = ("return.", "refund.initiated")
+REQUEST_EVENTS = ("return.", "refund.initiated", "offer.", "replacement.")
 
 
 def event_key(event: dict[str, Any], aliases: dict[str, str]) -> Key:

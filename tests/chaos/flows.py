@@ -252,14 +252,19 @@ def return_refused(b: Builder, now: datetime, due: datetime) -> None:
 
 
 def late_refund_only(b: Builder, now: datetime, due: datetime) -> None:
-    """1.1: a refund_only that happened after the return window, arriving before the
-    delivery fact, is refused (judged at its event time), whatever the arrival order."""
+    """1.1: a refund_only that happened after the return window is refused (judged at its
+    event time against the delivery). It is sent once the delivery is known (a late
+    return_and_refund, which waits for the delivery, has been refused): arriving before
+    the delivery fact it would be taken for a parcel in transit and published, and a
+    published outcome is never undone (contract 1.1, event time's exception)."""
     window = 30 if b.marketplace == "UK" else 14
     _delivered_order(b, now - (window + 2) * DAY, now)
+    first = b.return_request("r0", now - DAY - HOUR, "return_and_refund", "self_arrange")
+    b.stage(("action.rejected", first["message_id"]))
     b.return_request("r1", now - DAY, "refund_only", None)
 
 
-# --- version 1.1 flows (docs/rules.md), behind --with-1.1 ------------------------------
+# --- version 1.1 flows (docs/rules.md; behind --with-1.1 before 1.2) -------------------
 
 
 def cod_return(b: Builder, now: datetime, due: datetime) -> None:
@@ -311,6 +316,135 @@ def self_arranged_postage(b: Builder, now: datetime, due: datetime) -> None:
     b.msg("seller.return_received", asked + 3 * HOUR, request_id="r1")
 
 
+# --- version 1.2 flows (contract section 7, docs/rules.md) ----------------------------
+
+
+def cod_cancelled_delivered(b: Builder, now: datetime, due: datetime) -> None:
+    """1.2: a cod order cancelled (by the platform or the seller); the parcel goes anyway
+    (its shipment is refused `order_cancelled`) and the courier collects the cash on
+    delivery, which goes back (refund.initiated, request_id null), in any arrival order."""
+    b.method = "cod"
+    b.placed(now - 3 * DAY)
+    if b.rng.random() < 0.5:
+        b.msg("platform.order_cancelled", now - 2 * DAY, reason="address fraud")
+    else:
+        b.msg("seller.order_cancelled", now - 2 * DAY, reason="out of stock")
+    b.stage(("order.cancelled", ""))
+    b.fulfilled(now - DAY, now - 5 * HOUR)
+
+
+def _two_skus(b: Builder) -> None:
+    b.items = [
+        {"sku": "sku-A", "quantity": 2, "unit_price": "12.50", "weight_kg": 0.5,
+         "dimensions_cm": [20, 15, 5]},
+        {"sku": "sku-B", "quantity": 1, "unit_price": "30.00", "weight_kg": 0.8,
+         "dimensions_cm": [20, 15, 5]},
+    ]  # fmt: skip
+
+
+def rejections_per_unit(b: Builder, now: datetime, due: datetime) -> None:
+    """1.2, the issue's order: A x2 rejected; A x2 + B x1 rejected; then B alone is B's
+    resubmission (rejected once), A alone is refused `resubmission_used`."""
+    _two_skus(b)
+    asked = now - 8 * HOUR
+    _delivered_order(b, asked - DAY, now)
+    a2, b1 = {"sku": "sku-A", "quantity": 2}, {"sku": "sku-B", "quantity": 1}
+    b.return_request("r1", asked, "refund_only", None, [a2], reason="changed_mind")
+    b.msg("seller.return_rejected", asked + HOUR, request_id="r1", reason="used")
+    b.stage(("return.rejected", "r1"))
+    b.return_request("r2", asked + 2 * HOUR, "refund_only", None, [a2, b1], reason="changed_mind")
+    b.msg("seller.return_rejected", asked + 3 * HOUR, request_id="r2", reason="still used")
+    b.stage(("return.rejected", "r2"))
+    b.return_request("r3", asked + 4 * HOUR, "refund_only", None, [b1], reason="changed_mind")
+    b.stage(("return.requested", "r3"))
+    b.return_request("r4", asked + 5 * HOUR, "refund_only", None, [a2], reason="changed_mind")
+    if b.rng.random() < 0.5:
+        b.msg("seller.return_approved", asked + 6 * HOUR, request_id="r3")
+
+
+def onboarded_order(b: Builder, now: datetime, due: datetime) -> None:
+    """1.2: an order never seen, placed 61 days ago (a marketplace onboarding its open
+    orders): a new order, not `order_expired`; its return inside the window is answered."""
+    b.marketplace = "UK"
+    placed = now - 61 * DAY
+    b.placed(placed)
+    b.paid(placed + HOUR, probe=True)
+    b.fulfilled(now - 59 * DAY, now - 20 * DAY)
+    b.return_request("r1", now - 2 * DAY, "refund_only", None, b.some_items(), reason="damaged")
+    b.msg("seller.return_approved", now - DAY, request_id="r1")
+
+
+def reshipment(b: Builder, now: datetime, due: datetime) -> None:
+    """1.2: a reshipment approved then sent again in time, or never sent: refunded when
+    the replacement window ends (`due`, in the run); or refused for a buyer's reason."""
+    b.marketplace = "US"  # calendar time: the window's end can be put in the run
+    roll = b.rng.random()
+    if roll < 0.2:  # a buyer's-choice reason: refused
+        _delivered_order(b, now - 2 * DAY, now)
+        b.return_request("r1", now - DAY, "reshipment", None, reason=b.reason(False))
+        return
+    approved = due - 2 * DAY if roll < 0.6 else now - 5 * HOUR
+    _delivered_order(b, approved - 2 * DAY, now)
+    b.return_request("r1", approved - DAY, "reshipment", None, b.some_items(), b.reason(True))
+    b.msg("seller.return_approved", approved, request_id="r1")
+    if roll >= 0.6:
+        extra = {"carrier": "DHL"} if b.rng.random() < 0.5 else {}
+        b.msg("seller.replacement_shipped", approved + HOUR, request_id="r1",
+              tracking_number="RS-1", **extra)  # fmt: skip
+
+
+def exchange(b: Builder, now: datetime, due: datetime) -> None:
+    """1.2: an exchange: the units go back, then the replacement is sent from the receipt
+    (in time, or never: refunded as the return it was when the window ends, `due`)."""
+    b.marketplace = "US"
+    received = due - 2 * DAY
+    _delivered_order(b, received - 4 * DAY, now)
+    method = b.rng.choice(("drop_off", "self_arrange"))
+    b.return_request("r1", received - 3 * DAY, "exchange", method, b.some_items(), b.reason(True))
+    b.msg("seller.return_approved", received - 3 * DAY + HOUR, request_id="r1")
+    # The receipt must come after the parcel is on its way (a receipt first would end the
+    # return leg): the scan or tracking is sent twice, and the second's refusal
+    # (`already_shipped_back`) opens the next stage, as in self_arranged_postage.
+    sent = []
+    for second in (0, 1):
+        at = received - 2 * DAY + timedelta(seconds=second)
+        if method == "drop_off":
+            sent.append(b.msg("carrier.return_dropped_off", at, request_id="r1",
+                              tracking_number="EV-1"))  # fmt: skip
+        else:
+            sent.append(b.msg("buyer.return_tracking_submitted", at, request_id="r1",
+                              carrier="Royal Mail", tracking_number="RM-1"))  # fmt: skip
+    ref = f"probe:{sent[0]['message_id']}"
+    b.script.aliases.update({m["message_id"]: ref for m in sent})
+    b.stage(("action.rejected", ref))
+    b.msg("seller.return_received", received, request_id="r1")
+    if b.rng.random() < 0.5:
+        b.msg("seller.replacement_shipped", received + HOUR, request_id="r1",
+              tracking_number="EX-1")  # fmt: skip
+
+
+def offer(b: Builder, now: datetime, due: datetime) -> None:
+    """1.2: the seller's offer (partial refund, reshipment or exchange) accepted,
+    declined, or left unanswered until it lapses (`due`, in the run)."""
+    b.marketplace = "US"
+    answer = b.rng.choice(("accepted", "declined", "lapsed"))
+    made = due - DAY if answer == "lapsed" else now - 6 * HOUR
+    _delivered_order(b, made - 2 * DAY, now)
+    kind = b.rng.choice(("refund_only", "return_and_refund"))
+    method = None if kind == "refund_only" else "self_arrange"
+    b.return_request("r1", made - 5 * HOUR, kind, method, b.some_items(), b.reason(True))
+    offered = b.rng.choice(("partial_refund", "reshipment", "exchange"))
+    if offered == "exchange" and kind == "refund_only":
+        offered = "reshipment"
+    fields = {"amount": "1.00"} if offered == "partial_refund" else {}
+    b.msg("seller.offer_made", made, request_id="r1", offer=offered, **fields)
+    if answer != "lapsed":
+        b.msg(f"buyer.offer_{answer}", made + HOUR, request_id="r1")
+    if answer == "accepted" and offered == "reshipment" and b.rng.random() < 0.5:
+        b.msg("seller.replacement_shipped", made + 2 * HOUR, request_id="r1",
+              tracking_number="RS-2")  # fmt: skip
+
+
 Flow = Callable[[Builder, datetime, datetime], None]
 FLOWS: dict[str, tuple[Flow, float]] = {  # name: (flow, weight)
     "cancel_unpaid": (cancel_unpaid, 1),
@@ -330,10 +464,16 @@ FLOWS: dict[str, tuple[Flow, float]] = {  # name: (flow, weight)
     "return_resubmitted": (return_resubmitted, 1),
     "return_appealed": (return_appealed, 1),
     "return_refused": (return_refused, 0.5),
-}
-FLOWS_1_1: dict[str, tuple[Flow, float]] = {
+    # 1.1 (behind --with-1.1 before 1.2)
     "cod_return": (cod_return, 1),
     "platform_cancel": (platform_cancel, 1),
     "self_arranged_postage": (self_arranged_postage, 1),
     "late_refund_only": (late_refund_only, 0.5),
+    # 1.2
+    "cod_cancelled_delivered": (cod_cancelled_delivered, 0.7),
+    "rejections_per_unit": (rejections_per_unit, 0.7),
+    "onboarded_order": (onboarded_order, 0.5),
+    "reshipment": (reshipment, 1.5),
+    "exchange": (exchange, 1.5),
+    "offer": (offer, 2),
 }

@@ -53,7 +53,7 @@ class Run:
         flows = sorted({s.flow for s in self.scripts})
         lines = [
             f"chaos: {len(self.scripts)} orders, seed {c.seed}, {self.sent} messages, "
-            f"{len(flows)} flows{' (with 1.1)' if c.with_1_1 else ''}; "
+            f"{len(flows)} flows; "
             f"kill -9: worker x{self.kills['worker']}, beat x{self.kills['beat']}; "
             f"redis restart x{self.kills['redis']} "
             f"({'kill -9' if c.redis_hard else 'SIGTERM'}); {self.elapsed:.0f} s",
@@ -149,7 +149,7 @@ def _drive(
     start = time.time()
     now = datetime.fromtimestamp(start, UTC).replace(microsecond=0)
     run.scripts = generate(
-        c.orders, c.seed, now, timedelta(seconds=c.spread), timedelta(seconds=c.lead), c.with_1_1
+        c.orders, c.seed, now, timedelta(seconds=c.spread), timedelta(seconds=c.lead)
     )
     horizon = now + timedelta(seconds=c.lead + c.spread + 1)
     outcomes: list[Outcome] = [o for s in run.scripts for o in expected(s, horizon)]

@@ -16,7 +16,6 @@ CENT = Decimal("0.01")
 SELLER_FAULT = frozenset(
     {"damaged", "defective", "wrong_item", "missing_items", "not_as_described", "not_received"}
 )
-MAX_ATTEMPTS = 2  # rule 8: one resubmission
 # England and Wales bank holidays (gov.uk), substitute days included, around the run.
 GB_ENG_HOLIDAYS = frozenset(
     date(year, month, day)
@@ -63,6 +62,8 @@ class Terms:
     tracking: timedelta = timedelta(days=5)
     label: timedelta = timedelta(days=14)
     receipt: timedelta = timedelta(days=8)
+    replacement: timedelta = timedelta(days=2)  # 1.2: business days where business_hours
+    offer: timedelta = timedelta(hours=24)  # 1.2: calendar time
 
 
 UK = Terms(
@@ -139,3 +140,5 @@ class Request:
     shipped_back: bool = False
     postage: Decimal = Decimal(0)
     label: Outcome | None = None
+    again: dict[str, int] | None = None  # 1.2: its units asked for the second time
+    offer: dict[str, Any] | None = None  # 1.2: the seller's offer and its status

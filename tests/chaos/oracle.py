@@ -206,6 +206,13 @@ class Order(ReturnRules):
         return None
 
     def on_order_delivered(self, m: dict[str, Any], at: datetime) -> None:
+        cod = self.placed is not None and self.placed["payment_method"] == "cod"
+        if self.cancelled and cod:
+            # 1.2: the courier collected the cash of a cancelled order: it all goes back.
+            if not self.collected:
+                self.collected = True
+                self.refund(None, self.value(self.sold()), self.fee(), Decimal(0), at)
+            return None
         if self.cancelled:
             return self.refuse(m, "order_cancelled")
         self.delivered_at = self.delivered_at or at
@@ -316,7 +323,11 @@ class Order(ReturnRules):
         elif kind == "label":
             self.close(self.returns[ref], "label_expired", due)
         elif kind == "receipt":
+            self.received(self.returns[ref], due, due)
+        elif kind == "replacement":  # 1.2: no replacement in time: refunded instead
             self.refund_request(self.returns[ref], due, due)
+        elif kind == "offer":
+            self.offer_lapsed(self.returns[ref], due)
         else:  # pragma: no cover - every timer above
             raise AssertionError(kind)
 

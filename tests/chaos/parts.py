@@ -54,7 +54,6 @@ class ChaosConfig:
     settle: float = 5.0  # after all expected arrived, keep listening for duplicates
     visibility: str = "PT30S"
     horizon: str = "PT10S"
-    with_1_1: bool = False
     log: Callable[[str], None] = print
 
 

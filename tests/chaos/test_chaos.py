@@ -20,7 +20,7 @@ import pytest
 from tests.chaos.compare import Seen, compare
 from tests.chaos.harness import ChaosConfig, run_chaos
 from tests.chaos.oracle import expected_outcomes, pending_timers, uk_business_hours
-from tests.chaos.workload import FLOWS, FLOWS_1_1, expected, generate
+from tests.chaos.workload import FLOWS, expected, generate
 
 HERE = Path(__file__).parent
 INDEPENDENT = (
@@ -50,15 +50,13 @@ def test_the_oracle_imports_nothing_from_the_worker(name: str) -> None:
     assert all(m.startswith("tests.chaos.") for m in imported if m.startswith("tests"))
 
 
-@pytest.mark.parametrize("with_1_1", [False, True])
-def test_every_flow_is_generated_and_no_timer_falls_between_the_run_and_a_day(
-    with_1_1: bool,
-) -> None:
+def test_every_flow_is_generated_and_no_timer_falls_between_the_run_and_a_day() -> None:
     """Deadlines fire during the run or at least a day later; gates name outcomes the
-    oracle expects, so no stage waits forever."""
+    oracle expects, so no stage waits forever. Every flow, 1.1 and 1.2 included."""
     horizon = NOW + timedelta(seconds=100)
-    scripts = generate(600, 5, NOW, timedelta(seconds=60), with_1_1=with_1_1)
-    assert {s.flow for s in scripts} == set(FLOWS) | (set(FLOWS_1_1) if with_1_1 else set())
+    scripts = generate(600, 5, NOW, timedelta(seconds=60))
+    assert {s.flow for s in scripts} == set(FLOWS)
+    assert {"cod_return", "offer", "exchange", "reshipment", "rejections_per_unit"} <= set(FLOWS)
     in_run = 0
     for script in scripts:
         outcomes = expected(script, horizon)
@@ -169,3 +167,61 @@ def test_chaos_run_loses_nothing(tmp_path: Path) -> None:
     assert not run.comparison.missing, report
     assert not run.comparison.duplicated, report
     assert not run.comparison.wrong, report
+
+
+def _msg(order: str, n: int, type_: str, at: datetime, **fields: object) -> dict:
+    return {"message_id": f"m{n}", "type": type_, "order_id": order,
+            "occurred_at": at.isoformat(), **fields}  # fmt: skip
+
+
+def _delivered(order: str, at: datetime) -> list[dict]:
+    items = [{"sku": "A", "quantity": 2, "unit_price": "10.00"},
+             {"sku": "B", "quantity": 1, "unit_price": "25.00"}]  # fmt: skip
+    return [
+        _msg(order, 1, "order.placed", at - timedelta(days=3), marketplace="US",
+             payment_method="prepaid", pricing="regular", currency="USD",
+             shipping_fee="5.00", items=items),
+        _msg(order, 2, "order.paid", at - timedelta(days=3)),
+        _msg(order, 3, "order.shipped", at - timedelta(days=2)),
+        _msg(order, 4, "order.delivered", at),
+    ]  # fmt: skip
+
+
+def test_oracle_counts_rejections_per_unit() -> None:
+    order, d = "o-units", NOW - timedelta(days=2)
+    a2, b1 = {"sku": "A", "quantity": 2}, {"sku": "B", "quantity": 1}
+
+    def ask(n: int, rid: str, hours: int, items: list) -> dict:
+        at = d + timedelta(hours=hours)
+        return _msg(order, n, "buyer.return_requested", at, request_id=rid,
+                    kind="refund_only", reason="changed_mind", items=items)  # fmt: skip
+
+    def no(n: int, rid: str, hours: int) -> dict:
+        return _msg(order, n, "seller.return_rejected", d + timedelta(hours=hours),
+                    request_id=rid, reason="used")  # fmt: skip
+
+    messages = [*_delivered(order, d), ask(5, "r1", 1, [a2]), no(6, "r1", 2),
+                ask(7, "r2", 3, [a2, b1]), no(8, "r2", 4), ask(9, "r3", 5, [b1]),
+                ask(10, "r4", 6, [a2])]  # fmt: skip
+    outcomes = expected_outcomes(order, messages, NOW)
+    assert [(o.type, o.ref) for o in outcomes if o.ref in ("r3", "m10")] == [
+        ("return.requested", "r3"),
+        ("action.rejected", "m10"),
+    ]
+    assert next(o for o in outcomes if o.ref == "m10").data["code"] == "resubmission_used"
+
+
+def test_oracle_offer_lapses_and_the_answer_window_restarts_in_full() -> None:
+    order, d = "o-offer", NOW - timedelta(days=3)
+    messages = [
+        *_delivered(order, d),
+        _msg(order, 5, "buyer.return_requested", d + timedelta(hours=1), request_id="r1",
+             kind="refund_only", reason="damaged"),
+        _msg(order, 6, "seller.offer_made", d + timedelta(hours=2), request_id="r1",
+             offer="partial_refund", amount="5.00"),
+    ]  # fmt: skip
+    outcomes = {o.type: o for o in expected_outcomes(order, messages, NOW)}
+    lapsed_at = d + timedelta(hours=26)
+    assert outcomes["offer.lapsed"].data["respond_by"] == lapsed_at + timedelta(hours=48)
+    assert outcomes["offer.lapsed"].due == lapsed_at
+    assert "return.auto_approved" not in outcomes  # due after NOW

@@ -14,11 +14,11 @@ import pytest
 import redis
 
 from tests.chaos.harness import ChaosConfig, Processes
-from tests.factories import T0, days, hours, order_placed, paid, shipped
+from tests.support.factories import T0, days, hours, order_placed, paid, shipped
 from tests.support.processes import START_TIMEOUT, tail, wait_until
 from tests.support.redis_restart import restart_embedded_redis
+from tests.support.timeline import Timeline
 from tests.support.wire import WireClient
-from tests.unit.harness import Timeline
 from worker.adapters import keys
 from worker.cli.embedded_redis import free_port, start_embedded_redis
 
@@ -153,7 +153,8 @@ def test_a_retry_whose_copy_cannot_be_published_loses_no_message(tmp_path: Path)
         wait_until(lambda: processes.ready(worker), START_TIMEOUT, "worker never answered")
         (flags / "commit").touch()
         (flags / "republish").touch()
-        # Placed now: an order.placed older than AFTERSALES_RETENTION is `order_expired`.
+        # Placed now (before 1.2 an order.placed older than AFTERSALES_RETENTION was
+        # `order_expired`; now only an order with a tombstone is).
         now = datetime.now(UTC)
         placed = order_placed("o-finding-6", at=now).model_dump(mode="json", exclude_none=True)
         client.send("aftersales.order_event", placed)

@@ -8,11 +8,11 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from tests.chaos.flows import FLOWS, FLOWS_1_1
+from tests.chaos.flows import FLOWS
 from tests.chaos.oracle import Outcome, expected_outcomes
 from tests.chaos.script import DAY, Builder, Script, task_of
 
-__all__ = ["FLOWS", "FLOWS_1_1", "Script", "expected", "generate", "task_of"]
+__all__ = ["FLOWS", "Script", "expected", "generate", "task_of"]
 
 # Deadlines meant to fire during the run come due at least this long after sending
 # starts, so that most of them fire after their order's messages are out.
@@ -35,12 +35,11 @@ def generate(
     now: datetime,
     spread: timedelta,
     lead: timedelta = MIN_LEAD,
-    with_1_1: bool = False,
 ) -> list[Script]:
-    """`orders` scripts; deadlines meant to fire during the run are due in
-    [now + lead, now + lead + spread]."""
+    """`orders` scripts of every flow (1.1 and 1.2 included); deadlines meant to fire
+    during the run are due in [now + lead, now + lead + spread]."""
     rng = random.Random(seed)
-    flows = dict(FLOWS, **(FLOWS_1_1 if with_1_1 else {}))
+    flows = FLOWS
     names = sorted(flows)
     weights = [flows[name][1] for name in names]
     scripts = []

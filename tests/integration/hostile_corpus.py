@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.wire_messages import (
+from tests.support.messages import (
     BUYER_ACTION,
     CARRIER_EVENT,
     ORDER_EVENT,

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from tests.integration.test_deadlines import SWEEP, UNPAID_AFTER
-from tests.integration.wire_messages import new_id, placed
+from tests.support.messages import new_id, placed
 from tests.support.processes import wait_until
 from worker.adapters.redis_store import RedisStore
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 BURST = 800
 """Deadlines of the burst: several batch tasks (at most 100 members each), and enough

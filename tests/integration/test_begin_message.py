@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
-from tests.integration.wire_messages import new_id
+from tests.support.messages import new_id
 from worker.adapters import keys
 from worker.adapters.redis_store import RedisStore
 from worker.rules.state import OrderState

@@ -1,5 +1,5 @@
 """The typed SDK end to end: build, validate, send; events read back with the consumer
-helper, de-duplicated by id (issue 12)."""
+helper, de-duplicated by id."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from schemas.events import OrderCancelledData
 from schemas.inbound import CancelRequested, OrderPaid, OrderPlaced
-from tests.integration.wire_messages import new_id
+from tests.support.messages import new_id
 from worker.adapters import topology
 from worker.contract.client import EventConsumer, Producer, build, build_type
 

@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.integration.wire_messages import ORDER_EVENT, new_id, placed
 from tests.support.cluster import START_TIMEOUT, Cluster, cluster_mode
+from tests.support.messages import ORDER_EVENT, new_id, placed
 from tests.support.processes import wait_until
 from tests.support.state import wait_applied
 from worker.adapters.redis_store import RedisStore
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 SWEEP = {"AFTERSALES_SWEEP_INTERVAL": "PT0.5S"}
 ORDERS = 60

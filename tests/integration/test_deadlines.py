@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from tests.integration.wire_messages import (
+from tests.support.messages import (
     BUYER_ACTION,
     ORDER_EVENT,
     SELLER_ACTION,
@@ -23,7 +23,7 @@ from tests.integration.wire_messages import (
 from tests.support.state import paid_order
 from tests.support.wire import EventListener, WireClient
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq]
 
 SWEEP = {"AFTERSALES_SWEEP_INTERVAL": "PT0.5S"}
 UNPAID_AFTER = timedelta(hours=48)
@@ -56,6 +56,7 @@ def wait_armed(redis_client, order: str, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.cluster
 def test_a_deadline_fires_once_at_its_time(start_worker, start_beat, wire_client, event_listener):
     start_worker(env=SWEEP)
     start_beat(env=SWEEP)
@@ -74,6 +75,7 @@ def test_a_deadline_fires_once_at_its_time(start_worker, start_beat, wire_client
     assert len(event_listener.of_type("order.cancelled")) == 1
 
 
+@pytest.mark.cluster
 def test_kill_9_of_the_worker_holding_the_eta_task_still_fires_once(
     start_worker, start_beat, wire_client, event_listener, redis_client
 ):
@@ -164,6 +166,7 @@ def test_a_seller_answer_before_the_deadline_means_nothing_fires(
     event_listener.assert_none("order.cancelled", within=0.1)
 
 
+@pytest.mark.cluster
 def test_a_deadline_does_not_overtake_an_earlier_answer_still_in_the_inbound_queue(
     start_worker, start_beat, wire_client, event_listener, redis_client
 ):

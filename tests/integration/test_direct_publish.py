@@ -14,7 +14,7 @@ import pytest
 import redis
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 
-from tests.integration.wire_messages import BUYER_ACTION, ORDER_EVENT, ago, message, new_id, placed
+from tests.support.messages import BUYER_ACTION, ORDER_EVENT, ago, message, new_id, placed
 from worker.adapters.direct_publish import DirectEvents
 from worker.adapters.redis_store import RedisStore
 from worker.rules.state import OrderState

@@ -1,5 +1,5 @@
 """Event time all the way (docs/design.md), end to end through a real worker: both arrival
-orders of the same facts give the same outcomes (issue 8, items 2 and 11).
+orders of the same facts give the same outcomes.
 
 A test that sends two facts in a given arrival order waits until the first is committed
 (`wait_applied`) before it sends the second, so the order is the one it names.
@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.integration.wire_messages import (
+from tests.support.messages import (
     BUYER_ACTION,
     ORDER_EVENT,
     SELLER_ACTION,
@@ -117,7 +117,14 @@ def return_request(order: str, request_id: str, at: datetime, sku: str) -> dict:
     )
 
 
-@pytest.mark.parametrize("held", ["nothing", "until-its-request", "until-its-hold-ends"])
+@pytest.mark.parametrize(
+    "held",
+    [
+        pytest.param("nothing", marks=pytest.mark.cluster),
+        "until-its-request",
+        "until-its-hold-ends",
+    ],
+)
 def test_a_late_answer_never_overtakes_a_deadline_held_back_for_another_request(
     start_worker, start_beat, wire_client, event_listener, redis_client, held
 ):
@@ -173,6 +180,7 @@ def test_a_late_answer_never_overtakes_a_deadline_held_back_for_another_request(
     event_listener.assert_none("return.rejected", within=0.5)
 
 
+@pytest.mark.cluster
 def test_an_answer_that_happened_before_a_fired_deadline_is_refused_as_already_published(
     start_worker, start_beat, wire_client, event_listener, redis_client
 ):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.wire_messages import new_id
+from tests.support.messages import new_id
 from tests.unit.test_examples import STATE_1_0, load_example
 from worker.adapters import keys
 from worker.adapters.redis_store import RedisStore

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.integration.wire_messages import ORDER_EVENT, ago, message, new_id, placed
+from tests.support.messages import ORDER_EVENT, ago, message, new_id, placed
 from tests.support.processes import wait_until
 from tests.support.wire import task_headers
 from worker.adapters.redis_store import RedisStore

@@ -8,8 +8,8 @@ import urllib.request
 
 import pytest
 
-from tests.integration.wire_messages import BUYER_ACTION, ORDER_EVENT, ago, message, new_id, placed
 from tests.support.fixtures import _base_env
+from tests.support.messages import BUYER_ACTION, ORDER_EVENT, ago, message, new_id, placed
 from tests.support.processes import spawn
 from worker.cli.embedded_redis import free_port
 

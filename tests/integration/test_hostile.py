@@ -19,7 +19,7 @@ import redis
 from kombu import Connection, Exchange, Queue
 
 from tests.integration.hostile_corpus import Case, generated, hand_made
-from tests.integration.wire_messages import ORDER_EVENT, ago, message, new_id, placed
+from tests.support.messages import ORDER_EVENT, ago, message, new_id, placed
 from tests.support.processes import (
     START_TIMEOUT,
     WORKER_QUEUES,

@@ -20,7 +20,8 @@ import pytest
 import zxingcpp
 from redis import Redis
 
-from tests.integration.wire_messages import (
+from tests.labels.decoding import decode_png, pdf_barcodes, pdf_text, uri_path
+from tests.support.messages import (
     BUYER_ACTION,
     ORDER_EVENT,
     SELLER_ACTION,
@@ -28,7 +29,6 @@ from tests.integration.wire_messages import (
     new_id,
     placed,
 )
-from tests.labels.decoding import decode_png, pdf_barcodes, pdf_text, uri_path
 from tests.support.processes import wait_until
 from tests.support.wire import EventListener, WireClient, protocol2_body, task_headers
 

@@ -1,4 +1,4 @@
-"""examples/node: a Node.js producer (celery-node) reaches the worker (issue 12).
+"""examples/node: a Node.js producer (celery-node) reaches the worker.
 
 Runs when `node` and `npm` are on PATH (installing the example's locked dependencies
 first); skipped, saying why, when they are not.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.wire_messages import new_id
+from tests.support.messages import new_id
 
 pytestmark = pytest.mark.integration
 

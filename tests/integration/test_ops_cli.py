@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from tests.integration.wire_messages import ORDER_EVENT, ago, message, new_id, placed
+from tests.support.messages import ORDER_EVENT, ago, message, new_id, placed
 from worker.cli.main import main
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.integration.wire_messages import (
+from tests.support.messages import (
     BUYER_ACTION,
     ORDER_EVENT,
     PLATFORM_ACTION,
@@ -47,6 +47,7 @@ def return_request(order: str, at: datetime, **fields) -> dict:
     return message("buyer.return_requested", order, at, **body)
 
 
+@pytest.mark.cluster
 def test_a_late_cancellation_goes_to_the_seller_who_accepts_it(
     start_worker, wire_client, event_listener, redis_client
 ):
@@ -157,6 +158,7 @@ def test_a_refund_only_request_approved_by_the_seller_refunds_at_once(
     }
 
 
+@pytest.mark.cluster
 def test_a_rejected_request_can_be_appealed_and_arbitration_refunds_it(
     start_worker, wire_client, event_listener
 ):

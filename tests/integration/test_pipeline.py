@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.integration.wire_messages import (
+from tests.support.messages import (
     BUYER_ACTION,
     ORDER_EVENT,
     SELLER_ACTION,
@@ -25,6 +25,8 @@ from tests.support.wire import protocol2_body, task_headers
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.rabbitmq
+@pytest.mark.cluster
 def test_buyer_cancel_after_payment_in_free_window_refunds_in_full(
     start_worker, wire_client, event_listener, redis_client
 ):
@@ -104,6 +106,8 @@ def test_seller_cancel_before_ready_to_ship_counts_against_the_shop(
     event_listener.wait_for("refund.initiated")
 
 
+@pytest.mark.rabbitmq
+@pytest.mark.cluster
 def test_the_same_message_sent_three_times_is_applied_once(
     start_worker, wire_client, event_listener
 ):
@@ -119,6 +123,7 @@ def test_the_same_message_sent_three_times_is_applied_once(
     assert len(event_listener.of_type("order.cancelled")) == 1
 
 
+@pytest.mark.rabbitmq
 @pytest.mark.parametrize(
     ("task", "body", "expected"),
     [
@@ -186,6 +191,7 @@ def test_invalid_message_is_dead_lettered_and_the_worker_goes_on(
     event_listener.wait_for("order.cancelled")
 
 
+@pytest.mark.rabbitmq
 def test_bad_json_is_dead_lettered_with_its_original_body(
     start_worker, wire_client, event_listener
 ):
@@ -196,6 +202,7 @@ def test_bad_json_is_dead_lettered_with_its_original_body(
     assert letter["original"]["text"] == '[[{"message_id": '
 
 
+@pytest.mark.rabbitmq
 def test_pickle_is_refused_and_never_executed(start_worker, wire_client, event_listener, tmp_path):
     start_worker()
     marker = tmp_path / "pwned"
@@ -221,6 +228,7 @@ def test_extra_positional_arguments_are_dead_lettered(start_worker, wire_client,
     assert "exactly one positional argument" in letter["error"]
 
 
+@pytest.mark.rabbitmq
 def test_unknown_task_name_is_dead_lettered(start_worker, wire_client, event_listener):
     start_worker()
     wire_client.send("aftersales.nonsense", {"message_id": "m"})
@@ -229,6 +237,8 @@ def test_unknown_task_name_is_dead_lettered(start_worker, wire_client, event_lis
     assert json.loads(letter["original"]["text"])[0] == [{"message_id": "m"}]
 
 
+@pytest.mark.rabbitmq
+@pytest.mark.cluster
 def test_messages_of_one_order_racing_through_two_workers_lose_no_update(
     start_worker, wire_client, event_listener, redis_client
 ):

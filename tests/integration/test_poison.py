@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.wire_messages import (
+from tests.support.messages import (
     BUYER_ACTION,
     ORDER_EVENT,
     ago,
@@ -38,17 +38,30 @@ def _cancel(**fields: Any) -> bytes:
     return protocol2_body(body)
 
 
-POISON = {
-    "empty-body": (b"", "undecodable"),
-    "json-object-body": (json.dumps({"args": 1}).encode(), "invalid_task_message"),
-    "list-of-ints-body": (b"[1, 2, 3]", "invalid_task_message"),
-    "reason-nested-900-deep": (_cancel(reason=_nested(900)), "too_deep"),
-    "year-9999-minus-offset": (_cancel(occurred_at="9999-12-31T23:59:59-23:59"), "invalid_message"),
-    "year-1-plus-offset": (_cancel(occurred_at="0001-01-01T00:00:00+01:00"), "invalid_message"),
-}
+POISON = [
+    pytest.param(b"", "undecodable", id="empty-body", marks=pytest.mark.rabbitmq),
+    pytest.param(json.dumps({"args": 1}).encode(), "invalid_task_message", id="json-object-body"),
+    pytest.param(b"[1, 2, 3]", "invalid_task_message", id="list-of-ints-body"),
+    pytest.param(
+        _cancel(reason=_nested(900)),
+        "too_deep",
+        id="reason-nested-900-deep",
+        marks=pytest.mark.rabbitmq,
+    ),
+    pytest.param(
+        _cancel(occurred_at="9999-12-31T23:59:59-23:59"),
+        "invalid_message",
+        id="year-9999-minus-offset",
+    ),
+    pytest.param(
+        _cancel(occurred_at="0001-01-01T00:00:00+01:00"),
+        "invalid_message",
+        id="year-1-plus-offset",
+    ),
+]
 
 
-@pytest.mark.parametrize(("body", "reason"), POISON.values(), ids=POISON.keys())
+@pytest.mark.parametrize(("body", "reason"), POISON)
 def test_poison_message_is_dead_lettered_and_the_worker_goes_on(
     start_worker, wire_client, event_listener, broker_url, body, reason
 ):
@@ -132,6 +145,7 @@ def test_envelope_fields_of_the_wrong_type_are_dead_lettered_and_the_worker_goes
     assert "Unrecoverable error" not in worker.log_text()
 
 
+@pytest.mark.rabbitmq
 def test_a_compressed_body_is_refused_before_it_is_decompressed(
     start_worker, wire_client, event_listener, broker_url
 ):
@@ -155,8 +169,12 @@ def test_a_compressed_body_is_refused_before_it_is_decompressed(
 
 @pytest.mark.parametrize(
     ("header", "value"),
-    [("expires", "2000-01-01T00:00:00+00:00"), ("eta", "2999-01-01T00:00:00+00:00")],
-    ids=["expires", "eta"],
+    [
+        pytest.param(
+            "expires", "2000-01-01T00:00:00+00:00", id="expires", marks=pytest.mark.rabbitmq
+        ),
+        pytest.param("eta", "2999-01-01T00:00:00+00:00", id="eta"),
+    ],
 )
 def test_an_inbound_fact_is_applied_when_it_arrives_whatever_its_timing_header(
     start_worker, wire_client, event_listener, header, value

@@ -1,4 +1,4 @@
-"""`aftersales publish` as a subprocess against a real Redis and worker (issue 12)."""
+"""`aftersales publish` as a subprocess against a real Redis and worker."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_readable_views import AFTERSALES, aftersales, cli_env
-from tests.integration.wire_messages import ago, message, new_id, placed
+from tests.support.messages import ago, message, new_id, placed
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""An idle worker and beat print nothing per tick; real tasks keep their lines (issue 12)."""
+"""An idle worker and beat print nothing per tick; real tasks keep their lines."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 from celery import Celery
 
-from tests.integration.wire_messages import BUYER_ACTION, ORDER_EVENT, ago, message, new_id, placed
+from tests.support.messages import BUYER_ACTION, ORDER_EVENT, ago, message, new_id, placed
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.integration

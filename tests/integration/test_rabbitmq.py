@@ -10,10 +10,10 @@ import pytest
 from amqp.exceptions import PreconditionFailed
 from kombu import Connection
 
-from tests.integration.wire_messages import BUYER_ACTION, ORDER_EVENT, ago, message, new_id, placed
+from tests.support.messages import BUYER_ACTION, ORDER_EVENT, ago, message, new_id, placed
 from tests.support.processes import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq]
+pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq_only, pytest.mark.rabbitmq]
 
 INBOUND = "aftersales.inbound"
 BURST = 60

@@ -1,5 +1,5 @@
 """`aftersales order` and `aftersales dead-letters` read as tables by default, JSON with
-`--json`; run as subprocesses against a real Redis and worker (issue 12)."""
+`--json`; run as subprocesses against a real Redis and worker."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.integration.wire_messages import (
+from tests.support.messages import (
     BUYER_ACTION,
     ORDER_EVENT,
     ago,

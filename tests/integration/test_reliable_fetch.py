@@ -23,7 +23,7 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Producer, Queue
 
-from tests.integration.wire_messages import ORDER_EVENT, ago, new_id, placed
+from tests.support.messages import ORDER_EVENT, ago, new_id, placed
 from tests.support.processes import wait_until
 from worker.cli.embedded_redis import child_dies_with_parent
 

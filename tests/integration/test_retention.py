@@ -1,13 +1,14 @@
 """Retention with a real worker (docs/rules.md, retention): a closed order's keys get a
-TTL in its commit and are gone after it; a late message for it is dead-lettered
-`order_expired`, never a new order; an order that reopens keeps its keys again."""
+TTL in its commit and are gone after it, its tombstone stays longer; a late message for
+it is dead-lettered `order_expired`, never a new order; an order that reopens keeps its
+keys again (and has no tombstone); an order never seen is new however old (1.2)."""
 
 from __future__ import annotations
 
 import pytest
 import redis
 
-from tests.integration.wire_messages import (
+from tests.support.messages import (
     BUYER_ACTION,
     ORDER_EVENT,
     ago,
@@ -18,7 +19,7 @@ from tests.integration.wire_messages import (
 from tests.support.processes import wait_until
 from worker.adapters import keys
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 RETENTION = "PT4S"
 """Short enough to see keys go within the test, long enough that a loaded machine still
@@ -49,7 +50,7 @@ def _ttls(client: redis.Redis, order: str) -> list[int]:
 def test_a_closed_order_expires_and_a_late_message_for_it_is_dead_lettered(
     start_worker, wire_client, event_listener, redis_client
 ):
-    start_worker(env={"AFTERSALES_RETENTION": RETENTION})
+    start_worker(env={"AFTERSALES_RETENTION": RETENTION, "AFTERSALES_TOMBSTONE_RETENTION": "PT1H"})
     closing, reopening = new_id("o"), new_id("o")
     first = placed(closing, ago(seconds=0))
     wire_client.send(ORDER_EVENT, first)
@@ -64,6 +65,8 @@ def test_a_closed_order_expires_and_a_late_message_for_it_is_dead_lettered(
 
     ttls = _ttls(redis_client, closing)
     assert all(0 < ttl <= 4000 for ttl in ttls), ttls  # every key, in the closing commit
+    tombstone = _space(redis_client).expired(closing)
+    assert 3_600_000 < redis_client.pttl(tombstone) <= 3_604_000  # keys' TTL + 1 h
     wait_until(
         lambda: not any(redis_client.exists(key) for key in _order_keys(redis_client, closing)),
         30.0,
@@ -90,8 +93,34 @@ def test_a_closed_order_expires_and_a_late_message_for_it_is_dead_lettered(
     wire_client.send(BUYER_ACTION, request)
     event_listener.wait_for(lambda e: e["type"] == "return.requested" and e["subject"] == reopening)
     assert _ttls(redis_client, reopening) == [-1, -1, -1, -1]
+    assert not redis_client.exists(_space(redis_client).expired(reopening))
     others = [d for d in event_listener.letters if d["reason"] != "order_expired"]
     assert others == []
+
+
+def test_an_order_never_seen_is_a_new_order_however_old_its_messages(
+    start_worker, wire_client, event_listener, redis_client
+):
+    """The issue's UK order: placed 61 days ago, delivered 20 days ago, its messages
+    arriving now (cross-border, or a marketplace onboarding its open orders): answered."""
+    start_worker()
+    order = new_id("o")
+    facts = [
+        placed(order, ago(days=61), marketplace="UK", currency="GBP"),
+        message("order.paid", order, ago(days=61, hours=-1)),
+        message("order.shipped", order, ago(days=59), tracking_number="T-9"),
+        message("order.delivered", order, ago(days=20)),
+    ]
+    for fact in facts:
+        wire_client.send(ORDER_EVENT, fact)
+    request = message(
+        "buyer.return_requested", order, ago(hours=1),
+        request_id="r-1", kind="refund_only", reason="damaged",
+    )  # fmt: skip
+    wire_client.send(BUYER_ACTION, request)
+    (requested,) = event_listener.wait_for("return.requested")
+    assert requested["subject"] == order
+    assert event_listener.letters == []
 
 
 def test_digests_claimed_by_begin_expire_with_the_order_and_whole_old_digests_still_match(

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.wire_messages import ORDER_EVENT, ago, new_id, placed
 from tests.support.fixtures import _base_env
+from tests.support.messages import ORDER_EVENT, ago, new_id, placed
 from tests.support.processes import CeleryProcess, spawn, unique_node, wait_until, worker_args
 from tests.support.secure_redis import SecureRedis, new_password, start_secure_redis
 from tests.support.wire import EventListener, WireClient

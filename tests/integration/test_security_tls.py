@@ -13,8 +13,8 @@ import pytest
 import redis
 from kombu import Connection
 
-from tests.integration.wire_messages import ORDER_EVENT, ago, new_id, placed
 from tests.support.fixtures import _base_env
+from tests.support.messages import ORDER_EVENT, ago, new_id, placed
 from tests.support.secure_redis import SecureRedis, make_tls_files, start_secure_redis
 from tests.support.wire import EventListener, WireClient
 

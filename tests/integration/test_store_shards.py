@@ -11,7 +11,7 @@ from worker.adapters.redis_store import RedisStore
 from worker.rules.state import Deadline, OrderState
 from worker.service_layer.ports import Commit
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 ORDERS = [f"o-shard-{n}" for n in range(12)]

@@ -11,7 +11,7 @@ from worker.adapters import keys
 from worker.adapters.redis_store import RedisStore
 from worker.adapters.store_base import epoch
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 GRACE, CAP, MAX_HOLDING = 2.0, 60.0, 300.0
@@ -81,7 +81,7 @@ def test_an_unheld_or_too_long_held_deadline_is_sent_again(store):
 
 
 def test_firing_forgets_the_holder_and_the_resend_count(store):
-    from tests.factories import order_placed
+    from tests.support.factories import order_placed
     from worker.rules.state import OrderState
     from worker.service_layer.ports import Commit
 

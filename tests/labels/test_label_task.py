@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 
 from tasks.labels import spec_for
-from tests import factories as f
-from tests.factories import T0, days, hours
-from tests.unit.harness import Timeline
+from tests.support import factories as f
+from tests.support.factories import T0, days, hours
+from tests.support.timeline import Timeline
 from worker.settings import Settings, SettingsError
 
 APPROVED_AT = T0 + days(3) + hours(2)

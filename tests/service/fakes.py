@@ -20,12 +20,18 @@ class FakeStore:
     lateness: list[float] = field(default_factory=list)
     commits: list[Commit] = field(default_factory=list)
     interfere: list[OrderState] = field(default_factory=list)  # commits "another process" makes
+    tombstones: set[str] = field(default_factory=set)  # closed orders (expired, once gone)
 
     def load(self, order_id: str) -> Loaded:
         if order_id not in self.states:
-            return Loaded(None, 0)
+            return Loaded(None, 0, order_id in self.tombstones)
         state, version = self.states[order_id]
         return Loaded(state, version)
+
+    def expire(self, order_id: str) -> None:
+        """The order's keys expire (its tombstone stays, if it closed)."""
+        self.states.pop(order_id, None)
+        self.seen = {(oid, m) for oid, m in self.seen if oid != order_id}
 
     def is_seen(self, order_id: str, message_id: str) -> bool:
         return (order_id, message_id) in self.seen
@@ -50,6 +56,10 @@ class FakeStore:
         if current != commit.expected_version:
             return CommitResult("conflict", current)
         self.states[oid] = (commit.state, current + 1)
+        if commit.tombstone_in is None:
+            self.tombstones.discard(oid)
+        else:
+            self.tombstones.add(oid)
         if commit.message_id:
             self.seen.add((oid, commit.message_id))
         for deadline in commit.schedule:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.factories import T0, order_placed
 from tests.service.fakes import FakePublisher, FakeStore
 from tests.service.test_service import make_service
+from tests.support.factories import T0, order_placed
 from worker.service_layer.service import Firing
 
 

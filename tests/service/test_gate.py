@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.factories import T0
+from tests.support.factories import T0
 from worker.rules.state import Deadline
 from worker.service_layer.backlog import BARRIER, INFLIGHT, Gate
 

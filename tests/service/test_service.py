@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from schemas.policy import build_policy
-from tests.factories import (
+from tests.service.fakes import Clock, FakePublisher, FakeStore
+from tests.support.factories import (
     T0,
     cancel_requested,
     days,
@@ -17,7 +18,6 @@ from tests.factories import (
     return_requested,
     shipped,
 )
-from tests.service.fakes import Clock, FakePublisher, FakeStore
 from worker import rules
 from worker.service_layer.service import Service
 
@@ -139,17 +139,27 @@ def test_a_parked_message_that_times_out_is_dead_lettered_and_forgotten():
     assert not store.is_seen("o-never-placed", early.message_id)  # a replay may apply it
 
 
-def test_a_late_message_for_an_order_without_state_is_expired_and_writes_nothing():
+def test_a_message_for_an_expired_order_is_refused_and_writes_nothing():
+    """1.2: refused only with the order's tombstone (it closed and its keys expired); an
+    order never seen before is new however old its order.placed."""
     store = FakeStore()
     retention = timedelta(days=60)
-    service = make_service(now=T0 + retention, store=store)
+    service = make_service(now=T0 + days(400), store=store)
     service.retention = retention
 
-    late = service.handle_message(order_placed(at=T0))  # exactly the retention ago
-    assert late.status == "expired" and store.commits == [] and store.states == {}
+    old = service.handle_message(order_placed("o-never-seen", at=T0))  # 400 days old
+    assert old.status == "applied" and len(store.commits) == 1
 
-    fresh = service.handle_message(order_placed(at=T0 + timedelta(seconds=1)))
-    assert fresh.status == "applied" and len(store.commits) == 1
+    closed = "o-closed"
+    service.handle_message(order_placed(closed, at=T0 + days(399)))
+    service.handle_message(cancel_requested(closed, T0 + days(399)))  # unpaid: at once
+    assert store.commits[-1].expire_in == retention
+    assert store.commits[-1].tombstone_in == retention + service.tombstone
+    store.expire(closed)
+    commits = len(store.commits)
+    late = service.handle_message(order_placed(closed, at=T0 + days(399)))
+    assert late.status == "expired" and len(store.commits) == commits
+    assert closed not in store.states
 
 
 def test_the_commit_that_closes_an_order_gives_its_keys_a_ttl_and_a_new_request_clears_it():

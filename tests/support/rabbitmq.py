@@ -116,12 +116,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "redis_broker(reason): reads kombu's Redis lists; skipped with --broker=rabbitmq"
     )
-    config.addinivalue_line("markers", "rabbitmq: runs only with --broker=rabbitmq")
+    config.addinivalue_line("markers", "rabbitmq_only: skipped without --broker=rabbitmq")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if not selected(item.config):
-        if item.get_closest_marker("rabbitmq") is not None:
+        if item.get_closest_marker("rabbitmq_only") is not None:
             pytest.skip("RabbitMQ test: run with --broker=rabbitmq")
         return
     marker = item.get_closest_marker("redis_broker")

@@ -33,7 +33,7 @@ def paid_order(
     **placed_fields: Any,
 ) -> str:
     """A new order, placed and paid, both known to the worker before this returns."""
-    from tests.integration.wire_messages import ORDER_EVENT, message, new_id, placed
+    from tests.support.messages import ORDER_EVENT, message, new_id, placed
 
     order = new_id("o")
     wire_client.send(ORDER_EVENT, placed(order, placed_at, **placed_fields))

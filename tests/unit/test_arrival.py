@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from schemas.inbound import ANY_MESSAGE
-from tests import factories as f
-from tests.factories import T0, days, hours
-from tests.unit.harness import Timeline
+from tests.support import factories as f
+from tests.support.factories import T0, days, hours
+from tests.support.timeline import Timeline
 from worker.rules import REJECTION_CODES, decide, new_state
 from worker.rules.codes import RejectionCode
 from worker.rules.state import Deadline, DeadlineFired

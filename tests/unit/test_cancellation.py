@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 
 from schemas.policy import PolicyError, build_policy
-from tests import factories as f
-from tests.factories import T0, hours
-from tests.unit.harness import Timeline
+from tests.support import factories as f
+from tests.support.factories import T0, hours
+from tests.support.timeline import Timeline
 
 SECOND = timedelta(seconds=1)
 

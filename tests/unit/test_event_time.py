@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests import factories as f
-from tests.factories import T0, days, hours
-from tests.unit.harness import Timeline
+from tests.support import factories as f
+from tests.support.factories import T0, days, hours
+from tests.support.timeline import Timeline
 
 NOW = T0 + days(5)  # processing time: only the holds use it
 MIN = hours(1 / 60)

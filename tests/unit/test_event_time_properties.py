@@ -1,4 +1,4 @@
-"""Properties of event time (issue 8, items 2 and 11).
+"""Properties of event time.
 
 Every generated history arrives within the hold time (one processing instant), in every
 order hypothesis picks; then time runs until every timer has fired. The outcomes must be
@@ -15,9 +15,9 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests import factories as f
-from tests.factories import T0, days, hours
-from tests.unit.harness import Timeline
+from tests.support import factories as f
+from tests.support.factories import T0, days, hours
+from tests.support.timeline import Timeline
 
 NOW = T0 + days(5)  # every message arrives at this processing instant, within its hold
 FAR = T0 + days(400)  # long after every timer of the order

@@ -1,4 +1,4 @@
-"""Item 2 of issue 8: a message that happened after a deadline held back by a held message
+"""A message that happened after a deadline held back by a held message
 waits behind that deadline, so holding one message never changes another's outcome.
 """
 
@@ -8,9 +8,9 @@ from datetime import datetime
 
 import pytest
 
-from tests import factories as f
-from tests.factories import T0, days, hours
-from tests.unit.harness import Timeline
+from tests.support import factories as f
+from tests.support.factories import T0, days, hours
+from tests.support.timeline import Timeline
 from tests.unit.test_event_time import MIN, NOW, requested_return
 from worker.rules.state import DeadlineFired
 

@@ -9,9 +9,9 @@ import pytest
 
 from schemas.inbound import ReturnReason
 from schemas.policy import build_policy
-from tests import factories as f
-from tests.factories import T0, days, hours
-from tests.unit.harness import Timeline
+from tests.support import factories as f
+from tests.support.factories import T0, days, hours
+from tests.support.timeline import Timeline
 from worker.rules.money import round_money
 
 DELIVERED = T0 + days(3)

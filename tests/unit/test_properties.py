@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from schemas.events import EVENT_DATA
 from schemas.policy import build_policy
-from tests import factories as f
-from tests.factories import T0
+from tests.support import factories as f
+from tests.support.factories import T0
 from worker.rules import decide, new_state
 from worker.rules.state import DeadlineFired, Decision, EventOut, LabelGenerated, OrderState
 

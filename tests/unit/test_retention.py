@@ -1,5 +1,6 @@
-"""Retention (worker/rules/retention.py): when an order's keys start to expire, and which
-late message can only belong to an expired order. Edges at exactly the retention."""
+"""Retention (worker/rules/retention.py): when an order's keys start to expire, how long
+its tombstone outlives them, and which message is for an order known to have expired
+(1.2: only one whose tombstone is there; never an order not seen before, however old)."""
 
 from __future__ import annotations
 
@@ -7,35 +8,49 @@ from datetime import timedelta
 
 import pytest
 
-from tests import factories as f
-from tests.factories import T0, days, hours
-from tests.unit.harness import Timeline
+from tests.support import factories as f
+from tests.support.factories import T0, days, hours
+from tests.support.timeline import Timeline
 from worker.rules import new_state
-from worker.rules.retention import expires_in, is_expired, retention_start
+from worker.rules.retention import expires_in, is_expired, retention_start, tombstone_in
 
 RETENTION = timedelta(days=60)
+TOMBSTONE = timedelta(days=180)
 SECOND = timedelta(seconds=1)
 
 
 @pytest.mark.parametrize(
-    ("age", "expired"),
-    [(RETENTION - SECOND, False), (RETENTION, True), (RETENTION + SECOND, True)],
-    ids=["one second younger", "exactly the retention", "one second older"],
+    ("tombstone", "expired"),
+    [(False, False), (True, True)],
+    ids=["never seen: a new order", "closed and expired: refused"],
 )
-def test_a_message_for_an_order_without_state_expires_at_exactly_the_retention(
-    age: timedelta, expired: bool
+def test_a_message_for_an_order_without_state_is_expired_only_with_its_tombstone(
+    tombstone: bool, expired: bool
 ) -> None:
-    now = T0 + days(100)
-    assert is_expired(None, now - age, now, RETENTION) is expired
+    assert is_expired(None, tombstone) is expired
     # An order that is only held messages (no order facts yet) is no order either.
-    assert is_expired(new_state("o-1"), now - age, now, RETENTION) is expired
+    assert is_expired(new_state("o-1"), tombstone) is expired
+
+
+def test_the_issues_uk_order_placed_61_days_ago_is_a_new_order() -> None:
+    """Placed 61 days ago, delivered 20 days ago, its messages arriving now: the worker
+    never saw it, so it is a new order, and its return inside the 30 days is answered."""
+    now = T0 + days(61)
+    oid = "o-onboarded"
+    assert not is_expired(None, tombstone=False)
+    timeline = Timeline(oid)
+    timeline.send(f.order_placed(oid, T0), now=now)
+    timeline.send(f.paid(oid, T0 + hours(1)), now=now)
+    timeline.send(f.shipped(oid, T0 + days(2)), now=now)
+    timeline.send(f.delivered(oid, now - days(20)), now=now)
+    timeline.send(f.return_requested(oid, now - days(1), method="self_arrange"), now=now)
+    assert timeline.types()[-1] == "return.requested" and timeline.dead_letters == []
 
 
 def test_a_message_for_a_known_order_is_never_expired_however_old() -> None:
     timeline = Timeline("o-known")
     timeline.send(f.order_placed("o-known", T0))
-    now = T0 + days(400)
-    assert not is_expired(timeline.state, T0, now, RETENTION)
+    assert not is_expired(timeline.state, tombstone=True)
 
 
 def test_an_order_with_a_pending_deadline_or_open_request_is_kept() -> None:
@@ -43,6 +58,7 @@ def test_an_order_with_a_pending_deadline_or_open_request_is_kept() -> None:
     timeline.send(f.order_placed("o-open", T0))  # unpaid expiry pending
     assert retention_start(timeline.state, T0) is None
     assert expires_in(timeline.state, T0, RETENTION) is None
+    assert tombstone_in(timeline.state, T0, RETENTION, TOMBSTONE) is None  # open: none
 
 
 def test_a_cancelled_order_expires_retention_after_its_last_activity() -> None:
@@ -53,6 +69,8 @@ def test_a_cancelled_order_expires_retention_after_its_last_activity() -> None:
     now = T0 + hours(2)
     assert retention_start(timeline.state, now) == now
     assert expires_in(timeline.state, now, RETENTION) == RETENTION
+    # The tombstone outlives the keys by its own retention, to the second.
+    assert tombstone_in(timeline.state, now, RETENTION, TOMBSTONE) == RETENTION + TOMBSTONE
     # An order.placed a little ahead of the clock: retention starts at its event time.
     assert retention_start(timeline.state, T0 - hours(1)) == T0
 
@@ -70,11 +88,10 @@ def test_a_delivered_order_is_kept_until_its_return_window_ends_then_retention()
     now = T0 + days(4)
     assert retention_start(state, now) == window_end
     assert expires_in(state, now, RETENTION) == window_end - now + RETENTION
-    # When the keys are gone, the order's order.placed (and any return request made in
-    # the window) is at least the retention old: refused, never a new order.
-    gone = now + (window_end - now + RETENTION)
-    assert is_expired(None, T0, gone, RETENTION)
-    assert is_expired(None, window_end, gone, RETENTION)
+    # When the keys are gone, the tombstone is still there: refused, never a new order.
+    keys_for = expires_in(state, now, RETENTION)
+    assert tombstone_in(state, now, RETENTION, TOMBSTONE) == keys_for + TOMBSTONE  # type: ignore[operator]
+    assert is_expired(None, tombstone=True)
 
 
 def test_an_appealed_return_keeps_the_order_though_no_deadline_waits() -> None:
@@ -101,3 +118,10 @@ def test_the_setting_is_an_iso_8601_duration(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("AFTERSALES_RETENTION", "60 days")
     with pytest.raises(SettingsError, match="AFTERSALES_RETENTION"):
         Settings.from_env()
+    monkeypatch.delenv("AFTERSALES_RETENTION")
+    assert Settings.from_env().tombstone_retention == days(180)
+    monkeypatch.setenv("AFTERSALES_TOMBSTONE_RETENTION", "P1Y")
+    with pytest.raises(SettingsError, match="AFTERSALES_TOMBSTONE_RETENTION"):
+        Settings.from_env()
+    monkeypatch.setenv("AFTERSALES_TOMBSTONE_RETENTION", "P400D")
+    assert Settings.from_env().tombstone_retention == days(400)

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests import factories as f
-from tests.factories import T0, days, hours
-from tests.unit.harness import Timeline
-from tests.unit.orders_v11 import ask
+from tests.support import factories as f
+from tests.support.factories import T0, days, hours
+from tests.support.orders import ask
+from tests.support.timeline import Timeline
 
 SECOND = timedelta(seconds=1)
 SHIPPED = T0 + hours(5)

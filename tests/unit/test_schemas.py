@@ -112,6 +112,19 @@ VALID: dict[str, Spec] = {
         {},
     ),
     "seller.return_received": Spec(ib.SellerReturnReceived, {"request_id": "r-1"}, {}),
+    # 1.2
+    "seller.replacement_shipped": Spec(
+        ib.ReplacementShipped,
+        {"request_id": "r-1", "tracking_number": "RS-1"},
+        {"carrier": "DHL"},
+    ),
+    "seller.offer_made": Spec(
+        ib.OfferMade,
+        {"request_id": "r-1", "offer": "reshipment"},
+        {"offer": "partial_refund", "amount": "5.00"},
+    ),
+    "buyer.offer_accepted": Spec(ib.OfferAccepted, {"request_id": "r-1"}, {}),
+    "buyer.offer_declined": Spec(ib.OfferDeclined, {"request_id": "r-1"}, {}),
     # aftersales.carrier_event
     "carrier.return_dropped_off": Spec(
         ib.ReturnDroppedOff,
@@ -145,6 +158,8 @@ CONTRACT_TASKS: dict[str, set[str]] = {
         "buyer.return_tracking_submitted",
         "buyer.label_email_requested",
         "buyer.appeal_submitted",
+        "buyer.offer_accepted",
+        "buyer.offer_declined",
     },
     "aftersales.seller_action": {
         "seller.cancel_accepted",
@@ -153,6 +168,8 @@ CONTRACT_TASKS: dict[str, set[str]] = {
         "seller.return_approved",
         "seller.return_rejected",
         "seller.return_received",
+        "seller.replacement_shipped",
+        "seller.offer_made",
     },
     "aftersales.carrier_event": {"carrier.return_dropped_off"},
     "aftersales.platform_action": {"platform.arbitration_decided", "platform.order_cancelled"},
@@ -225,7 +242,7 @@ def case(type_: str, path: tuple[str | int, ...], value: Any, form: str = "full"
 def test_tasks_and_types_are_the_contracts() -> None:
     assert {task: set(types) for task, types in TYPES_BY_TASK.items()} == CONTRACT_TASKS
     assert set(TASK_MESSAGES) == set(CONTRACT_TASKS)
-    assert set(VALID) == set(TASK_OF) and len(VALID) == 19
+    assert set(VALID) == set(TASK_OF) and len(VALID) == 23
 
 
 @pytest.mark.parametrize("type_", TYPES)
@@ -325,7 +342,13 @@ def test_rfc3339_spellings_are_accepted(text: str) -> None:
 ENUMS: dict[tuple[str, str], set[str]] = {
     ("order.placed", "payment_method"): {"prepaid", "cod"},
     ("order.placed", "pricing"): {"regular", "subsidized"},
-    ("buyer.return_requested", "kind"): {"refund_only", "return_and_refund"},
+    ("buyer.return_requested", "kind"): {
+        "refund_only",
+        "return_and_refund",
+        "reshipment",
+        "exchange",
+    },
+    ("seller.offer_made", "offer"): {"partial_refund", "reshipment", "exchange"},
     ("buyer.return_requested", "method"): {"drop_off", "self_arrange"},
     ("buyer.return_requested", "reason"): {
         "damaged",
@@ -352,8 +375,10 @@ ENUMS: dict[tuple[str, str], set[str]] = {
 )
 def test_every_contract_enum_value_is_accepted(type_: str, name: str, value: str) -> None:
     body = changed(valid_body(type_, "full"), (name,), value)
-    if value == "refund_only":  # the one value that forbids another field
+    if name == "kind" and value in ("refund_only", "reshipment"):  # they forbid a method
         body = changed(body, ("method",), DROP)
+    if name == "offer" and value != "partial_refund":  # only a partial refund has an amount
+        body = changed(body, ("amount",), DROP)
     assert getattr(accepted(type_, body), name) == value
 
 
@@ -443,7 +468,8 @@ BAD_QUANTITIES = [0, -1, "2", 2.5, True, None]
 BAD_ENUM_VALUES = {
     "payment_method": ["card", "PREPAID", ""],
     "pricing": ["discounted"],
-    "kind": ["exchange"],
+    "kind": ["replacement", "EXCHANGE"],
+    "offer": ["refund", "full_refund"],
     "method": ["courier", "DROP_OFF"],
     "reason": ["other", "Damaged"],
     "outcome": ["partial", "REFUND"],
@@ -726,6 +752,20 @@ EVENTS: dict[str, dict[str, Any]] = {
         "code": "drop_off_ineligible",
         "detail": "parcel weighs 20 kg",
     },
+    "replacement.shipped": {
+        "request_id": "r-1",
+        "kind": "reshipment",
+        "carrier": "DHL",
+        "tracking_number": "RS-1",
+    },
+    "offer.made": {
+        "request_id": "r-1",
+        "offer": "partial_refund",
+        "amount": {"amount": "5.00", "currency": "GBP"},
+        "respond_by": LATER,
+    },
+    "offer.declined": {"request_id": "r-1", "respond_by": LATER},
+    "offer.lapsed": {"request_id": "r-1", "deadline": LATER, "respond_by": LATER},
 }
 EVENT_VARIANTS = [
     *[pytest.param(t, data, id=t) for t, data in EVENTS.items()],
@@ -748,6 +788,7 @@ EVENT_VARIANTS = [
 MONEY_IN = {
     "order.cancelled": [("refund", "amount")],
     "return.label_generated": [("cost", "amount")],
+    "offer.made": [("amount", "amount")],
     "refund.initiated": [
         ("amount",),
         ("breakdown", "items"),
@@ -762,6 +803,9 @@ TIMES_IN = {
     "return.requested": "respond_by",
     "return.auto_approved": "deadline",
     "return.label_generated": "valid_until",
+    "offer.made": "respond_by",
+    "offer.declined": "respond_by",
+    "offer.lapsed": "deadline",
 }
 
 
@@ -772,7 +816,7 @@ def _at(data: dict[str, Any], path: tuple[str, ...]) -> Any:
 
 
 def test_every_event_type_of_the_contract_has_a_sample() -> None:
-    assert set(EVENT_DATA) == set(EVENTS) and len(EVENTS) == 14
+    assert set(EVENT_DATA) == set(EVENTS) and len(EVENTS) == 18
     for type_, data in EVENTS.items():
         assert set(EVENT_DATA[type_].model_fields) == set(data), type_
 

@@ -10,10 +10,10 @@ from unittest import mock
 from hypothesis import HealthCheck, given, settings
 
 from schemas.policy import MarketplacePolicy
-from tests import factories
-from tests.factories import T0
+from tests.support import factories
+from tests.support.factories import T0
+from tests.support.timeline import Timeline
 from tests.unit import test_properties as props
-from tests.unit.harness import Timeline
 from worker.adapters import state_codec as codec
 from worker.rules.state import Decision, OrderState, ReturnRequest
 

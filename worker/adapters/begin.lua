@@ -1,9 +1,11 @@
 -- An inbound message before its decision, in one round trip (RedisStore.begin_message).
--- KEYS: 1 message digests hash, 2 seen set, 3 state hash, 4 inflight hash
+-- KEYS: 1 message digests hash, 2 seen set, 3 state hash, 4 inflight hash,
+--       5 expired-order tombstone (1.2; optional)
 -- ARGV: 1 message id, 2 body digest or "" (no claim), 3 inflight task id or "",
 --       4 TTL in ms of the digests of an order without state
 -- Answers {"reused"} (the id came first with another body), {"duplicate"} (already
--- applied: its in-flight entry is ended here, nothing else will), or {"new", state, version}.
+-- applied: its in-flight entry is ended here, nothing else will), or {"new", state, version,
+-- tombstone}: tombstone 1 when the order has no state and its tombstone is there.
 if ARGV[2] ~= "" then
   local stored = redis.call("HGET", KEYS[1], ARGV[1])
   if stored then
@@ -26,4 +28,6 @@ if redis.call("SISMEMBER", KEYS[2], ARGV[1]) == 1 then
   return {"duplicate", false, false}
 end
 local found = redis.call("HMGET", KEYS[3], "state", "version")
-return {"new", found[1], found[2]}
+local tombstone = 0
+if not found[1] and KEYS[5] then tombstone = redis.call("EXISTS", KEYS[5]) end
+return {"new", found[1], found[2], tombstone}

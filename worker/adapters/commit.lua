@@ -1,7 +1,7 @@
 -- One atomic commit of an order: state + message id seen + deadlines + outbox + timeline.
 -- KEYS: 1 state hash, 2 seen set, 3 schedule zset, 4 armed zset, 5 outbox pending zset,
 --       6 outbox entries hash, 7 inflight hash, 8 timeline list, 9 holders hash,
---       10 resends hash, 11 lateness list, 12 digests hash
+--       10 resends hash, 11 lateness list, 12 digests hash, 13 expired-order tombstone
 -- ARGV: 1 expected version, 2 state JSON, 3 message id or "", 4 inflight task id or "",
 --       5 now (epoch seconds), 6 timeline cap, 7 firing lateness in ms or "",
 --       then counted groups:
@@ -11,9 +11,10 @@
 --       n, line * n              timeline lines
 --       n, message id * n        message ids to forget (dead-lettered: a replay may apply them)
 --       then the order's TTL in ms, or "" while it is open (retention, worker/rules/retention.py)
+--       then the tombstone's TTL in ms (longer), or "" (none: while open, or not written)
 -- Events published by the commit itself (adapters/direct_publish.py), when there are any:
--- KEYS[13] the events exchange's binding set, KEYS[14..] one queue list per message; ARGV
--- ends (after the TTL) with the messages (one per queue list), the binding members they
+-- KEYS[14] the events exchange's binding set, KEYS[15..] one queue list per message; ARGV
+-- ends (after the TTLs) with the messages (one per queue list), the binding members they
 -- were routed by, and the count of those members. Bindings changed since: nothing
 -- written, "rebind".
 local message_id = ARGV[3]
@@ -26,12 +27,12 @@ local current = tonumber(redis.call("HGET", KEYS[1], "version") or "0")
 if current ~= tonumber(ARGV[1]) then
   return {"conflict", current}
 end
-local direct = #KEYS > 12
+local direct = #KEYS > 13
 if direct then
   local m = tonumber(ARGV[#ARGV])
-  if redis.call("SCARD", KEYS[13]) ~= m then return {"rebind", current} end
+  if redis.call("SCARD", KEYS[14]) ~= m then return {"rebind", current} end
   for j = #ARGV - m, #ARGV - 1 do
-    if redis.call("SISMEMBER", KEYS[13], ARGV[j]) == 0 then return {"rebind", current} end
+    if redis.call("SISMEMBER", KEYS[14], ARGV[j]) == 0 then return {"rebind", current} end
   end
 end
 local version = current + 1
@@ -88,10 +89,18 @@ for _, key in ipairs({KEYS[1], KEYS[2], KEYS[7], KEYS[8], KEYS[12]}) do
     redis.call("PEXPIRE", key, ttl)
   end
 end
+-- 1.2: a closed order's tombstone outlives its keys, so a late message finds the order
+-- known to have expired; an open order has none.
+local tombstone = ARGV[i + 1]
+if ttl == "" then
+  redis.call("DEL", KEYS[13])
+elseif tombstone ~= "" then
+  redis.call("SET", KEYS[13], "1", "PX", tombstone)
+end
 if direct then
-  local first = #ARGV - tonumber(ARGV[#ARGV]) - (#KEYS - 13)
-  for j = 14, #KEYS do
-    redis.call("LPUSH", KEYS[j], ARGV[first + j - 14])
+  local first = #ARGV - tonumber(ARGV[#ARGV]) - (#KEYS - 14)
+  for j = 15, #KEYS do
+    redis.call("LPUSH", KEYS[j], ARGV[first + j - 15])
   end
 end
 return {"ok", version}

@@ -43,6 +43,13 @@ def timeline(order_id: str) -> str:
     return f"{PREFIX}:timeline:{{{order_id}}}"
 
 
+def expired(order_id: str) -> str:
+    """String "1" (1.2): a closed order whose keys expire; it outlives them by
+    `AFTERSALES_TOMBSTONE_RETENTION`, so a late message for the order is known to be for
+    an expired one (worker/rules/retention.py, docs/operations.md#retention)."""
+    return f"{PREFIX}:expired:{{{order_id}}}"
+
+
 SCHEDULE = f"{PREFIX}:deadlines"
 """Sorted set: member deadline_member(order, id), score due epoch. Deadlines not yet armed."""
 
@@ -168,6 +175,10 @@ class Keyspace:
 
     def timeline(self, order_id: str) -> str:
         return self._order("timeline", order_id)
+
+    def expired(self, order_id: str) -> str:
+        """1.2: the tombstone of a closed order, outliving its keys (retention.py)."""
+        return self._order("expired", order_id)
 
     def schedule(self, shard: int) -> str:
         return self._sharded(SCHEDULE, shard)

@@ -65,6 +65,8 @@ class OrderStore(StoreBase):
 
     def load(self, order_id: str) -> Loaded:
         raw, version = self.client.hmget(self.keys.order_state(order_id), ["state", "version"])
+        if raw is None:  # no state: is it an order known to have expired? (rare: 2nd trip)
+            return Loaded(None, 0, bool(self.client.exists(self.keys.expired(order_id))))
         return self._loaded(raw, version)
 
     def load_for_firing(self, order_id: str, queue_keys: list[str]) -> tuple[Loaded, Backlog]:
@@ -113,17 +115,22 @@ class OrderStore(StoreBase):
 
         The digests expire with the order's state, or after `retain` when the order has no
         state (a message refused before any commit)."""
-        status, raw, version = self._begin(
+        status, raw, version, *tombstone = self._begin(
             keys=[
                 self.keys.message_digests(order_id),
                 self.keys.seen_messages(order_id),
                 self.keys.order_state(order_id),
                 self.keys.inflight(order_id),
+                self.keys.expired(order_id),
             ],
             args=[message_id, digest[: self.digest_chars], task_id, ms(retain)],
         )
         begun = cast(BegunStatus, text(status))
-        return Begun(begun, self._loaded(raw, version) if begun == "new" else None)
+        if begun != "new":
+            return Begun(begun)
+        if raw is None:  # 1.2: the tombstone says whether the order closed and expired
+            return Begun(begun, Loaded(None, 0, bool(tombstone and int(tombstone[0]))))
+        return Begun(begun, self._loaded(raw, version))
 
     def commit(self, commit: Commit, now: datetime) -> CommitResult:
         events = [entry["event"] for _, entry in commit.outbox if entry["kind"] == "event"]
@@ -174,6 +181,7 @@ class OrderStore(StoreBase):
         args.append(len(commit.forget))
         args += list(commit.forget)
         args.append("" if commit.expire_in is None else ms(commit.expire_in))
+        args.append("" if commit.tombstone_in is None else ms(commit.tombstone_in))
         space, shard = self.keys, self.keys.shard_of(oid)
         self._outbox.remember([entry_id for entry_id, _ in commit.outbox], shard)
         status, version = self._commit(
@@ -190,6 +198,7 @@ class OrderStore(StoreBase):
                 space.resends(shard),
                 space.lateness(shard),
                 space.message_digests(oid),
+                space.expired(oid),
                 *extra_keys,
             ],
             args=args + extra_args,

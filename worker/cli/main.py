@@ -78,7 +78,8 @@ def run(concurrency: int, redis_port: int | None, loglevel: str) -> None:
 )
 def demo(own_worker: bool, timeout: float) -> None:
     """Play a scripted story and print each event as it comes: an instant cancel, an
-    ignored cancel request, a UK return over a bank holiday, a drop-off label, a refund.
+    ignored cancel request, a UK return over a bank holiday, a drop-off label, a refund,
+    a seller's offer that lapses.
 
     Event times lie in the past, so 48-hour timers fire within seconds. Uses the running
     worker (AFTERSALES_REDIS_URL or var/redis.url) when one answers, else starts its own.

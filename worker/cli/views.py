@@ -21,7 +21,9 @@ from schemas.types import parse_timestamp
 ERROR_WIDTH = 160
 """Characters of a dead letter's error shown in the table; `--json` has all of it."""
 
-OPEN_RETURN_STATUSES = frozenset({"requested", "approved", "rejected", "appealed"})
+OPEN_RETURN_STATUSES = frozenset(
+    {"requested", "approved", "rejected", "appealed", "offered", "replacing"}  # 1.2: +2
+)
 """Return requests still waiting for someone (see worker/rules/state.py)."""
 
 
@@ -99,7 +101,10 @@ def open_requests(state: Mapping[str, Any]) -> list[dict[str, Any]]:
                 {
                     "request": f"return {request_id} ({request.get('kind')})",
                     "status": request["status"],
-                    "respond_by": request.get("respond_by"),
+                    # 1.2: an offer waits for the buyer, by the offer's own respond_by.
+                    "respond_by": (request.get("offer") or {}).get("respond_by")
+                    if request["status"] == "offered"
+                    else request.get("respond_by"),
                 }
             )
     return rows

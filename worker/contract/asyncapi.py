@@ -17,7 +17,7 @@ from schemas.events import EVENT_DATA, CloudEvent
 from worker.adapters import topology
 from worker.contract.client import message_models, task_for_type
 
-CONTRACT_VERSION = "1.1.0"
+CONTRACT_VERSION = "1.2.0"
 """Version of the wire contract the document describes (README: "Sending a message")."""
 
 REF = "#/components/schemas/{model}"

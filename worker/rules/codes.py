@@ -35,12 +35,19 @@ RejectionCode = Literal[
     "no_label",
     "resubmission_adds_items",
     "already_delivered",
+    "kind_not_allowed",
+    "offer_open",
+    "offer_already_made",
+    "offer_not_allowed",
+    "offer_too_high",
+    "not_a_replacement",
+    "already_replaced",
 ]
 
 REJECTION_CODES: dict[RejectionCode, str] = {
     "order_already_placed": "a second order.placed for an order already placed",
     "already_paid": "order.paid for an order whose payment is already recorded",
-    "order_cancelled": "the order is cancelled (ready-to-ship, shipment, delivery, "
+    "order_cancelled": "the order is cancelled (ready-to-ship, shipment, prepaid delivery, "
     "cancellation or return of a cancelled order)",
     "already_shipped": "the buyer asked to cancel an order that has shipped",
     "outcome_already_published": "the message happened before an outcome that was already "
@@ -65,7 +72,7 @@ REJECTION_CODES: dict[RejectionCode, str] = {
     "unknown weight or size (rule 9)",
     "already_refunded": "items that have already been refunded",
     "items_in_open_request": "items that are already in another open return request",
-    "resubmission_used": "a new request for items rejected twice: only an appeal remains",
+    "resubmission_used": "a new request for units rejected twice: only an appeal remains",
     "appeal_pending": "a new request for items whose rejection is under appeal",
     "return_refused": "a new request for items whose return was finally refused "
     "(rejected_final or arbitration_rejected)",
@@ -73,10 +80,21 @@ REJECTION_CODES: dict[RejectionCode, str] = {
     "or refund_only request",
     "already_shipped_back": "tracking or a drop-off scan already recorded for the request",
     "no_label": "a label e-mail for a request that has no drop-off label",
-    "resubmission_adds_items": "a resubmission after the return window asks for units its "
-    "rejected request did not (it may ask for those units or fewer)",
+    "resubmission_adds_items": "a request after the return window asks for units not "
+    "rejected once (after the window only units rejected once may be asked again)",
     "already_delivered": "platform.order_cancelled for a delivered order (arbitration covers "
     "delivered orders)",
+    "kind_not_allowed": "a reshipment or exchange request for a reason that is not the "
+    "seller's fault (the seller pays every shipment of those kinds)",
+    "offer_open": "a seller's approval or rejection while the seller's offer on the request "
+    "waits for the buyer's answer",
+    "offer_already_made": "a second seller.offer_made for a request (one offer per request)",
+    "offer_not_allowed": "an offer of the request's own kind (approve it instead), or an "
+    "exchange offer for a request whose units do not go back (no method)",
+    "offer_too_high": "a partial refund of more than the request would refund",
+    "not_a_replacement": "seller.replacement_shipped for a request that is neither a "
+    "reshipment nor an exchange",
+    "already_replaced": "a new request for units already replaced (replacement.shipped)",
 }
 """Every `action.rejected` code with its one-line meaning (shown in docs/rules.md)."""
 

@@ -11,12 +11,16 @@ from schemas.inbound import (
     CancelRequested,
     InboundMessage,
     LabelEmailRequested,
+    OfferAccepted,
+    OfferDeclined,
+    OfferMade,
     OrderDelivered,
     OrderPaid,
     OrderPlaced,
     OrderReadyToShip,
     OrderShipped,
     PlatformOrderCancelled,
+    ReplacementShipped,
     ReturnDroppedOff,
     ReturnRequested,
     ReturnTrackingSubmitted,
@@ -32,6 +36,7 @@ from worker.rules import (
     cancellation,
     eventtime,
     fulfilment,
+    offers,
     orders,
     parking,
     platform,
@@ -164,6 +169,12 @@ def _handle(state: OrderState, msg: InboundMessage, policies: PolicySet) -> Step
             return fulfilment.label_email(state, msg)
         case PlatformOrderCancelled():
             return platform.order_cancelled(state, msg)
+        case OfferMade():
+            return offers.offer_made(state, msg)
+        case OfferAccepted() | OfferDeclined():
+            return offers.offer_answered(state, msg)
+        case ReplacementShipped():
+            return offers.replacement_shipped(state, msg)
     raise AssertionError(f"no rule for {msg.type}")  # pragma: no cover - union is exhaustive
 
 

@@ -43,7 +43,13 @@ DecideOne = Callable[[OrderState, InboundMessage, datetime], Decision]
 # Refusals that only mean "the order has moved on": when what moved it happened after the
 # refused message, the refusal is the exception of event time, not the rule's verdict.
 _MOVED_ON: frozenset[str] = frozenset(
-    {"request_not_open", "no_cancel_request", "already_shipped", "already_ready_to_ship"}
+    {
+        "request_not_open",
+        "no_cancel_request",
+        "already_shipped",
+        "already_ready_to_ship",
+        "offer_open",  # 1.2: a seller's answer that happened before its published offer
+    }
 )
 SUPERSEDED: RejectionCode = "outcome_already_published"
 

@@ -16,6 +16,8 @@ from schemas.inbound import (
     ReturnTrackingSubmitted,
     SellerReturnReceived,
 )
+from schemas.policy import MarketplacePolicy
+from worker.rules.calendar import add_business_hours
 from worker.rules.cancellation import refund_event
 from worker.rules.money import Cash, refund_for
 from worker.rules.state import DeadlineKind, Label, LabelGenerated, OrderState, ReturnRequest
@@ -27,6 +29,7 @@ CloseReason = Literal[
     "rejected_final",
     "arbitration_rejected",
     "order_cancelled",
+    "offer_accepted",
 ]
 
 
@@ -36,6 +39,8 @@ _REQUEST_TIMERS: tuple[DeadlineKind, ...] = (
     "tracking",
     "label_validity",
     "receipt_confirm",
+    "replacement_ship",
+    "offer_response",
 )
 
 
@@ -50,13 +55,16 @@ def approve(
     at: datetime,
     cause: str,
 ) -> Step:
-    """Approval's effects: refund_only refunds at once, a return waits for its parcel."""
+    """Approval's effects: refund_only refunds at once, a reshipment waits for the
+    replacement (1.2), a return or exchange waits for its parcel."""
     step = step.stop_timers(*request_timers(request_id))
     step = step.change_return(request_id, status="approved", approved_at=at, approved_by=by)
     request = step.state.returns[request_id]
     policy = terms(step.state)
     if request.kind == "refund_only":
         return refund(step, request_id, at, cause)
+    if request.kind == "reshipment":
+        return await_replacement(step, request_id, at)
     if request.method == "drop_off":
         step = step.label_job(request_id)
         return step.start_timer("label_validity", request_id, policy.end(policy.label_validity, at))
@@ -77,6 +85,31 @@ def refund(step: Step, request_id: str, at: datetime, cause: str) -> Step:
     return refund_event(step, request_id, money, at, cause)
 
 
+def await_replacement(step: Step, request_id: str, at: datetime) -> Step:
+    """1.2: the seller has `replacement_ship_window` from `at` (a reshipment's approval,
+    an exchange's receipt) to send the replacement; else the units are refunded."""
+    step = step.stop_timers(*request_timers(request_id))
+    step = step.change_return(request_id, status="replacing")
+    return step.start_timer("replacement_ship", request_id, replacement_due(terms(step.state), at))
+
+
+def replacement_due(policy: MarketplacePolicy, at: datetime) -> datetime:
+    """Counted like the seller's answer window: in business time where the marketplace
+    counts that window in business time (UK), else as given."""
+    window = policy.replacement_ship_window
+    if policy.return_response_calendar == "business":
+        return add_business_hours(at, window.nominal, policy.timezone, policy.holidays)
+    return policy.end(window, at)
+
+
+def parcel_received(step: Step, request_id: str, at: datetime, cause: str) -> Step:
+    """Rule 12: the parcel is in (or taken to be): a return refunds, an exchange waits for
+    its replacement (1.2)."""
+    if step.state.returns[request_id].kind == "exchange":
+        return await_replacement(step, request_id, at)
+    return refund(step, request_id, at, cause)
+
+
 def close(step: Step, request_id: str, reason: CloseReason, at: datetime, cause: str) -> Step:
     """A request's other terminal outcome: return.closed with its reason."""
     step = step.stop_timers(*request_timers(request_id))
@@ -93,7 +126,7 @@ def _approved(
     request = state.returns.get(msg.request_id)
     if request is None:
         return Park(f"buyer.return_requested {msg.request_id}")
-    if request.status in ("requested", "rejected", "appealed"):
+    if request.status in ("requested", "rejected", "appealed", "offered"):
         return Park(f"the approval of return request {msg.request_id}")
     if request.status != "approved":
         detail = f"the request is {request.closed_reason or request.status}"
@@ -127,7 +160,9 @@ def received(state: OrderState, msg: SellerReturnReceived) -> Step | Park:
     request = _approved(state, msg)
     if not isinstance(request, ReturnRequest):
         return request
-    return refund(Step(state), request.request_id, msg.occurred_at, msg.message_id)
+    if request.kind == "reshipment":
+        return reject(state, msg, "wrong_method", "nothing goes back for a reshipment")
+    return parcel_received(Step(state), request.request_id, msg.occurred_at, msg.message_id)
 
 
 def label_email(state: OrderState, msg: LabelEmailRequested) -> Step | Park:

@@ -171,14 +171,21 @@ def _add(quantities: dict[str, int], selection: Iterable[ItemSelection]) -> dict
     return total
 
 
+def _settled(request: ReturnRequest) -> bool:
+    return request.status == "refunded" or (
+        request.status == "closed" and request.closed_reason == "offer_accepted"
+    )
+
+
 def _refunded_quantities(
     requests: Iterable[ReturnRequest], current: ReturnRequest | None
 ) -> dict[str, int]:
-    """Units refunded by requests other than `current`."""
+    """Units refunded by requests other than `current` (1.2: and units settled by an
+    accepted partial refund: they are never refunded again)."""
     done = [
         r
         for r in requests
-        if r.status == "refunded" and (current is None or r.request_id != current.request_id)
+        if _settled(r) and (current is None or r.request_id != current.request_id)
     ]
     quantities: dict[str, int] = {}
     for request in done:

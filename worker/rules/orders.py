@@ -1,8 +1,10 @@
 """Order facts: placed, paid, ready to ship, shipped, delivered.
 
 A fact that arrives after the order has moved on is answered consistently (docs/rules.md):
-a payment for a cancelled order is refunded in full, ready-to-ship or shipping
-of a cancelled order is refused with `order_cancelled` so the shipment can be stopped.
+a payment for a cancelled order is refunded in full (1.2: the delivery of a cancelled
+cash-on-delivery order too, the courier having collected the cash), ready-to-ship or
+shipping of a cancelled order is refused with `order_cancelled` so the shipment can be
+stopped.
 """
 
 from __future__ import annotations
@@ -115,6 +117,8 @@ def shipped(state: OrderState, msg: OrderShipped) -> Step | Park:
 
 
 def delivered(state: OrderState, msg: OrderDelivered) -> Step | Park:
+    if state.cancellation is not None and facts(state).payment_method == "cod":
+        return _cod_delivered_cancelled(state, msg)
     if state.cancellation is not None:
         return reject(state, msg, "order_cancelled", "the order is cancelled")
     if state.shipped_at is None:
@@ -126,3 +130,21 @@ def delivered(state: OrderState, msg: OrderDelivered) -> Step | Park:
         # 1.1: the courier collects the money on delivery: this is the payment.
         step = step.update(paid_at=msg.occurred_at)
     return step
+
+
+def _cod_delivered_cancelled(state: OrderState, msg: OrderDelivered) -> Step:
+    """1.2: a cancelled cash-on-delivery parcel delivered anyway: the courier collected the
+    cash, a payment for a cancelled order, so everything collected (items and shipping
+    fee) goes back, as for a prepaid payment after a cancellation. A second delivery
+    collected nothing more."""
+    cancellation = state.cancellation
+    assert cancellation is not None
+    if state.paid_at is not None:
+        return unchanged(state)
+    refund = full_refund(facts(state))
+    step = Step(state).update(
+        paid_at=msg.occurred_at,
+        delivered_at=msg.occurred_at,
+        cancellation=cancellation.model_copy(update={"refund": refund.amount}),
+    )
+    return refund_event(step, None, refund, msg.occurred_at, msg.message_id)

@@ -13,7 +13,7 @@ from worker.rules.fulfilment import close
 from worker.rules.state import OrderState
 from worker.rules.step import Step, reject
 
-_OPEN = ("requested", "approved", "rejected", "appealed")
+_OPEN = ("requested", "approved", "rejected", "appealed", "offered", "replacing")
 
 
 def order_cancelled(state: OrderState, msg: PlatformOrderCancelled) -> Step:

@@ -1,8 +1,10 @@
-"""Retention: when an order's keys may start to expire, and which late message can only
-belong to an order that expired (docs/rules.md, retention).
+"""Retention: when an order's keys may start to expire, how long the tombstone of an
+expired order outlives them, and which message is for an order known to have expired
+(docs/rules.md, retention).
 
-Pure functions of the state, the message's event time, `now` and the retention, like the
-hold of a parked message: the service passes `AFTERSALES_RETENTION` in.
+Pure functions of the state, `now`, the retention and whether the order's tombstone is
+there, like the hold of a parked message: the service passes `AFTERSALES_RETENTION` and
+`AFTERSALES_TOMBSTONE_RETENTION` in.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ DEFAULT_RETENTION = timedelta(days=60)
 """How long a closed order is kept (`AFTERSALES_RETENTION`): twice the longest built-in
 return window (UK, 30 days), so a late message or a support look-up still finds it."""
 
-_OPEN_RETURN = frozenset({"requested", "approved", "rejected", "appealed"})
+DEFAULT_TOMBSTONE_RETENTION = timedelta(days=180)
+"""How long an expired order's tombstone outlives its keys (`AFTERSALES_TOMBSTONE_RETENTION`):
+180 days, so a message replayed or redelivered up to eight months after the order closed
+(a dead-letter replay, a producer's outbox, a marketplace re-sending its history) is
+refused `order_expired` rather than starting the order again. About 134 bytes an order
+(docs/operations.md#retention)."""
+
+_OPEN_RETURN = frozenset({"requested", "approved", "rejected", "appealed", "offered", "replacing"})
 """Return statuses still waiting for someone (an appeal has no deadline of its own)."""
 
 
@@ -46,17 +55,23 @@ def expires_in(state: OrderState, now: datetime, retention: timedelta) -> timede
     return start - now + retention
 
 
-def is_expired(
-    state: OrderState | None, occurred_at: datetime, now: datetime, retention: timedelta
-) -> bool:
-    """A message for an order without order facts (no state at all, or only held
-    messages) that happened at least `retention` ago: it is refused, never the start of a
-    new order. An expired order's `order.placed` (the only message that creates an order)
-    is always such a message, so an expired order is never placed, paid or refunded
-    again. A message that happened after the order closed finds no order, as any message
-    ahead of its `order.placed` does (held, then dead-lettered)."""
+def tombstone_in(
+    state: OrderState, now: datetime, retention: timedelta, tombstone: timedelta
+) -> timedelta | None:
+    """How long the order's tombstone lives after this commit (None: the order is open and
+    has none): until `tombstone` after its keys expire."""
+    keys = expires_in(state, now, retention)
+    return None if keys is None else keys + tombstone
+
+
+def is_expired(state: OrderState | None, tombstone: bool) -> bool:
+    """1.2: a message for an order known to have closed and expired: its keys are gone
+    (no state, or only held messages and no order facts) and its tombstone is there. It
+    is refused, never the start of a new order. An order never seen before (no tombstone)
+    is a new order, however old its messages' `occurred_at`: a marketplace onboarding its
+    open orders, or a cross-border parcel, sends facts of live orders months old."""
     unknown = state is None or state.order is None
-    return unknown and now - occurred_at >= retention
+    return unknown and tombstone
 
 
 def _open_request(state: OrderState) -> bool:

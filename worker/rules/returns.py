@@ -25,7 +25,7 @@ from worker.rules.fulfilment import approve, close, request_timers
 from worker.rules.money import ZERO, drop_off_cost, drop_off_problem, round_money, whole_order
 from worker.rules.state import Deadline, OrderFacts, OrderState, ReturnRequest
 from worker.rules.step import Park, Step, facts, reject, terms
-from worker.rules.units import MAX_ATTEMPTS, earlier_requests
+from worker.rules.units import Taken, earlier_requests, first_tries
 
 
 def respond_by(policy: MarketplacePolicy, at: datetime) -> datetime:
@@ -37,6 +37,7 @@ def respond_by(policy: MarketplacePolicy, at: datetime) -> datetime:
 
 
 BEFORE_DELIVERY = "before delivery only refund_only is possible"
+REPLACEMENT_KINDS = ("reshipment", "exchange")
 COD_BEFORE_DELIVERY = "a cash-on-delivery order is paid on delivery: nothing to refund before it"
 NOT_SHIPPED = "the order had not shipped when this was asked: cancel it instead"
 
@@ -44,6 +45,9 @@ NOT_SHIPPED = "the order had not shipped when this was asked: cancel it instead"
 def return_requested(state: OrderState, msg: ReturnRequested) -> Step | Park:
     if msg.request_id in state.returns:
         return reject(state, msg, "duplicate_request", "this request_id is already used")
+    if msg.kind in REPLACEMENT_KINDS and not msg.reason.seller_fault:
+        detail = f"{msg.kind} is for seller-fault reasons only (the seller pays every shipment)"
+        return reject(state, msg, "kind_not_allowed", detail)
     if _before_shipping(state, msg):
         return reject(state, msg, "not_shipped", NOT_SHIPPED)
     if state.cancellation is not None:
@@ -68,7 +72,7 @@ def return_requested(state: OrderState, msg: ReturnRequested) -> Step | Park:
     found = earlier_requests(state, selection, _late(state, msg))
     if isinstance(found, tuple):
         return reject(state, msg, found[0], found[1])
-    return _check_window(state, msg, selection, previous=found)
+    return _check_window(state, msg, selection, taken=found)
 
 
 def _late(state: OrderState, msg: ReturnRequested) -> bool:
@@ -106,18 +110,18 @@ def _check_window(
     state: OrderState,
     msg: ReturnRequested,
     selection: tuple[ItemSelection, ...],
-    previous: ReturnRequest | None,
+    taken: Taken,
 ) -> Step | Park:
     policy = terms(state)
     delivered_at = state.delivered_at
-    if msg.kind == "return_and_refund" and delivered_at is None:
+    if msg.kind != "refund_only" and delivered_at is None:
         # Most likely early rather than wrong: the app offers returns after delivery, so
         # wait for order.delivered; refuse only if it never comes.
         return Park("order.delivered", refuse=("not_delivered", BEFORE_DELIVERY))
-    if msg.kind == "return_and_refund" and delivered_at and msg.occurred_at < delivered_at:
+    if msg.kind != "refund_only" and delivered_at and msg.occurred_at < delivered_at:
         return reject(state, msg, "not_delivered", BEFORE_DELIVERY)
     # A resubmission has its own 48 h (rule 8), even when it runs past the return window.
-    if previous is None and _late(state, msg):
+    if not taken.by_request and _late(state, msg):
         return reject(state, msg, "outside_return_window", "the return window has passed")
     cost = ZERO
     if msg.method == "drop_off":
@@ -130,17 +134,18 @@ def _check_window(
         cost = round_money(
             drop_off_cost(policy.drop_off, order, selection, msg.parcel, limits), order.currency
         )
-    return _open(state, msg, selection, previous, cost)
+    return _open(state, msg, selection, taken, cost)
 
 
 def _open(
     state: OrderState,
     msg: ReturnRequested,
     selection: tuple[ItemSelection, ...],
-    previous: ReturnRequest | None,
+    taken: Taken,
     cost: Decimal,
 ) -> Step:
     due = respond_by(terms(state), msg.occurred_at)
+    again = taken.units
     request = ReturnRequest(
         request_id=msg.request_id,
         status="requested",
@@ -149,17 +154,19 @@ def _open(
         method=msg.method,
         items=selection,
         parcel=msg.parcel,
-        attempt=previous.attempt + 1 if previous else 1,
-        previous_request_id=previous.request_id if previous else None,
+        attempt=2 if again else 1,
+        previous_request_id=next(iter(taken.by_request), None),
+        second_tries=tuple(ItemSelection(sku=k, quantity=q) for k, q in sorted(again.items()))
+        if again
+        else None,
         requested_at=msg.occurred_at,
         respond_by=due,
         return_cost=cost,
         payer="seller" if msg.reason.seller_fault else "buyer",  # rule 11
     )
     step = Step(state)
-    if previous is not None:
-        step = step.stop_timers(*request_timers(previous.request_id))
-        step = step.change_return(previous.request_id, status="superseded")
+    for request_id, units in taken.by_request.items():
+        step = _take_over(step, request_id, units)
     step = step.put_return(request).start_timer("return_response", msg.request_id, due)
     data = ReturnRequestedData(
         request_id=msg.request_id,
@@ -171,12 +178,30 @@ def _open(
     return step.emit("return.requested", data, msg.occurred_at, msg.message_id)
 
 
+def _take_over(step: Step, request_id: str, units: dict[str, int]) -> Step:
+    """A rejected request gives units (rejected once) to the request that asks for them
+    again: with none left it is superseded, else it waits on with the rest (1.2)."""
+    rejected = step.state.returns[request_id]
+    rest = tuple(
+        ItemSelection(sku=s.sku, quantity=s.quantity - units.get(s.sku, 0))
+        for s in rejected.items
+        if s.quantity > units.get(s.sku, 0)
+    )
+    if not rest:
+        step = step.stop_timers(*request_timers(request_id))
+        return step.change_return(request_id, status="superseded")
+    return step.change_return(request_id, items=rest)
+
+
 def seller_answer(
     state: OrderState, msg: SellerReturnApproved | SellerReturnRejected
 ) -> Step | Park:
     request = state.returns.get(msg.request_id)
     if request is None:
         return Park(f"buyer.return_requested {msg.request_id}")
+    if request.status == "offered":
+        detail = f"the seller's offer on request {request.request_id} waits for the buyer"
+        return reject(state, msg, "offer_open", detail)
     if request.status != "requested":
         return reject(state, msg, "request_not_open", _status(request))
     at, cause = msg.occurred_at, msg.message_id
@@ -191,7 +216,7 @@ def seller_answer(
     rejected = ReturnRejectedData(
         request_id=msg.request_id,
         reason=msg.reason,
-        can_resubmit=request.attempt < MAX_ATTEMPTS,
+        can_resubmit=bool(first_tries(state, request)),
         can_appeal=True,
     )
     step = step.emit("return.rejected", rejected, at, cause)
@@ -203,7 +228,7 @@ def appeal(state: OrderState, msg: AppealSubmitted) -> Step | Park:
     request = state.returns.get(msg.request_id)
     if request is None:
         return Park(f"buyer.return_requested {msg.request_id}")
-    if request.status == "requested":
+    if request.status in ("requested", "offered"):
         return Park(f"the seller's answer to return request {msg.request_id}")
     if request.status != "rejected":
         return reject(state, msg, "request_not_open", _status(request))
@@ -215,7 +240,7 @@ def arbitration(state: OrderState, msg: ArbitrationDecided) -> Step | Park:
     request = state.returns.get(msg.request_id)
     if request is None:
         return Park(f"buyer.return_requested {msg.request_id}")
-    if request.status in ("requested", "rejected"):
+    if request.status in ("requested", "rejected", "offered"):
         return Park(f"buyer.appeal_submitted {msg.request_id}")
     if request.status != "appealed":
         return reject(state, msg, "request_not_open", _status(request))

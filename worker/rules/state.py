@@ -25,6 +25,8 @@ DeadlineKind = Literal[
     "tracking",  # rule 10: 5 days to submit self-arranged tracking
     "label_validity",  # rule 9: drop-off label valid for 14 days
     "receipt_confirm",  # rule 12: automatic refund 8 days after drop-off / tracking
+    "replacement_ship",  # 1.2: the seller's time to send a replacement, else a refund
+    "offer_response",  # 1.2: the buyer's time to answer the seller's offer
     "hold",  # out-of-order: a parked message dead-letters if its fact never comes
 ]
 
@@ -105,6 +107,16 @@ class Label(Value):
     pdf_uri: str
 
 
+class Offer(Value):
+    """1.2: the seller's one offer on a request, and the buyer's answer."""
+
+    kind: Literal["partial_refund", "reshipment", "exchange"]
+    amount: Decimal | None = None  # the partial refund
+    made_at: datetime
+    respond_by: datetime
+    status: Literal["open", "accepted", "declined", "lapsed"] = "open"
+
+
 class ReturnRequest(Value):
     request_id: str
     status: Literal[
@@ -115,14 +127,20 @@ class ReturnRequest(Value):
         "refunded",  # terminal
         "closed",  # terminal (return.closed with a reason)
         "superseded",  # terminal: a resubmission replaced it
+        "offered",  # 1.2: the seller made an offer; waiting for the buyer's answer
+        "replacing",  # 1.2: waiting for the seller to send the replacement
+        "replaced",  # 1.2, terminal: replacement.shipped
     ]
-    kind: Literal["refund_only", "return_and_refund"]
+    kind: Literal["refund_only", "return_and_refund", "reshipment", "exchange"]
     reason: ReturnReason
     method: Literal["drop_off", "self_arrange"] | None
     items: tuple[ItemSelection, ...]
     parcel: Parcel | None
-    attempt: int = 1  # 1 for the first request, 2 for the resubmission
-    previous_request_id: str | None = None
+    attempt: int = 1  # 1 for the first request, 2 when it asks for any unit again
+    previous_request_id: str | None = None  # the (first) rejected request it took units from
+    # 1.2, rejections per unit: its units asked for the second time (None: stored before
+    # 1.2, derived by worker/rules/units.py:second_tries).
+    second_tries: tuple[ItemSelection, ...] | None = None
     requested_at: datetime
     respond_by: datetime
     approved_at: datetime | None = None
@@ -135,6 +153,8 @@ class ReturnRequest(Value):
     postage: Decimal | None = None  # what the buyer paid to post a self-arranged return
     closed_reason: str | None = None
     refund: Decimal | None = None
+    offer: Offer | None = None  # 1.2
+    replacement_tracking: str | None = None  # 1.2: seller.replacement_shipped's
 
 
 class ParkedMessage(Value):

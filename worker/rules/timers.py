@@ -12,7 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from worker.rules.cancellation import auto_accept, expire_unpaid
-from worker.rules.fulfilment import close, refund
+from worker.rules.fulfilment import close, parcel_received, refund
+from worker.rules.offers import offer_lapsed
 from worker.rules.returns import auto_approve, close_rejected
 from worker.rules.state import Deadline, OrderState
 from worker.rules.step import Step, deadline_cause
@@ -24,6 +25,8 @@ _REQUEST_STATUS = {
     "tracking": "approved",
     "label_validity": "approved",
     "receipt_confirm": "approved",
+    "replacement_ship": "replacing",
+    "offer_response": "offered",
 }
 
 
@@ -89,7 +92,11 @@ def fire(step: Step, deadline: Deadline) -> Step:
         case "label_validity":
             return close(step, ref, "label_expired", at, cause)
         case "receipt_confirm":
+            return parcel_received(step, ref, at, cause)
+        case "replacement_ship":  # 1.2: no replacement in time: the units are refunded
             return refund(step, ref, at, cause)
+        case "offer_response":
+            return offer_lapsed(step, deadline, cause)
         case _:  # "hold" deadlines are handled by parking
             return step
 

@@ -15,7 +15,7 @@ from schemas.channels import LABEL_TASK
 from schemas.dead_letters import dead_letter_body
 from schemas.events import build_event
 from schemas.types import format_timestamp
-from worker.rules.retention import expires_in
+from worker.rules.retention import DEFAULT_TOMBSTONE_RETENTION, expires_in, tombstone_in
 from worker.rules.state import DeadlineFired, Decision, OrderState
 from worker.service_layer.ports import Commit
 
@@ -33,8 +33,10 @@ def commit_for(
     item: Any,
     now: datetime,
     retention: timedelta,
+    tombstone: timedelta = DEFAULT_TOMBSTONE_RETENTION,
 ) -> Commit:
-    """The commit of `decision`, made on `old` as loaded at `version`."""
+    """The commit of `decision`, made on `old` as loaded at `version`; `tombstone`: how
+    long a closed order's tombstone outlives its keys (1.2)."""
     new = decision.state
     order_id = new.order_id
     schedule = tuple(d for i, d in new.deadlines.items() if old.deadlines.get(i) != d)
@@ -64,6 +66,7 @@ def commit_for(
         timeline=timeline,
         forget=tuple(str(letter.message.get("message_id")) for letter in decision.dead_letters),
         expire_in=expires_in(new, now, retention),
+        tombstone_in=tombstone_in(new, now, retention, tombstone),
     )
 
 

@@ -19,6 +19,7 @@ from worker.rules.state import Deadline, OrderState
 class Loaded:
     state: OrderState | None
     version: int
+    expired: bool = False  # no state, and the order's tombstone says it closed and expired
 
 
 Backlog = tuple[int, dict[str, tuple[datetime, datetime]]]
@@ -64,6 +65,7 @@ class Commit:
     forget: tuple[str, ...] = ()  # message ids dead-lettered: no longer "seen"
     lateness_ms: float | None = None  # a deadline firing: how late it is (the metric)
     expire_in: timedelta | None = None  # closed order: its keys' TTL; None: they persist
+    tombstone_in: timedelta | None = None  # closed order: its tombstone's TTL (longer)
 
 
 class Store(Protocol):

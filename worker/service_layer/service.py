@@ -19,7 +19,7 @@ from schemas.types import format_timestamp
 from worker import rules
 from worker.logging import get_logger
 from worker.rules.parking import DEFAULT_HOLD
-from worker.rules.retention import DEFAULT_RETENTION, is_expired
+from worker.rules.retention import DEFAULT_RETENTION, DEFAULT_TOMBSTONE_RETENTION, is_expired
 from worker.rules.state import Deadline, DeadlineFired, Decision, LabelGenerated
 from worker.service_layer.commit import commit_for, no_change
 from worker.service_layer.outbox import Outbox
@@ -69,6 +69,7 @@ class Service:
     policy: PolicySet
     hold_for: timedelta = DEFAULT_HOLD
     retention: timedelta = DEFAULT_RETENTION
+    tombstone: timedelta = DEFAULT_TOMBSTONE_RETENTION
     clock: Callable[[], datetime] = utcnow
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
@@ -130,7 +131,9 @@ class Service:
             decision = rules.decide(loaded.state, fired, now, self.policy, self.hold_for)
             if no_change(loaded.state, decision):
                 continue
-            commit = commit_for(loaded.version, loaded.state, decision, fired, now, self.retention)
+            commit = commit_for(
+                loaded.version, loaded.state, decision, fired, now, self.retention, self.tombstone
+            )
             commit = replace(commit, lateness_ms=_lateness_ms(deadline, now))
             planned.append((len(outcomes) - 1, commit, decision, deadline))
         results = self.store.commit_many([commit for _, commit, _, _ in planned], now)
@@ -179,15 +182,17 @@ class Service:
         for attempt in range(MAX_ATTEMPTS):
             loaded = loaded or self.store.load(order_id)
             now = self.clock()
-            if message_id and is_expired(loaded.state, item.occurred_at, now, self.retention):
-                # Its order's keys expired (docs/rules.md, retention): the task dead-letters
-                # it, and nothing is written, so it can never start the order afresh.
-                return Outcome("expired", detail=format_timestamp(now - self.retention))
+            if message_id and is_expired(loaded.state, loaded.expired):
+                # Its order closed and its keys expired (docs/rules.md, retention): the task
+                # dead-letters it, and nothing is written, so it never starts the order afresh.
+                return Outcome("expired")
             state = loaded.state or rules.new_state(order_id)
             decision = rules.decide(state, item, now, self.policy, self.hold_for)
             if not message_id and no_change(state, decision):
                 return Outcome("stale")
-            commit = commit_for(loaded.version, state, decision, item, now, self.retention)
+            commit = commit_for(
+                loaded.version, state, decision, item, now, self.retention, self.tombstone
+            )
             commit = replace(
                 commit, message_id=message_id, inflight_task_id=task_id, lateness_ms=lateness_ms
             )

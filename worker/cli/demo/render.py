@@ -42,6 +42,17 @@ def describe(event: Event, zone: ZoneInfo) -> str:
         text = f"{asked}seller must answer by {_when(respond_by, zone) if respond_by else 'ship'}"
     elif kind in ("cancellation.auto_accepted", "return.auto_approved"):
         text = f"the seller did not answer by {_when(data['deadline'], zone)}"
+    elif kind == "offer.made":
+        offered = data["offer"].replace("_", " ")
+        if data["amount"]:
+            offered += f" of {_money(data['amount']['amount'], data['amount']['currency'])}"
+        respond_by = _when(data["respond_by"], zone)
+        text = f"{data['request_id']}: {offered}, buyer must answer by {respond_by}"
+    elif kind in ("offer.lapsed", "offer.declined"):
+        text = (
+            f"{data['request_id']}: back with the seller, who must answer by "
+            f"{_when(data['respond_by'], zone)}"
+        )
     elif kind == "refund.initiated":
         parts = data["breakdown"]
         text = (

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from schemas.inbound import (
     CancelRequested,
+    OfferMade,
     OrderDelivered,
     OrderPaid,
     OrderPlaced,
@@ -169,7 +170,8 @@ def day_off_to_ask_before(today: date, retention: timedelta) -> tuple[date, str]
 
 RETENTION_MARGIN_DAYS = 10
 """The scene's order is placed up to 9 days before its day off (Easter: four days off and
-five days of delivery): older than the retention, it would be refused `order_expired`."""
+five days of delivery). The day off is kept within the retention so that the scene's
+order expires like any other (an older one would be taken too: 1.2, a never-seen order)."""
 
 
 def business_day_before(day: date) -> date:
@@ -247,7 +249,39 @@ def _adds_up(refund: Event) -> bool:
     return bool(total == data["amount"] and parts["return_shipping_deduction"] > 0)
 
 
-SCENES = (instant_cancel, ignored_cancel_request, bank_holiday_return, drop_off_and_refund)
+def offer_lapses(story: Story) -> None:
+    story.console.rule("6. The seller offers a partial refund; the buyer never answers")
+    order, now = _new("offer"), datetime.now(UTC)
+    asked = now - timedelta(days=4)
+    story.send(_order(order, now - timedelta(days=8)),
+               build(OrderPaid, order_id=order, occurred_at=now - timedelta(days=8, hours=-1)),
+               build(OrderShipped, order_id=order, occurred_at=now - timedelta(days=7)),
+               build(OrderDelivered, order_id=order, occurred_at=now - timedelta(days=5)),
+               build(ReturnRequested, order_id=order, occurred_at=asked, request_id="r-1",
+                     kind="refund_only", reason="damaged"),
+               build(OfferMade, order_id=order, request_id="r-1", offer="partial_refund",
+                     amount="15.00", occurred_at=asked + timedelta(hours=6)))  # fmt: skip
+    # The offer stops the seller's 48 h; a day without an answer lapses it, and the
+    # seller's 48 h start again in full, then pass: the request is approved as asked.
+    got = story.expect(order, "offer.made", "offer.lapsed", "return.auto_approved",
+                       "refund.initiated")  # fmt: skip
+    if "offer.lapsed" in got and "return.auto_approved" in got:
+        lapsed = got["offer.lapsed"].data
+        approved = got["return.auto_approved"].data
+        story.check(
+            "the seller's answer window restarted in full when the offer lapsed",
+            getattr(approved, "deadline", None)
+            == getattr(lapsed, "deadline", now) + timedelta(hours=48),
+        )
+
+
+SCENES = (
+    instant_cancel,
+    ignored_cancel_request,
+    bank_holiday_return,
+    drop_off_and_refund,
+    offer_lapses,
+)
 
 
 def play(url: str, console: Console, budget: float, state_url: str | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Contract 1.1 rules at their edges (issue 8): cash on delivery, units, resubmissions
+"""Contract 1.1 rules at their edges: cash on delivery, units, resubmissions
 after the window, self-arranged postage, per-seller instant-cancel windows."""
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 
 from schemas.policy import PolicyError, PolicySet, build_policy
-from tests import factories as f
-from tests.factories import T0, days, hours
-from tests.unit.harness import Timeline
-from tests.unit.orders_v11 import (
+from tests.support import factories as f
+from tests.support.factories import T0, days, hours
+from tests.support.orders import (
     DELIVERED,
     SECOND,
     SHIPPED,
@@ -21,6 +20,7 @@ from tests.unit.orders_v11 import (
     breakdown_adds_up,
     delivered_order,
 )
+from tests.support.timeline import Timeline
 
 # --- 1: cash on delivery --------------------------------------------------------------
 

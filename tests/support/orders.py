@@ -1,4 +1,4 @@
-"""Orders for the 1.1 rules' table tests (tests/unit/test_rules_v11*.py)."""
+"""Orders for the rules' table tests (test_cod_units_and_postage.py, test_money_and_time.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from schemas.policy import PolicySet
-from tests import factories as f
-from tests.factories import T0, days, hours
-from tests.unit.harness import Timeline
+from tests.support import factories as f
+from tests.support.factories import T0, days, hours
+from tests.support.timeline import Timeline
 
 SECOND = timedelta(seconds=1)
 SHIPPED = T0 + hours(5)

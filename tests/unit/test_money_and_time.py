@@ -1,4 +1,4 @@
-"""Contract 1.1 rules at their edges (issue 8): currencies, an exact breakdown, local
+"""Contract 1.1 rules at their edges: currencies, an exact breakdown, local
 days and platform cancellation."""
 
 from __future__ import annotations
@@ -9,10 +9,9 @@ from decimal import Decimal
 import pytest
 
 from schemas.policy import PolicyError, build_policy
-from tests import factories as f
-from tests.factories import T0, days, hours
-from tests.unit.harness import Timeline
-from tests.unit.orders_v11 import (
+from tests.support import factories as f
+from tests.support.factories import T0, days, hours
+from tests.support.orders import (
     DELIVERED,
     SECOND,
     SHIPPED,
@@ -20,6 +19,7 @@ from tests.unit.orders_v11 import (
     breakdown_adds_up,
     delivered_order,
 )
+from tests.support.timeline import Timeline
 from worker.rules.money import Cash, CurrencyMismatch
 
 SKU_B = [{"sku": "sku-b", "quantity": 1}]

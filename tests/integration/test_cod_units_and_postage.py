@@ -1,5 +1,5 @@
 """Contract 1.1 rules end to end through a real worker: cash on delivery, units not SKUs,
-self-arranged postage, platform cancellation and currencies (issue 8).
+self-arranged postage, platform cancellation and currencies.
 
 Given (facts sent), When (the action), Then (events on a queue bound to `#`, or dead
 letters). Event times lie in the past; the worker computes everything from them. Where a
@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.integration.wire_messages import (
+from tests.support.messages import (
     BUYER_ACTION,
     ORDER_EVENT,
     PLATFORM_ACTION,
