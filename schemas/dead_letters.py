@@ -40,12 +40,14 @@ def dead_letter_body(
     task: str | None,
     original: Any,
     error: str,
-    reason: str,
+    reason: DeadLetterReason,
     now: datetime,
     errors: list[dict[str, Any]] | None = None,
     content_type: str | None = None,
 ) -> dict[str, Any]:
-    """The body of a dead-letter message: the original body, and why it was refused."""
+    """The body of every dead-letter message, whoever writes it (the tasks and the consumer
+    through worker/runtime.py, the transport, a commit's outbox): the original body, and
+    why it was refused (`reason`, one of DeadLetterReason; `error`, in words)."""
     return {
         "task": task,
         "reason": reason,

@@ -9,6 +9,7 @@ from typing import Any
 from celery import Task
 from pydantic import ValidationError
 
+from schemas.dead_letters import DeadLetterReason
 from schemas.inbound import INBOUND_TASKS, TASK_OF_TYPE, parse_message
 from tasks.errors import TRANSIENT, retry_later
 from tasks.typed import task
@@ -81,7 +82,7 @@ def _refuse(
     task_name: str,
     original: Any,
     error: str,
-    reason: str,
+    reason: DeadLetterReason,
     facts: tuple[str, Any] | None,
     task_id: str,
     errors: list[dict[str, Any]] | None = None,

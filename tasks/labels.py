@@ -2,7 +2,9 @@
 
 Idempotent per request: the tracking number and file names derive from the ids, the
 files are rewritten to the same bytes at most, and recording a second LabelGenerated is
-a no-op in the rules. Failures retry with backoff and dead-letter with the reason.
+a no-op in the rules. Failures retry with backoff (`retry_later`: a retry whose copy
+cannot be published while Redis is away requeues the message instead of losing it) and
+dead-letter with the reason after AFTERSALES_LABEL_MAX_ATTEMPTS runs.
 Which returns get a label is a rule (worker/rules/fulfilment.py); where the files go is
 the wiring's choice (worker/runtime.py: `label_store`).
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 from celery import Task
 
-from tasks.errors import backoff
+from tasks.errors import TRANSIENT, retry_later
 from tasks.typed import task
 from worker import runtime
 from worker.adapters.labels import LabelSpec, make_label
@@ -69,14 +71,18 @@ def generate_label(self: Task, order_id: str, request_id: str) -> str:
             log.error(
                 "label generation failed for good; dead-lettered", error=str(exc), attempts=attempt
             )
-            runtime.dead_letter(
-                LABEL_TASK,
-                {"order_id": order_id, "request_id": request_id},
-                f"{type(exc).__name__}: {exc}",
-                "label_failed",
-            )
+            try:
+                runtime.dead_letter(
+                    LABEL_TASK,
+                    {"order_id": order_id, "request_id": request_id},
+                    f"{type(exc).__name__}: {exc}",
+                    "label_failed",
+                )
+            except TRANSIENT as down:  # cannot even dead-letter: keep it, try again
+                raise retry_later(self, down) from down
             return "dead_lettered"
         log.warning("label generation failed, will retry", error=str(exc), attempt=attempt)
-        raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+        # Never Celery's plain retry: its copy may not be publishable (tasks/errors.py).
+        raise retry_later(self, exc) from exc
     log.info("label recorded", status=outcome.status)
     return outcome.status

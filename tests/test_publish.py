@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from worker.cli.publish import Entry, publish, read_entries
+from worker.cli.send import Entry, read_entries, send_entries
 
 PAID = {
     "message_id": "m-1",
@@ -49,7 +49,7 @@ def test_publish_sends_the_valid_names_the_refused_and_keeps_the_pace():
         Entry(5, "a string"),
     ]
 
-    summary = publish(entries, sent.append, rate=2, clock=lambda: 0.0, sleep=waits.append)
+    summary = send_entries(entries, sent.append, rate=2, clock=lambda: 0.0, sleep=waits.append)
 
     assert [m.message_id for m in sent] == ["m-1", "m-2"]
     assert summary.sent == 2

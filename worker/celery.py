@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 from celery import Celery
 
 from worker.adapters import amqp, keys, topology
+from worker.adapters.beat_schedule import TickSchedule
 from worker.logging import setup_logging
 from worker.settings import SettingsError, get_settings
-from worker.shell.beat import TickSchedule
 
 try:
     settings = get_settings()

@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from schemas.dead_letters import dead_letter_body
+from schemas.dead_letters import DeadLetterReason, dead_letter_body
 from worker.adapters.direct_publish import DirectEvents
 from worker.adapters.label_store import FileLabelStore
 from worker.adapters.publisher import KombuPublisher
@@ -87,7 +87,15 @@ def queues() -> BacklogReader:
 
 @lru_cache(maxsize=1)
 def scheduler() -> Scheduler:
-    return Scheduler(store(), service(), queues(), app.send_task, get_settings(), utcnow)
+    return Scheduler(
+        schedule=store(),
+        outbox=store(),
+        service=service(),
+        queues=queues(),
+        send_task=app.send_task,
+        settings=get_settings(),
+        clock=utcnow,
+    )
 
 
 @lru_cache(maxsize=1)
@@ -100,7 +108,7 @@ def dead_letter(
     task: str | None,
     original: Any,
     error: str,
-    reason: str,
+    reason: DeadLetterReason,
     errors: list[dict[str, Any]] | None = None,
     content_type: str | None = None,
 ) -> None:

@@ -36,7 +36,7 @@ KINDS = ("order", "seen", "digests", "inflight", "timeline")
 GLOBAL = {
     "schedule": "aftersales:deadlines",
     "armed": "aftersales:deadlines:armed",
-    "holders": "aftersales:deadlines:held",
+    "claims": "aftersales:deadlines:held",
     "resends": "aftersales:deadlines:resends",
     "outbox": "aftersales:outbox:pending",
     "outbox entries": "aftersales:outbox:entries",

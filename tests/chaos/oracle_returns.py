@@ -301,7 +301,8 @@ class ReturnRules:
         sold = self.sold()
         refunded: dict[str, int] = dict(request.items)
         for r in self.returns.values():
-            if r.status in ("refunded", "settled") and r is not request:
+            # Rule 13's "every item refunded": units kept with a partial refund never are.
+            if r.status == "refunded" and r is not request:
                 for sku, qty in r.items.items():
                     refunded[sku] = refunded.get(sku, 0) + qty
         everything = all(refunded.get(sku, 0) >= qty for sku, qty in sold.items())

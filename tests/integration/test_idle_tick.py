@@ -1,5 +1,5 @@
-"""Beat sends the tick only when it has work (worker/shell/beat.py): the probe reads the
-tick's own conditions from a real Redis (or Cluster), at their edges; the schedule sends
+"""Beat sends the tick only when it has work (worker/adapters/beat_schedule.py): the probe
+reads the tick's own conditions from a real Redis (or Cluster), at their edges; the schedule sends
 an idle tick only every AFTERSALES_IDLE_TICK_EVERY, and sends it when the probe fails."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from worker.adapters import beat_schedule as beat
 from worker.adapters import keys
 from worker.adapters.redis_store import RedisStore
 from worker.adapters.store_base import epoch
-from worker.shell import beat
 
 pytestmark = pytest.mark.integration
 

@@ -146,7 +146,7 @@ def _consume(redis_url: str, transport: str, count: int) -> list[str]:
 
 
 def test_a_living_consumers_messages_are_left_to_it(redis_url, redis_client):
-    """A consumer holding a message unacked is not robbed by another one's restore sweep."""
+    """A consumer holding a message unacked is not robbed by another one's restore."""
     from worker.shell import transport
 
     publish(redis_url, ["mine"])
@@ -157,11 +157,11 @@ def test_a_living_consumers_messages_are_left_to_it(redis_url, redis_client):
                              callbacks=[lambda body, message: taken.append(message)],
                              accept=["json"]):  # fmt: skip
             wait_until(lambda: _drain(holder) or bool(taken), 15, "nothing fetched")
-            sweeper = transport.Heartbeat(other.default_channel)
+            restorer = transport.Heartbeat(other.default_channel)
             try:
-                assert sweeper.beat() == 0
+                assert restorer.beat() == 0
             finally:
-                sweeper.client.close()
+                restorer.client.close()
             assert redis_client.hlen("unacked") == 1 and redis_client.llen(QUEUE) == 0
             taken[0].ack()
     assert redis_client.hlen("unacked") == 0
@@ -173,7 +173,7 @@ def test_a_channel_closed_after_its_connection_was_dropped_stops_no_worker(redis
     channel's unacked messages through a client built from that Connection, and raised
     AttributeError 'hostname': the worker exited ("Unrecoverable error", docs/chaos.md,
     finding 7). The close must not raise; what the channel held comes back through the
-    restore sweep once its alive key has expired, as after a kill -9."""
+    restore once its alive key has expired, as after a kill -9."""
     from worker.shell import transport
 
     publish(redis_url, ["held when the connection dropped"])
@@ -189,11 +189,11 @@ def test_a_channel_closed_after_its_connection_was_dropped_stops_no_worker(redis
         channel.connection.client = None  # what Connection._do_close_transport does
         channel.close()  # raised AttributeError before
         channel.close()  # closed again (Celery's pidbox does): kombu has let go of it
-        sweeper = transport.Heartbeat(other.default_channel)
+        restorer = transport.Heartbeat(other.default_channel)
         try:
-            wait_until(lambda: sweeper.beat() == 1, RESTORE_BOUND, "the message stayed held")
+            wait_until(lambda: restorer.beat() == 1, RESTORE_BOUND, "the message stayed taken")
         finally:
-            sweeper.client.close()
+            restorer.client.close()
     (restored,) = redis_client.lrange(QUEUE, 0, -1)
     body = json.loads(base64.b64decode(json.loads(restored)["body"]))
     assert body == "held when the connection dropped"
@@ -203,9 +203,9 @@ def test_after_redis_was_down_the_living_beat_again_before_anyone_is_declared_de
     redis_url, redis_client
 ):
     """Alive keys expire while Redis is down (a restart with AOF keeps their expiry times),
-    those of living consumers too: the first consumer to sweep after the restart must not
-    take a living one's messages for a dead one's (they would run twice). A sweep after
-    a gap in the sweeps declares nobody dead for a few beats; then the dead are restored."""
+    those of living consumers too: the first consumer to restore after the restart must not
+    take a living one's messages for a dead one's (they would run twice). A restore after
+    a gap in the restores declares nobody dead for a few beats; then the dead are restored."""
     from worker.adapters import keys
     from worker.shell import transport
 
@@ -218,20 +218,20 @@ def test_after_redis_was_down_the_living_beat_again_before_anyone_is_declared_de
         assert redis_client.eval(transport.FETCH, len(script_keys), *script_keys, *argv)
         redis_client.delete(keys.alive(consumer))  # expired while Redis was down
     server_now = float("{}.{:06d}".format(*redis_client.time()))
-    redis_client.hset(keys.FETCH_SWEEP, "last", server_now - 10)  # the outage: 10 s
+    redis_client.hset(keys.FETCH_RESTORE, "last", server_now - 10)  # the outage: 10 s
 
     with Connection(redis_url, transport=RELIABLE) as other:
-        sweeper = transport.Heartbeat(other.default_channel)
+        restorer = transport.Heartbeat(other.default_channel)
         try:
-            assert sweeper.beat() == 0  # first sweep after the outage: nobody is dead yet
+            assert restorer.beat() == 0  # first restore after the outage: nobody is dead yet
             redis_client.set(keys.alive(living), "1", px=transport.ALIVE_TTL_MS)  # it beats
-            wait_until(lambda: sweeper.beat() == 1, 15, "the dead one's message stayed held")
+            wait_until(lambda: restorer.beat() == 1, 15, "the dead one's message stayed taken")
         finally:
-            sweeper.client.close()
+            restorer.client.close()
     (restored,) = redis_client.lrange(QUEUE, 0, -1)  # a kombu envelope, back in its queue
     assert json.loads(base64.b64decode(json.loads(restored)["body"])) == "held by the dead"
-    assert redis_client.hlen(keys.fetch_held(living)) == 1
-    assert not redis_client.exists(keys.fetch_held(dead))
+    assert redis_client.hlen(keys.fetch_taken(living)) == 1
+    assert not redis_client.exists(keys.fetch_taken(dead))
 
 
 def test_a_message_moved_by_a_dead_consumers_blocking_wait_goes_back_to_its_queue(
@@ -270,7 +270,7 @@ def test_a_message_moved_by_a_dead_consumers_blocking_wait_goes_back_to_its_queu
     )
     assert (number, junk, inflight) == (0, 0, b"")
     assert json.loads(base64.b64decode(json.loads(payload)["body"])) == "moved to the living"
-    held = redis_client.hget(keys.fetch_held(living), f"{living}|1")
+    held = redis_client.hget(keys.fetch_taken(living), f"{living}|1")
     assert held == f"{len(payload)} {QUEUE}".encode()
     assert redis_client.hexists("unacked", f"{living}|1")
 
@@ -286,7 +286,7 @@ def test_a_message_moved_by_a_dead_consumers_blocking_wait_goes_back_to_its_queu
               for raw in reversed(redis_client.lrange(QUEUE, 0, -1))]  # fmt: skip
     assert bodies == ["moved to the dead", "older"]
     assert not redis_client.exists(keys.fetch_moving(dead), keys.fetch_wait(dead))
-    assert redis_client.hlen(keys.fetch_held(living)) == 1  # the living keep theirs
+    assert redis_client.hlen(keys.fetch_taken(living)) == 1  # the living keep theirs
 
 
 def test_one_fetch_takes_up_to_the_free_prefetch_each_recorded_and_restored_in_order(
@@ -310,7 +310,7 @@ def test_one_fetch_takes_up_to_the_free_prefetch_each_recorded_and_restored_in_o
     assert bodies == ["a-1", "a-2", "b-1"] and reply[0::4] == [1, 1, 2]
     tags = [f"{dead}|x", f"{dead}|x.2", f"{dead}|x.3"]
     assert sorted(redis_client.hkeys("unacked")) == [t.encode() for t in tags]
-    assert sorted(redis_client.hkeys(keys.fetch_held(dead))) == [t.encode() for t in tags]
+    assert sorted(redis_client.hkeys(keys.fetch_taken(dead))) == [t.encode() for t in tags]
     assert redis_client.llen("fetch-other") == 1
 
     redis_client.delete(keys.alive(dead))

@@ -40,7 +40,7 @@ def test_deadlines_held_by_a_worker_restarted_under_its_own_name_fire_once_soon(
         due = dict(place_unpaid(producer, due_in=6) for _ in range(DEADLINES))
 
         def held_by_first() -> int:
-            holders = redis_client.hvals(keys.HOLDERS)
+            holders = redis_client.hvals(keys.CLAIMS)
             # "<node>#<boot> <since>": held by this node, whichever incarnation
             return sum(1 for holder in holders if holder.decode().startswith(first.name))
 
@@ -77,7 +77,7 @@ def test_the_sweep_tells_a_restarted_incarnation_from_its_predecessor(redis_clie
     store, now, node = RedisStore(redis_client), datetime.now(UTC), "celery@host"
     member = keys.deadline_member("o-1", "unpaid_expiry:")
     store.client.zadd(keys.ARMED, {member: epoch(now - timedelta(seconds=3))})
-    store.hold("o-1", "unpaid_expiry:", f"{node}#before-the-kill", now - timedelta(seconds=9))
+    store.claim("o-1", "unpaid_expiry:", f"{node}#before-the-kill", now - timedelta(seconds=9))
     store.heartbeat(incarnation(node), ttl_ms=5000)  # the same name, beating again
 
     assert incarnation(node) == f"{node}#{BOOT_ID}"

@@ -14,7 +14,7 @@ from worker.adapters.store_base import epoch
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-GRACE, CAP, MAX_HOLDING = 2.0, 60.0, 300.0
+GRACE, CAP, MAX_CLAIM_AGE = 2.0, 60.0, 300.0
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def store(redis_client):
 
 
 def index(store: RedisStore, name: str, order: str) -> str:
-    """The key of a global index (`armed`, `holders` ...) that holds this order's entries."""
+    """The key of a global index (`armed`, `claims` ...) that holds this order's entries."""
     key: str = getattr(store.keys, name)(store.keys.shard_of(order))
     return key
 
@@ -35,12 +35,12 @@ def overdue(store: RedisStore, order: str, deadline: str = "unpaid_expiry:") -> 
 
 
 def sweep(store: RedisStore, at: datetime = NOW) -> list[tuple[str, str]]:
-    return store.lost_armed(at, GRACE, 100, CAP, MAX_HOLDING)
+    return store.lost_armed(at, GRACE, 100, CAP, MAX_CLAIM_AGE)
 
 
 def test_a_deadline_held_by_a_live_worker_is_left_to_it(store):
     overdue(store, "o-1")
-    store.hold("o-1", "unpaid_expiry:", "worker-a@host", NOW - timedelta(seconds=30))
+    store.claim("o-1", "unpaid_expiry:", "worker-a@host", NOW - timedelta(seconds=30))
     store.heartbeat("worker-a@host", ttl_ms=5000)
 
     assert sweep(store) == []
@@ -49,7 +49,7 @@ def test_a_deadline_held_by_a_live_worker_is_left_to_it(store):
 
 def test_a_deadline_whose_holder_died_is_sent_again_with_backoff(store):
     member = overdue(store, "o-1")
-    store.hold("o-1", "unpaid_expiry:", "worker-dead@host", NOW - timedelta(seconds=30))
+    store.claim("o-1", "unpaid_expiry:", "worker-dead@host", NOW - timedelta(seconds=30))
 
     first = sweep(store)
     soon = sweep(store, NOW + timedelta(seconds=GRACE - 0.1))
@@ -66,11 +66,11 @@ def test_a_deadline_whose_holder_died_is_sent_again_with_backoff(store):
 def test_an_unheld_or_too_long_held_deadline_is_sent_again(store):
     overdue(store, "o-never-received")
     overdue(store, "o-held-forever")
-    store.hold(
+    store.claim(
         "o-held-forever",
         "unpaid_expiry:",
         "worker-a@host",
-        NOW - timedelta(seconds=MAX_HOLDING + 1),
+        NOW - timedelta(seconds=MAX_CLAIM_AGE + 1),
     )
     store.heartbeat("worker-a@host", ttl_ms=5000)
 
@@ -88,7 +88,7 @@ def test_firing_forgets_the_holder_and_the_resend_count(store):
     placed = order_placed()
     member = overdue(store, placed.order_id)
     store.client.hset(index(store, "resends", placed.order_id), member, 2)
-    store.hold(placed.order_id, "unpaid_expiry:", "w@h", NOW)
+    store.claim(placed.order_id, "unpaid_expiry:", "w@h", NOW)
     old = OrderState(order_id=placed.order_id)
 
     result = store.commit(
@@ -104,7 +104,7 @@ def test_firing_forgets_the_holder_and_the_resend_count(store):
 
     assert result.status == "ok"
     order = placed.order_id
-    assert store.client.hget(index(store, "holders", order), member) is None
+    assert store.client.hget(index(store, "claims", order), member) is None
     assert store.client.hget(index(store, "resends", order), member) is None
     assert store.client.zscore(index(store, "armed", order), member) is None
     assert store.client.lrange(index(store, "lateness", order), 0, -1) == [b"12.5"]
@@ -116,16 +116,16 @@ def test_an_unheld_deadline_behind_a_busy_deadlines_queue_is_left_queued(store):
     longer than a holding may last, or when the queue is empty and nobody has it."""
     member = overdue(store, "o-queued")
 
-    waiting = store.lost_armed(NOW, GRACE, 100, CAP, MAX_HOLDING, queued=500)
+    waiting = store.lost_armed(NOW, GRACE, 100, CAP, MAX_CLAIM_AGE, queued=500)
     still = store.lost_armed(
-        NOW + timedelta(seconds=GRACE), GRACE, 100, CAP, MAX_HOLDING, queued=20
+        NOW + timedelta(seconds=GRACE), GRACE, 100, CAP, MAX_CLAIM_AGE, queued=20
     )
     too_long = store.lost_armed(
-        NOW + timedelta(seconds=MAX_HOLDING + 1), GRACE, 100, CAP, MAX_HOLDING, queued=20
+        NOW + timedelta(seconds=MAX_CLAIM_AGE + 1), GRACE, 100, CAP, MAX_CLAIM_AGE, queued=20
     )
 
     assert waiting == [] and still == []
-    holders = index(store, "holders", "o-queued")
+    holders = index(store, "claims", "o-queued")
     assert store.client.hget(holders, member) is None  # sent again: nobody holds it
     assert too_long == [("o-queued", "unpaid_expiry:")]
     assert store.client.hget(index(store, "resends", "o-queued"), member) == b"1"
@@ -133,22 +133,22 @@ def test_an_unheld_deadline_behind_a_busy_deadlines_queue_is_left_queued(store):
 
 def test_a_queued_deadline_is_sent_again_once_the_queue_is_empty(store):
     overdue(store, "o-queued")
-    assert store.lost_armed(NOW, GRACE, 100, CAP, MAX_HOLDING, queued=3) == []
+    assert store.lost_armed(NOW, GRACE, 100, CAP, MAX_CLAIM_AGE, queued=3) == []
 
     later = NOW + timedelta(seconds=GRACE)
-    assert store.lost_armed(later, GRACE, 100, CAP, MAX_HOLDING, queued=0) == [
+    assert store.lost_armed(later, GRACE, 100, CAP, MAX_CLAIM_AGE, queued=0) == [
         ("o-queued", "unpaid_expiry:")
     ]
 
 
 def test_a_worker_receiving_a_queued_deadline_becomes_its_holder(store):
     overdue(store, "o-queued")
-    store.lost_armed(NOW, GRACE, 100, CAP, MAX_HOLDING, queued=3)
-    store.hold("o-queued", "unpaid_expiry:", "worker-a@host", NOW + timedelta(seconds=1))
+    store.lost_armed(NOW, GRACE, 100, CAP, MAX_CLAIM_AGE, queued=3)
+    store.claim("o-queued", "unpaid_expiry:", "worker-a@host", NOW + timedelta(seconds=1))
     store.heartbeat("worker-a@host", ttl_ms=5000)
 
     later = NOW + timedelta(seconds=GRACE)
-    assert store.lost_armed(later, GRACE, 100, CAP, MAX_HOLDING, queued=0) == []
+    assert store.lost_armed(later, GRACE, 100, CAP, MAX_CLAIM_AGE, queued=0) == []
 
 
 def test_a_deadline_armed_late_gets_a_grace_period_before_the_sweep_looks_at_it(store):

@@ -1,13 +1,18 @@
-"""In-memory fakes of the service's ports : service tests only."""
+"""In-memory fakes of the service's ports : service tests only.
+
+The deadline schedule is the package's own in-memory one (worker/adapters/memory_schedule.py):
+the fake store's commit writes it as commit.lua writes the Redis schedule."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from worker.adapters.memory_schedule import InMemorySchedule
 from worker.rules.state import OrderState
-from worker.service_layer.ports import Begun, Commit, CommitResult, Loaded
+from worker.service_layer.ports import Backlog, Begun, Commit, CommitResult, Loaded
 
 
 @dataclass
@@ -15,7 +20,7 @@ class FakeStore:
     states: dict[str, tuple[OrderState, int]] = field(default_factory=dict)
     seen: set[tuple[str, str]] = field(default_factory=set)
     digests: dict[tuple[str, str], str] = field(default_factory=dict)
-    schedule: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    schedule: InMemorySchedule = field(default_factory=InMemorySchedule)
     outbox: dict[str, dict[str, Any]] = field(default_factory=dict)
     lateness: list[float] = field(default_factory=list)
     commits: list[Commit] = field(default_factory=list)
@@ -63,9 +68,9 @@ class FakeStore:
         if commit.message_id:
             self.seen.add((oid, commit.message_id))
         for deadline in commit.schedule:
-            self.schedule[(oid, deadline.id)] = deadline.due_at
+            self.schedule.put(oid, deadline.id, deadline.due_at)
         for deadline_id in commit.unschedule:
-            self.schedule.pop((oid, deadline_id), None)
+            self.schedule.drop(oid, deadline_id)
         self.outbox.update(dict(commit.outbox))
         self.seen -= {(oid, message_id) for message_id in commit.forget}
         self.commits.append(commit)
@@ -80,8 +85,35 @@ class FakeStore:
         for entry_id in entry_ids:
             self.outbox.pop(entry_id, None)
 
+    def stale_outbox(self, older_than: datetime, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        """Every entry not confirmed (the fake keeps no commit times), `limit` at most."""
+        return list(self.outbox.items())[:limit]
+
     def record_lateness(self, millis: float) -> None:  # what commit.lua keeps in Redis
         self.lateness.append(millis)
+
+
+@dataclass
+class FakeQueues:
+    """ports.BacklogReader over the fake store: the inbound queue's depth and each order's
+    in-flight messages are set by the test."""
+
+    store: FakeStore
+    depth: int = 0
+    inflight: dict[str, dict[str, tuple[datetime, datetime]]] = field(default_factory=dict)
+    deadlines_queued: int = 0
+
+    def load_with_backlog(self, order_id: str) -> tuple[Loaded, Backlog | None]:
+        return self.store.load(order_id), self.backlog(order_id)
+
+    def load_many_with_backlog(self, order_ids: Sequence[str]) -> list[tuple[Loaded, Backlog]]:
+        return [(self.store.load(order_id), self.backlog(order_id)) for order_id in order_ids]
+
+    def backlog(self, order_id: str) -> Backlog:
+        return self.depth, dict(self.inflight.get(order_id, {}))
+
+    def queued(self, queue: str) -> int:
+        return self.deadlines_queued
 
 
 @dataclass

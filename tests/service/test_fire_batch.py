@@ -1,16 +1,18 @@
-"""Service.fire_deadlines: a batch of firings, each exactly as fire_deadline decides it."""
+"""Scheduler.fire_batch: a batch of firings, each exactly as a single firing decides it."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from tests.service.fakes import FakePublisher, FakeStore
+from schemas.types import format_timestamp
+from tests.service.fakes import FakePublisher, FakeQueues, FakeStore
+from tests.service.scheduling import make_scheduler
 from tests.service.test_service import make_service
 from tests.support.factories import T0, order_placed
-from worker.service_layer.service import Firing
+from worker.service_layer.scheduler import tally
 
 
-def unpaid_orders(store: FakeStore, count: int) -> list[tuple[str, str, object]]:
+def unpaid_orders(store: FakeStore, count: int) -> list[tuple[str, str, datetime]]:
     """`count` unpaid orders placed at T0: (order id, deadline id, due) of each expiry."""
     placed = [order_placed(at=T0) for _ in range(count)]
     service = make_service(store=store)
@@ -30,80 +32,54 @@ def test_a_batch_fences_gates_and_fires_each_deadline_once():
     # Another change of `raced` commits just before the batch's commit: it loses the race
     # and is decided again on the fresh order.
     store.interfere.append(store.load(raced).state)
-    service = make_service(now=due + timedelta(seconds=2), store=store, publisher=publisher)
+    queues = FakeQueues(store, inflight={held: {"t-1": (T0, due)}})  # an earlier message
+    scheduler, sent = make_scheduler(due + timedelta(seconds=2), store, publisher, queues)
+    at = format_timestamp(due)
 
-    outcomes = service.fire_deadlines(
+    outcomes = scheduler.fire_batch(
         [
-            Firing(raced, raced_id, due, loaded=store.load(raced)),
-            Firing(clear, clear_id, due),
-            Firing(moved, moved_id, due + timedelta(seconds=1)),  # not the current due time
-            Firing(held, held_id, due, gate=lambda _: "inflight"),
+            (raced, raced_id, at),
+            (clear, clear_id, at),
+            (moved, moved_id, format_timestamp(due + timedelta(seconds=1))),  # not current
+            (held, held_id, at),
         ]
     )
 
     assert [o.status for o in outcomes] == ["applied", "applied", "stale", "waiting"]
-    assert outcomes[3].detail == "inflight"
+    assert outcomes[3].wait == "inflight"
     assert all("order.cancelled" in o.events for o in outcomes[:2])
     assert sorted(e["event"]["subject"] for _, e in publisher.published) == sorted([raced, clear])
     assert store.outbox == {}  # every event published and confirmed
     assert store.lateness == [2000.0, 2000.0]
     assert (moved, moved_id) in store.schedule and (held, held_id) in store.schedule
+    # The held one is checked again shortly, from the deadlines queue.
+    assert [args for _, args, _ in sent.tasks] == [(held, held_id, at, True)]
+    assert tally(outcomes) == {"applied": 2, "stale": 1, "waiting": 1}
 
 
 def test_a_batch_run_again_changes_and_publishes_nothing():
     store, publisher = FakeStore(), FakePublisher()
     rows = unpaid_orders(store, 3)
     due = rows[0][2]
-    service = make_service(now=due, store=store, publisher=publisher)
-    batch = [Firing(order_id, deadline_id, due) for order_id, deadline_id, _ in rows]
+    scheduler, _ = make_scheduler(due, store, publisher)
+    batch = [(order_id, deadline_id, format_timestamp(due)) for order_id, deadline_id, _ in rows]
 
-    first = service.fire_deadlines(batch)
-    again = service.fire_deadlines(batch)  # a redelivered batch task, or a sweep re-send
+    first = scheduler.fire_batch(batch)
+    again = scheduler.fire_batch(batch)  # a redelivered batch task, or a sweep re-send
 
     assert {o.status for o in first} == {"applied"} and {o.status for o in again} == {"stale"}
     assert len(publisher.published) == 3 and len(store.lateness) == 3
 
 
-def test_an_early_member_is_reported_not_due_with_its_time():
+def test_an_early_member_is_reported_not_due_with_its_time_and_sent_for_it():
     store = FakeStore()
     ((order_id, deadline_id, due),) = unpaid_orders(store, 1)
-    service = make_service(now=due - timedelta(seconds=1), store=store)
+    scheduler, sent = make_scheduler(due - timedelta(seconds=1), store)
 
-    (outcome,) = service.fire_deadlines([Firing(order_id, deadline_id, None)])
+    (outcome,) = scheduler.fire_batch([(order_id, deadline_id, None)])
 
-    assert outcome.status == "not_due" and outcome.detail.startswith(due.strftime("%Y-%m-%dT"))
+    assert outcome.status == "not_due" and outcome.retry_at == due
+    assert outcome.summary() == f"not_due:{format_timestamp(due)}"
     assert store.load(order_id).version == 1
-
-
-def test_the_tick_sends_deadlines_due_together_as_batches_at_their_latest_time():
-    from schemas.types import format_timestamp
-    from worker.adapters.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK
-    from worker.service_layer.scheduler import BATCH_MAX, BATCH_WIDTH, Scheduler
-
-    sent: list[tuple[str, tuple, dict]] = []
-    now = T0
-    scheduler = Scheduler(
-        store=None,
-        service=None,
-        queues=None,
-        send_task=lambda name, args, **options: sent.append((name, args, options)),
-        settings=None,
-        clock=lambda: now,
-    )
-    start = T0 + timedelta(seconds=10)  # on a bucket boundary: T0 is a whole second
-    together = [(f"o-{i}", "unpaid_expiry:", start + timedelta(seconds=0.15 * i / 250))
-                for i in range(250)]  # fmt: skip
-    alone = [("o-alone", "unpaid_expiry:", start + timedelta(seconds=5))]
-    overdue = [(f"o-late-{i}", "unpaid_expiry:", T0 - timedelta(hours=i + 1)) for i in range(3)]
-
-    tasks = scheduler.send_armed(together + alone + overdue)
-
-    batches = [(args[0], options) for name, args, options in sent if name == DEADLINE_BATCH_TASK]
-    singles = [args for name, args, _ in sent if name == DEADLINE_TASK]
-    assert tasks == len(sent) == 5 and BATCH_WIDTH > 0.15
-    assert [len(members) for members, _ in batches] == [BATCH_MAX, BATCH_MAX, 50, 3]
-    for members, options in batches[:3]:  # each at its latest member's due time
-        assert options["eta"] == max(due for o, _, due in together if o in {m[0] for m in members})
-    assert batches[3][1]["eta"] == max(due for _, _, due in overdue)  # in the past: at once
-    assert singles == [("o-alone", "unpaid_expiry:", format_timestamp(alone[0][2]))]
-    assert len({options["task_id"] for _, options in batches}) == 4
+    ((_, args, options),) = sent.tasks
+    assert args == (order_id, deadline_id, format_timestamp(due)) and options["eta"] == due

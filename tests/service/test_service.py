@@ -100,29 +100,6 @@ def test_event_ids_are_a_function_of_their_cause():
     assert ids[0] == ids[1] and len(set(ids[0])) == len(ids[0])
 
 
-def test_a_deadline_fires_only_if_current_due_and_not_held_back():
-    store = FakeStore()
-    placed = order_placed(at=T0)  # unpaid: expires 48 h after placement
-    make_service(store=store).handle_message(placed)
-    (deadline,) = store.load(placed.order_id).state.deadlines.values()
-    oid, did = placed.order_id, deadline.id
-
-    early = make_service(now=deadline.due_at - timedelta(seconds=1), store=store)
-    assert early.fire_deadline(oid, did, deadline.due_at).status == "not_due"
-    due = make_service(now=deadline.due_at, store=store)
-    assert due.fire_deadline(oid, did, deadline.due_at + timedelta(seconds=1)).status == "stale"
-    assert due.fire_deadline(oid, did, None, gate=lambda d: "inflight").status == "waiting"
-    assert store.load(oid).version == 1  # nothing committed so far
-
-    fired = due.fire_deadline(oid, did, deadline.due_at)
-    again = due.fire_deadline(oid, did, deadline.due_at)
-
-    assert fired.status == "applied" and "order.cancelled" in fired.events
-    assert again.status == "stale"
-    assert (oid, did) not in store.schedule
-    assert store.lateness == [0.0]
-
-
 def test_a_parked_message_that_times_out_is_dead_lettered_and_forgotten():
     store = FakeStore()
     service = make_service(store=store)
@@ -131,7 +108,7 @@ def test_a_parked_message_that_times_out_is_dead_lettered_and_forgotten():
     assert service.handle_message(early).status == "parked"
     (hold,) = store.load("o-never-placed").state.deadlines.values()
     later = make_service(now=hold.due_at, store=store, publisher=service.publisher)
-    later.fire_deadline("o-never-placed", hold.id, hold.due_at)
+    later.fire("o-never-placed", hold)
 
     (letter,) = [e for _, e in service.publisher.published if e["kind"] == "dead_letter"]
     assert letter["body"]["reason"] == "held_too_long"

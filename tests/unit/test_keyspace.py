@@ -12,7 +12,7 @@ from worker.adapters import keys
 from worker.settings import Settings, SettingsError
 
 ORDER_KEYS = ("order_state", "seen_messages", "message_digests", "inflight", "timeline")
-INDEXES = ("schedule", "armed", "holders", "resends", "lateness", "outbox_pending",
+INDEXES = ("schedule", "armed", "claims", "resends", "lateness", "outbox_pending",
            "outbox_entries")  # fmt: skip
 
 
@@ -36,8 +36,8 @@ def test_one_redis_keeps_the_names_it_always_had() -> None:
     assert space.inflight(order) == keys.inflight(order)
     assert space.timeline(order) == keys.timeline(order)
     assert space.message_digests(order) == keys.message_digests(order)
-    assert [space.schedule(0), space.armed(0), space.holders(0), space.resends(0)] == [
-        keys.SCHEDULE, keys.ARMED, keys.HOLDERS, keys.RESENDS,
+    assert [space.schedule(0), space.armed(0), space.claims(0), space.resends(0)] == [
+        keys.SCHEDULE, keys.ARMED, keys.CLAIMS, keys.RESENDS,
     ]  # fmt: skip
     assert space.lateness(0) == keys.FIRED_LATENESS
     assert (space.outbox_pending(0), space.outbox_entries(0)) == (

@@ -497,13 +497,31 @@ def test_a_partial_refund_is_never_more_than_the_request_would_refund(
     assert (timeline.state.returns[rid].status == "offered") is (code is None)
 
 
-def test_a_buyer_paid_return_caps_the_partial_refund_at_the_refund_less_the_deduction() -> None:
-    timeline, oid = us_order()
-    rid = request(timeline, "return_and_refund", US_DELIVERED + hours(1), reason="changed_mind")
-    # Self-arranged: nothing deducted; the cap is the whole order.
-    timeline.send(f.message("seller.offer_made", oid, US_DELIVERED + hours(2), request_id=rid,
-                            offer="partial_refund", amount="54.99"))  # fmt: skip
-    assert timeline.codes() == []
+@pytest.mark.parametrize(
+    ("amount", "code"),
+    [("52.00", None), ("52.01", "offer_too_high")],
+    ids=["the refund less the label", "a cent more"],
+)
+def test_a_buyer_paid_return_caps_the_partial_refund_at_the_refund_less_the_deduction(
+    amount: str, code: str | None
+) -> None:
+    """A buyer's-choice drop-off return (UK): the request would refund 54.99 less the
+    2.99 label the buyer pays, so 52.00 is the most a partial refund may be."""
+    msg = f.order_placed()
+    oid = msg.order_id
+    timeline = Timeline(oid)
+    timeline.send(msg, f.paid(oid, T0 + hours(1)), f.shipped(oid, SHIPPED))
+    timeline.send(f.delivered(oid, DELIVERED))
+    timeline.send(f.return_requested(oid, DELIVERED + hours(1), request_id="r1",
+                                     reason="changed_mind", method="drop_off"))  # fmt: skip
+    assert str(timeline.state.returns["r1"].return_cost) == "2.99"
+    assert timeline.state.returns["r1"].payer == "buyer"
+    timeline.send(f.message("seller.offer_made", oid, DELIVERED + hours(2), request_id="r1",
+                            offer="partial_refund", amount=amount))  # fmt: skip
+    assert timeline.codes() == ([code] if code else [])
+    if code is None:
+        answer(timeline, "r1", DELIVERED + hours(3))
+        assert timeline.refunded() == [amount]
 
 
 def test_a_declined_offer_puts_the_request_back_with_the_seller_for_a_full_window() -> None:
@@ -635,3 +653,169 @@ def test_the_order_view_lists_an_offered_request_with_the_offers_respond_by() ->
         state["returns"][rid]["offer"]["respond_by"],
     )
     assert row["respond_by"].startswith((made + days(1)).strftime("%Y-%m-%dT%H:%M"))
+
+
+@pytest.mark.parametrize(
+    ("currency", "amount", "code"),
+    [
+        ("USD", "0.01", None),
+        ("USD", "0.004", "offer_not_allowed"),  # would round to 0.00: nothing offered
+        ("USD", "12.005", "offer_not_allowed"),  # would round up: more than offered
+        ("JPY", "12", None),
+        ("JPY", "12.5", "offer_not_allowed"),
+    ],
+)
+def test_a_partial_refund_the_currency_cannot_pay_exactly_is_refused(
+    currency: str, amount: str, code: str | None
+) -> None:
+    """The amount is paid as offered, never rounded: a sub-minor-unit amount would pay
+    nothing (0.004 USD) or more than the seller offered (12.5 JPY as 13)."""
+    msg = f.order_placed(marketplace="US", currency=currency, shipping_fee="5",
+                         items=[f.item("A", 1, "100")])  # fmt: skip
+    oid = msg.order_id
+    timeline = Timeline(oid)
+    timeline.send(msg, f.paid(oid, T0 + hours(1)), f.shipped(oid, SHIPPED))
+    timeline.send(f.delivered(oid, US_DELIVERED))
+    rid = request(timeline, "refund_only", US_DELIVERED + hours(1))
+    timeline.send(f.message("seller.offer_made", oid, US_DELIVERED + hours(2), request_id=rid,
+                            offer="partial_refund", amount=amount))  # fmt: skip
+    assert timeline.codes() == ([code] if code else [])
+    if code is None:
+        answer(timeline, rid, US_DELIVERED + hours(3))
+        assert timeline.refunded() == [amount if currency == "JPY" else "0.01"]
+    else:
+        assert (
+            timeline.state.returns[rid].status == "requested"
+            and "offer.made" not in timeline.types()
+        )
+        assert "minor unit" in timeline.of("action.rejected")[0].detail
+
+
+@pytest.mark.parametrize(
+    ("items", "offered_amount", "refund", "breakdown"),
+    [
+        (None, "10.00", "44.99", ("40.00", "4.99")),
+        (None, "54.99", None, None),  # everything paid is back already: nothing twice
+        ("first", "5.00", "49.99", ("45.00", "4.99")),
+    ],
+    ids=["the whole order settled for 10.00", "settled for all it cost", "one unit for 5.00"],
+)
+def test_a_platform_cancellation_refunds_what_a_partial_refund_left_of_what_was_paid(
+    items: str | None, offered_amount: str, refund: str | None, breakdown: tuple[str, str] | None
+) -> None:
+    """A refund_only before delivery settled by a partial refund, then the order is
+    cancelled before it arrives: the buyer keeps nothing, so everything paid and not yet
+    refunded goes back (contract 1.1, platform cancellation), not only unsettled units."""
+    msg = f.order_placed(**US)
+    oid = msg.order_id
+    timeline = Timeline(oid)
+    timeline.send(msg, f.paid(oid, T0 + hours(1)), f.shipped(oid, SHIPPED))
+    first = msg.items[0]
+    chosen = [{"sku": first.sku, "quantity": 1}] if items == "first" else None
+    fields = {"items": chosen} if chosen else {}
+    rid = request(timeline, "refund_only", SHIPPED + days(1), reason="not_received", **fields)
+    offer = f.message("seller.offer_made", oid, SHIPPED + days(1) + hours(1), request_id=rid,
+                      offer="partial_refund", amount=offered_amount)  # fmt: skip
+    timeline.send(offer)
+    answer(timeline, rid, SHIPPED + days(1) + hours(2))
+    assert timeline.refunded() == [offered_amount]
+    cancel = f.message("platform.order_cancelled", oid, SHIPPED + days(2), reason="parcel lost")
+    timeline.send(cancel)
+    cancelled = timeline.one("order.cancelled")
+    assert str(cancelled.refund.amount) == (refund or "0.00")
+    refunds = timeline.of("refund.initiated")
+    if refund is None:
+        assert len(refunds) == 1
+    else:
+        late = refunds[-1]
+        assert (late.request_id, str(late.amount)) == (None, refund)
+        assert (str(late.breakdown.items), str(late.breakdown.shipping_fee)) == breakdown
+    assert str(timeline.state.refunded_total) == "54.99"
+
+
+def test_an_answer_to_a_request_that_never_had_an_offer_says_so() -> None:
+    """The seller approved (no offer): the buyer's answer is refused with a detail that
+    names the request and says it had no offer, not "the offer is refunded"."""
+    timeline, oid = us_order()
+    rid = request(timeline, "refund_only", US_DELIVERED + hours(1))
+    timeline.send(f.return_approved(oid, rid, US_DELIVERED + hours(2)))
+    answer(timeline, rid, US_DELIVERED + hours(3))
+    (refused,) = timeline.of("action.rejected")
+    assert refused.code == "request_not_open"
+    assert refused.detail == f"request {rid} is refunded and had no offer"
+
+
+@pytest.mark.parametrize(
+    ("before_respond_by", "outcome"),
+    [(SECOND, "offer.made"), (SECOND * 0, "return.auto_approved")],
+    ids=["a second before the seller's respond_by", "at it: approved on silence first"],
+)
+def test_an_offer_is_made_only_while_the_sellers_answer_window_is_open(
+    before_respond_by: object, outcome: str
+) -> None:
+    timeline, oid = us_order()
+    rid = request(timeline, "return_and_refund", US_DELIVERED + hours(1))
+    respond_by = timeline.state.returns[rid].respond_by
+    timeline.send(f.message("seller.offer_made", oid, respond_by - before_respond_by,  # type: ignore[operator]
+                            request_id=rid, offer="partial_refund", amount="5.00"))  # fmt: skip
+    assert outcome in timeline.types()
+    assert timeline.codes() == ([] if outcome == "offer.made" else ["request_not_open"])
+
+
+@pytest.mark.parametrize("kind", ["reshipment", "exchange", "return_and_refund", "refund_only"])
+@pytest.mark.parametrize(
+    ("after_window", "code"),
+    [(-SECOND, None), (SECOND, "outside_return_window")],
+    ids=["a second inside the return window", "a second after it"],
+)
+def test_every_kind_uses_the_return_window(
+    kind: str, after_window: object, code: str | None
+) -> None:
+    timeline, _ = us_order()
+    end = US_DELIVERED + days(14)  # the built-in default's 14 days
+    request(timeline, kind, end + after_window)  # type: ignore[operator]
+    assert timeline.codes() == ([code] if code else [])
+
+
+def test_a_declined_offer_in_the_uk_restarts_48_business_hours() -> None:
+    msg = f.order_placed()  # UK: the answer window counts business hours
+    oid = msg.order_id
+    timeline = Timeline(oid)
+    timeline.send(msg, f.paid(oid, T0 + hours(1)), f.shipped(oid, SHIPPED))
+    timeline.send(f.delivered(oid, T0 + days(3)))  # Thursday
+    rid = request(timeline, "return_and_refund", T0 + days(3) + hours(1))
+    timeline.send(f.message("seller.offer_made", oid, T0 + days(3) + hours(2), request_id=rid,
+                            offer="partial_refund", amount="5.00"))  # fmt: skip
+    friday = T0 + days(4)  # Friday 6 March 2026, 10:00 UTC (10:00 London)
+    answer(timeline, rid, friday, accepted=False)
+    assert timeline.one("offer.declined").respond_by == friday + days(4)  # Tuesday 10:00
+    assert timeline.deadline("return_response", rid).due_at == friday + days(4)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("settled_first", [True, False], ids=["settled first", "refunded first"])
+def test_units_kept_with_a_partial_refund_keep_the_shipping_fee_whatever_the_order(
+    settled_first: bool,
+) -> None:
+    """Rule 13: the fee comes back when every item is refunded. Units settled by a
+    partial refund were kept, so the order is never wholly refunded: the fee stays with
+    the seller, whichever request came first (was: back with the later refund only when
+    the partial refund came first)."""
+    timeline, oid = us_order()
+    a, b = (item.sku for item in timeline.state.order.items)  # type: ignore[union-attr]
+    at = US_DELIVERED + hours(1)
+
+    def settle() -> None:
+        rid = request(timeline, "refund_only", at, items=[{"sku": a, "quantity": 1}])
+        timeline.send(f.message("seller.offer_made", oid, at + hours(1), request_id=rid,
+                                offer="partial_refund", amount="5.00"))  # fmt: skip
+        answer(timeline, rid, at + hours(2))
+
+    def refund() -> None:
+        rid = request(timeline, "refund_only", at, items=[{"sku": b, "quantity": 2}])
+        timeline.send(f.return_approved(oid, rid, at + hours(1)))
+
+    for step in (settle, refund) if settled_first else (refund, settle):
+        step()
+        at += hours(3)
+    assert sorted(timeline.refunded()) == ["30.00", "5.00"]
+    assert str(timeline.state.refunded_total) == "35.00"

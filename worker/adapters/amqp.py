@@ -10,9 +10,9 @@ options that differ from the Redis broker (docs/operations.md#rabbitmq).
   tick is worthless after 5 s), so replication would buy nothing.
 - ETA and countdown tasks use Celery's native delayed delivery (RabbitMQ TTL queues), not
   the worker's memory: with a quorum queue Celery must use per-consumer prefetch, which it
-  cannot raise for a held ETA task, so a few held deadlines would stall the queue for up
+  cannot raise for an unacked ETA task, so a few waiting deadlines would stall the queue for up
   to the arming horizon. Native delayed delivery needs a topic exchange, hence the
-  deadlines queue's. Inbound retries (direct exchange, per the contract) are still held
+  deadlines queue's. Inbound retries (direct exchange, per the contract) still wait
   in memory; they are rare (an outage) and short (backoff capped at 60 s).
 - Publisher confirms: a publish returns once RabbitMQ has the message, so an outbox entry
   is removed only for an event the broker really holds.

@@ -1,6 +1,6 @@
 -- One atomic commit of an order: state + message id seen + deadlines + outbox + timeline.
 -- KEYS: 1 state hash, 2 seen set, 3 schedule zset, 4 armed zset, 5 outbox pending zset,
---       6 outbox entries hash, 7 inflight hash, 8 timeline list, 9 holders hash,
+--       6 outbox entries hash, 7 inflight hash, 8 timeline list, 9 claims hash,
 --       10 resends hash, 11 lateness list, 12 digests hash, 13 expired-order tombstone
 -- ARGV: 1 expected version, 2 state JSON, 3 message id or "", 4 inflight task id or "",
 --       5 now (epoch seconds), 6 timeline cap, 7 firing lateness in ms or "",

@@ -56,38 +56,41 @@ SCHEDULE = f"{PREFIX}:deadlines"
 ARMED = f"{PREFIX}:deadlines:armed"
 """Sorted set of deadlines whose ETA task was sent, score due epoch; swept when overdue."""
 
-HOLDERS = f"{PREFIX}:deadlines:held"
-"""Hash member -> "node epoch": which worker received the deadline's task, and when. The
-sweep re-sends only deadlines whose holder is gone, so a busy cluster is not flooded."""
+CLAIMS = f"{PREFIX}:deadlines:held"
+"""Hash member -> "claimant epoch": which worker incarnation received the deadline's task
+(claimed it), and when. The sweep re-sends only deadlines whose claimant is gone, so a
+busy cluster is not flooded. (The key keeps its first name, ":held": it is stored data.)"""
 
 RESENDS = f"{PREFIX}:deadlines:resends"
 """Hash member -> how often the sweep re-sent it: each re-send waits twice as long."""
 
 ALIVE_PREFIX = f"{PREFIX}:alive:"
-"""`ALIVE_PREFIX + holder`: set with a short expiry, every second, by every worker
+"""`ALIVE_PREFIX + claimant`: set with a short expiry, every second, by every worker
 incarnation (node name and boot id, worker/celery.py) and every reliable-fetch consumer
 (worker/shell/transport.py): its absence means that process is gone."""
 
 
-def alive(holder: str) -> str:
-    return f"{ALIVE_PREFIX}{holder}"
+def alive(claimant: str) -> str:
+    return f"{ALIVE_PREFIX}{claimant}"
 
 
 FETCH_CONSUMERS = f"{PREFIX}:fetch:consumers"
-"""Set of reliable-fetch consumer ids that may hold messages (worker/shell/transport.py)."""
+"""Set of reliable-fetch consumer ids that may have taken messages (worker/shell/transport.py)."""
 
-FETCH_HELD_PREFIX = f"{PREFIX}:fetch:held:"
-"""`FETCH_HELD_PREFIX + consumer`: hash delivery tag -> "<payload bytes> <source list>" of
+FETCH_TAKEN_PREFIX = f"{PREFIX}:fetch:held:"
+"""`FETCH_TAKEN_PREFIX + consumer`: hash delivery tag -> "<payload bytes> <source list>" of
 the messages that consumer took and has not acked ("<size>:<bytes><source list>" for bytes
-that are not a kombu message); restored when it is no longer alive."""
+that are not a kombu message); restored when it is no longer alive. The key keeps its
+first name, ":held:": it is stored data."""
 
-FETCH_SWEEP = f"{PREFIX}:fetch:sweep"
-"""Hash: `last` (Redis time of the last restore sweep), `quiet_until` (no consumer is
-declared dead before this time: set after a gap in the sweeps, e.g. a Redis restart)."""
+FETCH_RESTORE = f"{PREFIX}:fetch:sweep"
+"""Hash (the key keeps its first name: stored data): `last` (Redis time of the last
+restore pass), `quiet_until` (no consumer is declared dead before this time: set after a
+gap in the restore passes, e.g. a Redis restart)."""
 
 
-def fetch_held(consumer: str) -> str:
-    return f"{FETCH_HELD_PREFIX}{consumer}"
+def fetch_taken(consumer: str) -> str:
+    return f"{FETCH_TAKEN_PREFIX}{consumer}"
 
 
 FETCH_MOVING_PREFIX = f"{PREFIX}:fetch:moving:"
@@ -186,8 +189,8 @@ class Keyspace:
     def armed(self, shard: int) -> str:
         return self._sharded(ARMED, shard)
 
-    def holders(self, shard: int) -> str:
-        return self._sharded(HOLDERS, shard)
+    def claims(self, shard: int) -> str:
+        return self._sharded(CLAIMS, shard)
 
     def resends(self, shard: int) -> str:
         return self._sharded(RESENDS, shard)

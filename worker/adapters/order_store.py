@@ -162,8 +162,8 @@ class OrderStore(StoreBase):
         args: list[Any] = [
             commit.expected_version,
             self.codec.encode(commit.state),
-            commit.message_id,
-            commit.inflight_task_id,
+            commit.message_id or "",  # commit.lua: "" for none
+            commit.inflight_task_id or "",
             epoch(now),
             TIMELINE_CAP,
             "" if commit.lateness_ms is None else commit.lateness_ms,
@@ -194,7 +194,7 @@ class OrderStore(StoreBase):
                 space.outbox_entries(shard),
                 space.inflight(oid),
                 space.timeline(oid),
-                space.holders(shard),
+                space.claims(shard),
                 space.resends(shard),
                 space.lateness(shard),
                 space.message_digests(oid),

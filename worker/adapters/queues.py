@@ -25,7 +25,7 @@ class RedisQueues:
     def __init__(self, store: RedisStore) -> None:
         self.store = store
 
-    def load_with_backlog(self, order_id: str) -> tuple[Loaded | None, Backlog | None]:
+    def load_with_backlog(self, order_id: str) -> tuple[Loaded, Backlog | None]:
         return self.store.load_for_firing(order_id, INBOUND_KEYS)
 
     def load_many_with_backlog(self, order_ids: Sequence[str]) -> list[tuple[Loaded, Backlog]]:
@@ -45,8 +45,8 @@ class BrokerQueues:
         self.app = app
         self.store = store
 
-    def load_with_backlog(self, order_id: str) -> tuple[Loaded | None, Backlog | None]:
-        return None, None  # the service loads the order; the gate calls `backlog`
+    def load_with_backlog(self, order_id: str) -> tuple[Loaded, Backlog | None]:
+        return self.store.load(order_id), None  # the gate calls `backlog` if it must
 
     def load_many_with_backlog(self, order_ids: Sequence[str]) -> list[tuple[Loaded, Backlog]]:
         # The orders and their in-flight entries in one round trip, then the depth once

@@ -6,7 +6,7 @@ command mixins:
 
 - order_store.py: load, begin a message, the atomic commit (commit.lua), the timeline;
 - inflight_store.py: in-flight messages and queue depth (the backlog gate's reads);
-- schedule_store.py: arming, the sweep, deadline holders and heartbeats, operator reads;
+- schedule_store.py: arming, the sweep, deadline claims and heartbeats, operator reads;
 - outbox_store.py: confirming published entries, the relay's read of stale ones.
 
 The keyspace (keys.py) puts an order's keys in its shard's slot, and the methods over

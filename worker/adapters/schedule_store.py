@@ -1,5 +1,6 @@
-"""Redis store, the deadline schedule: arming, the sweep of lost deadlines, which worker
-holds a deadline's task, heartbeats, and the operator's reads (docs/design.md: deadlines).
+"""Redis store, the deadline schedule (ports.Schedule): arming, the sweep of lost
+deadlines, which worker claimed a deadline's task, heartbeats, and the operator's reads
+(docs/design.md: deadlines).
 
 A commit writes and removes an order's deadlines (order_store.py); from then on they are
 this module's: the tick arms those entering the horizon and re-sends lost ones. Global
@@ -14,7 +15,7 @@ from typing import Any, cast
 
 from worker.adapters import keys
 from worker.adapters.direct_publish import DirectEvents
-from worker.adapters.shards import StateClient, gone_holders
+from worker.adapters.shards import StateClient, gone_claimants
 from worker.adapters.store_base import StoreBase, epoch, from_epoch, script
 
 
@@ -67,29 +68,29 @@ class ScheduleStore(StoreBase):
         grace: float,
         limit: int,
         backoff_cap: float,
-        max_holding: float,
+        max_claim_age: float,
         queued: int = 0,
     ) -> list[tuple[str, str]]:
-        """Armed deadlines overdue whose task no live worker incarnation holds and, with
-        `queued` messages waiting in the deadlines queue, that have waited there longer
-        than `max_holding` (see sweep.lua)."""
+        """The sweep: armed deadlines overdue whose task no live worker incarnation claims
+        and, with `queued` messages waiting in the deadlines queue, that have waited there
+        longer than `max_claim_age` (see sweep.lua)."""
         lost: list[tuple[str, str]] = []
-        alive: dict[str, bool] = {}  # holder -> alive, read once per walk
+        alive: dict[str, bool] = {}  # claimant -> alive, read once per walk
         for shard in self._walk():
             if len(lost) >= limit:
                 break
-            armed, holders = self.keys.armed(shard), self.keys.holders(shard)
-            gone = gone_holders(self.client, armed, holders, epoch(now), limit, alive)
+            armed, claims = self.keys.armed(shard), self.keys.claims(shard)
+            gone = gone_claimants(self.client, armed, claims, epoch(now), limit, alive)
             if gone is None:
                 continue  # nothing overdue in this shard
             members = self._sweep(
-                keys=[armed, holders, self.keys.resends(shard)],
+                keys=[armed, claims, self.keys.resends(shard)],
                 args=[
                     epoch(now),
                     grace,
                     limit - len(lost),
                     backoff_cap,
-                    max_holding,
+                    max_claim_age,
                     queued,
                     *gone,
                 ],
@@ -97,36 +98,38 @@ class ScheduleStore(StoreBase):
             lost += [keys.parse_deadline_member(member) for member in members]
         return lost
 
-    def hold(self, order_id: str, deadline_id: str, holder: str, now: datetime) -> None:
-        """`holder`, a worker incarnation (node name and boot id), received the deadline's
+    def claim(self, order_id: str, deadline_id: str, claimant: str, now: datetime) -> None:
+        """`claimant`, a worker incarnation (node name and boot id), received the deadline's
         task: the sweep leaves it to that process while its alive key lasts."""
         member = keys.deadline_member(order_id, deadline_id)
-        holders = self.keys.holders(self.keys.shard_of(order_id))
-        self.client.hset(holders, member, f"{holder} {epoch(now)}")
+        claims = self.keys.claims(self.keys.shard_of(order_id))
+        self.client.hset(claims, member, f"{claimant} {epoch(now)}")
 
-    def hold_many(self, deadlines: Sequence[tuple[str, str]], holder: str, now: datetime) -> None:
-        """`hold` for every (order, deadline) of a batch task, in one write."""
+    def claim_many(
+        self, deadlines: Sequence[tuple[str, str]], claimant: str, now: datetime
+    ) -> None:
+        """`claim` for every (order, deadline) of a batch task, in one write."""
         if deadlines:
-            value = f"{holder} {epoch(now)}"
+            value = f"{claimant} {epoch(now)}"
             by_shard: dict[int, dict[Any, Any]] = {}  # redis-py types its keys invariantly
             for order_id, deadline_id in deadlines:
                 mapping = by_shard.setdefault(self.keys.shard_of(order_id), {})
                 mapping[keys.deadline_member(order_id, deadline_id)] = value
             for shard, mapping in by_shard.items():
-                self.client.hset(self.keys.holders(shard), mapping=mapping)
+                self.client.hset(self.keys.claims(shard), mapping=mapping)
 
     def release(self, order_id: str, deadline_id: str, even_if_armed: bool = False) -> None:
-        """Forget the holder of a deadline: no longer armed (a stale task ran), or its task
+        """Forget the claim on a deadline: no longer armed (a stale task ran), or its task
         failed and the sweep should send it again."""
         member = keys.deadline_member(order_id, deadline_id)
         shard = self.keys.shard_of(order_id)
         if even_if_armed or self.client.zscore(self.keys.armed(shard), member) is None:
-            self.client.hdel(self.keys.holders(shard), member)
+            self.client.hdel(self.keys.claims(shard), member)
 
-    def heartbeat(self, holder: str, ttl_ms: int) -> None:
-        """`holder` (a worker incarnation) is alive for the next `ttl_ms` (one key, in
+    def heartbeat(self, claimant: str, ttl_ms: int) -> None:
+        """`claimant` (a worker incarnation) is alive for the next `ttl_ms` (one key, in
         whatever slot: the sweep reads it outside its script)."""
-        self.client.set(keys.alive(holder), "1", px=ttl_ms)
+        self.client.set(keys.alive(claimant), "1", px=ttl_ms)
 
     def next_deadlines(self, count: int) -> list[tuple[str, str, datetime | None, str]]:
         """The next `count` pending deadlines overall: (order, id, due or None, where).

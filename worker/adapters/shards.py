@@ -1,6 +1,6 @@
 """Helpers of the Redis store for the sharded global indexes (docs/cluster.md).
 
-`gone_holders`: which deadline holders of one shard have stopped beating, read before the
+`gone_claimants`: which claimants of one shard's deadlines have stopped beating, read before the
 sweep script (an alive key lives in its own hash slot, so the script cannot read it).
 `OutboxShards`: which shard an outbox entry id lives in, so a confirmed publish removes
 it from that shard alone.
@@ -19,8 +19,8 @@ from worker.adapters import keys
 StateClient = redis.Redis | RedisCluster
 """One Redis, or a Redis Cluster (worker/adapters/state_client.py builds either)."""
 
-QUEUE_HOLDER = "queue"
-"""sweep.lua's holder for a task presumed waiting in the deadlines queue: no alive key."""
+QUEUE_CLAIMANT = "queue"
+"""sweep.lua's claimant for a task presumed waiting in the deadlines queue: no alive key."""
 
 OUTBOX_MEMORY = 100_000
 """Entry ids whose shard a process remembers: far more than it publishes between a
@@ -31,28 +31,28 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def gone_holders(
+def gone_claimants(
     client: StateClient,
     armed: str,
-    holders: str,
+    claims: str,
     now: float,
     limit: int,
     alive: dict[str, bool],
 ) -> list[str] | None:
-    """Holders of the shard's overdue armed deadlines whose alive key has expired; None
+    """Claimants of the shard's overdue armed deadlines whose alive key has expired; None
     when nothing is overdue (the sweep script need not run). `alive` caches the answers
-    over one walk of the shards. A holder gone stays gone (a restart is a new incarnation),
+    over one walk of the shards. A claimant gone stays gone (a restart is a new incarnation),
     so reading this before the script, not inside it, is safe."""
     # without withscores, members only
     overdue = cast(list[bytes | str], client.zrangebyscore(armed, "-inf", now, 0, limit))
     if not overdue:
         return None
     gone = []
-    for record in client.hmget(holders, overdue):
+    for record in client.hmget(claims, overdue):
         if record is None:
             continue
         who = _text(record).rpartition(" ")[0]
-        if not who or who == QUEUE_HOLDER:
+        if not who or who == QUEUE_CLAIMANT:
             continue
         if who not in alive:
             alive[who] = bool(client.exists(keys.alive(who)))

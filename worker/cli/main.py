@@ -257,8 +257,7 @@ def publish(file: TextIO, rate: float | None, dry_run: bool) -> None:
     from rich.console import Console
     from rich.progress import Progress
 
-    from worker.cli.publish import publish as run
-    from worker.cli.publish import read_entries
+    from worker.cli.send import read_entries, send_entries
     from worker.contract.client import Producer
     from worker.settings import get_settings
 
@@ -271,7 +270,7 @@ def publish(file: TextIO, rate: float | None, dry_run: bool) -> None:
         ) as progress,
     ):
         task = progress.add_task("publishing", total=len(entries))
-        summary = run(
+        summary = send_entries(
             entries,
             (lambda _: None) if dry_run else producer.send,
             rate,

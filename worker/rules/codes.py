@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from schemas.dead_letters import DeadLetterReason
+
 RejectionCode = Literal[
     "order_already_placed",
     "already_paid",
@@ -90,7 +92,8 @@ REJECTION_CODES: dict[RejectionCode, str] = {
     "waits for the buyer's answer",
     "offer_already_made": "a second seller.offer_made for a request (one offer per request)",
     "offer_not_allowed": "an offer of the request's own kind (approve it instead), or an "
-    "exchange offer for a request whose units do not go back (no method)",
+    "exchange offer for a request whose units do not go back (no method), or a partial refund "
+    "finer than the currency's minor unit (0.004 USD, 12.5 JPY: it is paid as offered)",
     "offer_too_high": "a partial refund of more than the request would refund",
     "not_a_replacement": "seller.replacement_shipped for a request that is neither a "
     "reshipment nor an exchange",
@@ -98,6 +101,6 @@ REJECTION_CODES: dict[RejectionCode, str] = {
 }
 """Every `action.rejected` code with its one-line meaning (shown in docs/rules.md)."""
 
-ORDER_EXPIRED = "order_expired"
+ORDER_EXPIRED: DeadLetterReason = "order_expired"
 """Not an `action.rejected` code but a dead-letter reason (docs/input-safety.md): a message
 for an order whose keys expired (worker/rules/retention.py, docs/rules.md#retention)."""

@@ -108,8 +108,12 @@ class Refund:
 
 
 def remaining_refund(state: OrderState, order: OrderFacts) -> Refund:
-    """Everything paid and not yet refunded: a cancellation refunds this."""
-    refunded = _refunded_quantities(state.returns.values(), None)
+    """Everything paid and not yet refunded: a cancellation refunds this.
+
+    Units settled by an accepted partial refund (1.2) were to be kept for the rest of
+    their price; an order cancelled before delivery keeps nothing, so that rest goes back
+    too: the partial refunds come off the items' part first, then the fee's."""
+    refunded = _refunded_quantities(state.returns.values(), None, settled=False)
     rest = tuple(
         ItemSelection(sku=i.sku, quantity=i.quantity - refunded.get(i.sku, 0))
         for i in order.items
@@ -118,7 +122,9 @@ def remaining_refund(state: OrderState, order: OrderFacts) -> Refund:
     items = _items_refund(order, refunded, rest)
     # With no unit left, the fee went back with the last of them.
     fee = round_money(order.shipping_fee, order.currency) if rest else ZERO
-    return Refund(items, fee, ZERO)
+    partial = sum((r.refund or ZERO for r in state.returns.values() if _partly(r)), ZERO)
+    off_items = min(partial, items)
+    return Refund(items - off_items, fee - min(partial - off_items, fee), ZERO)
 
 
 def full_refund(order: OrderFacts) -> Refund:
@@ -139,7 +145,10 @@ def refund_for(
     currency = order.currency
     before = _refunded_quantities(state.returns.values(), request)
     items = _items_refund(order, before, request.items)
-    after = _add(before, request.items)
+    # Rule 13: every item refunded; units kept with a partial refund (1.2) never are.
+    after = _add(
+        _refunded_quantities(state.returns.values(), request, settled=False), request.items
+    )
     everything = all(after.get(i.sku, 0) >= i.quantity for i in order.items)
     fee = round_money(order.shipping_fee, currency) if everything else ZERO
     buyer_pays = request.payer == "buyer" and request.kind == "return_and_refund"
@@ -171,21 +180,21 @@ def _add(quantities: dict[str, int], selection: Iterable[ItemSelection]) -> dict
     return total
 
 
-def _settled(request: ReturnRequest) -> bool:
-    return request.status == "refunded" or (
-        request.status == "closed" and request.closed_reason == "offer_accepted"
-    )
+def _partly(request: ReturnRequest) -> bool:
+    """1.2: settled by an accepted partial refund (the units kept for the rest)."""
+    return request.status == "closed" and request.closed_reason == "offer_accepted"
 
 
 def _refunded_quantities(
-    requests: Iterable[ReturnRequest], current: ReturnRequest | None
+    requests: Iterable[ReturnRequest], current: ReturnRequest | None, settled: bool = True
 ) -> dict[str, int]:
-    """Units refunded by requests other than `current` (1.2: and units settled by an
-    accepted partial refund: they are never refunded again)."""
+    """Units refunded by requests other than `current` (1.2, unless `settled` is False:
+    and units settled by an accepted partial refund: they are never refunded again)."""
     done = [
         r
         for r in requests
-        if _settled(r) and (current is None or r.request_id != current.request_id)
+        if (r.status == "refunded" or (settled and _partly(r)))
+        and (current is None or r.request_id != current.request_id)
     ]
     quantities: dict[str, int] = {}
     for request in done:

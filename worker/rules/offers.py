@@ -58,6 +58,12 @@ def offer_made(state: OrderState, msg: OfferMade) -> Step | Park:
     offered = None
     if msg.amount is not None:
         offered = round_money(msg.amount, currency)
+        if offered != msg.amount:  # paid as offered: never rounded to nothing, or up
+            detail = (
+                f"{msg.amount} {currency} is finer than the currency's minor unit: "
+                f"offer an amount such as {offered} {currency}"
+            )
+            return reject(state, msg, "offer_not_allowed", detail)
         most = most_refundable(state, request).amount
         if offered > most:
             detail = f"{offered} offered; the request would refund {round_money(most, currency)}"
@@ -83,9 +89,12 @@ def offer_answered(state: OrderState, msg: OfferAccepted | OfferDeclined) -> Ste
         return Park(f"buyer.return_requested {msg.request_id}")
     if request.status == "requested" and request.offer is None:
         return Park(f"seller.offer_made {msg.request_id}")
-    if request.status != "offered" or request.offer is None:
-        status = request.offer.status if request.offer is not None else request.status
-        return reject(state, msg, "request_not_open", f"the offer is {status}")
+    if request.offer is None:
+        status = request.closed_reason or request.status
+        detail = f"request {msg.request_id} is {status} and had no offer"
+        return reject(state, msg, "request_not_open", detail)
+    if request.status != "offered":
+        return reject(state, msg, "request_not_open", f"the offer is {request.offer.status}")
     at, cause = msg.occurred_at, msg.message_id
     if isinstance(msg, OfferDeclined):
         step = _back_to_seller(Step(state), request, "declined", at)

@@ -222,7 +222,7 @@ class DeadLetter(Value):
     message: dict[str, Any]
     task: str
     reason: str
-    kind: Literal["held_too_long", "invalid_message"] = "held_too_long"
+    kind: Literal["held_too_long", "invalid_message"] = "held_too_long"  # a DeadLetterReason
 
 
 class LabelJob(Value):

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from schemas.types import parse_timestamp
 from worker.logging import get_logger
@@ -30,8 +30,12 @@ PRIORITY_SEPARATOR = "\x06\x16"
 PRIORITY_STEPS = (0, 3, 6, 9)
 """kombu's Redis transport keeps one list per priority step: name, name\\x06\\x163, ..."""
 
-BARRIER = "barrier"
-INFLIGHT = "inflight"
+WaitReason = Literal["barrier", "inflight"]
+"""Why a due deadline waits: messages are queued before it (it goes round through the
+inbound queue's tail first), or an earlier message of its order is in flight."""
+
+BARRIER: WaitReason = "barrier"
+INFLIGHT: WaitReason = "inflight"
 
 
 def queue_keys(queue: str) -> list[str]:
@@ -46,7 +50,7 @@ class Gate:
     stale_after: timedelta
     clock: Callable[[], datetime]
 
-    def __call__(self, order_id: str, deadline: Deadline, after_barrier: bool) -> str | None:
+    def __call__(self, order_id: str, deadline: Deadline, after_barrier: bool) -> WaitReason | None:
         if deadline.kind == "hold":  # processing-time timer of a parked message
             return None
         depth, inflight = self.backlog(order_id)  # inbound queue depth, in-flight messages

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from worker.logging import get_logger
-from worker.service_layer.ports import Publisher
+from worker.service_layer.ports import BatchPublisher, Publisher
 
 log = get_logger("aftersales.service")  # the service's log: these lines always were
 
@@ -45,12 +45,11 @@ class Outbox:
     def publish_batch(self, entries: list[tuple[str, dict[str, Any]]]) -> None:
         """A batch's outbox entries in one go where the publisher can (one producer, one
         pipeline), else one by one; all confirmed together, or all left to the relay."""
-        publish_many = getattr(self.publisher, "publish_many", None)
-        if not entries or publish_many is None:
+        if not entries or not isinstance(self.publisher, BatchPublisher):
             self.publish(entries)
             return
         try:
-            publish_many(entries)
+            self.publisher.publish_many(entries)
         except Exception:  # nothing is lost: the relay publishes them again, same ids
             log.warning("batch publish failed; left for the outbox relay", exc_info=True)
             return

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from worker.rules.state import Deadline, OrderState
 
@@ -56,8 +56,8 @@ class Commit:
     order_id: str
     expected_version: int
     state: OrderState
-    message_id: str = ""
-    inflight_task_id: str = ""
+    message_id: str | None = None  # an inbound message's: seen from now on
+    inflight_task_id: str | None = None  # an inbound message's task: its in-flight entry ends
     schedule: tuple[Deadline, ...] = ()  # added or moved deadlines
     unschedule: tuple[str, ...] = ()  # deadline ids no longer current
     outbox: tuple[tuple[str, dict[str, Any]], ...] = ()  # (entry id, entry)
@@ -82,6 +82,77 @@ class Publisher(Protocol):
     def publish(self, entry_id: str, entry: dict[str, Any]) -> None: ...
 
 
+@runtime_checkable
+class BatchPublisher(Publisher, Protocol):
+    """A publisher that also sends many entries in one go (one producer, one pipeline:
+    worker/adapters/publisher.py); a batch of firings uses it when there is one."""
+
+    def publish_many(self, entries: Sequence[tuple[str, dict[str, Any]]]) -> None: ...
+
+
+class Schedule(Protocol):
+    """The durable deadline schedule (docs/design.md: deadlines), after the commit wrote an
+    order's deadlines into it (`Commit.schedule`, `Commit.unschedule`).
+
+    The tick arms the deadlines entering the horizon (their tasks are sent) and re-sends
+    armed ones whose task is lost; a worker incarnation that receives a deadline's task
+    claims it, and beats while it lives. Implementations: the Redis store
+    (worker/adapters/schedule_store.py) and an in-memory one
+    (worker/adapters/memory_schedule.py).
+    """
+
+    def arm_due(
+        self, until: datetime, limit: int, recheck_after: float, now: datetime | None = None
+    ) -> list[tuple[str, str, datetime]]:
+        """Arm up to `limit` deadlines due before `until`: (order, deadline id, due). The
+        sweep looks at one again `recheck_after` s after its due time or `now`."""
+        ...
+
+    def lost_armed(
+        self,
+        now: datetime,
+        grace: float,
+        limit: int,
+        backoff_cap: float,
+        max_claim_age: float,
+        queued: int = 0,
+    ) -> list[tuple[str, str]]:
+        """The sweep: armed deadlines overdue whose task no live claimant has, to send
+        again (each re-send of one backs off: `grace` s, twice that ... `backoff_cap`). With
+        `queued` messages in the deadlines queue an unclaimed one is presumed queued,
+        for at most `max_claim_age` s."""
+        ...
+
+    def claim(self, order_id: str, deadline_id: str, claimant: str, now: datetime) -> None:
+        """`claimant`, a worker incarnation, received the deadline's task at `now`."""
+        ...
+
+    def claim_many(
+        self, deadlines: Sequence[tuple[str, str]], claimant: str, now: datetime
+    ) -> None:
+        """`claim` for every (order, deadline) of a batch task."""
+        ...
+
+    def release(self, order_id: str, deadline_id: str, even_if_armed: bool = False) -> None:
+        """Forget a deadline's claim: no longer armed (a stale task ran), or, with
+        `even_if_armed`, its task failed and the sweep should send it again."""
+        ...
+
+    def heartbeat(self, claimant: str, ttl_ms: int) -> None:
+        """`claimant` is alive for the next `ttl_ms`."""
+        ...
+
+
+class PendingOutbox(Protocol):
+    """The outbox entries no publish confirmed: what the tick's relay sends again."""
+
+    def stale_outbox(self, older_than: datetime, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        """Up to `limit` entries committed before `older_than` and still unconfirmed."""
+        ...
+
+    def confirm_published(self, entry_ids: list[str]) -> None: ...
+
+
 class BacklogReader(Protocol):
     """What a deadline firing must know about the queues (docs/design.md, backlog safety).
 
@@ -89,9 +160,9 @@ class BacklogReader(Protocol):
     the queues are lists on the store's own Redis, or they live in another broker.
     """
 
-    def load_with_backlog(self, order_id: str) -> tuple[Loaded | None, Backlog | None]:
-        """The order and its backlog in one round trip when the queues allow it, else
-        (None, None): the service loads the order and the gate calls `backlog`."""
+    def load_with_backlog(self, order_id: str) -> tuple[Loaded, Backlog | None]:
+        """The order, and its backlog in the same round trip when the queues allow it
+        (else None: the gate calls `backlog` if it needs it)."""
         ...
 
     def load_many_with_backlog(self, order_ids: Sequence[str]) -> list[tuple[Loaded, Backlog]]:

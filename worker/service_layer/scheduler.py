@@ -1,8 +1,12 @@
-"""The durable deadline schedule in motion: the beat tick (arm, sweep, relay), one firing,
-and what to do after it (docs/design.md: deadlines, backlog safety).
+"""The durable deadline schedule in motion: the beat tick (arm, sweep, relay), and a
+deadline's firing from its task to its commit (docs/design.md: deadlines, backlog safety).
 
-The tasks of tasks/deadlines.py call in here and only choose retry or not. Deadline tasks
-are sent by name, so this module needs neither the tasks nor Celery itself.
+A firing: the order is read with its backlog (one round trip where the queues allow it),
+the deadline fenced (gone or moved: stale; early: not due) and gated (backlog safety),
+the service fires it, and the scheduler sends it again later or releases it. The tasks of
+tasks/deadlines.py call in here and only choose retry or not. Deadline tasks are sent by
+name, so this module needs neither the tasks nor Celery itself; it reaches Redis only
+through the ports (ports.Schedule, ports.BacklogReader, ports.PendingOutbox).
 """
 
 from __future__ import annotations
@@ -16,11 +20,10 @@ from typing import Any
 from schemas import channels
 from schemas.channels import DEADLINE_BATCH_TASK, DEADLINE_TASK
 from schemas.types import format_timestamp, parse_timestamp
-from worker.adapters.redis_store import RedisStore
 from worker.logging import get_logger
 from worker.rules.state import Deadline
 from worker.service_layer.backlog import BARRIER, Gate
-from worker.service_layer.ports import Backlog, BacklogReader
+from worker.service_layer.ports import Backlog, BacklogReader, Loaded, PendingOutbox, Schedule
 from worker.service_layer.service import Firing, Outcome, Service
 from worker.settings import Settings
 
@@ -35,7 +38,7 @@ ARM_BATCH = 20_000
 """Deadlines armed per tick at most; the rest wait for the next tick (one second)."""
 SWEEP_BATCH = 1_000
 """Lost deadlines re-sent per tick at most: re-sends are rare (a worker died), so this only
-bounds a tick after a crash of a worker that held many."""
+bounds a tick after a crash of a worker that claimed many."""
 RESEND_BACKOFF_CAP = 60.0
 """Longest wait (s) between two re-sends of one lost deadline: nobody consumes it yet."""
 OUTBOX_RELAY_AFTER = timedelta(seconds=5)
@@ -45,7 +48,7 @@ RELAY_BATCH = 1_000
 
 BATCH_WIDTH = 0.2
 """Seconds of due times one batch task covers. It runs at its last member's due time, so
-this is the most a member is held back for the sake of batching (well inside 1 s p99)."""
+this is the most a member is delayed for the sake of batching (well inside 1 s p99)."""
 BATCH_MAX = 100
 """Members per batch task at most: enough that Celery's per-task cost and the batch's five
 round trips are shared by many (a few percent), few enough that a batch takes ~0.1 s and
@@ -60,67 +63,104 @@ SendTask = Callable[..., Any]
 
 @dataclass
 class Scheduler:
-    store: RedisStore
+    schedule: Schedule
+    outbox: PendingOutbox
     service: Service
     queues: BacklogReader
     send_task: SendTask
     settings: Settings
     clock: Callable[[], datetime]
 
-    # --- one firing ------------------------------------------------------------------------
+    # --- firing ------------------------------------------------------------------------------
 
     def fire(self, order_id: str, deadline_id: str, due_at: str | None, barrier: bool) -> Outcome:
-        """Fire one deadline; `barrier` once it has passed the inbound queue."""
+        """Fire one deadline task's deadline, then send it again later or release it;
+        `barrier` once it has passed the inbound queue."""
         due = parse_timestamp(due_at) if due_at else None
         loaded, backlog = self.queues.load_with_backlog(order_id)
-        gate = self._gate(order_id, barrier, backlog)
-        return self.service.fire_deadline(order_id, deadline_id, due, gate=gate, loaded=loaded)
+        checked = self._check(order_id, deadline_id, due, loaded, backlog, barrier)
+        outcome = (
+            checked
+            if isinstance(checked, Outcome)
+            else self.service.fire(order_id, checked, loaded)
+        )
+        self._after(order_id, deadline_id, due_at, outcome)
+        return outcome
 
-    def fire_batch(self, members: Sequence[Member]) -> dict[str, int]:
+    def fire_batch(self, members: Sequence[Member]) -> list[Outcome]:
         """Fire a batch task's deadlines: orders and backlogs read in one round trip, each
-        gated and decided as a single firing is, the commits in one round trip; what must
-        wait or is early is handed back as a single firing (`after_firing`)."""
+        fenced and gated as a single firing is, the commits in one round trip; what must
+        wait or is early is handed back as a single firing."""
         rows = self.queues.load_many_with_backlog([order_id for order_id, _, _ in members])
-        firings = [
-            Firing(order_id, deadline_id, parse_timestamp(due) if due else None,
-                   self._gate(order_id, False, backlog), loaded)
-            for (order_id, deadline_id, due), (loaded, backlog) in zip(members, rows, strict=True)
-        ]  # fmt: skip
-        outcomes = self.service.fire_deadlines(firings)
-        counts: dict[str, int] = {}
+        outcomes: list[Outcome] = []
+        firings: list[tuple[int, Firing]] = []
+        for (order_id, deadline_id, due), (loaded, backlog) in zip(members, rows, strict=True):
+            due_at = parse_timestamp(due) if due else None
+            checked = self._check(order_id, deadline_id, due_at, loaded, backlog, False)
+            if not isinstance(checked, Outcome):
+                firings.append((len(outcomes), Firing(order_id, checked, loaded)))
+                checked = Outcome("stale")  # replaced by the firing's outcome below
+            outcomes.append(checked)
+        fired = self.service.fire_many([firing for _, firing in firings])
+        for (index, _), outcome in zip(firings, fired, strict=True):
+            outcomes[index] = outcome
         for (order_id, deadline_id, due), outcome in zip(members, outcomes, strict=True):
-            self.after_firing(order_id, deadline_id, due, outcome)
-            counts[outcome.status] = counts.get(outcome.status, 0) + 1
-        return counts
+            self._after(order_id, deadline_id, due, outcome)
+        return outcomes
 
-    def after_firing(
-        self, order_id: str, deadline_id: str, due_at: str | None, outcome: Outcome
-    ) -> None:
+    def _check(
+        self,
+        order_id: str,
+        deadline_id: str,
+        due_at: datetime | None,
+        loaded: Loaded,
+        backlog: Backlog | None,
+        after_barrier: bool,
+    ) -> Deadline | Outcome:
+        """The deadline if it may fire now, else why not: fencing (gone or moved: stale),
+        early (not_due, with its time), backlog safety (waiting, with the gate's reason).
+        `backlog`: read with the order already, else None (read here if the gate needs it)."""
+        deadline = loaded.state.deadlines.get(deadline_id) if loaded.state else None
+        if deadline is None or (due_at is not None and deadline.due_at != due_at):
+            return Outcome("stale")
+        if deadline.due_at > self.clock():  # an early timer: re-sent for its time
+            return Outcome("not_due", retry_at=deadline.due_at)
+        read: Callable[[str], Backlog] = (
+            (lambda _: backlog) if backlog is not None else self.queues.backlog
+        )
+        gate = Gate(
+            backlog=read, stale_after=self.settings.visibility_timeout * 2, clock=self.clock
+        )
+        wait = gate(order_id, deadline, after_barrier)
+        return Outcome("waiting", wait=wait) if wait else deadline
+
+    def _after(self, order_id: str, deadline_id: str, due_at: str | None, outcome: Outcome) -> None:
+        """After a firing: waiting, through the tail of the inbound queue first (barrier)
+        or re-checked from the deadlines queue shortly; early, at its time; stale, no longer
+        claimed by anyone."""
         if outcome.status == "waiting":
-            # Through the tail of the inbound queue first, then re-checked from the deadlines
-            # queue.
-            barrier = outcome.detail == BARRIER
+            barrier = outcome.wait == BARRIER
             self.send_task(
                 DEADLINE_TASK,
                 (order_id, deadline_id, due_at, True),
                 queue=channels.INBOUND if barrier else channels.DEADLINES,
                 countdown=None if barrier else WAIT_RETRY,
             )
-        elif outcome.status == "not_due":  # early (a clock ahead, a moved deadline): at its time
-            self.send(order_id, deadline_id, parse_timestamp(outcome.detail))
+        elif outcome.status == "not_due" and outcome.retry_at is not None:
+            self.send(order_id, deadline_id, outcome.retry_at)
         elif outcome.status == "stale":
-            self.store.release(order_id, deadline_id)
+            self.schedule.release(order_id, deadline_id)
 
     def failed(self, order_id: str, deadline_id: str) -> None:
         """A bug, not an outage: let the sweep send it again, backing off, rather than leave
-        it held by this worker until the holding expires."""
-        self.store.release(order_id, deadline_id, even_if_armed=True)
+        it claimed by this worker until the claim is too old."""
+        self.schedule.release(order_id, deadline_id, even_if_armed=True)
 
     def failed_batch(self, members: Sequence[Member]) -> None:
         """A batch failed on a bug: every member goes back to the sweep, which re-sends
         each on its own (fired ones are no longer armed: their re-send finds them stale)."""
         for order_id, deadline_id, _ in members:
-            self.store.release(order_id, deadline_id, even_if_armed=True)
+            self.schedule.release(order_id, deadline_id, even_if_armed=True)
 
     def send_armed(self, armed: Sequence[tuple[str, str, datetime]]) -> int:
         """Send armed deadlines as tasks: those due within the same BATCH_WIDTH together,
@@ -164,40 +204,30 @@ class Scheduler:
             queue=channels.DEADLINES,
         )
 
-    def _gate(
-        self, order_id: str, after_barrier: bool, backlog: Backlog | None
-    ) -> Callable[[Deadline], str | None]:
-        """The backlog gate of one firing; `backlog` when it was read with the order already."""
-        # A backlog read in the same round trip as the order is used as is.
-        read: Callable[[str], Backlog] = (
-            (lambda _: backlog) if backlog is not None else self.queues.backlog
-        )
-        gate = Gate(
-            backlog=read, stale_after=self.settings.visibility_timeout * 2, clock=self.clock
-        )
-        return lambda deadline: gate(order_id, deadline, after_barrier)
-
     # --- the tick --------------------------------------------------------------------------
 
     def tick_has_work(self) -> bool:
         """Whether `tick` would arm, re-send or relay anything now (one read): beat sends
-        no tick while it would not (worker/shell/beat.py)."""
+        no tick while it would not (worker/adapters/beat_schedule.py)."""
+        # An optional capability of the schedule (the Redis store has it: it holds the
+        # outbox too); a schedule that cannot tell has every tick sent.
+        probe = getattr(self.schedule, "tick_has_work", None)
+        if probe is None:
+            return True
         now = self.clock()
-        return self.store.tick_has_work(
-            now + self.settings.deadline_horizon, now, now - OUTBOX_RELAY_AFTER
-        )
+        return bool(probe(now + self.settings.deadline_horizon, now, now - OUTBOX_RELAY_AFTER))
 
     def tick(self) -> dict[str, int]:
         """Arm deadlines entering the horizon, re-send overdue ones, relay the outbox."""
-        settings, store, now = self.settings, self.store, self.clock()
+        settings, schedule, now = self.settings, self.schedule, self.clock()
         grace = max(2.0, 2 * settings.sweep_interval.total_seconds())
-        armed = store.arm_due(
+        armed = schedule.arm_due(
             now + settings.deadline_horizon, ARM_BATCH, recheck_after=grace, now=now
         )
         tasks = self.send_armed(armed)
         # Messages waiting in the deadlines queue: while there are, a due deadline no worker
         # has received yet is presumed queued behind them, not lost (see sweep.lua).
-        overdue = store.lost_armed(
+        overdue = schedule.lost_armed(
             now,
             grace,
             SWEEP_BATCH,
@@ -207,7 +237,7 @@ class Scheduler:
         )
         for order_id, deadline_id in overdue:
             self.send(order_id, deadline_id, None)
-        stale = store.stale_outbox(now - OUTBOX_RELAY_AFTER, limit=RELAY_BATCH)
+        stale = self.outbox.stale_outbox(now - OUTBOX_RELAY_AFTER, limit=RELAY_BATCH)
         left = self.service.outbox.publish(stale) if stale else 0
         if armed or overdue or stale:  # an idle tick is silent: one runs every second
             log.info(
@@ -218,3 +248,11 @@ class Scheduler:
                 relayed=len(stale) - left,
             )
         return {"armed": len(armed), "overdue": len(overdue), "relayed": len(stale) - left}
+
+
+def tally(outcomes: Sequence[Outcome]) -> dict[str, int]:
+    """How many firings ended in each status (a batch task's result)."""
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    return counts

@@ -21,6 +21,7 @@ from worker.logging import get_logger
 from worker.rules.parking import DEFAULT_HOLD
 from worker.rules.retention import DEFAULT_RETENTION, DEFAULT_TOMBSTONE_RETENTION, is_expired
 from worker.rules.state import Deadline, DeadlineFired, Decision, LabelGenerated
+from worker.service_layer.backlog import WaitReason
 from worker.service_layer.commit import commit_for, no_change
 from worker.service_layer.outbox import Outbox
 from worker.service_layer.ports import Commit, Loaded, Publisher, Store
@@ -40,26 +41,50 @@ class ConcurrencyExhausted(RuntimeError):
     """Transient: the order kept changing under us; the task retries later."""
 
 
+MessageStatus = Literal["applied", "parked", "duplicate", "reused", "expired"]
+"""What became of an inbound message: applied, parked (waiting for an earlier fact),
+already applied, its id used before with another body, or its order's keys expired."""
+
+FiringStatus = Literal["applied", "parked", "stale", "not_due", "waiting"]
+"""What became of a deadline's firing (or a label's record): applied, deferred by the
+rules, no longer current (fenced off, or nothing to change), early, or waiting (backlog)."""
+
+
 @dataclass(frozen=True)
 class Outcome:
-    status: Literal[
-        "applied", "parked", "duplicate", "stale", "not_due", "waiting", "expired", "reused"
-    ]
+    status: MessageStatus | FiringStatus
     events: tuple[str, ...] = ()
     version: int = 0
     unpublished: int = 0  # entries left for the relay
-    detail: str = ""
+    retry_at: datetime | None = None  # "not_due": the deadline's time, to fire it then
+    wait: WaitReason | None = None  # "waiting": what the firing waits behind (backlog.py)
+
+    def summary(self) -> str:
+        """The status, with the time or the reason after a colon (a deadline task's result)."""
+        if self.retry_at is not None:
+            return f"{self.status}:{format_timestamp(self.retry_at)}"
+        if self.wait is not None:
+            return f"{self.status}:{self.wait}"
+        return self.status
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """What a commit records of an inbound message: its id is seen from then on, and its
+    in-flight entry ends (deadlines and labels have neither)."""
+
+    message_id: str
+    task_id: str
 
 
 @dataclass(frozen=True)
 class Firing:
-    """One deadline of a batch (Service.fire_deadlines), as `fire_deadline` takes it."""
+    """One deadline of a batch (Service.fire_many): current and due, and may fire now
+    (the scheduler fenced and gated it), on its order as loaded."""
 
     order_id: str
-    deadline_id: str
-    due_at: datetime | None
-    gate: Callable[[Deadline], str | None] | None = None
-    loaded: Loaded | None = None
+    deadline: Deadline
+    loaded: Loaded
 
 
 @dataclass
@@ -85,47 +110,34 @@ class Service:
         )
         if begun.status != "new":
             return Outcome(begun.status)
-        return self._apply(message.order_id, message, message.message_id, task_id, begun.loaded)
+        inbound = Inbound(message.message_id, task_id)
+        return self._apply(message.order_id, message, inbound, begun.loaded)
 
-    def fire_deadline(
-        self,
-        order_id: str,
-        deadline_id: str,
-        due_at: datetime | None,
-        gate: Callable[[Deadline], str | None] | None = None,
-        loaded: Loaded | None = None,
-    ) -> Outcome:
-        """Fire a deadline if it is still current and due (fencing); else change nothing.
-
-        `gate` may hold it back (backlog safety): then the outcome is "waiting" with the
-        reason, and the caller tries again later. `loaded`: the order as the caller just
-        read it (with the gate's backlog, in one round trip); the commit's version check
-        fences it like a fresh load.
-        """
-        loaded = loaded or self.store.load(order_id)
+    def fire(self, order_id: str, deadline: Deadline, loaded: Loaded | None = None) -> Outcome:
+        """Fire a deadline the scheduler found current, due and free to fire (fencing and
+        backlog safety: worker/service_layer/scheduler.py). `loaded`: the order as the
+        scheduler read it; the commit's version check fences it like a fresh load, and a
+        lost race decides again on the fresh order, where the rules fence a deadline that
+        is gone or moved ("stale")."""
         now = self.clock()
-        deadline = _current(loaded, deadline_id, due_at, now, gate)
-        if isinstance(deadline, Outcome):
-            return deadline
         fired = DeadlineFired(order_id=order_id, deadline=deadline)
         lateness_ms = _lateness_ms(deadline, now)
-        outcome = self._apply(order_id, fired, "", "", loaded=loaded, lateness_ms=lateness_ms)
+        outcome = self._apply(order_id, fired, None, loaded=loaded, lateness_ms=lateness_ms)
         if outcome.status == "applied":
             _log_fired(order_id, deadline, lateness_ms, outcome)
         return outcome
 
-    def fire_deadlines(self, firings: Sequence[Firing]) -> list[Outcome]:
-        """`fire_deadline` for many deadlines, their commits in one round trip: each is
-        still its own version-checked commit, decided on the order as loaded. One that
-        loses a race with another change of its order goes the single way (reload, retry)."""
+    def fire_many(self, firings: Sequence[Firing]) -> list[Outcome]:
+        """`fire` for many deadlines, their commits in one round trip: each is still its
+        own version-checked commit, decided on the order as loaded. One that loses a race
+        with another change of its order goes the single way (reload, retry)."""
         now = self.clock()
         outcomes: list[Outcome] = []
         planned: list[tuple[int, Commit, Decision, Deadline]] = []
         for firing in firings:
-            loaded = firing.loaded or self.store.load(firing.order_id)
-            deadline = _current(loaded, firing.deadline_id, firing.due_at, now, firing.gate)
-            outcomes.append(deadline if isinstance(deadline, Outcome) else Outcome("stale"))
-            if isinstance(deadline, Outcome) or loaded.state is None:
+            loaded, deadline = firing.loaded, firing.deadline
+            outcomes.append(Outcome("stale"))
+            if loaded.state is None:
                 continue
             fired = DeadlineFired(order_id=firing.order_id, deadline=deadline)
             decision = rules.decide(loaded.state, fired, now, self.policy, self.hold_for)
@@ -154,10 +166,7 @@ class Service:
                 _log_fired(firing.order_id, deadline, commit.lateness_ms, outcomes[index])
         self.outbox.publish_batch(entries)  # before the races: a retry may raise (an outage)
         for index in raced:  # lost a race: decided again on the fresh order, the single way
-            firing = firings[index]
-            outcomes[index] = self.fire_deadline(
-                firing.order_id, firing.deadline_id, firing.due_at, gate=firing.gate
-            )
+            outcomes[index] = self.fire(firings[index].order_id, firings[index].deadline)
         return outcomes
 
     @property
@@ -166,7 +175,7 @@ class Service:
         return Outbox(self.store, self.publisher)
 
     def record_label(self, generated: LabelGenerated) -> Outcome:
-        return self._apply(generated.order_id, generated, "", "")
+        return self._apply(generated.order_id, generated, None)
 
     # --- the pipeline ----------------------------------------------------------------------
 
@@ -174,27 +183,29 @@ class Service:
         self,
         order_id: str,
         item: Any,
-        message_id: str,
-        task_id: str,
+        inbound: Inbound | None,
         loaded: Loaded | None = None,
         lateness_ms: float | None = None,
     ) -> Outcome:
         for attempt in range(MAX_ATTEMPTS):
             loaded = loaded or self.store.load(order_id)
             now = self.clock()
-            if message_id and is_expired(loaded.state, loaded.expired):
+            if inbound and is_expired(loaded.state, loaded.expired):
                 # Its order closed and its keys expired (docs/rules.md, retention): the task
                 # dead-letters it, and nothing is written, so it never starts the order afresh.
                 return Outcome("expired")
             state = loaded.state or rules.new_state(order_id)
             decision = rules.decide(state, item, now, self.policy, self.hold_for)
-            if not message_id and no_change(state, decision):
+            if inbound is None and no_change(state, decision):
                 return Outcome("stale")
             commit = commit_for(
                 loaded.version, state, decision, item, now, self.retention, self.tombstone
             )
             commit = replace(
-                commit, message_id=message_id, inflight_task_id=task_id, lateness_ms=lateness_ms
+                commit,
+                message_id=inbound.message_id if inbound else None,
+                inflight_task_id=inbound.task_id if inbound else None,
+                lateness_ms=lateness_ms,
             )
             result = self.store.commit(commit, now)
             if result.status == "duplicate":
@@ -215,24 +226,6 @@ class Service:
             # Lost the race to another process: back off a little, with jitter, and retry.
             self.sleep(min(0.2, 0.005 * 2**attempt) * random.random())
         raise ConcurrencyExhausted(f"order {order_id} changed {MAX_ATTEMPTS} times under us")
-
-
-def _current(
-    loaded: Loaded,
-    deadline_id: str,
-    due_at: datetime | None,
-    now: datetime,
-    gate: Callable[[Deadline], str | None] | None,
-) -> Deadline | Outcome:
-    """The deadline if it may fire now, else why not: fencing (gone or moved: stale),
-    early (not_due, with its time), backlog safety (waiting, with the gate's reason)."""
-    deadline = loaded.state.deadlines.get(deadline_id) if loaded.state else None
-    if deadline is None or (due_at is not None and deadline.due_at != due_at):
-        return Outcome("stale")
-    if deadline.due_at > now:  # an early timer: the caller re-sends it for its time
-        return Outcome("not_due", detail=format_timestamp(deadline.due_at))
-    reason = gate(deadline) if gate else None
-    return Outcome("waiting", detail=reason) if reason else deadline
 
 
 def _lateness_ms(deadline: Deadline, now: datetime) -> float:
@@ -256,6 +249,9 @@ __all__ = [
     "ConcurrencyExhausted",
     "Deadline",
     "Firing",
+    "FiringStatus",
+    "Inbound",
+    "MessageStatus",
     "Outcome",
     "Service",
 ]

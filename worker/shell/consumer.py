@@ -17,6 +17,7 @@ from celery.worker.consumer import Consumer
 from kombu import compression
 from kombu.message import Message
 
+from schemas.dead_letters import DeadLetterReason
 from worker.adapters import topology
 from worker.logging import get_logger
 from worker.settings import get_settings
@@ -133,7 +134,7 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
             return screen.Refusal("undecodable", f"{type(exc).__name__}: {exc}")
         return screen.refuse_decoded(payload, limits, message.body)
 
-    def _dead_letter(self, message: Message, reason: str, error: str) -> None:
+    def _dead_letter(self, message: Message, reason: DeadLetterReason, error: str) -> None:
         from worker.runtime import dead_letter  # the runtime imports the app: import late
 
         keep = TOO_LARGE_PREFIX if reason == "too_large" else None
@@ -154,7 +155,8 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
         _forget_inflight(message)
 
     def on_decode_error(self, message: Message, exc: Exception) -> None:
-        reason, error = "undecodable", f"{type(exc).__name__}: {exc}"
+        reason: DeadLetterReason = "undecodable"
+        error = f"{type(exc).__name__}: {exc}"
         refusal = self._refused_as_sent(message)
         if refusal is not None:  # too large or compressed: say so, keep only a prefix
             reason, error = refusal.reason, refusal.error

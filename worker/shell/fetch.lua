@@ -1,10 +1,10 @@
 -- Reliable fetch (worker/shell/transport.py): take the first messages waiting for the
 -- consumer (up to its free prefetch) and in the same step record each as unacked (kombu's
--- hash and index) and as held by this consumer. Nothing can fall between the pop and the
+-- hash and index) and as taken by this consumer. Nothing can fall between the pop and the
 -- record, so a consumer killed at any moment after this leaves the messages where
 -- fetch_restore.lua finds them.
 -- First the consumer's own moving list: the message a blocking BLMOVE moved there from the
--- list named in its wait key (a message in it is the consumer's, restored like a held one);
+-- list named in its wait key (a message in it is the consumer's, restored like a taken one);
 -- then the lists in the order given (priority steps first, then the queues in rotation
 -- order, as kombu's BRPOP). When every list is empty and ARGV[7] names a list, that list
 -- is written to the wait key before the reply: the consumer then blocks in
@@ -17,9 +17,9 @@
 -- the worker records it itself when Celery receives it.
 -- Bytes that are not a kombu message (not a JSON object with `properties`) never enter
 -- kombu's unacked hash: kombu's own restore (restore_visible, in every kombu client on
--- this Redis) would read them as JSON and raise. They are held here alone, inline
+-- this Redis) would read them as JSON and raise. They are kept here alone, inline
 -- ("<size>:<bytes><list>"), and the reply says so: the consumer dead-letters them.
--- KEYS: 1 unacked hash, 2 unacked index, 3 this consumer's held hash, 4 consumers set,
+-- KEYS: 1 unacked hash, 2 unacked index, 3 this consumer's taken hash, 4 consumers set,
 --       5 this consumer's alive key, 6 its moving list, 7 its wait key, 8.. the lists
 -- ARGV: 1 now (epoch s), 2 delivery tag, 3 consumer id, 4 alive expiry (ms),
 --       5 and 6: the unacked entry's tail and no-ack flag of the moving list's queue,

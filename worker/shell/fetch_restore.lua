@@ -1,5 +1,5 @@
--- Give back what dead consumers held (worker/shell/transport.py). For every consumer in the set
--- whose alive key has expired, other than the caller: each message it held that is still
+-- Give back what dead consumers had taken (worker/shell/transport.py). For every consumer in
+-- the set whose alive key has expired, other than the caller: each message it took that is still
 -- unacked goes back to the head of the very list it was taken from (so it is the next one
 -- out, priority step included), its unacked records go, and the consumer is forgotten.
 -- A message acked or restored meanwhile has no unacked entry and is skipped: two living
@@ -7,12 +7,12 @@
 -- A dead consumer's moving list (a message its blocking BLMOVE moved there, not yet taken
 -- by fetch.lua) goes back first, to the list named in its wait key: it is the newest.
 -- Held records (fetch.lua): "<size> <list>" for a message whose bytes are the unacked
--- entry's, "<size>:<bytes><list>" for bytes that are not a kombu message (held inline).
+-- entry's, "<size>:<bytes><list>" for bytes that are not a kombu message (taken inline).
 -- After a gap in the sweeps (every living consumer sweeps every second), nobody is declared
 -- dead for a while: the gap means Redis was down (restarted: alive keys expire during the
 -- outage, the living consumers' too) or no consumer lived; the living beat again first.
 -- KEYS: 1 consumers set, 2 unacked hash, 3 unacked index, 4 sweep state hash
--- ARGV: 1 alive key prefix, 2 held hash prefix, 3 the caller's consumer id,
+-- ARGV: 1 alive key prefix, 2 taken hash prefix, 3 the caller's consumer id,
 --       4 longest normal gap between sweeps (s), 5 quiet time after a longer one (s),
 --       6 moving list prefix, 7 wait key prefix, 8 the caller's alive expiry (ms): its
 --       alive key is set first (6 to 8 optional: callers before them)
@@ -49,8 +49,8 @@ for _, consumer in ipairs(redis.call("SMEMBERS", KEYS[1])) do
         redis.call("DEL", moving, wait)
       end
     end
-    local held = ARGV[2] .. consumer
-    local entries = redis.call("HGETALL", held)
+    local taken = ARGV[2] .. consumer
+    local entries = redis.call("HGETALL", taken)
     for i = 1, #entries, 2 do
       local tag, record = entries[i], entries[i + 1]
       local digits, kind = string.match(record, "^(%d+)([ :])")
@@ -71,7 +71,7 @@ for _, consumer in ipairs(redis.call("SMEMBERS", KEYS[1])) do
       redis.call("HDEL", KEYS[2], tag)
       redis.call("ZREM", KEYS[3], tag)
     end
-    redis.call("DEL", held)
+    redis.call("DEL", taken)
     redis.call("SREM", KEYS[1], consumer)
   end
 end

@@ -17,12 +17,12 @@ from celery.signals import task_postrun, task_prerun, task_received, worker_init
 
 from schemas.inbound import INBOUND_TASKS
 from worker import runtime
+from worker.adapters import beat_schedule as beat
 from worker.adapters import topology
 from worker.adapters.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK
 from worker.celery import app
 from worker.logging import get_logger, never_fails
 from worker.service_layer.backlog import message_facts
-from worker.shell import beat
 from worker.shell.transport import INFLIGHT_PROPERTY
 
 log = get_logger("aftersales.hooks")
@@ -32,9 +32,9 @@ BOOT_ID = uuid.uuid4().hex[:12]
 
 
 def incarnation(node: str) -> str:
-    """Who holds a deadline and beats `aftersales:alive:`: this node name *and* this boot,
+    """Who claims a deadline and beats `aftersales:alive:`: this node name *and* this boot,
     so a worker killed and restarted under its own name (systemd, Kubernetes) is a new
-    holder, and its predecessor's deadlines are re-sent once that one's key expires."""
+    claimant, and its predecessor's deadlines are re-sent once that one's key expires."""
     return f"{node}#{BOOT_ID}"
 
 
@@ -66,18 +66,18 @@ class Liveness(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is unty
         self.timer_ref: Any = None
 
     def start(self, parent: Any) -> None:
-        holder = incarnation(parent.hostname)
-        self._beat(holder)
-        self.timer_ref = parent.timer.call_repeatedly(self.PERIOD, self._beat, (holder,))
+        claimant = incarnation(parent.hostname)
+        self._beat(claimant)
+        self.timer_ref = parent.timer.call_repeatedly(self.PERIOD, self._beat, (claimant,))
 
     def stop(self, parent: Any) -> None:
         if self.timer_ref is not None:
             self.timer_ref.cancel()
             self.timer_ref = None
 
-    def _beat(self, holder: str) -> None:
+    def _beat(self, claimant: str) -> None:
         try:
-            runtime.store().heartbeat(holder, self.TTL_MS)
+            runtime.store().heartbeat(claimant, self.TTL_MS)
         except Exception:  # Redis away: the sweep may re-send; fencing keeps that harmless
             log.warning("liveness beat failed", exc_info=True)
 
@@ -111,12 +111,12 @@ def register_received(request: Any = None, **_: Any) -> None:
     """Backlog safety (worker/service_layer/backlog.py): an inbound message is in flight from
     the moment a worker takes it, before the prefetch buffer, until its commit (recorded by
     the fetch itself when the broker is the state's Redis, else here); a deadline task is
-    held by this worker incarnation."""
+    claimed by this worker incarnation."""
     if request is not None and request.name == DEADLINE_TASK:
-        _register_holder(request)
+        _claim_deadline(request)
         return
     if request is not None and request.name == DEADLINE_BATCH_TASK:
-        _register_batch_holder(request)
+        _claim_batch(request)
         return
     if request is None or request.name not in INBOUND_TASKS:
         return
@@ -136,27 +136,28 @@ def recorded_by_fetch(request: Any) -> bool:
     return isinstance(properties, dict) and bool(properties.get(INFLIGHT_PROPERTY))
 
 
-def _register_holder(request: Any) -> None:
-    """This worker incarnation holds the deadline's task now: the sweep must not send it
-    again while that process lives (a restart under the same name is another holder)."""
+def _claim_deadline(request: Any) -> None:
+    """This worker incarnation claims the deadline's task now: the sweep must not send it
+    again while that process lives (a restart under the same name is another claimant)."""
     args = request.args
     if isinstance(args, list | tuple) and len(args) >= 2:
-        holder = incarnation(request.hostname)
-        runtime.store().hold(str(args[0]), str(args[1]), holder, runtime.utcnow())
+        claimant = incarnation(request.hostname)
+        runtime.store().claim(str(args[0]), str(args[1]), claimant, runtime.utcnow())
 
 
-def _register_batch_holder(request: Any) -> None:
-    """A batch task: this incarnation holds all its members, recorded in one write."""
+def _claim_batch(request: Any) -> None:
+    """A batch task: this incarnation claims all its members, recorded in one write."""
     args = request.args
     members = args[0] if isinstance(args, list | tuple) and args else None
     if isinstance(members, list):
-        held = [(str(m[0]), str(m[1])) for m in members if isinstance(m, list) and len(m) >= 2]
-        holder = incarnation(request.hostname)
-        runtime.store().hold_many(held, holder, runtime.utcnow())
+        claimed = [(str(m[0]), str(m[1])) for m in members if isinstance(m, list) and len(m) >= 2]
+        claimant = incarnation(request.hostname)
+        runtime.store().claim_many(claimed, claimant, runtime.utcnow())
 
 
 def tick_has_work() -> bool:
-    """For beat's tick schedule (worker/shell/beat.py): one read, the tick's conditions."""
+    """For beat's tick schedule (worker/adapters/beat_schedule.py): one read, the tick's
+    conditions."""
     return runtime.scheduler().tick_has_work()
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from schemas.dead_letters import DeadLetterReason
+
 # The only content accepted (JSON task protocol 2, docs/input-safety.md); encodings are those
 # that name UTF-8. Any other encoding is refused: kombu would hand the body to
 # `codecs.decode`, where names like "zlib_codec" decompress without bound.
@@ -50,7 +52,7 @@ MAX_TASK_ID = 255
 
 @dataclass(frozen=True)
 class Refusal:
-    reason: str
+    reason: DeadLetterReason
     error: str
 
 

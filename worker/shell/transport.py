@@ -4,7 +4,7 @@
 
 kombu pops a message with BRPOP and records it in its `unacked` hash in a second step, so a
 worker killed in between loses it (celery/celery#7950, kombu#305). Here one Lua script
-(shell/fetch.lua) pops the message and records it as unacked and as held by this
+(shell/fetch.lua) pops the message and records it as unacked and as taken by this
 consumer, atomically. Every consuming channel is a consumer with its own id and alive key,
 beaten every second by a thread; every second it also gives back (shell/
 fetch_restore.lua) the messages of consumers whose alive key expired. After a kill -9 the
@@ -54,8 +54,8 @@ for the end of the block at most. Not above kombu's `brpop_timeout` (1 s), by wh
 health check expects a reply."""
 BEAT_PERIOD = 1.0  # a consumer's alive beat and restore sweep, like the worker's Liveness
 ALIVE_TTL_MS = 5_000  # five missed beats: a paused process is not declared dead
-SWEEP_GAP = 3 * BEAT_PERIOD  # longer without any sweep: Redis was down, or no consumer lived
-SWEEP_QUIET = 3 * BEAT_PERIOD  # then nobody is declared dead until the living beat again
+RESTORE_GAP = 3 * BEAT_PERIOD  # longer without a restore: Redis was down, or no consumer lived
+RESTORE_QUIET = 3 * BEAT_PERIOD  # then nobody is declared dead until the living beat again
 ERROR_BACKOFF = 1.0  # after a Redis error answering the fetch, wait before trying again
 INFLIGHT_PROPERTY = "aftersales_inflight"
 """Message property: the order id whose in-flight hash the fetch recorded the message in."""
@@ -84,7 +84,7 @@ def owner_of(delivery_tag: Any) -> str | None:
 
 class QoS(kombu_redis.QoS):
     """kombu's QoS, except that the fetch script has already written the unacked records,
-    and that an ack also clears the owner's held entry."""
+    and that an ack also clears the owner's taken entry."""
 
     def append(self, message: Any, delivery_tag: Any) -> None:
         if owner_of(delivery_tag) is None:
@@ -96,7 +96,7 @@ class QoS(kombu_redis.QoS):
         pipe = super()._remove_from_indices(delivery_tag, pipe)
         owner = owner_of(delivery_tag)
         if owner is not None:
-            pipe.hdel(keys.fetch_held(owner), delivery_tag)
+            pipe.hdel(keys.fetch_taken(owner), delivery_tag)
         return pipe
 
 
@@ -223,7 +223,7 @@ class Channel(kombu_redis.Channel):
     def _deliver_one(
         self, queue: str, raw: bytes, junk: int, tag: str | None, inflight: str = ""
     ) -> bool:
-        if junk:  # held as bytes only, not in kombu's unacked hash
+        if junk:  # taken as bytes only, not in kombu's unacked hash
             self._drop(queue, raw, ValueError("not a JSON object with properties"), tag)
         return self._deliver_fetched(queue, raw, tag, inflight)
 
@@ -269,7 +269,7 @@ class Channel(kombu_redis.Channel):
         """A message no consumer could ever take (not a kombu envelope, a body its encoding
         cannot decode): dead-letter its bytes rather than restore it after every crash,
         which would stop every worker in turn. Never dropped: if even the dead letter
-        cannot be written, the message stays held and comes back like any other."""
+        cannot be written, the message stays taken and comes back like any other."""
         log.error("undeliverable message dead-lettered", queue=queue, error=repr(error))
         letter = self._dead_letter_envelope(queue, raw, error)
         with self.conn_or_acquire() as client:
@@ -317,21 +317,21 @@ class Channel(kombu_redis.Channel):
 
     def close(self) -> None:
         # Messages delivered and not acked are restored by kombu's close (restore_unacked);
-        # anything else this consumer holds goes back once its alive key has expired.
+        # anything else this consumer has taken goes back once its alive key has expired.
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
         transport = self.connection  # None once kombu has closed this channel
         if transport is not None and transport.client is None:
             # The Connection was dropped (a lost Redis): kombu's restore would build a
-            # client from it and raise, stopping the worker. What this channel holds comes
-            # back through the restore sweep instead, as after a kill -9.
+            # client from it and raise, stopping the worker. What this channel took comes
+            # back through the restore instead, as after a kill -9.
             self.do_restore = False
         super().close()
 
 
 class Heartbeat(threading.Thread):
-    """Keeps a consumer's alive key and gives back what dead consumers held."""
+    """Keeps a consumer's alive key and gives back what dead consumers had taken."""
 
     def __init__(self, channel: Channel) -> None:
         super().__init__(name=f"reliable-fetch {channel.consumer_id}", daemon=True)
@@ -345,8 +345,11 @@ class Heartbeat(threading.Thread):
         self.client = redis.Redis(connection_pool=pool)
         self.restore = self.client.register_script(RESTORE)
         self.restore_keys = [
-            keys.FETCH_CONSUMERS, channel.unacked_key, channel.unacked_index_key, keys.FETCH_SWEEP,
-        ]  # fmt: skip
+            keys.FETCH_CONSUMERS,
+            channel.unacked_key,
+            channel.unacked_index_key,
+            keys.FETCH_RESTORE,
+        ]
         self.stopped = threading.Event()
 
     def stop(self) -> None:
@@ -364,8 +367,8 @@ class Heartbeat(threading.Thread):
         """One round trip: this consumer's alive key, then the restore sweep."""
         restored = int(self.restore(
             keys=self.restore_keys,
-            args=[keys.ALIVE_PREFIX, keys.FETCH_HELD_PREFIX, self.consumer_id, SWEEP_GAP,
-                  SWEEP_QUIET, keys.FETCH_MOVING_PREFIX, keys.FETCH_WAIT_PREFIX,
+            args=[keys.ALIVE_PREFIX, keys.FETCH_TAKEN_PREFIX, self.consumer_id, RESTORE_GAP,
+                  RESTORE_QUIET, keys.FETCH_MOVING_PREFIX, keys.FETCH_WAIT_PREFIX,
                   ALIVE_TTL_MS],
         ))  # fmt: skip
         if restored:
@@ -421,7 +424,7 @@ def fetch_arguments(
     for queue, _, no_ack in lists:
         argv += [_tail(queue), "1" if no_ack else "0"]
     script_keys = [
-        unacked_key, index_key, keys.fetch_held(consumer_id), keys.FETCH_CONSUMERS,
+        unacked_key, index_key, keys.fetch_taken(consumer_id), keys.FETCH_CONSUMERS,
         keys.alive(consumer_id), keys.fetch_moving(consumer_id), keys.fetch_wait(consumer_id),
         *(key for _, key, _ in lists),
     ]  # fmt: skip

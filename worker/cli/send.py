@@ -1,8 +1,9 @@
 """`aftersales publish`: inbound messages from a JSON array or JSON-lines text, each
 validated, the valid ones sent, paced if asked; refused ones are reported by line.
+(The module says "send": in the worker, "publish" is the outbox's, events going out.)
 
 Reading and pacing are here, free of click and of the broker: `read_entries` turns text
-into (line, message or error) and `publish` drives a `send` callable, so both are tested
+into (line, message or error) and `send_entries` drives a `send` callable, so both are tested
 without a worker, and the command only wires them to a `Producer` and a progress bar.
 """
 
@@ -91,7 +92,7 @@ def check(entry: Entry) -> tuple[Any, str | None]:
         return None, _why(exc)
 
 
-def publish(
+def send_entries(
     entries: Sequence[Entry],
     send: Callable[[Any], object],
     rate: float | None = None,
