@@ -21,4 +21,4 @@ WORKDIR /app
 USER aftersales
 
 ENV AFTERSALES_LABEL_DIR=/app/var/labels
-CMD ["celery", "-A", "worker", "worker", "-E", "--loglevel", "INFO"]
+CMD ["celery", "-A", "worker", "worker", "--loglevel", "INFO"]

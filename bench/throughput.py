@@ -1,8 +1,9 @@
-"""Inbound throughput: a bare Celery no-op task (bare) against the real worker (ours).
+"""Inbound throughput, latency and idle cost: stock Celery against the real worker (ours).
 
     .venv/bin/python bench/throughput.py [--n 6000] [--rounds 2] [--quick] [--concurrency 2]
-                                         [--workers 1] [--stock] [--profile]
-                                         [--state-url URL] [--broker-url URL] [--metrics-cost]
+                                         [--workers 1] [--stock] [--profile] [--latency-rate 100]
+                                         [--idle-seconds 30] [--state-url URL] [--broker-url URL]
+                                         [--metrics-cost]
 
 One run, one Redis (embedded, free port; or the servers given), one machine. Both sides
 run real `celery worker -P prefork -c N` processes, started once and left idle on a
@@ -15,23 +16,31 @@ queue of their own, so starting them is never timed. A round, for each side in t
    rate = N / that time, the most the worker drains when it is never starved;
 3. `cancel_consumer`, so the next round's messages wait again.
 
-bare = bench/support/noop_app.py: a no-op task with worker/celery.py's own settings and its
-reliable-fetch transport (see there why). `--stock` adds the same no-op on kombu's stock
-Redis transport, for information only. ours = the real worker on a realistic mix, in the
-wire format of tests/support/messages.py: per three orders, one delivered and
-returned (placed, paid, ready to ship, shipped, delivered, return requested, seller
-approves), one cancelled in its free hour (placed, paid, cancel), one cancelled late and
-accepted by the seller (placed, paid, cancel, seller accepts): 14 messages, 10 events.
+Two baselines, both bench/support/noop_app.py's no-op task: stock = what a user would
+otherwise run, Celery's defaults plus task_acks_late and task_reject_on_worker_lost on
+kombu's own Redis transport (default prefetch, no task events); bare = the same no-op with
+worker/celery.py's own settings and its reliable-fetch transport. ours = the real worker on
+a realistic mix, in the wire format of tests/support/messages.py: per three
+orders, one delivered and returned (placed, paid, ready to ship, shipped, delivered,
+return requested, seller approves), one cancelled in its free hour (placed, paid,
+cancel), one cancelled late and accepted by the seller (placed, paid, cancel, seller
+accepts): 14 messages, 10 events.
 Messages are queued stage by stage over blocks of orders, so two messages of one order
 are never in flight together (as with real traffic, where an order's facts are minutes
 apart). After the drain the events on `aftersales.notifications` are counted against the
 10 expected per three orders.
 
-Latency (ours): a stock kombu consumer (kombu's own Redis transport, not the worker's) on
-a queue bound `#` to `aftersales.events`, while messages are sent at a steady rate (half
-the drained rate unless --latency-rate); latency = time an event is consumed - time its
-message was sent, p50/p99 over the 5 messages of 14 that cause events (the first event
-of each).
+Latency: a stock kombu consumer (kombu's own Redis transport, not the worker's) on a queue
+bound `#` to `aftersales.events`, while messages are sent at a steady rate (100 msg/s unless
+--latency-rate); latency = time an event is consumed - time its message was sent,
+p50/p99 over the 5 messages of 14 that cause events (the first event of each). Its
+baseline, same run, same messages and rate: the stock worker runs `bench.relay`, a task
+that publishes its message to a queue, read by the same kind of consumer (sent -> read).
+
+Idle: fresh workers started as deployed (Celery's worker heartbeat, gossip and mingle on;
+ours on all its queues, with `celery beat`), doing nothing for --idle-seconds: CPU of the
+worker's process tree and of beat, as % of one core (and the stock and same-settings
+no-op workers' and Redis's, for comparison).
 
 CPU per message (from /proc: utime + stime of the worker's process tree, and of the
 embedded redis-server) is printed too: less sensitive than rates to a busy machine.
@@ -79,6 +88,7 @@ INBOUND = "aftersales.inbound"
 OURS_IDLE = "aftersales.deadlines,aftersales.control"
 NOOP_QUEUE = "bench.noop"
 NOOP_IDLE = "bench.idle"
+RELAY_QUEUE = "bench.relay"  # bench/support/noop_app.py: where bench.relay publishes
 EVENTS_QUEUE = (
     "aftersales.notifications"  # bound '#' to aftersales.events (worker/adapters/topology.py)
 )
@@ -217,24 +227,34 @@ class ThroughputBench(Bench):
             env["AFTERSALES_REDIS_CLUSTER"] = "1"
         return env
 
-    def noop_env(self, transport: str) -> dict[str, str]:
+    def noop_env(self, mode: str) -> dict[str, str]:
         env = self.naive_env()
-        env.update(BENCH_BROKER_URL=self.broker_url, BENCH_NOOP_TRANSPORT=transport)
+        env.update(BENCH_BROKER_URL=self.broker_url, BENCH_NOOP_MODE=mode)
         env["AFTERSALES_REDIS_URL"] = self.state_url
         if self.broker_url != self.state_url:
             env["AFTERSALES_BROKER_URL"] = self.broker_url
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env["PYTHONPATH"]])
         return env
 
-    def start(self, name: str, app: str, queues: str, env: dict[str, str], workers: int) -> Side:
+    def start(
+        self,
+        name: str,
+        app: str,
+        queues: str,
+        env: dict[str, str],
+        workers: int,
+        deployed: bool = False,
+    ) -> Side:
+        """`deployed`: as a deployment runs it, with Celery's worker heartbeat, gossip and
+        mingle (which the rate rounds leave out on both sides)."""
         side = Side(name, [], "")
+        quiet = [] if deployed else ["--without-heartbeat", "--without-gossip", "--without-mingle"]
         for _ in range(workers):
             unique = f"bench-{name}-{uuid.uuid4().hex[:6]}"
             argv = [
                 sys.executable, "-m", "celery", "-A", app, "worker", "-P", "prefork",
                 "-c", str(self.concurrency), "-Q", queues, "--loglevel", self.loglevel,
-                "-n", f"{unique}@%h", "--without-heartbeat", "--without-gossip",
-                "--without-mingle",
+                "-n", f"{unique}@%h", *quiet,
             ]  # fmt: skip
             proc = self.spawn(f"{name}-{unique}", argv, env)
             proc.node = f"{unique}@{os.uname().nodename}"
@@ -328,11 +348,14 @@ class ThroughputBench(Bench):
 
     # --- latency ----------------------------------------------------------------------
 
-    def latency(self, side: Side, steps: list[Step], rate: float) -> dict[str, Any]:
-        """Send at `rate`/s to a consuming worker; time each message to its first event."""
+    def latency(
+        self, side: Side, steps: list[Step], rate: float, relay: bool = False
+    ) -> dict[str, Any]:
+        """Send at `rate`/s to a consuming worker; time each message to its first event (or,
+        `relay`: the stock baseline, to its copy published by bench.relay)."""
         from celery import Celery
 
-        listener = _Listener(self.broker_url)
+        listener = _Listener(self.broker_url, relay)
         control = Celery("bench-control", broker=self.broker_url, set_as_current=False)
         control.control.add_consumer(side.queue, destination=side.nodes, reply=True, timeout=5)
         client = Celery("bench-producer", broker=self.broker_url, set_as_current=False)
@@ -344,8 +367,10 @@ class ThroughputBench(Bench):
                 for i, (task, body, first) in enumerate(steps):
                     time.sleep(max(0.0, start + i / rate - time.perf_counter()))
                     if first:
-                        sent[(body["order_id"], first)] = time.perf_counter()
-                    client.send_task(task, args=[body], queue=side.queue, producer=producer)
+                        key = (body["order_id"], body["type"] if relay else first)
+                        sent[key] = time.perf_counter()
+                    name = "bench.relay" if relay else task
+                    client.send_task(name, args=[body], queue=side.queue, producer=producer)
             try:
                 wait_for(lambda: all(key in listener.seen for key in sent), 120, "events", 0.05)
             except TimeoutError:
@@ -353,7 +378,7 @@ class ThroughputBench(Bench):
                     f"  !! {len(sent) - len(set(sent) & set(listener.seen))} of {len(sent)} "
                     f"events not seen; listener error: {listener.error!r}; inbound queue "
                     f"{self.broker.llen(side.queue)}, latency queue "
-                    f"{self.broker.llen(LATENCY_QUEUE)}"
+                    f"{self.broker.llen(RELAY_QUEUE if relay else LATENCY_QUEUE)}"
                 )
         finally:
             listener.stop()
@@ -371,19 +396,59 @@ class ThroughputBench(Bench):
             "max_ms": max(values, default=float("nan")),
         }
 
+    # --- idle ---------------------------------------------------------------------------
+
+    def idle(self, seconds: float) -> dict[str, Any]:
+        """CPU over `seconds` with nothing to do, of workers started as deployed (heartbeat,
+        gossip, mingle): ours on all its queues with a beat, the stock and same-settings
+        no-ops, as % of one core."""
+        sides = {
+            "stock": self.start("idle-stock", "noop_app", NOOP_QUEUE + "-stock",
+                                self.noop_env("stock"), 1, deployed=True),
+            "bare": self.start("idle-bare", "noop_app", NOOP_QUEUE, self.noop_env("same"), 1,
+                               deployed=True),
+            "ours": self.start("idle-ours", "worker", f"{INBOUND},{OURS_IDLE}", self.ours_env(),
+                               1, deployed=True),
+        }  # fmt: skip
+        beat = self.start_beat()
+        time.sleep(5)  # start-up settles: beat's first ticks, the pool children idle
+        pids = {name: [p.pid for p in side.procs] for name, side in sides.items()}
+        before = {name: cpu_seconds(p) for name, p in pids.items()}
+        beat0, redis0 = cpu_seconds([beat.pid]), self._redis_cpu()
+        start = time.perf_counter()
+        time.sleep(seconds)
+        elapsed = time.perf_counter() - start
+        result: dict[str, Any] = {"seconds": elapsed}
+        for name, p in pids.items():
+            result[f"{name}_pct"] = 100 * (cpu_seconds(p) - before[name]) / elapsed
+        result["beat_pct"] = 100 * (cpu_seconds([beat.pid]) - beat0) / elapsed
+        redis1 = self._redis_cpu()
+        if redis0 is not None and redis1 is not None:
+            result["redis_pct"] = 100 * (redis1 - redis0) / elapsed
+        result["ours_and_beat_pct"] = result["ours_pct"] + result["beat_pct"]
+        for proc in [beat, *(p for side in sides.values() for p in side.procs)]:
+            proc.kill()
+            self.procs.remove(proc)
+        return result
+
 
 class _Listener:
-    """A stock kombu consumer (kombu's own Redis transport) on a queue bound '#'."""
+    """A stock kombu consumer (kombu's own Redis transport) on a queue bound '#' to the
+    events, or (`relay`) on the queue bench.relay publishes to."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, relay: bool = False) -> None:
         from kombu import Connection, Consumer, Exchange, Queue
 
         self.seen: dict[tuple[str, str], float] = {}
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self.connection = Connection(url, transport="redis")
-        exchange = Exchange("aftersales.events", type="topic", durable=True)
-        queue = Queue(LATENCY_QUEUE, exchange, routing_key="#", auto_delete=True)
+        if relay:
+            exchange = Exchange("bench.relay", type="direct", durable=True)
+            queue = Queue(RELAY_QUEUE, exchange, routing_key="bench.relay")
+        else:
+            exchange = Exchange("aftersales.events", type="topic", durable=True)
+            queue = Queue(LATENCY_QUEUE, exchange, routing_key="#", auto_delete=True)
         self.consumer = Consumer(
             self.connection.channel(), [queue], callbacks=[self._on], accept=["json"]
         )
@@ -468,9 +533,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="n=1500, one round")
     parser.add_argument("--concurrency", type=int, default=2, help="worker -c (default 2)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes per side")
-    parser.add_argument("--stock", action="store_true", help="also the no-op on stock kombu")
     parser.add_argument("--latency-n", type=int, default=1400, help="messages sent paced")
-    parser.add_argument("--latency-rate", type=float, default=0.0, help="msg/s (0: half ours)")
+    parser.add_argument("--latency-rate", type=float, default=100.0, help="msg/s (default 100)")
+    parser.add_argument("--idle-seconds", type=float, default=30.0, help="idle window (0: none)")
     parser.add_argument("--state-url", default="", help="state Redis (default: embedded)")
     parser.add_argument("--broker-url", default="", help="broker Redis (default: state's)")
     parser.add_argument(
@@ -490,6 +555,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.rounds, args.latency_n = 1500, 1, 700
+        args.idle_seconds = min(args.idle_seconds, 15.0)
     return args
 
 
@@ -525,8 +591,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         bench.flush()
         sides = {
+            "stock": bench.start(
+                "stock", "noop_app", NOOP_IDLE + "-stock", bench.noop_env("stock"), args.workers
+            ),
             "bare": bench.start(
-                "bare", "noop_app", NOOP_IDLE, bench.noop_env("ours"), args.workers
+                "bare", "noop_app", NOOP_IDLE, bench.noop_env("same"), args.workers
             ),
             "ours": bench.start("ours", "worker", OURS_IDLE, ours_env, args.workers),
         }
@@ -577,8 +646,14 @@ def main(argv: list[str] | None = None) -> int:
             bench.round(sides["ours"], list(mix(args.n, "prof")), profile)
             results["profile"] = {"file": str(profile), "top_self": top_self(profile)}
         rate = args.latency_rate or results["ours"]["rate"] / 2
-        say(f"latency: {args.latency_n:,} messages at {rate:,.0f} msg/s")
+        say(f"latency: {args.latency_n:,} messages at {rate:,.0f} msg/s, each side")
+        results["latency_stock"] = bench.latency(
+            sides["stock"], list(mix(args.latency_n, "lats")), rate, relay=True
+        )
         results["latency"] = bench.latency(sides["ours"], list(mix(args.latency_n, "lat")), rate)
+        if args.idle_seconds:
+            say(f"idle: {args.idle_seconds:g} s with nothing to do (ours with a beat)")
+            results["idle"] = bench.idle(args.idle_seconds)
     except KeyboardInterrupt:
         say("interrupted; stopping everything")
         return 130
@@ -616,11 +691,30 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             )
     events = results["ours_events"]
     lines.append(f"  ours events published {events['published']:,} of {events['expected']:,}")
-    lat = results["latency"]
+    lat, base = results["latency"], results["latency_stock"]
     lines.append(
-        f"  ours latency sent -> event consumed at {lat['rate']:,.0f} msg/s: "
-        f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms ({lat['timed']} timed)"
+        f"  latency at {lat['rate']:,.0f} msg/s: ours sent -> event consumed p50 "
+        f"{lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms ({lat['timed']} timed); stock "
+        f"task relaying its message, sent -> read p50 {base['p50_ms']:.1f} ms, p99 "
+        f"{base['p99_ms']:.1f} ms ({base['timed']} timed)"
     )
+    results["latency_ratio"] = {
+        "p50": lat["p50_ms"] / base["p50_ms"],
+        "p99": lat["p99_ms"] / base["p99_ms"],
+    }
+    lines.append(
+        f"  latency ours/stock: p50 {results['latency_ratio']['p50']:.2f}x (goal <= 1.5x), "
+        f"p99 {results['latency_ratio']['p99']:.2f}x (goal <= 2x)"
+    )
+    if "idle" in results:
+        idle = results["idle"]
+        lines.append(
+            f"  idle over {idle['seconds']:.0f} s, % of one core: ours worker "
+            f"{idle['ours_pct']:.2f} + beat {idle['beat_pct']:.2f} = "
+            f"{idle['ours_and_beat_pct']:.2f} (goal <= 0.3); stock worker "
+            f"{idle['stock_pct']:.2f}; same-settings no-op {idle['bare_pct']:.2f}"
+            + (f"; redis {idle['redis_pct']:.2f}" if "redis_pct" in idle else "")
+        )
     if "profile" in results:
         lines.append(f"  profile (share of samples, self time): {results['profile']['file']}")
         top = results["profile"]["top_self"][:12]
@@ -641,8 +735,10 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             f"max {scrapes.get('max_ms', 0):.0f} ms)"
         )
     ratio = results["ours"]["rate"] / results["bare"]["rate"]
-    results["ratio"] = ratio
-    lines.append(f"ratio ours/bare: {ratio:.2f}x (goal >= 0.75x)")
+    stock = results["ours"]["rate"] / results["stock"]["rate"]
+    results["ratio"], results["ratio_stock"] = ratio, stock
+    lines.append(f"ratio ours/bare (same-settings no-op): {ratio:.2f}x")
+    lines.append(f"ratio ours/stock (stock Celery no-op): {stock:.2f}x (goal >= 1.0x)")
     return "\n".join(lines)
 
 

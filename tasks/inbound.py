@@ -115,7 +115,7 @@ def _refuse(
 ) -> str:
     """Dead-letter the message (nothing was committed for it) and end its in-flight entry."""
     runtime.dead_letter(task_name, original, error, reason, errors=errors)
-    _clear_inflight(facts, task_id)
+    _clear_inflight(facts, task_id, original)
     return "dead_lettered"
 
 
@@ -124,9 +124,17 @@ def _digest(body: Any) -> str:
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _clear_inflight(facts: tuple[str, Any] | None, task_id: str) -> None:
-    if facts and task_id:
-        runtime.store().clear_inflight(facts[0], task_id)
+def _clear_inflight(facts: tuple[str, Any] | None, task_id: str, original: Any = None) -> None:
+    # Without facts (an occurred_at that does not parse), the fetch may still have
+    # recorded it under the body's order id (worker/shell/fetch.lua).
+    order_id = facts[0] if facts else _order_id_of(original)
+    if order_id and task_id:
+        runtime.store().clear_inflight(order_id, task_id)
+
+
+def _order_id_of(original: Any) -> str | None:
+    order_id = original.get("order_id") if isinstance(original, dict) else None
+    return order_id if isinstance(order_id, str) and order_id else None
 
 
 # How much of an unexpected error's text a dead letter keeps: the type and the start of

@@ -105,8 +105,8 @@ def test_app_services_run_the_contract_commands(
     assert service["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
-def test_worker_sends_task_events_and_is_pinged(services: dict[str, Any]) -> None:
-    assert "-E" in command_of(services["worker"])
+def test_worker_sends_task_events_only_when_asked_and_is_pinged(services: dict[str, Any]) -> None:
+    assert "-E" not in command_of(services["worker"])  # Flower turns them on (enable_events)
     check = services["worker"]["healthcheck"]["test"]
     assert check[0] == "CMD-SHELL"  # a shell, to expand $HOSTNAME
     assert "celery -A worker inspect ping -d celery@$$HOSTNAME" in healthcheck_of(

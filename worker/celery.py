@@ -1,17 +1,19 @@
 """The Celery app: `celery -A worker worker|beat|flower` finds `app` here.
 
-JSON only, late acks with rejection on worker loss, task events on for Flower, the
-contract's queues and exchanges declared at start-up, and the beat tick that drives the
-durable deadline schedule and the outbox relay.
+JSON only, late acks with rejection on worker loss, task events only when a monitor asks
+for them (Flower does), the contract's queues and exchanges declared at start-up, and the
+beat tick that drives the durable deadline schedule and the outbox relay.
 """
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from celery import Celery
 
-from worker.adapters import amqp, topology
+from worker.adapters import amqp, keys, topology
+from worker.adapters.beat_schedule import TickSchedule
 from worker.logging import setup_logging
 from worker.settings import SettingsError, get_settings
 
@@ -23,6 +25,15 @@ setup_logging()
 
 # worker.shell.hooks: the signal receivers and consumer steps; Celery imports it in a worker
 # and in beat (before worker_init), and this module needs no import of it.
+
+
+def _fetch_inflight() -> dict[str, Any] | None:
+    if settings.broker_url != settings.redis_url or settings.redis_cluster:
+        return None
+    prefix, suffix = keys.inflight("\0").split("\0")
+    return {"prefix": prefix, "suffix": suffix, "tasks": sorted(topology.INBOUND_TASKS)}
+
+
 AMQP = amqp.is_amqp(settings.broker_url)
 """RabbitMQ as the broker: quorum inbound, native delayed delivery (worker/adapters/amqp.py)."""
 app = (amqp.AmqpCelery if AMQP else Celery)(
@@ -41,10 +52,17 @@ app.conf.update(
     # dies. Effects are made exactly-once by the commit, not by the broker.
     task_acks_late=True,
     task_reject_on_worker_lost=True,
-    # One message per process at a time: a crash strands at most that one.
-    worker_prefetch_multiplier=1,
-    worker_send_task_events=True,
-    task_send_sent_event=True,
+    # Four messages per pool process fetched ahead (Celery's default): a worker killed
+    # with them loses none (the reliable fetch gives them back), and each inbound one is
+    # in its order's in-flight hash from the moment it is received, before it waits in
+    # the buffer (docs/design.md, backlog safety).
+    worker_prefetch_multiplier=4,
+    # Task events cost the consumer a publish per task state and are read only by a
+    # monitor: Flower turns them on itself (the `enable_events` control command, which
+    # it repeats), `celery -A worker control enable_events` does it by hand, `-E` keeps
+    # them on from the start (docs/operations.md).
+    worker_send_task_events=False,
+    task_send_sent_event=False,
     task_track_started=True,
     enable_utc=True,
     timezone="UTC",
@@ -60,6 +78,14 @@ app.conf.update(
         # Must exceed the deadline horizon: an ETA task older than this is redelivered
         # (celery#4766). Deadlines further out wait in Redis, not in the broker.
         "visibility_timeout": int(settings.visibility_timeout.total_seconds()),
+        # An idle worker waits in Redis on the inbound queue: a message there wakes it at
+        # once; the deadlines and control queues are looked at every second
+        # (worker/shell/transport.py).
+        "fetch_wait_queue": topology.INBOUND,
+        # The fetch records an inbound message in its order's in-flight hash in the same
+        # step as it takes it, when the state is in the broker's Redis (docs/design.md,
+        # backlog safety); else the worker does as Celery receives it (worker/shell/hooks.py).
+        "fetch_inflight": _fetch_inflight(),
     },
     broker_connection_retry_on_startup=True,
     # kombu's Redis transport loses a message popped but not yet recorded as unacked when
@@ -75,7 +101,11 @@ app.conf.update(
     beat_schedule={
         "aftersales-tick": {
             "task": topology.TICK_TASK,
-            "schedule": settings.sweep_interval.total_seconds(),
+            # Every interval while it has work; idle, every AFTERSALES_IDLE_TICK_EVERY.
+            "schedule": TickSchedule(
+                settings.sweep_interval.total_seconds(),
+                idle_every=settings.idle_tick_every.total_seconds(),
+            ),
             # A tick nobody ran in time is worthless: the next one does the same work.
             "options": {"expires": max(5.0, settings.sweep_interval.total_seconds() * 5)},
         }

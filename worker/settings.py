@@ -41,6 +41,13 @@ def _duration_or_off(name: str, default: timedelta) -> timedelta | None:
     return _duration(name, default)
 
 
+def _duration_or_zero(name: str, default: timedelta) -> timedelta:
+    """A duration, or zero written as `PT0S` or `0`."""
+    if os.environ.get(name, "").strip().upper() in ("0", "PT0S"):
+        return timedelta(0)
+    return _duration(name, default)
+
+
 def _positive_int(name: str, default: int) -> int:
     raw = os.environ.get(name, str(default))
     try:
@@ -159,6 +166,9 @@ class Settings:
     deadline_horizon: timedelta = timedelta(seconds=60)
     # Period of the beat tick that arms deadlines, sweeps overdue ones and relays the outbox.
     sweep_interval: timedelta = timedelta(seconds=1)
+    # With nothing to arm, re-send or relay, beat sends the tick only this often (it checks
+    # every sweep interval, one read; 0: a tick every interval, idle or not).
+    idle_tick_every: timedelta = timedelta(seconds=30)
     # Redis transport: unacked messages come back after this long. Must exceed the horizon
     # so an ETA task is never redelivered while it still waits (celery#4766).
     visibility_timeout: timedelta = timedelta(seconds=300)
@@ -210,6 +220,7 @@ class Settings:
             ),
             deadline_horizon=_duration("AFTERSALES_DEADLINE_HORIZON", cls.deadline_horizon),
             sweep_interval=_duration("AFTERSALES_SWEEP_INTERVAL", cls.sweep_interval),
+            idle_tick_every=_duration_or_zero("AFTERSALES_IDLE_TICK_EVERY", cls.idle_tick_every),
             visibility_timeout=_duration("AFTERSALES_VISIBILITY_TIMEOUT", cls.visibility_timeout),
             label_max_attempts=_positive_int(
                 "AFTERSALES_LABEL_MAX_ATTEMPTS", cls.label_max_attempts

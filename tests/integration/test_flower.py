@@ -35,11 +35,19 @@ def flower(redis_url, tmp_path):
     handle.stop()
 
 
+@pytest.mark.parametrize("events", ["asked-by-flower", "-E"])
 def test_flower_lists_the_tasks_by_name_without_the_buyers_email(
-    start_worker, wire_client, event_listener, flower
+    events, start_worker, wire_client, event_listener, flower
 ):
+    """Workers send no task events until a monitor asks: Flower asks by itself
+    (`enable_events`, repeated), so a worker started after it shows its tasks too; `-E`
+    sends them from the start."""
     base, handle = flower
-    start_worker()
+    if events == "-E":
+        start_worker(args=("-E",))
+    else:
+        worker = start_worker(deployed=True)  # as deployed: no -E
+        _until(lambda: "enabled by remote" in worker.log_text(), handle)
     order = new_id("o")
     wire_client.send(ORDER_EVENT, placed(order, ago(minutes=30)))
     wire_client.send(

@@ -14,7 +14,8 @@ from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.integration
 
-FAST_TICK = {"AFTERSALES_SWEEP_INTERVAL": "PT0.2S"}
+# Every interval's tick sent, idle or not (beat skips idle ones by default).
+FAST_TICK = {"AFTERSALES_SWEEP_INTERVAL": "PT0.2S", "AFTERSALES_IDLE_TICK_EVERY": "PT0S"}
 # What Celery logs per run of a periodic task: beat's send, the worker's receipt and success.
 PER_TICK = re.compile(
     r"Sending due task (\S+)|Task (aftersales\.\w+)\[[^\]]+\] (received|succeeded)"

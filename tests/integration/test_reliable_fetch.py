@@ -308,6 +308,133 @@ def test_after_redis_was_down_the_living_beat_again_before_anyone_is_declared_de
     assert not redis_client.exists(keys.fetch_taken(dead))
 
 
+def test_a_message_moved_by_a_dead_consumers_blocking_wait_goes_back_to_its_queue(
+    redis_url, redis_client
+):
+    """An idle consumer waits in BLMOVE from the list the fetch script named in its wait
+    key into its moving list: a message is in the queue or in that list at every moment.
+    Killed after the move, before its next fetch took it, the message goes back to the
+    head of the list it came from; a living consumer's next fetch takes it from there,
+    recorded as held from that list."""
+    from worker.adapters import keys
+    from worker.shell import transport
+
+    dead, living = "host:4:dead", "host:5:living"
+    for consumer in (dead, living):  # both find nothing and name the list they will wait on
+        script_keys, argv = transport.fetch_arguments(
+            "unacked", "unacked_index", consumer, f"{consumer}|0", [(QUEUE, QUEUE, False)],
+            block=QUEUE,
+        )  # fmt: skip
+        assert redis_client.eval(transport.FETCH, len(script_keys), *script_keys, *argv) is None
+        assert redis_client.get(keys.fetch_wait(consumer)) == QUEUE.encode()
+        assert redis_client.sismember(keys.FETCH_CONSUMERS, consumer)
+    publish(redis_url, ["moved to the dead", "older", "moved to the living"])
+    # what their BLMOVEs do when the messages arrive (the oldest first)
+    for consumer in (dead, dead, living):
+        assert redis_client.lmove(QUEUE, keys.fetch_moving(consumer), "RIGHT", "LEFT")
+    assert redis_client.llen(QUEUE) == 0
+
+    # the living one's next fetch takes its message, recorded as held from the queue
+    script_keys, argv = transport.fetch_arguments(
+        "unacked", "unacked_index", living, f"{living}|1", [(QUEUE, QUEUE, False)],
+        moved=(QUEUE, QUEUE, False), block=QUEUE,
+    )  # fmt: skip
+    number, payload, junk, inflight = redis_client.eval(
+        transport.FETCH, len(script_keys), *script_keys, *argv
+    )
+    assert (number, junk, inflight) == (0, 0, b"")
+    assert json.loads(base64.b64decode(json.loads(payload)["body"])) == "moved to the living"
+    held = redis_client.hget(keys.fetch_taken(living), f"{living}|1")
+    assert held == f"{len(payload)} {QUEUE}".encode()
+    assert redis_client.hexists("unacked", f"{living}|1")
+
+    redis_client.delete(keys.alive(dead))  # the dead one's alive key has expired
+    with Connection(redis_url, transport=RELIABLE) as other:
+        sweeper = transport.Heartbeat(other.default_channel)
+        try:
+            wait_until(lambda: sweeper.beat() == 2, RESTORE_BOUND, "the moved ones stayed")
+        finally:
+            sweeper.client.close()
+    # back in the queue in their order: the older one is the next out
+    bodies = [json.loads(base64.b64decode(json.loads(raw)["body"]))
+              for raw in reversed(redis_client.lrange(QUEUE, 0, -1))]  # fmt: skip
+    assert bodies == ["moved to the dead", "older"]
+    assert not redis_client.exists(keys.fetch_moving(dead), keys.fetch_wait(dead))
+    assert redis_client.hlen(keys.fetch_taken(living)) == 1  # the living keep theirs
+
+
+def test_one_fetch_takes_up_to_the_free_prefetch_each_recorded_and_restored_in_order(
+    redis_url, redis_client
+):
+    """A consumer with room for several messages takes them in one script, in kombu's
+    order (a list drained before the next), each under its own delivery tag and recorded
+    before the reply; killed then, all of them go back."""
+    from worker.adapters import keys
+    from worker.shell import transport
+
+    publish(redis_url, ["a-1", "a-2"])
+    publish(redis_url, ["b-1", "b-2"], queue="fetch-other")
+    dead = "host:6:dead"
+    lists = [(QUEUE, QUEUE, False), ("fetch-other", "fetch-other", False)]
+    script_keys, argv = transport.fetch_arguments(
+        "unacked", "unacked_index", dead, f"{dead}|x", lists, count=3
+    )
+    reply = redis_client.eval(transport.FETCH, len(script_keys), *script_keys, *argv)
+    bodies = [json.loads(base64.b64decode(json.loads(raw)["body"])) for raw in reply[1::4]]
+    assert bodies == ["a-1", "a-2", "b-1"] and reply[0::4] == [1, 1, 2]
+    tags = [f"{dead}|x", f"{dead}|x.2", f"{dead}|x.3"]
+    assert sorted(redis_client.hkeys("unacked")) == [t.encode() for t in tags]
+    assert sorted(redis_client.hkeys(keys.fetch_taken(dead))) == [t.encode() for t in tags]
+    assert redis_client.llen("fetch-other") == 1
+
+    redis_client.delete(keys.alive(dead))
+    with Connection(redis_url, transport=RELIABLE) as other:
+        sweeper = transport.Heartbeat(other.default_channel)
+        try:
+            wait_until(lambda: sweeper.beat() == 3, RESTORE_BOUND, "the batch stayed held")
+        finally:
+            sweeper.client.close()
+    assert redis_client.hlen("unacked") == 0
+    # back at the head of their lists (in no particular order among themselves: the
+    # rules put late messages in their place), served before what was behind them
+    served = _consume(redis_url, RELIABLE, 4)
+    assert served.index("b-1") < served.index("b-2")
+    assert sorted(served) == ["a-1", "a-2", "b-1", "b-2"]
+
+
+def test_an_idle_consumer_waits_in_redis_instead_of_polling(redis_url, redis_client):
+    """Idle, a consumer sends the fetch script about twice a second (the end of each
+    blocking wait), not every 50 ms; a message arriving wakes it at once."""
+    with Connection(redis_url, transport=RELIABLE) as connection:
+        received: list[float] = []
+
+        def on_message(body, message):
+            received.append(time.monotonic())
+            message.ack()
+
+        with connection.Consumer([Queue(QUEUE, routing_key=QUEUE)], callbacks=[on_message],
+                                 accept=["json"]):  # fmt: skip
+            _drain(connection)
+            before = _calls(redis_client)
+            idle_until = time.monotonic() + 3
+            while time.monotonic() < idle_until:
+                _drain(connection)
+            calls = {name: n - before.get(name, 0) for name, n in _calls(redis_client).items()}
+            assert calls.get("blmove", 0) >= 2
+            # fetch scripts and beats (one restore script a second), not 60 fetches
+            assert calls.get("evalsha", 0) <= 20, calls
+            publish(redis_url, ["wake up"])
+            sent = time.monotonic()
+            wait_until(lambda: _drain(connection) or bool(received), 15, "nothing fetched")
+            assert received[0] - sent < 2.0  # at once, but the box is loaded
+    assert redis_client.hlen("unacked") == 0
+
+
+def _calls(client: redis.Redis) -> dict[str, int]:
+    stats = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()}
+
+
 def test_a_rejected_message_goes_back_to_its_queue_through_kombus_own_path(redis_url, redis_client):
     """Celery rejects with requeue when a pool process dies (task_reject_on_worker_lost):
     kombu restores it from the unacked entry the fetch script wrote."""

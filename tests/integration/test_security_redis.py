@@ -61,7 +61,9 @@ def test_worker_beat_cli_and_flower_run_as_the_aftersales_user_and_never_show_th
         stack.callback(listener.close)
         stack.callback(producer.close)
         base, credentials, flower_process = stack.enter_context(flower(url, tmp_path))
-        worker = start_worker(env=env_for(url))
+        # As deployed (no -E): Flower turns task events on (enable_events) before it is sent
+        worker = start_worker(env=env_for(url), deployed=True)
+        wait_until(lambda: "enabled by remote" in worker.log_text(), 45, "events never on")
         beat = start_beat(env=env_for(url))
         order = new_id("o")
         producer.send(ORDER_EVENT, placed(order, ago(hours=48, seconds=-DUE_IN)))

@@ -145,10 +145,13 @@ def start_worker(
     """Factory: start a REAL Celery worker process and wait until it answers a ping.
 
     ``start_worker(concurrency=2, env=None, *, pool="prefork", loglevel="INFO",
-    queues=WORKER_QUEUES, args=(), timeout=START_TIMEOUT, name=None) -> CeleryProcess``
+    queues=WORKER_QUEUES, args=(), timeout=START_TIMEOUT, name=None, deployed=False)
+    -> CeleryProcess``
 
     Runs ``python -m celery -A worker worker -P <pool> -c <concurrency> --loglevel <level>
-    -E -n <unique>@%h -Q aftersales.inbound,aftersales.deadlines,aftersales.control``
+    -n <unique>@%h -Q aftersales.inbound,aftersales.deadlines,aftersales.control
+    --without-heartbeat --without-gossip --without-mingle`` (those three left out with
+    `deployed=True`, as the deployment runs it)
     (``-n <name>@%h`` when `name` is given: restart a killed worker under its own name)
     with ``AFTERSALES_REDIS_URL=state_url`` (and ``AFTERSALES_BROKER_URL=broker_url``
     when they differ) plus ``env`` (for example
@@ -176,6 +179,7 @@ def start_worker(
         args: Sequence[str] = (),
         timeout: float = START_TIMEOUT,
         name: str | None = None,
+        deployed: bool = False,
     ) -> CeleryProcess:
         node_arg, node = unique_node("worker")
         if name is not None:  # a restart under the same node name, as systemd would do
@@ -187,7 +191,7 @@ def start_worker(
             broker_url,
             {**state_env, "AFTERSALES_LABEL_DIR": str(tmp_path / "labels"), **(env or {})},
         )
-        command = [*worker_args(node_arg, concurrency, pool, loglevel, queues), *args]
+        command = [*worker_args(node_arg, concurrency, pool, loglevel, queues, deployed), *args]
         handle = spawn("worker", command, full_env, workdir, workdir / "worker.log", node)
         started.append(handle)
         request.node.stash[_PROCESSES].append(handle)

@@ -147,12 +147,19 @@ def spawn(
 
 
 def worker_args(
-    name: str, concurrency: int, pool: str, loglevel: str, queues: Sequence[str]
+    name: str,
+    concurrency: int,
+    pool: str,
+    loglevel: str,
+    queues: Sequence[str],
+    deployed: bool = False,
 ) -> list[str]:
+    """`deployed`: with Celery's worker heartbeat, gossip and mingle, as the deployment
+    runs it (a monitor's `enable_events` needs the heartbeat's event dispatcher)."""
+    quiet = [] if deployed else ["--without-heartbeat", "--without-gossip", "--without-mingle"]
     return [
-        "worker", "-P", pool, "-c", str(concurrency), "--loglevel", loglevel, "-E",
-        "-n", name, "-Q", ",".join(queues),
-        "--without-heartbeat", "--without-gossip", "--without-mingle",
+        "worker", "-P", pool, "-c", str(concurrency), "--loglevel", loglevel,
+        "-n", name, "-Q", ",".join(queues), *quiet,
     ]  # fmt: skip
 
 

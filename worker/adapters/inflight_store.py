@@ -1,8 +1,9 @@
 """Redis store, in-flight messages and queue depth: what a deadline firing's backlog gate
 reads (docs/design.md, backlog safety).
 
-The consumer marks an inbound message in flight when a worker takes it; the commit (or
-the duplicate check) ends the entry in its own round trip.
+The reliable fetch (worker/shell/fetch.lua), or with a separate broker the consumer, marks
+an inbound message in flight when a worker takes it; the commit (or the duplicate check)
+ends the entry in its own round trip.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from schemas.types import parse_timestamp
 from worker.adapters.store_base import StoreBase, epoch, from_epoch, text
 from worker.service_layer.ports import Backlog
 
@@ -45,9 +47,24 @@ class InflightStore(StoreBase):
 
 
 def inflight_entries(raw: dict[Any, Any]) -> dict[str, tuple[datetime, datetime]]:
-    """An order's in-flight hash as read: task id -> (occurred_at, received_at)."""
+    """An order's in-flight hash as read: task id -> (occurred_at, received_at).
+
+    Two forms: "<occurred epoch> <received epoch>" (written by the worker as Celery
+    receives a message) and "@<received epoch> <occurred_at as sent>" (written by the
+    reliable fetch, worker/shell/fetch.lua, which does not parse timestamps). An
+    occurred_at that does not parse belongs to a message that is never applied (it is
+    dead-lettered): nothing to wait for, so it is left out."""
     entries: dict[str, tuple[datetime, datetime]] = {}
     for task_id, value in raw.items():
-        occurred, received = (float(part) for part in text(value).split())
-        entries[text(task_id)] = (from_epoch(occurred), from_epoch(received))
+        written = text(value)
+        if written.startswith("@"):
+            received, _, sent = written[1:].partition(" ")
+            try:
+                occurred_at = parse_timestamp(sent)
+            except ValueError:
+                continue
+            entries[text(task_id)] = (occurred_at, from_epoch(float(received)))
+            continue
+        occurred, received_epoch = (float(part) for part in written.split())
+        entries[text(task_id)] = (from_epoch(occurred), from_epoch(received_epoch))
     return entries

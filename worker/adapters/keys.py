@@ -96,6 +96,24 @@ def fetch_taken(consumer: str) -> str:
 BEAT_TICKED = f"{PREFIX}:beat:ticked"
 """Epoch seconds of the last beat tick a worker ran (health probes, docs/observability.md)."""
 
+FETCH_MOVING_PREFIX = f"{PREFIX}:fetch:moving:"
+"""`FETCH_MOVING_PREFIX + consumer`: list an idle consumer's blocking BLMOVE moves a message
+into from the list its wait key names; taken from there by its next fetch, or restored to
+that list when the consumer is no longer alive."""
+
+FETCH_WAIT_PREFIX = f"{PREFIX}:fetch:wait:"
+"""`FETCH_WAIT_PREFIX + consumer`: the list that consumer's BLMOVE waits on, written by the
+fetch script before the consumer sends it."""
+
+
+def fetch_moving(consumer: str) -> str:
+    return f"{FETCH_MOVING_PREFIX}{consumer}"
+
+
+def fetch_wait(consumer: str) -> str:
+    return f"{FETCH_WAIT_PREFIX}{consumer}"
+
+
 FIRED_LATENESS = f"{PREFIX}:deadlines:lateness"
 """List of recent firing lateness values in milliseconds (capped), for the metric."""
 

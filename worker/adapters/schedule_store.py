@@ -51,6 +51,18 @@ class ScheduleStore(StoreBase):
             ]
         return armed
 
+    def tick_has_work(self, arm_until: datetime, now: datetime, relay_before: datetime) -> bool:
+        """Whether a tick would do anything, in one round trip: a deadline to arm before
+        `arm_until`, an armed one overdue at `now` (maybe lost), an outbox entry committed
+        before `relay_before` and not confirmed (the conditions of arm_due, lost_armed and
+        stale_outbox)."""
+        pipe = self.client.pipeline(transaction=False)
+        for shard in range(self.keys.shards):
+            pipe.zrangebyscore(self.keys.schedule(shard), "-inf", epoch(arm_until), 0, 1)
+            pipe.zrangebyscore(self.keys.armed(shard), "-inf", epoch(now), 0, 1)
+            pipe.zrangebyscore(self.keys.outbox_pending(shard), "-inf", epoch(relay_before), 0, 1)
+        return any(pipe.execute())
+
     def lost_armed(
         self,
         now: datetime,

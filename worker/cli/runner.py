@@ -37,7 +37,7 @@ def worker_command(concurrency: int, loglevel: str) -> list[str]:
     queues = ",".join(queue.name for queue in topology.CONSUMED)
     return [
         sys.executable, "-m", "celery", "-A", "worker", "worker",
-        "--loglevel", loglevel, "-E", "--concurrency", str(concurrency), "-Q", queues,
+        "--loglevel", loglevel, "--concurrency", str(concurrency), "-Q", queues,
     ]  # fmt: skip
 
 

@@ -4,10 +4,11 @@ Three places a message can be while a deadline comes due:
 1. still in the inbound queue: the deadline sends a barrier task to the tail of
    `aftersales.inbound` and fires only when the barrier comes out, so everything queued
    before it has been taken by a worker;
-2. taken by a worker but not yet committed: the consumer records it in the order's
-   in-flight hash the moment it is received (signal `task_received`, before the
-   prefetch buffer: worker/shell/hooks.py), and the commit removes it; the deadline waits
-   while one is there;
+2. taken by a worker but not yet committed: the fetch that takes it records it in the
+   order's in-flight hash in the same step (worker/shell/fetch.lua; with a separate
+   broker, the consumer does as it receives it, before the prefetch buffer:
+   worker/shell/hooks.py), and the commit removes it; the deadline waits while one is
+   there;
 3. parked in the order's state waiting for an earlier fact: the rules defer the deadline.
 """
 

@@ -214,6 +214,17 @@ class Scheduler:
 
     # --- the tick --------------------------------------------------------------------------
 
+    def tick_has_work(self) -> bool:
+        """Whether `tick` would arm, re-send or relay anything now (one read): beat sends
+        no tick while it would not (worker/adapters/beat_schedule.py)."""
+        # An optional capability of the schedule (the Redis store has it: it holds the
+        # outbox too); a schedule that cannot tell has every tick sent.
+        probe = getattr(self.schedule, "tick_has_work", None)
+        if probe is None:
+            return True
+        now = self.clock()
+        return bool(probe(now + self.settings.deadline_horizon, now, now - OUTBOX_RELAY_AFTER))
+
     def tick(self) -> dict[str, int]:
         """Arm deadlines entering the horizon, re-send overdue ones, relay the outbox."""
         settings, schedule, now = self.settings, self.schedule, self.clock()

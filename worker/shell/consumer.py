@@ -22,6 +22,7 @@ from worker.adapters import topology
 from worker.logging import get_logger
 from worker.settings import get_settings
 from worker.shell import screen
+from worker.shell.transport import INFLIGHT_PROPERTY
 
 log = get_logger("aftersales.consumer")
 
@@ -151,6 +152,7 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
             message.reject_log_error(log, self.connection_errors, requeue=True)
             return
         message.ack_log_error(log, self.connection_errors)
+        _forget_inflight(message)
 
     def on_decode_error(self, message: Message, exc: Exception) -> None:
         reason: DeadLetterReason = "undecodable"
@@ -195,6 +197,22 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
     def on_invalid_task(self, body: Any, message: Message, exc: Exception) -> None:
         log.warning("invalid task message dead-lettered", error=str(exc))
         self._dead_letter(message, "invalid_task_message", f"{type(exc).__name__}: {exc}")
+
+
+def _forget_inflight(message: Message) -> None:
+    """A message the reliable fetch recorded in flight (worker/shell/fetch.lua) and that no
+    task will ever commit: its entry goes now, not when it turns stale ten minutes later
+    (it would hold its order's deadlines back until then)."""
+    from worker.runtime import store  # the runtime imports the app: import late
+
+    order = (message.properties or {}).get(INFLIGHT_PROPERTY)
+    task_id = (message.headers or {}).get("id")
+    if not order or not isinstance(task_id, str):
+        return
+    try:
+        store().clear_inflight(str(order), task_id)
+    except Exception:  # stale later: the gate ignores it then
+        log.warning("could not clear the in-flight entry of a refused message", exc_info=True)
 
 
 def _ignore_inbound_limits(headers: dict[str, Any]) -> None:

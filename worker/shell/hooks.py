@@ -31,6 +31,7 @@ from schemas import formats
 from schemas.inbound import INBOUND_TASKS
 from worker import runtime
 from worker.adapters import amqp, topology
+from worker.adapters import beat_schedule as beat
 from worker.adapters.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK
 from worker.celery import AMQP, app
 from worker.logging import get_logger, never_fails
@@ -38,6 +39,7 @@ from worker.observability import hooks as metrics
 from worker.observability import watchdog
 from worker.service_layer.backlog import message_facts
 from worker.settings import get_settings
+from worker.shell.transport import INFLIGHT_PROPERTY
 
 log = get_logger("aftersales.hooks")
 
@@ -187,8 +189,9 @@ def tell_watchdog(**_: Any) -> None:
 @never_fails
 def register_received(request: Any = None, **_: Any) -> None:
     """Backlog safety (worker/service_layer/backlog.py): an inbound message is in flight from
-    the moment a worker receives it, before the prefetch buffer, until its commit; a deadline
-    task is claimed by this worker incarnation."""
+    the moment a worker takes it, before the prefetch buffer, until its commit (recorded by
+    the fetch itself when the broker is the state's Redis, else here); a deadline task is
+    claimed by this worker incarnation."""
     if request is not None and request.name == DEADLINE_TASK:
         _claim_deadline(request)
         return
@@ -197,11 +200,20 @@ def register_received(request: Any = None, **_: Any) -> None:
         return
     if request is None or request.name not in INBOUND_TASKS:
         return
+    if recorded_by_fetch(request):
+        return
     facts = message_facts(request.args)
     if facts is None:
         return  # it will be dead-lettered; nothing to wait for
     order_id, occurred = facts
     runtime.store().mark_inflight(order_id, request.id, occurred, runtime.utcnow())
+
+
+def recorded_by_fetch(request: Any) -> bool:
+    """The reliable fetch recorded this message in flight as it took it (fetch.lua)."""
+    message = getattr(request, "message", None)
+    properties = getattr(message, "properties", None)
+    return isinstance(properties, dict) and bool(properties.get(INFLIGHT_PROPERTY))
 
 
 def _claim_deadline(request: Any) -> None:
@@ -229,6 +241,14 @@ def adopt_on_beat_init(**_: Any) -> None:
         with app.connection_for_write() as connection:
             amqp.adopt_existing_inbound(app, connection)
 
+
+def tick_has_work() -> bool:
+    """For beat's tick schedule (worker/adapters/beat_schedule.py): one read, the tick's
+    conditions."""
+    return runtime.scheduler().tick_has_work()
+
+
+beat.work_probe = tick_has_work
 
 RECEIVERS: tuple[tuple[Any, Any], ...] = (
     (worker_init, announce_release),

@@ -6,15 +6,18 @@ kombu pops a message with BRPOP and records it in its `unacked` hash in a second
 worker killed in between loses it (celery/celery#7950, kombu#305). Here one Lua script
 (shell/fetch.lua) pops the message and records it as unacked and as taken by this
 consumer, atomically. Every consuming channel is a consumer with its own id and alive key,
-beaten every second by a thread; every second it also gives back (adapters/
+beaten every second by a thread; every second it also gives back (shell/
 fetch_restore.lua) the messages of consumers whose alive key expired. After a kill -9 the
 dead consumer's messages are back at the head of their queues within the alive expiry plus
 one beat, not the visibility timeout, which stays as kombu's last resort.
 
-A script cannot block, so an idle consumer looks again every `fetch_poll_interval` (a
-transport option, 50 ms) instead of waiting in BRPOP. Queues, priority steps, fair rotation,
-fanout (pidbox), no-ack queues and the visibility timeout are kombu's own. Selected in
-worker/celery.py for redis:// brokers.
+A script cannot block, so when it finds every list empty an idle consumer waits in
+`BLMOVE <its wait queue> <its moving list>` (the transport option `fetch_wait_queue` if it
+consumes that queue, else its first; at most `fetch_block_timeout`, 1 s, then the script
+looks at every list again): the message is in the queue or in the consumer's moving list
+at every moment, and the next script takes it from there.
+Queues, priority steps, fair rotation, fanout (pidbox), no-ack queues and the visibility
+timeout are kombu's own. Selected in worker/celery.py for redis:// brokers.
 """
 
 from __future__ import annotations
@@ -45,13 +48,19 @@ from worker.shell.screen import raw_original
 
 log = get_logger("aftersales.transport")
 
-POLL_INTERVAL = 0.05  # idle consumers look again this often: at most 50 ms of added latency
-"""Default of the transport option `fetch_poll_interval` (seconds)."""
-BEAT_PERIOD = 1.0  # a consumer's alive beat and restore pass, like the worker's Liveness
+BLOCK_TIMEOUT = 1.0  # an idle consumer waits on its wait queue at most this long (seconds)
+"""Default of the transport option `fetch_block_timeout`: a message arriving in the wait
+queue wakes the consumer at once; one in another queue (or another priority step) waits
+for the end of the block at most. Not above kombu's `brpop_timeout` (1 s), by which its
+health check expects a reply."""
+BEAT_PERIOD = 1.0  # a consumer's alive beat and restore sweep, like the worker's Liveness
 ALIVE_TTL_MS = 5_000  # five missed beats: a paused process is not declared dead
 RESTORE_GAP = 3 * BEAT_PERIOD  # longer without a restore: Redis was down, or no consumer lived
 RESTORE_QUIET = 3 * BEAT_PERIOD  # then nobody is declared dead until the living beat again
 ERROR_BACKOFF = 1.0  # after a Redis error answering the fetch, wait before trying again
+INFLIGHT_PROPERTY = "aftersales_inflight"
+"""Message property: the order id whose in-flight hash the fetch recorded the message in."""
+FETCH_BATCH = 16  # messages one fetch takes at most (bounded by the free prefetch)
 TAG_SEPARATOR = "|"  # delivery tag = consumer id | random: ack finds the owner in the tag
 
 
@@ -120,16 +129,22 @@ class QoS(kombu_redis.QoS):
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
-    fetch_poll_interval = POLL_INTERVAL
-    from_transport_options = (  # type: ignore[assignment]  # one option more than kombu
+    fetch_block_timeout = BLOCK_TIMEOUT
+    fetch_wait_queue = ""
+    fetch_inflight: dict[str, Any] | None = None
+    from_transport_options = (  # type: ignore[assignment]  # two options more than kombu
         *kombu_redis.Channel.from_transport_options,
-        "fetch_poll_interval",
+        "fetch_block_timeout",
+        "fetch_wait_queue",
+        "fetch_inflight",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._noack_queues: set[str] = set()
         self._next_fetch_at = 0.0
         self._pending: tuple[str, list[tuple[str, bool]]] | None = None
+        self._wait: tuple[str, str, bool] | None = None  # (queue, list, no-ack) of the wait key
+        self._blocking = False  # the BLMOVE is out, not the script
         self._heartbeat: Heartbeat | None = None
         self._pid = os.getpid()
         self.consumer_id = _new_consumer_id()
@@ -145,64 +160,121 @@ class Channel(kombu_redis.Channel):
         return super().basic_consume(queue, no_ack, *args, **kwargs)
 
     def _brpop_start(self, timeout: float | None = None) -> None:
-        """Send the fetch script (kombu sends BRPOP here); the reply comes back through the
-        same poller. After an empty answer, wait the poll interval before asking again."""
+        """Send the fetch script (kombu sends BRPOP here), or, after the script found
+        nothing, the blocking BLMOVE it prepared; the reply comes back through the same
+        poller."""
         if monotonic() < self._next_fetch_at:
             return
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return
         self._ensure_heartbeat()
-        lists = [
-            (queue, self._q_for_pri(queue, pri), queue in self._noack_queues)
-            for pri in self.priority_steps
-            for queue in queues
-        ]
-        tag = f"{self.consumer_id}{TAG_SEPARATOR}{uuid.uuid4().hex}"
-        script_keys, argv = fetch_arguments(
-            self.unacked_key, self.unacked_index_key, self.consumer_id, tag, lists
-        )
-        self._pending = tag, [(queue, no_ack) for queue, _, no_ack in lists]
         self._in_poll = self.client.connection
         self._brpop_sent_at = monotonic()  # type: ignore[assignment]  # kombu: None at first
+        if self._blocking and self._wait is not None:
+            self.client.connection.send_command(
+                "BLMOVE", self._wait[1], keys.fetch_moving(self.consumer_id), "RIGHT", "LEFT",
+                float(self.fetch_block_timeout),
+            )  # fmt: skip
+            return
+        lists = [(queue, self._q_for_pri(queue, pri), queue in self._noack_queues)
+                 for pri in self.priority_steps for queue in queues]  # fmt: skip
+        # The wait goes to the queue whose messages must not wait (the worker's inbound
+        # queue), else the first the consumer named, not the rotation's.
+        first = self.fetch_wait_queue if self.fetch_wait_queue in queues else None
+        first = first or next((q for q in self._active_queues if q in queues), queues[0])
+        block = (first, self._q_for_pri(first, 0), first in self._noack_queues)
+        tag = f"{self.consumer_id}{TAG_SEPARATOR}{uuid.uuid4().hex}"
+        script_keys, argv = fetch_arguments(
+            self.unacked_key, self.unacked_index_key, self.consumer_id, tag, lists,
+            moved=self._wait, block=block[1], count=self._free_prefetch(),
+            inflight=self.fetch_inflight,
+        )  # fmt: skip
+        self._pending = tag, [(queue, no_ack) for queue, _, no_ack in lists]
+        self._wait_next = block
         self.client.connection.send_command(
             "EVALSHA", FETCH_SHA, len(script_keys), *script_keys, *argv
         )
+
+    def _free_prefetch(self) -> int:
+        """How many messages one fetch takes: what the prefetch limit leaves room for (at
+        most FETCH_BATCH; one without a limit, as kombu's BRPOP)."""
+        qos = self.qos
+        if not qos.prefetch_count:
+            return 1
+        return max(1, min(FETCH_BATCH, int(qos.prefetch_count) - len(qos._delivered)))
 
     def _brpop_read(self, **options: Any) -> bool:
         if not self._in_poll:  # its reply was read already (given back): nothing to wait for
             raise Empty()
         try:
-            reply = self._read_fetch_reply(**options)
-            if not reply or self._pending is None:
-                self._next_fetch_at = monotonic() + float(self.fetch_poll_interval)
+            if self._blocking:  # the BLMOVE's reply: the next script takes what it moved
+                self._blocking = False
+                self._read_reply("BLMOVE", **options)
                 raise Empty()
-            tag, lists = self._pending
-            queue, no_ack = lists[int(reply[0]) - 1]
-            self._queue_cycle.rotate(queue)
-            if int(reply[2]):  # taken as bytes only, not in kombu's unacked hash
-                self._drop(queue, reply[1], ValueError("not a JSON object with properties"), tag)
-            return self._deliver_fetched(queue, reply[1], None if no_ack else tag)
+            reply = self._read_reply("EVALSHA", **options)
+            if not reply or self._pending is None:
+                if reply is None and self._pending is not None:  # all empty: block next
+                    self._wait, self._blocking = self._wait_next, True
+                raise Empty()
+            return self._deliver_batch(reply)
         finally:
             self._in_poll = None  # type: ignore[assignment]  # kombu's own reset
             self._flush_brpop_reauth()
 
-    def _read_fetch_reply(self, **options: Any) -> Any:
+    def _deliver_batch(self, reply: list[Any]) -> bool:
+        """Hand each message of the script's reply to kombu, every one of them even if one
+        fails (they are all recorded as taken: none may be left behind); then raise the
+        first failure, as kombu would have for it. A reply answered after the consumer of
+        its queue was cancelled (a warm shutdown) goes back whole, to the head of its lists
+        in the order taken: kombu would requeue it at the tail ("No consumers"), behind any
+        barrier a deadline sent while the message was ahead of it (docs/design.md,
+        'Backlog safety'): the barrier would come out first and the deadline fire."""
+        assert self._pending is not None
+        first_tag, lists = self._pending
+        batch = self._batch(reply, first_tag, lists)
+        stopped = [q for q, _, _, tag, _ in batch if tag and q not in self.connection._callbacks]
+        if stopped:
+            log.warning("messages fetched after their consumer stopped: back at the head",
+                        queues=sorted(set(stopped)))  # fmt: skip
+            self._give_back_batch(reply, first_tag, lists)
+            raise Empty()
+        failure: Exception | None = None
+        for queue, raw, junk, tag, order in batch:
+            self._queue_cycle.rotate(queue)
+            try:
+                self._deliver_one(queue, raw, junk, tag, order)
+            except Empty:
+                continue  # dead-lettered
+            except Exception as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        return True
+
+    def _deliver_one(
+        self, queue: str, raw: bytes, junk: int, tag: str | None, inflight: str = ""
+    ) -> bool:
+        if junk:  # taken as bytes only, not in kombu's unacked hash
+            self._drop(queue, raw, ValueError("not a JSON object with properties"), tag)
+        return self._deliver_fetched(queue, raw, tag, inflight)
+
+    def _read_reply(self, command: str, **options: Any) -> Any:
         connection = self.client.connection
         try:
-            return self.client.parse_response(connection, "EVALSHA", **options)
+            return self.client.parse_response(connection, command, **options)
         except NoScriptError:  # first use on this server, or Redis restarted: load it
             self.client.script_load(FETCH)
-            return None
+            return False
         except self.connection_errors:
             connection.disconnect()  # reconnected on the next round, as kombu does
             raise
         except ResponseError:  # e.g. out of memory: nothing was taken; try again later
             log.warning("reliable fetch refused by Redis", exc_info=True)
             self._next_fetch_at = monotonic() + ERROR_BACKOFF
-            return None
+            return False
 
-    def _deliver_fetched(self, queue: str, raw: bytes, tag: str | None) -> bool:
+    def _deliver_fetched(self, queue: str, raw: bytes, tag: str | None, inflight: str = "") -> bool:
         try:
             payload = loads(raw)
             properties = payload["properties"]
@@ -212,8 +284,11 @@ class Channel(kombu_redis.Channel):
             self._drop(queue, raw, exc, tag)
         if tag is not None:
             properties["delivery_tag"] = tag  # producers' tags may repeat; the hash key may not
-            if queue not in self.connection._callbacks:
-                self._give_back(queue, tag)
+        # Set here alone (a producer's own value is dropped): the order recorded in flight
+        # by the fetch, so the worker does not record it again (worker/shell/hooks.py).
+        properties.pop(INFLIGHT_PROPERTY, None)
+        if inflight:
+            properties[INFLIGHT_PROPERTY] = inflight
         try:
             self.connection._deliver(payload, queue)
         except Exception as exc:
@@ -236,41 +311,68 @@ class Channel(kombu_redis.Channel):
         """Read the reply of a fetch in flight, if any, and put what it took back at the
         head of its list (a message nobody can take now must not wait unseen in this
         process). True when no fetch is in flight any more."""
-        if not self._in_poll or self._pending is None:
-            return not self._in_poll
-        tag, lists = self._pending
+        if not self._in_poll:
+            return True
+        blocking, self._blocking = self._blocking, False
         try:
-            reply = self._read_fetch_reply()
+            if blocking:  # a BLMOVE: what it moved goes from the moving list back to the head
+                moved = self._read_reply("BLMOVE")
+                if moved and self._wait is not None:
+                    self.client.lmove(
+                        keys.fetch_moving(self.consumer_id), self._wait[1], "LEFT", "RIGHT"
+                    )
+                    log.info("fetched message given back to the head", queue=self._wait[0])
+                return True
+            if self._pending is None:
+                return True
+            reply = self._read_reply("EVALSHA")
         except Exception:  # the close or the restore sweep gives it back, as before
             log.warning("could not read a pending fetch to give it back", exc_info=True)
             return False
         finally:
             self._in_poll = None  # type: ignore[assignment]  # kombu's own reset
-            self._pending = None
-        if not reply:
-            return True
-        queue, no_ack = lists[int(reply[0]) - 1]
-        try:
-            if int(reply[2]):
-                self._drop(queue, reply[1], ValueError("not a JSON object with properties"), tag)
-            if no_ack:  # popped bare (a reply queue): nothing to restore, deliver it
-                self._deliver_fetched(queue, reply[1], None)
-            else:
-                log.info("fetched message given back to the head", queue=queue)
-                self.qos.restore_by_tag(tag, leftmost=False)
-        except Empty:
-            pass
+        pending, self._pending = self._pending, None
+        if reply and pending is not None:
+            self._give_back_batch(reply, *pending)
         return True
 
-    def _give_back(self, queue: str, tag: str) -> NoReturn:
-        """A fetch answered after the consumer of `queue` was cancelled (a warm shutdown
-        sent it just before SIGTERM): the message goes back to the head of its list, where
-        it was taken from. kombu would requeue it at the tail ("No consumers"), behind any
-        barrier a deadline sent while the message was ahead of it (docs/design.md,
-        'Backlog safety'): the barrier would come out first and the deadline fire."""
-        log.warning("message fetched after its consumer stopped: back at the head", queue=queue)
-        self.qos.restore_by_tag(tag, leftmost=False)
-        raise Empty()
+    def _batch(
+        self, reply: list[Any], first_tag: str, lists: list[tuple[str, bool]]
+    ) -> list[tuple[str, bytes, int, str | None, str]]:
+        """The fetch script's reply as (queue, payload, junk, delivery tag or None for a
+        no-ack queue, order recorded in flight), in the order taken."""
+        batch = []
+        for k in range(len(reply) // 4):
+            number, raw, junk, order = reply[4 * k : 4 * k + 4]
+            tag = first_tag if k == 0 else f"{first_tag}.{k + 1}"
+            if int(number) == 0:  # the moving list: what the BLMOVE moved from the wait list
+                assert self._wait is not None
+                queue, no_ack = self._wait[0], self._wait[2]
+            else:
+                queue, no_ack = lists[int(number) - 1]
+            batch.append((queue, raw, int(junk), None if no_ack else tag, _text(order)))
+        return batch
+
+    def _give_back_batch(
+        self,
+        reply: list[Any],
+        first_tag: str,
+        lists: list[tuple[str, bool]],
+    ) -> None:
+        """Every message of a reply back at the head of its list, the last taken first so
+        that they stand in the order they were taken; no-ack ones (popped bare, nothing to
+        restore) delivered, junk dead-lettered."""
+        for queue, raw, junk, tag, _ in reversed(self._batch(reply, first_tag, lists)):
+            try:
+                if junk:
+                    self._drop(queue, raw, ValueError("not a JSON object with properties"), tag)
+                if tag is None:
+                    self._deliver_fetched(queue, raw, None)
+                    continue
+                log.info("fetched message given back to the head", queue=queue)
+                self.qos.restore_by_tag(tag, leftmost=False)
+            except Empty:
+                continue
 
     def _drop(self, queue: str, raw: bytes, error: Exception, tag: str | None) -> NoReturn:
         """A message no consumer could ever take (not a kombu envelope, a body its encoding
@@ -317,6 +419,7 @@ class Channel(kombu_redis.Channel):
     def _ensure_heartbeat(self) -> None:
         if self._pid != os.getpid():  # a forked child is another consumer
             self._pid, self.consumer_id, self._heartbeat = os.getpid(), _new_consumer_id(), None
+            self._wait, self._blocking = None, False
         if self._heartbeat is None:
             self._heartbeat = Heartbeat(self)
             self._heartbeat.start()
@@ -370,19 +473,13 @@ class Heartbeat(threading.Thread):
         self.client.close()
 
     def beat(self) -> int:
-        self.client.set(keys.alive(self.consumer_id), "1", px=ALIVE_TTL_MS)
-        restored = int(
-            self.restore(
-                keys=self.restore_keys,
-                args=[
-                    keys.ALIVE_PREFIX,
-                    keys.FETCH_TAKEN_PREFIX,
-                    self.consumer_id,
-                    RESTORE_GAP,
-                    RESTORE_QUIET,
-                ],
-            )
-        )
+        """One round trip: this consumer's alive key, then the restore sweep."""
+        restored = int(self.restore(
+            keys=self.restore_keys,
+            args=[keys.ALIVE_PREFIX, keys.FETCH_TAKEN_PREFIX, self.consumer_id, RESTORE_GAP,
+                  RESTORE_QUIET, keys.FETCH_MOVING_PREFIX, keys.FETCH_WAIT_PREFIX,
+                  ALIVE_TTL_MS],
+        ))  # fmt: skip
         if restored:
             log.warning("restored messages of dead consumers", count=restored)
             record.restored(restored)
@@ -399,10 +496,12 @@ class MultiChannelPoller(kombu_redis.MultiChannelPoller):
         super()._pause_brpop(channel, fileno)
 
     def get(self, callback: Any, timeout: float | None = None) -> Any:
-        """Without an event loop (drain_events): wait no longer than the next fetch."""
-        pending = [ch._next_fetch_at for ch in self._channels if ch.active_queues]
+        """Without an event loop (drain_events): a channel backing off after an error
+        fetches again no later than its time."""
+        now = monotonic()
+        pending = [ch._next_fetch_at for ch in self._channels if ch._next_fetch_at > now]
         if pending:
-            wait = max(0.0, min(pending) - monotonic())
+            wait = min(pending) - now
             timeout = wait if timeout is None else min(timeout, wait)
         return super().get(callback, timeout)
 
@@ -413,16 +512,6 @@ class Transport(kombu_redis.Transport):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.cycle = MultiChannelPoller()  # type: ignore[assignment]  # kombu's, extended
-        self._fetch_tick: Any = None
-
-    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
-        """kombu's registration, plus a tick every poll interval: the event loop sends the
-        next fetch on its tick, and an idle loop would otherwise sleep up to a second."""
-        super().register_with_event_loop(connection, loop)
-        if self._fetch_tick is not None:  # a reconnection registers again
-            self._fetch_tick.cancel()
-        interval = connection.client.transport_options.get("fetch_poll_interval", POLL_INTERVAL)
-        self._fetch_tick = loop.call_repeatedly(float(interval), _tick)
 
 
 def fetch_arguments(
@@ -431,25 +520,42 @@ def fetch_arguments(
     consumer_id: str,
     tag: str,
     lists: list[tuple[str, str, bool]],
+    moved: tuple[str, str, bool] | None = None,
+    block: str = "",
+    count: int = 1,
+    inflight: dict[str, Any] | None = None,
 ) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of fetch.lua for a consumer taking from `lists` (queue, Redis list,
-    no-ack), in that order, under delivery tag `tag`."""
-    argv: list[Any] = [time(), tag, consumer_id, ALIVE_TTL_MS]
+    """KEYS and ARGV of fetch.lua for a consumer taking up to `count` messages from `lists`
+    (queue, Redis list, no-ack), in that order, the first under delivery tag `tag` (the
+    k-th under `tag.k`). `moved`: the (queue, list, no-ack) its wait key names (what a
+    BLMOVE may have moved to its moving list); `block`: the list to name in the wait key
+    if every list is empty. `inflight`: {"prefix", "suffix", "tasks"}, the in-flight hash
+    key around an order id and the inbound task names (transport option `fetch_inflight`:
+    the worker sets it when the broker is the state's Redis)."""
+    first = moved or lists[0]
+    argv: list[Any] = [
+        time(), tag, consumer_id, ALIVE_TTL_MS, _tail(first[0]), "1" if first[2] else "0", block,
+        count,
+        *((inflight["prefix"], inflight["suffix"], "|" + "|".join(inflight["tasks"]) + "|")
+          if inflight else ("", "", "")),
+    ]  # fmt: skip
     for queue, _, no_ack in lists:
-        argv += [f',"",{json.dumps(queue)}]', "1" if no_ack else "0"]
+        argv += [_tail(queue), "1" if no_ack else "0"]
     script_keys = [
-        unacked_key,
-        index_key,
-        keys.fetch_taken(consumer_id),
-        keys.FETCH_CONSUMERS,
-        keys.alive(consumer_id),
+        unacked_key, index_key, keys.fetch_taken(consumer_id), keys.FETCH_CONSUMERS,
+        keys.alive(consumer_id), keys.fetch_moving(consumer_id), keys.fetch_wait(consumer_id),
         *(key for _, key, _ in lists),
-    ]
+    ]  # fmt: skip
     return script_keys, argv
 
 
-def _tick() -> None:
-    """Nothing to do: the timer only wakes the event loop, whose tick sends the fetch."""
+def _tail(queue: str) -> str:
+    """The end of kombu's unacked entry for a message of `queue`: `,"",<queue>]`."""
+    return f',"",{json.dumps(queue)}]'
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _new_consumer_id() -> str:
