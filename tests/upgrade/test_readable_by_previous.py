@@ -16,11 +16,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from schemas.types import parse_timestamp
 from tests.chaos.parts import Producer
 from tests.chaos.workload import generate
+from tests.integration.test_fetch_inflight import TIMESTAMPS, record_all, script_value
 from tests.support.processes import wait_until
 from tests.upgrade import releases
 from tests.upgrade.rolling import RELEASE_FLOWS
+from worker.adapters.redis_store import RedisStore
+from worker.adapters.store_base import from_epoch
 
 pytestmark = pytest.mark.integration
 
@@ -89,3 +93,49 @@ def test_what_today_stores_the_previous_release_reads(
     # this workload format 3; everything else stays what 1.1 reads.
     assert result["loaded"] + result["newer"] >= ORDERS * 0.9, result
     assert result["newer"] <= ORDERS * 0.2, result
+
+
+READ_INFLIGHT = """
+import json, sys
+import redis
+from worker.adapters.redis_store import RedisStore
+store = RedisStore(redis.Redis.from_url(sys.argv[1]))
+print(json.dumps({
+    order: {task: occurred.isoformat() for task, (occurred, _) in store.inflight(order).items()}
+    for order in json.loads(sys.argv[2])
+}))
+"""
+
+
+def test_in_flight_entries_the_fetch_records_the_previous_release_reads(
+    redis_url, redis_client, wire_client, broker_url, tmp_path
+):
+    """The reliable fetch of today's worker records inbound messages in flight; a firing of
+    the previous release's worker reads them (its own `RedisStore.inflight`) as the very
+    instants today's worker reads from the same occurred_at."""
+    if broker_url.startswith("amqp"):
+        pytest.skip("the fetch records in flight only where the broker is the state's Redis")
+    previous = releases.previous()
+    try:
+        old_python = str(releases.ensure_venv(previous["version"]))
+    except Exception as exc:  # no git history (an sdist) or no package index: say so
+        pytest.skip(f"cannot install release {previous['version']}: {exc}")
+    stamps = [stamp for stamp in TIMESTAMPS.values() if script_value(stamp) is not None]
+    orders = record_all(wire_client, redis_client, stamps, orders=True)
+    read = subprocess.run(
+        [old_python, "-c", READ_INFLIGHT, redis_url, json.dumps(orders)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,  # not the checkout: the previous release imports its own `worker`
+    )
+    assert read.returncode == 0, f"release {previous['version']} could not read:\n{read.stderr}"
+    seen = json.loads(read.stdout.strip().splitlines()[-1])
+    today = RedisStore(redis_client)
+    for order, stamp in zip(orders, stamps, strict=True):
+        expected = {task: at.isoformat() for task, (at, _) in today.inflight(order).items()}
+        assert len(expected) == 1 and seen[order] == expected, stamp
+        # and that is the worker's own reading of the string, to the microsecond
+        # (as far as a float of epoch seconds holds it: to the year 2999)
+        (at,) = expected.values()
+        assert datetime.fromisoformat(at) == from_epoch(parse_timestamp(stamp).timestamp())

@@ -49,11 +49,12 @@ class InflightStore(StoreBase):
 def inflight_entries(raw: dict[Any, Any]) -> dict[str, tuple[datetime, datetime]]:
     """An order's in-flight hash as read: task id -> (occurred_at, received_at).
 
-    Two forms: "<occurred epoch> <received epoch>" (written by the worker as Celery
-    receives a message) and "@<received epoch> <occurred_at as sent>" (written by the
-    reliable fetch, worker/shell/fetch.lua, which does not parse timestamps). An
-    occurred_at that does not parse belongs to a message that is never applied (it is
-    dead-lettered): nothing to wait for, so it is left out."""
+    "<occurred epoch> <received epoch>", written by the reliable fetch
+    (worker/shell/fetch.lua) or by the worker as Celery receives a message: the one form
+    every release reads. Also read: "@<received epoch> <occurred_at as sent>", which the
+    fetch of an unreleased build between 1.1 and 1.2 wrote (main for a day, issue 21); an
+    occurred_at there that does not parse belongs to a message that is never applied (it
+    is dead-lettered): nothing to wait for, so it is left out."""
     entries: dict[str, tuple[datetime, datetime]] = {}
     for task_id, value in raw.items():
         written = text(value)

@@ -11,10 +11,13 @@
 -- `BLMOVE <list> <moving list>` and calls this script again when it returns.
 -- No-ack queues (replies, events) are popped bare, as kombu does.
 -- An inbound task message (its task named in ARGV[11]) whose body's one argument has a
--- string `order_id` and `occurred_at` is also recorded in its order's in-flight hash
+-- string `order_id` and an `occurred_at` that is an RFC 3339 timestamp the worker accepts
+-- (schemas/types.py, parse_timestamp) is also recorded in its order's in-flight hash
 -- (docs/design.md, backlog safety), in the same step: field = the task id, value =
--- "@<now> <occurred_at as sent>". ARGV[9] = "" (a broker that is not the state's Redis):
--- the worker records it itself when Celery receives it.
+-- "<occurred_at in epoch s> <now>", the form every release reads (release 1.1 reads no
+-- other: docs/operations.md, "Upgrades"). A message not recorded here (ARGV[9] = "": a
+-- broker that is not the state's Redis; or an `occurred_at` this script does not read for
+-- sure) is recorded by the worker itself when Celery receives it, if it can parse it.
 -- Bytes that are not a kombu message (not a JSON object with `properties`) never enter
 -- kombu's unacked hash: kombu's own restore (restore_visible, in every kombu client on
 -- this Redis) would read them as JSON and raise. They are kept here alone, inline
@@ -74,6 +77,74 @@ local function unbase64(text)
   return table.concat(parts)
 end
 
+local month_days = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}
+
+-- Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's days_from_civil).
+local function days_from_civil(y, m, d)
+  local floor = math.floor
+  if m <= 2 then
+    y = y - 1
+  end
+  local era = floor(y / 400)
+  local yoe = y - era * 400
+  local doy = floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
+  return era * 146097 + yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy - 719468
+end
+
+-- An occurred_at as epoch seconds, as text that reads back (Python's float()) as the
+-- very number the worker writes for it (`datetime.timestamp()` of parse_timestamp: the
+-- same instant, fraction truncated to microseconds); nil unless parse_timestamp accepts
+-- it: RFC 3339 with an offset (`YYYY-MM-DD[Tt ]HH:MM:SS[.1 to 9 digits](Z|z|+HH:MM|-HH:MM)`),
+-- a real date and time (no second 60, no hour 24), from 1970 to the end of 2999 UTC.
+local function epoch_text(stamp)
+  local y, mo, d, h, mi, s, rest = string.match(stamp,
+    "^([0-9][0-9][0-9][0-9])%-([0-9][0-9])%-([0-9][0-9])[Tt ]([0-9][0-9]):([0-9][0-9]):([0-9][0-9])(.*)$")
+  if not y then
+    return nil
+  end
+  local fraction, zone = string.match(rest, "^%.([0-9]+)(.*)$")
+  if not fraction then
+    fraction, zone = "", rest
+  elseif #fraction > 9 then
+    return nil
+  end
+  local offset = 0
+  if zone ~= "Z" and zone ~= "z" then
+    local sign, oh, om = string.match(zone, "^([+-])([0-9][0-9]):([0-9][0-9])$")
+    if not sign then
+      return nil
+    end
+    oh, om = tonumber(oh), tonumber(om)
+    if oh > 23 or om > 59 then
+      return nil
+    end
+    offset = (oh * 60 + om) * 60
+    if sign == "-" then
+      offset = -offset
+    end
+  end
+  y, mo, d, h, mi, s = tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi), tonumber(s)
+  if y < 1 or mo < 1 or mo > 12 or d < 1 or h > 23 or mi > 59 or s > 59 then
+    return nil
+  end
+  local last = month_days[mo]
+  if mo == 2 and y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0) then
+    last = 29
+  end
+  if d > last then
+    return nil
+  end
+  local seconds = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset
+  if seconds < 0 or seconds >= 32503680000 then -- 1970-01-01 to 3000-01-01 UTC
+    return nil
+  end
+  local whole = string.format("%d", seconds)
+  if fraction == "" then
+    return whole
+  end
+  return whole .. "." .. string.sub(fraction, 1, 6)
+end
+
 -- The order id recorded in flight for this message, or "" (not an inbound task message
 -- of that shape: the worker's own checks deal with it).
 local function record_inflight(message)
@@ -101,7 +172,11 @@ local function record_inflight(message)
   if type(order) ~= "string" or order == "" or type(occurred) ~= "string" then
     return ""
   end
-  redis.call("HSET", ARGV[9] .. order .. ARGV[10], headers.id, "@" .. ARGV[1] .. " " .. occurred)
+  local occurred_epoch = epoch_text(occurred)
+  if not occurred_epoch then
+    return "" -- the worker parses it on receipt (and records it if it can)
+  end
+  redis.call("HSET", ARGV[9] .. order .. ARGV[10], headers.id, occurred_epoch .. " " .. ARGV[1])
   return order
 end
 
