@@ -7,7 +7,8 @@ format any release wrote, and leaves alone what a newer release wrote.
   it). 1: release 1.0 (policy inline, windows in elapsed days, no `published`); 2: 1.1
   and 1.2 (compact, policy by reference; the inline form of unreleased 1.1 commits reads
   as 2 too); 3: 1.2, a state that uses a field or value of contract 1.2 (an offer, a
-  replacement, units asked a second time), stamped `"format": 3`.
+  replacement, units asked a second time that the request they resubmit does not tell),
+  stamped `"format": 3`.
 - **outbox entry**, the values of `aftersales:outbox:entries`: 1.
 - **dead-letter body**, the messages the worker writes to `aftersales.dead_letter`: 1.
 - **schedule entry**, the members `[order, deadline]` of `aftersales:deadlines*`: 1, by

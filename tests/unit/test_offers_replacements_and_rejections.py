@@ -3,6 +3,7 @@ rejections counted per unit, reshipment and exchange requests, the seller's offe
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import pytest
@@ -11,6 +12,7 @@ from tests.support import factories as f
 from tests.support.factories import T0, days, hours
 from tests.support.orders import SECOND, SHIPPED
 from tests.support.timeline import Timeline
+from worker.rules import units
 
 # --- 1.2 a: a cancelled cash-on-delivery parcel delivered anyway -----------------------
 
@@ -138,8 +140,9 @@ def test_the_issues_scenario_b_rejected_once_may_be_asked_again() -> None:
     assert [e.can_resubmit for e in timeline.of("return.rejected")] == [True, True]
     second = timeline.state.returns["r2"]
     assert (second.attempt, second.previous_request_id) == (2, "r1")
-    assert second.second_tries == tuple(f.message("buyer.return_requested", oid,
-        request_id="x", kind="refund_only", reason="damaged", items=A2).items)  # fmt: skip
+    assert units.second_tries(timeline.state, second) == {"A": 2}
+    # r1 gave all its units (superseded): it tells them, as before 1.2; none stored
+    assert timeline.state.returns["r1"].status == "superseded" and second.second_tries is None
     timeline.send(
         f.return_requested(oid, DELIVERED + hours(5), request_id="r3", kind="refund_only",
                            reason="changed_mind", items=B1),
@@ -210,7 +213,7 @@ def test_units_rejected_once_in_two_requests_are_asked_again_together() -> None:
     assert timeline.codes() == []
     returns = timeline.state.returns
     assert (returns["r1"].status, returns["r2"].status) == ("rejected", "superseded")
-    assert [(s.sku, s.quantity) for s in returns["r3"].second_tries or ()] == [("B", 1)]
+    assert units.second_tries(timeline.state, returns["r3"]) == {"B": 1}
     timeline.send(
         f.return_requested(oid, DELIVERED + hours(6), request_id="r4", kind="refund_only",
                            reason="changed_mind", items=A1),
@@ -819,3 +822,51 @@ def test_units_kept_with_a_partial_refund_keep_the_shipping_fee_whatever_the_ord
         at += hours(3)
     assert sorted(timeline.refunded()) == ["30.00", "5.00"]
     assert str(timeline.state.refunded_total) == "35.00"
+
+
+RESUBMISSIONS = {
+    # rejected requests (their items), the resubmission's items -> units asked again, stored
+    "all of it again (1.1's resubmission)": ([A2], A2, {"A": 2}, False),
+    "all of it and a new unit": ([A2], [*A2, *B1], {"A": 2}, False),
+    "all of a one-unit request and a new unit": ([B1], [*A1, *B1], {"B": 1}, False),
+    "part of it: the rest waits on": ([A2], A1, {"A": 1}, True),
+    "one sku of a request of two: the other waits on": ([[*A1, *B1]], B1, {"B": 1}, True),
+    "all of two requests": ([A1, A1], A2, {"A": 2}, True),
+}
+
+
+@pytest.mark.parametrize(
+    ("rejected", "asked", "again", "stored"), RESUBMISSIONS.values(), ids=RESUBMISSIONS.keys()
+)
+def test_units_asked_again_are_stored_only_where_no_superseded_request_tells_them(
+    rejected: list[list[dict[str, object]]],
+    asked: list[dict[str, object]],
+    again: dict[str, int],
+    stored: bool,
+) -> None:
+    """Expand, then contract (docs/operations.md, "Upgrades"): a resubmission of a whole
+    rejected request, the one 1.1 knows, is stored as 1.1 stores it (no `second_tries`:
+    the superseded request tells them; format 2, which 1.1 reads); only one whose units
+    come from a request that waits on, or from several, needs format 3."""
+    from schemas import formats
+    from worker.adapters import state_codec
+
+    timeline, oid = two_sku_order()
+    for n, items in enumerate(rejected, 1):
+        ask_and_reject(timeline, DELIVERED + hours(2 * n - 1), items, f"r{n}")
+    timeline.send(
+        f.return_requested(oid, DELIVERED + hours(9), request_id="rx", kind="refund_only",
+                           reason="changed_mind", items=asked),
+    )  # fmt: skip
+    assert timeline.codes() == []
+    request = timeline.state.returns["rx"]
+    assert request.attempt == 2
+    assert units.second_tries(timeline.state, request) == again
+    assert (request.second_tries is not None) == stored
+    encoded = json.loads(state_codec.encode(timeline.state, state_codec.policy_hash))
+    assert formats.state_version(encoded) == (3 if stored else 2)
+    # Loaded from what is stored, the units asked again are the same.
+    policy = timeline.state.policy
+    loaded = state_codec.decode(json.dumps(encoded), lambda _: policy)  # type: ignore[arg-type,return-value]
+    assert loaded == timeline.state
+    assert units.second_tries(loaded, loaded.returns["rx"]) == again

@@ -83,7 +83,15 @@ def test_a_state_with_the_1_2_fields_is_stored_and_loaded_exactly() -> None:
     )
 
     timeline, _, _, _ = offered()
-    scenario, _ = the_issues_scenario()
+    scenario, scenario_oid = the_issues_scenario()
+    # B rejected once in r2 (which waits on with its A units): asked again alone, r2 does
+    # not tell them, so they are stored.
+    scenario.send(
+        f.return_requested(scenario_oid, scenario.state.returns["r2"].requested_at
+                           + timedelta(hours=3), request_id="r3", kind="refund_only",
+                           reason="changed_mind", items=[{"sku": "B", "quantity": 1}]),
+    )  # fmt: skip
+    assert scenario.codes() == []
     replaced, oid = us_order()
     replaced.send(
         f.message("buyer.return_requested", oid, request_id="rs", kind="reshipment",

@@ -54,11 +54,10 @@ rolling upgrade producers send what the previous release handles: the message ki
 the new contract (1.2: offers, reshipment and exchange requests, replacements) only once
 no older worker runs (docs/operations.md, "Upgrades": expand, then contract)."""
 
-NOT_YET_ROLLING = ("return_resubmitted",)
-"""Flows a 1.1 worker cannot yet share with 1.2: 1.2 stores a resubmission's units asked
-again (`second_tries`, an order-state format 3), which 1.1 refuses to load; a 1.1 worker
-that meets such an order dead-letters its message (replayable). Measured by the bench run
-(docs/chaos.md), left out of the CI run until 1.2 stores them where 1.1 does not look."""
+NOT_YET_ROLLING: tuple[str, ...] = ()
+"""Flows of the previous release a 1.1 worker cannot yet share with 1.2 (left out of the CI
+run): none. `return_resubmitted` was, until 1.2 stored a resubmission of a whole rejected
+request as 1.1 does (without `second_tries`, format 2: worker/rules/returns.py)."""
 
 STOP_GRACE = 90.0
 """Seconds an old worker gets for its warm shutdown before SIGKILL (none was seen to need

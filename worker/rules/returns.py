@@ -25,7 +25,7 @@ from worker.rules.fulfilment import approve, close, request_timers
 from worker.rules.money import ZERO, drop_off_cost, drop_off_problem, round_money, whole_order
 from worker.rules.state import Deadline, OrderFacts, OrderState, ReturnRequest
 from worker.rules.step import Park, Step, facts, reject, terms
-from worker.rules.units import Taken, earlier_requests, first_tries
+from worker.rules.units import Taken, earlier_requests, first_tries, second_tries
 
 
 def respond_by(policy: MarketplacePolicy, at: datetime) -> datetime:
@@ -167,6 +167,7 @@ def _open(
     step = Step(state)
     for request_id, units in taken.by_request.items():
         step = _take_over(step, request_id, units)
+    request = _told_by_the_superseded(step.state, request)
     step = step.put_return(request).start_timer("return_response", msg.request_id, due)
     data = ReturnRequestedData(
         request_id=msg.request_id,
@@ -176,6 +177,21 @@ def _open(
         respond_by=due,
     )
     return step.emit("return.requested", data, msg.occurred_at, msg.message_id)
+
+
+def _told_by_the_superseded(state: OrderState, request: ReturnRequest) -> ReturnRequest:
+    """The request without `second_tries` when the request it resubmits tells them: that
+    one is superseded (it gave all its units, and a superseded request never changes
+    again), and its units shared with this one are exactly the units asked again, as
+    releases before 1.2 read a resubmission (units.second_tries derives them so). Stored
+    without them, the state stays format 2, which 1.1 workers read during a rolling upgrade
+    (docs/operations.md, "Upgrades": expand, then contract); only what 1.1 cannot say (units
+    taken from a request that waits on, or from several) makes it format 3."""
+    previous = state.returns.get(request.previous_request_id or "")
+    if request.second_tries is None or previous is None or previous.status != "superseded":
+        return request
+    bare = request.model_copy(update={"second_tries": None})
+    return bare if second_tries(state, bare) == second_tries(state, request) else request
 
 
 def _take_over(step: Step, request_id: str, units: dict[str, int]) -> Step:

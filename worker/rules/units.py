@@ -68,8 +68,9 @@ def earlier_requests(
 
 
 def second_tries(state: OrderState, request: ReturnRequest) -> Units:
-    """The units of `request` asked for the second time. Requests stored before 1.2 do
-    not say: a resubmission's units shared with the request it resubmitted."""
+    """The units of `request` asked for the second time. Requests stored before 1.2, and
+    resubmissions of all of a rejected request's units (returns._told_by_the_superseded),
+    do not say: a resubmission's units shared with the request it resubmitted."""
     if request.second_tries is not None:
         return _units(request.second_tries)
     if request.attempt < MAX_ATTEMPTS:
