@@ -60,14 +60,16 @@ def test_today_writes_what_1_1_reads() -> None:
     """1.1's models forbid unknown keys: the order state carries no format key while 1.1
     may run (WRITTEN == 2, unmarked); outbox entries and dead letters, read by key, do."""
     assert formats.WRITTEN[formats.ORDER_STATE] == 2
-    encoded = json.loads(state_codec.encode(placed_state(), lambda p: "h"))
+    encoded = json.loads(
+        state_codec.stored_parts(state_codec.encode(placed_state(), lambda p: "h"))[0]
+    )
     assert formats.FORMAT_KEY not in encoded
     assert dead_letter_body("t", {}, "e", "r", datetime.now(UTC))["format"] == 1
     assert formats.marked(formats.OUTBOX_ENTRY, {"kind": "event"})["format"] == 1
 
 
 def test_a_state_in_a_newer_format_is_refused_not_misread() -> None:
-    raw = json.loads(state_codec.encode(placed_state(), lambda p: "h"))
+    raw = json.loads(state_codec.stored_parts(state_codec.encode(placed_state(), lambda p: "h"))[0])
     raw["format"] = formats.KNOWN[formats.ORDER_STATE] + 1
     raw["a_field_of_the_future"] = {"x": 1}
     with pytest.raises(formats.NewerFormat):
@@ -76,8 +78,9 @@ def test_a_state_in_a_newer_format_is_refused_not_misread() -> None:
 
 def test_a_marked_current_state_loads_like_an_unmarked_one() -> None:
     state = placed_state()
-    raw = json.loads(state_codec.encode(state, lambda p: "h"))
-    assert state_codec.decode(json.dumps({**raw, "format": 2}), resolve_own(state)) == state
+    stored, known = state_codec.stored_parts(state_codec.encode(state, lambda p: "h"))
+    marked = json.dumps({**json.loads(stored), "format": 2})
+    assert state_codec.decode(marked, resolve_own(state), known) == state
 
 
 def test_a_1_0_state_is_upgraded_on_load_with_its_terms() -> None:
@@ -103,7 +106,9 @@ def test_only_a_1_0_state_is_upgraded_and_only_once() -> None:
     state = json.loads(STATE_1_0.read_text())
     assert upgrade_format_1(state) is True
     assert upgrade_format_1(state) is False  # it has `published` now
-    compact = json.loads(state_codec.encode(placed_state(), lambda p: "h"))
+    compact = json.loads(
+        state_codec.stored_parts(state_codec.encode(placed_state(), lambda p: "h"))[0]
+    )
     before = json.dumps(compact)
     assert upgrade_format_1(compact) is False and json.dumps(compact) == before
 

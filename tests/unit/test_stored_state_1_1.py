@@ -109,4 +109,6 @@ def test_a_state_with_the_1_2_fields_is_stored_and_loaded_exactly() -> None:
     assert '"offer":{' in state_codec.encode(timeline.state, ref)
     assert '"second_tries":' in state_codec.encode(scenario.state, ref)
     # A request without the new fields writes none of them.
-    assert "second_tries" not in json.dumps(json.loads(state_codec.encode(replaced.state, ref)))
+    assert (
+        "second_tries" not in state_codec.stored_parts(state_codec.encode(replaced.state, ref))[0]
+    )

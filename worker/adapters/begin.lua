@@ -5,7 +5,8 @@
 --       4 TTL in ms of the digests of an order without state
 -- Answers {"reused"} (the id came first with another body), {"duplicate"} (already
 -- applied: its in-flight entry is ended here, nothing else will), or {"new", state, version,
--- tombstone}: tombstone 1 when the order has no state and its tombstone is there.
+-- tombstone, known}: tombstone 1 when the order has no state and its tombstone is there;
+-- known: the hash's `known` field (worker/adapters/state_codec.py).
 if ARGV[2] ~= "" then
   local stored = redis.call("HGET", KEYS[1], ARGV[1])
   if stored then
@@ -27,7 +28,7 @@ if redis.call("SISMEMBER", KEYS[2], ARGV[1]) == 1 then
   if ARGV[3] ~= "" then redis.call("HDEL", KEYS[4], ARGV[3]) end
   return {"duplicate", false, false}
 end
-local found = redis.call("HMGET", KEYS[3], "state", "version")
+local found = redis.call("HMGET", KEYS[3], "state", "version", "known")
 local tombstone = 0
 if not found[1] and KEYS[5] then tombstone = redis.call("EXISTS", KEYS[5]) end
-return {"new", found[1], found[2], tombstone}
+return {"new", found[1], found[2], tombstone, found[3]}

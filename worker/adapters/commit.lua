@@ -2,7 +2,8 @@
 -- KEYS: 1 state hash, 2 seen set, 3 schedule zset, 4 armed zset, 5 outbox pending zset,
 --       6 outbox entries hash, 7 inflight hash, 8 timeline list, 9 claims hash,
 --       10 resends hash, 11 lateness list, 12 digests hash, 13 expired-order tombstone
--- ARGV: 1 expected version, 2 state JSON, 3 message id or "", 4 inflight task id or "",
+-- ARGV: 1 expected version, 2 state JSON (and, after the byte 0x1e, the `known` field's
+--       JSON: worker/adapters/state_codec.py; none: the field goes), 3 message id or "", 4 inflight task id or "",
 --       5 now (epoch seconds), 6 timeline cap, 7 firing lateness in ms or "",
 --       then counted groups:
 --       n, (member, score) * n   deadlines to add or move (un-armed, re-scheduled)
@@ -36,7 +37,14 @@ if direct then
   end
 end
 local version = current + 1
-redis.call("HSET", KEYS[1], "state", ARGV[2], "version", version)
+local cut = string.find(ARGV[2], "\30", 1, true)
+if cut then
+  redis.call("HSET", KEYS[1], "state", string.sub(ARGV[2], 1, cut - 1), "version", version,
+    "known", string.sub(ARGV[2], cut + 1))
+else
+  redis.call("HSET", KEYS[1], "state", ARGV[2], "version", version)
+  redis.call("HDEL", KEYS[1], "known")
+end
 if message_id ~= "" then redis.call("SADD", KEYS[2], message_id) end
 if task_id ~= "" then redis.call("HDEL", KEYS[7], task_id) end
 if ARGV[7] ~= "" then

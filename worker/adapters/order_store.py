@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from worker.adapters import keys
+from worker.adapters import keys, state_codec
 from worker.adapters.direct_publish import BINDINGS, DirectEvents
 from worker.adapters.inflight_store import inflight_entries
 from worker.adapters.shards import StateClient
@@ -48,6 +48,10 @@ TIMELINE_DEFAULTS: dict[str, Any] = {"result": "applied", "events": [], "dead_le
 dead-letter nothing (worker/service_layer/service.py writes every key)."""
 
 
+STATE_FIELDS = ["state", "version", state_codec.KNOWN_FIELD]
+"""An order's hash as loaded: release 1.1 reads the first two (state_codec.py, `known`)."""
+
+
 class OrderStore(StoreBase):
     timeline_defaults = TIMELINE_DEFAULTS
     digest_chars = DIGEST_CHARS
@@ -64,10 +68,10 @@ class OrderStore(StoreBase):
         self.codec = StateCodec(client)
 
     def load(self, order_id: str) -> Loaded:
-        raw, version = self.client.hmget(self.keys.order_state(order_id), ["state", "version"])
+        raw, version, known = self.client.hmget(self.keys.order_state(order_id), STATE_FIELDS)
         if raw is None:  # no state: is it an order known to have expired? (rare: 2nd trip)
             return Loaded(None, 0, bool(self.client.exists(self.keys.expired(order_id))))
-        return self._loaded(raw, version)
+        return self._loaded(raw, version, known)
 
     def load_for_firing(self, order_id: str, queue_keys: list[str]) -> tuple[Loaded, Backlog]:
         """A deadline's order and its backlog (see `backlog`), read in one round trip.
@@ -75,13 +79,13 @@ class OrderStore(StoreBase):
         The backlog is read with the state, not after it: the commit's version check still
         fences anything committed in between, exactly as with two separate reads."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.hmget(self.keys.order_state(order_id), ["state", "version"])
+        pipe.hmget(self.keys.order_state(order_id), STATE_FIELDS)
         for key in queue_keys:
             pipe.llen(key)
         pipe.hgetall(self.keys.inflight(order_id))
-        (raw, version), *depths, inflight = pipe.execute()
+        (raw, version, known), *depths, inflight = pipe.execute()
         backlog = sum(int(depth) for depth in depths), inflight_entries(inflight)
-        return self._loaded(raw, version), backlog
+        return self._loaded(raw, version, known), backlog
 
     def load_many_for_firing(
         self, order_ids: Sequence[str], queue_keys: list[str]
@@ -92,7 +96,7 @@ class OrderStore(StoreBase):
         for key in queue_keys:
             pipe.llen(key)
         for order_id in order_ids:
-            pipe.hmget(self.keys.order_state(order_id), ["state", "version"])
+            pipe.hmget(self.keys.order_state(order_id), STATE_FIELDS)
             pipe.hgetall(self.keys.inflight(order_id))
         replies = pipe.execute()
         depth = sum(int(depth) for depth in replies[: len(queue_keys)])
@@ -115,7 +119,7 @@ class OrderStore(StoreBase):
 
         The digests expire with the order's state, or after `retain` when the order has no
         state (a message refused before any commit)."""
-        status, raw, version, *tombstone = self._begin(
+        status, raw, version, *rest = self._begin(
             keys=[
                 self.keys.message_digests(order_id),
                 self.keys.seen_messages(order_id),
@@ -129,8 +133,8 @@ class OrderStore(StoreBase):
         if begun != "new":
             return Begun(begun)
         if raw is None:  # 1.2: the tombstone says whether the order closed and expired
-            return Begun(begun, Loaded(None, 0, bool(tombstone and int(tombstone[0]))))
-        return Begun(begun, self._loaded(raw, version))
+            return Begun(begun, Loaded(None, 0, bool(rest and int(rest[0]))))
+        return Begun(begun, self._loaded(raw, version, rest[1] if len(rest) > 1 else None))
 
     def commit(self, commit: Commit, now: datetime) -> CommitResult:
         events = [entry["event"] for _, entry in commit.outbox if entry["kind"] == "event"]
@@ -233,10 +237,15 @@ class OrderStore(StoreBase):
             for line in self.client.lrange(self.keys.timeline(order_id), 0, -1)
         ]
 
-    def _loaded(self, raw: bytes | str | None, version: bytes | str | None) -> Loaded:
+    def _loaded(
+        self,
+        raw: bytes | str | None,
+        version: bytes | str | None,
+        known: bytes | str | None = None,
+    ) -> Loaded:
         if raw is None:
             return Loaded(None, 0)
-        return Loaded(self.codec.decode(raw), int(version or 0))
+        return Loaded(self.codec.decode(raw, known), int(version or 0))
 
 
 def _timeline_line(line: dict[str, Any], defaults: dict[str, Any]) -> str:

@@ -12,6 +12,12 @@ commit). Loading is exact: decode(encode(s)) == s, with every value written back
   raises `formats.NewerFormat` and is left as it is.
 - **No defaults.** Fields at their default value are left out (pydantic's
   `exclude_defaults`), except a Decimal default written with another exponent (`0.00`).
+- **When each deadline was first known apart.** A deadline's `known_at` (1.2) is kept out
+  of the `state` field, which release 1.1 reads and whose models refuse any key they do
+  not know, and stored beside it in the hash's `known` field (`encode` returns both,
+  joined by SEPARATOR, which no JSON text holds; commit.lua splits them). Only a
+  deadline still at the due time it had then gets its `known_at` back on load, so what a
+  1.1 worker commits meanwhile (its state, the old `known` left beside it) loads right.
 - **History as a difference.** The event-time history's base (the state after the last
   published outcome, worker/rules/eventtime.py) names the fields it shares with the
   current state in `"="` instead of repeating them. An input's message leaves out its
@@ -76,19 +82,74 @@ def canonical_policy(policy: MarketplacePolicy) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
+KNOWN_FIELD = "known"
+"""The order hash's field beside `state`: {"d": {deadline id: [due_at, known_at]}} of the
+state's deadlines, and "b" of its history base's own (when not the same as the state's)."""
+
+SEPARATOR = "\x1e"
+"""Between the state and its `known` in what `encode` returns: ASCII's record separator, a
+control character no JSON text holds unescaped."""
+
+
 def encode(state: OrderState, ref: PolicyRef) -> str:
+    """The `state` field's JSON, then SEPARATOR and the `known` field's when a deadline has
+    a `known_at` (`stored_parts` splits them)."""
     data = formats.stamp(formats.ORDER_STATE, _compact(state, ref))
-    return json.dumps(data, separators=(",", ":"))
+    known: dict[str, dict[str, list[str]]] = {}
+    if mine := _pop_known(data):
+        known["d"] = mine
+    history = data.get("history")
+    if history is not None and (base := _pop_known(history["base"])):
+        known["b"] = base
+    encoded = json.dumps(data, separators=(",", ":"))
+    if not known:
+        return encoded
+    return encoded + SEPARATOR + json.dumps(known, separators=(",", ":"))
 
 
-def decode(raw: bytes | str, resolve: PolicyResolve) -> OrderState:
+def stored_parts(encoded: str) -> tuple[str, str | None]:
+    """What `encode` returned as the `state` and `known` fields (None: no `known`)."""
+    state, separator, known = encoded.partition(SEPARATOR)
+    return state, known if separator else None
+
+
+def decode(
+    raw: bytes | str, resolve: PolicyResolve, known: bytes | str | None = None
+) -> OrderState:
     """Any stored form any release wrote (formats.py): format 1 (1.0) is upgraded here, on
-    load; a format newer than this release reads raises formats.NewerFormat."""
+    load; a format newer than this release reads raises formats.NewerFormat. `known`: the
+    hash's `known` field (or `raw` is what `encode` returned, both in one)."""
+    if known is None:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        raw, known = stored_parts(text)
     data = json.loads(raw)
     formats.version_of(formats.ORDER_STATE, data)
     data.pop(formats.FORMAT_KEY, None)
     upgrade_format_1(data)
+    stamps = json.loads(known) if known else {}
+    _put_known(data, stamps.get("d"))
+    history = data.get("history")
+    if history is not None and "deadlines" in history["base"]:
+        _put_known(history["base"], stamps.get("b"))
     return OrderState.model_validate(_expand(data, resolve))
+
+
+def _pop_known(data: dict[str, Any]) -> dict[str, list[str]]:
+    """Each deadline's `known_at`, taken out of a compact state: {id: [due_at, known_at]}."""
+    found = {}
+    for deadline_id, deadline in (data.get("deadlines") or {}).items():
+        if "known_at" in deadline:
+            found[deadline_id] = [deadline["due_at"], deadline.pop("known_at")]
+    return found
+
+
+def _put_known(data: dict[str, Any], stamps: dict[str, list[str]] | None) -> None:
+    """Each deadline its `known_at` back, if it is still at the due time it had then."""
+    deadlines = data.get("deadlines") or {}
+    for deadline_id, (due_at, known_at) in (stamps or {}).items():
+        deadline = deadlines.get(deadline_id)
+        if deadline is not None and deadline.get("due_at") == due_at:
+            deadlines[deadline_id] = {**deadline, "known_at": known_at}
 
 
 def _compact(state: OrderState, ref: PolicyRef) -> dict[str, Any]:
@@ -194,8 +255,8 @@ class StateCodec:
     def encode(self, state: OrderState) -> str:
         return encode(state, self.ref)
 
-    def decode(self, raw: bytes | str) -> OrderState:
-        return decode(raw, self.resolve)
+    def decode(self, raw: bytes | str, known: bytes | str | None = None) -> OrderState:
+        return decode(raw, self.resolve, known)
 
     def ref(self, policy: MarketplacePolicy) -> str:
         """The policy's hash; its document is stored (once per process) before any state

@@ -38,8 +38,9 @@ class Deadline(Value):
     ref: str = ""  # request id, parked message id, or "" for order-level deadlines
     due_at: datetime
     # When the worker first knew this deadline at this due time (the commit that created
-    # or moved it). None in states stored before 1.3 of the stored form: unknown, so
-    # lateness is counted from the due time, as it was then.
+    # or moved it). Stored beside the state, not in it (worker/adapters/state_codec.py,
+    # `known`: release 1.1 refuses keys it does not know). None when stored before 1.2 or
+    # moved by a 1.1 worker since: unknown, so lateness is counted from the due time.
     known_at: datetime | None = None
 
     @property
