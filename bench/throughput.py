@@ -1,7 +1,7 @@
 """Inbound throughput, latency and idle cost: stock Celery against the real worker (ours).
 
     .venv/bin/python bench/throughput.py [--n 6000] [--rounds 2] [--quick] [--concurrency 2]
-                                         [--workers 1] [--stock] [--profile] [--latency-rate 100]
+                                         [--workers 1] [--profile] [--latency-rate 100]
                                          [--idle-seconds 30] [--state-url URL] [--broker-url URL]
                                          [--metrics-cost]
 
