@@ -17,7 +17,9 @@ format any release wrote, and leaves alone what a newer release wrote.
 A version is written as `"format": N` in the JSON object itself, so it always travels
 with the data it describes. Versions 1 and 2 of the order state carry none: release 1.1
 refuses any key it does not know (its models forbid extras), so writing one would stop
-1.1 workers still running during a rolling upgrade; their shapes tell them apart. The
+1.1 workers still running during a rolling upgrade; their shapes tell them apart. For the
+same reason a deadline's `known_at` (1.2) is not in the state at all but beside it, in
+the order hash's `known` field (worker/adapters/state_codec.py). The
 outbox entry and the dead-letter body carry `"format": 1` from 1.2 on (1.1 reads them by
 key and ignores it). A schedule member is a JSON array read by position: a new form would
 be a new key.

@@ -3,8 +3,9 @@
 --       6 outbox entries hash, 7 inflight hash, 8 timeline list, 9 claims hash,
 --       10 resends hash, 11 lateness list, 12 digests hash, 13 expired-order tombstone
 -- ARGV: 1 expected version, 2 state JSON (and, after the byte 0x1e, the `known` field's
---       JSON: worker/adapters/state_codec.py; none: the field goes), 3 message id or "", 4 inflight task id or "",
---       5 now (epoch seconds), 6 timeline cap, 7 firing lateness in ms or "",
+--       JSON: worker/adapters/state_codec.py; none: the field goes), 3 message id or "",
+--       4 inflight task id or "", 5 now (epoch seconds), 6 timeline cap,
+--       7 firing lateness in ms or "",
 --       then counted groups:
 --       n, (member, score) * n   deadlines to add or move (un-armed, re-scheduled)
 --       n, member * n            deadlines to remove
