@@ -22,7 +22,7 @@ from tests.support.messages import (
     new_id,
     placed,
 )
-from tests.support.state import paid_order
+from tests.support.state import paid_order, wait_applied
 
 pytestmark = pytest.mark.integration
 
@@ -198,10 +198,13 @@ def test_a_rejected_request_can_be_appealed_and_arbitration_refunds_it(
     ids=["inside-14-days", "after-14-days"],
 )
 def test_the_return_window_counts_from_delivery(
-    start_worker, wire_client, event_listener, delivered_days_ago, expected
+    start_worker, wire_client, event_listener, redis_client, delivered_days_ago, expected
 ):
     start_worker()
     order = delivered_order(wire_client, ago(days=delivered_days_ago))
+    # The delivery first: a return request taken before it is one of an order in transit
+    # (refund only, no window), and stays accepted when the delivery comes after it.
+    wait_applied(redis_client, order, 5)
     wire_client.send(BUYER_ACTION, return_request(order, ago(minutes=1)))
     (event,) = event_listener.wait_for({"return.requested", "action.rejected"})
     assert event["type"] == expected
