@@ -96,6 +96,20 @@ def state_version(data: Any) -> int:
     return version
 
 
+def state_json_needs_stamp(text: str) -> bool:
+    """Whether `stamp` could add anything to the order state whose JSON text is `text`:
+    False only when this release writes the unmarked version and no key or value of a
+    newer format appears in the text, quoted as JSON writes it (a quick test on the text
+    the state is written as instead of a walk through the object: `state_codec.encode`
+    then writes the text as it is)."""
+    if WRITTEN[ORDER_STATE] != UNMARKED[ORDER_STATE]:
+        return True
+    for words in (*ORDER_STATE_FIELDS_SINCE.values(), *ORDER_STATE_VALUES_SINCE.values()):
+        if any(f'"{word}"' in text for word in words):
+            return True
+    return False
+
+
 class NewerFormat(Exception):
     """Stored data in a format a newer release wrote: leave it, let it come back."""
 
