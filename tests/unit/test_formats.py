@@ -167,7 +167,7 @@ def test_a_state_is_written_in_the_oldest_format_that_carries_it(compact, versio
         {"returns": {"r1": {"kind": "reshipment"}}},
         {"history": {"base": {"returns": {"r1": {"replacement_tracking": "T"}}}}},
         # A newer format's word inside a free text: looked at closer, still format 2.
-        {"returns": {"r1": {"status": "requested", "note": "asked for a \"reshipment\""}}},
+        {"returns": {"r1": {"status": "requested", "note": 'asked for a "reshipment"'}}},
     ],
 )
 def test_the_quick_test_writes_what_stamp_writes(compact, monkeypatch) -> None:
