@@ -32,7 +32,9 @@ worker runs, writes it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from schemas import dead_letters
@@ -104,10 +106,15 @@ def state_json_needs_stamp(text: str) -> bool:
     then writes the text as it is)."""
     if WRITTEN[ORDER_STATE] != UNMARKED[ORDER_STATE]:
         return True
-    for words in (*ORDER_STATE_FIELDS_SINCE.values(), *ORDER_STATE_VALUES_SINCE.values()):
-        if any(f'"{word}"' in text for word in words):
-            return True
-    return False
+    words = frozenset().union(
+        *ORDER_STATE_FIELDS_SINCE.values(), *ORDER_STATE_VALUES_SINCE.values()
+    )
+    return _quoted_any(words).search(text) is not None
+
+
+@lru_cache(maxsize=4)
+def _quoted_any(words: frozenset[str]) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(f'"{word}"') for word in sorted(words)))
 
 
 class NewerFormat(Exception):
