@@ -31,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+import timeit
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -127,8 +128,11 @@ def profile(n: int, rounds: int, top: int, redis_pid: int | None) -> dict[str, A
     # Each step's time excludes the timed steps it calls (the wrappers nest).
     inner: list[float] = [0.0, 0.0]
 
+    calls = [0]
+
     def timed(step: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*a: Any, **k: Any) -> Any:
+            calls[0] += 1
             outer = inner[:]
             inner[:] = [0.0, 0.0]
             start, cpu = time.perf_counter(), time.process_time()
@@ -141,6 +145,12 @@ def profile(n: int, rounds: int, top: int, redis_pid: int | None) -> dict[str, A
                 inner[:] = [outer[0] + took, outer[1] + used]
 
         return wrapper
+
+    # What the timing itself costs, per timed call (a wrapped no-op against a plain one).
+    noop, wrapped = (lambda: None), timed("calibration", lambda: None)
+    plain_s = min(timeit.repeat(noop, number=20_000, repeat=5)) / 20_000
+    wrapped_s = min(timeit.repeat(wrapped, number=20_000, repeat=5)) / 20_000
+    per_call = max(0.0, wrapped_s - plain_s)
 
     store.codec.decode = timed("decode", store.codec.decode)  # type: ignore[method-assign]
     store.codec.encode = timed("encode", store.codec.encode)  # type: ignore[method-assign]
@@ -167,6 +177,7 @@ def profile(n: int, rounds: int, top: int, redis_pid: int | None) -> dict[str, A
         client.delete(EVENTS_QUEUE)
         spent.clear()
         burnt.clear()
+        calls[0] = 0
         trips0, cpu0 = round_trips(), time.process_time()
         redis0 = cpu_seconds([redis_pid]) if redis_pid else 0.0
         last = round_no == rounds and profiler is not None
@@ -199,6 +210,7 @@ def profile(n: int, rounds: int, top: int, redis_pid: int | None) -> dict[str, A
         row["cpu_task_glue"] = burnt["body"] / count * 1000
         row["redis_cpu"] = redis_cpu / count * 1000
         row["round_trips"] = trips / count
+        row["timing_overhead"] = calls[0] * per_call / count * 1000
         row["per_second"] = count / total
         if round_no:  # round 0 is the warm-up
             rows.append(row)
@@ -279,6 +291,10 @@ def render(results: dict[str, Any]) -> str:
     lines.append(f"  {'cpu':<12} {median['cpu']:7.3f}         CPU time of this process per message")
     lines.append(f"  {'redis cpu':<12} {median['redis_cpu']:7.3f}         the embedded Redis's")
     lines.append(f"  round trips  {median['round_trips']:7.2f}         per message")
+    lines.append(
+        f"  (the timing itself adds about {median['timing_overhead']:.3f} ms a message, "
+        "in the steps that call timed ones, and in the total)"
+    )
     lines.append(f"  rate         {median['per_second']:7.0f}         messages/s, one process")
     if results["cprofile"]:
         lines += ["", results["cprofile"]]
