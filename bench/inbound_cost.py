@@ -128,11 +128,11 @@ def profile(n: int, rounds: int, top: int, redis_pid: int | None) -> dict[str, A
     # Each step's time excludes the timed steps it calls (the wrappers nest).
     inner: list[float] = [0.0, 0.0]
 
-    calls = [0]
+    timed_calls = [0]
 
     def timed(step: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*a: Any, **k: Any) -> Any:
-            calls[0] += 1
+            timed_calls[0] += 1
             outer = inner[:]
             inner[:] = [0.0, 0.0]
             start, cpu = time.perf_counter(), time.process_time()
@@ -177,7 +177,7 @@ def profile(n: int, rounds: int, top: int, redis_pid: int | None) -> dict[str, A
         client.delete(EVENTS_QUEUE)
         spent.clear()
         burnt.clear()
-        calls[0] = 0
+        timed_calls[0] = 0
         trips0, cpu0 = round_trips(), time.process_time()
         redis0 = cpu_seconds([redis_pid]) if redis_pid else 0.0
         last = round_no == rounds and profiler is not None
@@ -210,7 +210,7 @@ def profile(n: int, rounds: int, top: int, redis_pid: int | None) -> dict[str, A
         row["cpu_task_glue"] = burnt["body"] / count * 1000
         row["redis_cpu"] = redis_cpu / count * 1000
         row["round_trips"] = trips / count
-        row["timing_overhead"] = calls[0] * per_call / count * 1000
+        row["timing_overhead"] = timed_calls[0] * per_call / count * 1000
         row["per_second"] = count / total
         if round_no:  # round 0 is the warm-up
             rows.append(row)
