@@ -94,17 +94,19 @@ control character no JSON text holds unescaped."""
 def encode(state: OrderState, ref: PolicyRef) -> str:
     """The `state` field's JSON, then SEPARATOR and the `known` field's when a deadline has
     a `known_at` (`stored_parts` splits them)."""
-    data = formats.stamp(formats.ORDER_STATE, _compact(state, ref))
+    data = _compact(state, ref)
     known: dict[str, dict[str, list[str]]] = {}
     if mine := _pop_known(data):
         known["d"] = mine
     history = data.get("history")
     if history is not None and (base := _pop_known(history["base"])):
         known["b"] = base
-    encoded = json.dumps(data, separators=(",", ":"))
+    text = json.dumps(data, separators=(",", ":"))
+    if formats.state_json_needs_stamp(text):  # a 1.2 key or value somewhere: look closer
+        text = json.dumps(formats.stamp(formats.ORDER_STATE, data), separators=(",", ":"))
     if not known:
-        return encoded
-    return encoded + SEPARATOR + json.dumps(known, separators=(",", ":"))
+        return text
+    return text + SEPARATOR + json.dumps(known, separators=(",", ":"))
 
 
 def stored_parts(encoded: str) -> tuple[str, str | None]:
