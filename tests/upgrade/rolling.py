@@ -54,10 +54,15 @@ rolling upgrade producers send what the previous release handles: the message ki
 the new contract (1.2: offers, reshipment and exchange requests, replacements) only once
 no older worker runs (docs/operations.md, "Upgrades": expand, then contract)."""
 
-NOT_YET_ROLLING: tuple[str, ...] = ()
-"""Flows of the previous release a 1.1 worker cannot yet share with 1.2 (left out of the CI
-run): none. `return_resubmitted` was, until 1.2 stored a resubmission of a whole rejected
-request as 1.1 does (without `second_tries`, format 2: worker/rules/returns.py)."""
+NOT_YET_ROLLING: tuple[str, ...] = ("return_resubmitted",)
+"""Flows a 1.1 worker cannot yet share with 1.2 (left out of the CI run). A second return
+request for units of a rejected one: the two releases' rules disagree on it (1.2 counts
+rejections per unit and takes units never asked first, so the second request may be a
+first try, `can_resubmit` true on its rejection; 1.1 calls it a resubmission), and 1.2
+stores units it takes from a rejected request that keeps others as `second_tries`
+(format 3), which a 1.1 worker dead-letters. A whole rejected request asked again is
+stored as 1.1 stores it (worker/rules/returns.py). Measured by the bench run
+(docs/chaos.md)."""
 
 STOP_GRACE = 90.0
 """Seconds an old worker gets for its warm shutdown before SIGKILL (none was seen to need
