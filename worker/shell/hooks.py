@@ -175,7 +175,8 @@ def freeze_heap(**_: Any) -> None:
     for its life: moved out of the cyclic garbage collector's sight (`gc.freeze`), so
     that a full collection, which a burst of firings or messages triggers every few
     hundred, walks only what the tasks made. In the main process before the pool forks
-    (the children inherit it, and their pages stay shared), again in each pool process."""
+    (the children inherit it, and no collection writes to the pages they share with it),
+    again in each pool process."""
     gc.freeze()
 
 
