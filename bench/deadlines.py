@@ -22,8 +22,13 @@ firing lateness p50/p99/max, duplicates and the firing rate: naive = the task re
 now-eta; ours = orders placed (unpaid, prepaid) through the real service path with their
 unpaid_expiry due in the window, a real worker and beat (sweep 1 s) fire them, lateness
 as recorded by the firing commit, duplicates = `order.cancelled` events per order on a
-queue bound '#' to `aftersales.events`. A short burst (`--burst` deadlines, default
-1,000, due within `--burst-spread` s) is fired the same way, ours only. A last scenario
+queue bound '#' to `aftersales.events`, and the CPU each process used per deadline
+fired (worker main process, its pool, beat, Redis; from /proc and INFO cpu, from the
+moment all orders are written to the last firing: arming, sending and firing), a figure
+that holds on a loaded machine where rates do not, and the share of its runnable time
+the pool waited for a CPU (/proc/PID/schedstat: what other jobs on the machine cost it).
+A short burst (`--burst` deadlines, default 1,000, due within `--burst-spread` s) is
+fired the same way, ours only. A last scenario
 shows the naive duplicate of celery#4766: ETA beyond a (shortened) visibility_timeout.
 
 Prints tables with naive/ours ratios and writes bench/results/deadlines.json.
@@ -106,6 +111,42 @@ def tree_rss(pid: int) -> int:
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1]) * 1024
     return total
+
+
+def tree_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) of `pid` itself and of all its descendants (a prefork
+    worker's main process and its pool), from /proc."""
+    tree, own, rest, todo, tick = children_map(), 0.0, 0.0, [pid], os.sysconf("SC_CLK_TCK")
+    while todo:
+        current = todo.pop()
+        todo += tree.get(current, [])
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            seconds = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            if current == pid:
+                own += seconds
+            else:
+                rest += seconds
+    return own, rest
+
+
+def pool_schedstat(pid: int) -> tuple[int, int]:
+    """Nanoseconds the descendants of `pid` (a worker's pool) ran on a CPU and waited,
+    runnable, for one (/proc/PID/schedstat): the second is what other jobs cost them."""
+    tree, ran, waited, todo = children_map(), 0, 0, list(children_map().get(pid, []))
+    while todo:
+        current = todo.pop()
+        todo += tree.get(current, [])
+        with contextlib.suppress(OSError, ValueError):
+            on_cpu, on_queue, _ = Path(f"/proc/{current}/schedstat").read_text().split()
+            ran, waited = ran + int(on_cpu), waited + int(on_queue)
+    return ran, waited
+
+
+def redis_cpu(r: redis.Redis) -> float:
+    """CPU seconds the Redis server has used (INFO cpu, user + system)."""
+    info = r.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 @dataclass
@@ -644,6 +685,10 @@ class Bench:
         r = self.r
         armed_at: list[float] = []
         progress: list[tuple[float, int]] = []  # (s after first due, fired so far)
+        # CPU from now (all orders written) to all fired: arming, sending, firing
+        worker_procs = [p for p in self.procs if p.node]
+        cpu0 = [tree_cpu(p.pid) for p in worker_procs], tree_cpu(beat.pid), redis_cpu(r)
+        sched0 = [pool_schedstat(p.pid) for p in worker_procs]
 
         # The lateness list keeps the last 10,000 firings: beyond that, count the events
         # (one order.cancelled per firing) and read lateness from the orders' timelines.
@@ -670,6 +715,22 @@ class Bench:
                 f"fired {fired_so_far()}"
             )
         all_fired = time.time() - base
+        cpu1 = [tree_cpu(p.pid) for p in worker_procs], tree_cpu(beat.pid), redis_cpu(r)
+        sched1 = [pool_schedstat(p.pid) for p in worker_procs]
+        ran = sum(b[0] - a[0] for a, b in zip(sched0, sched1, strict=True))
+        waited = sum(b[1] - a[1] for a, b in zip(sched0, sched1, strict=True))
+        fired_n = max(1, fired_so_far())
+        cpu = {  # ms of CPU per deadline fired, by process
+            "worker_main": sum(b[0] - a[0] for a, b in zip(cpu0[0], cpu1[0], strict=True))
+            * 1000
+            / fired_n,
+            "worker_pool": sum(b[1] - a[1] for a, b in zip(cpu0[0], cpu1[0], strict=True))
+            * 1000
+            / fired_n,
+            "beat": (sum(cpu1[1]) - sum(cpu0[1])) * 1000 / fired_n,
+            "redis": (cpu1[2] - cpu0[2]) * 1000 / fired_n,
+        }
+        cpu["total"] = sum(cpu.values())
         time.sleep(3)  # a few more sweeps: anything fired twice would show now
         lateness = [float(ms) for ms in r.lrange(LATENESS_KEY, 0, -1)]
         if capped:
@@ -702,8 +763,21 @@ class Bench:
             "duplicates": sum(c - 1 for c in cancelled.values()),
             "duplicate_event_ids": sum(c - 1 for c in ids.values()),
             "sweep_resends": sweeps,
+            "cpu_ms_per_deadline": cpu,
+            # of the time the pool was runnable, the share it waited for a CPU: high on a
+            # machine shared with other jobs, where the rate says little about the code
+            "pool_cpu_wait_share": waited / (ran + waited) if ran + waited else None,
         }
         say(f"  {_brief(result)}")
+        say(
+            "  CPU ms per deadline (orders written -> all fired): "
+            + ", ".join(f"{name} {value:.3f}" for name, value in cpu.items())
+        )
+        if result["pool_cpu_wait_share"] is not None:
+            say(
+                f"  the pool waited for a CPU {result['pool_cpu_wait_share']:.0%} of the time "
+                "it was runnable (other jobs on the machine)"
+            )
         del beat
         self.stop_all()
         return result
@@ -825,7 +899,9 @@ def _lateness_summary(values: list[float]) -> dict[str, Any]:
 
 def _brief(result: dict[str, Any]) -> str:
     return ", ".join(
-        f"{k}={v:,.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()
+        f"{k}={v:,.1f}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in result.items()
+        if not isinstance(v, dict)
     )
 
 
@@ -950,6 +1026,13 @@ def report(results: dict[str, Any]) -> str:
                 rows,
             )
         )
+        if cpu := b.get("cpu_ms_per_deadline"):
+            out.append(
+                "  ours CPU per deadline fired (ms, orders written -> all fired): "
+                + ", ".join(f"{name} {value:.3f}" for name, value in cpu.items())
+            )
+        if (share := b.get("pool_cpu_wait_share")) is not None:
+            out.append(f"  ours' pool waited for a CPU {share:.0%} of its runnable time")
         if b.get("timed_out_after_s"):
             out.append(
                 f"  ours TIMED OUT {b['timed_out_after_s']:.0f} s after the first due time "

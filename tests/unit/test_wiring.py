@@ -180,3 +180,41 @@ def test_every_lua_script_a_module_loads_sits_beside_it_and_ships(package: str) 
     globs = shipped["package-data"]["worker"]
     relative = folder.relative_to(ROOT / "worker")
     assert any(Path(glob).parent == relative and glob.endswith("*.lua") for glob in globs)
+
+
+FREEZE = r"""
+import gc, json
+from celery.signals import worker_init, worker_process_init
+
+from worker.shell import hooks
+
+before = gc.get_freeze_count()
+worker_process_init.send(sender=None)  # what a pool process runs once forked
+print(json.dumps({
+    "before": before,
+    "after": gc.get_freeze_count(),
+    "wired": sorted(
+        signal.name for signal, receiver in hooks.RECEIVERS if receiver is hooks.freeze_heap
+    ),
+}))
+"""
+
+
+def test_the_worker_and_each_pool_process_freeze_their_start_up_heap() -> None:
+    """What a worker holds once started is out of the garbage collector's sight
+    (`gc.freeze`): in the main process before the pool forks, again in each pool process,
+    so a burst's full collections walk only what the tasks made."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AFTERSALES_")}
+    done = subprocess.run(
+        [sys.executable, "-c", FREEZE],
+        env={**clean, "AFTERSALES_REDIS_URL": "redis://127.0.0.1:1/0"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["before"] == 0
+    assert result["after"] > 10_000  # the modules, the app, Celery: all of it frozen
+    assert result["wired"] == ["worker_init", "worker_process_init"]

@@ -76,11 +76,11 @@ def commit_for(
 
 def no_change(state: OrderState, decision: Decision) -> bool:
     """The decision writes nothing: same state, nothing to publish or dead-letter."""
-    return (
-        decision.state == state
-        and not decision.events
+    return (  # the cheap tests first: comparing two states walks both
+        not decision.events
         and not decision.dead_letters
         and not decision.label_jobs
+        and decision.state == state
     )
 
 
