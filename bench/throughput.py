@@ -607,11 +607,7 @@ def main(argv: list[str] | None = None) -> int:
             sides["ours-nometrics"].queue = INBOUND
             scraper = Scraper(metrics_port, args.scrape_every)
             scraper.start()
-        if args.stock:
-            sides["stock"] = bench.start(
-                "stock", "noop_app", NOOP_IDLE + "-stock", bench.noop_env("stock"), args.workers
-            )
-            sides["stock"].queue = NOOP_QUEUE + "-stock"
+        sides["stock"].queue = NOOP_QUEUE + "-stock"
         sides["bare"].queue, sides["ours"].queue = NOOP_QUEUE, INBOUND
         time.sleep(2)  # let start-up settle (pool children import, topology declared)
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
