@@ -430,6 +430,83 @@ def test_an_idle_consumer_waits_in_redis_instead_of_polling(redis_url, redis_cli
     assert redis_client.hlen("unacked") == 0
 
 
+def _waiting(connection: Connection) -> bool:
+    """Drain a little; True once the channel's BLMOVE and the script sent with it are out."""
+    _drain(connection)
+    channel = connection.default_channel
+    return bool(channel._blocking and channel._in_poll)
+
+
+def test_a_message_arriving_during_the_wait_is_taken_without_another_round_trip(
+    redis_url, redis_client
+):
+    """The BLMOVE and the fetch script go out in one write: Redis runs the script the
+    moment the BLMOVE returns, so the message it moved is taken, recorded and delivered
+    from the replies already sent, with no fetch sent after the wait ended."""
+    with Connection(redis_url, transport=RELIABLE) as connection:
+        received: list[tuple[str, int]] = []
+        sent: list[bytes] = []
+
+        def on_message(body, message):
+            received.append((body, len(sent)))
+            message.ack()
+
+        with connection.Consumer([Queue(QUEUE, routing_key=QUEUE)], callbacks=[on_message],
+                                 accept=["json"]):  # fmt: skip
+            wait_until(lambda: _waiting(connection), 15, "the consumer never waited")
+            redis_connection = connection.default_channel.client.connection
+            send = redis_connection.send_packed_command
+
+            def spy(command, *args, **kwargs):
+                parts = [command] if isinstance(command, bytes | str | memoryview) else command
+                sent.append(b"".join(p.encode() if isinstance(p, str) else bytes(p) for p in parts))
+                return send(command, *args, **kwargs)
+
+            redis_connection.send_packed_command = spy
+            publish(redis_url, ["wake up"])
+            wait_until(lambda: _drain(connection) or bool(received), 15, "nothing fetched")
+    assert [body for body, _ in received] == ["wake up"]
+    before_delivery = sent[: received[0][1]]
+    # every fetch sent meanwhile was a wait with its script, none a script alone
+    assert all(b"BLMOVE" in command for command in before_delivery), before_delivery
+    assert redis_client.hlen("unacked") == 0
+
+
+@pytest.mark.parametrize("forgotten", [False, True], ids=["script-ran", "script-forgotten"])
+def test_a_wait_cut_short_by_a_cancel_gives_its_message_back_to_the_head(
+    forgotten, redis_url, redis_client
+):
+    """A consumer cancelled (a warm shutdown) while its BLMOVE and script are out reads
+    both replies and puts the message back at the head of its queue: taken by the script,
+    through its unacked record; the script refused (Redis forgot it), from the moving list."""
+    from worker.adapters import keys
+
+    publish(redis_url, ["older"])  # the queue exists; taken and acked first
+    options = {"fetch_block_timeout": 10}  # the message surely arrives during the wait
+    with Connection(redis_url, transport=RELIABLE, transport_options=options) as connection:
+        taken: list[str] = []
+
+        def on_message(body, message):
+            taken.append(body)
+            message.ack()
+
+        with connection.Consumer([Queue(QUEUE, routing_key=QUEUE)], callbacks=[on_message],
+                                 accept=["json"]):  # fmt: skip
+            channel = connection.default_channel
+            wait_until(lambda: _waiting(connection), 15, "the consumer never waited")
+            assert taken == ["older"]
+            if forgotten:
+                redis_client.script_flush()
+            publish(redis_url, ["given back"])
+            assert channel.give_back_pending()
+            consumer = channel.consumer_id
+            assert not redis_client.exists(keys.fetch_moving(consumer))
+            assert redis_client.hlen(keys.fetch_taken(consumer)) == 0
+    assert taken == ["older"]
+    assert redis_client.hlen("unacked") == 0
+    assert _consume(redis_url, RELIABLE, 1) == ["given back"]
+
+
 def _calls(client: redis.Redis) -> dict[str, int]:
     stats = client.info("commandstats")
     return {name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()}
