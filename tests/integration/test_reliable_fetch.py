@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -505,6 +506,75 @@ def test_a_wait_cut_short_by_a_cancel_gives_its_message_back_to_the_head(
     assert taken == ["older"]
     assert redis_client.hlen("unacked") == 0
     assert _consume(redis_url, RELIABLE, 1) == ["given back"]
+
+
+def test_the_consumer_beat_carries_the_worker_incarnations_alive_key_while_it_is_fresh(
+    redis_url, redis_client, monkeypatch
+):
+    """The reliable fetch's beat sets the worker incarnation's alive key in its own round
+    trip while the worker's event loop ticks (fresh), and says when it did; a stuck loop
+    (not fresh) is not carried: its key runs out and the sweep re-sends its deadlines."""
+    from worker.shell import transport
+
+    key, fresh = "aftersales:alive:node@host#boot", [True]
+    carried = transport.CarriedAlive(key, 5_000, lambda: fresh[0])
+    monkeypatch.setattr(transport, "carried", carried)
+    with Connection(redis_url, transport=RELIABLE) as connection:
+        beat = transport.Heartbeat(connection.default_channel)
+        try:
+            assert not carried.set_within(60)
+            beat.beat()
+            assert 3_000 < redis_client.pttl(key) <= 5_000
+            assert carried.set_within(1.5)
+            assert redis_client.exists(f"aftersales:alive:{beat.consumer_id}")  # its own too
+
+            redis_client.delete(key)
+            fresh[0], carried.set_at = False, float("-inf")
+            beat.beat()
+            assert not redis_client.exists(key)
+            assert not carried.set_within(60)
+        finally:
+            beat.client.close()
+
+
+def test_liveness_beats_itself_only_when_no_consumer_beat_carried_its_key(monkeypatch):
+    """The worker's Liveness timer ticks every second; it writes the key itself only when
+    no consumer beat has set it within FRESH (none runs yet, Redis was slow, a broker that
+    is not the state's Redis), so the key never goes unrefreshed while the loop ticks."""
+    from worker.shell import hooks, transport
+
+    beats: list[str] = []
+
+    class Store:
+        def heartbeat(self, claimant: str, ttl_ms: int) -> None:
+            beats.append(claimant)
+
+    monkeypatch.setattr(hooks.runtime, "store", lambda: Store())
+    step = hooks.Liveness(None)
+    step._tick("w#1")  # nothing carries it: beats itself
+    assert beats == ["w#1"]
+    step.carried = transport.CarriedAlive("k", 5_000, lambda: True)
+    step._tick("w#1")  # carried, but never set yet
+    assert beats == ["w#1", "w#1"]
+    step.carried.set_at = time.monotonic()  # a consumer beat just set it
+    step._tick("w#1")
+    assert beats == ["w#1", "w#1"]
+    step.carried.set_at = time.monotonic() - hooks.Liveness.FRESH  # too long ago
+    step._tick("w#1")
+    assert beats == ["w#1"] * 3
+    # started where the fetch can carry it: the carried key is the incarnation's, fresh
+    # while the timer ticks; stopped, nothing is carried any more
+    monkeypatch.setattr(hooks, "carried_by_fetch", lambda: True)
+    monkeypatch.setattr(transport, "carried", None)
+    timer = SimpleNamespace(call_repeatedly=lambda *_: SimpleNamespace(cancel=lambda: None))
+    step.start(SimpleNamespace(hostname="w@host", timer=timer))
+    carried = transport.carried
+    assert carried is step.carried and carried is not None
+    assert carried.key == f"aftersales:alive:{hooks.incarnation('w@host')}" and carried.fresh()
+    step.ticked -= hooks.Liveness.FRESH  # the loop stopped ticking
+    assert not carried.fresh()
+    step.stop(None)
+    assert transport.carried is None
 
 
 def _calls(client: redis.Redis) -> dict[str, int]:

@@ -29,6 +29,7 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import resources
 from queue import Empty
@@ -448,6 +449,25 @@ class Channel(kombu_redis.Channel):
         super().close()
 
 
+class CarriedAlive:
+    """Another alive key the consumers' beats of this process set too, in the same round
+    trip, while `fresh()` says its owner lives: the worker incarnation's
+    (`aftersales:alive:<node>#<boot>`, worker/shell/hooks.py Liveness), while the worker's
+    event loop ticks. Only where the broker is the state's Redis, where that key lives."""
+
+    def __init__(self, key: str, ttl_ms: int, fresh: Callable[[], bool]) -> None:
+        self.key, self.ttl_ms, self.fresh = key, ttl_ms, fresh
+        self.set_at = float("-inf")  # monotonic: when a beat last set it (its reply read)
+
+    def set_within(self, seconds: float) -> bool:
+        """A beat set the key, and said so, within the last `seconds`."""
+        return monotonic() - self.set_at < seconds
+
+
+carried: CarriedAlive | None = None
+"""This process's carried alive key, if any (set by the worker's Liveness step)."""
+
+
 class Heartbeat(threading.Thread):
     """Keeps a consumer's alive key and gives back what dead consumers had taken."""
 
@@ -482,13 +502,17 @@ class Heartbeat(threading.Thread):
         self.client.close()
 
     def beat(self) -> int:
-        """One round trip: this consumer's alive key, then the restore sweep."""
+        """One round trip: this consumer's alive key (and the carried one, if its owner is
+        fresh), then the restore sweep."""
+        also = carried if carried is not None and carried.fresh() else None
         restored = int(self.restore(
             keys=self.restore_keys,
             args=[keys.ALIVE_PREFIX, keys.FETCH_TAKEN_PREFIX, self.consumer_id, RESTORE_GAP,
                   RESTORE_QUIET, keys.FETCH_MOVING_PREFIX, keys.FETCH_WAIT_PREFIX,
-                  ALIVE_TTL_MS],
+                  ALIVE_TTL_MS, *((also.key, also.ttl_ms) if also else ())],
         ))  # fmt: skip
+        if also is not None:
+            also.set_at = monotonic()
         if restored:
             log.warning("restored messages of dead consumers", count=restored)
             record.restored(restored)
