@@ -30,7 +30,14 @@ from types import SimpleNamespace
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from deadlines import ROOT, say
-from throughput import INBOUND, OURS_IDLE, RESULTS, ThroughputBench, top_self
+from throughput import (
+    INBOUND,
+    OURS_IDLE,
+    RESULTS,
+    ThroughputBench,
+    free_port_pair,
+    top_self,
+)
 
 from worker.cli.embedded_redis import start_embedded_redis
 
@@ -51,6 +58,27 @@ def cpu_ns(pids: list[int]) -> int:
             except (OSError, ValueError, IndexError):
                 continue
     return total
+
+
+def tasks(pids: list[int]) -> dict[str, tuple[int, int]]:
+    """Every thread of the processes and their descendants: "pid/tid" -> (CPU ns, voluntary
+    context switches, i.e. times it went to sleep: about its wake-ups)."""
+    from deadlines import children_map
+
+    tree, found, todo = children_map(), {}, list(pids)
+    while todo:
+        pid = todo.pop()
+        todo += tree.get(pid, [])
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                ns = int((task / "schedstat").read_text().split()[0])
+                status = (task / "status").read_text()
+            except (OSError, ValueError, IndexError):
+                continue
+            switches = next(int(line.split()[1]) for line in status.splitlines()
+                            if line.startswith("voluntary_ctxt_switches"))  # fmt: skip
+            found[f"{pid}/{task.name}"] = (ns, switches)
+    return found
 
 
 def script_names() -> dict[str, str]:
@@ -134,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = ThroughputBench(workdir, SimpleNamespace(url=server.url), args.concurrency)  # type: ignore[arg-type]
     bench.state_url = bench.broker_url = server.url
     bench.redis_pid = server.pid
+    bench.metrics_port = free_port_pair()  # as deployed: worker and beat serve /metrics
     extra = dict(item.split("=", 1) for item in args.env)
     ours_env = bench.ours_env
     bench.ours_env = lambda: {**ours_env(), **extra}  # type: ignore[method-assign]
@@ -155,10 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         monitor.counting = True
         pids = {"worker": worker.pid, "beat": beat.pid, "redis": server.pid}
         cpu0 = {name: cpu_ns([pid]) for name, pid in pids.items()}
+        threads0 = {name: tasks([pid]) for name, pid in pids.items()}
         start = time.perf_counter()
         time.sleep(args.seconds)
         elapsed = time.perf_counter() - start
         monitor.counting = False
+        threads1 = {name: tasks([pid]) for name, pid in pids.items()}
         cpu = {name: 100 * (cpu_ns([pid]) - cpu0[name]) / 1e9 / elapsed
                for name, pid in pids.items()}  # fmt: skip
         monitor.stop()
@@ -172,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     say(f"idle over {elapsed:.0f} s, % of one core: worker {cpu['worker']:.2f} + beat "
         f"{cpu['beat']:.2f} = {cpu['worker'] + cpu['beat']:.2f} (goal <= 0.3); "
         f"redis {cpu['redis']:.2f}")  # fmt: skip
+    for name in ("worker", "beat"):
+        say(f"{name} threads (pid/tid: % of a core, sleeps a second):")
+        for task, (ns, switches) in threads1[name].items():
+            ns0, switches0 = threads0[name].get(task, (0, 0))
+            say(f"  {task:>14}  {100 * (ns - ns0) / 1e9 / elapsed:5.3f} %  "
+                f"{(switches - switches0) / elapsed:5.2f}/s")  # fmt: skip
     total = sum(monitor.counts.values())
     say(f"Redis commands: {total / elapsed:.2f}/s")
     for command, count in monitor.counts.most_common():

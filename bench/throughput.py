@@ -213,6 +213,7 @@ class ThroughputBench(Bench):
     redis_pid: int | None = None
     loglevel = "INFO"
     cluster = False  # the state is a Redis Cluster (AFTERSALES_REDIS_CLUSTER=1)
+    metrics_port = 0  # set: ours and beat serve /metrics there (beat on the next port)
 
     @property
     def broker(self) -> redis.Redis:
@@ -225,6 +226,9 @@ class ThroughputBench(Bench):
             env["AFTERSALES_BROKER_URL"] = self.broker_url
         if self.cluster:
             env["AFTERSALES_REDIS_CLUSTER"] = "1"
+        if self.metrics_port:
+            env["AFTERSALES_METRICS_PORT"] = str(self.metrics_port)
+            env["AFTERSALES_METRICS_ADDRESS"] = "127.0.0.1"
         return env
 
     def noop_env(self, mode: str) -> dict[str, str]:
@@ -400,8 +404,9 @@ class ThroughputBench(Bench):
 
     def idle(self, seconds: float) -> dict[str, Any]:
         """CPU over `seconds` with nothing to do, of workers started as deployed (heartbeat,
-        gossip, mingle): ours on all its queues with a beat, the stock and same-settings
-        no-ops, as % of one core."""
+        gossip, mingle, /metrics on free ports): ours on all its queues with a beat, the
+        stock and same-settings no-ops, as % of one core."""
+        self.metrics_port = free_port_pair()
         sides = {
             "stock": self.start("idle-stock", "noop_app", NOOP_QUEUE + "-stock",
                                 self.noop_env("stock"), 1, deployed=True),
@@ -429,6 +434,7 @@ class ThroughputBench(Bench):
         for proc in [beat, *(p for side in sides.values() for p in side.procs)]:
             proc.kill()
             self.procs.remove(proc)
+        self.metrics_port = 0
         return result
 
 
@@ -482,6 +488,21 @@ def _event_type(raw: bytes) -> str:
 
     envelope = json.loads(raw)
     return str(json.loads(base64.b64decode(envelope["body"]))["type"])
+
+
+def free_port_pair() -> int:
+    """A free port P with P + 1 free too: a worker serves /metrics on P, beat on P + 1."""
+    import socket
+
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two free ports in a row")
 
 
 def _flush(url: str) -> None:
