@@ -473,6 +473,33 @@ def test_a_message_arriving_during_the_wait_is_taken_without_another_round_trip(
     assert redis_client.hlen("unacked") == 0
 
 
+def test_a_queue_added_during_the_wait_is_looked_at_when_the_wait_ends(redis_url, redis_client):
+    """The script sent with a BLMOVE was prepared before the wait: a queue added meanwhile
+    (Celery's add_consumer) is not among its lists. When it finds nothing, the next fetch
+    is a script looking at every queue at once, not another whole wait: a message in the
+    new queue is taken when the current wait ends, not a second one later."""
+    block = 4.0
+    options = {"fetch_block_timeout": block}
+    with Connection(redis_url, transport=RELIABLE, transport_options=options) as connection:
+        received: list[float] = []
+
+        def on_message(body, message):
+            received.append(time.monotonic())
+            message.ack()
+
+        with connection.Consumer([Queue(QUEUE, routing_key=QUEUE)], callbacks=[on_message],
+                                 accept=["json"]):  # fmt: skip
+            wait_until(lambda: _waiting(connection), 15, "the consumer never waited")
+            waiting_since = time.monotonic()
+            with connection.Consumer([Queue("fetch-other", routing_key="fetch-other")],
+                                     callbacks=[on_message], accept=["json"]):  # fmt: skip
+                publish(redis_url, ["in the new queue"], queue="fetch-other")
+                wait_until(lambda: _drain(connection) or bool(received), 30, "never fetched")
+    # the wait out ends within `block`; a second whole wait would end near 2 * block
+    assert received[0] - waiting_since < 1.5 * block
+    assert redis_client.hlen("unacked") == 0
+
+
 @pytest.mark.parametrize("forgotten", [False, True], ids=["script-ran", "script-forgotten"])
 def test_a_wait_cut_short_by_a_cancel_gives_its_message_back_to_the_head(
     forgotten, redis_url, redis_client

@@ -147,6 +147,8 @@ class Channel(kombu_redis.Channel):
         self._pending: tuple[str, list[tuple[str, bool]]] | None = None
         self._wait: tuple[str, str, bool] | None = None  # (queue, list, no-ack) of the wait key
         self._blocking = False  # the next fetch (or the one out) is a BLMOVE, then the script
+        self._consumed_changes = 0  # queues added to this consumer so far
+        self._fetched_changes = 0  # ... when the fetch out was prepared
         self._heartbeat: Heartbeat | None = None
         self._pid = os.getpid()
         self.consumer_id = _new_consumer_id()
@@ -159,6 +161,7 @@ class Channel(kombu_redis.Channel):
             self._noack_queues.add(queue)
         else:
             self._noack_queues.discard(queue)
+        self._consumed_changes += 1  # a fetch out now does not look at this queue
         return super().basic_consume(queue, no_ack, *args, **kwargs)
 
     def _brpop_start(self, timeout: float | None = None) -> None:
@@ -204,6 +207,7 @@ class Channel(kombu_redis.Channel):
             inflight=self.fetch_inflight,
         )  # fmt: skip
         self._pending = tag, [(queue, no_ack) for queue, _, no_ack in lists]
+        self._fetched_changes = self._consumed_changes
         self._wait_next = block
         return [len(script_keys), *script_keys, *argv]
 
@@ -224,7 +228,10 @@ class Channel(kombu_redis.Channel):
                 self._read_reply("BLMOVE", **options)
             reply = self._read_reply("EVALSHA", **options)
             if not reply or self._pending is None:
-                if reply is None and self._pending is not None:  # all empty: block next
+                # All empty: block next, unless a queue was added since the script was
+                # prepared (add_consumer): it did not look there; look again at once.
+                fresh = self._fetched_changes == self._consumed_changes
+                if reply is None and self._pending is not None and fresh:
                     self._wait, self._blocking = self._wait_next, True
                 raise Empty()
             return self._deliver_batch(reply)
