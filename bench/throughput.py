@@ -391,7 +391,11 @@ class ThroughputBench(Bench):
             client.close()
         seen = listener.seen
         values = [(seen[key] - at) * 1000 for key, at in sent.items() if key in seen]
+        slow = sorted(((seen[key] - at) * 1000, key[1], at - start)
+                      for key, at in sent.items() if key in seen and seen[key] - at > 0.1)  # fmt: skip
         return {
+            "over_100ms": len(slow),
+            "slowest": [{"ms": ms, "type": kind, "sent_at_s": when} for ms, kind, when in slow[-10:]],
             "messages": len(steps),
             "rate": rate,
             "timed": len(values),
