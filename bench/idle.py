@@ -35,29 +35,12 @@ from throughput import (
     OURS_IDLE,
     RESULTS,
     ThroughputBench,
+    cpu_ns,
     free_port_pair,
     top_self,
 )
 
 from worker.cli.embedded_redis import start_embedded_redis
-
-
-def cpu_ns(pids: list[int]) -> int:
-    """CPU time (ns, the scheduler's own count: /proc/<pid>/task/<tid>/schedstat) of the
-    processes, their living descendants and all their threads: exact where /proc's utime
-    and stime count 10 ms ticks (an idle process uses a few of them in 30 s)."""
-    from deadlines import children_map
-
-    tree, total, todo = children_map(), 0, list(pids)
-    while todo:
-        pid = todo.pop()
-        todo += tree.get(pid, [])
-        for task in Path(f"/proc/{pid}/task").glob("*"):
-            try:
-                total += int((task / "schedstat").read_text().split()[0])
-            except (OSError, ValueError, IndexError):
-                continue
-    return total
 
 
 def tasks(pids: list[int]) -> dict[str, tuple[int, int]]:
