@@ -4,7 +4,7 @@
                                          [--workers 1] [--profile] [--latency-rate 100]
                                          [--latency-rounds 1]
                                          [--idle-seconds 30] [--state-url URL] [--broker-url URL]
-                                         [--metrics-cost]
+                                         [--metrics-cost] [--before DIR]
 
 One run, one Redis (embedded, free port; or the servers given), one machine. Both sides
 run real `celery worker -P prefork -c N` processes, started once and left idle on a
@@ -45,12 +45,17 @@ the stock and same-settings no-op workers' and Redis's, for comparison).
 
 CPU per message (from /proc: utime + stime of the worker's process tree, and of the
 embedded redis-server) is printed too: less sensitive than rates to a busy machine.
-`--profile` runs `py-spy record --subprocesses` on ours during the last drain and writes
-bench/results/throughput-profile.txt (collapsed stacks) and a top-of-self-time table.
+`--profile` runs `py-spy record --subprocesses` on ours during an extra drain and writes
+bench/results/throughput-profile.txt (collapsed stacks) and a top-of-self-time table (and
+for `--before`, throughput-profile-before.txt); bench/profile_split.py splits such a file
+into the consumer process and the pool processes, by step.
 `--metrics-cost` also drains, in turn with the others, the same worker with
 AFTERSALES_METRICS_PORT=off, while ours' /metrics is scraped every `--scrape-every` seconds
 (5; Prometheus scrapes every 15 s by default), and prints ours/ours-without-metrics
 (issue 18: >= 0.97).
+`--before DIR` also drains, in turn with the others and on orders of its own, the same
+worker started from another checkout of this repository (DIR, e.g. `git worktree add
+/tmp/before main`; run with this venv): a change's before and after in one run.
 The ratio ours/bare is printed last; bench/results/throughput.json has everything.
 """
 
@@ -605,6 +610,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--scrape-every", type=float, default=5.0, help="seconds between scrapes (default 5)"
     )
+    parser.add_argument(
+        "--before", type=Path, default=None, help="also the worker from this checkout"
+    )
     parser.add_argument("--json", type=Path, default=RESULTS / "throughput.json")
     args = parser.parse_args(argv)
     if args.quick:
@@ -661,6 +669,16 @@ def main(argv: list[str] | None = None) -> int:
             sides["ours-nometrics"].queue = INBOUND
             scraper = Scraper(metrics_port, args.scrape_every)
             scraper.start()
+        if args.before:  # the worker from another checkout: its code, this venv
+            bench.code_dir = args.before.resolve()
+            before_env = {**bench.ours_env(), "AFTERSALES_METRICS_PORT": str(free_port())}
+            before_env["AFTERSALES_METRICS_ADDRESS"] = "127.0.0.1"
+            before_env["PYTHONPATH"] = str(bench.code_dir)
+            try:
+                sides["before"] = bench.start("before", "worker", OURS_IDLE, before_env, 1)
+            finally:
+                bench.code_dir = ROOT
+            sides["before"].queue = INBOUND
         sides["stock"].queue = NOOP_QUEUE + "-stock"
         sides["bare"].queue, sides["ours"].queue = NOOP_QUEUE, INBOUND
         time.sleep(2)  # let start-up settle (pool children import, topology declared)
@@ -670,16 +688,19 @@ def main(argv: list[str] | None = None) -> int:
             say(f"round {number + 1}/{args.rounds}")
             steps = list(mix(args.n, f"r{number}"))
             names = list(sides)
-            if number % 2 and "ours-nometrics" in sides:  # every other round, without first
-                first, second = names.index("ours"), names.index("ours-nometrics")
-                names[first], names[second] = names[second], names[first]
+            for other in ("ours-nometrics", "before"):
+                if number % 2 and other in sides:  # every other round, the other first
+                    first, second = names.index("ours"), names.index(other)
+                    names[first], names[second] = names[second], names[first]
             for name in names:
                 side = sides[name]
                 # the worker without metrics gets orders of its own: the same ones again
                 # would all be duplicates (one Redis), and cheap
-                mine = list(mix(args.n, f"r{number}-nm")) if name == "ours-nometrics" else steps
+                mine = steps
+                if name in ("ours-nometrics", "before"):
+                    mine = list(mix(args.n, f"r{number}-{name}"))
                 runs[name].append(bench.round(side, mine))
-        ours_sides = 2 if "ours-nometrics" in sides else 1
+        ours_sides = 1 + sum(other in sides for other in ("ours-nometrics", "before"))
         expected = expected_events(steps) * args.rounds * ours_sides
         events = bench.broker.llen(EVENTS_QUEUE) - events_before
         results["ours_events"] = {"expected": expected, "published": events}
@@ -690,11 +711,15 @@ def main(argv: list[str] | None = None) -> int:
         for name, rows in runs.items():
             results[name] = {"rounds": rows, "rate": statistics.median(r["rate"] for r in rows)}
         if args.profile:  # an extra drain: py-spy slows the worker, so it is not timed
-            say("profile: one more drain of ours under py-spy (not counted)")
             RESULTS.mkdir(parents=True, exist_ok=True)
-            profile = RESULTS / "throughput-profile.txt"
-            bench.round(sides["ours"], list(mix(args.n, "prof")), profile)
-            results["profile"] = {"file": str(profile), "top_self": top_self(profile)}
+            for name in ("ours", "before"):
+                if name not in sides:
+                    continue
+                say(f"profile: one more drain of {name} under py-spy (not counted)")
+                suffix = "" if name == "ours" else f"-{name}"
+                profile = RESULTS / f"throughput-profile{suffix}.txt"
+                bench.round(sides[name], list(mix(args.n, f"prof-{name}")), profile)
+                results[f"profile{suffix}"] = {"file": str(profile), "top_self": top_self(profile)}
         rate = args.latency_rate or results["ours"]["rate"] / 2
         say(f"latency: {args.latency_n:,} messages at {rate:,.0f} msg/s, each side, "
             f"{args.latency_rounds} round(s)")  # fmt: skip
@@ -740,7 +765,7 @@ def main(argv: list[str] | None = None) -> int:
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     lines = ["", f"Inbound throughput, {args.workers} worker(s) -c {args.concurrency}, "
              f"median of {args.rounds} drain(s) of {args.n:,} messages"]  # fmt: skip
-    for name in ("stock", "bare", "ours"):
+    for name in ("stock", "bare", "ours", "before"):
         if name in results:
             row = results[name]["rounds"][-1]
             lines.append(
@@ -798,6 +823,13 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             f"{scrapes.get('ok', 0)} times every {args.scrape_every:g} s, "
             f"{scrapes.get('failed', 0)} failed, median {scrapes.get('median_ms', 0):.0f} ms, "
             f"max {scrapes.get('max_ms', 0):.0f} ms)"
+        )
+    if "before" in results:
+        results["ratio_before_stock"] = results["before"]["rate"] / results["stock"]["rate"]
+        results["ratio_ours_before"] = results["ours"]["rate"] / results["before"]["rate"]
+        lines.append(
+            f"ratio before/stock: {results['ratio_before_stock']:.2f}x; ours/before: "
+            f"{results['ratio_ours_before']:.2f}x (before = {args.before})"
         )
     ratio = results["ours"]["rate"] / results["bare"]["rate"]
     stock = results["ours"]["rate"] / results["stock"]["rate"]

@@ -32,7 +32,9 @@ worker runs, writes it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from schemas import dead_letters
@@ -94,6 +96,25 @@ def state_version(data: Any) -> int:
         elif isinstance(item, list):
             stack.extend(item)
     return version
+
+
+def state_json_needs_stamp(text: str) -> bool:
+    """Whether `stamp` could add anything to the order state whose JSON text is `text`:
+    False only when this release writes the unmarked version and no key or value of a
+    newer format appears in the text, quoted as JSON writes it (a quick test on the text
+    the state is written as instead of a walk through the object: `state_codec.encode`
+    then writes the text as it is)."""
+    if WRITTEN[ORDER_STATE] != UNMARKED[ORDER_STATE]:
+        return True
+    words = frozenset().union(
+        *ORDER_STATE_FIELDS_SINCE.values(), *ORDER_STATE_VALUES_SINCE.values()
+    )
+    return _quoted_any(words).search(text) is not None
+
+
+@lru_cache(maxsize=4)
+def _quoted_any(words: frozenset[str]) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(f'"{word}"') for word in sorted(words)))
 
 
 class NewerFormat(Exception):

@@ -70,6 +70,18 @@ def test_idle_worker_and_beat_are_silent_while_real_tasks_keep_their_lines(
     for line in worker.log_text().splitlines():
         if PER_TICK.search(line):
             assert json.loads(line)["level"] == "info"
+    # One line per message says what became of it: Celery's "succeeded" line carries the
+    # order, the message, its outcome and the events it published.
+    succeeded = [
+        json.loads(line)
+        for line in worker.log_text().splitlines()
+        if f"{BUYER_ACTION}[" in line and "succeeded" in line
+    ]
+    assert len(succeeded) == 1, worker.log_text()
+    line = succeeded[0]
+    assert line["order_id"] == order and line["message_type"] == "buyer.cancel_requested"
+    assert line["status"] == "applied" and "order.cancelled" in line["events"], line
+    assert line["version"] >= 2 and line["message_id"], line
 
 
 def test_at_debug_beat_shows_each_tick_again(start_beat):

@@ -155,6 +155,27 @@ def test_a_state_is_written_in_the_oldest_format_that_carries_it(compact, versio
     """1.2's fields and values (contract 1.2) make a state format 3, wherever they sit;
     a state without them stays format 2, which release 1.1 reads."""
     assert formats.state_version(compact) == version
+    # The quick test on the JSON text never misses one that needs its stamp.
+    text = json.dumps(compact, separators=(",", ":"))
+    assert formats.state_json_needs_stamp(text) is (version > 2)
+
+
+@pytest.mark.parametrize(
+    "compact",
+    [
+        {"order_id": "o"},
+        {"returns": {"r1": {"kind": "reshipment"}}},
+        {"history": {"base": {"returns": {"r1": {"replacement_tracking": "T"}}}}},
+        # A newer format's word inside a free text: looked at closer, still format 2.
+        {"returns": {"r1": {"status": "requested", "note": 'asked for a "reshipment"'}}},
+    ],
+)
+def test_the_quick_test_writes_what_stamp_writes(compact, monkeypatch) -> None:
+    """state_codec.encode skips `stamp` when the quick test allows: the same text as the
+    walk through the object would write, byte for byte."""
+    monkeypatch.setattr(state_codec, "_compact", lambda state, ref: dict(compact))
+    stamped = formats.stamp(formats.ORDER_STATE, dict(compact))
+    assert state_codec.encode(None, None) == json.dumps(stamped, separators=(",", ":"))  # type: ignore[arg-type]
 
 
 def test_a_policy_document_is_written_as_release_1_1_wrote_it() -> None:

@@ -11,6 +11,7 @@ fixture generator and the rolling-upgrade test call it from any interpreter.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import subprocess
@@ -48,10 +49,19 @@ def python_of(version: str) -> Path:
 
 
 def ensure_venv(version: str) -> Path:
-    """The python of a virtualenv with release `version` installed; built if missing."""
+    """The python of a virtualenv with release `version` installed; built if missing, by
+    one process at a time (the test processes of one run may ask together: the others
+    wait for it, then reuse it)."""
     commit = release(version)["commit"]
     if not commit:
         raise ValueError(f"release {version} has no commit yet: it is the working tree")
+    lock = ROOT / f".venv-release-{version}.lock"
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        return _ensure_venv(version, commit)
+
+
+def _ensure_venv(version: str, commit: str) -> Path:
     target = venv_dir(version)
     stamp = target / ".release-commit"
     if stamp.exists() and stamp.read_text().strip() == commit:

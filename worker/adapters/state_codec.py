@@ -77,8 +77,11 @@ def canonical_policy(policy: MarketplacePolicy) -> str:
 
 
 def encode(state: OrderState, ref: PolicyRef) -> str:
-    data = formats.stamp(formats.ORDER_STATE, _compact(state, ref))
-    return json.dumps(data, separators=(",", ":"))
+    data = _compact(state, ref)
+    text = json.dumps(data, separators=(",", ":"))
+    if formats.state_json_needs_stamp(text):  # a 1.2 key or value somewhere: look closer
+        text = json.dumps(formats.stamp(formats.ORDER_STATE, data), separators=(",", ":"))
+    return text
 
 
 def decode(raw: bytes | str, resolve: PolicyResolve) -> OrderState:
