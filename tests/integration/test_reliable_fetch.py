@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -428,6 +429,179 @@ def test_an_idle_consumer_waits_in_redis_instead_of_polling(redis_url, redis_cli
             wait_until(lambda: _drain(connection) or bool(received), 15, "nothing fetched")
             assert received[0] - sent < 2.0  # at once, but the box is loaded
     assert redis_client.hlen("unacked") == 0
+
+
+def _waiting(connection: Connection) -> bool:
+    """Drain a little; True once the channel's BLMOVE and the script sent with it are out."""
+    _drain(connection)
+    channel = connection.default_channel
+    return bool(channel._blocking and channel._in_poll)
+
+
+def test_a_message_arriving_during_the_wait_is_taken_without_another_round_trip(
+    redis_url, redis_client
+):
+    """The BLMOVE and the fetch script go out in one write: Redis runs the script the
+    moment the BLMOVE returns, so the message it moved is taken, recorded and delivered
+    from the replies already sent, with no fetch sent after the wait ended."""
+    with Connection(redis_url, transport=RELIABLE) as connection:
+        received: list[tuple[str, int]] = []
+        sent: list[bytes] = []
+
+        def on_message(body, message):
+            received.append((body, len(sent)))
+            message.ack()
+
+        with connection.Consumer([Queue(QUEUE, routing_key=QUEUE)], callbacks=[on_message],
+                                 accept=["json"]):  # fmt: skip
+            wait_until(lambda: _waiting(connection), 15, "the consumer never waited")
+            redis_connection = connection.default_channel.client.connection
+            send = redis_connection.send_packed_command
+
+            def spy(command, *args, **kwargs):
+                parts = [command] if isinstance(command, bytes | str | memoryview) else command
+                sent.append(b"".join(p.encode() if isinstance(p, str) else bytes(p) for p in parts))
+                return send(command, *args, **kwargs)
+
+            redis_connection.send_packed_command = spy
+            publish(redis_url, ["wake up"])
+            wait_until(lambda: _drain(connection) or bool(received), 15, "nothing fetched")
+    assert [body for body, _ in received] == ["wake up"]
+    before_delivery = sent[: received[0][1]]
+    # every fetch sent meanwhile was a wait with its script, none a script alone
+    assert all(b"BLMOVE" in command for command in before_delivery), before_delivery
+    assert redis_client.hlen("unacked") == 0
+
+
+def test_a_queue_added_during_the_wait_is_looked_at_when_the_wait_ends(redis_url, redis_client):
+    """The script sent with a BLMOVE was prepared before the wait: a queue added meanwhile
+    (Celery's add_consumer) is not among its lists. When it finds nothing, the next fetch
+    is a script looking at every queue at once, not another whole wait: a message in the
+    new queue is taken when the current wait ends, not a second one later."""
+    block = 4.0
+    options = {"fetch_block_timeout": block}
+    with Connection(redis_url, transport=RELIABLE, transport_options=options) as connection:
+        received: list[float] = []
+
+        def on_message(body, message):
+            received.append(time.monotonic())
+            message.ack()
+
+        with connection.Consumer([Queue(QUEUE, routing_key=QUEUE)], callbacks=[on_message],
+                                 accept=["json"]):  # fmt: skip
+            wait_until(lambda: _waiting(connection), 15, "the consumer never waited")
+            waiting_since = time.monotonic()
+            with connection.Consumer([Queue("fetch-other", routing_key="fetch-other")],
+                                     callbacks=[on_message], accept=["json"]):  # fmt: skip
+                publish(redis_url, ["in the new queue"], queue="fetch-other")
+                wait_until(lambda: _drain(connection) or bool(received), 30, "never fetched")
+    # the wait out ends within `block`; a second whole wait would end near 2 * block
+    assert received[0] - waiting_since < 1.5 * block
+    assert redis_client.hlen("unacked") == 0
+
+
+@pytest.mark.parametrize("forgotten", [False, True], ids=["script-ran", "script-forgotten"])
+def test_a_wait_cut_short_by_a_cancel_gives_its_message_back_to_the_head(
+    forgotten, redis_url, redis_client
+):
+    """A consumer cancelled (a warm shutdown) while its BLMOVE and script are out reads
+    both replies and puts the message back at the head of its queue: taken by the script,
+    through its unacked record; the script refused (Redis forgot it), from the moving list."""
+    from worker.adapters import keys
+
+    publish(redis_url, ["older"])  # the queue exists; taken and acked first
+    options = {"fetch_block_timeout": 10}  # the message surely arrives during the wait
+    with Connection(redis_url, transport=RELIABLE, transport_options=options) as connection:
+        taken: list[str] = []
+
+        def on_message(body, message):
+            taken.append(body)
+            message.ack()
+
+        with connection.Consumer([Queue(QUEUE, routing_key=QUEUE)], callbacks=[on_message],
+                                 accept=["json"]):  # fmt: skip
+            channel = connection.default_channel
+            wait_until(lambda: _waiting(connection), 15, "the consumer never waited")
+            assert taken == ["older"]
+            if forgotten:
+                redis_client.script_flush()
+            publish(redis_url, ["given back"])
+            assert channel.give_back_pending()
+            consumer = channel.consumer_id
+            assert not redis_client.exists(keys.fetch_moving(consumer))
+            assert redis_client.hlen(keys.fetch_taken(consumer)) == 0
+    assert taken == ["older"]
+    assert redis_client.hlen("unacked") == 0
+    assert _consume(redis_url, RELIABLE, 1) == ["given back"]
+
+
+def test_the_consumer_beat_carries_the_worker_incarnations_alive_key_while_it_is_fresh(
+    redis_url, redis_client, monkeypatch
+):
+    """The reliable fetch's beat sets the worker incarnation's alive key in its own round
+    trip while the worker's event loop ticks (fresh), and says when it did; a stuck loop
+    (not fresh) is not carried: its key runs out and the sweep re-sends its deadlines."""
+    from worker.shell import transport
+
+    key, fresh = "aftersales:alive:node@host#boot", [True]
+    carried = transport.CarriedAlive(key, 5_000, lambda: fresh[0])
+    monkeypatch.setattr(transport, "carried", carried)
+    with Connection(redis_url, transport=RELIABLE) as connection:
+        beat = transport.Heartbeat(connection.default_channel)
+        try:
+            assert not carried.set_within(60)
+            beat.beat()
+            assert 3_000 < redis_client.pttl(key) <= 5_000
+            assert carried.set_within(1.5)
+            assert redis_client.exists(f"aftersales:alive:{beat.consumer_id}")  # its own too
+
+            redis_client.delete(key)
+            fresh[0], carried.set_at = False, float("-inf")
+            beat.beat()
+            assert not redis_client.exists(key)
+            assert not carried.set_within(60)
+        finally:
+            beat.client.close()
+
+
+def test_liveness_beats_itself_only_when_no_consumer_beat_carried_its_key(monkeypatch):
+    """The worker's Liveness timer ticks every second; it writes the key itself only when
+    no consumer beat has set it within FRESH (none runs yet, Redis was slow, a broker that
+    is not the state's Redis), so the key never goes unrefreshed while the loop ticks."""
+    from worker.shell import hooks, transport
+
+    beats: list[str] = []
+
+    class Store:
+        def heartbeat(self, claimant: str, ttl_ms: int) -> None:
+            beats.append(claimant)
+
+    monkeypatch.setattr(hooks.runtime, "store", lambda: Store())
+    step = hooks.Liveness(None)
+    step._tick("w#1")  # nothing carries it: beats itself
+    assert beats == ["w#1"]
+    step.carried = transport.CarriedAlive("k", 5_000, lambda: True)
+    step._tick("w#1")  # carried, but never set yet
+    assert beats == ["w#1", "w#1"]
+    step.carried.set_at = time.monotonic()  # a consumer beat just set it
+    step._tick("w#1")
+    assert beats == ["w#1", "w#1"]
+    step.carried.set_at = time.monotonic() - hooks.Liveness.FRESH  # too long ago
+    step._tick("w#1")
+    assert beats == ["w#1"] * 3
+    # started where the fetch can carry it: the carried key is the incarnation's, fresh
+    # while the timer ticks; stopped, nothing is carried any more
+    monkeypatch.setattr(hooks, "carried_by_fetch", lambda: True)
+    monkeypatch.setattr(transport, "carried", None)
+    timer = SimpleNamespace(call_repeatedly=lambda *_: SimpleNamespace(cancel=lambda: None))
+    step.start(SimpleNamespace(hostname="w@host", timer=timer))
+    carried = transport.carried
+    assert carried is step.carried and carried is not None
+    assert carried.key == f"aftersales:alive:{hooks.incarnation('w@host')}" and carried.fresh()
+    step.ticked -= hooks.Liveness.FRESH  # the loop stopped ticking
+    assert not carried.fresh()
+    step.stop(None)
+    assert transport.carried is None
 
 
 def _calls(client: redis.Redis) -> dict[str, int]:

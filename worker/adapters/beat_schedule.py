@@ -5,7 +5,10 @@ task (a fetch, the pool, four reads, an ack) every second for nothing: most of w
 idle worker and beat cost. So when the interval is up, beat first asks Redis, in one
 read, whether the tick would do anything (`Scheduler.tick_has_work`, the tick's own
 conditions) and sends it only then, or when `AFTERSALES_IDLE_TICK_EVERY` (30 s) has passed
-since the last one: a belt to the braces. If the read fails, the tick is sent.
+since the last one: a belt to the braces. If the read fails, the tick is sent. After a
+read that found nothing, the next comes IDLE_PROBE_EVERY intervals later, not one: each
+wake-up of an idle beat is most of what it costs (measured with bench/idle.py), and what
+the read looks for is rarely that urgent (deadlines are armed a horizon, 60 s, ahead).
 """
 
 from __future__ import annotations
@@ -19,6 +22,13 @@ from celery.schedules import schedstate, schedule
 from worker.logging import get_logger
 
 log = get_logger("aftersales.beat")
+
+IDLE_PROBE_EVERY = 2
+"""Intervals between two reads while the tick has no work. Work that appears meanwhile
+waits at most this many intervals for its tick instead of one: a deadline committed due
+within that time (one armed 60 s ahead is not delayed), a lost deadline's re-send, the
+relay of an event its worker did not confirm. While there is work, the tick is sent
+every interval, as before."""
 
 
 class TickSchedule(schedule):  # type: ignore[misc]  # Celery is untyped
@@ -38,7 +48,7 @@ class TickSchedule(schedule):  # type: ignore[misc]  # Celery is untyped
         if not state.is_due:
             return state
         if monotonic() - self._sent_at < self.idle_every and not _tick_has_work():
-            return schedstate(False, self.seconds)  # asked again after one interval
+            return schedstate(False, self.seconds * IDLE_PROBE_EVERY)  # asked again then
         self._sent_at = monotonic()
         return state
 

@@ -54,12 +54,7 @@ def serve(port: int, address: str, path: str, collectors: list[Any]) -> Any | No
     """Serve /metrics on `address:port` from a thread of this process: the sum of every
     process's files in `path`, and `collectors` (figures read at scrape time). A port in
     use is logged, not fatal: the worker still does its work."""
-    from prometheus_client import (
-        CollectorRegistry,
-        PlatformCollector,
-        ProcessCollector,
-        start_http_server,
-    )
+    from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
@@ -69,9 +64,49 @@ def serve(port: int, address: str, path: str, collectors: list[Any]) -> Any | No
     for collector in collectors:
         registry.register(collector)
     try:
-        server, _ = start_http_server(port, addr=address, registry=registry)
+        server = _http_server(port, address, registry)
     except OSError as exc:
         log.error("metrics endpoint not started", port=port, error=str(exc))
         return None
     log.info("metrics endpoint started", address=address, port=port)
+    return server
+
+
+POLL_INTERVAL = 60.0
+"""Seconds between the server thread's wake-ups while nobody scrapes. A scrape wakes it at
+once; the interval only bounds how long `shutdown()` waits, which nothing calls (the thread
+is a daemon). prometheus_client's `start_http_server` wakes every 0.5 s: four wake-ups a
+second in an idle worker and beat together, for nothing."""
+
+
+def _http_server(port: int, address: str, registry: Any) -> Any:
+    """prometheus_client's `start_http_server` (its WSGI app, a thread per request, the
+    address family of `address`, no request log), serving from a daemon thread that waits
+    in `select` for POLL_INTERVAL instead of 0.5 s."""
+    import socket
+    import threading
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from prometheus_client import make_wsgi_app
+    from prometheus_client.exposition import ThreadingWSGIServer
+
+    family, _, _, _, sockaddr = socket.getaddrinfo(
+        address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+
+    class Server(ThreadingWSGIServer):
+        address_family = family
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            """Log nothing: a scrape every 15 s is not news."""
+
+    server = make_server(str(sockaddr[0]), port, make_wsgi_app(registry), Server, Quiet)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": POLL_INTERVAL},
+        name="aftersales-metrics",
+        daemon=True,
+    )
+    thread.start()
     return server

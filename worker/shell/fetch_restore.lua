@@ -15,12 +15,17 @@
 -- ARGV: 1 alive key prefix, 2 taken hash prefix, 3 the caller's consumer id,
 --       4 longest normal gap between sweeps (s), 5 quiet time after a longer one (s),
 --       6 moving list prefix, 7 wait key prefix, 8 the caller's alive expiry (ms): its
---       alive key is set first (6 to 8 optional: callers before them)
+--       alive key is set first (6 to 8 optional: callers before them), 9 and 10: another
+--       alive key and its expiry (ms), set too (the worker incarnation's while its event
+--       loop ticks, worker/shell/hooks.py; optional)
 -- Returns how many messages went back.
 redis.replicate_commands()  -- TIME before writes (Redis < 7; always so since 7)
 local clock = redis.call("TIME")
 if ARGV[8] then
   redis.call("SET", ARGV[1] .. ARGV[3], "1", "PX", ARGV[8])
+end
+if ARGV[9] and ARGV[10] then
+  redis.call("SET", ARGV[9], "1", "PX", ARGV[10])
 end
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local last = tonumber(redis.call("HGET", KEYS[4], "last") or "")

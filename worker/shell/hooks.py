@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import uuid
 from importlib.metadata import PackageNotFoundError, version
+from time import monotonic
 from typing import Any, ClassVar
 
 import structlog
@@ -31,7 +32,7 @@ from celery.worker import state as worker_state
 from schemas import formats
 from schemas.inbound import INBOUND_TASKS
 from worker import runtime
-from worker.adapters import amqp, topology
+from worker.adapters import amqp, keys, topology
 from worker.adapters import beat_schedule as beat
 from worker.adapters.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK
 from worker.celery import AMQP, app
@@ -40,6 +41,7 @@ from worker.observability import hooks as metrics
 from worker.observability import watchdog
 from worker.service_layer.backlog import message_facts
 from worker.settings import get_settings
+from worker.shell import transport
 from worker.shell.transport import INFLIGHT_PROPERTY
 
 log = get_logger("aftersales.hooks")
@@ -72,25 +74,46 @@ class DeclareTopology(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery 
 class Liveness(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is untyped
     """Every second, `aftersales:alive:<node>#<boot>` with a short expiry: the sweep re-sends
     a deadline only when the worker incarnation that received it has stopped saying it is
-    alive."""
+    alive. The event loop's timer says it: a worker whose loop is stuck (its ETA tasks with
+    it) stops saying so. Where the broker is the state's Redis, the reliable fetch's beat
+    (worker/shell/transport.py, a thread, one script a second anyway) sets the key in the
+    same round trip, as long as this timer has ticked within FRESH; the timer then does
+    no I/O, and beats itself only when no such beat has set the key within FRESH."""
 
     requires: ClassVar[set[str]] = {"celery.worker.consumer.connection:Connection"}
     PERIOD = 1.0
     TTL_MS = 5_000  # five missed beats: a busy or paused worker is not declared dead
+    FRESH = 1.5  # seconds: the carried beat needs a tick this recent; the tick, such a beat
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.timer_ref: Any = None
+        self.ticked = monotonic()
+        self.carried: transport.CarriedAlive | None = None
 
     def start(self, parent: Any) -> None:
         claimant = incarnation(parent.hostname)
         self._beat(claimant)
-        self.timer_ref = parent.timer.call_repeatedly(self.PERIOD, self._beat, (claimant,))
+        self.ticked = monotonic()
+        if carried_by_fetch():
+            self.carried = transport.CarriedAlive(
+                keys.alive(claimant), self.TTL_MS, lambda: monotonic() - self.ticked < self.FRESH
+            )
+            transport.carried = self.carried
+        self.timer_ref = parent.timer.call_repeatedly(self.PERIOD, self._tick, (claimant,))
 
     def stop(self, parent: Any) -> None:
         if self.timer_ref is not None:
             self.timer_ref.cancel()
             self.timer_ref = None
+        if self.carried is not None and transport.carried is self.carried:
+            transport.carried = None
+        self.carried = None
+
+    def _tick(self, claimant: str) -> None:
+        self.ticked = monotonic()
+        if self.carried is None or not self.carried.set_within(self.FRESH):
+            self._beat(claimant)
 
     def _beat(self, claimant: str) -> None:
         try:
@@ -135,6 +158,16 @@ _watchdog: watchdog.Watchdog | None = None
 
 def _stop_worker(code: int) -> None:
     worker_state.should_stop = code  # the event loop raises WorkerShutdown(code)
+
+
+def carried_by_fetch() -> bool:
+    """The reliable fetch's beat can carry the incarnation's alive key: the broker is the
+    state's Redis (where the sweep reads that key) and the transport is the reliable
+    fetch's (the worker sets `fetch_inflight` exactly then, worker/celery.py)."""
+    return bool(
+        app.conf.broker_transport_options.get("fetch_inflight")
+        and app.conf.broker_transport == "worker.shell.transport:Transport"
+    )
 
 
 # --- signal receivers --------------------------------------------------------------------

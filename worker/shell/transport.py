@@ -13,9 +13,10 @@ one beat, not the visibility timeout, which stays as kombu's last resort.
 
 A script cannot block, so when it finds every list empty an idle consumer waits in
 `BLMOVE <its wait queue> <its moving list>` (the transport option `fetch_wait_queue` if it
-consumes that queue, else its first; at most `fetch_block_timeout`, 1 s, then the script
-looks at every list again): the message is in the queue or in the consumer's moving list
-at every moment, and the next script takes it from there.
+consumes that queue, else its first; at most `fetch_block_timeout`, 1 s): the message is
+in the queue or in the consumer's moving list at every moment. The next script goes out in
+the same write, behind the BLMOVE: Redis runs it as the wait ends, and it takes the moved
+message (and looks at every list again) without another round trip.
 Queues, priority steps, fair rotation, fanout (pidbox), no-ack queues and the visibility
 timeout are kombu's own. Selected in worker/celery.py for redis:// brokers.
 """
@@ -28,6 +29,7 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import resources
 from queue import Empty
@@ -144,7 +146,9 @@ class Channel(kombu_redis.Channel):
         self._next_fetch_at = 0.0
         self._pending: tuple[str, list[tuple[str, bool]]] | None = None
         self._wait: tuple[str, str, bool] | None = None  # (queue, list, no-ack) of the wait key
-        self._blocking = False  # the BLMOVE is out, not the script
+        self._blocking = False  # the next fetch (or the one out) is a BLMOVE, then the script
+        self._consumed_changes = 0  # queues added to this consumer so far
+        self._fetched_changes = 0  # ... when the fetch out was prepared
         self._heartbeat: Heartbeat | None = None
         self._pid = os.getpid()
         self.consumer_id = _new_consumer_id()
@@ -157,26 +161,38 @@ class Channel(kombu_redis.Channel):
             self._noack_queues.add(queue)
         else:
             self._noack_queues.discard(queue)
+        self._consumed_changes += 1  # a fetch out now does not look at this queue
         return super().basic_consume(queue, no_ack, *args, **kwargs)
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         """Send the fetch script (kombu sends BRPOP here), or, after the script found
-        nothing, the blocking BLMOVE it prepared; the reply comes back through the same
-        poller."""
+        nothing, the blocking BLMOVE it prepared followed by the script in the same write:
+        Redis runs the script the moment the BLMOVE returns, so a message it moved is
+        taken and recorded without another round trip. The replies come back through the
+        same poller."""
         if monotonic() < self._next_fetch_at:
             return
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return
         self._ensure_heartbeat()
-        self._in_poll = self.client.connection
+        connection = self.client.connection
+        self._in_poll = connection
         self._brpop_sent_at = monotonic()  # type: ignore[assignment]  # kombu: None at first
+        script = ("EVALSHA", FETCH_SHA, *self._fetch_arguments(queues))
         if self._blocking and self._wait is not None:
-            self.client.connection.send_command(
-                "BLMOVE", self._wait[1], keys.fetch_moving(self.consumer_id), "RIGHT", "LEFT",
-                float(self.fetch_block_timeout),
-            )  # fmt: skip
+            blmove = ("BLMOVE", self._wait[1], keys.fetch_moving(self.consumer_id), "RIGHT",
+                      "LEFT", float(self.fetch_block_timeout))  # fmt: skip
+            connection.send_packed_command(connection.pack_commands([blmove, script]))
             return
+        self._blocking = False
+        connection.send_command(*script)
+
+    def _fetch_arguments(self, queues: list[str]) -> list[Any]:
+        """The fetch script's key count, KEYS and ARGV for these queues; remembers the
+        delivery tag and lists it was sent with, and the list to wait on if it finds
+        nothing. Sent after a BLMOVE, the script's `now` is when the wait began: the
+        unacked score and in-flight mark are at most `fetch_block_timeout` older."""
         lists = [(queue, self._q_for_pri(queue, pri), queue in self._noack_queues)
                  for pri in self.priority_steps for queue in queues]  # fmt: skip
         # The wait goes to the queue whose messages must not wait (the worker's inbound
@@ -191,10 +207,9 @@ class Channel(kombu_redis.Channel):
             inflight=self.fetch_inflight,
         )  # fmt: skip
         self._pending = tag, [(queue, no_ack) for queue, _, no_ack in lists]
+        self._fetched_changes = self._consumed_changes
         self._wait_next = block
-        self.client.connection.send_command(
-            "EVALSHA", FETCH_SHA, len(script_keys), *script_keys, *argv
-        )
+        return [len(script_keys), *script_keys, *argv]
 
     def _free_prefetch(self) -> int:
         """How many messages one fetch takes: what the prefetch limit leaves room for (at
@@ -208,13 +223,15 @@ class Channel(kombu_redis.Channel):
         if not self._in_poll:  # its reply was read already (given back): nothing to wait for
             raise Empty()
         try:
-            if self._blocking:  # the BLMOVE's reply: the next script takes what it moved
+            if self._blocking:  # the BLMOVE's reply, then the script's sent with it
                 self._blocking = False
                 self._read_reply("BLMOVE", **options)
-                raise Empty()
             reply = self._read_reply("EVALSHA", **options)
             if not reply or self._pending is None:
-                if reply is None and self._pending is not None:  # all empty: block next
+                # All empty: block next, unless a queue was added since the script was
+                # prepared (add_consumer): it did not look there; look again at once.
+                fresh = self._fetched_changes == self._consumed_changes
+                if reply is None and self._pending is not None and fresh:
                     self._wait, self._blocking = self._wait_next, True
                 raise Empty()
             return self._deliver_batch(reply)
@@ -315,17 +332,17 @@ class Channel(kombu_redis.Channel):
             return True
         blocking, self._blocking = self._blocking, False
         try:
-            if blocking:  # a BLMOVE: what it moved goes from the moving list back to the head
-                moved = self._read_reply("BLMOVE")
-                if moved and self._wait is not None:
-                    self.client.lmove(
-                        keys.fetch_moving(self.consumer_id), self._wait[1], "LEFT", "RIGHT"
-                    )
-                    log.info("fetched message given back to the head", queue=self._wait[0])
-                return True
+            # A BLMOVE is followed by the script sent with it, which takes what it moved.
+            moved = self._read_reply("BLMOVE") if blocking else None
             if self._pending is None:
                 return True
             reply = self._read_reply("EVALSHA")
+            if moved and not reply and self._wait is not None:
+                # the script failed (NOSCRIPT, an error): the message is in the moving list
+                self.client.lmove(
+                    keys.fetch_moving(self.consumer_id), self._wait[1], "LEFT", "RIGHT"
+                )
+                log.info("fetched message given back to the head", queue=self._wait[0])
         except Exception:  # the close or the restore sweep gives it back, as before
             log.warning("could not read a pending fetch to give it back", exc_info=True)
             return False
@@ -439,6 +456,25 @@ class Channel(kombu_redis.Channel):
         super().close()
 
 
+class CarriedAlive:
+    """Another alive key the consumers' beats of this process set too, in the same round
+    trip, while `fresh()` says its owner lives: the worker incarnation's
+    (`aftersales:alive:<node>#<boot>`, worker/shell/hooks.py Liveness), while the worker's
+    event loop ticks. Only where the broker is the state's Redis, where that key lives."""
+
+    def __init__(self, key: str, ttl_ms: int, fresh: Callable[[], bool]) -> None:
+        self.key, self.ttl_ms, self.fresh = key, ttl_ms, fresh
+        self.set_at = float("-inf")  # monotonic: when a beat last set it (its reply read)
+
+    def set_within(self, seconds: float) -> bool:
+        """A beat set the key, and said so, within the last `seconds`."""
+        return monotonic() - self.set_at < seconds
+
+
+carried: CarriedAlive | None = None
+"""This process's carried alive key, if any (set by the worker's Liveness step)."""
+
+
 class Heartbeat(threading.Thread):
     """Keeps a consumer's alive key and gives back what dead consumers had taken."""
 
@@ -473,13 +509,17 @@ class Heartbeat(threading.Thread):
         self.client.close()
 
     def beat(self) -> int:
-        """One round trip: this consumer's alive key, then the restore sweep."""
+        """One round trip: this consumer's alive key (and the carried one, if its owner is
+        fresh), then the restore sweep."""
+        also = carried if carried is not None and carried.fresh() else None
         restored = int(self.restore(
             keys=self.restore_keys,
             args=[keys.ALIVE_PREFIX, keys.FETCH_TAKEN_PREFIX, self.consumer_id, RESTORE_GAP,
                   RESTORE_QUIET, keys.FETCH_MOVING_PREFIX, keys.FETCH_WAIT_PREFIX,
-                  ALIVE_TTL_MS],
+                  ALIVE_TTL_MS, *((also.key, also.ttl_ms) if also else ())],
         ))  # fmt: skip
+        if also is not None:
+            also.set_at = monotonic()
         if restored:
             log.warning("restored messages of dead consumers", count=restored)
             record.restored(restored)
