@@ -74,9 +74,18 @@ with `"format": N`, which they leave for a newer worker. Format 3 is contract 1.
 (offers, replacements, per-unit rejections)."""
 
 ORDER_STATE_VALUES_SINCE: Mapping[int, frozenset[str]] = {
-    3: frozenset({"reshipment", "exchange", "offered", "replacing", "replaced",
-                  "replacement_ship", "offer_response"}),
-}  # fmt: skip
+    3: frozenset(
+        {
+            "reshipment",
+            "exchange",
+            "offered",
+            "replacing",
+            "replaced",
+            "replacement_ship",
+            "offer_response",
+        }
+    ),
+}
 """`kind` and `status` values that only format N and later have (new request kinds and
 statuses, new deadline kinds), by N."""
 

@@ -24,10 +24,16 @@ from typing import Any
 from schemas.durations import parse_duration
 
 WINDOWS = (
-    "free_cancel_window", "cancel_response_window", "unpaid_cancel_after", "return_window",
-    "return_response_window", "resubmit_window", "self_arrange_tracking_window",
-    "label_validity", "receipt_confirm_window",
-)  # fmt: skip
+    "free_cancel_window",
+    "cancel_response_window",
+    "unpaid_cancel_after",
+    "return_window",
+    "return_response_window",
+    "resubmit_window",
+    "self_arrange_tracking_window",
+    "label_validity",
+    "receipt_confirm_window",
+)
 """The policy's durations: in 1.0 all of them elapsed time."""
 
 SELLER_WINDOWS = ("free_cancel_window", "cancel_response_window")

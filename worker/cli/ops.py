@@ -21,9 +21,13 @@ from worker.adapters.redis_store import RedisStore
 from worker.adapters.state_codec import policy_hash
 
 TERMS = (
-    "free_cancel_window", "cancel_response_window", "unpaid_cancel_after", "return_window",
-    "return_response_window", "return_response_calendar",
-)  # fmt: skip
+    "free_cancel_window",
+    "cancel_response_window",
+    "unpaid_cancel_after",
+    "return_window",
+    "return_response_window",
+    "return_response_calendar",
+)
 """The windows `aftersales order` shows of the terms an order is under."""
 
 

@@ -181,8 +181,14 @@ class Channel(kombu_redis.Channel):
         self._brpop_sent_at = monotonic()  # type: ignore[assignment]  # kombu: None at first
         script = ("EVALSHA", FETCH_SHA, *self._fetch_arguments(queues))
         if self._blocking and self._wait is not None:
-            blmove = ("BLMOVE", self._wait[1], keys.fetch_moving(self.consumer_id), "RIGHT",
-                      "LEFT", float(self.fetch_block_timeout))  # fmt: skip
+            blmove = (
+                "BLMOVE",
+                self._wait[1],
+                keys.fetch_moving(self.consumer_id),
+                "RIGHT",
+                "LEFT",
+                float(self.fetch_block_timeout),
+            )
             connection.send_packed_command(connection.pack_commands([blmove, script]))
             return
         self._blocking = False
@@ -193,8 +199,11 @@ class Channel(kombu_redis.Channel):
         delivery tag and lists it was sent with, and the list to wait on if it finds
         nothing. Sent after a BLMOVE, the script's `now` is when the wait began: the
         unacked score and in-flight mark are at most `fetch_block_timeout` older."""
-        lists = [(queue, self._q_for_pri(queue, pri), queue in self._noack_queues)
-                 for pri in self.priority_steps for queue in queues]  # fmt: skip
+        lists = [
+            (queue, self._q_for_pri(queue, pri), queue in self._noack_queues)
+            for pri in self.priority_steps
+            for queue in queues
+        ]
         # The wait goes to the queue whose messages must not wait (the worker's inbound
         # queue), else the first the consumer named, not the rotation's.
         first = self.fetch_wait_queue if self.fetch_wait_queue in queues else None
@@ -202,10 +211,16 @@ class Channel(kombu_redis.Channel):
         block = (first, self._q_for_pri(first, 0), first in self._noack_queues)
         tag = f"{self.consumer_id}{TAG_SEPARATOR}{uuid.uuid4().hex}"
         script_keys, argv = fetch_arguments(
-            self.unacked_key, self.unacked_index_key, self.consumer_id, tag, lists,
-            moved=self._wait, block=block[1], count=self._free_prefetch(),
+            self.unacked_key,
+            self.unacked_index_key,
+            self.consumer_id,
+            tag,
+            lists,
+            moved=self._wait,
+            block=block[1],
+            count=self._free_prefetch(),
             inflight=self.fetch_inflight,
-        )  # fmt: skip
+        )
         self._pending = tag, [(queue, no_ack) for queue, _, no_ack in lists]
         self._fetched_changes = self._consumed_changes
         self._wait_next = block
@@ -252,8 +267,10 @@ class Channel(kombu_redis.Channel):
         batch = self._batch(reply, first_tag, lists)
         stopped = [q for q, _, _, tag, _ in batch if tag and q not in self.connection._callbacks]
         if stopped:
-            log.warning("messages fetched after their consumer stopped: back at the head",
-                        queues=sorted(set(stopped)))  # fmt: skip
+            log.warning(
+                "messages fetched after their consumer stopped: back at the head",
+                queues=sorted(set(stopped)),
+            )
             self._give_back_batch(reply, first_tag, lists)
             raise Empty()
         failure: Exception | None = None
@@ -512,12 +529,22 @@ class Heartbeat(threading.Thread):
         """One round trip: this consumer's alive key (and the carried one, if its owner is
         fresh), then the restore sweep."""
         also = carried if carried is not None and carried.fresh() else None
-        restored = int(self.restore(
-            keys=self.restore_keys,
-            args=[keys.ALIVE_PREFIX, keys.FETCH_TAKEN_PREFIX, self.consumer_id, RESTORE_GAP,
-                  RESTORE_QUIET, keys.FETCH_MOVING_PREFIX, keys.FETCH_WAIT_PREFIX,
-                  ALIVE_TTL_MS, *((also.key, also.ttl_ms) if also else ())],
-        ))  # fmt: skip
+        restored = int(
+            self.restore(
+                keys=self.restore_keys,
+                args=[
+                    keys.ALIVE_PREFIX,
+                    keys.FETCH_TAKEN_PREFIX,
+                    self.consumer_id,
+                    RESTORE_GAP,
+                    RESTORE_QUIET,
+                    keys.FETCH_MOVING_PREFIX,
+                    keys.FETCH_WAIT_PREFIX,
+                    ALIVE_TTL_MS,
+                    *((also.key, also.ttl_ms) if also else ()),
+                ],
+            )
+        )
         if also is not None:
             also.set_at = monotonic()
         if restored:
@@ -574,18 +601,32 @@ def fetch_arguments(
     the worker sets it when the broker is the state's Redis)."""
     first = moved or lists[0]
     argv: list[Any] = [
-        time(), tag, consumer_id, ALIVE_TTL_MS, _tail(first[0]), "1" if first[2] else "0", block,
+        time(),
+        tag,
+        consumer_id,
+        ALIVE_TTL_MS,
+        _tail(first[0]),
+        "1" if first[2] else "0",
+        block,
         count,
-        *((inflight["prefix"], inflight["suffix"], "|" + "|".join(inflight["tasks"]) + "|")
-          if inflight else ("", "", "")),
-    ]  # fmt: skip
+        *(
+            (inflight["prefix"], inflight["suffix"], "|" + "|".join(inflight["tasks"]) + "|")
+            if inflight
+            else ("", "", "")
+        ),
+    ]
     for queue, _, no_ack in lists:
         argv += [_tail(queue), "1" if no_ack else "0"]
     script_keys = [
-        unacked_key, index_key, keys.fetch_taken(consumer_id), keys.FETCH_CONSUMERS,
-        keys.alive(consumer_id), keys.fetch_moving(consumer_id), keys.fetch_wait(consumer_id),
+        unacked_key,
+        index_key,
+        keys.fetch_taken(consumer_id),
+        keys.FETCH_CONSUMERS,
+        keys.alive(consumer_id),
+        keys.fetch_moving(consumer_id),
+        keys.fetch_wait(consumer_id),
         *(key for _, key, _ in lists),
-    ]  # fmt: skip
+    ]
     return script_keys, argv
 
 
