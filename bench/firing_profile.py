@@ -47,6 +47,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from support.redis_meter import count_round_trips  # noqa: E402
+
 STEPS = ("load", "gate", "commit", "publish", "confirm")
 
 
@@ -106,7 +108,7 @@ def profile(n: int, rounds: int, batch: int) -> dict[str, Any]:
     service, store, publisher = runtime.service(), runtime.store(), runtime.publisher()
     client = runtime.redis_client()
     spent: dict[str, float] = defaultdict(float)
-    round_trips = _count_round_trips()
+    round_trips = count_round_trips()
 
     def timed(step: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*a: Any, **k: Any) -> Any:
@@ -182,22 +184,6 @@ def profile(n: int, rounds: int, batch: int) -> dict[str, Any]:
         "median": {key: statistics.median(r[key] for r in rows) for key in rows[0]},
         "rounds_detail": rows,
     }
-
-
-def _count_round_trips() -> Callable[[], int]:
-    """Round trips to Redis from this process (store and kombu alike): each single command
-    and each pipeline is one `send_packed_command` on a redis-py connection."""
-    from redis.connection import AbstractConnection
-
-    count = [0]
-    original = AbstractConnection.send_packed_command
-
-    def counting(self: Any, command: Any, check_health: bool = True) -> None:
-        count[0] += 1
-        original(self, command, check_health)
-
-    AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
-    return lambda: count[0]
 
 
 def render(results: dict[str, Any]) -> str:

@@ -44,6 +44,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from support.redis_meter import count_round_trips  # noqa: E402
+
 STEPS = (
     ("celery", "fast_trace_task minus the task body: decode, tracer, signal receivers"),
     ("screen", "arguments screened (message_facts), log context bound"),
@@ -135,7 +137,7 @@ def profile(n: int, rounds: int, top: int, redis_pid: int | None, batch: int = 0
     sketch = _batch_sketch(n, rounds, batch, redis_pid) if batch else None
     spent: dict[str, float] = defaultdict(float)  # wall time
     burnt: dict[str, float] = defaultdict(float)  # this process's CPU time
-    round_trips = _count_round_trips()
+    round_trips = count_round_trips()
     # Each step's time excludes the timed steps it calls (the wrappers nest).
     inner: list[float] = [0.0, 0.0]
 
@@ -362,21 +364,6 @@ class _TimedLogger:
 
     def __getattr__(self, name: str) -> Any:
         return self._timed("log", getattr(self._logger, name))
-
-
-def _count_round_trips() -> Callable[[], int]:
-    """Commands or pipelines sent to Redis from this process (redis-py, kombu alike)."""
-    from redis.connection import AbstractConnection
-
-    count = [0]
-    original = AbstractConnection.send_packed_command
-
-    def counting(self: Any, command: Any, check_health: bool = True) -> None:
-        count[0] += 1
-        original(self, command, check_health)
-
-    AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
-    return lambda: count[0]
 
 
 def render(results: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,3 +194,21 @@ def client_address(r: redis.Redis) -> str:
     info = r.execute_command("CLIENT", "INFO")
     text = info.decode() if isinstance(info, bytes) else str(info)
     return next(part[5:] for part in text.split() if part.startswith("addr="))
+
+
+def count_round_trips() -> Callable[[], int]:
+    """Round trips to Redis from this process (store and kombu alike): each single command
+    and each pipeline is one `send_packed_command` on a redis-py connection. Returns a
+    function that reads the count so far. Used by bench/inbound_cost.py and
+    bench/firing_profile.py."""
+    from redis.connection import AbstractConnection
+
+    count = [0]
+    original = AbstractConnection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        count[0] += 1
+        original(self, command, check_health)
+
+    AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
+    return lambda: count[0]
