@@ -86,6 +86,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import redis
 from deadlines import ROOT, Bench, Proc, percentile, say, wait_for
 
+from tests.observability.scraping import free_port_pair
 from tests.support.messages import message as _message
 from tests.support.messages import placed
 from worker.cli.embedded_redis import free_port, start_embedded_redis
@@ -523,21 +524,6 @@ def _event_type(raw: bytes) -> str:
 
     envelope = json.loads(raw)
     return str(json.loads(base64.b64decode(envelope["body"]))["type"])
-
-
-def free_port_pair() -> int:
-    """A free port P with P + 1 free too: a worker serves /metrics on P, beat on P + 1."""
-    import socket
-
-    for _ in range(50):
-        port = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two free ports in a row")
 
 
 def _flush(url: str) -> None:
