@@ -18,8 +18,8 @@ embedded server's. Round trips: commands or pipelines sent to Redis from this pr
 Round 0 warms up (connections, script cache, policy) and is not counted; each number is
 the median over the counted rounds. `--cprofile N` also prints the N functions with the
 most cumulative time in the last round (cProfile slows everything: shares only).
-`--batch N` also measures a sketch of a batch path at the service level (N messages'
-begins in one pipeline, their commits in another; bench/README.md, issue 21).
+`--batch N` also measures the batch path's pool side, `tasks.inbound.handle_batch` on N
+messages at a time (worker/shell/batch.py; BENCH_BATCH_PROFILE=1 prints its cProfile).
 """
 
 from __future__ import annotations
@@ -72,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         "--batch",
         type=int,
         default=0,
-        help="also a sketch of a batch path: N messages' begins in one pipeline, their "
-        "commits in another (service level only, no Celery)",
+        help="also the batch path's pool side (tasks.inbound.handle_batch), N messages a call",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args(argv)
@@ -245,72 +244,31 @@ def profile(n: int, rounds: int, top: int, redis_pid: int | None, batch: int = 0
 
 
 def _batch_sketch(n: int, rounds: int, batch: int, redis_pid: int | None) -> dict[str, Any]:
-    """What a batch path would cost per message at the service level: `batch` messages
-    validated and digested, their begin.lua calls sent in one pipeline, each decided on
-    its order as loaded and its commit built as Service._apply builds it, and the commits
-    sent in one pipeline (OrderStore.commit_many: each its own version-checked script).
-    A sketch to size that lever, not the worker's code: no Celery, no retries on a lost
-    race (none happen: a batch ends before a second message of an order already in it)."""
-    from dataclasses import replace
-
+    """The batch path's pool side per message: tasks.inbound.handle_batch, what a pool
+    process runs for the inbound messages the consumer took together (worker/shell/batch.py:
+    validation, digests, begin.lua for all in one pipeline, decisions, commit.lua for all in
+    another, the log lines and metrics), on `batch` consecutive messages at a time."""
     from throughput import EVENTS_QUEUE, cpu_seconds, expected_events, mix
 
-    from schemas.inbound import parse_message
-    from tasks.inbound import _digest
-    from worker import rules, runtime
-    from worker.adapters.store_base import ms, text
-    from worker.service_layer.commit import commit_for
-    from worker.service_layer.ports import Loaded
+    from tasks.inbound import handle_batch
+    from worker import runtime
 
-    service, store, client = runtime.service(), runtime.store(), runtime.redis_client()
-    space = store.keys
-    rows = []
+    client = runtime.redis_client()
+    rows, profiler = [], cProfile.Profile()
     for round_no in range(rounds + 1):
         steps = list(mix(n, f"batch{round_no}-{uuid.uuid4().hex[:6]}"))
         client.delete(EVENTS_QUEUE)
+        items = [(task, str(uuid.uuid4()), [body], {}, {}) for task, body, _ in steps]
+        chunks = [items[i : i + batch] for i in range(0, len(items), batch)]
         cpu0, wall0 = time.process_time(), time.perf_counter()
         redis0 = cpu_seconds([redis_pid]) if redis_pid else 0.0
-        for chunk in _chunks(steps, batch):
-            now = service.clock()
-            messages = [
-                (parse_message(task, body, now=now), _digest(body)) for task, body, _ in chunk
-            ]
-            pipe = client.pipeline(transaction=False)
-            for message, digest in messages:  # what OrderStore.begin_message sends
-                oid = message.order_id
-                store._begin(
-                    keys=[
-                        space.message_digests(oid),
-                        space.seen_messages(oid),
-                        space.order_state(oid),
-                        space.inflight(oid),
-                        space.expired(oid),
-                    ],
-                    args=[
-                        message.message_id,
-                        digest[: store.digest_chars],
-                        "",
-                        ms(service.retention),
-                    ],
-                    client=pipe,
-                )
-            commits = []
-            for (message, _), (status, raw, version, *_) in zip(
-                messages, pipe.execute(), strict=True
-            ):
-                assert text(status) == "new", status
-                loaded = store._loaded(raw, version) if raw is not None else Loaded(None, 0)
-                state = loaded.state or rules.new_state(message.order_id)
-                decision = rules.decide(state, message, now, service.policy, service.hold_for)
-                commit = commit_for(
-                    loaded.version, state, decision, message, now, service.retention,
-                    service.tombstone, {},
-                )  # fmt: skip
-                commits.append(replace(commit, message_id=message.message_id))
-            results = store.commit_many(commits, now)
-            assert all(result.status == "ok" for result in results), results
+        if round_no == rounds:
+            profiler.enable()
+        results = [result for chunk in chunks for result in handle_batch(chunk)]
+        profiler.disable()
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         redis_cpu = (cpu_seconds([redis_pid]) if redis_pid else 0.0) - redis0
+        assert None not in results, "a message left to Celery's way"
         published = client.llen(EVENTS_QUEUE)
         assert published == expected_events(steps), f"{published} events"
         if round_no:
@@ -322,21 +280,15 @@ def _batch_sketch(n: int, rounds: int, batch: int, redis_pid: int | None) -> dic
                     "redis_cpu": redis_cpu / count * 1000,
                 }
             )
-    return {"batch": batch, **{k: statistics.median(r[k] for r in rows) for k in rows[0]}}
-
-
-def _chunks(steps: list[Any], batch: int) -> list[list[Any]]:
-    """Consecutive steps, at most `batch` a chunk, a chunk ending before an order repeats."""
-    chunks: list[list[Any]] = [[]]
-    orders: set[str] = set()
-    for step in steps:
-        order_id = step[1]["order_id"]
-        if len(chunks[-1]) == batch or order_id in orders:
-            chunks.append([])
-            orders.clear()
-        chunks[-1].append(step)
-        orders.add(order_id)
-    return [chunk for chunk in chunks if chunk]
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats(
+        os.environ.get("BENCH_BATCH_SORT", "tottime")
+    ).print_stats(45)
+    return {
+        "batch": batch,
+        **{k: statistics.median(r[k] for r in rows) for k in rows[0]},
+        "cprofile_tottime": text.getvalue(),
+    }
 
 
 def _task_call(app: Any, serialize: Any, task: str, body: dict[str, Any]) -> tuple[Any, ...]:
@@ -390,15 +342,16 @@ def render(results: dict[str, Any]) -> str:
         "in the steps that call timed ones, and in the total)"
     )
     lines.append(f"  rate         {median['per_second']:7.0f}         messages/s, one process")
-    sketch = results.get("batch")
-    if sketch:
-        body = median["cpu"] - median["cpu_celery"]
+    batched = results.get("batch")
+    if batched:
         lines.append(
-            f"  batch sketch, {sketch['batch']} messages a step (service level, no Celery): "
-            f"CPU {sketch['cpu']:.3f} ms a message (the task body above: {body:.3f}), "
-            f"wall {sketch['wall']:.3f}, redis cpu {sketch['redis_cpu']:.3f}; plus Celery's "
-            f"per-task work ({median['cpu_celery']:.3f} above) once per batch"
+            f"  batch path, {batched['batch']} messages a call (tasks.inbound.handle_batch, "
+            f"what a pool process runs): CPU {batched['cpu']:.3f} ms a message (one task per "
+            f"message above: {median['cpu']:.3f}), wall {batched['wall']:.3f}, "
+            f"redis cpu {batched['redis_cpu']:.3f}"
         )
+        if os.environ.get("BENCH_BATCH_PROFILE"):
+            lines += ["", batched["cprofile_tottime"]]
     if results["cprofile"]:
         lines += ["", results["cprofile"]]
     return "\n".join(lines)

@@ -228,6 +228,7 @@ class Side:
     procs: list[Proc]
     queue: str
     nodes: list[str] = field(default_factory=list)
+    metrics_port: int = 0  # its /metrics, read for its batch sizes (ours)
 
 
 class ThroughputBench(Bench):
@@ -333,6 +334,7 @@ class ThroughputBench(Bench):
         broker = self.broker
         pids = [proc.pid for proc in side.procs]
         spy = _py_spy(pids[0], profile) if profile else None
+        batches0 = self._batches(side)
         cpu0, redis0 = cpu_seconds(pids), self._redis_cpu()
         main0 = cpu_seconds(pids, descendants=False)  # Celery's consumer, without the pool
         start = time.perf_counter()
@@ -352,14 +354,45 @@ class ThroughputBench(Bench):
             spy.wait(60)
         control.control.cancel_consumer(side.queue, destination=side.nodes, reply=True, timeout=5)
         control.close()
+        batches1 = self._batches(side)
+        batch_mean = None
+        if batches0 is not None and batches1 is not None and batches1[0] > batches0[0]:
+            batch_mean = (batches1[1] - batches0[1]) / (batches1[0] - batches0[0])
         return {
             "n": n,
+            "batch_mean": batch_mean,
             "seconds": seconds,
             "rate": n / seconds,
             "worker_cpu_ms_per_msg": cpu * 1000 / n,
             "main_cpu_ms_per_msg": main * 1000 / n,
             "redis_cpu_ms_per_msg": None if redis_cpu is None else redis_cpu * 1000 / n,
         }
+
+    def _batches(self, side: Side) -> tuple[float, float] | None:
+        """Ours: inbound batches so far and the messages in them, from its /metrics
+        (aftersales_inbound_batch_messages, worker/shell/batch.py)."""
+        if not side.metrics_port:
+            return None
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        url = f"http://127.0.0.1:{side.metrics_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                page = response.read().decode()
+        except OSError:
+            return None
+        found = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(page)
+            for sample in family.samples
+            if sample.name.startswith("aftersales_inbound_batch_messages")
+        }
+        return (
+            found.get("aftersales_inbound_batch_messages_count", 0.0),
+            found.get("aftersales_inbound_batch_messages_sum", 0.0),
+        )
 
     def _redis_cpu(self) -> float | None:
         return cpu_seconds([self.redis_pid]) if self.redis_pid else None
@@ -371,7 +404,9 @@ class ThroughputBench(Bench):
         say(
             f"  [{side.name}] {len(steps):,} msgs in {result['seconds']:.2f} s = "
             f"{result['rate']:,.0f} msg/s; worker CPU {result['worker_cpu_ms_per_msg']:.2f} "
-            f"ms/msg (main {result['main_cpu_ms_per_msg']:.2f})" + _redis_note(result)
+            f"ms/msg (main {result['main_cpu_ms_per_msg']:.2f})"
+            + _redis_note(result)
+            + (f"; {result['batch_mean']:.1f} msgs a batch" if result.get("batch_mean") else "")
         )
         return result
 
@@ -647,6 +682,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "ours": bench.start("ours", "worker", OURS_IDLE, ours_env, args.workers),
         }
+        sides["ours"].metrics_port = metrics_port
         if args.metrics_cost:  # the same worker without metrics, drained in turn
             off = {**bench.ours_env(), "AFTERSALES_METRICS_PORT": "off"}
             sides["ours-nometrics"] = bench.start(

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
+import structlog
 from celery import Task
 from pydantic import ValidationError
 
@@ -18,9 +21,10 @@ from tasks.errors import TRANSIENT, retry_later
 from tasks.typed import task
 from worker import runtime
 from worker.logging import bind, get_logger, redact
-from worker.observability import tracing
+from worker.observability import record, tracing
 from worker.rules.codes import ORDER_EXPIRED
 from worker.service_layer.backlog import message_facts
+from worker.service_layer.service import Arrival, Outcome
 
 log = get_logger("aftersales.tasks")
 
@@ -52,6 +56,22 @@ def handle_inbound(
     """`trace`: the message's trace context (schemas/trace.py), read from its headers if
     not given."""
     task_id = task.request.id or ""
+    accepted = _accept(task_name, task_id, args, kwargs)
+    if isinstance(accepted, str):
+        return accepted
+    message, body, facts = accepted
+    # Its in-flight entry ends in the same round trip as the commit (or the duplicate check).
+    if trace is None:
+        trace = trace_context(_headers(task))
+    outcome = runtime.service().handle_message(message, task_id, _digest(body), trace)
+    return _result(task_name, body, message, outcome, facts, task_id)
+
+
+def _accept(
+    task_name: str, task_id: str, args: Sequence[Any], kwargs: dict[str, Any]
+) -> str | tuple[Any, Any, tuple[str, Any] | None]:
+    """The task's arguments as a validated message (with its body and facts), or the
+    result of refusing them (dead-lettered). Binds the log context."""
     facts = message_facts(args)
     if facts:
         bind(order_id=facts[0])
@@ -77,10 +97,19 @@ def handle_inbound(
             errors=[dict(error) for error in errors],
         )
     bind(order_id=message.order_id, message_id=message.message_id, message_type=message.type)
-    # Its in-flight entry ends in the same round trip as the commit (or the duplicate check).
-    if trace is None:
-        trace = trace_context(_headers(task))
-    outcome = runtime.service().handle_message(message, task_id, _digest(body), trace)
+    return message, body, facts
+
+
+def _result(
+    task_name: str,
+    body: Any,
+    message: Any,
+    outcome: Outcome,
+    facts: tuple[str, Any] | None,
+    task_id: str,
+) -> str:
+    """What a handled message's task returns; a reused id or an expired order is
+    dead-lettered here."""
     if outcome.status == "reused":
         error = f"message_id {message.message_id!r} was already used with a different body"
         log.warning("reused message id dead-lettered")
@@ -190,6 +219,97 @@ def _make_task(task_name: str) -> Task:
         max_retries=None,  # transient failures only: never give up on a valid message
         Request="worker.shell.redaction:RedactedRequest",
     )(run)
+
+
+BatchItem = tuple[str, str, list[Any], dict[str, Any], dict[str, str]]
+"""One inbound message of a batch as the consumer hands it to a pool process
+(worker/shell/batch.py): task name, task id, args, kwargs, trace context."""
+
+SUCCEEDED = "Task %(name)s[%(id)s] succeeded in %(runtime)ss: %(return_value)s"
+"""Celery's line for a task's end (celery.app.trace), written for each message of a batch
+under the same logger: one line per message says what became of it, as for a task."""
+
+_trace_log = logging.getLogger("celery.app.trace")
+
+
+def handle_batch(items: Sequence[BatchItem]) -> list[str | None]:
+    """Run in a pool process: the inbound messages the consumer took together, decided
+    and committed as one batch (Service.handle_many: begins in one round trip, commits in
+    another). Returns each message's task result, or None for a message to go Celery's
+    own way, one task with its retries and dead letters (worker/shell/batch.py): every
+    message of a batch that met an error, and all of them while OpenTelemetry traces
+    (spans are per task)."""
+    if not items or tracing.tracer() is not None:
+        return [None] * len(items)
+    began = time.perf_counter()
+    results: list[str | None] = [None] * len(items)
+    contexts: dict[int, dict[str, Any]] = {}
+    arrivals: list[Arrival] = []
+    accepted: list[tuple[int, Any, Any, tuple[str, Any] | None]] = []
+    for index, (task_name, task_id, args, kwargs, trace) in enumerate(items):
+        _bind_task(task_id, task_name)
+        try:
+            accepted_or_not = _accept(task_name, task_id, args, kwargs)
+        except Exception:  # Celery's way dead-letters it, or retries it (an outage)
+            log.warning("message left to its own task", exc_info=True)
+            continue
+        if isinstance(accepted_or_not, str):
+            results[index] = accepted_or_not
+            contexts[index] = structlog.contextvars.get_contextvars()
+            continue
+        message, body, facts = accepted_or_not
+        accepted.append((index, message, body, facts))
+        arrivals.append(Arrival(message, task_id, _digest(body), trace_context(trace)))
+    structlog.contextvars.clear_contextvars()
+    try:
+        outcomes = runtime.service().handle_many(arrivals)
+    except Exception:
+        # An outage or a bug: the messages not refused go one at a time, each its own
+        # task with its retries; those this batch committed are duplicates there.
+        log.warning("batch failed; its messages go one at a time", exc_info=True)
+        outcomes = []
+    for (index, message, body, facts), outcome in zip(accepted, outcomes, strict=False):
+        task_name, task_id = items[index][0], items[index][1]
+        _bind_task(task_id, task_name)
+        bind(order_id=message.order_id, message_id=message.message_id, message_type=message.type)
+        try:
+            results[index] = _result(task_name, body, message, outcome, facts, task_id)
+        except Exception:
+            log.warning("message left to its own task", exc_info=True)
+            continue
+        contexts[index] = structlog.contextvars.get_contextvars()
+    _report(items, results, contexts, time.perf_counter() - began)
+    return results
+
+
+def _bind_task(task_id: str, task_name: str) -> None:
+    """The log context a task's lines start with (worker/shell/hooks.py, bind_task)."""
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(task_id=task_id, task=task_name)
+
+
+def _report(
+    items: Sequence[BatchItem],
+    results: list[str | None],
+    contexts: dict[int, dict[str, Any]],
+    seconds: float,
+) -> None:
+    """Per message of a batch, what a task's signals and Celery's log would say: the
+    metrics (its share of the batch's time) and the "succeeded" line with its context."""
+    record.batch_ran(len(items))
+    share = seconds / len(items)
+    for index, ((task_name, task_id, *_), result) in enumerate(zip(items, results, strict=True)):
+        if result is None:
+            continue
+        record.task_ran(task_name, share)
+        record.message(task_name, result)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(**contexts.get(index, {}))
+        _trace_log.info(
+            SUCCEEDED,
+            {"id": task_id, "name": task_name, "runtime": share, "return_value": repr(result)},
+        )
+    structlog.contextvars.clear_contextvars()
 
 
 INBOUND = {name: _make_task(name) for name in INBOUND_TASKS}

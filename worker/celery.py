@@ -86,6 +86,8 @@ app.conf.update(
         # step as it takes it, when the state is in the broker's Redis (docs/design.md,
         # backlog safety); else the worker does as Celery receives it (worker/shell/hooks.py).
         "fetch_inflight": _fetch_inflight(),
+        # One fetch takes up to a whole inbound batch (worker/shell/batch.py).
+        "fetch_batch": max(16, settings.inbound_batch),
     },
     broker_connection_retry_on_startup=True,
     # kombu's Redis transport loses a message popped but not yet recorded as unacked when

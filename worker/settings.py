@@ -187,6 +187,10 @@ class Settings:
     # is 20 polls of the Redis transport; a healthy worker takes a waiting message at once.
     # `off`: no watchdog (the health probe still uses the default).
     stall_after: timedelta | None = STALL_AFTER
+    # Inbound messages a worker decides and commits together, in one pool call with two
+    # round trips to Redis (worker/shell/batch.py): at most this many, those taken in one
+    # turn of the event loop. 1: one Celery task per message. Redis broker only.
+    inbound_batch: int = 16
     # Content type of outbound events: application/json, or the CloudEvents AMQP binding's
     # structured mode, application/cloudevents+json (docs/observability.md).
     event_content_type: str = "application/json"
@@ -228,6 +232,7 @@ class Settings:
             max_message_bytes=_positive_int("AFTERSALES_MAX_MESSAGE_BYTES", cls.max_message_bytes),
             max_message_depth=_positive_int("AFTERSALES_MAX_MESSAGE_DEPTH", cls.max_message_depth),
             stall_after=_duration_or_off("AFTERSALES_STALL_AFTER", STALL_AFTER),
+            inbound_batch=_positive_int("AFTERSALES_INBOUND_BATCH", cls.inbound_batch),
             event_content_type=_event_content_type(),
             metrics_port=_metrics_port("AFTERSALES_METRICS_PORT", DEFAULT_METRICS_PORT),
             metrics_address=os.environ.get("AFTERSALES_METRICS_ADDRESS") or cls.metrics_address,

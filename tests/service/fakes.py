@@ -28,6 +28,7 @@ class FakeStore:
     commits: list[Commit] = field(default_factory=list)
     interfere: list[OrderState] = field(default_factory=list)  # commits "another process" makes
     tombstones: set[str] = field(default_factory=set)  # closed orders (expired, once gone)
+    begin_rounds: list[int] = field(default_factory=list)  # begin_many's sizes, in turn
 
     def load(self, order_id: str) -> Loaded:
         if order_id not in self.states:
@@ -51,6 +52,12 @@ class FakeStore:
         if self.is_seen(order_id, message_id):
             return Begun("duplicate")
         return Begun("new", self.load(order_id))
+
+    def begin_many(
+        self, begins: Sequence[tuple[str, str, str, str]], retain: Any = None
+    ) -> list[Begun]:
+        self.begin_rounds.append(len(begins))
+        return [self.begin_message(*begin) for begin in begins]
 
     def commit(self, commit: Commit, now: datetime) -> CommitResult:
         oid = commit.order_id

@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 from kombu.utils.imports import symbol_by_name
 
+from worker.shell.batch import RUNNER
+
 ROOT = Path(__file__).resolve().parents[2]
 
 RESOLVE = r"""
@@ -122,7 +124,8 @@ def resolve_in_worker(env: dict[str, str], *extra: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module", params=sorted(BROKERS))
 def wiring(request: pytest.FixtureRequest) -> dict[str, Any]:
-    return resolve_in_worker(BROKERS[request.param]) | {"broker": request.param}
+    # The consumer's batch path names what pool processes run (worker/shell/batch.py).
+    return resolve_in_worker(BROKERS[request.param], RUNNER) | {"broker": request.param}
 
 
 def test_every_dotted_string_of_the_app_resolves(wiring: dict[str, Any]) -> None:
@@ -136,6 +139,7 @@ def test_every_dotted_string_of_the_app_resolves(wiring: dict[str, Any]) -> None
         "worker.shell.hooks:DeclareTopology",
         "worker.shell.hooks:Liveness",
         "worker.shell.redaction:RedactedRequest",
+        RUNNER,
     }
     if wiring["broker"] == "redis":
         expected.add("worker.shell.transport:Transport")

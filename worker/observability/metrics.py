@@ -53,6 +53,11 @@ TASK_SECONDS = Histogram(
     ["task"],
     buckets=HANDLING_BUCKETS,
 )
+INBOUND_BATCH = Histogram(
+    "aftersales_inbound_batch_messages",
+    "Inbound messages a pool process decided and committed together (one batch).",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 DEAD_LETTERS = Counter(
     "aftersales_dead_letters_total",
     "Messages sent to aftersales.dead_letter, by reason.",

@@ -102,6 +102,11 @@ def task_ran(task: str, seconds: float) -> None:
 
 
 @_recording
+def batch_ran(messages: int) -> None:
+    _m().INBOUND_BATCH.observe(messages)
+
+
+@_recording
 def fetched() -> None:
     _m().LAST_FETCH.set(time.time())
 

@@ -86,6 +86,16 @@ class Inbound:
 
 
 @dataclass(frozen=True)
+class Arrival:
+    """One inbound message of a batch (Service.handle_many), as `handle_message` takes it."""
+
+    message: Any
+    task_id: str = ""
+    digest: str = ""
+    trace: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
 class Firing:
     """One deadline of a batch (Service.fire_many): current and due, and may fire now
     (the scheduler fenced and gated it), on its order as loaded."""
@@ -128,6 +138,76 @@ class Service:
             return Outcome(begun.status)
         inbound = Inbound(message.message_id, task_id)
         return self._apply(message.order_id, message, inbound, begun.loaded, trace=trace)
+
+    def handle_many(self, arrivals: Sequence[Arrival]) -> list[Outcome]:
+        """`handle_message` for a batch: the begins of its messages in one round trip,
+        their commits in another, each still its own version-checked commit decided on
+        its order as loaded. Messages of one order go in turns, in the batch's order (a
+        later one sees the earlier one's commit); one that loses a race with another
+        process goes the single way (reload, decide again)."""
+        outcomes: list[Outcome | None] = [None] * len(arrivals)
+        for turn in _turns([arrival.message.order_id for arrival in arrivals]):
+            begun = self.store.begin_many(
+                [
+                    (a.message.order_id, a.message.message_id, a.digest, a.task_id)
+                    for a in (arrivals[i] for i in turn)
+                ],
+                self.retention,
+            )
+            now = self.clock()
+            planned: list[tuple[int, Commit, Decision]] = []
+            for index, begin in zip(turn, begun, strict=True):
+                arrival, loaded = arrivals[index], begin.loaded
+                if begin.status != "new" or loaded is None:
+                    outcomes[index] = Outcome("reused" if begin.status == "reused" else "duplicate")
+                    continue
+                if is_expired(loaded.state, loaded.expired):  # as in _apply
+                    outcomes[index] = Outcome("expired")
+                    continue
+                message = arrival.message
+                state = loaded.state or rules.new_state(message.order_id)
+                decision = rules.decide(state, message, now, self.policy, self.hold_for)
+                commit = commit_for(
+                    loaded.version,
+                    state,
+                    decision,
+                    message,
+                    now,
+                    self.retention,
+                    self.tombstone,
+                    arrival.trace,
+                )
+                commit = replace(
+                    commit, message_id=message.message_id, inflight_task_id=arrival.task_id
+                )
+                planned.append((index, commit, decision))
+            results = self.store.commit_many([commit for _, commit, _ in planned], now)
+            entries: list[tuple[str, dict[str, Any]]] = []
+            raced: list[int] = []
+            for (index, commit, decision), result in zip(planned, results, strict=True):
+                if result.status == "duplicate":
+                    outcomes[index] = Outcome("duplicate")
+                    continue
+                if result.status != "ok":
+                    raced.append(index)
+                    continue
+                self._committed(commit, decision)
+                published = set(result.published)  # pushed by the commit itself
+                entries += [entry for entry in commit.outbox if entry[0] not in published]
+                events = tuple(e["event"]["type"] for _, e in commit.outbox if e["kind"] == "event")
+                outcomes[index] = Outcome(
+                    "applied" if decision.applied else "parked", events, result.version
+                )
+            self.outbox.publish_batch(entries)
+            for index in raced:
+                arrival = arrivals[index]
+                outcomes[index] = self.handle_message(
+                    arrival.message, arrival.task_id, arrival.digest, arrival.trace
+                )
+        done = [outcome for outcome in outcomes if outcome is not None]
+        if len(done) != len(arrivals):  # every message is answered in its turn
+            raise RuntimeError(f"{len(arrivals) - len(done)} messages of a batch unanswered")
+        return done
 
     def fire(self, order_id: str, deadline: Deadline, loaded: Loaded | None = None) -> Outcome:
         """Fire a deadline the scheduler found current, due and free to fire (fencing and
@@ -260,6 +340,20 @@ class Service:
         raise ConcurrencyExhausted(f"order {order_id} changed {MAX_ATTEMPTS} times under us")
 
 
+def _turns(order_ids: Sequence[str]) -> list[list[int]]:
+    """Indexes of a batch in turns, each order at most once a turn, in the batch's order:
+    the first message of every order, then the second, and so on."""
+    turns: list[list[int]] = []
+    seen: dict[str, int] = {}
+    for index, order_id in enumerate(order_ids):
+        turn = seen.get(order_id, 0)
+        seen[order_id] = turn + 1
+        if turn == len(turns):
+            turns.append([])
+        turns[turn].append(index)
+    return turns
+
+
 def _log_fired(order_id: str, deadline: Deadline, late: Lateness | None, outcome: Outcome) -> None:
     log.info(
         "deadline fired",
@@ -273,6 +367,7 @@ def _log_fired(order_id: str, deadline: Deadline, late: Lateness | None, outcome
 
 
 __all__ = [
+    "Arrival",
     "ConcurrencyExhausted",
     "Deadline",
     "Firing",

@@ -16,12 +16,13 @@ from typing import Any
 from celery.worker.consumer import Consumer
 from kombu import compression
 from kombu.message import Message
+from kombu.utils.imports import symbol_by_name
 
 from schemas.dead_letters import DeadLetterReason
 from worker.adapters import topology
 from worker.logging import get_logger
 from worker.settings import get_settings
-from worker.shell import screen
+from worker.shell import batch, screen
 from worker.shell.transport import INFLIGHT_PROPERTY
 
 log = get_logger("aftersales.consumer")
@@ -89,6 +90,19 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
         limits = screen.Limits(settings.max_message_bytes, settings.max_message_depth)
         broker_errors = tuple(self.connection_errors) + tuple(self.channel_errors)
 
+        def one_by_one(message: Message) -> None:
+            try:
+                handle(message)
+            except broker_errors:
+                raise  # the consumer reconnects; the message comes back
+            except Exception as exc:
+                # Raising here would stop the worker, and late acks would hand the same
+                # message to the next one: dead-letter it instead.
+                log.exception("task message failed in the consumer; dead-lettered")
+                self._dead_letter(message, "unprocessable", f"{type(exc).__name__}: {exc}")
+
+        batches = self._inbound_batches(one_by_one, settings.inbound_batch)
+
         def on_task_received(message: Message) -> None:
             refusal = self._screen(message, limits)
             if refusal is not None:
@@ -101,17 +115,38 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
                 self._dead_letter(message, refusal.reason, refusal.error)
                 return
             _ignore_inbound_limits(message.headers)
-            try:
-                handle(message)
-            except broker_errors:
-                raise  # the consumer reconnects; the message comes back
-            except Exception as exc:
-                # Raising here would stop the worker, and late acks would hand the same
-                # message to the next one: dead-letter it instead.
-                log.exception("task message failed in the consumer; dead-lettered")
-                self._dead_letter(message, "unprocessable", f"{type(exc).__name__}: {exc}")
+            if batches is not None and _task_name(message) in topology.INBOUND_TASKS:
+                try:
+                    if batches.offer(message):
+                        return
+                except Exception:  # not foreseen: Celery's way, behind the same net
+                    log.exception("an inbound message could not join a batch")
+            one_by_one(message)
 
         return on_task_received
+
+    def _inbound_batches(
+        self, one_by_one: Callable[[Message], None], size: int
+    ) -> batch.InboundBatches | None:
+        """The batch path (worker/shell/batch.py) where it runs: batches of more than one,
+        an event loop to flush them on, and the reliable fetch recording each inbound
+        message in flight (the Redis broker that is the state's Redis)."""
+        from worker.shell import hooks  # imports the app: import late
+
+        if size < 2 or getattr(self, "hub", None) is None or not hooks.carried_by_fetch():
+            hooks.inbound_batches = None
+            return None
+        from worker.observability import hooks as metrics
+
+        def received() -> None:
+            hooks.tell_watchdog()
+            metrics.on_received()
+
+        batches = batch.InboundBatches(
+            self, one_by_one, size, run_batch=symbol_by_name(batch.RUNNER), received=received
+        )
+        hooks.inbound_batches = batches
+        return batches
 
     def _screen(self, message: Message, limits: screen.Limits) -> screen.Refusal | None:
         try:

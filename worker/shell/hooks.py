@@ -147,13 +147,20 @@ class StallWatchdog(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is
         _watchdog = watchdog.Watchdog(
             stall_after,
             waiting=waiting,
-            busy=lambda: len(worker_state.reserved_requests) >= concurrency,
+            busy=lambda: (
+                len(worker_state.reserved_requests) >= concurrency
+                or (inbound_batches is not None and inbound_batches.busy())
+            ),
         )
         watchdog.run(_watchdog, _stop_worker)
 
 
 _watchdog: watchdog.Watchdog | None = None
 """This worker's watchdog (the main process's), told of every fetch."""
+
+inbound_batches: Any = None
+"""The consumer's batch path (worker/shell/batch.py), when it runs: the watchdog asks it
+whether messages are buffered or in a batch."""
 
 
 def _stop_worker(code: int) -> None:

@@ -62,7 +62,8 @@ RESTORE_QUIET = 3 * BEAT_PERIOD  # then nobody is declared dead until the living
 ERROR_BACKOFF = 1.0  # after a Redis error answering the fetch, wait before trying again
 INFLIGHT_PROPERTY = "aftersales_inflight"
 """Message property: the order id whose in-flight hash the fetch recorded the message in."""
-FETCH_BATCH = 16  # messages one fetch takes at most (bounded by the free prefetch)
+FETCH_BATCH = 16  # messages one fetch takes at most (bounded by the free prefetch);
+# the transport option `fetch_batch` (worker/celery.py: AFTERSALES_INBOUND_BATCH when larger)
 TAG_SEPARATOR = "|"  # delivery tag = consumer id | random: ack finds the owner in the tag
 
 
@@ -99,6 +100,19 @@ class QoS(kombu_redis.QoS):
         self._check_connection(delivery_tag, "ack")
         super().ack(delivery_tag)
 
+    def ack_many(self, delivery_tags: list[Any]) -> None:
+        """`ack` for many messages of this channel in one round trip (worker/shell/batch.py)."""
+        if not delivery_tags:
+            return
+        self._check_connection(delivery_tags[0], "ack")
+        with self.channel.conn_or_acquire() as client:
+            pipe = client.pipeline()
+            for delivery_tag in delivery_tags:
+                self._remove_from_indices(delivery_tag, pipe)
+            pipe.execute()
+        for delivery_tag in delivery_tags:
+            virtual.QoS.ack(self, delivery_tag)
+
     def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
         self._check_connection(delivery_tag, "requeue" if requeue else "reject")
         super().reject(delivery_tag, requeue)
@@ -134,11 +148,13 @@ class Channel(kombu_redis.Channel):
     fetch_block_timeout = BLOCK_TIMEOUT
     fetch_wait_queue = ""
     fetch_inflight: dict[str, Any] | None = None
-    from_transport_options = (  # type: ignore[assignment]  # two options more than kombu
+    fetch_batch = FETCH_BATCH
+    from_transport_options = (  # type: ignore[assignment]  # three options more than kombu
         *kombu_redis.Channel.from_transport_options,
         "fetch_block_timeout",
         "fetch_wait_queue",
         "fetch_inflight",
+        "fetch_batch",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -232,7 +248,7 @@ class Channel(kombu_redis.Channel):
         qos = self.qos
         if not qos.prefetch_count:
             return 1
-        return max(1, min(FETCH_BATCH, int(qos.prefetch_count) - len(qos._delivered)))
+        return max(1, min(self.fetch_batch, int(qos.prefetch_count) - len(qos._delivered)))
 
     def _brpop_read(self, **options: Any) -> bool:
         if not self._in_poll:  # its reply was read already (given back): nothing to wait for
