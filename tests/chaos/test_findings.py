@@ -110,6 +110,13 @@ def _once(name):
 
 
 _handle = Service.handle_message
+_handle_many = Service.handle_many
+
+
+def handle_many(self, *args, **kwargs):
+    if _once("batch"):  # the batch fails first: its messages go Celery's way, one task each
+        raise redis.exceptions.ConnectionError("injected: Redis went away under a batch")
+    return _handle_many(self, *args, **kwargs)
 
 
 def handle_message(self, *args, **kwargs):
@@ -128,6 +135,7 @@ def apply_async(self, *args, **kwargs):
 
 
 Service.handle_message = handle_message
+Service.handle_many = handle_many
 Signature.apply_async = apply_async
 """
 
@@ -151,6 +159,7 @@ def test_a_retry_whose_copy_cannot_be_published_loses_no_message(tmp_path: Path)
     try:
         worker = processes.start_worker()
         wait_until(lambda: processes.ready(worker), START_TIMEOUT, "worker never answered")
+        (flags / "batch").touch()
         (flags / "commit").touch()
         (flags / "republish").touch()
         # Placed now (before 1.2 an order.placed older than AFTERSALES_RETENTION was

@@ -1,4 +1,5 @@
-"""`celery -A worker flower` shows every task by name, and no buyer e-mail in arguments."""
+"""`celery -A worker flower` shows every task by name, what it did, and no buyer e-mail in
+its arguments."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def test_flower_lists_the_tasks_by_name_without_the_buyers_email(
     sends them from the start."""
     base, handle = flower
     if events == "-E":
-        start_worker(args=("-E",))
+        worker = start_worker(args=("-E",))
     else:
         worker = start_worker(deployed=True)  # as deployed: no -E
         _until(lambda: "enabled by remote" in worker.log_text(), handle)
@@ -62,6 +63,16 @@ def test_flower_lists_the_tasks_by_name_without_the_buyers_email(
         return {task["name"]: task for task in tasks.values()}
 
     _until(lambda: {"aftersales.order_event", "aftersales.buyer_action"} <= seen().keys(), handle)
+    # What each message did: its task succeeded, with the worker's result (inbound messages
+    # run in batches, worker/shell/batch.py, and still show as tasks of their own).
+    _until(lambda: seen()["aftersales.buyer_action"].get("state") == "SUCCESS", handle)
+    task = seen()["aftersales.buyer_action"]
+    (ended,) = [
+        line
+        for line in worker.log_text().splitlines()
+        if f"aftersales.buyer_action[{task['uuid']}] succeeded" in line
+    ]
+    assert f"s: {task['result']}\"" in ended, (task, ended)  # the result the worker logged
     shown = json.dumps(seen()["aftersales.buyer_action"])
     assert EMAIL not in shown and "redacted" in shown
     assert EMAIL not in handle.log_text()

@@ -104,7 +104,7 @@ def test_a_pool_process_killed_under_a_batch_loses_and_repeats_nothing(
     """Redis is paused while the pool processes hold batches, so the kill lands in one;
     the worker hands the lost batch's messages to Celery's own path, one task each, and
     those the batch had committed are duplicates there."""
-    orders = [new_id("o") for _ in range(600)]
+    orders = [new_id("o") for _ in range(3000)]  # a backlog of seconds, on a busy machine too
     for order in orders:
         wire_client.send(ORDER_EVENT, placed(order, ago(minutes=30)))
     worker = start_worker()

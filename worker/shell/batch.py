@@ -28,6 +28,7 @@ metrics count it (docs/observability.md).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -72,7 +73,8 @@ class InboundBatches:
         self.size = size
         self.run_batch = run_batch  # what the pool process runs (tasks.inbound.handle_batch)
         self.received = received  # the watchdog and the metrics are told of each message
-        self.buffer: list[tuple[Message, tuple[Any, ...]]] = []
+        self.buffer: list[tuple[Message, tuple[Any, ...], str | None]] = []  # with its order
+        self.running: Counter[str] = Counter()  # orders with messages in a batch
         self.in_flight = 0  # messages handed to the pool, not yet ended
         self._flush_soon = False
         # Room to take two batches a pool process ahead: one running, one ready to go.
@@ -109,7 +111,7 @@ class InboundBatches:
             eta=None,
             expires=None,
         )
-        self.buffer.append((message, item))
+        self.buffer.append((message, item, _order_of(item)))
         if len(self.buffer) >= self.size:
             self.flush()
         elif not self._flush_soon:
@@ -120,29 +122,45 @@ class InboundBatches:
     def flush(self) -> None:
         """Hand the buffer to the pool, unless every process has a batch running and the
         next one waiting and the buffer is not full: then it grows until a batch ends
-        (messages taken meanwhile join it instead of making batches of one or two)."""
+        (messages taken meanwhile join it instead of making batches of one or two).
+
+        A message whose order has a message in a batch still running waits for that batch
+        to end: two pool processes never decide one order at once (no lost commit race,
+        and the later message sees the earlier one's commit, as within a batch)."""
         self._flush_soon = False
         if not self.buffer or (self.batches >= self.most_batches and len(self.buffer) < self.size):
             return
-        batch, self.buffer = self.buffer[: self.size], self.buffer[self.size :]
+        batch: list[tuple[Message, tuple[Any, ...], str | None]] = []
+        kept: list[tuple[Message, tuple[Any, ...], str | None]] = []
+        for entry in self.buffer:
+            order = entry[2]
+            if len(batch) < self.size and (order is None or order not in self.running):
+                batch.append(entry)
+            else:
+                kept.append(entry)
+        self.buffer = kept
+        if not batch:
+            return
+        self.running.update(order for _, _, order in batch if order is not None)
         self.batches += 1
         self.in_flight += len(batch)
-        messages = [message for message, _ in batch]
+        messages = [message for message, _, _ in batch]
         try:
             self.consumer.pool.apply_async(
                 self.run_batch,
-                args=([item for _, item in batch],),
-                callback=partial(self._done, messages),
-                error_callback=partial(self._failed, messages),
+                args=([item for _, item, _ in batch],),
+                callback=partial(self._done, batch),
+                error_callback=partial(self._failed, batch),
             )
         except Exception:
             log.exception("a batch could not go to the pool; its messages go one at a time")
-            self._ended(messages)
+            self._ended(batch)
             self._each(messages)
 
-    def _done(self, messages: list[Message], results: Any) -> None:
+    def _done(self, batch: list[tuple[Message, Any, str | None]], results: Any) -> None:
+        messages = [message for message, _, _ in batch]
         try:
-            self._ended(messages)
+            self._ended(batch)
             if not isinstance(results, list) or len(results) != len(messages):
                 log.error("a batch answered %r; its messages go one at a time", type(results))
                 self._each(messages)
@@ -155,11 +173,12 @@ class InboundBatches:
         except Exception:  # the pool's callback must not raise: the messages stay taken
             log.exception("ending a batch failed; its messages come back with the restore")
 
-    def _failed(self, messages: list[Message], exc_info: Any) -> None:
+    def _failed(self, batch: list[tuple[Message, Any, str | None]], exc_info: Any) -> None:
         """The pool process died under the batch (or the call failed): each message goes
         Celery's way; those committed already are duplicates there."""
+        messages = [message for message, _, _ in batch]
         try:
-            self._ended(messages)
+            self._ended(batch)
             error = getattr(exc_info, "exception", exc_info)
             log.warning(
                 "batch lost; its messages go one at a time",
@@ -170,9 +189,11 @@ class InboundBatches:
         except Exception:
             log.exception("requeueing a lost batch failed; its messages come back with the restore")
 
-    def _ended(self, messages: list[Message]) -> None:
+    def _ended(self, batch: list[tuple[Message, Any, str | None]]) -> None:
         self.batches -= 1
-        self.in_flight -= len(messages)
+        self.in_flight -= len(batch)
+        self.running.subtract(order for _, _, order in batch if order is not None)
+        self.running = +self.running  # orders with nothing left running are gone
         if self.buffer and not self._flush_soon:  # what waited for a free process
             self._flush_soon = True
             self.consumer.hub.call_soon(self.flush)
@@ -192,8 +213,8 @@ def _item(message: Message) -> tuple[Any, ...] | None:
     that goes Celery's way: not recorded in flight by the fetch, or not protocol 2."""
     properties = message.properties or {}
     headers = message.headers or {}
-    if not properties.get(INFLIGHT_PROPERTY):
-        return None
+    if not properties.get(INFLIGHT_PROPERTY) or not isinstance(message.delivery_info, dict):
+        return None  # Celery's way: a delivery_info of another type is dead-lettered there
     task_id, task_name = headers.get("id"), headers.get("task")
     if not isinstance(task_id, str) or not isinstance(task_name, str):
         return None
@@ -213,6 +234,14 @@ def _item(message: Message) -> tuple[Any, ...] | None:
         if isinstance(headers.get(name), str)
     }
     return (task_name, task_id, list(payload[0]), dict(payload[1]), trace)
+
+
+def _order_of(item: tuple[Any, ...]) -> str | None:
+    """The order a message is about, if its body names one (validation comes later)."""
+    args = item[2]
+    body = args[0] if len(args) == 1 else None
+    order = body.get("order_id") if isinstance(body, dict) else None
+    return order if isinstance(order, str) else None
 
 
 def _ack_all(messages: list[Message], consumer: Any) -> None:
