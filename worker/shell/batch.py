@@ -28,7 +28,6 @@ metrics count it (docs/observability.md).
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -73,8 +72,7 @@ class InboundBatches:
         self.size = size
         self.run_batch = run_batch  # what the pool process runs (tasks.inbound.handle_batch)
         self.received = received  # the watchdog and the metrics are told of each message
-        self.buffer: list[tuple[Message, tuple[Any, ...], str | None]] = []  # with its order
-        self.running: Counter[str] = Counter()  # orders with messages in a batch
+        self.buffer: list[tuple[Message, tuple[Any, ...]]] = []
         self.in_flight = 0  # messages handed to the pool, not yet ended
         self._flush_soon = False
         # Room to take two batches a pool process ahead: one running, one ready to go.
@@ -111,7 +109,7 @@ class InboundBatches:
             eta=None,
             expires=None,
         )
-        self.buffer.append((message, item, _order_of(item)))
+        self.buffer.append((message, item))
         if len(self.buffer) >= self.size:
             self.flush()
         elif not self._flush_soon:
@@ -124,41 +122,29 @@ class InboundBatches:
         next one waiting and the buffer is not full: then it grows until a batch ends
         (messages taken meanwhile join it instead of making batches of one or two).
 
-        A message whose order has a message in a batch still running waits for that batch
-        to end: two pool processes never decide one order at once (no lost commit race,
-        and the later message sees the earlier one's commit, as within a batch)."""
+        Two batches may hold messages of one order, as two tasks may: the rules take
+        facts in any order (parking), and the version-checked commit makes the one that
+        loses the race decide again on the fresh order (docs/design.md)."""
         self._flush_soon = False
         if not self.buffer or (self.batches >= self.most_batches and len(self.buffer) < self.size):
             return
-        batch: list[tuple[Message, tuple[Any, ...], str | None]] = []
-        kept: list[tuple[Message, tuple[Any, ...], str | None]] = []
-        for entry in self.buffer:
-            order = entry[2]
-            if len(batch) < self.size and (order is None or order not in self.running):
-                batch.append(entry)
-            else:
-                kept.append(entry)
-        self.buffer = kept
-        if not batch:
-            return
-        self.running.update(order for _, _, order in batch if order is not None)
+        batch, self.buffer = self.buffer[: self.size], self.buffer[self.size :]
         self.batches += 1
         self.in_flight += len(batch)
-        messages = [message for message, _, _ in batch]
         try:
             self.consumer.pool.apply_async(
                 self.run_batch,
-                args=([item for _, item, _ in batch],),
+                args=([item for _, item in batch],),
                 callback=partial(self._done, batch),
                 error_callback=partial(self._failed, batch),
             )
         except Exception:
             log.exception("a batch could not go to the pool; its messages go one at a time")
             self._ended(batch)
-            self._each(messages)
+            self._each([message for message, _ in batch])
 
-    def _done(self, batch: list[tuple[Message, Any, str | None]], results: Any) -> None:
-        messages = [message for message, _, _ in batch]
+    def _done(self, batch: list[tuple[Message, Any]], results: Any) -> None:
+        messages = [message for message, _ in batch]
         try:
             self._ended(batch)
             if not isinstance(results, list) or len(results) != len(messages):
@@ -173,10 +159,10 @@ class InboundBatches:
         except Exception:  # the pool's callback must not raise: the messages stay taken
             log.exception("ending a batch failed; its messages come back with the restore")
 
-    def _failed(self, batch: list[tuple[Message, Any, str | None]], exc_info: Any) -> None:
+    def _failed(self, batch: list[tuple[Message, Any]], exc_info: Any) -> None:
         """The pool process died under the batch (or the call failed): each message goes
         Celery's way; those committed already are duplicates there."""
-        messages = [message for message, _, _ in batch]
+        messages = [message for message, _ in batch]
         try:
             self._ended(batch)
             error = getattr(exc_info, "exception", exc_info)
@@ -189,11 +175,9 @@ class InboundBatches:
         except Exception:
             log.exception("requeueing a lost batch failed; its messages come back with the restore")
 
-    def _ended(self, batch: list[tuple[Message, Any, str | None]]) -> None:
+    def _ended(self, batch: list[tuple[Message, Any]]) -> None:
         self.batches -= 1
         self.in_flight -= len(batch)
-        self.running.subtract(order for _, _, order in batch if order is not None)
-        self.running = +self.running  # orders with nothing left running are gone
         if self.buffer and not self._flush_soon:  # what waited for a free process
             self._flush_soon = True
             self.consumer.hub.call_soon(self.flush)
@@ -234,14 +218,6 @@ def _item(message: Message) -> tuple[Any, ...] | None:
         if isinstance(headers.get(name), str)
     }
     return (task_name, task_id, list(payload[0]), dict(payload[1]), trace)
-
-
-def _order_of(item: tuple[Any, ...]) -> str | None:
-    """The order a message is about, if its body names one (validation comes later)."""
-    args = item[2]
-    body = args[0] if len(args) == 1 else None
-    order = body.get("order_id") if isinstance(body, dict) else None
-    return order if isinstance(order, str) else None
 
 
 def _ack_all(messages: list[Message], consumer: Any) -> None:
