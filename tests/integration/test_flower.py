@@ -72,7 +72,7 @@ def test_flower_lists_the_tasks_by_name_without_the_buyers_email(
         for line in worker.log_text().splitlines()
         if f"aftersales.buyer_action[{task['uuid']}] succeeded" in line
     ]
-    assert f"s: {task['result']}\"" in ended, (task, ended)  # the result the worker logged
+    assert f's: {task["result"]}"' in ended, (task, ended)  # the result the worker logged
     shown = json.dumps(seen()["aftersales.buyer_action"])
     assert EMAIL not in shown and "redacted" in shown
     assert EMAIL not in handle.log_text()
