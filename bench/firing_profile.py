@@ -32,6 +32,9 @@ overhead (receive, ack, task events) nor the consumer's holder write.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
+import pstats
 import json
 import os
 import statistics
@@ -62,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         default=100,
         help="members per batch task (aftersales.deadline_batch); 0: one task per deadline",
     )
+    parser.add_argument(
+        "--cprofile", type=int, default=0, help="top N functions by own time (last round)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args(argv)
 
@@ -80,17 +86,19 @@ def main(argv: list[str] | None = None) -> int:
     saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        results = profile(args.n, args.rounds, args.batch)
+        results = profile(args.n, args.rounds, args.batch, args.cprofile)
     finally:
         os.dup2(saved_stderr, 2)
         server.stop()
     print(render(results))
+    if results.get("cprofile"):
+        print(results["cprofile"])
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
 
 
-def profile(n: int, rounds: int, batch: int) -> dict[str, Any]:
+def profile(n: int, rounds: int, batch: int, top: int = 0) -> dict[str, Any]:
     from deadlines import placed_body  # bench/deadlines.py: the same unpaid order
 
     from schemas.inbound import ANY_MESSAGE
@@ -136,6 +144,7 @@ def profile(n: int, rounds: int, batch: int) -> dict[str, Any]:
         publisher.publish_many = timed("publish", publisher.publish_many)  # type: ignore[method-assign]
 
     rows: list[dict[str, float]] = []
+    cprofile_text = ""
     for round_no in range(rounds + 1):
         due = datetime.now(UTC) - timedelta(seconds=5)
         orders = [f"prof-{round_no}-{i:06d}" for i in range(n)]
@@ -153,6 +162,9 @@ def profile(n: int, rounds: int, batch: int) -> dict[str, Any]:
         client.delete("aftersales.notifications", "aftersales.refunds")
         spent.clear()
         trips0 = round_trips()
+        profiler = cProfile.Profile() if top and round_no == rounds else None
+        if profiler is not None:
+            profiler.enable()
         start = time.perf_counter()
         members = [
             [order_id, deadline_id, due_text]
@@ -166,6 +178,11 @@ def profile(n: int, rounds: int, batch: int) -> dict[str, Any]:
                 status = deadline_tasks.fire_deadline(*members[first])
                 assert status == "applied", status
         total = time.perf_counter() - start
+        if profiler is not None:
+            profiler.disable()
+            text = io.StringIO()
+            pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
+            cprofile_text = text.getvalue()
         calls = round_trips() - trips0
         fired = client.llen("aftersales.notifications")
         assert fired == n, f"{fired} order.cancelled events for {n} firings"
@@ -183,6 +200,7 @@ def profile(n: int, rounds: int, batch: int) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "median": {key: statistics.median(r[key] for r in rows) for key in rows[0]},
         "rounds_detail": rows,
+        "cprofile": cprofile_text,
     }
 
 

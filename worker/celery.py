@@ -52,7 +52,8 @@ app.conf.update(
     # dies. Effects are made exactly-once by the commit, not by the broker.
     task_acks_late=True,
     task_reject_on_worker_lost=True,
-    # Four messages per pool process fetched ahead (Celery's default): a worker killed
+    # Four messages per pool process fetched ahead (Celery's default; the inbound batch
+    # path raises it to two batches a pool process, worker/shell/batch.py): a worker killed
     # with them loses none (the reliable fetch gives them back), and each inbound one is
     # in its order's in-flight hash from the moment it is received, before it waits in
     # the buffer (docs/design.md, backlog safety).

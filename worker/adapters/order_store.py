@@ -96,13 +96,23 @@ class OrderStore(StoreBase):
     ) -> list[tuple[Loaded, Backlog]]:
         """`load_for_firing` for many orders in one round trip: the queue's depth is read
         once, in the same pipeline. With no `queue_keys` the depth is 0 (another broker)."""
-        pipe = self.client.pipeline(transaction=False)
-        for key in queue_keys:
-            pipe.llen(key)
+        commands: list[tuple[Any, ...]] = [("LLEN", key) for key in queue_keys]
         for order_id in order_ids:
-            pipe.hmget(self.keys.order_state(order_id), STATE_FIELDS)
-            pipe.hgetall(self.keys.inflight(order_id))
-        replies = pipe.execute()
+            commands.append(("HMGET", self.keys.order_state(order_id), *STATE_FIELDS))
+            commands.append(("HGETALL", self.keys.inflight(order_id)))
+        if self.keys.clustered:  # a cluster pipeline routes each command to its node
+            pipe = self.client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            replies = pipe.execute()
+        else:
+            replies = self._round_trip(
+                [pack_command(command) for command in commands],
+                [command[0] for command in commands],
+            )
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
         depth = sum(int(depth) for depth in replies[: len(queue_keys)])
         rows = replies[len(queue_keys) :]
         return [
@@ -185,7 +195,8 @@ class OrderStore(StoreBase):
             [
                 pack_command((b"EVALSHA", script_.sha, len(keys_), *wire))
                 for (keys_, _), wire in zip(calls, wires, strict=True)
-            ]
+            ],
+            ["EVALSHA"] * len(calls),
         )
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:  # none of these ran: load the script once, send them again
@@ -300,20 +311,21 @@ class OrderStore(StoreBase):
             results.append(CommitResult(answer, int(version), published))
         return results
 
-    def _round_trip(self, packed: list[bytes]) -> list[Any]:
-        """Commands packed already, sent in one write on one pooled connection, and their
-        replies read in turn (an error reply is returned, as a pipeline does with
+    def _round_trip(self, packed: list[bytes], names: list[str]) -> list[Any]:
+        """Commands packed already (by hiredis), sent in one write on one pooled
+        connection, and their replies read in turn, each through redis-py's reply callback
+        for its command `names` (as a pipeline would; an error reply is returned, as with
         raise_on_error=False). A broken connection is dropped and the error raised: the
-        caller's batch goes the single way."""
+        caller's batch goes the single way, or its task is retried."""
         client = cast(redis.Redis, self.client)
         pool = client.connection_pool
         connection = pool.get_connection()
         try:
             connection.send_packed_command([b"".join(packed)])  # type: ignore[no-untyped-call]
             replies: list[Any] = []
-            for _ in packed:
+            for name in names:
                 try:
-                    replies.append(client.parse_response(connection, "EVALSHA"))  # type: ignore[no-untyped-call]
+                    replies.append(client.parse_response(connection, name))  # type: ignore[no-untyped-call]
                 except ResponseError as error:
                     replies.append(error)
         except BaseException:
