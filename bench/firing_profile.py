@@ -1,6 +1,6 @@
 """Per-deadline cost of the firing path, in-process, step by step.
 
-    .venv/bin/python bench/firing_profile.py [--n 2000] [--rounds 3] [--batch 100]
+    .venv/bin/python bench/firing_profile.py [--n 2000] [--rounds 3] [--batch 100] [--cprofile N]
                                              [--json PATH]
 
 Starts its own embedded Redis (free port), declares the worker's topology (so
@@ -34,9 +34,9 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import pstats
 import json
 import os
+import pstats
 import statistics
 import sys
 import tempfile
