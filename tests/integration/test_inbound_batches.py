@@ -24,18 +24,11 @@ from tests.support.messages import (
     placed,
 )
 from tests.support.processes import wait_until
-from worker.adapters import keys
+from tests.support.state import versions
 
 pytestmark = pytest.mark.integration
 
 SUCCEEDED = "] succeeded in "
-
-
-def _versions(client: redis.Redis, orders: list[str]) -> list[int]:
-    pipe = client.pipeline(transaction=False)
-    for order in orders:
-        pipe.hget(keys.order_state(order), "version")
-    return [int(version or 0) for version in pipe.execute()]
 
 
 def _nothing_held(client: redis.Redis) -> bool:
@@ -66,7 +59,7 @@ def test_a_backlog_is_decided_in_batches_and_each_message_is_applied_once_with_i
     cancelled = event_listener.wait_for("order.cancelled", timeout=60, count=len(orders))
     assert sorted(event["subject"] for event in cancelled) == sorted(orders)
     wait_until(lambda: _nothing_held(redis_client), 30, "messages left taken or in flight")
-    assert set(_versions(redis_client, orders)) == {2}  # placed, cancelled: once each
+    assert set(versions(redis_client, orders)) == {2}  # placed, cancelled: once each
     event_listener.collect(0.5)  # anything more that was coming
     assert len(event_listener.of_type("order.cancelled")) == len(orders)  # none twice
     # The message without a reason is refused by validation, dead-lettered, acked.
@@ -112,7 +105,7 @@ def test_a_pool_process_killed_under_a_batch_loses_and_repeats_nothing(
     deadline = time.monotonic() + 120
     while "batch lost" not in worker.log_text():
         assert time.monotonic() < deadline, "no kill landed in a batch:\n" + worker.log_text()
-        left = sum(1 for v in _versions(redis_client, orders) if v == 0)
+        left = sum(1 for v in versions(redis_client, orders) if v == 0)
         assert left, "drained before a kill landed in a batch"
         redis_client.execute_command("CLIENT", "PAUSE", "3000", "WRITE")
         try:
@@ -124,10 +117,10 @@ def test_a_pool_process_killed_under_a_batch_loses_and_repeats_nothing(
         wait_until(lambda: len(_children(worker.pid)) >= 2, 30, "the pool was not refilled")
 
     wait_until(
-        lambda: all(v >= 1 for v in _versions(redis_client, orders)),
+        lambda: all(v >= 1 for v in versions(redis_client, orders)),
         120,
-        lambda: f"{sum(1 for v in _versions(redis_client, orders) if v == 0)} orders lost",
+        lambda: f"{sum(1 for v in versions(redis_client, orders) if v == 0)} orders lost",
     )
-    assert set(_versions(redis_client, orders)) == {1}, "an order.placed applied twice"
+    assert set(versions(redis_client, orders)) == {1}, "an order.placed applied twice"
     wait_until(lambda: _nothing_held(redis_client), 30, "messages left taken or in flight")
     assert worker.alive()

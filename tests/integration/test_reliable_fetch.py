@@ -26,6 +26,7 @@ from kombu import Connection, Exchange, Producer, Queue
 
 from tests.support.messages import ORDER_EVENT, ago, new_id, placed
 from tests.support.processes import wait_until
+from tests.support.state import versions
 from worker.cli.embedded_redis import child_dies_with_parent
 
 pytestmark = pytest.mark.integration
@@ -735,7 +736,7 @@ def test_kill_9_of_a_worker_while_orders_flow_loses_and_repeats_nothing(
             f"timeout), {redis_client.llen('aftersales.inbound')} queued; the rest are lost"
         ),
     )
-    assert set(_versions(redis_client, orders)) == {1}, "applied twice"  # exactly-once commit
+    assert set(versions(redis_client, orders)) == {1}, "applied twice"  # exactly-once commit
     wait_until(lambda: redis_client.hlen("unacked") == 0, 30, "unacked entries left behind")
     # the kills landed while the victims held messages, which the living gave back
     restored = sum(_restored(worker.log_text()) for worker in workers)
@@ -768,17 +769,8 @@ def _restored(log: str) -> int:
 RESTORED = "restored messages of dead consumers"
 
 
-def _versions(client: redis.Redis, orders: list[str]) -> list[int]:
-    from worker.adapters import keys
-
-    pipe = client.pipeline(transaction=False)
-    for order in orders:
-        pipe.hget(keys.order_state(order), "version")
-    return [int(version or 0) for version in pipe.execute()]
-
-
 def _applied(client: redis.Redis, orders: list[str]) -> int:
-    return sum(1 for version in _versions(client, orders) if version >= 1)
+    return sum(1 for version in versions(client, orders) if version >= 1)
 
 
 def test_junk_held_by_a_consumer_dead_longer_than_the_visibility_timeout_stops_no_worker(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.service.fakes import FakePublisher, FakeStore
-from tests.service.test_service import make_service
+from tests.service.test_service import make_service, paid_by_another_process_meanwhile
 from tests.support.factories import (
     T0,
     cancel_requested,
@@ -16,7 +16,6 @@ from tests.support.factories import (
     paid,
     ready_to_ship,
 )
-from worker import rules
 from worker.service_layer.service import Arrival, _turns
 
 
@@ -99,18 +98,7 @@ def test_a_reused_id_and_an_expired_order_are_answered_and_write_nothing():
 
 
 def test_a_lost_race_in_a_batch_is_decided_again_on_the_fresh_order():
-    store = FakeStore()
-    service = make_service(store=store)
-    placed = order_placed(at=T0)
-    service.handle_message(placed)
-    # Another process commits `paid` between the batch's begin and its commit.
-    other = rules.decide(
-        store.load(placed.order_id).state,
-        paid(placed.order_id, T0 + hours(0.2)),
-        T0 + hours(1),
-        service.policy,
-    )
-    store.interfere.append(other.state)
+    store, service, placed = paid_by_another_process_meanwhile()  # between begin and commit
 
     (outcome,) = service.handle_many([Arrival(ready_to_ship(placed.order_id, T0 + hours(0.5)))])
 

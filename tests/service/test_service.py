@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from schemas.policy import build_policy
 from tests.service.fakes import Clock, FakePublisher, FakeStore
@@ -36,6 +37,23 @@ def make_service(now=AN_HOUR_IN, store=None, publisher=None) -> Service:
     )
 
 
+def paid_by_another_process_meanwhile() -> tuple[FakeStore, Service, Any]:
+    """A placed order whose next commit loses a race: another process commits `paid`
+    between that commit's load and the commit itself."""
+    store = FakeStore()
+    service = make_service(store=store)
+    placed = order_placed(at=T0)
+    service.handle_message(placed)
+    other = rules.decide(
+        store.load(placed.order_id).state,
+        paid(placed.order_id, T0 + hours(0.2)),
+        T0 + hours(1),
+        build_policy(),
+    )
+    store.interfere.append(other.state)
+    return store, service, placed
+
+
 def test_a_message_seen_twice_is_applied_once():
     service = make_service()
     placed = order_placed(at=T0)
@@ -50,18 +68,7 @@ def test_a_message_seen_twice_is_applied_once():
 
 
 def test_a_lost_race_is_retried_on_the_fresh_state_without_losing_either_update():
-    store = FakeStore()
-    service = make_service(store=store)
-    placed = order_placed(at=T0)
-    service.handle_message(placed)
-    # Another process commits `paid` between our load and our commit.
-    other = rules.decide(
-        store.load(placed.order_id).state,
-        paid(placed.order_id, T0 + hours(0.2)),
-        T0 + hours(1),
-        build_policy(),
-    )
-    store.interfere.append(other.state)
+    store, service, placed = paid_by_another_process_meanwhile()
 
     outcome = service.handle_message(ready_to_ship(placed.order_id, T0 + hours(0.5)))
 

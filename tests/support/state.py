@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 
+from worker.adapters import keys
 from worker.adapters.redis_store import RedisStore
 
 
@@ -40,3 +41,11 @@ def paid_order(
     wire_client.send(ORDER_EVENT, message("order.paid", order, paid_at))
     wait_applied(client, order, 2)
     return order
+
+
+def versions(client: redis.Redis, orders: list[str]) -> list[int]:
+    """Each order's committed version (0: never committed), in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for order in orders:
+        pipe.hget(keys.order_state(order), "version")
+    return [int(version or 0) for version in pipe.execute()]
