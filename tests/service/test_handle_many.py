@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.service.fakes import FakePublisher, FakeStore
-from tests.service.test_service import make_service, paid_by_another_process_meanwhile
+from tests.service.test_service import make_service
 from tests.support.factories import (
     T0,
     cancel_requested,
@@ -95,17 +95,6 @@ def test_a_reused_id_and_an_expired_order_are_answered_and_write_nothing():
 
     assert [o.status for o in outcomes] == ["reused", "expired"]
     assert len(store.commits) == commits
-
-
-def test_a_lost_race_in_a_batch_is_decided_again_on_the_fresh_order():
-    store, service, placed = paid_by_another_process_meanwhile()  # between begin and commit
-
-    (outcome,) = service.handle_many([Arrival(ready_to_ship(placed.order_id, T0 + hours(0.5)))])
-
-    state = store.load(placed.order_id).state
-    assert outcome.status == "applied"
-    assert state.paid_at is not None and state.ready_to_ship_at is not None
-    assert store.load(placed.order_id).version == 3
 
 
 def test_events_a_batch_could_not_publish_stay_in_the_outbox_for_the_relay():

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from schemas.policy import build_policy
 from tests.service.fakes import Clock, FakePublisher, FakeStore
 from tests.support.factories import (
@@ -20,7 +22,7 @@ from tests.support.factories import (
     shipped,
 )
 from worker import rules
-from worker.service_layer.service import Service
+from worker.service_layer.service import Arrival, Service
 
 AN_HOUR_IN = T0 + hours(1)
 """make_service's default clock (a module constant: ruff B008 bans calls in defaults)."""
@@ -67,10 +69,15 @@ def test_a_message_seen_twice_is_applied_once():
     assert service.publisher.event_types().count("order.cancelled") == 1
 
 
-def test_a_lost_race_is_retried_on_the_fresh_state_without_losing_either_update():
+@pytest.mark.parametrize("way", ["one", "batch"])
+def test_a_lost_race_is_retried_on_the_fresh_state_without_losing_either_update(way):
     store, service, placed = paid_by_another_process_meanwhile()
+    message = ready_to_ship(placed.order_id, T0 + hours(0.5))
 
-    outcome = service.handle_message(ready_to_ship(placed.order_id, T0 + hours(0.5)))
+    if way == "one":
+        outcome = service.handle_message(message)
+    else:  # Service.handle_many: the race is lost between the batch's begin and commit
+        (outcome,) = service.handle_many([Arrival(message)])
 
     state = store.load(placed.order_id).state
     assert outcome.status == "applied"
