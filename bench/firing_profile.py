@@ -39,7 +39,6 @@ import os
 import pstats
 import statistics
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -50,6 +49,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from support.in_process import embedded_worker  # noqa: E402
 from support.redis_meter import count_round_trips  # noqa: E402
 
 STEPS = ("load", "gate", "commit", "publish", "confirm")
@@ -71,25 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args(argv)
 
-    from worker.cli.embedded_redis import start_embedded_redis
-
-    workdir = Path(tempfile.mkdtemp(prefix="firing-profile-"))
-    server = start_embedded_redis(data_dir=workdir / "redis", port=0)
-    os.environ.update(
-        AFTERSALES_REDIS_URL=server.url,
-        AFTERSALES_VAR_DIR=str(workdir / "var"),
-        AFTERSALES_LABEL_DIR=str(workdir / "labels"),
-    )
-    for key in ("AFTERSALES_BROKER_URL",):
-        os.environ.pop(key, None)
-    # The per-firing log line is part of the cost: written, but to /dev/null, not the terminal.
-    saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
+    with embedded_worker("firing-profile-"):  # the per-firing log line is part of the cost
         results = profile(args.n, args.rounds, args.batch, args.cprofile)
-    finally:
-        os.dup2(saved_stderr, 2)
-        server.stop()
     print(render(results))
     if results.get("cprofile"):
         print(results["cprofile"])

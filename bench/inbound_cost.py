@@ -32,7 +32,6 @@ import os
 import pstats
 import statistics
 import sys
-import tempfile
 import time
 import timeit
 import uuid
@@ -44,6 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from support.in_process import embedded_worker  # noqa: E402
 from support.redis_meter import count_round_trips  # noqa: E402
 
 STEPS = (
@@ -77,27 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args(argv)
 
-    from worker.cli.embedded_redis import free_port, start_embedded_redis
+    from worker.cli.embedded_redis import free_port
 
-    workdir = Path(tempfile.mkdtemp(prefix="inbound-cost-"))
-    server = start_embedded_redis(data_dir=workdir / "redis", port=0)
-    os.environ.update(
-        AFTERSALES_REDIS_URL=server.url,
-        AFTERSALES_VAR_DIR=str(workdir / "var"),
-        AFTERSALES_LABEL_DIR=str(workdir / "labels"),
-        AFTERSALES_METRICS_PORT=str(free_port()),
-        AFTERSALES_METRICS_ADDRESS="127.0.0.1",
-        AFTERSALES_LOG_FORMAT="json",
-    )
-    os.environ.pop("AFTERSALES_BROKER_URL", None)
-    # The log lines are part of the cost: written, but to /dev/null, not the terminal.
-    saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
+    metrics = {
+        "AFTERSALES_METRICS_PORT": str(free_port()),
+        "AFTERSALES_METRICS_ADDRESS": "127.0.0.1",
+    }
+    with embedded_worker("inbound-cost-", AFTERSALES_LOG_FORMAT="json", **metrics) as server:
         results = profile(args.n, args.rounds, args.cprofile, server.pid, args.batch)
-    finally:
-        os.dup2(saved_stderr, 2)
-        server.stop()
     print(render(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
