@@ -72,13 +72,15 @@ class InboundBatches:
         self.size = size
         self.run_batch = run_batch  # what the pool process runs (tasks.inbound.handle_batch)
         self.received = received  # the watchdog and the metrics are told of each message
-        self.buffer: list[tuple[Message, tuple[Any, ...]]] = []
+        self.buffer: list[tuple[Message, tuple[Any, ...], str | None]] = []  # and its order
+        self.running: dict[str, int] = {}  # orders with messages in a batch: how many
         self.in_flight = 0  # messages handed to the pool, not yet ended
         self._flush_soon = False
         # Room to take two batches a pool process ahead: one running, one ready to go.
         # Messages in a batch count against the prefetch limit as they wait and run, and
         # Celery's (four a process) would cut batches to a few messages each.
         processes = int(getattr(consumer.pool, "num_processes", 1) or 1)
+        self.processes = processes
         self.most_batches = PREFETCH_BATCHES * processes
         self.batches = 0  # handed to the pool, not yet ended
         wanted = self.most_batches * size
@@ -109,7 +111,7 @@ class InboundBatches:
             eta=None,
             expires=None,
         )
-        self.buffer.append((message, item))
+        self.buffer.append((message, item, _order_of(item)))
         if len(self.buffer) >= self.size:
             self.flush()
         elif not self._flush_soon:
@@ -118,33 +120,49 @@ class InboundBatches:
         return True
 
     def flush(self) -> None:
-        """Hand the buffer to the pool, unless every process has a batch running and the
-        next one waiting and the buffer is not full: then it grows until a batch ends
-        (messages taken meanwhile join it instead of making batches of one or two).
+        """Hand the buffer to the pool: whatever may go while a pool process has no batch,
+        else only a full batch, and no more than two batches a process; what is left
+        waits until a batch ends (messages taken meanwhile join it instead of making
+        batches of one or two).
 
-        Two batches may hold messages of one order, as two tasks may: the rules take
-        facts in any order (parking), and the version-checked commit makes the one that
-        loses the race decide again on the fresh order (docs/design.md)."""
+        A message waits while its order has a message in a batch that has not ended:
+        one worker never decides two messages of one order at once, and decides them in
+        the order it took them (within a batch, in turns). Two workers still may, as two
+        tasks may: the rules take facts in any order (parking) and the version-checked
+        commit makes the loser of a race decide again (docs/design.md)."""
         self._flush_soon = False
-        if not self.buffer or (self.batches >= self.most_batches and len(self.buffer) < self.size):
+        if not self.buffer or self.batches >= self.most_batches:
             return
-        batch, self.buffer = self.buffer[: self.size], self.buffer[self.size :]
+        batch: list[tuple[Message, tuple[Any, ...], str | None]] = []
+        kept: list[tuple[Message, tuple[Any, ...], str | None]] = []
+        for entry in self.buffer:
+            order = entry[2]
+            if len(batch) < self.size and (order is None or order not in self.running):
+                batch.append(entry)
+            else:
+                kept.append(entry)
+        if not batch or (self.batches >= self.processes and len(batch) < self.size):
+            return
+        self.buffer = kept
+        for _, _, order in batch:
+            if order is not None:
+                self.running[order] = self.running.get(order, 0) + 1
         self.batches += 1
         self.in_flight += len(batch)
         try:
             self.consumer.pool.apply_async(
                 self.run_batch,
-                args=([item for _, item in batch],),
+                args=([item for _, item, _ in batch],),
                 callback=partial(self._done, batch),
                 error_callback=partial(self._failed, batch),
             )
         except Exception:
             log.exception("a batch could not go to the pool; its messages go one at a time")
             self._ended(batch)
-            self._each([message for message, _ in batch])
+            self._each([message for message, _, _ in batch])
 
-    def _done(self, batch: list[tuple[Message, Any]], results: Any) -> None:
-        messages = [message for message, _ in batch]
+    def _done(self, batch: list[tuple[Message, Any, str | None]], results: Any) -> None:
+        messages = [message for message, _, _ in batch]
         try:
             self._ended(batch)
             if not isinstance(results, list) or len(results) != len(messages):
@@ -159,10 +177,10 @@ class InboundBatches:
         except Exception:  # the pool's callback must not raise: the messages stay taken
             log.exception("ending a batch failed; its messages come back with the restore")
 
-    def _failed(self, batch: list[tuple[Message, Any]], exc_info: Any) -> None:
+    def _failed(self, batch: list[tuple[Message, Any, str | None]], exc_info: Any) -> None:
         """The pool process died under the batch (or the call failed): each message goes
         Celery's way; those committed already are duplicates there."""
-        messages = [message for message, _ in batch]
+        messages = [message for message, _, _ in batch]
         try:
             self._ended(batch)
             error = getattr(exc_info, "exception", exc_info)
@@ -175,9 +193,14 @@ class InboundBatches:
         except Exception:
             log.exception("requeueing a lost batch failed; its messages come back with the restore")
 
-    def _ended(self, batch: list[tuple[Message, Any]]) -> None:
+    def _ended(self, batch: list[tuple[Message, Any, str | None]]) -> None:
         self.batches -= 1
         self.in_flight -= len(batch)
+        for _, _, order in batch:
+            if order is not None:
+                left = self.running.pop(order, 1) - 1
+                if left:
+                    self.running[order] = left
         if self.buffer and not self._flush_soon:  # what waited for a free process
             self._flush_soon = True
             self.consumer.hub.call_soon(self.flush)
@@ -218,6 +241,14 @@ def _item(message: Message) -> tuple[Any, ...] | None:
         if isinstance(headers.get(name), str)
     }
     return (task_name, task_id, list(payload[0]), dict(payload[1]), trace)
+
+
+def _order_of(item: tuple[Any, ...]) -> str | None:
+    """The order a message names, if it names one (validation comes later)."""
+    args = item[2]
+    body = args[0] if len(args) == 1 else None
+    order = body.get("order_id") if isinstance(body, dict) else None
+    return order if isinstance(order, str) else None
 
 
 def _ack_all(messages: list[Message], consumer: Any) -> None:
