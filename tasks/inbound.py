@@ -11,6 +11,7 @@ from typing import Any
 
 import structlog
 from celery import Task
+from celery.app.trace import LOG_SUCCESS
 from pydantic import ValidationError
 
 from schemas.dead_letters import DeadLetterReason
@@ -20,7 +21,7 @@ from schemas.trace import trace_context
 from tasks.errors import TRANSIENT, retry_later
 from tasks.typed import task
 from worker import runtime
-from worker.logging import bind, get_logger, redact
+from worker.logging import bind, get_logger, redact, start_task
 from worker.observability import record, tracing
 from worker.rules.codes import ORDER_EXPIRED
 from worker.service_layer.backlog import message_facts
@@ -225,11 +226,9 @@ BatchItem = tuple[str, str, list[Any], dict[str, Any], dict[str, str]]
 """One inbound message of a batch as the consumer hands it to a pool process
 (worker/shell/batch.py): task name, task id, args, kwargs, trace context."""
 
-SUCCEEDED = "Task %(name)s[%(id)s] succeeded in %(runtime)ss: %(return_value)s"
-"""Celery's line for a task's end (celery.app.trace), written for each message of a batch
-under the same logger: one line per message says what became of it, as for a task."""
-
 _trace_log = logging.getLogger("celery.app.trace")
+"""Celery's logger of a task's end: each message of a batch has Celery's line there
+(LOG_SUCCESS), which says what became of it, as for a task."""
 
 
 def handle_batch(items: Sequence[BatchItem]) -> list[str | None]:
@@ -247,7 +246,7 @@ def handle_batch(items: Sequence[BatchItem]) -> list[str | None]:
     arrivals: list[Arrival] = []
     accepted: list[tuple[int, Any, Any, tuple[str, Any] | None]] = []
     for index, (task_name, task_id, args, kwargs, trace) in enumerate(items):
-        _bind_task(task_id, task_name)
+        start_task(task_id, task_name)
         try:
             accepted_or_not = _accept(task_name, task_id, args, kwargs)
         except Exception:  # Celery's way dead-letters it, or retries it (an outage)
@@ -270,7 +269,7 @@ def handle_batch(items: Sequence[BatchItem]) -> list[str | None]:
         outcomes = []
     for (index, message, body, facts), outcome in zip(accepted, outcomes, strict=False):
         task_name, task_id = items[index][0], items[index][1]
-        _bind_task(task_id, task_name)
+        start_task(task_id, task_name)
         bind(order_id=message.order_id, message_id=message.message_id, message_type=message.type)
         try:
             results[index] = _result(task_name, body, message, outcome, facts, task_id)
@@ -280,12 +279,6 @@ def handle_batch(items: Sequence[BatchItem]) -> list[str | None]:
         contexts[index] = structlog.contextvars.get_contextvars()
     _report(items, results, contexts, time.perf_counter() - began)
     return results
-
-
-def _bind_task(task_id: str, task_name: str) -> None:
-    """The log context a task's lines start with (worker/shell/hooks.py, bind_task)."""
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(task_id=task_id, task=task_name)
 
 
 def _report(
@@ -306,7 +299,7 @@ def _report(
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(**contexts.get(index, {}))
         _trace_log.info(
-            SUCCEEDED,
+            LOG_SUCCESS,
             {"id": task_id, "name": task_name, "runtime": share, "return_value": repr(result)},
         )
     structlog.contextvars.clear_contextvars()

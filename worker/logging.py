@@ -155,6 +155,13 @@ def never_fails(hook: Callable[..., None]) -> Callable[..., None]:
     return guarded
 
 
+def start_task(task_id: str | None, task_name: str | None) -> None:
+    """A task's lines from here on carry its id and name, and nothing of the task before:
+    Celery's tasks (worker/shell/hooks.py) and each message of an inbound batch."""
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(task_id=task_id, task=task_name)
+
+
 def bind(**values: Any) -> None:
     """Bind order_id, message_id, event_type ... for the rest of this task's lines."""
     structlog.contextvars.bind_contextvars(**values)

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from celery.app.trace import LOG_RECEIVED
 from kombu.message import Message
 
 from worker.logging import get_logger, redact
@@ -49,10 +50,8 @@ LINKS = ("callbacks", "errbacks", "chain", "chord")
 """Protocol 2's links to other tasks: a message that has any goes Celery's way, which
 runs them."""
 
-RECEIVED = "Task %(name)s[%(id)s] received"
-"""Celery's line for a task taken (celery.worker.strategy), written for each message."""
-
 _strategy_log = logging.getLogger("celery.worker.strategy")
+"""Celery's logger of a task taken: each message has Celery's line there (LOG_RECEIVED)."""
 
 
 class InboundBatches:
@@ -98,7 +97,7 @@ class InboundBatches:
             return False
         self.received()
         headers = message.headers
-        _strategy_log.info(RECEIVED, {"id": item[1], "name": item[0]})
+        _strategy_log.info(LOG_RECEIVED, {"id": item[1], "name": item[0]})
         self._event(
             "task-received",
             uuid=item[1],

@@ -36,7 +36,7 @@ from worker.adapters import amqp, keys, topology
 from worker.adapters import beat_schedule as beat
 from worker.adapters.topology import DEADLINE_BATCH_TASK, DEADLINE_TASK
 from worker.celery import AMQP, app
-from worker.logging import get_logger, never_fails
+from worker.logging import get_logger, never_fails, start_task
 from worker.observability import hooks as metrics
 from worker.observability import watchdog
 from worker.service_layer.backlog import message_facts
@@ -223,8 +223,7 @@ def freeze_heap(**_: Any) -> None:
 @never_fails
 def bind_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     """Every log line of a task carries its id and name (worker/logging.py)."""
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(task_id=task_id, task=getattr(task, "name", None))
+    start_task(task_id, getattr(task, "name", None))
 
 
 @never_fails
