@@ -184,27 +184,26 @@ class OrderStore(StoreBase):
         in Python, about half the CPU of a commit's call. An error answer is raised."""
         encoder = self.client.get_encoder()
         encode, encoding, errors = encoder.encode, encoder.encoding, encoder.encoding_errors
-        wires = [
-            [
-                value.encode(encoding, errors) if type(value) is str else encode(value)
-                for value in (*keys_, *args)
-            ]
+        packed = [
+            pack_command(
+                (
+                    b"EVALSHA",
+                    script_.sha,
+                    len(keys_),
+                    *(
+                        value.encode(encoding, errors) if type(value) is str else encode(value)
+                        for value in (*keys_, *args)
+                    ),
+                )
+            )
             for keys_, args in calls
         ]
-        replies = self._round_trip(
-            [
-                pack_command((b"EVALSHA", script_.sha, len(keys_), *wire))
-                for (keys_, _), wire in zip(calls, wires, strict=True)
-            ],
-            ["EVALSHA"] * len(calls),
-        )
+        replies = self._round_trip(packed, ["EVALSHA"] * len(packed))
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:  # none of these ran: load the script once, send them again
             self.client.script_load(script_.script)
-            again = self.client.pipeline(transaction=False)
-            for i in missing:
-                again.evalsha(script_.sha, len(calls[i][0]), *wires[i])
-            for i, reply in zip(missing, again.execute(raise_on_error=False), strict=True):
+            again = self._round_trip([packed[i] for i in missing], ["EVALSHA"] * len(missing))
+            for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
         for i, reply in enumerate(replies):
             if isinstance(reply, NoScriptError):  # flushed again meanwhile: the single way
