@@ -181,24 +181,9 @@ class Service:
                     commit, message_id=message.message_id, inflight_task_id=arrival.task_id
                 )
                 planned.append((index, commit, decision))
-            results = self.store.commit_many([commit for _, commit, _ in planned], now)
-            entries: list[tuple[str, dict[str, Any]]] = []
-            raced: list[int] = []
-            for (index, commit, decision), result in zip(planned, results, strict=True):
-                if result.status == "duplicate":
-                    outcomes[index] = Outcome("duplicate")
-                    continue
-                if result.status != "ok":
-                    raced.append(index)
-                    continue
-                self._committed(commit, decision)
-                published = set(result.published)  # pushed by the commit itself
-                entries += [entry for entry in commit.outbox if entry[0] not in published]
-                events = tuple(e["event"]["type"] for _, e in commit.outbox if e["kind"] == "event")
-                outcomes[index] = Outcome(
-                    "applied" if decision.applied else "parked", events, result.version
-                )
-            self.outbox.publish_batch(entries)
+            settled, raced = self._commit_all(planned, now)
+            for index, (outcome, _) in settled.items():
+                outcomes[index] = outcome
             for index in raced:
                 arrival = arrivals[index]
                 outcomes[index] = self.handle_message(
@@ -230,7 +215,7 @@ class Service:
         with another change of its order goes the single way (reload, retry)."""
         now = self.clock()
         outcomes: list[Outcome] = []
-        planned: list[tuple[int, Commit, Decision, Deadline]] = []
+        planned: list[tuple[int, Commit, Decision]] = []
         for firing in firings:
             loaded, deadline = firing.loaded, firing.deadline
             outcomes.append(Outcome("stale"))
@@ -246,29 +231,47 @@ class Service:
                 loaded.version, loaded.state, decision, fired, now, self.retention, self.tombstone
             )
             commit = replace(commit, lateness=Lateness.of(deadline, now))
-            planned.append((len(outcomes) - 1, commit, decision, deadline))
-        results = self.store.commit_many([commit for _, commit, _, _ in planned], now)
-        entries: list[tuple[str, dict[str, Any]]] = []
-        raced: list[int] = []
-        for (index, commit, decision, deadline), result in zip(planned, results, strict=True):
-            firing = firings[index]
-            if result.status != "ok":
-                raced.append(index)
-                continue
-            published = set(result.published)  # pushed by the commit itself
-            entries += [entry for entry in commit.outbox if entry[0] not in published]
-            events = tuple(e["event"]["type"] for _, e in commit.outbox if e["kind"] == "event")
-            outcomes[index] = Outcome(
-                "applied" if decision.applied else "parked", events, result.version
-            )
-            if decision.applied:
-                _log_fired(firing.order_id, deadline, commit.lateness, outcomes[index])
-            self._committed(commit, decision)
-            self.observer.deadline_fired(deadline.kind, outcomes[index].status, commit.lateness)
-        self.outbox.publish_batch(entries)  # before the races: a retry may raise (an outage)
+            planned.append((len(outcomes) - 1, commit, decision))
+        settled, raced = self._commit_all(planned, now)
+        for index, (outcome, commit) in settled.items():
+            deadline = firings[index].deadline
+            outcomes[index] = outcome
+            if outcome.status == "applied":
+                _log_fired(firings[index].order_id, deadline, commit.lateness, outcome)
+            self.observer.deadline_fired(deadline.kind, outcome.status, commit.lateness)
         for index in raced:  # lost a race: decided again on the fresh order, the single way
             outcomes[index] = self.fire(firings[index].order_id, firings[index].deadline)
         return outcomes
+
+    def _commit_all(
+        self, planned: Sequence[tuple[int, Commit, Decision]], now: datetime
+    ) -> tuple[dict[int, tuple[Outcome, Commit]], list[int]]:
+        """Planned commits (index, commit, decision) in one round trip: the outcome of
+        each that committed (or found its message applied already), by index, and the
+        indexes of those that lost a race, for the caller to decide again the single way.
+        What the commits did not push themselves is published together, before any
+        retry (a retry may raise: an outage)."""
+        results = self.store.commit_many([commit for _, commit, _ in planned], now)
+        settled: dict[int, tuple[Outcome, Commit]] = {}
+        raced: list[int] = []
+        entries: list[tuple[str, dict[str, Any]]] = []
+        for (index, commit, decision), result in zip(planned, results, strict=True):
+            if result.status == "duplicate":
+                settled[index] = Outcome("duplicate"), commit
+                continue
+            if result.status != "ok":
+                raced.append(index)
+                continue
+            self._committed(commit, decision)
+            published = set(result.published)  # pushed by the commit itself
+            entries += [entry for entry in commit.outbox if entry[0] not in published]
+            events = tuple(e["event"]["type"] for _, e in commit.outbox if e["kind"] == "event")
+            settled[index] = (
+                Outcome("applied" if decision.applied else "parked", events, result.version),
+                commit,
+            )
+        self.outbox.publish_batch(entries)
+        return settled, raced
 
     @property
     def outbox(self) -> Outbox:
