@@ -29,10 +29,14 @@ import redis
 from kombu.serialization import dumps as serialize
 from kombu.transport.redis import Channel
 from kombu.transport.virtual.exchange import TopicExchange
-from kombu.utils.json import dumps
+from kombu.utils.json import JSONEncoder
 
 from worker.adapters import topology
 from worker.adapters.cloudevents_json import JSON, serializer_for
+
+ENCODER = JSONEncoder()
+"""kombu's JSON encoder, made once: `kombu.utils.json.dumps(x)` is `JSONEncoder().encode(x)`
+with a new encoder per call (both the event's serializers use it)."""
 
 SEP = Channel.sep
 BINDINGS = Channel.keyprefix_queue % topology.EVENTS
@@ -47,6 +51,8 @@ class DirectEvents:
     def __init__(self, client: redis.Redis, content_type: str = JSON) -> None:
         self.client = client
         self.serializer = serializer_for(content_type)
+        # The serializer's content type and encoding, as kombu's registry gives them.
+        self.content_type, self.content_encoding, _ = serialize({}, serializer=self.serializer)
         self._members: list[bytes] = []
         self._table: list[tuple[str, ...]] = []
         self._topic = TopicExchange(None)  # its lookup uses no channel
@@ -76,25 +82,22 @@ class DirectEvents:
 
     def message(self, event: dict[str, Any]) -> str:
         """The JSON kombu's Redis transport pushes for KombuPublisher.publish_event."""
-        content_type, content_encoding, body = serialize(event, serializer=self.serializer)
-        payload = body.encode(content_encoding) if isinstance(body, str) else body
-        return str(
-            dumps(
-                {
-                    "body": base64.b64encode(payload).decode(),
-                    "content-encoding": content_encoding,
-                    "content-type": content_type,
-                    "headers": {"ce_id": event["id"], "ce_type": event["type"]},
-                    "properties": {
-                        "message_id": event["id"],
-                        "delivery_mode": 2,
-                        "delivery_info": {"exchange": self.exchange, "routing_key": event["type"]},
-                        "priority": 0,
-                        "body_encoding": "base64",
-                        "delivery_tag": str(uuid.uuid4()),
-                    },
-                }
-            )
+        payload = ENCODER.encode(event).encode(self.content_encoding)  # the serializer's body
+        return ENCODER.encode(
+            {
+                "body": base64.b64encode(payload).decode(),
+                "content-encoding": self.content_encoding,
+                "content-type": self.content_type,
+                "headers": {"ce_id": event["id"], "ce_type": event["type"]},
+                "properties": {
+                    "message_id": event["id"],
+                    "delivery_mode": 2,
+                    "delivery_info": {"exchange": self.exchange, "routing_key": event["type"]},
+                    "priority": 0,
+                    "body_encoding": "base64",
+                    "delivery_tag": str(uuid.uuid4()),
+                },
+            }
         )
 
     def pushes(self, events: list[dict[str, Any]]) -> list[tuple[str, str]]:
