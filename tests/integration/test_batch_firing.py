@@ -18,8 +18,8 @@ from worker.adapters.redis_store import RedisStore
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 BURST = 800
-"""Deadlines of the burst: several batch tasks (at most 100 members each), and enough
-firings that the kill lands while some are done and others not."""
+"""Deadlines of the burst, due over 1 s: several batch tasks (one per BATCH_WIDTH of due
+times at least), and enough firings that the kill lands while some are done and others not."""
 
 
 class _NoPublisher:

@@ -126,8 +126,9 @@ def test_the_tick_sends_deadlines_due_together_as_batches_at_their_latest_time()
     now = T0
     scheduler, sent = make_scheduler(now, store)
     start = T0 + timedelta(seconds=10)  # on a bucket boundary: T0 is a whole second
-    together = [(f"o-{i}", "unpaid_expiry:", start + timedelta(seconds=0.15 * i / 250))
-                for i in range(250)]  # fmt: skip
+    count = 2 * BATCH_MAX + 50  # two full batches and a part
+    together = [(f"o-{i}", "unpaid_expiry:", start + timedelta(seconds=0.15 * i / count))
+                for i in range(count)]  # fmt: skip
     alone = [("o-alone", "unpaid_expiry:", start + timedelta(seconds=5))]
     overdue = [(f"o-late-{i}", "unpaid_expiry:", T0 - timedelta(hours=i + 1)) for i in range(3)]
 
