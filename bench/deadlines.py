@@ -1058,6 +1058,14 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+FIRING_GOALS = {
+    # a firing run of at least this many deadlines: (p99 lateness ms, s after the last due
+    # time, firings/s); the 100,000 run is the speed issue's (bench/README.md, "Firing")
+    0: (5_000, 5, 2_000),
+    100_000: (5_000, 15, 5_000),
+}
+
+
 def goals(results: dict[str, Any]) -> str:
     lines = ["Goals"]
     ours = results["ours_pending"]
@@ -1080,11 +1088,19 @@ def goals(results: dict[str, Any]) -> str:
     if fire:
         p99, after = fire["lateness_p99_ms"], fire["all_fired_after_last_due_s"]
         n, rate = fire["n"], fire["firing_rate"]
+        most_p99, most_after, least_rate = max(
+            (goal for at_least, goal in FIRING_GOALS.items() if n >= at_least)
+        )
         lines.append(
-            f"  {n:,} due within {fire['spread_s']:g} s: p99 {p99:,.0f} ms (goal < 5000 ms), "
-            f"all fired {_fmt(after)} s after the last due time (goal <= 5 s), "
-            f"{_fmt(rate, 0)} firings/s (goal >= 2,000): "
-            f"{_met(p99 < 5000 and after is not None and after <= 5 and (rate or 0) >= 2000)}"
+            f"  {n:,} due within {fire['spread_s']:g} s: p99 {p99:,.0f} ms "
+            f"(goal < {most_p99:,} ms), all fired {_fmt(after)} s after the last due time "
+            f"(goal <= {most_after} s), {_fmt(rate, 0)} firings/s (goal >= {least_rate:,}): "
+            + _met(
+                p99 < most_p99
+                and after is not None
+                and after <= most_after
+                and (rate or 0) >= least_rate
+            )
         )
     if burst:
         p99 = burst["lateness_p99_ms"]

@@ -164,7 +164,10 @@ def profile(n: int, rounds: int, batch: int, top: int = 0) -> dict[str, Any]:
         if profiler is not None:
             profiler.disable()
             text = io.StringIO()
-            pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
+            stats = pstats.Stats(profiler, stream=text)
+            stats.sort_stats(os.environ.get("BENCH_FIRING_SORT", "tottime")).print_stats(top)
+            if dump := os.environ.get("BENCH_FIRING_PSTATS"):  # for pstats' callers view
+                stats.dump_stats(dump)
             cprofile_text = text.getvalue()
         calls = round_trips() - trips0
         fired = client.llen("aftersales.notifications")
