@@ -25,6 +25,10 @@ What it prints per deadline (median over rounds of each round's mean):
   other        the rest: decide, build the event, task glue
 and the Redis round trips per deadline (a command or a pipeline: one).
 
+With --cprofile N, the last round runs under cProfile and prints the top N functions by
+own time (`BENCH_FIRING_SORT=cumulative` sorts otherwise; `BENCH_FIRING_PSTATS=path` also
+writes the stats there, for pstats' callers view).
+
 It measures the Python/Redis side of one pool process, not Celery's own per-task
 overhead (receive, ack, task events) nor the consumer's holder write.
 """
