@@ -53,7 +53,8 @@ BATCH_MAX = 400
 """Members per batch task at most: enough that Celery's per-task cost, the batch's round
 trips and the pool's hand-over between tasks are shared by many, few enough that a batch
 takes ~0.1 s and a burst (several batches each BATCH_WIDTH) spreads over every pool
-process. 400 fired a 30,000-deadline burst ~10 % faster than 100 (bench/README.md)."""
+process. 400 fired a 30,000-deadline burst 9-22 % faster than 100, a 100,000 one as
+fast (bench/README.md, "Firing: batches of 400")."""
 
 Member = tuple[str, str, str | None]
 """One deadline of a batch task, as sent: (order id, deadline id, due time or None)."""
