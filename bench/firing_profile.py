@@ -12,7 +12,9 @@ call (the batch task the tick sends), or `fire_deadline` once per deadline with
 `--batch 0` (gate, load, decide, commit, publish of `order.cancelled`, confirm). Each
 step is timed by wrapping the real adapters' methods. Each round uses fresh orders; the
 first round also warms up (connections, script cache, declarations) and is not counted
-in the medians.
+in the medians; then the process's heap is frozen (`gc.freeze()`), as the worker's is
+once started, so the cyclic collector walks only what the firings made (without it the
+task body measured ~15 % slower than the worker pays).
 
 What it prints per deadline (median over rounds of each round's mean):
   task body    the whole task function, per deadline
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import json
 import os
@@ -133,6 +136,8 @@ def profile(n: int, rounds: int, batch: int, top: int = 0) -> dict[str, Any]:
     rows: list[dict[str, float]] = []
     cprofile_text = ""
     for round_no in range(rounds + 1):
+        if round_no == 1:  # warmed up: the heap frozen, as the worker's (hooks.freeze_heap)
+            gc.freeze()
         due = datetime.now(UTC) - timedelta(seconds=5)
         orders = [f"prof-{round_no}-{i:06d}" for i in range(n)]
         for order_id in orders:  # placed 48 h before `due`: unpaid_expiry is due now
