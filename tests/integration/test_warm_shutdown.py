@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import redis
 from kombu import Connection
+from kombu.transport import redis as kombu_redis
 
 from tests.support.messages import ORDER_EVENT, message, new_id, placed
 from tests.support.processes import wait_until
@@ -38,8 +39,10 @@ DUE_IN = 25.0
 """Seconds from placing the order to its unpaid expiry: the whole dance (a worker start on
 a loaded machine, the frozen Redis, the warm shutdown) fits before it."""
 FROZEN = 3
-"""Seconds Redis sleeps: long enough for the worker's next fetch (every 50 ms) and the
-SIGTERM to arrive while the payment is queued but not yet handed out."""
+"""Seconds Redis sleeps: long enough for the SIGTERM to arrive, and Celery to cancel the
+consumer, while the payment is queued but not yet handed out (the idle worker's fetch
+already waits in Redis). Not longer: redis-py's clients time out a read after 5 s, and
+the fetch waiting when the sleep began (1 s at most) is read only after it."""
 ATTEMPTS = 5
 """Tries at catching the fetch in flight at the cancel; each one that misses says so."""
 FETCHED_AFTER_CANCEL = (
@@ -50,6 +53,35 @@ FETCHED_AFTER_CANCEL = (
 """What the stopping worker logs when its fetch was answered after its consumer was
 cancelled: the case under test. Otherwise Celery received the payment before stopping
 (the benign case: in flight, restored to the head at close), and the test tries again."""
+
+
+PIDBOX_EXCHANGE = "celery.pidbox"
+"""The exchange of the worker's remote-control queue, which expires when unused."""
+
+
+REFRESH_WITHIN = 3.0
+"""Seconds after the worker answers a ping by which kombu's first binding refresh has run
+(its timer ticks every second), if it had not run before."""
+
+
+def pidbox_binding_mark(client: redis.Redis) -> float:
+    """Where kombu's binding deadlines have the worker's pidbox (0: not there)."""
+    return float(client.zscore("_kombu.binding_deadlines", PIDBOX_EXCHANGE) or 0)
+
+
+def let_kombu_refresh_its_bindings(client: redis.Redis) -> None:
+    """kombu (5.7 on) keeps the bindings of expiring queues alive: at its timer's first
+    tick after the worker started consuming its pidbox (then every 20 minutes), the event
+    loop refreshes them, a Redis call that holds the loop, and with it the consumer's
+    cancel, while Redis sleeps: a refresh inside the freeze makes the race impossible.
+    Wait until the refresh has moved the pidbox's mark (or, if it ran before, the time it
+    would take)."""
+    if not hasattr(kombu_redis.Channel, "maybe_refresh_binding_expiry"):
+        return  # an older kombu: no refresh
+    bound = pidbox_binding_mark(client)
+    deadline = time.monotonic() + REFRESH_WITHIN
+    while pidbox_binding_mark(client) <= bound and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def envelope(broker_url: str, task: str, args: list[Any]) -> tuple[str, bytes]:
@@ -129,6 +161,7 @@ def _race(
     """One try: (order, payment task id, barrier task id, due) if the stopping worker's
     last fetch took the payment and was answered after its consumer was cancelled."""
     stopping = start_worker(concurrency=1)
+    let_kombu_refresh_its_bindings(client)
     order = new_id("o")
     placed_at = datetime.now(UTC) - UNPAID_AFTER + timedelta(seconds=DUE_IN)
     wire_client.send(ORDER_EVENT, placed(order, placed_at))
@@ -152,7 +185,7 @@ def _race(
 
     frozen = threading.Thread(target=freeze)
     frozen.start()
-    time.sleep(0.5)  # the worker's next fetch (every 50 ms) is now queued behind the sleep
+    time.sleep(0.5)  # the transaction has reached Redis: it sleeps, the worker's fetch waits
     stopping.stop(grace=60)  # SIGTERM: Celery's warm shutdown, while Redis sleeps
     frozen.join()
     if not any(text in stopping.log_text() for text in FETCHED_AFTER_CANCEL):
