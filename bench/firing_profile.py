@@ -210,7 +210,7 @@ def render(results: dict[str, Any]) -> str:
     for key in ("task_body", *STEPS, "other"):
         lines.append(f"  {key:<12}{m[key]:>12.3f}")
     lines.append(f"  {'deadlines/s':<12}{m['per_second']:>12.0f}   (one process, task body only)")
-    lines.append(f"  {'round trips':<12}{m['round_trips']:>12.1f}   (to Redis, per deadline)")
+    lines.append(f"  {'round trips':<12}{m['round_trips']:>12.3f}   (to Redis, per deadline)")
     return "\n".join(lines)
 
 
