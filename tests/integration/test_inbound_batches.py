@@ -9,10 +9,12 @@ import json
 import os
 import signal
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 import redis
+from celery import Celery
 
 from tests.observability.scraping import free_port_pair, scrape, value
 from tests.support.messages import (
@@ -126,4 +128,42 @@ def test_a_pool_process_killed_under_a_batch_loses_and_repeats_nothing(
     )
     assert set(versions(redis_client, orders)) == {1}, "an order.placed applied twice"
     wait_until(lambda: _nothing_held(redis_client), 30, "messages left taken or in flight")
+    assert worker.alive()
+
+
+def test_a_revoked_message_is_discarded_and_leaves_nothing_in_flight(
+    start_worker, wire_client, redis_client, broker_url
+):
+    """`revoke` (celery control, Flower) names a task id: the worker discards that message
+    as Celery does, the batch path included, acks it and drops its in-flight entry (which
+    would hold its order's deadlines back until it turned stale); the same message under
+    another id is applied."""
+    worker = start_worker()
+    task_id = str(uuid.uuid4())
+    control = Celery("aftersales-test-control", broker=broker_url, set_as_current=False)
+    try:
+        control.control.revoke(task_id)
+
+        def listed() -> bool:
+            inspect = control.control.inspect(destination=[worker.name], timeout=1)
+            return task_id in ((inspect.revoked() or {}).get(worker.name) or [])
+
+        wait_until(listed, 30, "the worker never listed the revoked task id")
+    finally:
+        control.close()
+    order, others = new_id("o"), [new_id("o") for _ in range(30)]
+    body = placed(order, ago(minutes=30))
+    for other in others[:15]:  # among others, which go in batches
+        wire_client.send(ORDER_EVENT, placed(other, ago(minutes=30)))
+    wire_client.send(ORDER_EVENT, body, task_id=task_id)
+    for other in others[15:]:
+        wire_client.send(ORDER_EVENT, placed(other, ago(minutes=30)))
+
+    worker.wait_for_log(f"Discarding revoked task: {ORDER_EVENT}[{task_id}]", 60)
+    wait_until(lambda: set(versions(redis_client, others)) == {1}, 60, "others not applied")
+    wait_until(lambda: _nothing_held(redis_client), 30, "messages left taken or in flight")
+    assert versions(redis_client, [order]) == [0], "the revoked message was applied"
+
+    wire_client.send(ORDER_EVENT, body)  # the revoke named the task, not the message
+    wait_until(lambda: versions(redis_client, [order]) == [1], 60, "not applied under a new id")
     assert worker.alive()

@@ -17,7 +17,10 @@ Celery's way, one task per message, with its retries and dead letters: a message
 pool process handed back (an outage, an error it did not foresee, OpenTelemetry traces),
 every message of a batch whose pool process died, a message whose body is not Celery's
 protocol 2, and one the fetch did not record in flight. Those a batch committed already
-are duplicates there: the seen ids answer them without a second effect.
+are duplicates there: the seen ids answer them without a second effect. A message whose
+task id was revoked (`celery control revoke`, Flower) goes Celery's way too, which
+discards it, when it is taken or while it waits in the buffer; once in a batch it runs,
+as a task already running would.
 
 Each message is still its own task to a monitor: with task events on (Flower asks), a
 "task-received" event as it joins a batch and "task-succeeded" with its result when it is
@@ -33,6 +36,7 @@ from functools import partial
 from typing import Any
 
 from celery.app.trace import LOG_RECEIVED
+from celery.worker import state as worker_state
 from kombu.message import Message
 
 from worker.logging import get_logger, redact
@@ -91,9 +95,10 @@ class InboundBatches:
         return bool(self.buffer or self.in_flight)
 
     def offer(self, message: Message) -> bool:
-        """Take an inbound message into the next batch; False: it goes Celery's way."""
+        """Take an inbound message into the next batch; False: it goes Celery's way (a
+        revoked one too: Celery discards it, as it would any revoked task)."""
         item = _item(message)
-        if item is None:
+        if item is None or _revoked(message):
             return False
         self.received()
         headers = message.headers
@@ -130,6 +135,8 @@ class InboundBatches:
         tasks may: the rules take facts in any order (parking) and the version-checked
         commit makes the loser of a race decide again (docs/design.md)."""
         self._flush_soon = False
+        if worker_state.revoked or worker_state.revoked_stamps:
+            self._revoked_go_alone()
         if not self.buffer or self.batches >= self.most_batches:
             return
         batch: list[tuple[Message, tuple[Any, ...], str | None]] = []
@@ -159,6 +166,14 @@ class InboundBatches:
             log.exception("a batch could not go to the pool; its messages go one at a time")
             self._ended(batch)
             self._each([message for message, _, _ in batch])
+
+    def _revoked_go_alone(self) -> None:
+        """Messages revoked while they waited in the buffer go Celery's way, which discards
+        them (`revoke` names a task id, or stamps; the worker keeps them in a set)."""
+        revoked = [entry for entry in self.buffer if _revoked(entry[0])]
+        if revoked:
+            self.buffer = [entry for entry in self.buffer if not _revoked(entry[0])]
+            self._each([message for message, _, _ in revoked])
 
     def _done(self, batch: list[tuple[Message, Any, str | None]], results: Any) -> None:
         messages = [message for message, _, _ in batch]
@@ -240,6 +255,15 @@ def _item(message: Message) -> tuple[Any, ...] | None:
         if isinstance(headers.get(name), str)
     }
     return (task_name, task_id, list(payload[0]), dict(payload[1]), trace)
+
+
+def _revoked(message: Message) -> bool:
+    """Celery would discard this message as revoked: its task id is in the worker's revoked
+    set, or it carries stamps while some are revoked (Celery's own check then decides)."""
+    headers = message.headers or {}
+    return headers.get("id") in worker_state.revoked or bool(
+        worker_state.revoked_stamps and headers.get("stamped_headers")
+    )
 
 
 def _order_of(item: tuple[Any, ...]) -> str | None:

@@ -24,6 +24,7 @@ from celery.signals import (
     task_prerun,
     task_received,
     task_retry,
+    task_revoked,
     worker_init,
     worker_process_init,
 )
@@ -260,6 +261,20 @@ def register_received(request: Any = None, **_: Any) -> None:
     runtime.store().mark_inflight(order_id, request.id, occurred, runtime.utcnow())
 
 
+@never_fails
+def forget_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
+    """A revoked inbound message is discarded, never committed: its in-flight entry goes
+    now, not when it turns stale (it would hold its order's deadlines back until then).
+    Celery sends the task as `sender` and the request's context (id, args)."""
+    if request is None or getattr(sender, "name", None) not in INBOUND_TASKS:
+        return
+    args, task_id = getattr(request, "args", None), getattr(request, "id", None)
+    body = args[0] if isinstance(args, list | tuple) and len(args) == 1 else None
+    order_id = body.get("order_id") if isinstance(body, dict) else None
+    if isinstance(order_id, str) and order_id and isinstance(task_id, str):
+        runtime.store().clear_inflight(order_id, task_id)
+
+
 def recorded_by_fetch(request: Any) -> bool:
     """The reliable fetch recorded this message in flight as it took it (fetch.lua)."""
     message = getattr(request, "message", None)
@@ -312,6 +327,7 @@ RECEIVERS: tuple[tuple[Any, Any], ...] = (
     (task_postrun, unbind_task),
     (task_received, register_received),
     (task_received, tell_watchdog),
+    (task_revoked, forget_revoked),
     # Metrics (worker/observability/hooks.py): the endpoint, then one fact per signal.
     (worker_init, metrics.on_worker_init),
     (beat_init, metrics.on_beat_init),
