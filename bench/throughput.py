@@ -570,6 +570,31 @@ def _flush(url: str) -> None:
         RedisCluster.from_url(url).flushall()
 
 
+def _latency_lines(results: dict[str, Any], lines: list[str]) -> None:
+    """The latency pair (median round) and its ratios, into `lines` (and `results`)."""
+    lat, base = results["latency"], results["latency_stock"]
+    lines.append(
+        f"  latency at {lat['rate']:,.0f} msg/s: ours sent -> event consumed p50 "
+        f"{lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms ({lat['timed']} timed); stock "
+        f"task relaying its message, sent -> read p50 {base['p50_ms']:.1f} ms, p99 "
+        f"{base['p99_ms']:.1f} ms ({base['timed']} timed)"
+    )
+    results["latency_ratio"] = {
+        "p50": lat["p50_ms"] / base["p50_ms"],
+        "p99": lat["p99_ms"] / base["p99_ms"],
+    }
+    lines.append(
+        f"  latency ours/stock: p50 {results['latency_ratio']['p50']:.2f}x (goal <= 1.5x), "
+        f"p99 {results['latency_ratio']['p99']:.2f}x (goal <= 2x)"
+    )
+    if len(results.get("latency_rounds", [])) > 1:
+        rounds = results["latency_rounds"]
+        lines.append(
+            "  latency rounds (the median round above), p50 ours/stock: "
+            + ", ".join(f"{row['p50_ratio']:.2f}x" for row in rounds)
+        )
+
+
 def _redis_note(result: dict[str, Any]) -> str:
     value = result.get("redis_cpu_ms_per_msg")
     return "" if value is None else f", redis CPU {value:.2f} ms/msg"
@@ -755,7 +780,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             pairs.append((ours_side["p50_ms"] / stock_side["p50_ms"], ours_side, stock_side))
         pairs.sort(key=lambda pair: pair[0])
-        _, results["latency"], results["latency_stock"] = pairs[len(pairs) // 2]  # median
+        if pairs:  # --latency-rounds 0: none
+            _, results["latency"], results["latency_stock"] = pairs[len(pairs) // 2]  # median
         results["latency_rounds"] = [{"p50_ratio": r, "ours": o, "stock": s} for r, o, s in pairs]
         if args.idle_seconds:
             say(f"idle: {args.idle_seconds:g} s with nothing to do (ours with a beat)")
@@ -797,27 +823,8 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             )
     events = results["ours_events"]
     lines.append(f"  ours events published {events['published']:,} of {events['expected']:,}")
-    lat, base = results["latency"], results["latency_stock"]
-    lines.append(
-        f"  latency at {lat['rate']:,.0f} msg/s: ours sent -> event consumed p50 "
-        f"{lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms ({lat['timed']} timed); stock "
-        f"task relaying its message, sent -> read p50 {base['p50_ms']:.1f} ms, p99 "
-        f"{base['p99_ms']:.1f} ms ({base['timed']} timed)"
-    )
-    results["latency_ratio"] = {
-        "p50": lat["p50_ms"] / base["p50_ms"],
-        "p99": lat["p99_ms"] / base["p99_ms"],
-    }
-    lines.append(
-        f"  latency ours/stock: p50 {results['latency_ratio']['p50']:.2f}x (goal <= 1.5x), "
-        f"p99 {results['latency_ratio']['p99']:.2f}x (goal <= 2x)"
-    )
-    if len(results.get("latency_rounds", [])) > 1:
-        rounds = results["latency_rounds"]
-        lines.append(
-            "  latency rounds (the median round above), p50 ours/stock: "
-            + ", ".join(f"{row['p50_ratio']:.2f}x" for row in rounds)
-        )
+    if "latency" in results:
+        _latency_lines(results, lines)
     if "idle" in results:
         idle = results["idle"]
         lines.append(
