@@ -21,9 +21,11 @@ from schemas.types import parse_timestamp
 from tests.chaos.parts import Producer
 from tests.chaos.workload import generate
 from tests.integration.test_fetch_inflight import TIMESTAMPS, record_all, script_value
+from tests.support.messages import new_id, placed
 from tests.support.processes import wait_until
 from tests.upgrade import releases
 from tests.upgrade.rolling import RELEASE_FLOWS
+from worker.adapters import keys
 from worker.adapters.redis_store import RedisStore
 from worker.adapters.store_base import from_epoch
 
@@ -34,6 +36,7 @@ ORDERS = 60
 READ_ALL = """
 import json, sys
 import redis
+from worker.adapters import keys
 from worker.adapters.redis_store import RedisStore
 client = redis.Redis.from_url(sys.argv[1])
 store = RedisStore(client)
@@ -68,12 +71,14 @@ def test_what_today_stores_the_previous_release_reads(
     scripts = generate(
         ORDERS, 7, now, timedelta(seconds=30), timedelta(days=3), RELEASE_FLOWS[previous["version"]]
     )
+    beyond_ascii = new_id("o-ü")  # stored as UTF-8, not \u escapes (compact_json.py)
     producer = Producer(redis_url)
     try:
         for script in scripts:  # every stage at once: what reaches the state is what counts
             for stage in script.stages:
                 for message in stage:
                     producer.send(message)
+        producer.send(placed(beyond_ascii, now - timedelta(hours=1), buyer_id="käufer-ß 😀"))
     finally:
         producer.close()
     wait_until(lambda: redis_client.llen("aftersales.inbound") == 0, 120, "inbound never drained")
@@ -91,6 +96,8 @@ def test_what_today_stores_the_previous_release_reads(
         cwd=tmp_path,  # not the checkout: the previous release imports its own `worker`
     )
     assert read.returncode == 0, f"release {previous['version']} could not read:\n{read.stderr}"
+    stored = redis_client.hget(keys.order_state(beyond_ascii), "state")
+    assert stored is not None and "käufer-ß 😀".encode() in stored  # read above
     result = json.loads(read.stdout.strip().splitlines()[-1])
     # Only units asked a second time from a rejected request that keeps others (1.2
     # stores them: `second_tries`) make a state of this workload format 3; a whole
@@ -102,6 +109,7 @@ def test_what_today_stores_the_previous_release_reads(
 READ_INFLIGHT = """
 import json, sys
 import redis
+from worker.adapters import keys
 from worker.adapters.redis_store import RedisStore
 store = RedisStore(redis.Redis.from_url(sys.argv[1]))
 print(json.dumps({

@@ -8,7 +8,6 @@ message id, the deadlines and the outbox entries are written together or not at 
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -18,7 +17,7 @@ import redis
 from hiredis import pack_command
 from redis.exceptions import NoScriptError, ResponseError
 
-from worker.adapters import keys, state_codec
+from worker.adapters import compact_json, keys, state_codec
 from worker.adapters.direct_publish import BINDINGS, DirectEvents
 from worker.adapters.inflight_store import inflight_entries
 from worker.adapters.shards import StateClient
@@ -255,7 +254,7 @@ class OrderStore(StoreBase):
         args += [keys.deadline_member(oid, deadline_id) for deadline_id in commit.unschedule]
         args.append(len(outbox))
         for entry_id, entry in outbox:
-            args += [entry_id, json.dumps(entry, separators=(",", ":"))]
+            args += [entry_id, compact_json.dumps(entry)]
         args.append(len(commit.timeline))
         args += [_timeline_line(line, self.timeline_defaults) for line in commit.timeline]
         args.append(len(commit.forget))
@@ -336,7 +335,7 @@ class OrderStore(StoreBase):
 
     def timeline(self, order_id: str) -> list[dict[str, Any]]:
         return [
-            {**TIMELINE_DEFAULTS, **json.loads(line)}  # older lines have every key
+            {**TIMELINE_DEFAULTS, **compact_json.loads(line)}  # older lines have every key
             for line in self.client.lrange(self.keys.timeline(order_id), 0, -1)
         ]
 
@@ -354,7 +353,7 @@ class OrderStore(StoreBase):
 def _timeline_line(line: dict[str, Any], defaults: dict[str, Any]) -> str:
     """A timeline line without the values most lines have (restored when read)."""
     kept = {k: v for k, v in line.items() if defaults.get(k, _ABSENT) != v}
-    return json.dumps(kept, separators=(",", ":"), default=str)
+    return compact_json.dumps(kept, default=str)
 
 
 _ABSENT = object()

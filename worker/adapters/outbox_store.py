@@ -4,10 +4,10 @@ and read again by the tick's relay when no confirm came (docs/design.md: outbox)
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any, cast
 
+from worker.adapters import compact_json
 from worker.adapters.store_base import StoreBase, epoch, text
 
 
@@ -36,7 +36,7 @@ class OutboxStore(StoreBase):
                 continue
             raw = self.client.hmget(self.keys.outbox_entries(shard), ids)
             found = [
-                (text(entry_id), json.loads(body))
+                (text(entry_id), compact_json.loads(body))
                 for entry_id, body in zip(ids, raw, strict=True)
                 if body is not None  # None: confirmed between the two reads
             ]

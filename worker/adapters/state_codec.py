@@ -36,7 +36,7 @@ from typing import Any
 
 from schemas import formats
 from schemas.policy import MarketplacePolicy
-from worker.adapters import keys
+from worker.adapters import compact_json, keys
 from worker.adapters.shards import StateClient
 from worker.adapters.state_upgrade import upgrade_format_1
 from worker.rules.state import History, OrderState
@@ -101,12 +101,12 @@ def encode(state: OrderState, ref: PolicyRef) -> str:
     history = data.get("history")
     if history is not None and (base := _pop_known(history["base"])):
         known["b"] = base
-    text = json.dumps(data, separators=(",", ":"))
+    text = compact_json.dumps(data)
     if formats.state_json_needs_stamp(text):  # a 1.2 key or value somewhere: look closer
-        text = json.dumps(formats.stamp(formats.ORDER_STATE, data), separators=(",", ":"))
+        text = compact_json.dumps(formats.stamp(formats.ORDER_STATE, data))
     if not known:
         return text
-    return text + SEPARATOR + json.dumps(known, separators=(",", ":"))
+    return text + SEPARATOR + compact_json.dumps(known)
 
 
 def stored_parts(encoded: str) -> tuple[str, str | None]:
@@ -124,11 +124,11 @@ def decode(
     if known is None:
         text = raw.decode() if isinstance(raw, bytes) else raw
         raw, known = stored_parts(text)
-    data = json.loads(raw)
+    data = compact_json.loads(raw)
     formats.version_of(formats.ORDER_STATE, data)
     data.pop(formats.FORMAT_KEY, None)
     upgrade_format_1(data)
-    stamps = json.loads(known) if known else {}
+    stamps = compact_json.loads(known) if known else {}
     _put_known(data, stamps.get("d"))
     history = data.get("history")
     if history is not None and "deadlines" in history["base"]:
