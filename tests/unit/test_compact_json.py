@@ -103,6 +103,17 @@ def test_a_type_the_standard_library_does_not_write_is_still_a_type_error(value:
     assert compact_json.dumps({"v": when}, default=str) == standard({"v": str(when)})
 
 
+@pytest.mark.parametrize(
+    "text",
+    ['{"n":-9223372036854775809}', '{"n":18446744073709551616}', "[123456789012345678901]"],
+)
+def test_an_integer_beyond_64_bits_is_read_exactly(text: str) -> None:
+    """orjson would read it as a float (inexact): the standard library reads it."""
+    assert compact_json.loads(text) == json.loads(text)
+    assert compact_json.loads(text.encode()) == json.loads(text)
+    assert "." not in repr(compact_json.loads(text))
+
+
 def test_reading_what_orjson_does_not_parse_answers_as_the_standard_library() -> None:
     assert compact_json.loads('{"a":NaN}')["a"] != compact_json.loads('{"a":NaN}')["a"]
     assert compact_json.loads(b'{"a":"\\ud800"}') == {"a": "\ud800"}

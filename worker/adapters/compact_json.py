@@ -13,7 +13,9 @@ Whatever orjson refuses goes to the standard library, which answers as it always
 lone surrogate, an integer beyond 64 bits, a key that is not a string, a type orjson would
 write but the standard library does not know (a datetime, a dataclass: a `TypeError`
 then, as before, unless `default` says how); and on reading, anything orjson does not
-parse (`NaN`, a lone surrogate's escape).
+parse (`NaN`, a lone surrogate's escape), and any text with a run of 19 digits or more:
+orjson reads an integer beyond 64 bits as a float, silently inexact, where the standard
+library reads it exactly (a long digit run inside a string only costs the slower read).
 
 Not for text compared byte for byte with what an earlier release wrote (a schedule
 member, a digest's input): those stay the standard library's (worker/adapters/keys.py).
@@ -43,7 +45,16 @@ def dumps(value: Any, default: Callable[[Any], Any] | None = None) -> str:
         return json.dumps(value, separators=(",", ":"), default=default)
 
 
+_DIGITS_AS_ZEROS = bytes.maketrans(b"123456789", b"000000000")
+_LONG_NUMBER = b"0" * 19
+"""19 digits in a row: a number that may be an integer orjson cannot hold (2**63 has 19).
+Found as 19 zeros once every digit is a zero: a fraction of a regular expression's cost."""
+
+
 def loads(text: str | bytes) -> Any:
+    raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+    if _LONG_NUMBER in raw.translate(_DIGITS_AS_ZEROS):
+        return json.loads(text)
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:  # the standard library's answer, value or error
