@@ -66,13 +66,21 @@ class Gate:
         return None
 
 
-def message_facts(args: Any) -> tuple[str, datetime] | None:
-    """order_id and occurred_at of an inbound task's message, or None if unreadable."""
+def order_of(args: Any) -> str | None:
+    """The order an inbound task's message names (its one argument's `order_id`), if it
+    names one as a string; validation comes later."""
     if not isinstance(args, list | tuple) or len(args) != 1 or not isinstance(args[0], dict):
         return None
-    order_id, occurred = args[0].get("order_id"), args[0].get("occurred_at")
-    if not isinstance(order_id, str) or not order_id:
+    order_id = args[0].get("order_id")
+    return order_id if isinstance(order_id, str) else None
+
+
+def message_facts(args: Any) -> tuple[str, datetime] | None:
+    """order_id and occurred_at of an inbound task's message, or None if unreadable."""
+    order_id = order_of(args)
+    if not order_id:
         return None
+    occurred = args[0].get("occurred_at")
     try:
         return order_id, parse_timestamp(occurred)
     except ValueError:

@@ -40,6 +40,7 @@ from celery.worker import state as worker_state
 from kombu.message import Message
 
 from worker.logging import get_logger, redact
+from worker.service_layer.backlog import order_of
 from worker.shell.transport import INFLIGHT_PROPERTY
 
 log = get_logger("aftersales.batch")
@@ -115,7 +116,7 @@ class InboundBatches:
             eta=None,
             expires=None,
         )
-        self.buffer.append((message, item, _order_of(item)))
+        self.buffer.append((message, item, order_of(item[2])))
         if len(self.buffer) >= self.size:
             self.flush()
         elif not self._flush_soon:
@@ -170,9 +171,12 @@ class InboundBatches:
     def _revoked_go_alone(self) -> None:
         """Messages revoked while they waited in the buffer go Celery's way, which discards
         them (`revoke` names a task id, or stamps; the worker keeps them in a set)."""
-        revoked = [entry for entry in self.buffer if _revoked(entry[0])]
+        kept: list[tuple[Message, tuple[Any, ...], str | None]] = []
+        revoked: list[tuple[Message, tuple[Any, ...], str | None]] = []
+        for entry in self.buffer:
+            (revoked if _revoked(entry[0]) else kept).append(entry)
         if revoked:
-            self.buffer = [entry for entry in self.buffer if not _revoked(entry[0])]
+            self.buffer = kept
             self._each([message for message, _, _ in revoked])
 
     def _done(self, batch: list[tuple[Message, Any, str | None]], results: Any) -> None:
@@ -264,14 +268,6 @@ def _revoked(message: Message) -> bool:
     return headers.get("id") in worker_state.revoked or bool(
         worker_state.revoked_stamps and headers.get("stamped_headers")
     )
-
-
-def _order_of(item: tuple[Any, ...]) -> str | None:
-    """The order a message names, if it names one (validation comes later)."""
-    args = item[2]
-    body = args[0] if len(args) == 1 else None
-    order = body.get("order_id") if isinstance(body, dict) else None
-    return order if isinstance(order, str) else None
 
 
 def _ack_all(messages: list[Message], consumer: Any) -> None:

@@ -40,7 +40,7 @@ from worker.celery import AMQP, app
 from worker.logging import get_logger, never_fails, start_task
 from worker.observability import hooks as metrics
 from worker.observability import watchdog
-from worker.service_layer.backlog import message_facts
+from worker.service_layer.backlog import message_facts, order_of
 from worker.settings import get_settings
 from worker.shell import transport
 from worker.shell.transport import INFLIGHT_PROPERTY
@@ -268,10 +268,8 @@ def forget_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
     Celery sends the task as `sender` and the request's context (id, args)."""
     if request is None or getattr(sender, "name", None) not in INBOUND_TASKS:
         return
-    args, task_id = getattr(request, "args", None), getattr(request, "id", None)
-    body = args[0] if isinstance(args, list | tuple) and len(args) == 1 else None
-    order_id = body.get("order_id") if isinstance(body, dict) else None
-    if isinstance(order_id, str) and order_id and isinstance(task_id, str):
+    order_id, task_id = order_of(getattr(request, "args", None)), getattr(request, "id", None)
+    if order_id and isinstance(task_id, str):
         runtime.store().clear_inflight(order_id, task_id)
 
 
