@@ -346,6 +346,7 @@ class Bench:
     workdir: Path
     server: EmbeddedRedis
     concurrency: int = 2
+    loglevel: str = "WARNING"
     code_dir: Path = ROOT
     fire_timeout: float = 300.0
     procs: list[Proc] = field(default_factory=list)
@@ -409,7 +410,7 @@ class Bench:
         app, queues = ("worker", OURS_QUEUES) if kind == "ours" else ("naive_app", "naive")
         argv = [
             sys.executable, "-m", "celery", "-A", app, "worker", "-P", "prefork",
-            "-c", str(concurrency or self.concurrency), "-Q", queues, "--loglevel", "WARNING",
+            "-c", str(concurrency or self.concurrency), "-Q", queues, "--loglevel", self.loglevel,
             "-n", f"{unique}@%h", "--without-heartbeat", "--without-gossip", "--without-mingle",
         ]  # fmt: skip
         proc = self.spawn(f"{kind}-worker-{unique}", argv, env)
@@ -751,6 +752,7 @@ class Bench:
             "spread_s": spread,
             "workers": workers,
             "concurrency": self.concurrency,
+            "loglevel": self.loglevel,
             "write_seconds": written,
             "all_armed_after_first_due_s": armed_at[0] if armed_at else None,
             **_lateness_summary(lateness),
@@ -1152,6 +1154,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--concurrency", type=int, default=2, help="worker -c")
     parser.add_argument(
+        "--loglevel",
+        default="WARNING",
+        help="the workers' --loglevel (WARNING: no line per firing; INFO: `deadline fired`)",
+    )
+    parser.add_argument(
         "--fire-workers",
         type=int,
         default=1,
@@ -1220,6 +1227,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir,
         server,
         concurrency=args.concurrency,
+        loglevel=args.loglevel,
         code_dir=args.code_dir.resolve(),
         fire_timeout=args.fire_timeout,
     )

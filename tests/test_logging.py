@@ -23,3 +23,52 @@ from worker.logging import redact
 )
 def test_redact(text, expected):
     assert redact(text) == expected
+
+
+LEVEL_SCRIPT = """
+import logging
+from worker import logging as wl
+wl.setup_logging()
+log = wl.get_logger()
+log.info("first")  # structlog caches this logger as it is now, at INFO
+wl.follow_celery_level(loglevel=logging.WARNING)
+log.info("info below WARNING")
+log.debug("debug below WARNING")
+log.log(logging.INFO, "log() below WARNING")
+log.bind(order_id="o-1").info("bound below WARNING")
+log.warning("a warning")
+try:
+    1 / 0
+except ZeroDivisionError:
+    log.exception("an exception")
+print("enabled", log.bind().is_enabled_for(logging.INFO), log.bind().get_effective_level())
+wl.follow_celery_level(loglevel="DEBUG")  # a name, as a string
+log.debug("debug at DEBUG")
+wl.follow_celery_level(loglevel="NOT-A-LEVEL")  # left as it is
+log.debug("debug still shown")
+"""
+
+
+def test_celery_loglevel_applies_to_the_workers_own_lines_even_a_logger_used_before():
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", LEVEL_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**__import__("os").environ, "AFTERSALES_LOG_FORMAT": "json"},
+        check=True,
+    )
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert [(line["event"], line["level"]) for line in lines] == [
+        ("first", "info"),
+        ("a warning", "warning"),
+        ("an exception", "error"),
+        ("debug at DEBUG", "debug"),
+        ("debug still shown", "debug"),
+    ], done.stderr
+    assert "ZeroDivisionError" in lines[2]["exception"]
+    assert done.stdout.split() == ["enabled", "False", str(30)]

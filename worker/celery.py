@@ -11,10 +11,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from celery import Celery
+from celery.signals import after_setup_logger, celeryd_init
 
 from worker.adapters import amqp, keys, topology
 from worker.adapters.beat_schedule import TickSchedule
-from worker.logging import setup_logging
+from worker.logging import follow_celery_level, follow_worker_options, setup_logging
 from worker.settings import SettingsError, get_settings
 
 try:
@@ -22,6 +23,9 @@ try:
 except SettingsError as exc:  # a bad policy file or setting stops start-up, readably
     raise SystemExit(f"aftersales: cannot start: {exc}") from None
 setup_logging()
+# `--loglevel` applies to this project's lines too, from the worker's first signal on.
+celeryd_init.connect(follow_worker_options, weak=False)
+after_setup_logger.connect(follow_celery_level, weak=False)
 
 # worker.shell.hooks: the signal receivers and consumer steps; Celery imports it in a worker
 # and in beat (before worker_init), and this module needs no import of it.

@@ -102,11 +102,110 @@ def _renderer(fmt: str) -> Processor:
     return structlog.processors.JSONRenderer()
 
 
+_level = logging.INFO
+"""The lowest level written by this project's own loggers: `set_level`, which follows
+Celery's `--loglevel` (`follow_celery_level`)."""
+
+_EVERY_LEVEL: Any = structlog.make_filtering_bound_logger(logging.NOTSET)
+
+_METHOD_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "msg": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+
+
+def _gated(name: str, level: int) -> Callable[..., Any]:
+    inner = getattr(_EVERY_LEVEL, name)
+
+    def method(self: Any, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        if level < _level:
+            return None
+        return inner(self, event, *args, **kw)
+
+    method.__name__ = name
+    return method
+
+
+def _gated_async(name: str, level: int) -> Callable[..., Any]:
+    inner = getattr(_EVERY_LEVEL, f"a{name}")
+
+    async def method(self: Any, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        if level < _level:
+            return None
+        return await inner(self, event, *args, **kw)
+
+    method.__name__ = f"a{name}"
+    return method
+
+
+def _log(self: Any, level: int, event: str, *args: Any, **kw: Any) -> Any:
+    if level < _level:
+        return None
+    return _EVERY_LEVEL.log(self, level, event, *args, **kw)
+
+
+async def _alog(self: Any, level: int, event: str, *args: Any, **kw: Any) -> Any:
+    if level < _level:
+        return None
+    return await _EVERY_LEVEL.alog(self, level, event, *args, **kw)
+
+
+LevelBoundLogger: Any = type(
+    "LevelBoundLogger",
+    (_EVERY_LEVEL,),
+    {
+        **{name: _gated(name, level) for name, level in _METHOD_LEVELS.items()},
+        **{f"a{name}": _gated_async(name, level) for name, level in _METHOD_LEVELS.items()},
+        "log": _log,
+        "alog": _alog,
+        "is_enabled_for": lambda self, level: level >= _level,
+        "get_effective_level": lambda self: _level,
+    },
+)
+"""structlog's filtering logger whose level is read on each call, not fixed when the
+logger was first used: loggers made and cached before Celery read `--loglevel` obey it
+too. A line below the level costs a comparison."""
+
+
+def set_level(level: int) -> None:
+    """This project's lines below `level` are dropped (Celery's own follow the root
+    logger's level, which Celery sets)."""
+    global _level
+    _level = level
+
+
+def follow_celery_level(loglevel: int | str | None = None, **_: Any) -> None:
+    """`after_setup_logger` receiver: `celery worker|beat --loglevel L` applies to this
+    project's lines too (`deadline fired`, `sweep`, ...), not only to Celery's."""
+    if loglevel is None:
+        return
+    if isinstance(loglevel, str):
+        named = logging.getLevelName(loglevel.upper())
+        if not isinstance(named, int):
+            return
+        loglevel = named
+    set_level(loglevel)
+
+
+def follow_worker_options(options: dict[str, Any] | None = None, **_: Any) -> None:
+    """`celeryd_init` receiver: the worker's `--loglevel` from its command line, before
+    `worker_init` (whose receivers log) and before Celery sets up logging."""
+    follow_celery_level((options or {}).get("loglevel"))
+
+
 _configured = False
 
 
 def setup_logging(level: int = logging.INFO) -> None:
     global _configured
+    set_level(level)
     if _configured:
         return
     _configured = True
@@ -120,7 +219,7 @@ def setup_logging(level: int = logging.INFO) -> None:
     exc_info: list[Processor] = [structlog.processors.format_exc_info] if fmt == "json" else []
     structlog.configure(
         processors=[*shared, *exc_info, _redact_event, _renderer(fmt)],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
+        wrapper_class=LevelBoundLogger,
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )

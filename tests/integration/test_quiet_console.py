@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from celery import Celery
 
 from tests.support.messages import BUYER_ACTION, ORDER_EVENT, ago, message, new_id, placed
 from tests.support.processes import wait_until
+from tests.support.wire import task_headers
 
 pytestmark = pytest.mark.integration
 
@@ -92,3 +94,39 @@ def test_at_debug_beat_shows_each_tick_again(start_beat):
         30,
         lambda: "beat never showed three ticks at DEBUG:\n" + beat.log_text(),
     )
+
+
+def _lines(log: str) -> list[dict]:
+    return [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.parametrize("loglevel", ["INFO", "WARNING"])
+def test_the_loglevel_applies_to_the_workers_own_lines(
+    start_worker, start_beat, wire_client, event_listener, loglevel
+):
+    """`--loglevel WARNING` keeps the worker's own info lines (`deadline fired`) out too,
+    not only Celery's; warnings (a dead letter) stay. At INFO both are there."""
+    worker = start_worker(env={"AFTERSALES_SWEEP_INTERVAL": "PT0.5S"}, loglevel=loglevel)
+    start_beat(env={"AFTERSALES_SWEEP_INTERVAL": "PT0.5S"})
+    order = new_id("o")  # unpaid, its 48 h expiry due in 2 s
+    wire_client.send(
+        ORDER_EVENT, placed(order, datetime.now(UTC) - timedelta(hours=48, seconds=-2))
+    )
+    event_listener.wait_for("order.cancelled", timeout=45)
+    wire_client.send_raw(b"[1, 2, 3]", headers=task_headers(BUYER_ACTION))
+    event_listener.dead_letters(timeout=20.0)
+    wait_until(
+        lambda: any(line["event"] == "task message refused" for line in _lines(worker.log_text())),
+        20,
+        lambda: "no dead-letter warning:\n" + worker.log_text(),
+    )
+    if loglevel == "INFO":  # the firing's own line comes before its task ends
+        wait_until(
+            lambda: any(line["event"] == "deadline fired" for line in _lines(worker.log_text())),
+            20,
+            lambda: "no 'deadline fired' line at INFO:\n" + worker.log_text(),
+        )
+        return
+    levels = Counter(line["level"] for line in _lines(worker.log_text()))
+    assert levels["info"] == 0 and levels["debug"] == 0, worker.log_text()
+    assert levels["warning"] >= 1, worker.log_text()

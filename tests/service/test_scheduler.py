@@ -145,3 +145,41 @@ def test_the_tick_sends_deadlines_due_together_as_batches_at_their_latest_time()
     assert batches[3][1]["eta"] == max(due for _, _, due in overdue)  # in the past: at once
     assert singles == [("o-alone", "unpaid_expiry:", format_timestamp(alone[0][2]))]
     assert len({options["task_id"] for _, options in batches}) == 4
+
+
+def test_the_sweep_line_is_a_warning_when_it_resent_or_relayed(monkeypatch):
+    """Arming is routine (info); a re-send (a worker died) or a relay (an event not out
+    with its commit) stays visible at `--loglevel WARNING`."""
+    from worker.service_layer import scheduler as scheduler_module
+
+    lines: list[tuple[str, dict]] = []
+
+    class Recorder:
+        def info(self, event, **fields):
+            lines.append(("info", fields))
+
+        def warning(self, event, **fields):
+            lines.append(("warning", fields))
+
+    monkeypatch.setattr(scheduler_module, "log", Recorder())
+    store = FakeStore()
+    placed = order_placed(at=T0)
+    make_service(store=store).handle_message(placed)
+    (deadline,) = store.load(placed.order_id).state.deadlines.values()
+    oid, did = placed.order_id, deadline.id
+    scheduler, _ = make_scheduler(deadline.due_at - timedelta(seconds=30), store)
+
+    scheduler.tick()  # armed only
+    store.outbox["entry-1"] = {"kind": "event", "event": {"type": "order.cancelled"}}
+    scheduler.tick()  # relayed
+    store.schedule.claim(oid, did, "w@h#1", deadline.due_at)
+    store.schedule.heartbeat("w@h#1", ttl_ms=5_000)
+    scheduler.clock.now = deadline.due_at + timedelta(seconds=3)
+    scheduler.tick()  # overdue: sent again
+    scheduler.tick()  # backing off, nothing to do: silent
+
+    assert [(level, f["armed"], f["overdue"], f["relayed"]) for level, f in lines] == [
+        ("info", 1, 0, 0),
+        ("warning", 0, 0, 1),
+        ("warning", 0, 1, 0),
+    ]

@@ -250,7 +250,9 @@ class Scheduler:
         stale = self.outbox.stale_outbox(now - OUTBOX_RELAY_AFTER, limit=RELAY_BATCH)
         left = self.service.outbox.publish(stale) if stale else 0
         if armed or overdue or stale:  # an idle tick is silent: one runs every second
-            log.info(
+            # A re-send (a worker died holding the deadline) or a relay (an event not out
+            # with its commit) is worth a look: a warning, kept at `--loglevel WARNING`.
+            (log.warning if overdue or stale else log.info)(
                 "sweep",
                 armed=len(armed),
                 tasks=tasks,
