@@ -72,3 +72,37 @@ def test_celery_loglevel_applies_to_the_workers_own_lines_even_a_logger_used_bef
     ], done.stderr
     assert "ZeroDivisionError" in lines[2]["exception"]
     assert done.stdout.split() == ["enabled", "False", str(30)]
+
+
+CONCURRENT_SCRIPT = """
+import os
+from worker import logging as wl
+wl.setup_logging()
+log = wl.get_logger()
+for i in range(3000):
+    log.info("deadline fired", order_id=f"o-{os.getpid()}-{i}", kind="unpaid_expiry")
+"""
+
+
+def test_lines_from_processes_sharing_stderr_stay_whole():
+    """Pool processes share the worker's stderr. Unbuffered (PYTHONUNBUFFERED=1, as the
+    Dockerfile sets), a line and its newline written apart interleave between processes
+    and break the JSON lines a log shipper reads: each line is one write."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "AFTERSALES_LOG_FORMAT": "json"}
+    read_end, write_end = os.pipe()
+    writers = [
+        subprocess.Popen([sys.executable, "-c", CONCURRENT_SCRIPT], stderr=write_end, env=env)
+        for _ in range(2)
+    ]
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        lines = pipe.read().decode().splitlines()
+    assert [writer.wait(timeout=120) for writer in writers] == [0, 0]
+    records = [json.loads(line) for line in lines]  # raises on a broken line
+    assert len(records) == 6000
+    assert len({record["order_id"] for record in records}) == 6000

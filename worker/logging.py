@@ -5,7 +5,8 @@ rendered for people on a terminal; `AFTERSALES_LOG_FORMAT=json|console|auto` dec
 otherwise. The beat tick runs every second and mostly finds nothing to do: Celery's own
 lines about it (sent, received, succeeded) are shown only at DEBUG, so an idle worker is
 silent. Hooks never fail a task: an exception inside one is logged and swallowed. E-mail
-addresses are redacted from every log line, whatever logged them.
+addresses are redacted from every log line, whatever logged them. Celery's `--loglevel`
+applies to these lines as to its own (`follow_celery_level`).
 """
 
 from __future__ import annotations
@@ -205,10 +206,10 @@ _configured = False
 
 def setup_logging(level: int = logging.INFO) -> None:
     global _configured
-    set_level(level)
     if _configured:
         return
     _configured = True
+    set_level(level)
     fmt = log_format()
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -220,7 +221,7 @@ def setup_logging(level: int = logging.INFO) -> None:
     structlog.configure(
         processors=[*shared, *exc_info, _redact_event, _renderer(fmt)],
         wrapper_class=LevelBoundLogger,
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
