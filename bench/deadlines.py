@@ -1234,6 +1234,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "deadlines.json")
     args = parser.parse_args(argv)
+    for setting in args.redis_config:
+        if "=" not in setting:
+            parser.error(f"--redis-config {setting!r}: expected NAME=VALUE")
     if args.quick:
         args.sizes, args.ours_max, args.messages = "10000", 0, 1000
         args.fire, args.lead = 2000, 5.0
@@ -1264,7 +1267,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for setting in args.redis_config:
         name, _, value = setting.partition("=")
-        redis.Redis.from_url(server.url).config_set(name, value)
+        redis.Redis.from_url(server.url).config_set(name, value)  # a bad one: Redis says why
     os.environ["BENCH_BROKER_URL"] = server.url  # for the naive producer (bench/support)
     os.environ["AFTERSALES_REDIS_URL"] = server.url
     results: dict[str, Any] = {
