@@ -56,6 +56,6 @@ def loads(text: str | bytes) -> Any:
     if _LONG_NUMBER in raw.translate(_DIGITS_AS_ZEROS):
         return json.loads(text)
     try:
-        return orjson.loads(text)
+        return orjson.loads(raw)  # the bytes already made: not encoded a second time
     except orjson.JSONDecodeError:  # the standard library's answer, value or error
         return json.loads(text)
