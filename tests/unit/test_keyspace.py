@@ -3,6 +3,7 @@ one commit touches one Redis Cluster slot; one Redis keeps its old key names."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pytest
@@ -105,3 +106,19 @@ def test_the_switch_takes_only_yes_or_no(env: pytest.MonkeyPatch) -> None:
     env.setenv("AFTERSALES_REDIS_CLUSTER", "maybe")
     with pytest.raises(SettingsError, match="AFTERSALES_REDIS_CLUSTER"):
         Settings.from_env()
+
+
+@pytest.mark.parametrize(
+    ("order", "deadline"),
+    [
+        ("o-1", "unpaid_expiry:"),
+        ("ümlaut 中文", "return_response:r-1"),
+        ('o-"quoted"\\', "hold:m\n\x1e"),
+        ("o-\ud800", "resubmit:r-\u2028"),
+    ],
+)
+def test_a_schedule_member_is_the_text_every_release_wrote(order: str, deadline: str) -> None:
+    """Members are matched byte for byte (ZREM, ZSCORE): the text stays `json.dumps`'s."""
+    member = keys.deadline_member(order, deadline)
+    assert member == json.dumps([order, deadline], separators=(",", ":"))
+    assert keys.parse_deadline_member(member) == (order, deadline)

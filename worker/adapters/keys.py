@@ -124,9 +124,15 @@ OUTBOX_ENTRIES = f"{PREFIX}:outbox:entries"
 """Hash entry id -> JSON {kind, ...}: events to publish, dead letters, tasks to send."""
 
 
+_MEMBER = json.JSONEncoder(separators=(",", ":"))
+"""The schedule members' encoder, made once: `json.dumps` with a keyword makes one per call.
+Its text is the same as `json.dumps([...], separators=(",", ":"))`, byte for byte: members
+written by any earlier release are matched exactly (ZREM, ZSCORE)."""
+
+
 def deadline_member(order_id: str, deadline_id: str) -> str:
     """Unambiguous member for an (order, deadline) pair; ids may contain any character."""
-    return json.dumps([order_id, deadline_id], separators=(",", ":"))
+    return _MEMBER.encode([order_id, deadline_id])
 
 
 def parse_deadline_member(member: str | bytes) -> tuple[str, str]:
