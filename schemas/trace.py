@@ -18,10 +18,12 @@ TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 TraceParent = Annotated[str, Field(pattern=TRACEPARENT_PATTERN)]
 """`version-traceid-parentid-flags`, lower-case hex (W3C Trace Context, level 1)."""
 
-TraceState = Annotated[str, Field(min_length=1, max_length=512)]
+TRACESTATE_MAX = 512
+
+TraceState = Annotated[str, Field(min_length=1, max_length=TRACESTATE_MAX)]
 """Vendor entries, passed on unread; 512 characters is the W3C limit propagators keep."""
 
-_TRACEPARENT = re.compile(TRACEPARENT_PATTERN)
+TRACEPARENT_RE = re.compile(TRACEPARENT_PATTERN)
 _ZERO_TRACE, _ZERO_PARENT = "0" * 32, "0" * 16
 
 
@@ -31,14 +33,14 @@ def trace_context(headers: Mapping[str, Any]) -> dict[str, str]:
     An invalid one (wrong shape, version ff, an all-zero id) is dropped, as the W3C
     specification tells a receiver to: tracing never refuses a message."""
     parent = headers.get("traceparent")
-    if not isinstance(parent, str) or not _TRACEPARENT.match(parent):
+    if not isinstance(parent, str) or not TRACEPARENT_RE.match(parent):
         return {}
     version, trace_id, parent_id, _ = parent.split("-")
     if version == "ff" or trace_id == _ZERO_TRACE or parent_id == _ZERO_PARENT:
         return {}
     found = {"traceparent": parent}
     state = headers.get("tracestate")
-    if isinstance(state, str) and 0 < len(state) <= 512:
+    if isinstance(state, str) and 0 < len(state) <= TRACESTATE_MAX:
         found["tracestate"] = state
     return found
 

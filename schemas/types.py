@@ -130,13 +130,18 @@ _BAD_ID_CHAR = re.compile(
 )
 
 
-def _clean_identifier(value: str) -> str:
+def clean_identifier(value: str) -> str:
+    """`value` if it holds none of the characters an id may not (ValueError if it does)."""
     if _BAD_ID_CHAR.search(value):
         raise ValueError("an id must not hold control, surrogate or bidirectional characters")
     return value
 
 
-Identifier = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_clean_identifier)]
+IDENTIFIER_MAX = 128
+
+Identifier = Annotated[
+    str, Field(min_length=1, max_length=IDENTIFIER_MAX), AfterValidator(clean_identifier)
+]
 """Ids from other systems: opaque, 1 to 128 characters, no control characters."""
 
 NonEmptyText = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"\S")]

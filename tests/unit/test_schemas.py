@@ -20,7 +20,15 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from schemas import inbound as ib
-from schemas.events import EVENT_DATA, Amount, CloudEvent, Data, build_event, event_id
+from schemas.events import (
+    EVENT_DATA,
+    Amount,
+    CloudEvent,
+    Data,
+    build_event,
+    event_body,
+    event_id,
+)
 from schemas.inbound import TASK_MESSAGES, TYPES_BY_TASK, ReturnReason, parse_message
 from schemas.policy import MarketplacePolicy, PolicyError, build_policy
 
@@ -854,6 +862,66 @@ def test_build_event_refuses_data_of_another_type(type_: str) -> None:
     data = EVENT_DATA[other].model_validate(EVENTS[other])
     with pytest.raises(TypeError, match=EVENT_DATA[type_].__name__):
         build_event(type_, "o-1", NOW, data, cause="m-1")
+
+
+TRACES: list[dict[str, str] | None] = [
+    None,
+    {},
+    {"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"},
+    {"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01", "tracestate": "v=1," * 128},
+]
+
+
+@pytest.mark.parametrize("trace", TRACES, ids=lambda t: str(sorted(t or {})))
+@pytest.mark.parametrize(("type_", "sample"), EVENT_VARIANTS)
+def test_event_body_is_the_models_body(
+    type_: str, sample: dict[str, Any], trace: dict[str, str] | None
+) -> None:
+    """The firing path's `event_body` makes the dict `build_event(...).body()` makes,
+    key order included (what is published and kept is the same text)."""
+    data = EVENT_DATA[type_].model_validate(sample)
+    for time in (NOW, NOW.astimezone(PLUS_2), NOW + timedelta(microseconds=1)):
+        body = event_body(type_, "o-ümlaut-1", time, data, "m-1", trace)
+        model = build_event(type_, "o-ümlaut-1", time, data, "m-1", trace).body()
+        assert body == model
+        assert json.dumps(body) == json.dumps(model)
+
+
+BAD_ENVELOPES: list[tuple[str, dict[str, Any]]] = [
+    ("empty subject", {"subject": ""}),
+    ("long subject", {"subject": "o" * 129}),
+    ("control in subject", {"subject": "o-1\n"}),
+    ("naive time", {"time": NOW.replace(tzinfo=None)}),
+    ("time before 1970", {"time": datetime(1969, 12, 31, 23, 59, tzinfo=UTC)}),
+    ("bad traceparent", {"trace": {"traceparent": "00-xyz"}}),
+    (
+        "long tracestate",
+        {
+            "trace": {
+                "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+                "tracestate": "x" * 513,
+            }
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "change"), BAD_ENVELOPES, ids=[w for w, _ in BAD_ENVELOPES])
+def test_event_body_refuses_what_the_model_refuses(what: str, change: dict[str, Any]) -> None:
+    data = EVENT_DATA["return.closed"].model_validate(EVENTS["return.closed"])
+    args: dict[str, Any] = {"subject": "o-1", "time": NOW, "trace": None, **change}
+    with pytest.raises(ValidationError):
+        build_event("return.closed", args["subject"], args["time"], data, "m-1", args["trace"])
+    with pytest.raises(ValueError):
+        event_body("return.closed", args["subject"], args["time"], data, "m-1", args["trace"])
+
+
+@pytest.mark.parametrize("type_", list(EVENTS))
+def test_event_body_refuses_data_of_another_type(type_: str) -> None:
+    other = next(t for t in EVENTS if EVENT_DATA[t] is not EVENT_DATA[type_])
+    data = EVENT_DATA[other].model_validate(EVENTS[other])
+    with pytest.raises(TypeError, match=EVENT_DATA[type_].__name__):
+        event_body(type_, "o-1", NOW, data, cause="m-1")
 
 
 @pytest.mark.parametrize("amount", [12.5, "12,50", "-1.00", "NaN", ""], ids=label)

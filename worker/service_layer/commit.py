@@ -15,11 +15,11 @@ from typing import Any
 from schemas import formats
 from schemas.channels import LABEL_TASK
 from schemas.dead_letters import dead_letter_body
-from schemas.events import build_event
+from schemas.events import event_body
 from schemas.types import format_timestamp
 from worker.rules.retention import DEFAULT_TOMBSTONE_RETENTION, expires_in, tombstone_in
 from worker.rules.state import DeadlineFired, Decision, OrderState
-from worker.service_layer.ports import Commit
+from worker.service_layer.ports import Commit, Lateness
 
 DEAD_LETTER_NAMESPACE = uuid.UUID("0b8f2f7e-31a4-5bb6-9d3a-6d6f3c1e5a20")
 """Namespace of the uuid5 ids of dead-letter and label-task outbox entries: fixed forever."""
@@ -37,10 +37,16 @@ def commit_for(
     retention: timedelta,
     tombstone: timedelta = DEFAULT_TOMBSTONE_RETENTION,
     trace: Mapping[str, str] | None = None,
+    *,
+    message_id: str | None = None,
+    inflight_task_id: str | None = None,
+    lateness: Lateness | None = None,
 ) -> Commit:
     """The commit of `decision`, made on `old` as loaded at `version`; `tombstone`: how
     long a closed order's tombstone outlives its keys (1.2); `trace`: the W3C trace
-    context of the message decided, carried by every event (schemas/trace.py)."""
+    context of the message decided, carried by every event (schemas/trace.py);
+    `message_id`, `inflight_task_id`, `lateness`: the Commit's fields of the same names
+    (an inbound message's ids, a firing's lateness)."""
     new = decision.state
     order_id = new.order_id
     schedule = tuple(d for i, d in new.deadlines.items() if old.deadlines.get(i) != d)
@@ -64,6 +70,8 @@ def commit_for(
         order_id=order_id,
         expected_version=version,
         state=new,
+        message_id=message_id,
+        inflight_task_id=inflight_task_id,
         schedule=schedule,
         unschedule=unschedule,
         outbox=tuple(outbox),
@@ -71,6 +79,7 @@ def commit_for(
         forget=tuple(str(letter.message.get("message_id")) for letter in decision.dead_letters),
         expire_in=expires_in(new, now, retention),
         tombstone_in=tombstone_in(new, now, retention, tombstone),
+        lateness=lateness,
     )
 
 
@@ -90,9 +99,9 @@ def _event_entries(
     entries = []
     for out in decision.events:
         cause = f"{order_id}|{out.cause}"
-        event = build_event(out.type, order_id, out.time, out.data, cause, trace)
-        entry = {"kind": "event", "event": event.body()}
-        entries.append((event.id, formats.marked(formats.OUTBOX_ENTRY, entry)))
+        event = event_body(out.type, order_id, out.time, out.data, cause, trace)
+        entry = {"kind": "event", "event": event}
+        entries.append((event["id"], formats.marked(formats.OUTBOX_ENTRY, entry)))
     return entries
 
 

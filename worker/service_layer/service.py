@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -176,9 +176,8 @@ class Service:
                     self.retention,
                     self.tombstone,
                     arrival.trace,
-                )
-                commit = replace(
-                    commit, message_id=message.message_id, inflight_task_id=arrival.task_id
+                    message_id=message.message_id,
+                    inflight_task_id=arrival.task_id,
                 )
                 planned.append((index, commit, decision))
             settled, raced = self._commit_all(planned, now)
@@ -228,9 +227,15 @@ class Service:
                 self.observer.deadline_fired(deadline.kind, "stale", None)
                 continue
             commit = commit_for(
-                loaded.version, loaded.state, decision, fired, now, self.retention, self.tombstone
+                loaded.version,
+                loaded.state,
+                decision,
+                fired,
+                now,
+                self.retention,
+                self.tombstone,
+                lateness=Lateness.of(deadline, now),
             )
-            commit = replace(commit, lateness=Lateness.of(deadline, now))
             planned.append((len(outcomes) - 1, commit, decision))
         settled, raced = self._commit_all(planned, now)
         for index, (outcome, commit) in settled.items():
@@ -311,10 +316,14 @@ class Service:
             if inbound is None and no_change(state, decision):
                 return Outcome("stale")
             commit = commit_for(
-                loaded.version, state, decision, item, now, self.retention, self.tombstone, trace
-            )
-            commit = replace(
-                commit,
+                loaded.version,
+                state,
+                decision,
+                item,
+                now,
+                self.retention,
+                self.tombstone,
+                trace,
                 message_id=inbound.message_id if inbound else None,
                 inflight_task_id=inbound.task_id if inbound else None,
                 lateness=lateness,
