@@ -1,5 +1,6 @@
-"""Events pushed by the commit itself (worker/adapters/direct_publish.py) are exactly what
-kombu's Redis transport would have pushed: stock kombu consumers read them unchanged."""
+"""Events pushed by the commit itself (worker/adapters/direct_publish.py) are what kombu's
+Redis transport would have pushed (the same JSON envelope, the body byte for byte): stock
+kombu consumers read them unchanged."""
 
 from __future__ import annotations
 

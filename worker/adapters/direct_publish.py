@@ -10,9 +10,10 @@ no separate publish and confirm round trip.
 Consumers must not see a difference, so everything is kombu's Redis transport's own:
 - routing: the bindings kombu keeps in the set `_kombu.binding.aftersales.events`
   (members "routing key SEP regex SEP queue"), matched by kombu's own TopicExchange;
-- the message: kombu's JSON serializer, a base64 body, the properties and delivery info
-  `Producer.publish` + `Channel.basic_publish` write, one delivery tag shared by every
-  queue's copy, LPUSH onto the queue's list (priority 0: the plain list name).
+- the message: kombu's JSON serializer (the body's bytes are its own), a base64 body, the
+  properties and delivery info `Producer.publish` + `Channel.basic_publish` write, one
+  delivery tag shared by every queue's copy, LPUSH onto the queue's list (priority 0: the
+  plain list name). The envelope is the same JSON value, written without spaces.
 
 The bindings are cached; the commit checks them (SCARD and SISMEMBER of the members used)
 and refuses with "rebind" when they changed, then the store re-reads them and commits
@@ -31,7 +32,7 @@ from kombu.transport.redis import Channel
 from kombu.transport.virtual.exchange import TopicExchange
 from kombu.utils.json import JSONEncoder
 
-from worker.adapters import topology
+from worker.adapters import compact_json, topology
 from worker.adapters.cloudevents_json import JSON, serializer_for
 
 ENCODER = JSONEncoder()
@@ -81,9 +82,12 @@ class DirectEvents:
         return queues
 
     def message(self, event: dict[str, Any]) -> str:
-        """The JSON kombu's Redis transport pushes for KombuPublisher.publish_event."""
+        """The JSON kombu's Redis transport pushes for KombuPublisher.publish_event. The
+        body is the serializer's own bytes; the envelope around it, which kombu's consumer
+        parses and nobody keeps, is written by orjson: the same JSON value without the
+        spaces after `,` and `:` (kombu's JSON took a third of a message's cost)."""
         payload = ENCODER.encode(event).encode(self.content_encoding)  # the serializer's body
-        return ENCODER.encode(
+        return compact_json.dumps(
             {
                 "body": base64.b64encode(payload).decode(),
                 "content-encoding": self.content_encoding,
