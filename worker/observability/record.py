@@ -64,13 +64,28 @@ def _m() -> Any:
     return _metrics
 
 
+_children: dict[tuple[Any, ...], Any] = {}
+"""Labelled children by (family, label values): a firing records three, and prometheus_
+client's `labels()` checks and locks on every call. Every label value here comes from a
+bounded set (deadline kinds, results, event types, dead-letter reasons), and no family is
+ever cleared, so the cache stays small and never holds a child the family dropped."""
+
+
+def _child(family: Any, *values: str) -> Any:
+    key = (family, *values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = family.labels(*values)
+    return child
+
+
 @_recording
 def deadline_fired(kind: str, result: str, lateness: Lateness | None) -> None:
     kind = kind if kind in KINDS else "other"
-    _m().DEADLINES_FIRED.labels(kind, result).inc()
+    _child(_m().DEADLINES_FIRED, kind, result).inc()
     if lateness is None or result != "applied":
         return
-    _m().DEADLINE_LATENESS.labels(kind).observe(max(0.0, lateness.ms / 1000))
+    _child(_m().DEADLINE_LATENESS, kind).observe(max(0.0, lateness.ms / 1000))
     backdated = (lateness.since_due_ms - lateness.ms) / 1000
     if backdated > 0:
         _m().DEADLINE_BACKDATED.labels(kind).inc()
@@ -80,9 +95,9 @@ def deadline_fired(kind: str, result: str, lateness: Lateness | None) -> None:
 @_recording
 def committed(event_types: Sequence[str], dead_letter_reasons: Sequence[str]) -> None:
     for event_type in event_types:
-        _m().EVENTS.labels(event_type).inc()
+        _child(_m().EVENTS, event_type).inc()
     for reason in dead_letter_reasons:
-        _m().DEAD_LETTERS.labels(reason).inc()
+        _child(_m().DEAD_LETTERS, reason).inc()
 
 
 @_recording
