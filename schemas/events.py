@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
+from hashlib import sha1 as _sha1
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -254,8 +255,18 @@ class CloudEvent(BaseModel):
 
 
 def event_id(cause: str, event_type: str) -> str:
-    """Deterministic id of one logical outcome: the same cause gives the same id."""
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{cause}|{event_type}"))
+    """Deterministic id of one logical outcome: the same cause gives the same id.
+
+    It is `str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{cause}|{event_type}"))`, the same text
+    (a test compares them), written from the SHA-1 digest directly: the UUID object's
+    construction and formatting were two thirds of its cost, once per event."""
+    digest = _sha1(_NAMESPACE_BYTES + f"{cause}|{event_type}".encode()).hexdigest()
+    variant = _VARIANT[int(digest[16], 16) & 3]  # RFC 4122: the two top bits are 10
+    return f"{digest[:8]}-{digest[8:12]}-5{digest[13:16]}-{variant}{digest[17:20]}-{digest[20:32]}"
+
+
+_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
+_VARIANT = "89ab"
 
 
 def event_body(
