@@ -34,11 +34,14 @@ def _parse_money(value: Any) -> Decimal:
     return Decimal(value)
 
 
+_NUMBERS = (int, float, Decimal)
+
+
 def _parse_measure(value: Any) -> Decimal:
     """Weights and lengths: a JSON number or a decimal string, finite and positive."""
     if isinstance(value, bool):
         raise ValueError("a measure must be a number, not a boolean")
-    if isinstance(value, int | float | Decimal):
+    if isinstance(value, _NUMBERS):  # a tuple: a union type is checked three times slower
         try:
             result = Decimal(str(value))
         except InvalidOperation as exc:  # pragma: no cover - str(float) is always parseable
