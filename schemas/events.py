@@ -269,6 +269,13 @@ _NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
 _VARIANT = "89ab"
 
 
+def _check_data(event_type: str, data: Data) -> None:
+    """TypeError unless `data` is of the model the contract gives `event_type`."""
+    expected = EVENT_DATA[event_type]
+    if not isinstance(data, expected):
+        raise TypeError(f"{event_type} carries {expected.__name__}, not {type(data).__name__}")
+
+
 def event_body(
     event_type: str,
     subject: str,
@@ -283,9 +290,7 @@ def event_body(
     the time aware and in range (normalised to UTC, as the model does), the trace context's
     patterns; a value the model would refuse raises ValueError (TypeError for data of
     another type), and nothing is built. A test compares the two for every event type."""
-    expected = EVENT_DATA[event_type]
-    if not isinstance(data, expected):
-        raise TypeError(f"{event_type} carries {expected.__name__}, not {type(data).__name__}")
+    _check_data(event_type, data)
     if not 0 < len(subject) <= IDENTIFIER_MAX:
         raise ValueError(f"an event's subject must be 1 to {IDENTIFIER_MAX} characters")
     body = {
@@ -320,9 +325,7 @@ def build_event(
     trace: Mapping[str, str] | None = None,
 ) -> CloudEvent:
     """Wrap validated `data` in its envelope; `cause` is what makes the outcome unique."""
-    expected = EVENT_DATA[event_type]
-    if not isinstance(data, expected):
-        raise TypeError(f"{event_type} carries {expected.__name__}, not {type(data).__name__}")
+    _check_data(event_type, data)
     return CloudEvent(
         id=event_id(cause, event_type),
         type=event_type,
