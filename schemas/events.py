@@ -306,7 +306,7 @@ def event_body(
     if trace:
         parent, state = trace.get("traceparent"), trace.get("tracestate")
         if parent is not None:
-            if not TRACEPARENT_RE.match(parent):
+            if not TRACEPARENT_RE.fullmatch(parent):  # `$` alone lets a final newline by
                 raise ValueError(f"{parent!r} is not a W3C traceparent")
             body["traceparent"] = parent
         if state is not None:

@@ -33,7 +33,7 @@ def trace_context(headers: Mapping[str, Any]) -> dict[str, str]:
     An invalid one (wrong shape, version ff, an all-zero id) is dropped, as the W3C
     specification tells a receiver to: tracing never refuses a message."""
     parent = headers.get("traceparent")
-    if not isinstance(parent, str) or not TRACEPARENT_RE.match(parent):
+    if not isinstance(parent, str) or not TRACEPARENT_RE.fullmatch(parent):
         return {}
     version, trace_id, parent_id, _ = parent.split("-")
     if version == "ff" or trace_id == _ZERO_TRACE or parent_id == _ZERO_PARENT:

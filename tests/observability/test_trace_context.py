@@ -32,6 +32,7 @@ LONGEST = "x" * 512
         ({"traceparent": f"00-{TRACE}-{'0' * 16}-01"}, {}),  # all-zero parent id
         ({"traceparent": PARENT[:-1]}, {}),  # one character short
         ({"traceparent": PARENT + "0"}, {}),  # one character long
+        ({"traceparent": PARENT + "\n"}, {}),  # a final newline (a regex's `$` lets it by)
         ({"traceparent": 42}, {}),
         ({"traceparent": None, "tracestate": "a=b"}, {}),  # a state without a parent
         ({}, {}),
