@@ -343,7 +343,7 @@ def _pack_evalsha(client: Any, sha: Any, keys_: list[Any], args: list[Any]) -> b
     encoder, which answers as before (a DataError for a bool or None). Packing a
     firing's 39 arguments one by one in Python took 11 µs, at once 4 µs."""
     encoder = client.get_encoder()
-    if encoder.encoding.lower() in UTF_8 and encoder.encoding_errors == "strict":
+    if encoder.encoding.lower() in _UTF_8 and encoder.encoding_errors == "strict":
         try:
             return cast(bytes, pack_command((b"EVALSHA", sha, len(keys_), *keys_, *args)))
         except TypeError:  # a type only redis-py's encoder knows (or refuses): its answer
@@ -365,7 +365,7 @@ def _pack_evalsha(client: Any, sha: Any, keys_: list[Any], args: list[Any]) -> b
     )
 
 
-UTF_8 = frozenset({"utf-8", "utf8"})
+_UTF_8 = frozenset({"utf-8", "utf8"})
 
 
 def _timeline_line(line: dict[str, Any], defaults: dict[str, Any]) -> str:
