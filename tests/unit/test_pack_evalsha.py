@@ -59,7 +59,7 @@ def _id(value: Any) -> str:
 @pytest.mark.parametrize("value", ARGS, ids=_id)
 def test_each_argument_packs_as_redis_py_packs_it(value: Any) -> None:
     client = redis.Redis()
-    assert _pack_evalsha(client, SHA, ["{o}:state"], [value]) == _by_redis_py(
+    assert _pack_evalsha(client.get_encoder(), SHA, ["{o}:state"], [value]) == _by_redis_py(
         client, ["{o}:state"], [value]
     )
 
@@ -67,7 +67,7 @@ def test_each_argument_packs_as_redis_py_packs_it(value: Any) -> None:
 def test_a_whole_call_packs_as_redis_py_packs_it() -> None:
     client = redis.Redis()
     keys = ["{o-1}:state", "{o-1}:seen", "aftersales:schedule"]
-    assert _pack_evalsha(client, SHA, keys, ARGS) == _by_redis_py(client, keys, ARGS)
+    assert _pack_evalsha(client.get_encoder(), SHA, keys, ARGS) == _by_redis_py(client, keys, ARGS)
 
 
 @pytest.mark.parametrize("value", [True, None, 1 + 2j, bytearray(b"x")], ids=repr)
@@ -76,16 +76,16 @@ def test_what_redis_py_refuses_is_refused_as_before(value: Any) -> None:
     with pytest.raises((DataError, TypeError)) as before:
         _by_redis_py(client, ["k"], ["fine", value])
     with pytest.raises(before.type):
-        _pack_evalsha(client, SHA, ["k"], ["fine", value])
+        _pack_evalsha(client.get_encoder(), SHA, ["k"], ["fine", value])
 
 
 def test_a_lone_surrogate_is_refused_as_before() -> None:
     with pytest.raises(UnicodeEncodeError):
-        _pack_evalsha(redis.Redis(), SHA, ["k"], ["\ud800"])
+        _pack_evalsha(redis.Redis().get_encoder(), SHA, ["k"], ["\ud800"])
 
 
 def test_another_encoding_goes_through_redis_pys_encoder() -> None:
     client = redis.Redis(encoding="latin-1")
-    packed = _pack_evalsha(client, SHA, ["k"], ["café", 7])
+    packed = _pack_evalsha(client.get_encoder(), SHA, ["k"], ["café", 7])
     assert packed == _by_redis_py(client, ["k"], ["café", 7])
     assert b"caf\xe9" in packed  # latin-1, not hiredis's UTF-8
