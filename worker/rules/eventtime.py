@@ -36,6 +36,7 @@ from worker.rules.state import (
     LabelJob,
     Logged,
     OrderState,
+    field_of,
 )
 
 DecideOne = Callable[[OrderState, InboundMessage, datetime], Decision]
@@ -125,7 +126,7 @@ def remember(
         published = dict(published)
         for event in decision.events:
             if event.type != "action.rejected":
-                subject = getattr(event.data, "request_id", None) or ""
+                subject = field_of(event.data, "request_id") or ""
                 published[subject] = max(event.time, published.get(subject, event.time))
         history = kept
     elif isinstance(input, DeadlineFired | LabelGenerated):
@@ -171,7 +172,7 @@ def _moved_on_at(before: OrderState, msg: InboundMessage, code: str) -> datetime
         return before.shipped_at
     if code == "already_ready_to_ship":
         return before.ready_to_ship_at
-    return before.published.get(getattr(msg, "request_id", None) or "")
+    return before.published.get(field_of(msg, "request_id") or "")
 
 
 def _logged(msg: InboundMessage, now: datetime) -> Logged:

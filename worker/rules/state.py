@@ -17,6 +17,14 @@ class Value(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def field_of(model: BaseModel, name: str) -> Any:
+    """`model`'s field `name`, or None when its type has none: `getattr(model, name, None)`
+    for a field, without pydantic's way to a missing one (its `__getattr__` builds an
+    AttributeError and its message: 1.8 µs, twice in every firing). A pydantic model keeps
+    its fields' values in its `__dict__`; a property or method is not a field here."""
+    return model.__dict__.get(name)
+
+
 DeadlineKind = Literal[
     "unpaid_expiry",  # rule 5: unpaid prepaid order cancelled by the platform
     "cancel_response",  # rule 3: seller's 48 h to answer a cancellation request

@@ -18,7 +18,7 @@ from schemas.dead_letters import dead_letter_body
 from schemas.events import event_body
 from schemas.types import format_timestamp
 from worker.rules.retention import DEFAULT_TOMBSTONE_RETENTION, expires_in, tombstone_in
-from worker.rules.state import DeadlineFired, Decision, OrderState
+from worker.rules.state import DeadlineFired, Decision, OrderState, field_of
 from worker.service_layer.ports import Commit, Lateness
 
 DEAD_LETTER_NAMESPACE = uuid.UUID("0b8f2f7e-31a4-5bb6-9d3a-6d6f3c1e5a20")
@@ -59,7 +59,7 @@ def commit_for(
         {
             "at": format_timestamp(now),
             "input": item.type,
-            "message_id": getattr(item, "message_id", None),
+            "message_id": field_of(item, "message_id"),
             "occurred_at": _occurred(item),
             "result": "applied" if decision.applied else "parked",
             "events": [event.type for event in decision.events],
@@ -130,5 +130,5 @@ def _other_entries(order_id: str, decision: Decision, now: datetime) -> list[Ent
 def _occurred(item: Any) -> str | None:
     if isinstance(item, DeadlineFired):
         return format_timestamp(item.deadline.due_at)
-    occurred = getattr(item, "occurred_at", None)
+    occurred = field_of(item, "occurred_at")
     return format_timestamp(occurred) if occurred else None
