@@ -6,7 +6,7 @@ and return a Step, or `Park` when the input needs a fact that has not arrived ye
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -48,16 +48,20 @@ class Step:
 
     def emit(self, event_type: str, data: Data, time: datetime, cause: str) -> Step:
         event = EventOut(type=event_type, data=data, time=time, cause=cause)
-        return replace(self, events=(*self.events, event))
+        return Step(self.state, (*self.events, event), self.label_jobs)
+
+    # Each step made by the constructor, not dataclasses.replace (0.4 against 1.2 µs: a
+    # decision makes several): Step has these three fields and no others (a test checks).
 
     def update(self, **changes: Any) -> Step:
-        return replace(self, state=self.state.model_copy(update=changes))
+        return Step(self.state.model_copy(update=changes), self.events, self.label_jobs)
 
     def with_state(self, state: OrderState) -> Step:
-        return replace(self, state=state)
+        return Step(state, self.events, self.label_jobs)
 
     def label_job(self, request_id: str) -> Step:
-        return replace(self, label_jobs=(*self.label_jobs, LabelJob(request_id=request_id)))
+        jobs = (*self.label_jobs, LabelJob(request_id=request_id))
+        return Step(self.state, self.events, jobs)
 
     def then(self, later: Step) -> Step:
         """`later` continued from this step's state: its state, both steps' outputs."""
