@@ -56,6 +56,8 @@ class Gate:
         depth, inflight = self.backlog(order_id)  # inbound queue depth, in-flight messages
         if not after_barrier and depth > 0:
             return BARRIER
+        if not inflight:
+            return None
         horizon = self.clock() - self.stale_after
         for task_id, (occurred, received) in inflight.items():
             if received < horizon:

@@ -66,9 +66,11 @@ class Lateness:
 
     @classmethod
     def of(cls, deadline: Deadline, now: datetime) -> Lateness:
-        since_due = (now - deadline.due_at).total_seconds() * 1000
-        start = max(deadline.due_at, deadline.known_at or deadline.due_at)
-        return cls(round((now - start).total_seconds() * 1000, 1), round(since_due, 1))
+        since_due = round((now - deadline.due_at).total_seconds() * 1000, 1)
+        known_at = deadline.known_at
+        if known_at is None or known_at <= deadline.due_at:  # most: known before due
+            return cls(since_due, since_due)
+        return cls(round((now - known_at).total_seconds() * 1000, 1), since_due)
 
     def stored(self) -> str:
         """The form kept in Redis (commit.lua's lateness list): one number when both
