@@ -1,6 +1,7 @@
 """Events pushed by the commit itself (worker/adapters/direct_publish.py) are what kombu's
-Redis transport would have pushed (the same JSON envelope, the body byte for byte): stock
-kombu consumers read them unchanged."""
+Redis transport would have pushed (the same JSON envelope and body values; the body's
+bytes compact UTF-8 JSON, or kombu's own where orjson refuses): stock kombu consumers
+read them unchanged."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 import redis
 from kombu import Connection, Consumer, Exchange, Producer, Queue
@@ -84,7 +86,43 @@ def test_messages_and_routes_are_kombus_own(broker_url: str) -> None:
             kombus = client.lpop(target)
             for queue in ours - {target}:
                 client.delete(queue)
-            assert _without_tag(direct.message(event).encode()) == _without_tag(kombus)
+            ours, theirs = _without_tag(direct.message(event).encode()), _without_tag(kombus)
+            body, kombu_body = (base64.b64decode(e.pop("body")) for e in (ours, theirs))
+            assert ours == theirs  # the envelope: every property, header and routing
+            assert json.loads(body) == json.loads(kombu_body) == event
+            assert body == orjson.dumps(event)  # compact, "naïve ✓" as UTF-8
+            assert body != kombu_body  # kombu's has spaces and \u escapes
+
+
+def test_a_body_orjson_refuses_is_kombus_bytes_and_both_forms_are_read(
+    broker_url: str,
+) -> None:
+    """A lone surrogate (valid JSON as an escape, not UTF-8) gets kombu's serializer's
+    bytes; a stock kombu consumer reads that body and the UTF-8 one alike."""
+    client = redis.Redis.from_url(broker_url)
+    plain, odd = _event("order.cancelled"), _event("order.cancelled")
+    odd["data"] = {"note": "half a pair: \ud800"}
+    with Connection(broker_url, transport="redis") as connection:
+        queue = _bind(connection, "order.cancelled")
+        direct = DirectEvents(client)
+        assert direct.body(odd) == json.dumps(odd).encode()  # kombu's: ASCII, escaped
+        for event in (plain, odd):
+            client.lpush(queue.name, direct.message(event))
+        received: list[Any] = []
+        consumer = Consumer(
+            connection.default_channel,
+            [queue],
+            callbacks=[lambda body, msg: (received.append(body), msg.ack())],
+            accept=["json"],
+        )
+        with consumer:
+            deadline = datetime.now(UTC).timestamp() + 60
+            while len(received) < 2 and datetime.now(UTC).timestamp() < deadline:
+                try:
+                    connection.drain_events(timeout=1)
+                except TimeoutError:
+                    continue
+    assert received == [plain, odd]  # LPUSH, and kombu takes from the right
 
 
 def test_a_stock_kombu_consumer_reads_the_events(

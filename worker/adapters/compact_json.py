@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-_STRICT = (
+STRICT = (
     orjson.OPT_PASSTHROUGH_DATETIME
     | orjson.OPT_PASSTHROUGH_DATACLASS
     | orjson.OPT_PASSTHROUGH_SUBCLASS
@@ -40,7 +40,7 @@ str, int, dict and list go to `default`, or to the standard library, as before."
 
 def dumps(value: Any, default: Callable[[Any], Any] | None = None) -> str:
     try:
-        return orjson.dumps(value, default=default, option=_STRICT).decode()
+        return orjson.dumps(value, default=default, option=STRICT).decode()
     except orjson.JSONEncodeError:  # the standard library's answer, text or error
         return json.dumps(value, separators=(",", ":"), default=default)
 

@@ -10,10 +10,12 @@ no separate publish and confirm round trip.
 Consumers must not see a difference, so everything is kombu's Redis transport's own:
 - routing: the bindings kombu keeps in the set `_kombu.binding.aftersales.events`
   (members "routing key SEP regex SEP queue"), matched by kombu's own TopicExchange;
-- the message: kombu's JSON serializer (the body's bytes are its own), a base64 body, the
+- the message: the JSON value kombu's JSON serializer writes, as a base64 body; the
   properties and delivery info `Producer.publish` + `Channel.basic_publish` write, one
   delivery tag shared by every queue's copy, LPUSH onto the queue's list (priority 0: the
-  plain list name). The envelope is the same JSON value, written without spaces.
+  plain list name). Envelope and body are the same JSON values, written by orjson: no
+  spaces, and characters beyond ASCII as UTF-8 (the body's declared encoding) instead of
+  `\\u` escapes. What orjson refuses (a lone surrogate) gets kombu's serializer's bytes.
 
 The bindings are cached; the commit checks them (SCARD and SISMEMBER of the members used)
 and refuses with "rebind" when they changed, then the store re-reads them and commits
@@ -26,6 +28,7 @@ import base64
 import os
 from typing import Any
 
+import orjson
 import redis
 from kombu.serialization import dumps as serialize
 from kombu.transport.redis import Channel
@@ -81,12 +84,22 @@ class DirectEvents:
             queues = self._routes[routing_key] = sorted(q for q in found if q)
         return queues
 
+    def body(self, event: dict[str, Any]) -> bytes:
+        """The body's bytes: the JSON value kombu's serializer writes, by orjson (4 µs to
+        0.4 µs an event) when the declared encoding is UTF-8, as orjson writes; what orjson
+        refuses, and any other encoding, as kombu's serializer writes it."""
+        if self.content_encoding == "utf-8":
+            try:
+                return orjson.dumps(event, option=compact_json.STRICT)
+            except orjson.JSONEncodeError:  # a lone surrogate: kombu's \u escape
+                pass
+        return ENCODER.encode(event).encode(self.content_encoding)
+
     def message(self, event: dict[str, Any]) -> str:
-        """The JSON kombu's Redis transport pushes for KombuPublisher.publish_event. The
-        body is the serializer's own bytes; the envelope around it, which kombu's consumer
-        parses and nobody keeps, is written by orjson: the same JSON value without the
-        spaces after `,` and `:` (kombu's JSON took a third of a message's cost)."""
-        payload = ENCODER.encode(event).encode(self.content_encoding)  # the serializer's body
+        """The JSON kombu's Redis transport pushes for KombuPublisher.publish_event: the
+        same JSON values as kombu's, written by orjson without the spaces after `,` and
+        `:` (kombu's JSON took a third of a message's cost, and most of the rest)."""
+        payload = self.body(event)
         return compact_json.dumps(
             {
                 "body": base64.b64encode(payload).decode(),
