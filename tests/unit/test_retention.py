@@ -12,7 +12,13 @@ from tests.support import factories as f
 from tests.support.factories import T0, days, hours
 from tests.support.timeline import Timeline
 from worker.rules import new_state
-from worker.rules.retention import expires_in, is_expired, retention_start, tombstone_in
+from worker.rules.retention import (
+    expires_in,
+    is_expired,
+    retention_start,
+    tombstone_after,
+    tombstone_in,
+)
 
 RETENTION = timedelta(days=60)
 TOMBSTONE = timedelta(days=180)
@@ -59,6 +65,7 @@ def test_an_order_with_a_pending_deadline_or_open_request_is_kept() -> None:
     assert retention_start(timeline.state, T0) is None
     assert expires_in(timeline.state, T0, RETENTION) is None
     assert tombstone_in(timeline.state, T0, RETENTION, TOMBSTONE) is None  # open: none
+    assert tombstone_after(None, TOMBSTONE) is None  # the commit's way to the same answer
 
 
 def test_a_cancelled_order_expires_retention_after_its_last_activity() -> None:
@@ -71,6 +78,7 @@ def test_a_cancelled_order_expires_retention_after_its_last_activity() -> None:
     assert expires_in(timeline.state, now, RETENTION) == RETENTION
     # The tombstone outlives the keys by its own retention, to the second.
     assert tombstone_in(timeline.state, now, RETENTION, TOMBSTONE) == RETENTION + TOMBSTONE
+    assert tombstone_after(RETENTION, TOMBSTONE) == RETENTION + TOMBSTONE
     # An order.placed a little ahead of the clock: retention starts at its event time.
     assert retention_start(timeline.state, T0 - hours(1)) == T0
 

@@ -60,7 +60,12 @@ def tombstone_in(
 ) -> timedelta | None:
     """How long the order's tombstone lives after this commit (None: the order is open and
     has none): until `tombstone` after its keys expire."""
-    keys = expires_in(state, now, retention)
+    return tombstone_after(expires_in(state, now, retention), tombstone)
+
+
+def tombstone_after(keys: timedelta | None, tombstone: timedelta) -> timedelta | None:
+    """`tombstone_in` from the keys' TTL (`expires_in`'s answer) when it is known already:
+    the commit needs both and works each out once."""
     return None if keys is None else keys + tombstone
 
 

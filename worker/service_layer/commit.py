@@ -17,7 +17,7 @@ from schemas.channels import LABEL_TASK
 from schemas.dead_letters import dead_letter_body
 from schemas.events import event_body
 from schemas.types import format_timestamp
-from worker.rules.retention import DEFAULT_TOMBSTONE_RETENTION, expires_in, tombstone_in
+from worker.rules.retention import DEFAULT_TOMBSTONE_RETENTION, expires_in, tombstone_after
 from worker.rules.state import DeadlineFired, Decision, OrderState, field_of
 from worker.service_layer.ports import Commit, Lateness
 
@@ -66,6 +66,7 @@ def commit_for(
             "dead_letters": len(decision.dead_letters),
         },
     )
+    expire_in = expires_in(new, now, retention)
     return Commit(
         order_id=order_id,
         expected_version=version,
@@ -77,8 +78,8 @@ def commit_for(
         outbox=tuple(outbox),
         timeline=timeline,
         forget=tuple(str(letter.message.get("message_id")) for letter in decision.dead_letters),
-        expire_in=expires_in(new, now, retention),
-        tombstone_in=tombstone_in(new, now, retention, tombstone),
+        expire_in=expire_in,
+        tombstone_in=tombstone_after(expire_in, tombstone),
         lateness=lateness,
     )
 
