@@ -70,7 +70,9 @@ A new optional field goes here under the next version (and KNOWN is raised to it
 compact form leaves a field at its default out, so a state that does not use the field is
 still written in the older format, which older releases read; one that uses it is written
 with `"format": N`, which they leave for a newer worker. Format 3 is contract 1.2's
-(offers, replacements, per-unit rejections)."""
+(offers, replacements, per-unit rejections). This table and the next are read at import
+into the quick test on the state's text (`_NEWER_WORDS`, `_NEWER_STARTS`): a change made
+while running (a test's patch) reaches `stamp` and `state_version`, not that test."""
 
 ORDER_STATE_VALUES_SINCE: Mapping[int, frozenset[str]] = {
     3: frozenset(

@@ -99,6 +99,7 @@ def test_a_delivered_order_is_kept_until_its_return_window_ends_then_retention()
     # When the keys are gone, the tombstone is still there: refused, never a new order.
     keys_for = expires_in(state, now, RETENTION)
     assert tombstone_in(state, now, RETENTION, TOMBSTONE) == keys_for + TOMBSTONE  # type: ignore[operator]
+    assert tombstone_after(keys_for, TOMBSTONE) == tombstone_in(state, now, RETENTION, TOMBSTONE)
     assert is_expired(None, tombstone=True)
 
 
