@@ -55,10 +55,9 @@ def serve(port: int, address: str, path: str, collectors: list[Any]) -> Any | No
     process's files in `path`, and `collectors` (figures read at scrape time). A port in
     use is logged, not fatal: the worker still does its work."""
     from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
-    from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    registry.register(files_collector(path))
     ProcessCollector(registry=registry)  # this (main) process: process_start_time_seconds …
     PlatformCollector(registry=registry)
     for collector in collectors:
@@ -70,6 +69,36 @@ def serve(port: int, address: str, path: str, collectors: list[Any]) -> Any | No
         return None
     log.info("metrics endpoint started", address=address, port=port)
     return server
+
+
+HEADER_BYTES = 4
+"""A metrics file's first field: how much of it is used. A file shorter has nothing in it."""
+
+
+def files_collector(path: str) -> Any:
+    """prometheus_client's MultiProcessCollector over `path`, without its empty-file
+    failure (prometheus/client_python#1199, open in 0.26): a process makes its file at 0
+    bytes and sizes it a moment later, so a scrape in between raised `struct.error` and
+    answered 500 with no metric at all; and a pool process killed in between (kill -9,
+    `--max-tasks-per-child`) left the empty file behind, failing every scrape after. A
+    file shorter than its header holds nothing yet: it is left out of the sum."""
+    import glob
+
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    class Collector(MultiProcessCollector):
+        def collect(self) -> Any:
+            files = [f for f in glob.glob(os.path.join(path, "*.db")) if _has_header(f)]
+            return self.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+
+    return Collector(None, path=path)  # type: ignore[no-untyped-call]
+
+
+def _has_header(filename: str) -> bool:
+    try:
+        return os.path.getsize(filename) >= HEADER_BYTES
+    except OSError:  # gone meanwhile: nothing to read
+        return False
 
 
 POLL_INTERVAL = 60.0
