@@ -16,7 +16,7 @@ from celery.signals import after_setup_logger, celeryd_init
 from worker.adapters import amqp, keys, topology
 from worker.adapters.beat_schedule import TickSchedule
 from worker.logging import follow_celery_level, follow_worker_options, setup_logging
-from worker.settings import SettingsError, get_settings
+from worker.settings import Settings, SettingsError, get_settings
 
 try:
     settings = get_settings()
@@ -31,11 +31,31 @@ after_setup_logger.connect(follow_celery_level, weak=False)
 # and in beat (before worker_init), and this module needs no import of it.
 
 
-def _fetch_inflight() -> dict[str, Any] | None:
+def _fetch_inflight(settings: Settings) -> dict[str, Any] | None:
     if settings.broker_url != settings.redis_url or settings.redis_cluster:
         return None
     prefix, suffix = keys.inflight("\0").split("\0")
     return {"prefix": prefix, "suffix": suffix, "tasks": sorted(topology.INBOUND_TASKS)}
+
+
+def broker_options(settings: Settings) -> dict[str, Any]:
+    """The broker's transport options (the Redis ones: worker/shell/transport.py)."""
+    return {
+        # Must exceed the deadline horizon: an ETA task older than this is redelivered
+        # (celery#4766). Deadlines further out wait in Redis, not in the broker.
+        "visibility_timeout": int(settings.visibility_timeout.total_seconds()),
+        # An idle worker waits in Redis on the inbound queue: a message there wakes it at
+        # once; the deadlines and control queues are looked at when the wait ends, every
+        # AFTERSALES_FETCH_WAIT (2 s) at most.
+        "fetch_wait_queue": topology.INBOUND,
+        "fetch_block_timeout": settings.fetch_wait.total_seconds(),
+        # The fetch records an inbound message in its order's in-flight hash in the same
+        # step as it takes it, when the state is in the broker's Redis (docs/design.md,
+        # backlog safety); else the worker does as Celery receives it (worker/shell/hooks.py).
+        "fetch_inflight": _fetch_inflight(settings),
+        # One fetch takes up to a whole inbound batch (worker/shell/batch.py).
+        "fetch_batch": max(16, settings.inbound_batch),
+    }
 
 
 AMQP = amqp.is_amqp(settings.broker_url)
@@ -79,21 +99,7 @@ app.conf.update(
         topology.LABEL_TASK: {"queue": topology.DEADLINES},
         topology.TICK_TASK: {"queue": topology.CONTROL},
     },
-    broker_transport_options={
-        # Must exceed the deadline horizon: an ETA task older than this is redelivered
-        # (celery#4766). Deadlines further out wait in Redis, not in the broker.
-        "visibility_timeout": int(settings.visibility_timeout.total_seconds()),
-        # An idle worker waits in Redis on the inbound queue: a message there wakes it at
-        # once; the deadlines and control queues are looked at every second
-        # (worker/shell/transport.py).
-        "fetch_wait_queue": topology.INBOUND,
-        # The fetch records an inbound message in its order's in-flight hash in the same
-        # step as it takes it, when the state is in the broker's Redis (docs/design.md,
-        # backlog safety); else the worker does as Celery receives it (worker/shell/hooks.py).
-        "fetch_inflight": _fetch_inflight(),
-        # One fetch takes up to a whole inbound batch (worker/shell/batch.py).
-        "fetch_batch": max(16, settings.inbound_batch),
-    },
+    broker_transport_options=broker_options(settings),
     broker_connection_retry_on_startup=True,
     # kombu's Redis transport loses a message popped but not yet recorded as unacked when
     # the worker is killed (kombu#305); this one moves it atomically (worker/shell/transport.py).

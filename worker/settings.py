@@ -62,6 +62,10 @@ def _positive_int(name: str, default: int) -> int:
 STALL_AFTER = timedelta(seconds=20)
 """Default of AFTERSALES_STALL_AFTER (Settings.stall_after)."""
 
+MAX_FETCH_WAIT = timedelta(seconds=20)
+"""Longest AFTERSALES_FETCH_WAIT: kombu drops a consumer's Redis connection when its wait
+has not answered within `brpop_timeout` plus `health_check_interval` (1 + 25 s)."""
+
 DEFAULT_METRICS_PORT = 9808
 """A port of Prometheus's default-port allocation range (9100-9999) taken by no exporter on
 its wiki page; beat serves on the next one (docs/observability.md)."""
@@ -169,6 +173,10 @@ class Settings:
     # With nothing to arm, re-send or relay, beat sends the tick only this often (it checks
     # every sweep interval, one read; 0: a tick every interval, idle or not).
     idle_tick_every: timedelta = timedelta(seconds=30)
+    # Redis broker: how long an idle worker waits in Redis on its inbound queue (a message
+    # there wakes it at once) before it looks at its deadlines and control queues again
+    # (worker/shell/transport.py). Shorter: those are looked at sooner, for more idle CPU.
+    fetch_wait: timedelta = timedelta(seconds=2)
     # Redis transport: unacked messages come back after this long. Must exceed the horizon
     # so an ETA task is never redelivered while it still waits (celery#4766).
     visibility_timeout: timedelta = timedelta(seconds=300)
@@ -226,6 +234,7 @@ class Settings:
             sweep_interval=_duration("AFTERSALES_SWEEP_INTERVAL", cls.sweep_interval),
             idle_tick_every=_duration_or_zero("AFTERSALES_IDLE_TICK_EVERY", cls.idle_tick_every),
             visibility_timeout=_duration("AFTERSALES_VISIBILITY_TIMEOUT", cls.visibility_timeout),
+            fetch_wait=_duration("AFTERSALES_FETCH_WAIT", cls.fetch_wait),
             label_max_attempts=_positive_int(
                 "AFTERSALES_LABEL_MAX_ATTEMPTS", cls.label_max_attempts
             ),
@@ -241,6 +250,11 @@ class Settings:
             raise SettingsError(
                 "AFTERSALES_VISIBILITY_TIMEOUT must be more than twice "
                 "AFTERSALES_DEADLINE_HORIZON, or armed deadline tasks are redelivered early"
+            )
+        if settings.fetch_wait > MAX_FETCH_WAIT:
+            raise SettingsError(
+                f"AFTERSALES_FETCH_WAIT must be at most {MAX_FETCH_WAIT.total_seconds():.0f} s: "
+                "kombu drops a Redis connection whose wait has not answered within 26 s"
             )
         return settings
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import redis
@@ -405,8 +406,8 @@ def test_one_fetch_takes_up_to_the_free_prefetch_each_recorded_and_restored_in_o
 
 
 def test_an_idle_consumer_waits_in_redis_instead_of_polling(redis_url, redis_client):
-    """Idle, a consumer sends the fetch script about twice a second (the end of each
-    blocking wait), not every 50 ms; a message arriving wakes it at once."""
+    """Idle, a consumer sends the fetch script once a blocking wait ends (every
+    BLOCK_TIMEOUT, 2 s), not every 50 ms; a message arriving wakes it at once."""
     with Connection(redis_url, transport=RELIABLE) as connection:
         received: list[float] = []
 
@@ -418,18 +419,84 @@ def test_an_idle_consumer_waits_in_redis_instead_of_polling(redis_url, redis_cli
                                  accept=["json"]):  # fmt: skip
             _drain(connection)
             before = _calls(redis_client)
-            idle_until = time.monotonic() + 3
+            idle_until = time.monotonic() + 5
             while time.monotonic() < idle_until:
                 _drain(connection)
             calls = {name: n - before.get(name, 0) for name, n in _calls(redis_client).items()}
-            assert calls.get("blmove", 0) >= 2
-            # fetch scripts and beats (one restore script a second), not 60 fetches
+            assert 2 <= calls.get("blmove", 0) <= 4, calls  # 5 s of 2 s waits
+            # fetch scripts and beats (one restore script a second), not 100 fetches
             assert calls.get("evalsha", 0) <= 20, calls
             publish(redis_url, ["wake up"])
             sent = time.monotonic()
             wait_until(lambda: _drain(connection) or bool(received), 15, "nothing fetched")
             assert received[0] - sent < 2.0  # at once, but the box is loaded
     assert redis_client.hlen("unacked") == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(None, 2.0), ("PT1S", 1.0), ("PT0.5S", 0.5), ("PT20S", 20.0)],
+)
+def test_the_fetch_wait_setting_reaches_the_transport(monkeypatch, raw, expected):
+    """AFTERSALES_FETCH_WAIT (default 2 s) is the worker's `fetch_block_timeout`."""
+    from worker.celery import broker_options
+    from worker.settings import Settings
+
+    monkeypatch.delenv("AFTERSALES_FETCH_WAIT", raising=False)
+    if raw is not None:
+        monkeypatch.setenv("AFTERSALES_FETCH_WAIT", raw)
+    settings = Settings.from_env()
+    assert settings.fetch_wait.total_seconds() == expected
+    assert broker_options(settings)["fetch_block_timeout"] == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [("2", "AFTERSALES_FETCH_WAIT"), ("PT0S", "AFTERSALES_FETCH_WAIT"),
+     ("-PT1S", "AFTERSALES_FETCH_WAIT"), ("PT21S", "at most 20 s")],
+)  # fmt: skip
+def test_a_bad_fetch_wait_stops_start_up_readably(monkeypatch, raw, says):
+    from worker.settings import Settings, SettingsError
+
+    monkeypatch.setenv("AFTERSALES_FETCH_WAIT", raw)
+    with pytest.raises(SettingsError, match=says):
+        Settings.from_env()
+
+
+@pytest.mark.parametrize("block", [0, -1, 26, 60])
+def test_a_wait_kombu_would_drop_as_stale_is_refused(redis_url, block):
+    """kombu drops a connection whose wait has not answered within brpop_timeout plus
+    health_check_interval (1 + 25 s): a longer wait would reconnect forever."""
+    connection = Connection(
+        redis_url, transport=RELIABLE, transport_options={"fetch_block_timeout": block}
+    )
+    refused = pytest.raises(ValueError, match="fetch_block_timeout must be above 0 and below 26")
+    with connection, refused:
+        connection.default_channel  # noqa: B018  # the channel reads its options
+
+
+def test_kombus_binding_timer_looks_every_ten_seconds_after_its_first_look(redis_url):
+    """kombu looks at its expiring bindings every second (a wake-up of an idle worker each
+    time); this transport, a second after the loop starts and then every ten seconds."""
+    from kombu.asynchronous import Hub
+
+    from worker.shell.transport import BINDING_REFRESH_PERIOD
+
+    hub = Hub()
+    try:
+        with Connection(redis_url, transport=RELIABLE) as connection:
+            connection.default_channel  # noqa: B018
+            now = time.monotonic()
+            connection.transport.register_with_event_loop(connection.connection, hub)
+            looks = sorted(
+                round(event.eta - now)
+                for event in hub.timer.queue
+                if event.entry.fun.__name__ == "maybe_refresh_binding_expiry"
+                and not event.entry.canceled
+            )
+            assert looks == [1, BINDING_REFRESH_PERIOD] == [1, 10]
+    finally:
+        hub.close()
 
 
 def _waiting(connection: Connection) -> bool:
@@ -566,9 +633,10 @@ def test_the_consumer_beat_carries_the_worker_incarnations_alive_key_while_it_is
 
 
 def test_liveness_beats_itself_only_when_no_consumer_beat_carried_its_key(monkeypatch):
-    """The worker's Liveness timer ticks every second; it writes the key itself only when
-    no consumer beat has set it within FRESH (none runs yet, Redis was slow, a broker that
-    is not the state's Redis), so the key never goes unrefreshed while the loop ticks."""
+    """The worker's Liveness timer ticks every second, every two where the fetch's beat
+    carries the key; it writes the key itself only when no consumer beat has set it within
+    FRESH (none runs yet, Redis was slow, a broker that is not the state's Redis), so the
+    key never goes unrefreshed while the loop ticks."""
     from worker.shell import hooks, transport
 
     beats: list[str] = []
@@ -592,10 +660,22 @@ def test_liveness_beats_itself_only_when_no_consumer_beat_carried_its_key(monkey
     assert beats == ["w#1"] * 3
     # started where the fetch can carry it: the carried key is the incarnation's, fresh
     # while the timer ticks; stopped, nothing is carried any more
+    periods: list[float] = []
+
+    def call_repeatedly(period: float, *_: Any) -> SimpleNamespace:
+        periods.append(period)
+        return SimpleNamespace(cancel=lambda: None)
+
+    timer = SimpleNamespace(call_repeatedly=call_repeatedly)
+    monkeypatch.setattr(hooks, "carried_by_fetch", lambda: False)
+    hooks.Liveness(None).start(SimpleNamespace(hostname="w@host", timer=timer))
     monkeypatch.setattr(hooks, "carried_by_fetch", lambda: True)
     monkeypatch.setattr(transport, "carried", None)
-    timer = SimpleNamespace(call_repeatedly=lambda *_: SimpleNamespace(cancel=lambda: None))
+    step.carried = None
     step.start(SimpleNamespace(hostname="w@host", timer=timer))
+    # beating itself, every second; carried, every two: within FRESH, half a second to spare
+    assert periods == [hooks.Liveness.PERIOD, hooks.Liveness.CARRIED_PERIOD] == [1.0, 2.0]
+    assert hooks.Liveness.FRESH - hooks.Liveness.CARRIED_PERIOD == 0.5
     carried = transport.carried
     assert carried is step.carried and carried is not None
     assert carried.key == f"aftersales:alive:{hooks.incarnation('w@host')}" and carried.fresh()

@@ -42,7 +42,8 @@ FROZEN = 3
 """Seconds Redis sleeps: long enough for the SIGTERM to arrive, and Celery to cancel the
 consumer, while the payment is queued but not yet handed out (the idle worker's fetch
 already waits in Redis). Not longer: redis-py's clients time out a read after 5 s, and
-the fetch waiting when the sleep began (1 s at most) is read only after it."""
+the fetch waiting when the sleep began (AFTERSALES_FETCH_WAIT at most) is read only after
+it."""
 ATTEMPTS = 5
 """Tries at catching the fetch in flight at the cancel; each one that misses says so."""
 FETCHED_AFTER_CANCEL = (
@@ -61,7 +62,7 @@ PIDBOX_EXCHANGE = "celery.pidbox"
 
 REFRESH_WITHIN = 3.0
 """Seconds after the worker answers a ping by which kombu's first binding refresh has run
-(its timer ticks every second), if it had not run before."""
+(its timer's first look comes a second after the loop starts), if it had not run before."""
 
 
 def pidbox_binding_mark(client: redis.Redis) -> float:

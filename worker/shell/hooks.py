@@ -79,12 +79,17 @@ class Liveness(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is unty
     it) stops saying so. Where the broker is the state's Redis, the reliable fetch's beat
     (worker/shell/transport.py, a thread, one script a second anyway) sets the key in the
     same round trip, as long as this timer has ticked within FRESH; the timer then does
-    no I/O, and beats itself only when no such beat has set the key within FRESH."""
+    no I/O, ticks every CARRIED_PERIOD (each tick is a wake-up of an idle worker), and
+    beats itself only when no such beat has set the key within FRESH. A stuck loop's key
+    is gone within FRESH + TTL: 7.5 s."""
 
     requires: ClassVar[set[str]] = {"celery.worker.consumer.connection:Connection"}
-    PERIOD = 1.0
+    PERIOD = 1.0  # the timer's period where it beats the key itself
+    CARRIED_PERIOD = 2.0  # ... where the fetch's beat carries the key: the tick only says
+    # the loop runs
     TTL_MS = 5_000  # five missed beats: a busy or paused worker is not declared dead
-    FRESH = 1.5  # seconds: the carried beat needs a tick this recent; the tick, such a beat
+    FRESH = 2.5  # seconds: the carried beat needs a tick this recent (a tick every
+    # CARRIED_PERIOD, half a second late at most); the tick, such a beat
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
@@ -101,7 +106,8 @@ class Liveness(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is unty
                 keys.alive(claimant), self.TTL_MS, lambda: monotonic() - self.ticked < self.FRESH
             )
             transport.carried = self.carried
-        self.timer_ref = parent.timer.call_repeatedly(self.PERIOD, self._tick, (claimant,))
+        period = self.PERIOD if self.carried is None else self.CARRIED_PERIOD
+        self.timer_ref = parent.timer.call_repeatedly(period, self._tick, (claimant,))
 
     def stop(self, parent: Any) -> None:
         if self.timer_ref is not None:

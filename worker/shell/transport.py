@@ -13,7 +13,7 @@ one beat, not the visibility timeout, which stays as kombu's last resort.
 
 A script cannot block, so when it finds every list empty an idle consumer waits in
 `BLMOVE <its wait queue> <its moving list>` (the transport option `fetch_wait_queue` if it
-consumes that queue, else its first; at most `fetch_block_timeout`, 1 s): the message is
+consumes that queue, else its first; at most `fetch_block_timeout`, 2 s): the message is
 in the queue or in the consumer's moving list at every moment. The next script goes out in
 the same write, behind the BLMOVE: Redis runs it as the wait ends, and it takes the moved
 message (and looks at every list again) without another round trip.
@@ -50,11 +50,18 @@ from worker.shell.screen import raw_original
 
 log = get_logger("aftersales.transport")
 
-BLOCK_TIMEOUT = 1.0  # an idle consumer waits on its wait queue at most this long (seconds)
-"""Default of the transport option `fetch_block_timeout`: a message arriving in the wait
-queue wakes the consumer at once; one in another queue (or another priority step) waits
-for the end of the block at most. Not above kombu's `brpop_timeout` (1 s), by which its
-health check expects a reply."""
+BLOCK_TIMEOUT = 2.0  # an idle consumer waits on its wait queue at most this long (seconds)
+"""Default of the transport option `fetch_block_timeout` (the worker passes
+AFTERSALES_FETCH_WAIT): a message arriving in the wait queue wakes the consumer at once;
+one in another queue (or another priority step) waits for the end of the block at most.
+Each end of a block is a wake-up of an idle worker: most of what it costs. Below kombu's
+`brpop_timeout` plus `health_check_interval` (1 + 25 s), after which kombu drops a
+connection whose wait has not answered."""
+BINDING_REFRESH_PERIOD = 10.0
+"""Seconds between two looks of kombu's binding-expiry timer (its own: every second). It
+refreshes the binding tables of expiring queues every third of their expiry (an hour at
+least) and sweeps overdue ones every minute, so ten seconds changes neither; each look is
+a wake-up of an idle worker."""
 BEAT_PERIOD = 1.0  # a consumer's alive beat and restore sweep, like the worker's Liveness
 ALIVE_TTL_MS = 5_000  # five missed beats: a paused process is not declared dead
 RESTORE_GAP = 3 * BEAT_PERIOD  # longer without a restore: Redis was down, or no consumer lived
@@ -171,6 +178,15 @@ class Channel(kombu_redis.Channel):
         super().__init__(*args, **kwargs)
         if self.global_keyprefix:
             raise ValueError("reliable fetch does not support kombu's global_keyprefix")
+        self.fetch_block_timeout = float(self.fetch_block_timeout)
+        # kombu's health check (when on) drops a connection whose wait is this late
+        check = float(self.health_check_interval or 0)
+        longest = float(self.brpop_timeout or 1) + check if check else float("inf")
+        if not 0 < self.fetch_block_timeout < longest:
+            raise ValueError(
+                f"fetch_block_timeout must be above 0 and below {longest:g} s (kombu's "
+                f"brpop_timeout plus health_check_interval), not {self.fetch_block_timeout:g}"
+            )
 
     def basic_consume(self, queue: str, no_ack: bool = False, *args: Any, **kwargs: Any) -> Any:
         if no_ack:
@@ -595,6 +611,19 @@ class Transport(kombu_redis.Transport):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.cycle = MultiChannelPoller()  # type: ignore[assignment]  # kombu's, extended
+
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        """kombu's, with its binding-expiry timer every BINDING_REFRESH_PERIOD after its
+        first look (a second after the loop starts, as kombu's), not every second."""
+        super().register_with_event_loop(connection, loop)
+        cycle: Any = self.cycle  # this module's MultiChannelPoller
+        tref = getattr(cycle, "_binding_expiry_tref", None)  # kombu 5.7 on
+        if tref is not None:
+            tref.cancel()
+            loop.call_later(1.0, cycle.maybe_refresh_binding_expiry)
+            cycle._binding_expiry_tref = loop.call_repeatedly(
+                BINDING_REFRESH_PERIOD, cycle.maybe_refresh_binding_expiry
+            )
 
 
 def fetch_arguments(
