@@ -98,8 +98,8 @@ def test_an_idle_tick_is_skipped_until_idle_every_has_passed(probe):
     answers.append(False)
     clock.now += 1
     state = schedule.is_due(due)
-    assert not state.is_due and state.next == 3.0  # idle: asked again three intervals later
-    assert beat.IDLE_PROBE_EVERY == 3
+    assert not state.is_due and state.next == 2.0  # idle: asked again two intervals later
+    assert beat.IDLE_PROBE_EVERY == 2
     answers.append(True)
     clock.now += 1
     assert schedule.is_due(due).is_due  # work: sent

@@ -23,7 +23,7 @@ from worker.logging import get_logger
 
 log = get_logger("aftersales.beat")
 
-IDLE_PROBE_EVERY = 3
+IDLE_PROBE_EVERY = 2
 """Intervals between two reads while the tick has no work. Work that appears meanwhile
 waits at most this many intervals for its tick instead of one: a deadline committed due
 within that time (one armed 60 s ahead is not delayed), a lost deadline's re-send, the
