@@ -433,6 +433,39 @@ def test_an_idle_consumer_waits_in_redis_instead_of_polling(redis_url, redis_cli
     assert redis_client.hlen("unacked") == 0
 
 
+def test_a_consumer_that_just_took_a_message_waits_a_second_at_most(redis_url, redis_client):
+    """Within RECENT (5 s) of taking a message a consumer waits BUSY_BLOCK_TIMEOUT (1 s) at
+    most, however long its fetch_block_timeout: a message in a queue the wait does not
+    watch is taken within about a second, not at the end of an 8 s wait. Left alone
+    longer, it waits the whole block."""
+    from worker.shell import transport
+
+    options = {"fetch_block_timeout": 8}
+    with Connection(redis_url, transport=RELIABLE, transport_options=options) as connection:
+        received: list[tuple[str, float]] = []
+
+        def on_message(body, message):
+            received.append((body, time.monotonic()))
+            message.ack()
+
+        queues = [Queue(QUEUE, routing_key=QUEUE), Queue("fetch-other", routing_key="fetch-other")]
+        with connection.Consumer(queues, callbacks=[on_message], accept=["json"]):
+            channel = connection.default_channel
+            assert channel.wait_seconds() == 8  # nothing taken yet
+            publish(redis_url, ["first"])
+            wait_until(lambda: _drain(connection) or bool(received), 15, "never fetched")
+            assert channel.wait_seconds() == transport.BUSY_BLOCK_TIMEOUT == 1.0
+            wait_until(lambda: _waiting(connection), 15, "the consumer never waited")
+            sent = time.monotonic()
+            publish(redis_url, ["other"], queue="fetch-other")  # not the queue waited on
+            wait_until(lambda: _drain(connection) or len(received) > 1, 30, "never fetched")
+            assert received[1][0] == "other"
+            assert received[1][1] - sent < 4.0  # a 1 s wait; the 8 s one would end near 8
+            channel._took_at -= transport.RECENT  # left alone since
+            assert channel.wait_seconds() == 8
+    assert redis_client.hlen("unacked") == 0
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [(None, 2.0), ("PT1S", 1.0), ("PT0.5S", 0.5), ("PT20S", 20.0)],

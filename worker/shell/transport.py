@@ -13,7 +13,8 @@ one beat, not the visibility timeout, which stays as kombu's last resort.
 
 A script cannot block, so when it finds every list empty an idle consumer waits in
 `BLMOVE <its wait queue> <its moving list>` (the transport option `fetch_wait_queue` if it
-consumes that queue, else its first; at most `fetch_block_timeout`, 2 s): the message is
+consumes that queue, else its first; at most `fetch_block_timeout`, 2 s, or 1 s within 5 s
+of taking a message): the message is
 in the queue or in the consumer's moving list at every moment. The next script goes out in
 the same write, behind the BLMOVE: Redis runs it as the wait ends, and it takes the moved
 message (and looks at every list again) without another round trip.
@@ -57,6 +58,13 @@ one in another queue (or another priority step) waits for the end of the block a
 Each end of a block is a wake-up of an idle worker: most of what it costs. Below kombu's
 `brpop_timeout` plus `health_check_interval` (1 + 25 s), after which kombu drops a
 connection whose wait has not answered."""
+BUSY_BLOCK_TIMEOUT = 1.0
+"""The wait of a consumer that took a message within the last RECENT seconds, if shorter
+than `fetch_block_timeout`: while beat has work its tick comes every second and what it
+arms follows, through queues the wait does not watch; a deadline that came due as its
+order's message arrived waits for both. A consumer left alone longer waits the whole
+`fetch_block_timeout`."""
+RECENT = 5.0
 BINDING_REFRESH_PERIOD = 10.0
 """Seconds between two looks of kombu's binding-expiry timer (its own: every second). It
 refreshes the binding tables of expiring queues every third of their expiry (an hour at
@@ -170,6 +178,7 @@ class Channel(kombu_redis.Channel):
         self._pending: tuple[str, list[tuple[str, bool]]] | None = None
         self._wait: tuple[str, str, bool] | None = None  # (queue, list, no-ack) of the wait key
         self._blocking = False  # the next fetch (or the one out) is a BLMOVE, then the script
+        self._took_at = float("-inf")  # monotonic: when a fetch last took a message
         self._consumed_changes = 0  # queues added to this consumer so far
         self._fetched_changes = 0  # ... when the fetch out was prepared
         self._heartbeat: Heartbeat | None = None
@@ -219,12 +228,19 @@ class Channel(kombu_redis.Channel):
                 keys.fetch_moving(self.consumer_id),
                 "RIGHT",
                 "LEFT",
-                float(self.fetch_block_timeout),
+                self.wait_seconds(),
             )
             connection.send_packed_command(connection.pack_commands([blmove, script]))
             return
         self._blocking = False
         connection.send_command(*script)
+
+    def wait_seconds(self) -> float:
+        """How long the next BLMOVE waits: `fetch_block_timeout`, or BUSY_BLOCK_TIMEOUT if
+        shorter while this consumer took a message within the last RECENT seconds."""
+        if monotonic() - self._took_at < RECENT:
+            return min(self.fetch_block_timeout, BUSY_BLOCK_TIMEOUT)
+        return self.fetch_block_timeout
 
     def _fetch_arguments(self, queues: list[str]) -> list[Any]:
         """The fetch script's key count, KEYS and ARGV for these queues; remembers the
@@ -281,6 +297,7 @@ class Channel(kombu_redis.Channel):
                 if reply is None and self._pending is not None and fresh:
                     self._wait, self._blocking = self._wait_next, True
                 raise Empty()
+            self._took_at = monotonic()
             return self._deliver_batch(reply)
         finally:
             self._in_poll = None  # type: ignore[assignment]  # kombu's own reset
