@@ -120,7 +120,7 @@ app.conf.update(
                 idle_every=settings.idle_tick_every.total_seconds(),
             ),
             # A tick nobody ran in time is worthless: the next one does the same work.
-            "options": {"expires": max(5.0, settings.sweep_interval.total_seconds() * 5)},
+            "options": {"expires": settings.tick_expires.total_seconds()},
         }
     },
 )

@@ -62,9 +62,6 @@ def _positive_int(name: str, default: int) -> int:
 STALL_AFTER = timedelta(seconds=20)
 """Default of AFTERSALES_STALL_AFTER (Settings.stall_after)."""
 
-MAX_FETCH_WAIT = timedelta(seconds=20)
-"""Longest AFTERSALES_FETCH_WAIT: kombu drops a consumer's Redis connection when its wait
-has not answered within `brpop_timeout` plus `health_check_interval` (1 + 25 s)."""
 
 DEFAULT_METRICS_PORT = 9808
 """A port of Prometheus's default-port allocation range (9100-9999) taken by no exporter on
@@ -208,6 +205,12 @@ class Settings:
     # Where /metrics listens: every interface, for a Prometheus on another host or pod.
     metrics_address: str = "0.0.0.0"  # metrics carry no order data
 
+    @property
+    def tick_expires(self) -> timedelta:
+        """How long beat's tick waits to be run before it is dropped: the next one does the
+        same work."""
+        return max(timedelta(seconds=5), self.sweep_interval * 5)
+
     @classmethod
     def from_env(cls) -> Settings:
         redis_url = (
@@ -252,10 +255,12 @@ class Settings:
                 "AFTERSALES_VISIBILITY_TIMEOUT must be more than twice "
                 "AFTERSALES_DEADLINE_HORIZON, or armed deadline tasks are redelivered early"
             )
-        if settings.fetch_wait > MAX_FETCH_WAIT:
+        if settings.fetch_wait >= settings.tick_expires:
             raise SettingsError(
-                f"AFTERSALES_FETCH_WAIT must be at most {MAX_FETCH_WAIT.total_seconds():.0f} s: "
-                "kombu drops a Redis connection whose wait has not answered within 26 s"
+                "AFTERSALES_FETCH_WAIT must be shorter than the beat tick's expiry, "
+                f"{settings.tick_expires.total_seconds():g} s (5 s, or five "
+                "AFTERSALES_SWEEP_INTERVAL if longer): an idle worker would find its ticks "
+                "expired"
             )
         return settings
 

@@ -55,9 +55,9 @@ BLOCK_TIMEOUT = 2.0  # an idle consumer waits on its wait queue at most this lon
 """Default of the transport option `fetch_block_timeout` (the worker passes
 AFTERSALES_FETCH_WAIT): a message arriving in the wait queue wakes the consumer at once;
 one in another queue (or another priority step) waits for the end of the block at most.
-Each end of a block is a wake-up of an idle worker: most of what it costs. Below kombu's
-`brpop_timeout` plus `health_check_interval` (1 + 25 s), after which kombu drops a
-connection whose wait has not answered."""
+Each end of a block is a wake-up of an idle worker: the largest part of what it costs. A
+second under kombu's `brpop_timeout` plus `health_check_interval` (1 + 25 s), after which
+kombu drops a connection whose wait has not answered, and under `socket_timeout`."""
 BUSY_BLOCK_TIMEOUT = 1.0
 """The wait of a consumer that took a message within the last RECENT seconds, if shorter
 than `fetch_block_timeout`: while beat has work its tick comes every second and what it
@@ -70,7 +70,7 @@ BINDING_REFRESH_PERIOD = 10.0
 refreshes the binding tables of expiring queues every third of their expiry (an hour at
 least) and sweeps overdue ones every minute, so ten seconds changes neither; each look is
 a wake-up of an idle worker."""
-BEAT_PERIOD = 1.0  # a consumer's alive beat and restore sweep, like the worker's Liveness
+BEAT_PERIOD = 1.0  # a consumer's alive beat and restore sweep
 ALIVE_TTL_MS = 5_000  # five missed beats: a paused process is not declared dead
 RESTORE_GAP = 3 * BEAT_PERIOD  # longer without a restore: Redis was down, or no consumer lived
 RESTORE_QUIET = 3 * BEAT_PERIOD  # then nobody is declared dead until the living beat again
@@ -188,13 +188,18 @@ class Channel(kombu_redis.Channel):
         if self.global_keyprefix:
             raise ValueError("reliable fetch does not support kombu's global_keyprefix")
         self.fetch_block_timeout = float(self.fetch_block_timeout)
-        # kombu's health check (when on) drops a connection whose wait is this late
+        # A wait must answer a second before kombu's health check (when on) drops its
+        # connection as stale, and before the socket's own timeout (when set) gives up.
         check = float(self.health_check_interval or 0)
-        longest = float(self.brpop_timeout or 1) + check if check else float("inf")
-        if not 0 < self.fetch_block_timeout < longest:
+        limits = [float(self.brpop_timeout or 1) + check - 1] if check else []
+        if self.socket_timeout:
+            limits.append(float(self.socket_timeout) - 1)
+        longest = min(limits, default=float("inf"))
+        if not 0 < self.fetch_block_timeout <= longest:
             raise ValueError(
-                f"fetch_block_timeout must be above 0 and below {longest:g} s (kombu's "
-                f"brpop_timeout plus health_check_interval), not {self.fetch_block_timeout:g}"
+                f"fetch_block_timeout must be above 0 and at most {longest:g} s (a second "
+                "under kombu's brpop_timeout plus health_check_interval, and under "
+                f"socket_timeout), not {self.fetch_block_timeout:g}"
             )
 
     def basic_consume(self, queue: str, no_ack: bool = False, *args: Any, **kwargs: Any) -> Any:
