@@ -83,6 +83,15 @@ def consumers(redis_url: str, tmp_path: Path) -> Iterator[Consumers]:
         running.close()
 
 
+@pytest.fixture
+def left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Consumers wait the whole `fetch_block_timeout` from the start: not the shorter wait
+    of a consumer that started or took a message within RECENT seconds."""
+    from worker.shell import transport
+
+    monkeypatch.setattr(transport, "RECENT", 0.0)
+
+
 def publish(redis_url: str, bodies: list[str], priority: int = 0, queue: str = QUEUE) -> None:
     """With kombu's own transport, as any producer would."""
     exchange = Exchange(queue, type="direct")
@@ -405,7 +414,7 @@ def test_one_fetch_takes_up_to_the_free_prefetch_each_recorded_and_restored_in_o
     assert sorted(served) == ["a-1", "a-2", "b-1", "b-2"]
 
 
-def test_an_idle_consumer_waits_in_redis_instead_of_polling(redis_url, redis_client):
+def test_an_idle_consumer_waits_in_redis_instead_of_polling(redis_url, redis_client, left_alone):
     """Idle, a consumer sends the fetch script once a blocking wait ends (every
     BLOCK_TIMEOUT, 2 s), not every 50 ms; a message arriving wakes it at once."""
     with Connection(redis_url, transport=RELIABLE) as connection:
@@ -434,10 +443,10 @@ def test_an_idle_consumer_waits_in_redis_instead_of_polling(redis_url, redis_cli
 
 
 def test_a_consumer_that_just_took_a_message_waits_a_second_at_most(redis_url, redis_client):
-    """Within RECENT (5 s) of taking a message a consumer waits BUSY_BLOCK_TIMEOUT (1 s) at
-    most, however long its fetch_block_timeout: a message in a queue the wait does not
-    watch is taken within about a second, not at the end of an 8 s wait. Left alone
-    longer, it waits the whole block."""
+    """Within RECENT (5 s) of starting or of taking a message a consumer waits
+    BUSY_BLOCK_TIMEOUT (1 s) at most, however long its fetch_block_timeout: a message in a
+    queue the wait does not watch is taken within about a second, not at the end of an 8 s
+    wait. Left alone longer, it waits the whole block."""
     from worker.shell import transport
 
     options = {"fetch_block_timeout": 8}
@@ -451,7 +460,9 @@ def test_a_consumer_that_just_took_a_message_waits_a_second_at_most(redis_url, r
         queues = [Queue(QUEUE, routing_key=QUEUE), Queue("fetch-other", routing_key="fetch-other")]
         with connection.Consumer(queues, callbacks=[on_message], accept=["json"]):
             channel = connection.default_channel
-            assert channel.wait_seconds() == 8  # nothing taken yet
+            assert channel.wait_seconds() == 1.0  # just started
+            channel._took_at -= transport.RECENT  # nothing taken since it started
+            assert channel.wait_seconds() == 8
             publish(redis_url, ["first"])
             wait_until(lambda: _drain(connection) or bool(received), 15, "never fetched")
             assert channel.wait_seconds() == transport.BUSY_BLOCK_TIMEOUT == 1.0
@@ -582,7 +593,9 @@ def test_a_message_arriving_during_the_wait_is_taken_without_another_round_trip(
     assert redis_client.hlen("unacked") == 0
 
 
-def test_a_queue_added_during_the_wait_is_looked_at_when_the_wait_ends(redis_url, redis_client):
+def test_a_queue_added_during_the_wait_is_looked_at_when_the_wait_ends(
+    redis_url, redis_client, left_alone
+):
     """The script sent with a BLMOVE was prepared before the wait: a queue added meanwhile
     (Celery's add_consumer) is not among its lists. When it finds nothing, the next fetch
     is a script looking at every queue at once, not another whole wait: a message in the
@@ -611,7 +624,7 @@ def test_a_queue_added_during_the_wait_is_looked_at_when_the_wait_ends(redis_url
 
 @pytest.mark.parametrize("forgotten", [False, True], ids=["script-ran", "script-forgotten"])
 def test_a_wait_cut_short_by_a_cancel_gives_its_message_back_to_the_head(
-    forgotten, redis_url, redis_client
+    forgotten, redis_url, redis_client, left_alone
 ):
     """A consumer cancelled (a warm shutdown) while its BLMOVE and script are out reads
     both replies and puts the message back at the head of its queue: taken by the script,

@@ -59,10 +59,11 @@ Each end of a block is a wake-up of an idle worker: the largest part of what it 
 second under kombu's `brpop_timeout` plus `health_check_interval` (1 + 25 s), after which
 kombu drops a connection whose wait has not answered, and under `socket_timeout`."""
 BUSY_BLOCK_TIMEOUT = 1.0
-"""The wait of a consumer that took a message within the last RECENT seconds, if shorter
-than `fetch_block_timeout`: while beat has work its tick comes every second and what it
-arms follows, through queues the wait does not watch; a deadline that came due as its
-order's message arrived waits for both. A consumer left alone longer waits the whole
+"""The wait of a consumer that took a message, or started, within the last RECENT seconds,
+if shorter than `fetch_block_timeout`: while beat has work its tick comes every second
+and what it arms follows, through queues the wait does not watch; a deadline that came
+due as its order's message arrived waits for both, and a worker started after a crash has
+its predecessor's to catch up. A consumer left alone longer waits the whole
 `fetch_block_timeout`."""
 RECENT = 5.0
 BINDING_REFRESH_PERIOD = 10.0
@@ -178,7 +179,9 @@ class Channel(kombu_redis.Channel):
         self._pending: tuple[str, list[tuple[str, bool]]] | None = None
         self._wait: tuple[str, str, bool] | None = None  # (queue, list, no-ack) of the wait key
         self._blocking = False  # the next fetch (or the one out) is a BLMOVE, then the script
-        self._took_at = float("-inf")  # monotonic: when a fetch last took a message
+        # monotonic: when a fetch last took a message; a new consumer counts as having just
+        # taken one (a worker started after a crash has catching up to do)
+        self._took_at = monotonic()
         self._consumed_changes = 0  # queues added to this consumer so far
         self._fetched_changes = 0  # ... when the fetch out was prepared
         self._heartbeat: Heartbeat | None = None
@@ -242,7 +245,8 @@ class Channel(kombu_redis.Channel):
 
     def wait_seconds(self) -> float:
         """How long the next BLMOVE waits: `fetch_block_timeout`, or BUSY_BLOCK_TIMEOUT if
-        shorter while this consumer took a message within the last RECENT seconds."""
+        shorter while this consumer took a message, or started, within the last RECENT
+        seconds."""
         if monotonic() - self._took_at < RECENT:
             return min(self.fetch_block_timeout, BUSY_BLOCK_TIMEOUT)
         return self.fetch_block_timeout
