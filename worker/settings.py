@@ -170,10 +170,10 @@ class Settings:
     # With nothing to arm, re-send or relay, beat sends the tick only this often (it checks
     # every sweep interval, one read; 0: a tick every interval, idle or not).
     idle_tick_every: timedelta = timedelta(seconds=30)
-    # Redis broker: how long a worker that has taken nothing for 5 s waits in Redis on its
-    # inbound queue (a message there wakes it at once) before it looks at its deadlines
-    # and control queues again (1 s at most within 5 s of taking a message: worker/shell/
-    # transport.py). Shorter: those are looked at sooner, for more idle CPU.
+    # Redis broker: how long a worker waits in Redis on its inbound queue (a message there
+    # wakes it at once) before it looks at its deadlines and control queues again, once 5 s
+    # have passed since it started or last took a message (1 s at most before that:
+    # worker/shell/transport.py). Shorter: those are looked at sooner, for more idle CPU.
     fetch_wait: timedelta = timedelta(seconds=2)
     # Redis transport: unacked messages come back after this long. Must exceed the horizon
     # so an ETA task is never redelivered while it still waits (celery#4766).
