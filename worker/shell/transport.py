@@ -14,7 +14,7 @@ one beat, not the visibility timeout, which stays as kombu's last resort.
 A script cannot block, so when it finds every list empty an idle consumer waits in
 `BLMOVE <its wait queue> <its moving list>` (the transport option `fetch_wait_queue` if it
 consumes that queue, else its first; at most `fetch_block_timeout`, 2 s, or 1 s within 5 s
-of taking a message): the message is
+of starting or of taking a message): the message is
 in the queue or in the consumer's moving list at every moment. The next script goes out in
 the same write, behind the BLMOVE: Redis runs it as the wait ends, and it takes the moved
 message (and looks at every list again) without another round trip.
